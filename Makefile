@@ -1,0 +1,37 @@
+# prospect: make targets. `make help` lists them from their `## ` comments.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PROSPECT_SHARED_DATA ?= $(abspath ../shared/data)
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test test-fast lint lock clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+# The venv is rebuilt only when the dependency list or the lock changes.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create or update .venv from pyproject.toml + constraints.txt
+
+test: $(STAMP) ## Run the test suite (needs ../shared/data, or PROSPECT_SHARED_DATA)
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+test-fast: $(STAMP) ## Run the tests that do not need the shared real data
+	$(BIN)/python -m pytest -n 2 -m "not shared_data"
+
+lock: ## Re-resolve dependencies and rewrite constraints.txt
+	rm -rf /tmp/prospect-lock && $(PYTHON) -m venv /tmp/prospect-lock
+	/tmp/prospect-lock/bin/pip install --quiet '.[test]'
+	{ echo "# Lock for reproducible installs: exact versions resolved on Python 3.11."; echo "# Regenerate with: make lock"; \
+	  /tmp/prospect-lock/bin/pip freeze | grep -v -i '^prospect'; } > constraints.txt
+
+clean: ## Remove the venv and caches
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,1 @@
+"""Edges of the pipeline: product readers, data manifests, fetching, writers."""

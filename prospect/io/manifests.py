@@ -1,0 +1,185 @@
+"""Data manifests: one YAML file per data product in ``data_manifests/``.
+
+A manifest says what a product is (mission, instrument, product id and version,
+citation, licence), where its files come from (URL, published checksum or sha256,
+size), and how to read it (format, the file to open, units and the rule that turns
+stored numbers into physical values, nodata, CRS, resolution). Every manifest is
+validated against ``prospect/schemas/manifest.schema.json``; a violation is one line
+naming the file and the key.
+
+Manifests are looked up in ``PROSPECT_MANIFEST_DIR`` if set, else in the repository's
+``data_manifests/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prospect.errors import ManifestError
+
+_SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "manifest.schema.json"
+
+
+def manifest_dir() -> Path:
+    """Folder holding the manifests (``PROSPECT_MANIFEST_DIR`` or the repo's ``data_manifests``)."""
+    env = os.environ.get("PROSPECT_MANIFEST_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "data_manifests"
+
+
+def shared_data_dir() -> Path:
+    """The real-data folder (``PROSPECT_SHARED_DATA``, default ``../shared/data`` from the repo)."""
+    env = os.environ.get("PROSPECT_SHARED_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+@lru_cache(maxsize=1)
+def _schema() -> dict[str, Any]:
+    return json.loads(_SCHEMA_PATH.read_text())
+
+
+@dataclass(frozen=True)
+class ManifestFile:
+    name: str
+    url: str
+    checksum: str | None
+    size: int | None = None
+    checksum_source: str | None = None
+
+    @property
+    def algorithm(self) -> str | None:
+        return self.checksum.split(":", 1)[0] if self.checksum else None
+
+    @property
+    def digest(self) -> str | None:
+        return self.checksum.split(":", 1)[1] if self.checksum else None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated data manifest. ``raw`` keeps every key as written."""
+
+    id: str
+    path: Path
+    format: str
+    open: str
+    files: tuple[ManifestFile, ...]
+    units: str
+    crs: str
+    nodata: float | None
+    scale: float = 1.0
+    offset: float = 0.0
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.raw[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.raw.get(key, default)
+
+    def file(self, name: str) -> ManifestFile:
+        for f in self.files:
+            if f.name == name:
+                return f
+        raise ManifestError(f"{self.path}: no file named {name!r} in 'files'")
+
+    @property
+    def open_file(self) -> ManifestFile:
+        return self.file(self.open)
+
+    @property
+    def verified(self) -> bool:
+        """True when every file has a published or recorded checksum."""
+        return all(f.checksum for f in self.files)
+
+
+def _key_path(error: Any) -> str:
+    parts = []
+    for p in error.absolute_path:
+        parts.append(f"[{p}]" if isinstance(p, int) else (f".{p}" if parts else str(p)))
+    return "".join(parts) or "(top level)"
+
+
+def validate(data: Any, source: Path | str) -> None:
+    """Validate a parsed manifest against the schema; raise one-line :class:`ManifestError`."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: (len(list(e.absolute_path)), str(e.message)))
+    if errors:
+        e = errors[0]
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        if e.validator == "additionalProperties":
+            msg = f"unknown key: {e.message}"
+        else:
+            msg = e.message
+        raise ManifestError(f"{source}: key '{_key_path(e)}': {msg}{more}")
+    stem = Path(str(source)).stem
+    if isinstance(source, Path) and data["id"] != stem:
+        raise ManifestError(f"{source}: key 'id': {data['id']!r} must equal the file name {stem!r}")
+    names = [f["name"] for f in data["files"]]
+    if data["open"] not in names:
+        raise ManifestError(f"{source}: key 'open': {data['open']!r} is not one of files[].name {names}")
+    if len(set(names)) != len(names):
+        raise ManifestError(f"{source}: key 'files': duplicate file names")
+
+
+def load_manifest_file(path: Path) -> Manifest:
+    """Parse and validate one manifest file."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: manifest file not found") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ManifestError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise ManifestError(f"{path}: a manifest must be a mapping of keys to values")
+    validate(data, path)
+    files = tuple(
+        ManifestFile(
+            name=f["name"], url=f["url"], checksum=f["checksum"], size=f.get("size"),
+            checksum_source=f.get("checksum_source"),
+        )
+        for f in data["files"]
+    )
+    return Manifest(
+        id=data["id"], path=path, format=data["format"], open=data["open"], files=files,
+        units=data["units"], crs=data["crs"], nodata=data["nodata"],
+        scale=float(data.get("scale", 1.0)), offset=float(data.get("offset", 0.0)), raw=data,
+    )
+
+
+def list_manifests() -> list[str]:
+    """Ids of every manifest in :func:`manifest_dir`."""
+    return sorted(p.stem for p in manifest_dir().glob("*.yaml"))
+
+
+def load_manifest(id_or_path: str | Path) -> Manifest:
+    """A manifest by id (``"lola_ldem_4"``) or by path to its YAML file."""
+    p = Path(id_or_path)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return load_manifest_file(p)
+    candidate = manifest_dir() / f"{id_or_path}.yaml"
+    if candidate.exists():
+        return load_manifest_file(candidate)
+    known = ", ".join(list_manifests()[:12])
+    raise ManifestError(f"no data manifest with id {str(id_or_path)!r} in {manifest_dir()} (known: {known}, ...)")
+
+
+def is_manifest_id(value: str) -> bool:
+    """True when ``value`` names a manifest (and is not an existing path)."""
+    return not Path(value).exists() and (manifest_dir() / f"{value}.yaml").exists()

@@ -1,0 +1,375 @@
+"""Lunar geodesy and coordinate reference systems: the only module that knows the Moon.
+
+Everything else in prospect asks this module for the body radius, metres per degree,
+the polar stereographic scale factor and the IAU_2015 CRS codes; no other module may
+hard-code 1737400 or a CRS string.
+
+Facts and sources (``docs/science.md`` section 1):
+
+- The Moon is a sphere of radius 1,737,400 m for all LOLA, Diviner and Chang'e map
+  products (LOLA GDR labels ``A_AXIS_RADIUS = 1737.4 <km>``; Smith et al. 2010).
+  Legacy Clementine/ULCN grids use 1,738,000 m: recognised as lunar, with a warning.
+- PROJ's IAU_2015 codes (IAU WGCCRE 2015 report, Archinal et al. 2018, as shipped in
+  proj.db): 30100 geographic (planetocentric degrees), 30110 / 30115 equirectangular
+  centred on 0 / 180 E, 30130 north and 30135 south polar stereographic
+  (``+proj=stere +lat_0=-90 +lon_0=0 +k=1 +R=1737400``).
+- Metres per degree of latitude: ``2 pi R / 360`` = 30,323.6 m.
+- Polar stereographic scale factor ``k = 2 / (1 + sin|lat|)`` (Snyder 1987, eq. 21-4
+  with k0 = 1); LOLA polar grids (DSMAP_POLAR.CAT) place the pole at the grid centre
+  with latitude ``-90 + (360/pi) atan(rho / 2R)`` at map radius ``rho``.
+
+CRS comparison is done on PROJ parameters, never with ``CRS.equals``: rasterio and
+pyproj bundle different PROJ builds whose IAU_2015 definitions differ in axis naming
+(``docs/platform.md``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from prospect.errors import CRSError, EarthCRSError
+
+#: Reference radius of the Moon for LOLA, Diviner and Chang'e map products [m].
+MOON_RADIUS_M: float = 1_737_400.0
+#: Legacy Clementine / ULCN 2005 reference radius [m]: a datum trap (1738 km).
+LEGACY_MOON_RADIUS_M: float = 1_738_000.0
+#: Ground length of one degree of latitude (and of longitude at the equator) [m].
+METRES_PER_DEGREE: float = 2.0 * math.pi * MOON_RADIUS_M / 360.0
+#: Tolerance when deciding whether an ellipsoid is the lunar sphere [m].
+_RADIUS_TOLERANCE_M = 1.0
+
+IAU_AUTHORITY = "IAU_2015"
+IAU_GEOGRAPHIC = 30100
+IAU_EQUIRECTANGULAR_0 = 30110
+IAU_EQUIRECTANGULAR_180 = 30115
+IAU_NORTH_POLAR_STEREOGRAPHIC = 30130
+IAU_SOUTH_POLAR_STEREOGRAPHIC = 30135
+
+CRSKind = Literal["geographic", "equirectangular", "polar_north", "polar_south", "other"]
+
+#: The IAU_2015 codes prospect writes, with their PROJ definitions. The definitions are
+#: spelled out so that a code can be built identically by rasterio and pyproj.
+IAU_CODES: dict[int, str] = {
+    IAU_GEOGRAPHIC: f"+proj=longlat +R={MOON_RADIUS_M:.0f} +no_defs +type=crs",
+    IAU_EQUIRECTANGULAR_0: (
+        f"+proj=eqc +lat_ts=0 +lat_0=0 +lon_0=0 +x_0=0 +y_0=0 +R={MOON_RADIUS_M:.0f} +units=m +no_defs +type=crs"
+    ),
+    IAU_EQUIRECTANGULAR_180: (
+        f"+proj=eqc +lat_ts=0 +lat_0=0 +lon_0=180 +x_0=0 +y_0=0 +R={MOON_RADIUS_M:.0f} +units=m +no_defs +type=crs"
+    ),
+    IAU_NORTH_POLAR_STEREOGRAPHIC: (
+        f"+proj=stere +lat_0=90 +lon_0=0 +k=1 +x_0=0 +y_0=0 +R={MOON_RADIUS_M:.0f} +units=m +no_defs +type=crs"
+    ),
+    IAU_SOUTH_POLAR_STEREOGRAPHIC: (
+        f"+proj=stere +lat_0=-90 +lon_0=0 +k=1 +x_0=0 +y_0=0 +R={MOON_RADIUS_M:.0f} +units=m +no_defs +type=crs"
+    ),
+}
+
+_EARTH_DATUM_WORDS = ("WGS", "NAD", "ETRS", "GRS_1980", "GRS 1980", "EARTH", "OSGB", "ED50", "CLARKE")
+
+
+class LegacyDatumWarning(UserWarning):
+    """A lunar CRS on the legacy 1738 km sphere (Clementine / ULCN): heights differ by 600 m."""
+
+
+@dataclass(frozen=True)
+class LunarCRS:
+    """A CRS recognised as lunar.
+
+    ``wkt`` is the definition to write (WKT2 from the IAU code where one applies);
+    ``code`` is ``"IAU_2015:NNNNN"`` or ``None`` for lunar CRSs outside the table
+    (e.g. an equirectangular grid with a true-scale parallel other than the equator).
+    """
+
+    wkt: str
+    code: str | None
+    kind: CRSKind
+    radius_m: float
+    #: standard parallel / true-scale latitude of an equirectangular grid [deg]
+    lat_ts: float = 0.0
+    #: central meridian [deg E]
+    lon_0: float = 0.0
+
+    @property
+    def is_geographic(self) -> bool:
+        return self.kind == "geographic"
+
+    @property
+    def is_polar(self) -> bool:
+        return self.kind in ("polar_north", "polar_south")
+
+    def to_rasterio(self):
+        """This CRS as a :class:`rasterio.crs.CRS`."""
+        from rasterio.crs import CRS
+
+        return CRS.from_wkt(self.wkt)
+
+    def to_pyproj(self):
+        """This CRS as a :class:`pyproj.CRS`."""
+        import pyproj
+
+        return pyproj.CRS.from_wkt(self.wkt)
+
+    def __str__(self) -> str:
+        return self.code or f"lunar {self.kind} (R={self.radius_m:.0f} m)"
+
+
+def iau_code_string(code: int) -> str:
+    """``30135 -> "IAU_2015:30135"``."""
+    return f"{IAU_AUTHORITY}:{code}"
+
+
+def lunar_crs(code: int | str) -> LunarCRS:
+    """The lunar CRS for an IAU_2015 code (``30135``, ``"30135"`` or ``"IAU_2015:30135"``)."""
+    if isinstance(code, str):
+        tail = code.split(":")[-1].strip()
+        if not tail.isdigit() or (":" in code and code.split(":")[0].upper() != IAU_AUTHORITY):
+            raise CRSError(f"{code!r} is not an IAU_2015 code; use e.g. 'IAU_2015:30135'")
+        code = int(tail)
+    if code not in IAU_CODES:
+        known = ", ".join(iau_code_string(c) for c in IAU_CODES)
+        raise CRSError(f"IAU_2015:{code} is not a lunar CRS prospect supports (known: {known})")
+    import pyproj
+
+    crs = pyproj.CRS.from_user_input(IAU_CODES[code])
+    return identify(crs.to_wkt(), source=iau_code_string(code))
+
+
+def _proj_params(crs: Any) -> dict[str, Any]:
+    """PROJ.4-style parameters of any CRS-like object (WKT, PROJ string, rasterio/pyproj CRS)."""
+    import pyproj
+
+    if hasattr(crs, "to_wkt"):
+        crs = crs.to_wkt()
+    p = pyproj.CRS.from_user_input(crs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        params = p.to_dict()
+    params["_name"] = p.name or ""
+    params["_datum"] = p.datum.name if p.datum else ""
+    params["_is_geographic"] = p.is_geographic
+    params["_authority"] = p.to_authority(min_confidence=100) if not p.is_bound else None
+    ell = p.ellipsoid
+    params["_a"] = ell.semi_major_metre if ell else None
+    params["_b"] = ell.semi_minor_metre if ell else None
+    return params
+
+
+def identify(crs: Any, *, source: str = "input", crs_override: str | int | None = None) -> LunarCRS:
+    """Recognise a lunar CRS in any WKT / PROJ string / CRS object, or refuse it.
+
+    Recognises GDAL's PDS3 "SIMPLE_CYLINDRICAL MOON" and "POLAR_STEREOGRAPHIC MOON"
+    definitions, the ``lat_ts=-90`` stereographic that GeoTIFFs written with
+    IAU_2015:30135 read back as, and ESRI ``GCS_Moon_2000`` .prj files, and maps each
+    to its IAU_2015 code when the parameters match one.
+
+    ``crs_override``: for files whose CRS declaration is known to lie (the HKPolyU
+    crater shapefiles carry a WGS84 ``.prj`` around lunar degrees): the declared CRS is
+    ignored and this IAU_2015 code is used instead.
+
+    Raises :class:`EarthCRSError` for an Earth CRS and :class:`CRSError` for a missing
+    or non-lunar one; ``source`` names the file in the message.
+    """
+    if crs_override is not None:
+        return lunar_crs(crs_override)
+    if crs is None or (isinstance(crs, str) and not crs.strip()):
+        raise CRSError(
+            f"{source}: no coordinate reference system; give one (e.g. crs_override='IAU_2015:30135')"
+        )
+    try:
+        p = _proj_params(crs)
+    except Exception as exc:  # pyproj raises its own CRSError for garbage
+        raise CRSError(f"{source}: unreadable CRS definition ({exc})") from None
+    a = p["_a"]
+    name = f"{p['_name']} / {p['_datum']}".strip(" /")
+    authority = p["_authority"]
+    if a is None:
+        raise CRSError(f"{source}: CRS {name!r} has no ellipsoid; cannot tell which body it is on")
+    if 6.3e6 < a < 6.4e6 or (authority and authority[0] == "EPSG") or any(
+        w in name.upper() for w in _EARTH_DATUM_WORDS
+    ):
+        raise EarthCRSError(
+            f"{source}: declares an Earth CRS ({name}, semi-major axis {a:.0f} m), not a lunar one; "
+            f"if the coordinates are really lunar and the declaration is known to be wrong, "
+            f"override it with crs_override='IAU_2015:30100' (CLI: --assume-crs IAU_2015:30100)"
+        )
+    if abs(a - LEGACY_MOON_RADIUS_M) <= _RADIUS_TOLERANCE_M:
+        warnings.warn(
+            f"{source}: lunar CRS on the legacy 1738 km sphere (Clementine/ULCN); "
+            "heights referenced to it are 600 m off the 1737.4 km LOLA sphere",
+            LegacyDatumWarning,
+            stacklevel=2,
+        )
+    elif abs(a - MOON_RADIUS_M) > _RADIUS_TOLERANCE_M:
+        raise CRSError(
+            f"{source}: CRS {name!r} has semi-major axis {a:.0f} m: not the Moon "
+            f"({MOON_RADIUS_M:.0f} m); prospect reads lunar data only"
+        )
+    if p["_b"] is not None and abs(p["_a"] - p["_b"]) > _RADIUS_TOLERANCE_M:
+        raise CRSError(f"{source}: CRS {name!r} is an ellipsoid, but lunar map products use a sphere")
+
+    wkt = crs.to_wkt() if hasattr(crs, "to_wkt") else _to_wkt(crs)
+    kind, code, lat_ts, lon_0 = _classify(p)
+    if code is not None and abs(a - MOON_RADIUS_M) <= _RADIUS_TOLERANCE_M:
+        import pyproj
+
+        wkt = pyproj.CRS.from_user_input(IAU_CODES[code]).to_wkt()
+        return LunarCRS(wkt=wkt, code=iau_code_string(code), kind=kind, radius_m=a, lat_ts=lat_ts, lon_0=lon_0)
+    return LunarCRS(wkt=wkt, code=None, kind=kind, radius_m=a, lat_ts=lat_ts, lon_0=lon_0)
+
+
+def _to_wkt(crs: Any) -> str:
+    import pyproj
+
+    return pyproj.CRS.from_user_input(crs).to_wkt()
+
+
+def _close(value: Any, target: float, tol: float = 1e-9) -> bool:
+    try:
+        return abs(float(value) - target) <= tol
+    except (TypeError, ValueError):
+        return False
+
+
+def _classify(p: dict[str, Any]) -> tuple[CRSKind, int | None, float, float]:
+    """Kind and IAU code from PROJ parameters (offsets and scale must be the canonical ones)."""
+    proj = p.get("proj")
+    lon_0 = float(p.get("lon_0", 0.0))
+    no_offsets = _close(p.get("x_0", 0), 0) and _close(p.get("y_0", 0), 0)
+    if p["_is_geographic"] or proj in ("longlat", "latlong", "lonlat"):
+        return "geographic", IAU_GEOGRAPHIC, 0.0, 0.0
+    if proj == "eqc":
+        lat_ts = float(p.get("lat_ts", 0.0))
+        code = None
+        if no_offsets and _close(lat_ts, 0) and _close(p.get("lat_0", 0), 0):
+            if _close(lon_0, 0):
+                code = IAU_EQUIRECTANGULAR_0
+            elif _close(abs(lon_0), 180):
+                code = IAU_EQUIRECTANGULAR_180
+        return "equirectangular", code, lat_ts, lon_0
+    if proj in ("stere", "ups"):
+        lat_0 = float(p.get("lat_0", 0.0))
+        # A polar stereographic with lat_ts = +-90 is the k0 = 1 form; GeoTIFFs written
+        # with IAU_2015:30135 read back this way (docs/platform.md).
+        k = float(p.get("k", p.get("k_0", 1.0)))
+        lat_ts = p.get("lat_ts")
+        true_scale_at_pole = lat_ts is None or _close(abs(float(lat_ts)), 90)
+        if _close(abs(lat_0), 90):
+            kind: CRSKind = "polar_south" if lat_0 < 0 else "polar_north"
+            canonical = no_offsets and _close(lon_0, 0) and _close(k, 1) and true_scale_at_pole
+            code = (IAU_SOUTH_POLAR_STEREOGRAPHIC if lat_0 < 0 else IAU_NORTH_POLAR_STEREOGRAPHIC) if canonical else None
+            return kind, code, lat_0, lon_0
+    return "other", None, 0.0, lon_0
+
+
+def recover_iau_code(crs: Any) -> str | None:
+    """The IAU_2015 code string of a lunar CRS, or ``None`` when it matches none."""
+    return identify(crs).code
+
+
+# --- geodesy ---------------------------------------------------------------------
+
+
+def polar_scale_factor(lat_deg: Any) -> Any:
+    """Point scale factor of the polar stereographic projection with k0 = 1.
+
+    ``k = 2 / (1 + sin|lat|)`` (Snyder 1987, eq. 21-4): map distances are ``k`` times
+    ground distances (1.008 at 80 deg, 1.017 at 75 deg), so ground = map / k.
+    """
+    return 2.0 / (1.0 + np.sin(np.radians(np.abs(lat_deg))))
+
+
+def polar_stereographic_latitude(rho_m: Any, *, south: bool = True, radius_m: float = MOON_RADIUS_M) -> Any:
+    """Latitude [deg] at map radius ``rho`` from the pole (LOLA DSMAP_POLAR.CAT).
+
+    South: ``LAT = -90 + (360/pi) atan(rho / (2 R))``; north: the mirror image.
+    """
+    colat = np.degrees(2.0 * np.arctan(np.asarray(rho_m, dtype="float64") / (2.0 * radius_m)))
+    return -90.0 + colat if south else 90.0 - colat
+
+
+def geographic_ground_spacing(res_deg: float, lat_deg: Any, radius_m: float = MOON_RADIUS_M) -> tuple[Any, float]:
+    """Ground size ``(dx, dy)`` in metres of a geographic cell of ``res_deg`` at latitude.
+
+    ``dy = 2 pi R / 360 * res``; ``dx = dy * cos(lat)`` (``docs/science.md`` section 2).
+    """
+    dy = 2.0 * math.pi * radius_m / 360.0 * res_deg
+    return dy * np.cos(np.radians(lat_deg)), dy
+
+
+def equirectangular_true_scale(lat_ts_deg: float) -> float:
+    """East-west ground / map distance ratio on an equirectangular grid: ``cos(lat_ts)`` at lat_ts."""
+    return math.cos(math.radians(lat_ts_deg))
+
+
+def normalize_longitude(lon: Any, convention: Literal["180", "360"] = "180") -> Any:
+    """Longitudes east in ``[-180, 180)`` (``"180"``) or ``[0, 360)`` (``"360"``).
+
+    Products differ: LOLA IMGs are 0..360 E (centre 180), their JPEG2000 twins and the
+    LP GRS tables -180..180 E. Every comparison of positions normalises explicitly.
+    """
+    lon = np.asarray(lon, dtype="float64")
+    if convention == "360":
+        return np.mod(lon, 360.0)
+    if convention == "180":
+        return np.mod(lon + 180.0, 360.0) - 180.0
+    raise ValueError(f"longitude convention must be '180' or '360', not {convention!r}")
+
+
+def great_circle_distance_m(lon1: Any, lat1: Any, lon2: Any, lat2: Any, radius_m: float = MOON_RADIUS_M) -> Any:
+    """Haversine distance on the lunar sphere [m]."""
+    l1, p1, l2, p2 = (np.radians(np.asarray(v, dtype="float64")) for v in (lon1, lat1, lon2, lat2))
+    h = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin((l2 - l1) / 2) ** 2
+    return 2.0 * radius_m * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
+
+
+def cell_area_m2(lat_min: Any, lat_max: Any, lon_width_deg: Any, radius_m: float = MOON_RADIUS_M) -> Any:
+    """Exact area of a latitude-longitude cell on the sphere: ``R^2 dlon (sin lat2 - sin lat1)``."""
+    return (
+        radius_m**2
+        * np.radians(np.asarray(lon_width_deg, dtype="float64"))
+        * (np.sin(np.radians(lat_max)) - np.sin(np.radians(lat_min)))
+    )
+
+
+def polar_cap_area_m2(lat_deg: float, radius_m: float = MOON_RADIUS_M) -> float:
+    """Area poleward of ``|lat|``: ``2 pi R^2 (1 - sin|lat|)`` (18,052 km^2 at 87.5 deg)."""
+    return 2.0 * math.pi * radius_m**2 * (1.0 - math.sin(math.radians(abs(lat_deg))))
+
+
+def transformer(src: LunarCRS, dst: LunarCRS):
+    """A pyproj Transformer between two lunar CRSs, lon/lat order (``always_xy``)."""
+    import pyproj
+
+    return pyproj.Transformer.from_crs(src.to_pyproj(), dst.to_pyproj(), always_xy=True)
+
+
+def xy_to_lonlat(crs: LunarCRS, x: Any, y: Any) -> tuple[Any, Any]:
+    """Map coordinates to planetocentric lon/lat [deg] on the same sphere."""
+    geo = lunar_crs(IAU_GEOGRAPHIC) if abs(crs.radius_m - MOON_RADIUS_M) <= _RADIUS_TOLERANCE_M else _geographic_of(crs)
+    return transformer(crs, geo).transform(x, y)
+
+
+def lonlat_to_xy(crs: LunarCRS, lon: Any, lat: Any) -> tuple[Any, Any]:
+    """Planetocentric lon/lat [deg] to map coordinates of ``crs``."""
+    geo = lunar_crs(IAU_GEOGRAPHIC) if abs(crs.radius_m - MOON_RADIUS_M) <= _RADIUS_TOLERANCE_M else _geographic_of(crs)
+    return transformer(geo, crs).transform(lon, lat)
+
+
+def _geographic_of(crs: LunarCRS) -> LunarCRS:
+    import pyproj
+
+    wkt = pyproj.CRS.from_user_input(f"+proj=longlat +R={crs.radius_m} +no_defs +type=crs").to_wkt()
+    return LunarCRS(wkt=wkt, code=None, kind="geographic", radius_m=crs.radius_m)
+
+
+def ground_resolution_m(crs: LunarCRS, pixel_size: float) -> float:
+    """Nominal ground size of a pixel [m]: degrees times metres per degree for geographic grids."""
+    if crs.is_geographic:
+        return abs(pixel_size) * 2.0 * math.pi * crs.radius_m / 360.0
+    return abs(pixel_size)
