@@ -134,18 +134,36 @@ def validate(data: Any, source: Path | str) -> None:
         raise ManifestError(f"{source}: key 'files': duplicate file names")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_manifest_file(path: Path) -> Manifest:
     """Parse and validate one manifest file."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ManifestError(f"{path}: manifest file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: not UTF-8 text (byte {exc.start}); manifests are UTF-8 YAML") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ManifestError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ManifestError(f"{path}:{where} not valid YAML ({' '.join(str(problem).split())})") from None
     if not isinstance(data, dict):
         raise ManifestError(f"{path}: a manifest must be a mapping of keys to values")
     validate(data, path)
@@ -171,7 +189,7 @@ def list_manifests() -> list[str]:
 def load_manifest(id_or_path: str | Path) -> Manifest:
     """A manifest by id (``"lola_ldem_4"``) or by path to its YAML file."""
     p = Path(id_or_path)
-    if p.suffix in (".yaml", ".yml") and p.exists():
+    if p.suffix in (".yaml", ".yml"):
         return load_manifest_file(p)
     candidate = manifest_dir() / f"{id_or_path}.yaml"
     if candidate.exists():

@@ -1,0 +1,585 @@
+"""Raster product readers: any supported lunar product -> a lazy, georeferenced DataArray.
+
+:func:`open_product` takes a path or a data-manifest id and returns a dask-backed
+``float32`` :class:`xarray.DataArray` with dims ``(y, x)``, map coordinates at pixel
+centres, NaN where the product has no data, the lunar CRS assigned (rioxarray
+``spatial_ref``), and attrs naming the units, product, instrument and the sha256 of the
+file it came from.
+
+Formats:
+
+- PDS3 with detached (``.LBL``) or attached labels, parsed by :mod:`prospect.io.pds3`
+  (LOLA GDR global and polar; the Chang'e dialect GDAL cannot open). LOLA heights are
+  ``DN * SCALING_FACTOR``; the label's OFFSET is the 1737.4 km reference radius and is
+  never added (LOLA label note; ``docs/science.md`` section 1). Georeferencing comes
+  from IMAGE_MAP_PROJECTION with MAP_SCALE in km or m per pixel.
+- PDS3 labels describing a JPEG2000 file (COMPRESSED_FILE), and bare ``.JP2`` files
+  whose detached label sits beside them: pixels through GDAL, scaling and
+  georeferencing from the label.
+- PDS4 (XML label), ISIS3 cubes, GeoTIFF/COG and JPEG2000 through GDAL (rasterio),
+  with scale/offset, nodata and units from the file.
+
+Simple-cylindrical products stay on their native equirectangular grid (IAU_2015:30115
+for LOLA IMGs centred on 180 E, 30110 for the JP2 twins centred on 0); 1-D ``lon`` and
+``lat`` coordinates give planetocentric degrees, with longitudes normalised explicitly
+to ``lon_convention`` (default -180..180).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from affine import Affine
+
+from prospect import lunar
+from prospect.errors import (
+    CorruptProductError, CRSError, FormatError, InputNotFoundError, LabelError, UnitsError,
+)
+from prospect.io import pds3
+from prospect.io.manifests import Manifest, is_manifest_id, list_manifests, load_manifest
+
+DEFAULT_CHUNK = 2048
+
+#: Unit spellings found in PDS3/PDS4/ISIS labels and GeoTIFF tags -> prospect's unit strings.
+UNIT_ALIASES: dict[str, str] = {
+    "m": "m", "meter": "m", "meters": "m", "metre": "m", "metres": "m",
+    "km": "km", "kilometer": "km", "kilometers": "km",
+    "k": "K", "kelvin": "K",
+    "deg": "deg", "degree": "deg", "degrees": "deg",
+    "ppm": "ppm", "ppm h": "ppm", "ppb": "ppb",
+    "wt%": "wt%", "wt.%": "wt%", "weight percent": "wt%", "percent": "%", "%": "%",
+    "1": "1", "none": "1", "n/a": "1", "unitless": "1", "dimensionless": "1", "fraction": "1",
+    "dn": "DN", "w/m**2": "W m-2", "w m-2": "W m-2",
+}
+
+_ISIS_SPECIAL_FLOOR = -3.4028e38  # ISIS3 float special pixels (NULL, LRS, LIS, ...) lie below
+
+
+def normalise_units(text: Any, source: str) -> str:
+    """A unit string from a label or tag in prospect's spelling; unknown units raise UnitsError."""
+    key = " ".join(str(text).strip().strip('"').lower().split())
+    if key in UNIT_ALIASES:
+        return UNIT_ALIASES[key]
+    raise UnitsError(
+        f"{source}: unknown units {text!r}; prospect knows {sorted(set(UNIT_ALIASES.values()))}; "
+        "declare the product's units in its data manifest"
+    )
+
+
+def _chunks(chunks: Any) -> tuple[int, int] | str:
+    if chunks is None:
+        return (DEFAULT_CHUNK, DEFAULT_CHUNK)
+    if chunks == "auto":
+        return "auto"
+    if isinstance(chunks, int):
+        return (chunks, chunks)
+    if isinstance(chunks, dict):
+        return (int(chunks.get("y", DEFAULT_CHUNK)), int(chunks.get("x", DEFAULT_CHUNK)))
+    if isinstance(chunks, (tuple, list)) and len(chunks) == 2:
+        return (int(chunks[0]), int(chunks[1]))
+    raise ValueError(f"chunks must be None, 'auto', an int, (y, x) or {{'y':..,'x':..}}, not {chunks!r}")
+
+
+# --- PDS3 georeferencing -------------------------------------------------------------
+
+def _quantity(v: Any) -> tuple[float, str]:
+    if isinstance(v, pds3.Quantity):
+        return float(v.value), v.unit.strip().lower()
+    return float(v), ""
+
+
+def _map_scale_m(proj: pds3.Block, src: str) -> float:
+    value, unit = _quantity(proj.require("MAP_SCALE", src))
+    unit = unit.replace(" ", "")
+    if unit in ("km/pix", "km/pixel", "kilometers/pixel", "km/px"):
+        return value * 1000.0
+    if unit in ("m/pix", "m/pixel", "meters/pixel", "metres/pixel", "m/px", "meter/pixel"):
+        return value
+    if unit == "":
+        # PDS3 default unit for MAP_SCALE is KM/PIXEL (PDS Standards Reference, Data Dictionary)
+        return value * 1000.0
+    raise UnitsError(f"{src}: MAP_SCALE unit <{unit}> is neither km/pixel nor m/pixel")
+
+
+def pds3_georeference(label: pds3.Block, src: str, shape: tuple[int, int], *, crs_override: Any = None
+                      ) -> tuple[lunar.LunarCRS, Affine, dict[str, Any]]:
+    """CRS and affine transform from a PDS3 IMAGE_MAP_PROJECTION object.
+
+    PDS3 convention (DSMAP.CAT / DSMAP_POLAR.CAT): the centre of 1-based sample I, line J
+    is at ``x = (I - SAMPLE_PROJECTION_OFFSET - 1) * MAP_SCALE``,
+    ``y = -(J - LINE_PROJECTION_OFFSET - 1) * MAP_SCALE``. For simple cylindrical grids
+    whose MAP_RESOLUTION (px/deg) is given, the exact scale ``2 pi R / 360 / res`` is used
+    (LOLA IMG labels round MAP_SCALE to 7580.84 m, 0.2 px at the map edge); a MAP_SCALE
+    that disagrees with MAP_RESOLUTION by more than 0.1 % is a label that lies.
+    """
+    proj = label.block("IMAGE_MAP_PROJECTION")
+    if proj is None:
+        for b in label.walk():
+            if b.name == "IMAGE_MAP_PROJECTION":
+                proj = b
+                break
+    if proj is None:
+        raise LabelError(f"{src}: label has no IMAGE_MAP_PROJECTION: the product is not map-projected")
+    ptype = str(proj.require("MAP_PROJECTION_TYPE", src)).upper().replace("_", " ").strip()
+    a_km, a_unit = _quantity(proj.require("A_AXIS_RADIUS", src))
+    radius_m = a_km * 1000.0 if a_unit in ("km", "") else a_km
+    center_lon, _ = _quantity(proj.get("CENTER_LONGITUDE", 0.0))
+    center_lat, _ = _quantity(proj.get("CENTER_LATITUDE", 0.0))
+    scale = _map_scale_m(proj, src)
+    extra: dict[str, Any] = {}
+    if ptype in ("SIMPLE CYLINDRICAL", "EQUIRECTANGULAR", "EQUIDISTANT"):
+        res = proj.get("MAP_RESOLUTION")
+        if res is not None:
+            res_v, _ = _quantity(res)
+            exact = 2 * math.pi * radius_m / 360.0 / res_v * math.cos(math.radians(center_lat))
+            if abs(exact - scale) / exact > 1e-3:
+                raise LabelError(
+                    f"{src}: MAP_SCALE {scale:.3f} m/px disagrees with MAP_RESOLUTION {res_v} px/deg "
+                    f"({exact:.3f} m/px on the {radius_m / 1000:.1f} km sphere): the label contradicts itself"
+                )
+            scale = exact
+        proj4 = (f"+proj=eqc +lat_ts={center_lat} +lat_0=0 +lon_0={center_lon} +x_0=0 +y_0=0 "
+                 f"+R={radius_m} +units=m +no_defs +type=crs")
+        extra["native_longitude_convention"] = _lon_convention(proj)
+    elif ptype == "POLAR STEREOGRAPHIC":
+        if abs(abs(center_lat) - 90) > 1e-9:
+            raise LabelError(f"{src}: POLAR STEREOGRAPHIC with CENTER_LATITUDE {center_lat} (must be +-90)")
+        proj4 = (f"+proj=stere +lat_0={center_lat} +lon_0={center_lon} +k=1 +x_0=0 +y_0=0 "
+                 f"+R={radius_m} +units=m +no_defs +type=crs")
+    else:
+        raise FormatError(f"{src}: MAP_PROJECTION_TYPE {ptype!r} is not supported yet")
+    crs = lunar.identify(proj4, source=src, crs_override=crs_override)
+    line_off, _ = _quantity(proj.require("LINE_PROJECTION_OFFSET", src))
+    sample_off, _ = _quantity(proj.require("SAMPLE_PROJECTION_OFFSET", src))
+    transform = Affine(scale, 0.0, -(sample_off + 0.5) * scale, 0.0, -scale, (line_off + 0.5) * scale)
+    return crs, transform, extra
+
+
+def _lon_convention(proj: pds3.Block) -> str:
+    west = proj.get("WESTERNMOST_LONGITUDE")
+    east = proj.get("EASTERNMOST_LONGITUDE")
+    try:
+        w, e = _quantity(west)[0], _quantity(east)[0]
+    except (TypeError, ValueError):
+        return "unknown"
+    return "0-360" if (w >= 0 and e > 180) else "-180-180"
+
+
+# --- building the DataArray ----------------------------------------------------------
+
+def _coords(transform: Affine, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    xs = transform.c + transform.a * (np.arange(shape[1]) + 0.5)
+    ys = transform.f + transform.e * (np.arange(shape[0]) + 0.5)
+    return xs, ys
+
+
+def _to_physical(raw: da.Array, *, scale: float, offset: float, nodata: list[float], isis: bool = False) -> da.Array:
+    values = raw.astype("float32")
+    mask = None
+    for nd in nodata:
+        m = raw == np.asarray(nd, dtype=raw.dtype) if np.can_cast(np.min_scalar_type(nd), raw.dtype) or raw.dtype.kind == "f" else None
+        if m is not None:
+            mask = m if mask is None else (mask | m)
+    if raw.dtype.kind == "f":
+        bad = ~da.isfinite(raw) if isis is False else (~da.isfinite(raw)) | (raw < _ISIS_SPECIAL_FLOOR)
+        mask = bad if mask is None else (mask | bad)
+    if scale != 1.0:
+        values = values * np.float32(scale)
+    if offset != 0.0:
+        values = values + np.float32(offset)
+    if mask is not None:
+        values = da.where(mask, np.float32(np.nan), values)
+    return values.astype("float32")
+
+
+def _assemble(data: da.Array, crs: lunar.LunarCRS, transform: Affine, attrs: dict[str, Any],
+              lon_convention: str) -> xr.DataArray:
+    xs, ys = _coords(transform, data.shape)
+    arr = xr.DataArray(data, dims=("y", "x"), coords={"y": ys, "x": xs}, name=attrs.get("product_id"))
+    if crs.kind == "equirectangular":
+        # lon depends on x only, lat on y only: 1-D coordinates on the native grid
+        lon, _ = lunar.xy_to_lonlat(crs, xs, np.zeros_like(xs))
+        _, lat = lunar.xy_to_lonlat(crs, np.zeros_like(ys), ys)
+        arr = arr.assign_coords(lon=("x", lunar.normalize_longitude(lon, lon_convention)), lat=("y", np.asarray(lat)))
+        attrs["longitude_convention"] = "-180-180" if lon_convention == "180" else "0-360"
+    elif crs.kind == "geographic":
+        arr = arr.assign_coords(lon=("x", lunar.normalize_longitude(xs, lon_convention)), lat=("y", ys))
+        attrs["longitude_convention"] = "-180-180" if lon_convention == "180" else "0-360"
+    arr = arr.rio.write_crs(crs.to_rasterio()).rio.write_transform(transform)
+    attrs["crs"] = crs.code or crs.kind
+    attrs["resolution_m"] = lunar.ground_resolution_m(crs, transform.a)
+    arr.attrs.update(attrs)
+    return arr
+
+
+def _sha256(path: Path) -> str:
+    from prospect.io.fetch import sha256_file
+
+    return sha256_file(path)
+
+
+def _manifest_for(path: Path, digest: str) -> Manifest | None:
+    """The manifest that lists this exact file (same name and sha256), if any."""
+    name = path.name.lower()
+    for mid in list_manifests():
+        try:
+            m = load_manifest(mid)
+        except Exception:  # a broken manifest must not stop a path open
+            continue
+        for f in m.files:
+            if f.name.lower() == name and f.checksum == f"sha256:{digest}":
+                return m
+    return None
+
+
+def _base_attrs(path: Path, manifest: Manifest | None, fmt: str) -> dict[str, Any]:
+    digest = _sha256(path)
+    if manifest is None:
+        manifest = _manifest_for(path, digest)
+    attrs: dict[str, Any] = {
+        "source_file": path.name, "source_path": str(path), "source_sha256": digest, "format": fmt,
+    }
+    if manifest is not None:
+        attrs.update(
+            manifest_id=manifest.id, product_id=manifest["product_id"], instrument=manifest["instrument"],
+            mission=manifest["mission"], citation=" ".join(str(manifest["citation"]).split()),
+            value_rule=" ".join(str(manifest["value_rule"]).split()),
+        )
+    return attrs
+
+
+# --- format handlers -----------------------------------------------------------------
+
+def _open_pds3(label_path: Path, manifest: Manifest | None, chunks: Any, crs_override: Any,
+               lon_convention: str) -> xr.DataArray:
+    label = pds3.read_label(label_path)
+    src = label_path.name
+    compressed = next((b for b in label.walk() if b.name == "COMPRESSED_FILE"), None)
+    if compressed is not None and str(compressed.get("ENCODING_TYPE", "")).upper().startswith("JP2"):
+        jp2 = pds3._find_file(label_path.parent, str(compressed.require("FILE_NAME", src)))
+        return _open_jp2_with_label(jp2, label, label_path, manifest, chunks, crs_override, lon_convention)
+    layout = pds3.image_layout(label, label_path)
+    image = layout.image
+    shape = layout.source.shape
+    crs, transform, extra = pds3_georeference(label, src, shape, crs_override=crs_override)
+    raw = da.from_array(layout.source, chunks=_chunks(chunks), lock=False, asarray=True, name=False)
+    scale, offset, attrs_rule = _pds3_value_rule(image, src, manifest, crs)
+    nodata = _pds3_nodata(image, manifest)
+    units = _units(image.get("UNIT"), manifest, src)
+    data = _to_physical(raw, scale=scale, offset=offset, nodata=nodata)
+    attrs = _base_attrs(layout.data_path, manifest, "PDS3")
+    attrs.setdefault("product_id", str(label.get("PRODUCT_ID", label_path.stem)))
+    attrs.setdefault("instrument", str(label.get("INSTRUMENT_ID", label.get("INSTRUMENT_NAME", "unknown"))))
+    attrs.setdefault("mission", str(label.get("INSTRUMENT_HOST_NAME", label.get("SPACECRAFT_NAME", "unknown"))))
+    attrs.update(attrs_rule, units=units, label_file=label_path.name, **extra)
+    _check_manifest_shape(manifest, shape, src)
+    return _assemble(data, crs, transform, attrs, lon_convention)
+
+
+def _pds3_value_rule(image: pds3.Block, src: str, manifest: Manifest | None, crs: lunar.LunarCRS
+                     ) -> tuple[float, float, dict[str, Any]]:
+    """Scale and offset of a PDS3 image; OFFSET equal to the body radius is never added.
+
+    LOLA labels: ``HEIGHT = DN * SCALING_FACTOR``; ``PLANETARY_RADIUS = HEIGHT + OFFSET``
+    where OFFSET is the reference radius (1737400). A generic scale/offset reader adds it
+    and returns radii instead of heights (``docs/platform.md``).
+    """
+    sf = float(image.get("SCALING_FACTOR", 1.0) or 1.0)
+    off = float(image.get("OFFSET", 0.0) or 0.0)
+    attrs: dict[str, Any] = {"scaling_factor": sf}
+    if manifest is not None and "scale" in manifest.raw:
+        if abs(manifest.scale - sf) > 1e-12 and "SCALING_FACTOR" in image:
+            raise LabelError(
+                f"{src}: label SCALING_FACTOR {sf} but manifest {manifest.id} says scale {manifest.scale}"
+            )
+        sf = manifest.scale
+    radius_like = any(abs(off - r) < 1000.0 for r in (lunar.MOON_RADIUS_M, lunar.LEGACY_MOON_RADIUS_M))
+    if radius_like:
+        attrs["reference_radius_m"] = off
+        attrs["value_rule"] = attrs.get("value_rule") or (
+            f"height = DN * {sf}; label OFFSET {off:.0f} m is the reference radius (radius = height + OFFSET), not added"
+        )
+        off = 0.0
+    if manifest is not None and "offset" in manifest.raw:
+        off = manifest.offset
+    attrs.setdefault("value_rule", f"value = DN * {sf} + {off}")
+    return sf, off, attrs
+
+
+def _pds3_nodata(image: pds3.Block, manifest: Manifest | None) -> list[float]:
+    values = []
+    for key in ("MISSING_CONSTANT", "NULL", "CORE_NULL", "INVALID_CONSTANT"):
+        v = image.get(key)
+        if isinstance(v, (int, float)):
+            values.append(float(v) if not isinstance(v, int) else v)
+    if manifest is not None and manifest.nodata is not None:
+        values.append(manifest.nodata)
+    return values
+
+
+def _units(label_unit: Any, manifest: Manifest | None, src: str) -> str:
+    label_u = normalise_units(label_unit, src) if label_unit not in (None, "") else None
+    if manifest is not None:
+        man_u = manifest.units
+        if label_u is not None and label_u != man_u and label_u not in ("1", "DN"):
+            raise UnitsError(f"{src}: the file says units {label_u!r} but manifest {manifest.id} says {man_u!r}")
+        return man_u
+    if label_u is None:
+        warnings.warn(f"{src}: no units in the file and no manifest: units recorded as 'unspecified'",
+                      stacklevel=3)
+        return "unspecified"
+    return label_u
+
+
+def _check_manifest_shape(manifest: Manifest | None, shape: tuple[int, int], src: str) -> None:
+    if manifest is not None and manifest.get("shape") and tuple(manifest["shape"]) != tuple(shape):
+        raise LabelError(f"{src}: raster is {shape[0]} x {shape[1]} but manifest {manifest.id} says {manifest['shape']}")
+
+
+def _gdal_dask(path: Path, chunks: Any, band: int = 1) -> tuple[da.Array, Any]:
+    import rioxarray
+
+    try:
+        rx = rioxarray.open_rasterio(path, chunks=dict(zip(("y", "x"), _chunks(chunks))) if _chunks(chunks) != "auto" else True,
+                                     masked=False, mask_and_scale=False, lock=False, cache=False)
+    except Exception as exc:
+        raise FormatError(f"{path}: GDAL cannot read this file ({str(exc).splitlines()[0]})") from None
+    if "band" in rx.dims:
+        if band > rx.sizes["band"]:
+            raise FormatError(f"{path}: band {band} requested but the file has {rx.sizes['band']}")
+        rx = rx.isel(band=band - 1)
+    return rx.data, rx
+
+
+def _open_jp2_with_label(jp2: Path, label: pds3.Block, label_path: Path, manifest: Manifest | None,
+                         chunks: Any, crs_override: Any, lon_convention: str) -> xr.DataArray:
+    """A JPEG2000 file described by a PDS3 label: pixels from GDAL, meaning from the label."""
+    import rasterio
+
+    src = label_path.name
+    with rasterio.open(jp2) as ds:
+        shape = (ds.height, ds.width)
+    image = next((b for b in label.walk() if b.name == "IMAGE" and b.kind == "OBJECT"), None)
+    compressed = next(b for b in label.walk() if b.name == "COMPRESSED_FILE")
+    if image is not None and (int(image.get("LINES", shape[0])), int(image.get("LINE_SAMPLES", shape[1]))) != shape:
+        raise LabelError(f"{src}: label says {image.get('LINES')} x {image.get('LINE_SAMPLES')} but {jp2.name} is "
+                         f"{shape[0]} x {shape[1]}")
+    rule_block = compressed if "SCALING_FACTOR" in compressed else (image or compressed)
+    crs, transform, extra = pds3_georeference(label, src, shape, crs_override=crs_override)
+    raw, _ = _gdal_dask(jp2, chunks)
+    scale, offset, attrs_rule = _pds3_value_rule(rule_block, src, manifest, crs)
+    units = _units(rule_block.get("UNIT"), manifest, src)
+    data = _to_physical(raw, scale=scale, offset=offset, nodata=_pds3_nodata(rule_block, manifest))
+    attrs = _base_attrs(jp2, manifest, "JPEG2000 (PDS3 label)")
+    attrs.setdefault("product_id", str(label.get("PRODUCT_ID", jp2.stem)))
+    attrs.setdefault("instrument", str(label.get("INSTRUMENT_ID", "unknown")))
+    attrs.setdefault("mission", str(label.get("INSTRUMENT_HOST_NAME", "unknown")))
+    attrs.update(attrs_rule, units=units, label_file=label_path.name, **extra)
+    _check_manifest_shape(manifest, shape, src)
+    return _assemble(data, crs, transform, attrs, lon_convention)
+
+
+def _open_gdal(path: Path, manifest: Manifest | None, chunks: Any, crs_override: Any, lon_convention: str,
+               fmt: str, band: int = 1) -> xr.DataArray:
+    """GeoTIFF/COG, PDS4, ISIS3, JPEG2000 (no label): GDAL reads pixels, CRS, scale/offset, nodata."""
+    import rasterio
+
+    try:
+        with rasterio.open(path) as ds:
+            crs_in = ds.crs
+            transform = ds.transform
+            nodata = ds.nodatavals[band - 1]
+            gdal_scale = ds.scales[band - 1]
+            gdal_offset = ds.offsets[band - 1]
+            unit = ds.units[band - 1] if ds.units else None
+            tags = ds.tags(band)
+            driver = ds.driver
+            shape = (ds.height, ds.width)
+    except rasterio.errors.RasterioIOError as exc:
+        raise FormatError(f"{path}: cannot be opened as a raster ({str(exc).splitlines()[0]})") from None
+    if transform.b != 0 or transform.d != 0:
+        raise FormatError(f"{path}: rotated rasters are not supported")
+    if crs_in is None and crs_override is None and manifest is not None:
+        crs_override = manifest.get("crs_override")
+    if crs_in is None and crs_override is None:
+        raise CRSError(f"{path}: the file has no CRS; pass crs_override='IAU_2015:NNNNN' (CLI: --assume-crs)")
+    crs = lunar.identify(crs_in.to_wkt() if crs_in is not None else None, source=str(path),
+                         crs_override=crs_override or (manifest.get("crs_override") if manifest else None))
+    raw, _ = _gdal_dask(path, chunks, band)
+    scale, offset = float(gdal_scale or 1.0), float(gdal_offset or 0.0)
+    if manifest is not None and "scale" in manifest.raw:
+        scale = manifest.scale
+    if manifest is not None and "offset" in manifest.raw:
+        offset = manifest.offset
+    unit = unit or tags.get("units") or tags.get("UNITS") or tags.get("unit")
+    units = _units(unit, manifest, path.name)
+    nd = [nodata] if nodata is not None else []
+    if manifest is not None and manifest.nodata is not None:
+        nd.append(manifest.nodata)
+    data = _to_physical(raw, scale=scale, offset=offset, nodata=nd, isis=(driver == "ISIS3"))
+    attrs = _base_attrs(path, manifest, fmt or driver)
+    attrs.setdefault("product_id", tags.get("PRODUCT_ID", path.stem).strip('"'))
+    attrs.setdefault("instrument", tags.get("INSTRUMENT_ID", "unknown").strip('"'))
+    attrs.update(units=units, scaling_factor=scale, value_offset=offset, gdal_driver=driver)
+    attrs.setdefault("value_rule", f"value = stored * {scale} + {offset}")
+    _check_manifest_shape(manifest, shape, path.name)
+    if crs.is_geographic and lon_convention:
+        pass  # geographic grids keep their native longitudes; lon coords are normalised in _assemble
+    return _assemble(data, crs, transform, attrs, lon_convention)
+
+
+# --- dispatch ------------------------------------------------------------------------
+
+_VECTOR_FORMATS = {"shapefile", "gpkg", "csv", "lp-grs-table", "diviner-prp-table", "pds3-table"}
+
+
+def _sibling_label_for(path: Path) -> Path | None:
+    """A detached PDS3 label beside ``path`` whose pointer or FILE_NAME names it."""
+    name = path.name.lower()
+    for cand in sorted(path.parent.iterdir()):
+        if cand.suffix.lower() != ".lbl" or cand.stat().st_size > (1 << 20):
+            continue
+        try:
+            text = cand.read_text(errors="replace")
+        except OSError:
+            continue
+        if re.search(r'(\^IMAGE|FILE_NAME)\s*=\s*\(?\s*"?' + re.escape(name) + r'"?', text, re.IGNORECASE):
+            # prefer the label whose COMPRESSED_FILE names a JP2, or whose ^IMAGE names an IMG
+            return cand
+    return None
+
+
+def _sniff(path: Path) -> str:
+    suffix = path.suffix.lower()
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    text = head.decode("latin-1")
+    if re.match(r"\s*(PDS_VERSION_ID|ODL_VERSION_ID)", text):
+        return "pds3"
+    if "IsisCube" in text or suffix == ".cub":
+        return "isis3"
+    if suffix == ".xml" or text.lstrip().startswith("<?xml"):
+        return "pds4"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "geotiff"
+    if head[4:8] == b"jP  " or head[:4] == b"\xff\x4f\xff\x51" or suffix in (".jp2", ".j2k"):
+        return "jp2"
+    if suffix in (".img", ".dat", ".raw"):
+        return "raw"
+    if suffix in (".shp", ".gpkg", ".csv", ".fgb", ".geojson"):
+        return "vector"
+    return "unknown"
+
+
+def _resolve(source: str | Path, strict: bool) -> tuple[Path, Manifest | None]:
+    s = str(source)
+    if isinstance(source, str) and is_manifest_id(s):
+        from prospect.io.fetch import ensure_local
+
+        manifest = load_manifest(s)
+        paths = ensure_local(manifest, strict=strict)
+        return paths[manifest.open], manifest
+    path = Path(source).expanduser()
+    if not path.exists():
+        hint = "" if any(c in s for c in "/\\.") else " (no data manifest has that id either)"
+        raise InputNotFoundError(f"{s}: no such file{hint}")
+    if path.is_dir():
+        raise InputNotFoundError(f"{s}: is a directory, not a product file")
+    return path, None
+
+
+def open_product(source: str | Path, *, chunks: Any = None, crs_override: str | int | None = None,
+                 strict: bool = False, lon_convention: str = "180", band: int = 1) -> xr.DataArray:
+    """Open a lunar raster product lazily.
+
+    Parameters
+    ----------
+    source
+        A path (``.LBL``/``.IMG`` PDS3, PDS4 ``.xml``, ISIS3 ``.cub``, GeoTIFF/COG,
+        JPEG2000) or a data-manifest id (files located and verified by
+        :func:`prospect.io.fetch.ensure_local`).
+    chunks
+        Dask chunks: ``None`` (2048 x 2048), ``"auto"``, an int, ``(y, x)`` or a dict.
+    crs_override
+        An IAU_2015 code for files whose declared CRS is known to be wrong.
+    strict
+        Refuse manifest files that have no published checksum.
+    lon_convention
+        ``"180"`` (-180..180) or ``"360"`` (0..360) for the ``lon`` coordinate of
+        cylindrical products; the pixels stay in the product's native order.
+
+    Returns a float32 DataArray (dims ``y, x``) with NaN for nodata, the lunar CRS, and
+    attrs ``units``, ``product_id``, ``instrument``, ``source_sha256``, ``crs``, ...
+    """
+    if lon_convention not in ("180", "360"):
+        raise ValueError("lon_convention must be '180' or '360'")
+    path, manifest = _resolve(source, strict)
+    if manifest is None:
+        manifest = _manifest_for(path, _sha256(path))
+    fmt = manifest.format if manifest is not None else _sniff(path)
+    if fmt in ("geotiff", "cog", "jp2") and _sniff(path) == "pds3":
+        fmt = "pds3"  # a manifest whose 'open' is the PDS3 label of a JP2/TIFF twin
+    if fmt in _VECTOR_FORMATS or fmt == "vector":
+        raise FormatError(f"{path}: is a vector/table product ({fmt}); open it with prospect.io.vectors.open_vector")
+    if fmt in ("pds3", "pds3-change"):
+        if _sniff(path) == "pds3":
+            return _open_pds3(path, manifest, chunks, crs_override, lon_convention)
+        fmt = "raw"
+    if fmt == "raw":
+        label = _sibling_label_for(path)
+        if label is None:
+            raise LabelError(
+                f"{path}: missing label: a raw PDS3 image needs its detached .LBL beside it (none in "
+                f"{path.parent} names {path.name}); fetch the label too"
+            )
+        return _open_pds3(label, manifest, chunks, crs_override, lon_convention)
+    if fmt == "jp2":
+        label = _sibling_label_for(path)
+        if label is not None:
+            lab = pds3.read_label(label)
+            if any(b.name == "COMPRESSED_FILE" for b in lab.walk()):
+                return _open_jp2_with_label(path, lab, label, manifest, chunks, crs_override, lon_convention)
+        return _open_gdal(path, manifest, chunks, crs_override, lon_convention, "JPEG2000")
+    if fmt in ("geotiff", "cog", "pds4", "isis3"):
+        names = {"geotiff": "GeoTIFF", "cog": "COG", "pds4": "PDS4", "isis3": "ISIS3"}
+        return _open_gdal(path, manifest, chunks, crs_override, lon_convention, names[fmt])
+    raise FormatError(
+        f"{path}: unrecognised raster format; prospect reads PDS3 (.LBL/.IMG), PDS4 (.xml), ISIS3 (.cub), "
+        "GeoTIFF/COG and JPEG2000"
+    )
+
+
+def describe(arr: xr.DataArray) -> dict[str, Any]:
+    """Summary statistics of an opened product, computed chunk by chunk (``prospect info``)."""
+    data = arr.data
+    valid = da.isfinite(data)
+    vmin, vmax, nvalid = da.compute(da.nanmin(data), da.nanmax(data), valid.sum())
+    total = int(np.prod(arr.shape))
+    tr = arr.rio.transform()
+    return {
+        "driver": arr.attrs.get("format"),
+        "crs": arr.attrs.get("crs"),
+        "width": int(arr.sizes["x"]),
+        "height": int(arr.sizes["y"]),
+        "resolution_m": float(arr.attrs.get("resolution_m")),
+        "pixel_size": [float(tr.a), float(-tr.e)],
+        "bounds": [float(v) for v in arr.rio.bounds()],
+        "units": arr.attrs.get("units"),
+        "min": None if int(nvalid) == 0 else float(vmin),
+        "max": None if int(nvalid) == 0 else float(vmax),
+        "nodata_fraction": 1.0 - int(nvalid) / total,
+        "sha256": arr.attrs.get("source_sha256"),
+        "product_id": arr.attrs.get("product_id"),
+        "instrument": arr.attrs.get("instrument"),
+        "manifest_id": arr.attrs.get("manifest_id"),
+        "source_file": arr.attrs.get("source_file"),
+        "value_rule": arr.attrs.get("value_rule"),
+    }
