@@ -216,11 +216,19 @@ def identify(crs: Any, *, source: str = "input", crs_override: str | int | None 
     wkt = crs.to_wkt() if hasattr(crs, "to_wkt") else _to_wkt(crs)
     kind, code, lat_ts, lon_0 = _classify(p)
     if code is not None and abs(a - MOON_RADIUS_M) <= _RADIUS_TOLERANCE_M:
-        import pyproj
-
-        wkt = pyproj.CRS.from_user_input(IAU_CODES[code]).to_wkt()
+        wkt = _iau_wkt(code)
         return LunarCRS(wkt=wkt, code=iau_code_string(code), kind=kind, radius_m=a, lat_ts=lat_ts, lon_0=lon_0)
     return LunarCRS(wkt=wkt, code=None, kind=kind, radius_m=a, lat_ts=lat_ts, lon_0=lon_0)
+
+
+def _iau_wkt(code: int) -> str:
+    """WKT2 of an IAU_2015 code, with its name and ID when this PROJ has them, else from parameters."""
+    import pyproj
+
+    try:
+        return pyproj.CRS.from_user_input(iau_code_string(code)).to_wkt()
+    except pyproj.exceptions.CRSError:
+        return pyproj.CRS.from_user_input(IAU_CODES[code]).to_wkt()
 
 
 def _to_wkt(crs: Any) -> str:

@@ -90,6 +90,7 @@ __all__ = [
     "make_scene",
     "max_sun_elevation_deg",
     "north_polar_scene",
+    "polar_scene",
     "rim_elevation_angle_deg",
     "scene_from_truth",
     "south_polar_scene",
@@ -483,7 +484,7 @@ class _Grid:
             dlon = margin_ground / (METRES_PER_DEGREE * cos) if cos > 1e-9 else math.inf
             lon = float(normalize_longitude(lon - lon_w, "360")) + lon_w
             return lat_lo + dlat <= lat <= lat_hi - dlat and lon_w + dlon <= lon <= lon_e - dlon
-        m = margin_ground * float(self.k(self.lat_of_frame(fx, fy))) + 0.0
+        m = margin_ground * float(self.k(self.lat_of_frame(fx, fy)))
         half_x, half_y = nx * self.px / 2.0, ny * self.px / 2.0
         return -half_x + m <= fx <= half_x - m and -half_y + m <= fy <= half_y - m
 
@@ -550,7 +551,7 @@ class _Placed:
     rim: float
 
 
-def sunward_horizon_deg(dem: np.ndarray, grid: _Grid, row: int, col: int) -> float:
+def _sunward_horizon_deg(dem: np.ndarray, grid: _Grid, row: int, col: int) -> float:
     """Horizon elevation [deg] from pixel (row, col) toward the equator, within the scene.
 
     ``max over r of atan((h(r) - h0 - r^2 / (2 R)) / r)`` (science.md section 3) along the
@@ -627,7 +628,7 @@ class _Builder:
         saved = self.dem[rs, cs].copy()
         try:
             _render_crater(self.dem, self.grid, c)
-            return sunward_horizon_deg(self.dem, self.grid, c.row, c.col) < limit_deg
+            return _sunward_horizon_deg(self.dem, self.grid, c.row, c.col) < limit_deg
         finally:
             self.dem[rs, cs] = saved
 
@@ -1009,12 +1010,6 @@ def _grid_of(scene: SyntheticScene) -> _Grid:
     return _Grid(scene.params)
 
 
-def _frame_coords(grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
-    if grid.geographic:
-        return grid.fx, grid.fy
-    return np.broadcast_arrays(grid.x[None, :], grid.y[:, None])  # type: ignore[return-value]
-
-
 def truth_masks(scene: SyntheticScene) -> dict[str, xr.DataArray]:
     """Boolean rasters of the constructed truth, on the scene's grid.
 
@@ -1214,7 +1209,7 @@ def write_scene(
       and the file names (deterministic: no time stamps); :func:`scene_from_truth`
       regenerates the scene from it.
     """
-    from prospect.io.writers import LOLA_SCALING_FACTOR, write_geotiff, write_pds3_lola
+    from prospect.io.writers import LOLA_SCALING_FACTOR, atomic_write, write_geotiff, write_pds3_lola
 
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -1296,8 +1291,6 @@ def write_scene(
         "files": {k: v.name for k, v in paths.items()},
     }
     paths["truth_json"] = out / f"{stem}_truth.json"
-    from prospect.io.writers import atomic_write
-
     text = json.dumps(_jsonable(truth), indent=2, sort_keys=True) + "\n"
     with atomic_write(paths["truth_json"]) as tmp:
         tmp.write_text(text)

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from prospect.errors import CRSError
-from prospect.lunar import METRES_PER_DEGREE, MOON_RADIUS_M, LunarCRS, polar_stereographic_latitude
+from prospect.lunar import MOON_RADIUS_M, LunarCRS, polar_stereographic_latitude
 
 __all__ = [
     "LOLA_GDR_DATA_SET_ID",
@@ -365,6 +365,8 @@ def write_pds3_lola(
     if arr.dtype != np.int16:
         raise TypeError(f"LOLA IMGs hold int16 DN; got {arr.dtype} (convert with np.round(h / 0.5).astype('int16'))")
     img = Path(img_path)
+    if img.suffix.lower() == ".lbl":
+        raise ValueError(f"{img}: give the IMG path; the label is written next to it with a .LBL suffix")
     lbl = _label_path(img)
     lines, samples = arr.shape
     text = pds3_lola_label(
@@ -431,6 +433,10 @@ def write_geotiff(
         values = np.where(np.isnan(values), nodata, values)
     if np.issubdtype(out_dtype, np.integer) and np.issubdtype(values.dtype, np.floating):
         values = np.round(values)
+    if nodata is not None and np.issubdtype(out_dtype, np.integer):
+        info = np.iinfo(out_dtype)
+        if not info.min <= nodata <= info.max or nodata != int(nodata):
+            raise ValueError(f"nodata {nodata!r} is not representable as {out_dtype.name}; pass a nodata value that is")
     values = values.astype(out_dtype, copy=False)
     count, height, width = values.shape
     profile: dict[str, Any] = {

@@ -1,0 +1,152 @@
+"""The ``prospect`` command line: a thin layer over the library.
+
+Every command calls one library function. Any :class:`~prospect.errors.ProspectError`
+becomes one line on stderr (``prospect: error: ...``) and exit code 2, with no
+traceback and no partial output; usage errors also exit 2. Warnings print as one line
+each.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+try:  # typer >= 0.20 vendors click as typer._click
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exc
+
+from prospect.errors import ProspectError
+
+app = typer.Typer(
+    name="prospect",
+    help="Lunar resource prospecting: real orbital rasters in, ranked base sites out.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+AssumeCRS = Annotated[
+    Optional[str],
+    typer.Option("--assume-crs", help="Use this IAU_2015 CRS (e.g. IAU_2015:30100) instead of the file's declared "
+                 "one, for files whose CRS is known to be wrong."),
+]
+
+
+@app.command()
+def info(
+    source: Annotated[str, typer.Argument(help="A product file (PDS3 .LBL/.IMG, PDS4 .xml, ISIS3 .cub, GeoTIFF, "
+                                                "JPEG2000, shapefile, GeoPackage, CSV) or a data-manifest id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    assume_crs: AssumeCRS = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse manifest files without a published checksum.")] = False,
+) -> None:
+    """Describe a product: format, lunar CRS, size, resolution, units, value range, checksum."""
+    from prospect.io.readers import _sniff, describe, open_product
+
+    path = Path(source)
+    if path.suffix.lower() in (".shp", ".gpkg", ".csv", ".fgb", ".geojson") or _is_vector_manifest(source):
+        from prospect.io.fetch import sha256_file
+        from prospect.io.vectors import open_vector
+
+        gdf = open_vector(source, crs_override=assume_crs, strict=strict)
+        summary = {
+            "driver": "vector", "crs": gdf.attrs.get("crs_code"), "features": int(len(gdf)),
+            "bounds": [float(v) for v in gdf.total_bounds], "columns": [c for c in gdf.columns if c != "geometry"],
+            "sha256": sha256_file(path) if path.exists() else None, "manifest_id": gdf.attrs.get("manifest_id"),
+        }
+    else:
+        if path.exists() and _sniff(path) == "vector":
+            raise typer.BadParameter(f"{source}: vector file")
+        arr = open_product(source, crs_override=assume_crs, strict=strict)
+        summary = describe(arr)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        width = max(len(k) for k in summary)
+        for k, v in summary.items():
+            typer.echo(f"{k:<{width}}  {v}")
+
+
+def _is_vector_manifest(source: str) -> bool:
+    from prospect.io.manifests import is_manifest_id, load_manifest
+
+    if not is_manifest_id(source):
+        return False
+    return load_manifest(source).format in ("shapefile", "gpkg", "csv")
+
+
+@app.command()
+def fetch(
+    ids: Annotated[list[str], typer.Argument(help="Data-manifest ids (see `prospect manifests`).")],
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse files whose manifest publishes no checksum.")] = False,
+    mirror: Annotated[Optional[str], typer.Option("--mirror", help="Local folder or base URL searched before the "
+                                                  "archive (default: $PROSPECT_MIRROR).")] = None,
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="Cache folder (default: $PROSPECT_CACHE or "
+                                                  "~/.cache/prospect).")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show download progress.")] = True,
+) -> None:
+    """Download and verify the files of data products into the cache (offline with a mirror)."""
+    from prospect.io.fetch import fetch as fetch_products
+
+    result = fetch_products(list(ids), strict=strict, mirror=mirror, cache=cache, progress=progress)
+    for mid, files in result.items():
+        for name, path in files.items():
+            typer.echo(f"{mid}\t{name}\t{path}")
+
+
+@app.command()
+def manifests(
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """List (and validate) every data manifest."""
+    from prospect.io.manifests import list_manifests, load_manifest
+
+    rows = []
+    for mid in list_manifests():
+        m = load_manifest(mid)
+        rows.append({"id": m.id, "product_id": m["product_id"], "instrument": m["instrument"], "format": m.format,
+                     "crs": m.crs, "verified": m.verified})
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            flag = "" if r["verified"] else "  (no published checksum)"
+            typer.echo(f"{r['id']:<36} {r['instrument']:<8} {r['format']:<13} {r['crs']:<15} {r['product_id']}{flag}")
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+    return f"prospect: warning: {message}\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the app, turning user errors into one line and exit code 2."""
+    warnings.formatwarning = _one_line_warning
+    try:
+        rv = app(args=argv, standalone_mode=False, prog_name="prospect")
+    except ProspectError as exc:
+        msg = " ".join(str(exc).split())
+        print(f"prospect: error: {msg}", file=sys.stderr)
+        sys.exit(2)
+    except click_exc.UsageError as exc:
+        exc.show()
+        sys.exit(2)
+    except click_exc.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code or 2)
+    except click_exc.Abort:
+        print("prospect: aborted", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        print("prospect: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
