@@ -13,6 +13,7 @@ import math
 import os
 import re
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -381,6 +382,15 @@ def test_lola_polar_label_geometry(n, scale, edge_lat):
     assert num(label["SCALING_FACTOR"]) == 0.5 and num(label["OFFSET"]) == MOON_RADIUS_M
     if n == 7584:
         assert label["LINE_PROJECTION_OFFSET"] == "3791.5 <pix>" and label["MAP_SCALE"] == "0.020 <km/pix>"
+    # an independent ODL parser reads the same numbers and units
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)  # pvl's own import-time notice
+        import pvl
+    odl = pvl.loads(text)
+    proj = odl["IMAGE_MAP_PROJECTION"]
+    assert proj["MAP_SCALE"].value * 1000 == pytest.approx(scale) and proj["MAP_SCALE"].units == "km/pix"
+    assert proj["LINE_PROJECTION_OFFSET"].value == n / 2 - 0.5 and proj["LINE_PROJECTION_OFFSET"].units == "pix"
+    assert odl["UNCOMPRESSED_FILE"]["IMAGE"]["LINES"] == n and odl["UNCOMPRESSED_FILE"]["^IMAGE"] == "LDEM.IMG"
 
 
 @pytest.mark.shared_data

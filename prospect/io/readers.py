@@ -185,9 +185,16 @@ def _to_physical(raw: da.Array, *, scale: float, offset: float, nodata: list[flo
     values = raw.astype("float32")
     mask = None
     for nd in nodata:
-        m = raw == np.asarray(nd, dtype=raw.dtype) if np.can_cast(np.min_scalar_type(nd), raw.dtype) or raw.dtype.kind == "f" else None
-        if m is not None:
-            mask = m if mask is None else (mask | m)
+        if nd is None or (isinstance(nd, float) and math.isnan(nd)):
+            continue  # NaN nodata is caught by the isfinite test below
+        if raw.dtype.kind in "iu":
+            info = np.iinfo(raw.dtype)
+            if float(nd) != int(nd) or not info.min <= int(nd) <= info.max:
+                continue  # a nodata value the integer type cannot hold marks nothing
+            m = raw == raw.dtype.type(int(nd))
+        else:
+            m = raw == raw.dtype.type(nd)
+        mask = m if mask is None else (mask | m)
     if raw.dtype.kind == "f":
         bad = ~da.isfinite(raw) if isis is False else (~da.isfinite(raw)) | (raw < _ISIS_SPECIAL_FLOOR)
         mask = bad if mask is None else (mask | bad)
