@@ -40,6 +40,10 @@ MOON_RADIUS_M: float = 1_737_400.0
 LEGACY_MOON_RADIUS_M: float = 1_738_000.0
 #: Ground length of one degree of latitude (and of longitude at the equator) [m].
 METRES_PER_DEGREE: float = 2.0 * math.pi * MOON_RADIUS_M / 360.0
+#: Maximum sub-solar latitude [deg]: the Sun stays within +-1.54 deg of the lunar equator,
+#: so at latitude phi it climbs at most ``1.54 + (90 - |phi|)`` deg (docs/science.md
+#: section 3; the 1.54 deg obliquity of the lunar equator to the ecliptic).
+MAX_SUBSOLAR_LATITUDE_DEG: float = 1.54
 #: Tolerance when deciding whether an ellipsoid is the lunar sphere [m].
 _RADIUS_TOLERANCE_M = 1.0
 

@@ -63,6 +63,7 @@ import numpy as np
 import xarray as xr
 from affine import Affine
 
+from prospect import lunar
 from prospect.errors import ConfigError
 from prospect.lunar import (
     IAU_GEOGRAPHIC,
@@ -98,10 +99,8 @@ __all__ = [
     "write_scene",
 ]
 
-#: Maximum sub-solar latitude [deg]: the Sun stays within +-1.54 deg of the lunar
-#: equator, so at latitude ``phi`` it climbs at most ``1.54 + (90 - |phi|)`` deg
-#: (docs/science.md section 3). Defined here until it moves to :mod:`prospect.lunar`.
-MAX_SUBSOLAR_LATITUDE_DEG: float = 1.54
+#: Maximum sub-solar latitude [deg]: owned by :mod:`prospect.lunar` (docs/science.md section 3).
+MAX_SUBSOLAR_LATITUDE_DEG: float = lunar.MAX_SUBSOLAR_LATITUDE_DEG
 
 #: Fresh simple craters: depth / diameter ~ 0.2 and rim height / diameter ~ 0.036
 #: (Pike 1977, "Size-dependence in the shape of fresh impact craters on the Moon").
