@@ -15,11 +15,13 @@ has put both on the same grid.
    affine, and
 4. samples the source (bilinear, nearest, or block average then bilinear).
 
-Only the source window a chunk needs is sliced (lazily, before the task runs): the
-window is computed when the graph is built, from the transformed coordinates of every
-pixel on the chunk's edges plus a coarse interior sample, plus a margin. The image of
-the edges bounds the image of the interior because the map between two lunar CRSs is
-continuous away from the poles and the longitude seam, which are handled explicitly:
+Only the source window a chunk needs is read: the window is computed when the graph is
+built, from the transformed coordinates of every pixel on the chunk's edges plus a
+coarse interior sample, plus a margin, and the chunk's task depends only on the source
+chunks that window overlaps (it assembles the window from them), so a chunked source is
+never loaded whole. The image of the edges bounds the image of the interior because the
+map between two lunar CRSs is continuous away from the poles and the longitude seam,
+which are handled explicitly:
 
 * **Longitude seam.** For cylindrical sources (geographic or equirectangular) the
   transformed longitude / x is first brought into the period nearest the source's own
@@ -34,7 +36,9 @@ continuous away from the poles and the longitude seam, which are handled explici
   longitude (row ``-1``, column ``c`` is row ``0``, column ``c + n/2``). A pixel at the
   pole is thus interpolated from both sides. An output chunk whose footprint contains
   (or comes within a pixel of) a source pole, or whose window touches a polar edge row,
-  reads all longitudes of the few rows it needs.
+  reads all longitudes of the few rows it needs; so does a chunk whose sampled
+  longitudes span more than half a turn (an arc found from samples is only trusted
+  below 180 deg).
 
 Elsewhere, target points that fall between the outermost source pixel centres and the
 source's edge take the edge value (edge extension, half a pixel at most); points
@@ -44,8 +48,10 @@ NaN propagates: a bilinear neighbour that is NaN and has a non-zero weight makes
 output NaN; a neighbour with zero weight (a target point exactly on a source row or
 column) is ignored. Nearest picks the value of the one pixel that contains the point.
 
-``method="average"`` is for downsampling: the source is first block-averaged (NaN
-ignored inside a block; an all-NaN block stays NaN) by the integer factor closest to
+``method="average"`` is for downsampling: the source is first block-averaged
+(unweighted, NaN ignored inside a block, an all-NaN block stays NaN; on geographic
+grids the cells of a block shrink toward the poles and are not area-weighted) by the
+integer factor closest to
 the ratio of target to source nominal pixel ground size
 (:func:`prospect.lunar.ground_resolution_m`: degrees are converted at the equator),
 reduced for periodic sources to a divisor of the width (and of the height when the
@@ -59,7 +65,9 @@ so the result is identical (float32 equality) for any input or output chunking.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import threading
 import warnings
 from dataclasses import dataclass
@@ -67,10 +75,12 @@ from typing import Any, Literal, Mapping
 
 import dask
 import dask.array as da
+import dask.base
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from affine import Affine
+from dask.highlevelgraph import HighLevelGraph
 
 from prospect import lunar
 from prospect.errors import GridError
@@ -374,18 +384,20 @@ class AnalysisGrid:
         if chunks is None and self.shape[0] * self.shape[1] <= _LONLAT_EAGER_MAX_PIXELS:
             return _lonlat_block(self, 0, self.shape[0], 0, self.shape[1], lon_convention)
         cy, cx = _normalise_chunks(chunks, self.shape)
-        rows = _split(self.shape[0], cy)
-        cols = _split(self.shape[1], cx)
-        lon_blocks, lat_blocks = [], []
-        for r0, r1 in rows:
-            lon_row, lat_row = [], []
-            for c0, c1 in cols:
-                pair = dask.delayed(_lonlat_block, pure=True, nout=2)(self, r0, r1, c0, c1, lon_convention)
-                lon_row.append(da.from_delayed(pair[0], (r1 - r0, c1 - c0), dtype="float64"))
-                lat_row.append(da.from_delayed(pair[1], (r1 - r0, c1 - c0), dtype="float64"))
-            lon_blocks.append(lon_row)
-            lat_blocks.append(lat_row)
-        return da.block(lon_blocks), da.block(lat_blocks)
+        row_spans, col_spans = _split(self.shape[0], cy), _split(self.shape[1], cx)
+        chunk_sizes = (tuple(b - a for a, b in row_spans), tuple(b - a for a, b in col_spans))
+        token = dask.base.tokenize(self, cy, cx, lon_convention)
+        lon_name, lat_name, pair_name = f"lon-{token}", f"lat-{token}", f"lonlat-{token}"
+        layer: dict[tuple, Any] = {}
+        for i, (r0, r1) in enumerate(row_spans):
+            for j, (c0, c1) in enumerate(col_spans):
+                layer[(pair_name, i, j)] = (_lonlat_block, self, r0, r1, c0, c1, lon_convention)
+                layer[(lon_name, i, j)] = (operator.getitem, (pair_name, i, j), 0)
+                layer[(lat_name, i, j)] = (operator.getitem, (pair_name, i, j), 1)
+        graph = HighLevelGraph.from_collections(lon_name, layer, dependencies=[])
+        lon = da.Array(graph, lon_name, chunks=chunk_sizes, dtype="float64")
+        lat = da.Array(graph, lat_name, chunks=chunk_sizes, dtype="float64")
+        return lon, lat
 
     def template(self, *, chunks: Any = None, name: str | None = None, dtype: Any = "float32") -> xr.DataArray:
         """A lazy DataArray of NaN on this grid: dims (y, x), centre coords, CRS and transform written."""
@@ -411,11 +423,18 @@ def _split(n: int, size: int) -> list[tuple[int, int]]:
     return [(s, min(s + size, n)) for s in range(0, n, size)]
 
 
+@functools.lru_cache(maxsize=1)
+def _lunar_geographic() -> lunar.LunarCRS:
+    return lunar.lunar_crs(lunar.IAU_GEOGRAPHIC)
+
+
 def _lonlat_block(grid: AnalysisGrid, r0: int, r1: int, c0: int, c1: int, lon_convention: str
                   ) -> tuple[np.ndarray, np.ndarray]:
     xx, yy = np.meshgrid(grid.x[c0:c1], grid.y[r0:r1])
     if grid.crs.is_geographic:
         lon, lat = xx, yy
+    elif grid.crs.radius_m == lunar.MOON_RADIUS_M:
+        lon, lat = _cached_transformer(grid.crs, _lunar_geographic()).transform(xx, yy)
     else:
         lon, lat = lunar.xy_to_lonlat(grid.crs, xx, yy)
     return lunar.normalize_longitude(lon, lon_convention), np.asarray(lat, dtype="float64")
@@ -625,15 +644,6 @@ def _chunk_window(grid: AnalysisGrid, src: _SourceGeometry, poles: list[tuple[fl
     return _Window(row0, row1, col0, col1 - col0)
 
 
-def _slice_window(data: Any, win: _Window, width: int) -> Any:
-    rows = slice(win.row0, win.row1)
-    end = win.col0 + win.ncols
-    if end <= width:
-        return data[rows, win.col0:end]
-    concat = da.concatenate if isinstance(data, da.Array) else np.concatenate
-    return concat([data[rows, win.col0:], data[rows, : end - width]], axis=1)
-
-
 def _gather(block: np.ndarray, src: _SourceGeometry, win: _Window, rows: np.ndarray, cols: np.ndarray
             ) -> np.ndarray:
     """Source values at integer (row, col) with seam wrap, pole reflection and edge clamping."""
@@ -693,6 +703,7 @@ def _sample_block(block: np.ndarray, grid: AnalysisGrid, src: _SourceGeometry, w
 
 
 def _block_nanmean(block: np.ndarray, factor: int) -> np.ndarray:
+    """Mean of each ``factor x factor`` block, NaN ignored (an all-NaN block stays NaN)."""
     h, w = block.shape
     b = block.astype("float64").reshape(h // factor, factor, w // factor, factor)
     with warnings.catch_warnings():
@@ -701,6 +712,7 @@ def _block_nanmean(block: np.ndarray, factor: int) -> np.ndarray:
 
 
 def _average_factor(src_grid: AnalysisGrid, grid: AnalysisGrid, geom: _SourceGeometry) -> int:
+    """Integer ratio of target to source nominal ground pixel size, kept compatible with wrapping."""
     ratio = grid.ground_resolution_m / src_grid.ground_resolution_m
     factor = max(1, int(round(ratio)))
     if geom.periodic:
@@ -713,21 +725,69 @@ def _average_factor(src_grid: AnalysisGrid, grid: AnalysisGrid, geom: _SourceGeo
     return factor
 
 
-def _block_average(data: da.Array, src_grid: AnalysisGrid, factor: int) -> tuple[da.Array, AnalysisGrid]:
-    """Lazily block-average by ``factor`` (aligned to pixel (0, 0); NaN-padded to a multiple)."""
-    h, w = data.shape
-    ph, pw = (-h) % factor, (-w) % factor
-    if ph or pw:
-        data = da.pad(data, ((0, ph), (0, pw)), mode="constant", constant_values=np.nan)
-    cy = max(factor, (data.chunksize[0] // factor) * factor)
-    cx = max(factor, (data.chunksize[1] // factor) * factor)
-    data = data.rechunk((cy, cx))
-    out_chunks = tuple(tuple(c // factor for c in cs) for cs in data.chunks)
-    averaged = data.map_blocks(_block_nanmean, factor, dtype="float32", chunks=out_chunks)
+def _coarsened(src_grid: AnalysisGrid, factor: int) -> AnalysisGrid:
+    """The grid of ``factor x factor`` blocks aligned to pixel (0, 0) (partial blocks at the far edges)."""
     t = src_grid.transform
-    coarse = AnalysisGrid(src_grid.crs, Affine(t.a * factor, 0.0, t.c, 0.0, t.e * factor, t.f),
-                          ((h + ph) // factor, (w + pw) // factor))
-    return averaged, coarse
+    rows, cols = src_grid.shape
+    return AnalysisGrid(src_grid.crs, Affine(t.a * factor, 0.0, t.c, 0.0, t.e * factor, t.f),
+                        (-(-rows // factor), -(-cols // factor)))
+
+
+def _overlapping_chunks(bounds: np.ndarray, start: int, stop: int) -> list[tuple[int, int, int]]:
+    """(chunk index, start, stop) of the chunks covering [start, stop), in chunk-local indices."""
+    out = []
+    first = int(np.searchsorted(bounds, start, side="right")) - 1
+    for k in range(first, len(bounds) - 1):
+        lo, hi = int(bounds[k]), int(bounds[k + 1])
+        if lo >= stop:
+            break
+        a, b = max(lo, start), min(hi, stop)
+        if a < b:
+            out.append((k, a - lo, b - lo))
+    return out
+
+
+def _window_pieces(data: da.Array, win: _Window, sample_width: int, factor: int
+                   ) -> tuple[list[tuple], tuple[tuple[int, ...], ...], tuple[int, int]]:
+    """Source chunk keys and where each lands in the (fine-resolution) window of ``win``.
+
+    ``win`` is in sampling-grid pixels (source pixels, or blocks of ``factor`` of them);
+    the window's columns may wrap around the seam (two column ranges).
+    """
+    height, width = data.shape
+    row_bounds = np.cumsum((0,) + data.chunks[0])
+    col_bounds = np.cumsum((0,) + data.chunks[1])
+    end = win.col0 + win.ncols
+    ranges = [(win.col0, end)] if end <= sample_width else [(win.col0, sample_width), (0, end - sample_width)]
+    fine_r0, fine_r1 = win.row0 * factor, min(win.row1 * factor, height)
+    keys, layout = [], []
+    dest_c = 0
+    for c_lo, c_hi in ranges:
+        fine_c0, fine_c1 = c_lo * factor, min(c_hi * factor, width)
+        for i, sr0, sr1 in _overlapping_chunks(row_bounds, fine_r0, fine_r1):
+            dr0 = int(row_bounds[i]) + sr0 - fine_r0
+            for j, sc0, sc1 in _overlapping_chunks(col_bounds, fine_c0, fine_c1):
+                dc0 = dest_c + int(col_bounds[j]) + sc0 - fine_c0
+                keys.append((data.name, i, j))
+                layout.append((dr0, dr0 + sr1 - sr0, dc0, dc0 + sc1 - sc0, sr0, sr1, sc0, sc1))
+        dest_c += (c_hi - c_lo) * factor
+    return keys, tuple(layout), ((win.row1 - win.row0) * factor, win.ncols * factor)
+
+
+def _resample_chunk(pieces: list[np.ndarray], layout: tuple[tuple[int, ...], ...], fine_shape: tuple[int, int],
+                    factor: int, grid: AnalysisGrid, src: _SourceGeometry, win: _Window,
+                    r0: int, r1: int, c0: int, c1: int, method: str) -> np.ndarray:
+    """One output chunk: assemble the source window from its chunks, block-average, sample."""
+    window = np.full(fine_shape, np.nan, dtype="float32")  # NaN pads partial edge blocks
+    for piece, (dr0, dr1, dc0, dc1, sr0, sr1, sc0, sc1) in zip(pieces, layout):
+        window[dr0:dr1, dc0:dc1] = np.asarray(piece)[sr0:sr1, sc0:sc1]
+    if factor > 1:
+        window = _block_nanmean(window, factor)
+    return _sample_block(window, grid, src, win, r0, r1, c0, c1, method)
+
+
+def _nan_chunk(shape: tuple[int, int]) -> np.ndarray:
+    return np.full(shape, np.nan, dtype="float32")
 
 
 def resample(arr: xr.DataArray, grid: AnalysisGrid, *, method: ResamplingMethod = "bilinear",
@@ -772,29 +832,29 @@ def resample(arr: xr.DataArray, grid: AnalysisGrid, *, method: ResamplingMethod 
     if data.dtype != np.float32:
         data = data.astype("float32")
     geom = _SourceGeometry.of(src_grid)
-    if method == "average":
-        factor = _average_factor(src_grid, grid, geom)
-        if factor > 1:
-            data, src_grid = _block_average(data, src_grid, factor)
-            geom = _SourceGeometry.of(src_grid)
+    factor = _average_factor(src_grid, grid, geom) if method == "average" else 1
+    if factor > 1:
+        geom = _SourceGeometry.of(_coarsened(src_grid, factor))
     sample_method = "nearest" if method == "nearest" else "bilinear"
 
+    # One task per output chunk, depending only on the source chunks its window overlaps.
     cy, cx = _normalise_chunks(chunks, grid.shape)
+    row_spans, col_spans = _split(grid.shape[0], cy), _split(grid.shape[1], cx)
+    name = "resample-" + dask.base.tokenize(data.name, grid, geom, factor, sample_method, cy, cx)
     poles = _source_poles_in_target(grid, geom)
-    blocks = []
-    for r0, r1 in _split(grid.shape[0], cy):
-        row = []
-        for c0, c1 in _split(grid.shape[1], cx):
-            shape = (r1 - r0, c1 - c0)
+    layer: dict[tuple, Any] = {}
+    for i, (r0, r1) in enumerate(row_spans):
+        for j, (c0, c1) in enumerate(col_spans):
             win = _chunk_window(grid, geom, poles, r0, r1, c0, c1, _WINDOW_MARGIN_PX)
             if win is None:
-                row.append(da.full(shape, np.nan, dtype="float32", chunks=shape))
+                layer[(name, i, j)] = (_nan_chunk, (r1 - r0, c1 - c0))
                 continue
-            window = _slice_window(data, win, geom.width)
-            task = dask.delayed(_sample_block, pure=True)(window, grid, geom, win, r0, r1, c0, c1, sample_method)
-            row.append(da.from_delayed(task, shape, dtype="float32"))
-        blocks.append(row)
-    out = da.block(blocks)
+            keys, layout, fine_shape = _window_pieces(data, win, geom.width, factor)
+            layer[(name, i, j)] = (_resample_chunk, keys, layout, fine_shape, factor, grid, geom, win,
+                                   r0, r1, c0, c1, sample_method)
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[data])
+    out = da.Array(graph, name, chunks=(tuple(b - a for a, b in row_spans), tuple(b - a for a, b in col_spans)),
+                   dtype="float32")
     attrs = dict(arr.attrs)
     attrs.pop("longitude_convention", None)  # described the source's lon coordinate, which is gone
     attrs["resampling"] = method
