@@ -438,8 +438,6 @@ def _open_gdal(path: Path, manifest: Manifest | None, chunks: Any, crs_override:
     attrs.update(units=units, scaling_factor=scale, value_offset=offset, gdal_driver=driver)
     attrs.setdefault("value_rule", f"value = stored * {scale} + {offset}")
     _check_manifest_shape(manifest, shape, path.name)
-    if crs.is_geographic and lon_convention:
-        pass  # geographic grids keep their native longitudes; lon coords are normalised in _assemble
     return _assemble(data, crs, transform, attrs, lon_convention)
 
 
