@@ -908,27 +908,14 @@ def polar_scene(
     return make_scene(params, seed=seed)
 
 
-def south_polar_scene(
-    *,
-    seed: int = 0,
-    shape: tuple[int, int] = (512, 512),
-    pixel_m: float = 40.0,
-    n_craters: int = 6,
-    n_ridges: int = 2,
-    terrain_rms_m: float = 40.0,
-    hurst: float = 0.8,
-    radius_range_m: tuple[float, float] | None = None,
-    psr_margin_deg: float = 0.5,
-) -> SyntheticScene:
+def south_polar_scene(**kwargs: Any) -> SyntheticScene:
     """A scene on the IAU_2015:30135 south polar stereographic grid, centred on the pole.
 
-    Defaults: 512 x 512 pixels of 40 m (20.5 km across), six craters (the PSR and LIT
-    anchors and four random ones), two ridges, 40 m RMS fractal terrain with H = 0.8.
+    Takes the keywords of :func:`polar_scene` (its defaults: 512 x 512 pixels of 40 m,
+    20.5 km across; six craters, the PSR and LIT anchors and four random ones; two
+    ridges; 40 m RMS fractal terrain with H = 0.8).
     """
-    return polar_scene(
-        pole="south", seed=seed, shape=shape, pixel_m=pixel_m, n_craters=n_craters, n_ridges=n_ridges,
-        terrain_rms_m=terrain_rms_m, hurst=hurst, radius_range_m=radius_range_m, psr_margin_deg=psr_margin_deg,
-    )  # fmt: skip
+    return polar_scene(pole="south", **kwargs)
 
 
 def north_polar_scene(**kwargs: Any) -> SyntheticScene:
@@ -1273,7 +1260,7 @@ def write_scene(
             "max_subsolar_latitude_deg": MAX_SUBSOLAR_LATITUDE_DEG,
             "rule": (
                 "floor centre permanently shadowed by construction when "
-                "atan((depth + rim_height - radius^2/(2 R_moon)) / radius) > 1.54 + (90 - |lat|) deg "
+                f"atan((depth + rim_height - radius^2/(2 R_moon)) / radius) > {MAX_SUBSOLAR_LATITUDE_DEG} + (90 - |lat|) deg "
                 "(docs/science.md section 3)"
             ),
             "moon_radius_m": scene.crs.radius_m,

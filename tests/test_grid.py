@@ -36,6 +36,13 @@ EQC_180 = lunar.lunar_crs(lunar.IAU_EQUIRECTANGULAR_180)
 UNIT_VECTOR_TOL_1DEG = 3e-4
 
 
+def assert_unit_vectors(got, want):
+    """Every resampled pixel is valid and encodes its own lon/lat (``want``) to 1-deg-grid accuracy."""
+    assert np.isfinite(got).all()
+    err = np.abs(got - want).max()
+    assert err < UNIT_VECTOR_TOL_1DEG, err
+
+
 def unit_vector(lon, lat):
     lon, lat = np.radians(lon), np.radians(lat)
     return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
@@ -234,9 +241,7 @@ def test_geographic_to_south_polar_through_pole_and_seam(lon_convention):
     got = resample_vector(layers, target)
     lon, lat = target.lonlat()
     want = unit_vector(lon, lat)
-    assert np.isfinite(got).all()
-    err = np.abs(got - want).max()
-    assert err < UNIT_VECTOR_TOL_1DEG, err
+    assert_unit_vectors(got, want)
     # the pixel on the pole, interpolated across the pole from both sides
     np.testing.assert_allclose(got[:, 30, 30], [0.0, 0.0, -1.0], atol=1e-4)
     # the column x = 0 above the pole is lon 0 exactly: for the 0..360 source it sits half
@@ -312,9 +317,7 @@ def test_equirectangular_centred_on_180E_to_geographic():
     got = resample_vector(layers, target)
     lon, lat = target.lonlat()
     want = unit_vector(lon, lat)
-    assert np.isfinite(got).all()
-    err = np.abs(got - want).max()
-    assert err < UNIT_VECTOR_TOL_1DEG, err
+    assert_unit_vectors(got, want)
     seam = np.abs(lon) < 1.0  # target longitudes -0.75 .. 0.75: across the source's seam
     assert np.abs(got[:, seam] - want[:, seam]).max() < UNIT_VECTOR_TOL_1DEG
     # a target lon of -10 is sampled at 350 E of the source
