@@ -44,7 +44,7 @@ from prospect.errors import (
     CorruptProductError, CRSError, FormatError, InputNotFoundError, LabelError, UnitsError,
 )
 from prospect.io import pds3
-from prospect.io.manifests import Manifest, is_manifest_id, list_manifests, load_manifest
+from prospect.io.manifests import Manifest, is_manifest_id, list_manifests, load_manifest, manifest_dir
 
 DEFAULT_CHUNK = 2048
 
@@ -238,6 +238,8 @@ def _manifest_for(path: Path, digest: str) -> Manifest | None:
     name = path.name.lower()
     for mid in list_manifests():
         try:
+            if name not in (manifest_dir() / f"{mid}.yaml").read_text(encoding="utf-8").lower():
+                continue  # cheap pre-filter: this manifest cannot list the file
             m = load_manifest(mid)
         except Exception:  # a broken manifest must not stop a path open
             continue
