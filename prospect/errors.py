@@ -70,3 +70,7 @@ class ConfigError(ProspectError):
 
 class GridError(ProspectError):
     """An analysis-grid definition that is incomplete or inconsistent."""
+
+
+class OutputPathError(ProspectError):
+    """An output cannot be written where asked (missing directory, not writable)."""

@@ -296,6 +296,19 @@ def polar_scale_factor(lat_deg: Any) -> Any:
     return 2.0 / (1.0 + np.sin(np.radians(np.abs(lat_deg))))
 
 
+def polar_scale_factor_xy(x_m: Any, y_m: Any, radius_m: float = MOON_RADIUS_M) -> Any:
+    """The polar stereographic scale factor from map coordinates: ``k = 1 + rho^2 / (4 R^2)``.
+
+    Identical to ``2 / (1 + sin|lat|)`` (Snyder 1987, eqs. 21-4 and 21-33 with k0 = 1,
+    ``rho = 2 R tan(45 deg - |lat|/2)``), but needs no inverse projection, so the terrain
+    kernels evaluate it per pixel. Valid for the IAU_2015:30130 / 30135 grids (k0 = 1
+    at the pole, no false origin).
+    """
+    x = np.asarray(x_m, dtype="float64")
+    y = np.asarray(y_m, dtype="float64")
+    return 1.0 + (x * x + y * y) / (4.0 * radius_m * radius_m)
+
+
 def polar_stereographic_latitude(rho_m: Any, *, south: bool = True, radius_m: float = MOON_RADIUS_M) -> Any:
     """Latitude [deg] at map radius ``rho`` from the pole (LOLA DSMAP_POLAR.CAT).
 

@@ -1,0 +1,113 @@
+"""Run a padded-block kernel over a numpy- or dask-backed DEM, chunk by chunk.
+
+The dask path is ``overlap`` (halo of ``depth`` pixels, NaN beyond the raster) followed
+by one kernel call per chunk, which is what ``dask.array.map_overlap`` does; it is spelled
+out here because the kernels need each chunk's global row/column to place the pixel on
+the Moon. Chunks smaller than the halo are merged first (dask requires depth <= chunk).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import accumulate
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+BlockKernel = Callable[[np.ndarray, int, int], np.ndarray]
+
+
+def _offsets(chunks: tuple[int, ...]) -> list[int]:
+    return [0, *accumulate(chunks)][:-1]
+
+
+def _widen(chunks: tuple[int, ...], depth: int) -> tuple[int, ...]:
+    """Merge chunks so that each is at least ``depth`` long (keeping boundaries where possible)."""
+    if depth <= 0 or min(chunks) >= depth:
+        return chunks
+    out: list[int] = []
+    for c in chunks:
+        if out and out[-1] < depth:
+            out[-1] += c
+        else:
+            out.append(c)
+    if len(out) > 1 and out[-1] < depth:
+        out[-2] += out.pop()
+    return tuple(out)
+
+
+def _assemble(neighbours: list[list[np.ndarray | None]], depth: int) -> np.ndarray:
+    """The centre block with a ``depth`` halo cut from its 8 neighbours (NaN where there are none)."""
+    centre = neighbours[1][1]
+    h, w = centre.shape
+    out = np.empty((h + 2 * depth, w + 2 * depth), dtype=centre.dtype)
+    rows = (slice(0, depth), slice(depth, depth + h), slice(depth + h, h + 2 * depth))
+    cols = (slice(0, depth), slice(depth, depth + w), slice(depth + w, w + 2 * depth))
+    for i in range(3):
+        for j in range(3):
+            block = neighbours[i][j]
+            if block is None:
+                out[rows[i], cols[j]] = np.nan
+                continue
+            src_r = (slice(block.shape[0] - depth, None), slice(None), slice(0, depth))[i]
+            src_c = (slice(block.shape[1] - depth, None), slice(None), slice(0, depth))[j]
+            out[rows[i], cols[j]] = block[src_r, src_c]
+    return out
+
+
+def _halo_map(data: da.Array, depth: int, kernel: BlockKernel, dtype) -> da.Array:
+    """One task per chunk: gather the halo from the 8 neighbouring chunks, run the kernel.
+
+    Equivalent to ``dask.array.overlap`` + ``map_blocks`` (NaN boundary) but with one
+    copy per chunk instead of dask's slice-and-concatenate tasks, which cost more than
+    the slope itself (measured: 0.6 s of 0.8 s at 7584^2).
+    """
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    name = f"stencil-{tokenize(data, depth, kernel)}"
+    nrow, ncol = len(data.chunks[0]), len(data.chunks[1])
+    rows0, cols0 = _offsets(data.chunks[0]), _offsets(data.chunks[1])
+    dsk = {}
+    for i in range(nrow):
+        for j in range(ncol):
+            neighbours = [
+                [(data.name, ii, jj) if 0 <= ii < nrow and 0 <= jj < ncol else None for jj in (j - 1, j, j + 1)]
+                for ii in (i - 1, i, i + 1)
+            ]
+            dsk[(name, i, j)] = (_run_block, kernel, neighbours, depth, rows0[i], cols0[j])
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
+    return da.Array(graph, name, chunks=data.chunks, dtype=dtype, meta=np.empty((0, 0), dtype=dtype))
+
+
+def _run_block(kernel: BlockKernel, neighbours: list[list[np.ndarray | None]], depth: int, row0: int,
+               col0: int) -> np.ndarray:
+    return kernel(_assemble(neighbours, depth), row0, col0)
+
+
+def apply_stencil(dem: xr.DataArray, depth: int, kernel: BlockKernel, *, dtype=np.float32) -> xr.DataArray:
+    """``kernel(padded_block, row0, col0)`` over ``dem``; returns a DataArray like ``dem``.
+
+    ``padded_block`` has ``depth`` extra pixels on every side (NaN outside the raster), so
+    pixels within ``depth`` of the raster edge come out NaN, never extrapolated. Works
+    lazily on dask-backed input (the result is dask-backed, same chunks) and eagerly on
+    numpy input.
+    """
+    data = dem.data
+    if dem.ndim != 2:
+        raise ValueError(f"terrain kernels take a 2-D (y, x) DEM, got dims {dem.dims}")
+    if isinstance(data, da.Array):
+        if not np.issubdtype(data.dtype, np.floating):
+            data = data.astype(np.float32)
+        chunks = (_widen(data.chunks[0], depth), _widen(data.chunks[1], depth))
+        if chunks != data.chunks:
+            data = data.rechunk(chunks)
+        result = _halo_map(data, depth, kernel, dtype)
+    else:
+        values = np.asarray(data)
+        if not np.issubdtype(values.dtype, np.floating):
+            values = values.astype(np.float32)
+        padded_np = np.pad(values, depth, mode="constant", constant_values=np.nan)
+        result = kernel(padded_np, 0, 0)
+    return dem.copy(data=result)
