@@ -4,10 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PROSPECT_SHARED_DATA ?= $(abspath ../shared/data)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast lint lock clean
+.PHONY: help venv sysdeps test test-fast bench lint lock clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -21,15 +23,30 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP) ## Create or update .venv from pyproject.toml + constraints.txt
 
-test: $(STAMP) ## Run the test suite (needs ../shared/data, or PROSPECT_SHARED_DATA)
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,bench]'
+	@touch $(BENCH_STAMP)
+
+sysdeps: ## Install the Debian packages the tests use (gdal-bin), if missing
+	@missing=""; command -v gdaldem >/dev/null 2>&1 || missing="$$missing gdal-bin"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+test: $(STAMP) sysdeps ## Run the test suite (needs ../shared/data, or PROSPECT_SHARED_DATA)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-fast: $(STAMP) ## Run the tests that do not need the shared real data
 	$(BIN)/python -m pytest -n 2 -m "not shared_data"
 
+bench: $(BENCH_STAMP) sysdeps ## Benchmark slope vs gdaldem and xarray-spatial (1k, 4k, 7584^2, 30400^2 streamed); results in build/bench
+	$(BIN)/python -m prospect.bench --big --out build/bench
+
 lock: ## Re-resolve dependencies and rewrite constraints.txt
 	rm -rf /tmp/prospect-lock && $(PYTHON) -m venv /tmp/prospect-lock
-	/tmp/prospect-lock/bin/pip install --quiet '.[test]'
+	/tmp/prospect-lock/bin/pip install --quiet '.[test,bench]'
 	{ echo "# Lock for reproducible installs: exact versions resolved on Python 3.11."; echo "# Regenerate with: make lock"; \
 	  /tmp/prospect-lock/bin/pip freeze | grep -v -i '^prospect'; } > constraints.txt
 

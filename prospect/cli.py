@@ -21,7 +21,7 @@ try:  # typer >= 0.20 vendors click as typer._click
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exc
 
-from prospect.errors import ProspectError
+from prospect.errors import OutputPathError, ProspectError
 
 app = typer.Typer(
     name="prospect",
@@ -118,6 +118,43 @@ def manifests(
         for r in rows:
             flag = "" if r["verified"] else "  (no published checksum)"
             typer.echo(f"{r['id']:<36} {r['instrument']:<8} {r['format']:<13} {r['crs']:<15} {r['product_id']}{flag}")
+
+
+@app.command()
+def slope(
+    dem: Annotated[str, typer.Argument(help="A DEM product (PDS3 .LBL, GeoTIFF, ISIS3, PDS4) or a data-manifest id.")],
+    out: Annotated[Path, typer.Argument(help="Output GeoTIFF (tiled, compressed, float32 degrees, nodata -9999).")],
+    method: Annotated[str, typer.Option("--method", help="horn (Horn 1981, GDAL's default) or zt "
+                                        "(Zevenbergen & Thorne 1987).")] = "horn",
+    planar: Annotated[bool, typer.Option("--planar", help="Use map units as ground distances, as gdaldem does "
+                                         "(no polar scale factor, no cos(lat)).")] = False,
+    baseline: Annotated[Optional[float], typer.Option("--baseline", help="Baseline in metres: difference samples "
+                                                      "about this far apart (default: the 3x3 stencil).")] = None,
+    cog: Annotated[bool, typer.Option("--cog", help="Write a Cloud Optimized GeoTIFF with overviews.")] = False,
+    chunks: Annotated[int, typer.Option("--chunks", help="Dask chunk size in pixels (a multiple of 512).")] = 2048,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Report progress on stderr.")] = True,
+    assume_crs: AssumeCRS = None,
+) -> None:
+    """Slope in degrees from lunar ground distances, streamed chunk by chunk to a GeoTIFF."""
+    from prospect.grid import AnalysisGrid
+    from prospect.io.readers import open_product
+    from prospect.io.writers import stream_geotiff
+    from prospect.terrain import slope_deg
+
+    out_dir = out.parent if str(out.parent) else Path(".")
+    if not out_dir.is_dir():
+        raise OutputPathError(f"{out}: output directory {out_dir} does not exist")
+    if chunks <= 0:
+        raise typer.BadParameter(f"--chunks must be positive, not {chunks}")
+    arr = open_product(dem, chunks=chunks, crs_override=assume_crs)
+    result = slope_deg(arr, method=method, baseline_m=baseline, planar=planar)  # type: ignore[arg-type]
+    grid = AnalysisGrid.from_dataarray(arr)
+    tags = {f"prospect_{k}": v for k, v in result.attrs.items()}
+    tags["prospect_source"] = str(dem)
+    stream_geotiff(result, out, crs=grid.crs, transform=grid.transform, units="deg", tags=tags, cog=cog,
+                   progress=progress, label=f"slope {Path(dem).name}")
+    typer.echo(f"{out}: slope [deg], {result.attrs['method']}, baseline {result.attrs['baseline_m']:g} m, "
+               f"{grid.shape[0]} x {grid.shape[1]}, {grid.crs}")
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001

@@ -468,3 +468,146 @@ def write_geotiff(
             if name is not None:
                 dst.set_band_description(band, str(name))
     return final
+
+
+# --- streamed GeoTIFF / COG ------------------------------------------------------------
+
+#: GDAL block cache while streaming [MB]: bounded so peak memory does not grow with the raster
+STREAM_GDAL_CACHE_MB = 128
+
+#: GeoTIFF creation options of streamed rasters. ZSTD level 3 with the floating-point
+#: predictor compresses slope as well as DEFLATE level 6 at ~3x the speed (measured in
+#: the issue 3 note); QGIS >= 3.22 / GDAL >= 3.6 read it. ``make bench`` gives gdaldem
+#: the same options so the comparison is like for like.
+STREAM_CREATION_OPTIONS: dict[str, str] = {
+    "TILED": "YES", "BLOCKXSIZE": "512", "BLOCKYSIZE": "512", "COMPRESS": "ZSTD", "ZSTD_LEVEL": "3",
+    "PREDICTOR": "3", "NUM_THREADS": "ALL_CPUS", "BIGTIFF": "IF_SAFER",
+}
+
+
+class _Progress:
+    """Blocks written so far, on stderr: a rich bar on a terminal, a line per 10 % in logs."""
+
+    def __init__(self, total: int, label: str, enabled: bool) -> None:
+        import sys
+        import threading
+
+        self.total, self.done, self.label = max(total, 1), 0, label
+        self.enabled = enabled
+        self._lock = threading.Lock()
+        self._bar = None
+        self._next_pct = 10
+        if enabled and sys.stderr.isatty():
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                                 TimeRemainingColumn(), transient=True)
+            self._task = self._bar.add_task(label, total=self.total)
+            self._bar.start()
+
+    def advance(self, n: int) -> None:
+        if not self.enabled:
+            return
+        import sys
+
+        with self._lock:
+            self.done += n
+            if self._bar is not None:
+                self._bar.update(self._task, completed=self.done)
+                return
+            pct = 100 * self.done // self.total
+            while pct >= self._next_pct:
+                print(f"{self.label}: {self._next_pct}% ({self.done:,}/{self.total:,} pixels)", file=sys.stderr)
+                self._next_pct += 10
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def stream_geotiff(
+    arr: Any,
+    path: str | os.PathLike[str],
+    *,
+    crs: LunarCRS,
+    transform: Any,
+    units: str,
+    nodata: float = -9999.0,
+    tags: Mapping[str, Any] | None = None,
+    cog: bool = False,
+    progress: bool = False,
+    label: str = "writing",
+) -> Path:
+    """Write a 2-D (``y, x``) float DataArray, chunk by chunk, as a tiled compressed GeoTIFF.
+
+    A dask-backed ``arr`` is never held whole: each chunk is computed (dask threads, all
+    cores) and written into its window of the file as it arrives, under a lock, with the
+    GDAL block cache capped at ``STREAM_GDAL_CACHE_MB``. NaN becomes ``nodata``. Chunks
+    that are multiples of 512 (the reader's default 2048 is) write whole tiles; the
+    creation options are :data:`STREAM_CREATION_OPTIONS`.
+
+    ``cog=True`` then rewrites the tiled file as a Cloud Optimized GeoTIFF with overviews
+    (GDAL's COG driver, which also streams). Atomic either way: the file appears
+    complete or not at all. ``progress`` reports on stderr.
+    """
+    import threading
+
+    import dask.array as dska
+    import rasterio
+    from rasterio.windows import Window
+
+    data = getattr(arr, "data", arr)
+    if data.ndim != 2:
+        raise ValueError(f"stream_geotiff writes one 2-D band, got shape {data.shape}")
+    height, width = data.shape
+    profile: dict[str, Any] = {
+        "driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "float32",
+        "crs": crs.to_rasterio(), "transform": transform, "nodata": nodata,
+        **{k.lower(): v for k, v in STREAM_CREATION_OPTIONS.items()},
+    }
+    lock = threading.Lock()
+    meter = _Progress(height * width, label, progress)
+    final = Path(path)
+
+    def write_into(dst: Any) -> None:
+        class _Target:
+            def __setitem__(self, key: tuple[slice, slice], block: np.ndarray) -> None:
+                rows, cols = key
+                window = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
+                values = np.where(np.isnan(block), np.float32(nodata), block).astype("float32", copy=False)
+                with lock:
+                    dst.write(values, 1, window=window)
+                meter.advance(values.size)
+
+        if isinstance(data, dska.Array):
+            import dask.threaded
+
+            # the open file lives in this process, so its chunks are computed by local
+            # threads (a callable scheduler also skips dask's 0.2 s probe for a cluster)
+            dska.store(data, _Target(), lock=False, compute=True, scheduler=dask.threaded.get)
+        else:
+            _Target()[(slice(0, height), slice(0, width))] = np.asarray(data, dtype="float32")
+        if tags:
+            dst.update_tags(**{str(k): str(v) for k, v in tags.items()})
+        dst.update_tags(1, units=units)
+        dst.set_band_unit(1, units)
+
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=STREAM_GDAL_CACHE_MB), atomic_write(final) as tmp:
+            if not cog:
+                with rasterio.open(tmp, "w", **profile) as dst:
+                    write_into(dst)
+            else:
+                from rasterio.shutil import copy as rio_copy
+
+                staging = tmp.with_name(tmp.name + ".tiled.tif")
+                try:
+                    with rasterio.open(staging, "w", **profile) as dst:
+                        write_into(dst)
+                    rio_copy(staging, tmp, driver="COG", compress="ZSTD", level="3", predictor="YES",
+                             num_threads="ALL_CPUS", blocksize="512", overview_resampling="AVERAGE", bigtiff="IF_SAFER")
+                finally:
+                    staging.unlink(missing_ok=True)
+    finally:
+        meter.close()
+    return final
