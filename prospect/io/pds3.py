@@ -371,16 +371,28 @@ class RawImageSource:
         key = key + (slice(None),) * (2 - len(key))
         rows, cols = key
         r0, r1, rstep = rows.indices(self.shape[0]) if isinstance(rows, slice) else (int(rows), int(rows) + 1, 1)
-        line_bytes = self.shape[1] * self.dtype.itemsize
+        if isinstance(cols, slice) and (cols.step or 1) == 1:
+            c0, c1, _ = cols.indices(self.shape[1])
+            cols = slice(None)
+        else:  # an index or a strided column selection: read whole lines, select below
+            c0, c1 = 0, self.shape[1]
+        item = self.dtype.itemsize
+        line_bytes = self.shape[1] * item
         stride = self.line_stride or line_bytes
         n = max(0, r1 - r0)
-        with open(self.path, "rb") as fh:
-            fh.seek(self.offset + r0 * stride)
-            buf = fh.read(n * stride)
-        if len(buf) < n * stride:
-            raise CorruptProductError(f"{self.path}: file ended early while reading lines {r0}..{r1}")
-        block = np.frombuffer(buf, dtype=np.uint8).reshape(n, stride)[:, self.line_prefix : self.line_prefix + line_bytes]
-        arr = np.ascontiguousarray(block).view(self.dtype).reshape(n, self.shape[1])
+        if n == 0 or c1 <= c0:
+            arr = np.empty((n, max(0, c1 - c0)), dtype=self.dtype)
+        else:
+            # only the requested columns of each line are copied out of the page cache, so a
+            # 512-pixel-wide chunk of a 30400-pixel line reads 1 KB per line, not 60 KB
+            try:
+                lines = np.memmap(self.path, dtype=np.uint8, mode="r", offset=self.offset + r0 * stride,
+                                  shape=(n, stride))
+            except (ValueError, OSError):
+                raise CorruptProductError(f"{self.path}: file ended early while reading lines {r0}..{r1}") from None
+            start = self.line_prefix + c0 * item
+            arr = np.array(lines[:, start : start + (c1 - c0) * item]).view(self.dtype).reshape(n, c1 - c0)
+            del lines
         arr = arr[::rstep] if rstep != 1 else arr
         out = arr[:, cols]
         if not isinstance(rows, slice):
