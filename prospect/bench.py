@@ -1,0 +1,948 @@
+"""Slope benchmark: ``prospect slope`` against ``gdaldem slope`` and xarray-spatial.
+
+Run::
+
+    python -m prospect.bench [--sizes 1024,4096,7584] [--big] [--out build/bench]
+                             [--repeat N] [--keep]
+
+One invocation generates fractal int16 LOLA-style PDS3 DEMs (polar stereographic
+south, IAU_2015:30135, 20 m pixels, centred on the pole like LDEM_875S_20M) and runs,
+on the same files, each tool writing a float32 slope GeoTIFF:
+
+- ``prospect slope DEM.LBL OUT.tif --no-progress`` (Horn slope with ground distances;
+  once more per size with ``--planar`` for the comparison with gdaldem);
+- ``gdaldem slope DEM.LBL OUT.tif`` twice: with gdaldem's defaults (what a user types)
+  and with our creation options (tiled 512, DEFLATE, floating-point predictor), which
+  is the headline comparison;
+- ``xrspatial.slope`` (numpy and dask backends) in a child Python
+  (``python -m prospect.bench --run-xrspatial DEM.LBL OUT.tif``).
+
+Each run is timed on the wall clock; its peak RSS is the ``ru_maxrss`` that
+``os.wait4`` returns for that child. The children are started from a small launcher
+Python, never from this process: Linux carries the parent's peak RSS into a child at
+``exec`` (``ru_maxrss`` of ``/bin/true`` started by a process that once held 2 GB reads
+2 GB), and this process holds whole DEMs while generating them. ``--big`` adds a
+30400 x 30400 DEM (LDEM_80S_20M size, 1.85 GB) written strip by strip from mirrored
+copies of one 4096 x 4096 fractal tile; its purpose is prospect's peak RSS.
+
+Results go to ``OUT/slope.json`` and ``OUT/slope.md`` (written atomically), and the
+table is printed. The exit code is 0 whether or not the targets are met, 2 (with one
+line on stderr) if prospect itself fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prospect.io.writers import atomic_write, pds3_lola_label, write_pds3_lola
+from prospect.lunar import IAU_SOUTH_POLAR_STEREOGRAPHIC, lunar_crs
+
+__all__ = [
+    "make_fractal_tile",
+    "mirror_index",
+    "write_dem",
+    "write_tiled_dem",
+    "compare_slopes",
+    "measure",
+    "render_markdown",
+    "write_results",
+    "main",
+]
+
+SCHEMA = "prospect-bench-slope/1"
+DEFAULT_SIZES: tuple[int, ...] = (1024, 4096, 7584)
+REF_SIZE = 7584  # LDEM_875S_20M: the size the speed target is stated at
+BIG_SIZE = 30400  # LDEM_80S_20M: the size the memory target is stated at
+BIG_TILE = 4096
+PIXEL_M = 20.0
+DN_SCALE = 0.5  # LOLA: HEIGHT_m = DN * 0.5
+CRS_CODE = IAU_SOUTH_POLAR_STEREOGRAPHIC
+SEED = 20250875
+FRACTAL_BETA = 2.2
+RELIEF_STD_M = 2000.0
+
+#: Creation options of prospect's slope GeoTIFF, given to gdaldem and xarray-spatial too.
+CREATION_OPTIONS: dict[str, str] = {
+    "TILED": "YES", "COMPRESS": "DEFLATE", "PREDICTOR": "3", "BLOCKXSIZE": "512", "BLOCKYSIZE": "512",
+}
+#: gdaldem reads the raw DN (it does not apply the label's SCALING_FACTOR): one metre
+#: across is 2 DN up, so ``-s 2`` makes its slopes the slopes of heights in metres.
+GDALDEM_SCALE = 1.0 / DN_SCALE
+
+SPEED_TARGET = 2.0  # prospect throughput / gdaldem (compressed) throughput at REF_SIZE
+RSS_TARGET_MB = 1500.0  # peak RSS at BIG_SIZE, MB = 10^6 bytes
+RSS_INDEPENDENCE = 1.25  # peak RSS at BIG_SIZE / peak RSS at REF_SIZE must not exceed this
+DEFAULT_TIMEOUT_S = 4 * 3600
+
+TOOL_LABELS: dict[str, str] = {
+    "prospect": "prospect slope",
+    "prospect_planar": "prospect slope --planar",
+    "gdaldem": "gdaldem slope (tiled DEFLATE)",
+    "gdaldem_default": "gdaldem slope (defaults)",
+    "xrspatial": "xarray-spatial (numpy)",
+    "xrspatial_dask": "xarray-spatial (dask)",
+}
+TOOL_ORDER = tuple(TOOL_LABELS)
+
+
+class ProspectFailed(RuntimeError):
+    """``prospect slope`` itself failed: the benchmark stops with exit code 2."""
+
+
+def _log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+# --- DEM generation -------------------------------------------------------------------
+
+
+def make_fractal_tile(
+    n: int,
+    seed: int = SEED,
+    *,
+    beta: float = FRACTAL_BETA,
+    relief_std_m: float = RELIEF_STD_M,
+    ref_size: int = REF_SIZE,
+) -> np.ndarray:
+    """An ``n x n`` fractal terrain as int16 LOLA DN (``height_m = DN * 0.5``).
+
+    Spectral synthesis in float32/complex64: Gaussian noise with amplitude spectrum
+    ``|A(f)| ~ f**-beta`` (power ``~ f**-2beta``; beta 2.2 is a Hurst exponent of 1.2 at
+    all scales, which gives 20 m slopes of a median ~6 deg and a few tenths of a percent
+    above 20 deg, like lunar highlands without crater walls), inverse ``rfft2``, periodic
+    (so it tiles seamlessly). The height standard deviation is ``relief_std_m`` for an
+    ``ref_size`` grid and scales as ``(n / ref_size) ** (beta - 1)`` for other sizes, as
+    the spectrum does, so slopes look alike at every size. Seeded: the same ``(n, seed)``
+    gives the same tile. DN are clipped to +-32767 (+-16 km; -32768 is kept free as it
+    reads as nodata to some tools).
+    """
+    if n < 4:
+        raise ValueError(f"fractal tile size must be >= 4, got {n}")
+    rng = np.random.default_rng(seed)
+    fy = np.fft.fftfreq(n).astype(np.float32)
+    fx = np.fft.rfftfreq(n).astype(np.float32)
+    amp = fy[:, None] ** 2 + fx[None, :] ** 2  # f^2
+    amp[0, 0] = 1.0
+    np.power(amp, np.float32(-beta / 2.0), out=amp)  # (f^2)^(-beta/2) = f^-beta
+    amp[0, 0] = 0.0  # no mean
+    spec = np.empty(amp.shape, dtype=np.complex64)
+    spec.real = rng.standard_normal(amp.shape, dtype=np.float32)
+    spec.imag = rng.standard_normal(amp.shape, dtype=np.float32)
+    spec *= amp
+    del amp
+    h = np.fft.irfft2(spec, s=(n, n))
+    del spec
+    h = h.astype(np.float32, copy=False)
+    h -= np.float32(h.mean(dtype=np.float64))
+    std = float(h.std(dtype=np.float64))
+    target = relief_std_m * (n / ref_size) ** (beta - 1.0)
+    h *= np.float32(target / std / DN_SCALE) if std > 0 else np.float32(0.0)
+    np.rint(h, out=h)
+    np.clip(h, -32767, 32767, out=h)
+    return h.astype(np.int16)
+
+
+def mirror_index(index: np.ndarray, n: int) -> np.ndarray:
+    """Indices into a length-``n`` tile for positions ``index`` of its mirrored tiling.
+
+    Even copies run forwards, odd copies backwards (0..n-1, n-1..0, 0..n-1, ...), so the
+    tiling is continuous: neighbours across a seam are the same tile edge pixel.
+    """
+    m = np.asarray(index) % (2 * n)
+    return np.where(m < n, m, 2 * n - 1 - m)
+
+
+def _label_for(img_path: Path) -> Path:
+    return img_path.with_suffix(".LBL" if img_path.suffix.isupper() or not img_path.suffix else ".lbl")
+
+
+def write_dem(img_path: str | os.PathLike[str], size: int, *, seed: int = SEED) -> Path:
+    """Write a ``size x size`` fractal DEM as a LOLA-style PDS3 IMG + ``.LBL``; return the label.
+
+    Polar stereographic south (IAU_2015:30135), 20 m pixels, the pole at the grid centre
+    (like LDEM_875S_20M). The whole DEM is built in memory (``size`` up to ~8000).
+    """
+    dn = make_fractal_tile(size, seed)
+    return write_pds3_lola(
+        dn, img_path, crs=lunar_crs(CRS_CODE), map_scale_m=PIXEL_M, scale_units="m/pix",
+        product_id=f"BENCH_FRACTAL_{size}",
+    )
+
+
+def write_tiled_dem(
+    img_path: str | os.PathLike[str],
+    size: int,
+    tile: np.ndarray,
+    *,
+    strip_rows: int = 512,
+    product_id: str | None = None,
+) -> Path:
+    """Write a ``size x size`` DEM tiled from mirrored copies of ``tile``, strip by strip.
+
+    Memory is one strip (``strip_rows x size`` int16) plus the tile, never the whole DEM:
+    this is how the 30400 x 30400 (1.85 GB) DEM is made. The detached label comes from
+    :func:`prospect.io.writers.pds3_lola_label` with the DN range seen while writing;
+    both files are written atomically (the IMG first). Returns the label path.
+    """
+    tile = np.asarray(tile)
+    if tile.ndim != 2 or tile.dtype != np.int16:
+        raise TypeError(f"tile must be a 2-D int16 array, got {tile.dtype} {tile.shape}")
+    if size <= 0 or strip_rows <= 0:
+        raise ValueError(f"size and strip_rows must be positive, got {size}, {strip_rows}")
+    img = Path(img_path)
+    lbl = _label_for(img)
+    cols = mirror_index(np.arange(size), tile.shape[1])
+    lo, hi = 32767, -32768
+    with atomic_write(lbl) as tmp_lbl, atomic_write(img) as tmp_img:
+        with open(tmp_img, "wb") as f:
+            for r0 in range(0, size, strip_rows):
+                rows = mirror_index(np.arange(r0, min(size, r0 + strip_rows)), tile.shape[0])
+                strip = tile[rows][:, cols]
+                lo, hi = min(lo, int(strip.min())), max(hi, int(strip.max()))
+                strip.astype("<i2", copy=False).tofile(f)
+        text = pds3_lola_label(
+            lines=size, samples=size, file_name=img.name, crs=lunar_crs(CRS_CODE), map_scale_m=PIXEL_M,
+            scale_units="m/pix", product_id=product_id or f"BENCH_FRACTAL_TILED_{size}", minimum=lo, maximum=hi,
+        )
+        with open(tmp_lbl, "w", encoding="ascii", newline="") as f:
+            f.write(text)
+    return lbl
+
+
+# --- measuring one child process ------------------------------------------------------
+
+# Runs in a fresh, small Python (-I -S): start the tool with Popen, reap it with wait4,
+# print wall time and ru_maxrss. argv: cmd (JSON), stdout file, stderr file, timeout s.
+_LAUNCHER = r"""
+import json, os, signal, subprocess, sys, time
+cmd = json.loads(sys.argv[1])
+timeout = float(sys.argv[4])
+with open(sys.argv[2], "wb") as out, open(sys.argv[3], "wb") as err:
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        print(json.dumps({"error": str(exc)})); sys.exit(0)
+    timed_out = []
+    def _kill(*_):
+        timed_out.append(1); p.kill()
+    signal.signal(signal.SIGALRM, _kill)
+    if timeout > 0:
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+    while True:
+        try:
+            _, status, ru = os.wait4(p.pid, 0)
+            break
+        except InterruptedError:
+            continue
+    seconds = time.perf_counter() - t0
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+print(json.dumps({"seconds": seconds, "maxrss_kib": ru.ru_maxrss, "returncode": p.returncode,
+                  "timed_out": bool(timed_out)}))
+"""
+
+
+@dataclass
+class Measurement:
+    seconds: float
+    peak_rss_mb: float  # MB = 10^6 bytes
+    returncode: int
+    timed_out: bool = False
+    stderr_tail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+
+def _tail(path: Path, lines: int = 1, limit: int = 400) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text[-lines:] if line.strip())[:limit]
+
+
+def measure(
+    cmd: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    log_stem: Path,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> Measurement:
+    """Run ``cmd`` once and return its wall time and the peak RSS of that child alone.
+
+    The tool is started with ``subprocess.Popen`` and reaped with ``os.wait4(pid, 0)`` in
+    a small launcher process (see the module docstring for why not from here);
+    ``ru_maxrss`` is KiB on Linux. The tool's stdout and stderr go to
+    ``log_stem.out`` / ``log_stem.err``.
+    """
+    out_log, err_log = log_stem.with_suffix(".out"), log_stem.with_suffix(".err")
+    res = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _LAUNCHER, json.dumps(list(map(str, cmd))), str(out_log),
+         str(err_log), str(timeout)],
+        env=dict(env) if env is not None else None, capture_output=True, text=True,
+    )
+    try:
+        info = json.loads(res.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        return Measurement(math.nan, math.nan, -1, stderr_tail=f"launcher failed: {res.stderr.strip()[-300:]}")
+    if "error" in info:
+        return Measurement(math.nan, math.nan, -1, stderr_tail=info["error"])
+    return Measurement(
+        seconds=float(info["seconds"]), peak_rss_mb=info["maxrss_kib"] * 1024 / 1e6, returncode=int(info["returncode"]),
+        timed_out=bool(info["timed_out"]), stderr_tail=_tail(err_log),
+    )
+
+
+# --- comparing outputs ----------------------------------------------------------------
+
+
+def compare_slopes(a_path: str | os.PathLike[str], b_path: str | os.PathLike[str], *, border: int = 1,
+                   rows_per_block: int = 512) -> dict[str, Any]:
+    """Max and mean ``|a - b|`` (degrees) over interior pixels valid in both, read in row blocks.
+
+    A ``border``-pixel frame and nodata/NaN pixels of either file are excluded;
+    ``nodata_mismatch`` counts interior pixels valid in one file only. Memory is a few
+    row blocks, so it works on 30400 x 30400 outputs.
+    """
+    import rasterio
+    from rasterio.windows import Window
+
+    with rasterio.open(a_path) as A, rasterio.open(b_path) as B:
+        if (A.height, A.width) != (B.height, B.width):
+            return {"error": f"shapes differ: {A.height}x{A.width} vs {B.height}x{B.width}"}
+        h, w = A.height, A.width
+        max_d, sum_d, n, mismatch = 0.0, 0.0, 0, 0
+        sum_b = 0.0
+        for r0 in range(border, h - border, rows_per_block):
+            r1 = min(h - border, r0 + rows_per_block)
+            win = Window(border, r0, w - 2 * border, r1 - r0)
+            a = A.read(1, window=win, masked=True)
+            b = B.read(1, window=win, masked=True)
+            va = ~np.ma.getmaskarray(a) & np.isfinite(a.filled(np.nan))
+            vb = ~np.ma.getmaskarray(b) & np.isfinite(b.filled(np.nan))
+            both = va & vb
+            mismatch += int(np.count_nonzero(va ^ vb))
+            if both.any():
+                av = np.asarray(a.data, dtype=np.float64)[both]
+                bv = np.asarray(b.data, dtype=np.float64)[both]
+                d = np.abs(av - bv)
+                max_d = max(max_d, float(d.max()))
+                sum_d += float(d.sum())
+                sum_b += float(bv.sum())
+                n += int(d.size)
+    return {
+        "max_abs_diff_deg": max_d if n else None,
+        "mean_abs_diff_deg": sum_d / n if n else None,
+        "mean_slope_deg_reference": sum_b / n if n else None,
+        "compared_pixels": n,
+        "nodata_mismatch": mismatch,
+    }
+
+
+# --- the xarray-spatial child ---------------------------------------------------------
+
+
+def run_xrspatial(lbl: str, out: str, backend: str = "numpy") -> None:
+    """Slope with ``xrspatial.slope`` (the ``--run-xrspatial`` child), written like ours.
+
+    Reads the DN through GDAL's PDS driver, heights ``DN * 0.5`` (GDAL's offset, the
+    reference radius, is ignored), wraps them in a DataArray with x/y map coordinates,
+    runs ``xrspatial.slope`` with the numpy or dask backend and writes a float32 GeoTIFF
+    with :data:`CREATION_OPTIONS` (NaN nodata).
+    """
+    import rasterio
+    import xarray as xr
+    import xrspatial
+
+    with rasterio.open(lbl) as src:
+        dn = src.read(1)
+        transform, crs, nodata = src.transform, src.crs, src.nodata
+    heights = dn.astype(np.float32)
+    heights *= np.float32(DN_SCALE)
+    if nodata is not None and math.isfinite(nodata):
+        heights[dn == nodata] = np.nan
+    del dn
+    ny, nx = heights.shape
+    xs = transform.c + transform.a * (np.arange(nx) + 0.5)
+    ys = transform.f + transform.e * (np.arange(ny) + 0.5)
+    agg = xr.DataArray(heights, dims=("y", "x"), coords={"y": ys, "x": xs}, name="height",
+                       attrs={"res": (abs(transform.a), abs(transform.e))})
+    if backend == "dask":
+        agg = agg.chunk({"y": 2048, "x": 2048})
+    elif backend != "numpy":
+        raise ValueError(f"backend must be numpy or dask, not {backend!r}")
+    result = xrspatial.slope(agg)
+    values = np.asarray(result.data.compute() if backend == "dask" else result.data, dtype=np.float32)
+    profile = {
+        "driver": "GTiff", "width": nx, "height": ny, "count": 1, "dtype": "float32", "crs": crs,
+        "transform": transform, "nodata": float("nan"),
+        **{k.lower(): v for k, v in CREATION_OPTIONS.items()},
+    }
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(values, 1)
+
+
+# --- tools and their availability -----------------------------------------------------
+
+
+@dataclass
+class Tool:
+    id: str
+    build: Callable[[Path, Path], list[str]] | None  # (dem label, output) -> command
+    env: dict[str, str]
+    available: bool = True
+    reason: str | None = None
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment for the children: ours, minus GDAL/PROJ data paths into a Python wheel."""
+    env = dict(os.environ)
+    for key in ("GDAL_DATA", "PROJ_LIB", "PROJ_DATA"):
+        if "site-packages" in env.get(key, ""):
+            env.pop(key)
+    return env
+
+
+def _run_quiet(cmd: Sequence[str], log: Path | None = None, timeout: float = 900, env=None) -> tuple[int, str]:
+    try:
+        res = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, env=env)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return -1, str(exc)
+    if log is not None:
+        with open(log, "a") as f:
+            f.write(f"$ {' '.join(cmd)}\n{res.stdout}{res.stderr}\n")
+    return res.returncode, (res.stdout + res.stderr).strip()
+
+
+def ensure_gdaldem(log: Path) -> tuple[str | None, str | None]:
+    """``gdaldem``'s path, installing Debian's gdal-bin when missing and root; else (None, reason)."""
+    path = shutil.which("gdaldem")
+    if path:
+        return path, None
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return None, "gdaldem is not on PATH (and apt-get as root is not available to install gdal-bin)"
+    _log("gdaldem not on PATH: installing gdal-bin with apt-get")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    rc, text = _run_quiet(["apt-get", "update"], log, env=env)
+    if rc == 0:
+        rc, text = _run_quiet(["apt-get", "install", "-y", "--no-install-recommends", "gdal-bin"], log, env=env)
+    path = shutil.which("gdaldem")
+    if path:
+        return path, None
+    last = text.strip().splitlines()[-1] if text.strip() else f"exit {rc}"
+    return None, f"gdaldem unavailable: installing gdal-bin failed ({last[:200]})"
+
+
+def _xrspatial_version(env: Mapping[str, str]) -> tuple[str | None, str]:
+    rc, text = _run_quiet([sys.executable, "-c", "import xrspatial; print(xrspatial.__version__)"], env=dict(env),
+                          timeout=300)
+    return (text.splitlines()[-1].strip(), "") if rc == 0 else (None, text)
+
+
+def ensure_xrspatial(log: Path, env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """xarray-spatial's version, ``pip install``-ing it into this interpreter when missing."""
+    version, err = _xrspatial_version(env)
+    if version:
+        return version, None
+    if "No module named" not in err:
+        return None, f"xarray-spatial does not import: {err.splitlines()[-1][:200] if err else '?'}"
+    _log("xarray-spatial not importable: pip install xarray-spatial")
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "xarray-spatial"]
+    constraints = Path(__file__).resolve().parents[1] / "constraints.txt"
+    if constraints.is_file():  # keep the project's locked versions (numpy, numba, ...) as they are
+        cmd[4:4] = ["-c", str(constraints)]
+    rc, text = _run_quiet(cmd, log)
+    if rc != 0:
+        return None, f"xarray-spatial unavailable: pip install failed ({text.splitlines()[-1][:200] if text else rc})"
+    version, err = _xrspatial_version(env)
+    if version:
+        return version, None
+    return None, f"xarray-spatial installed but does not import: {err.splitlines()[-1][:200] if err else '?'}"
+
+
+def prospect_command(lbl: Path, out: Path, *, planar: bool = False) -> list[str]:
+    cmd = [sys.executable, "-m", "prospect.cli", "slope", str(lbl), str(out), "--no-progress"]
+    return cmd + (["--planar"] if planar else [])
+
+
+def gdaldem_command(gdaldem: str, lbl: Path, out: Path, *, compressed: bool) -> list[str]:
+    cmd = [gdaldem, "slope", str(lbl), str(out), "-s", f"{GDALDEM_SCALE:g}", "-q"]
+    if compressed:
+        for key, value in CREATION_OPTIONS.items():
+            cmd += ["-co", f"{key}={value}"]
+    return cmd
+
+
+def xrspatial_command(lbl: Path, out: Path, *, backend: str) -> list[str]:
+    return [sys.executable, "-m", "prospect.bench", "--run-xrspatial", str(lbl), str(out), "--backend", backend]
+
+
+def build_tools(gdaldem: str | None, gdal_reason: str | None, xrs: str | None, xrs_reason: str | None,
+                env: dict[str, str]) -> dict[str, Tool]:
+    penv = dict(env, PROSPECT_BENCH="1")
+    tools = {
+        "prospect": Tool("prospect", lambda lbl, out: prospect_command(lbl, out), penv),
+        "prospect_planar": Tool("prospect_planar", lambda lbl, out: prospect_command(lbl, out, planar=True), penv),
+        "gdaldem": Tool("gdaldem", None, env, False, gdal_reason),
+        "gdaldem_default": Tool("gdaldem_default", None, env, False, gdal_reason),
+        "xrspatial": Tool("xrspatial", None, env, False, xrs_reason),
+        "xrspatial_dask": Tool("xrspatial_dask", None, env, False, xrs_reason),
+    }
+    if gdaldem:
+        tools["gdaldem"] = Tool("gdaldem", lambda lbl, out: gdaldem_command(gdaldem, lbl, out, compressed=True), env)
+        tools["gdaldem_default"] = Tool(
+            "gdaldem_default", lambda lbl, out: gdaldem_command(gdaldem, lbl, out, compressed=False), env)
+    if xrs:
+        tools["xrspatial"] = Tool("xrspatial", lambda lbl, out: xrspatial_command(lbl, out, backend="numpy"), env)
+        tools["xrspatial_dask"] = Tool(
+            "xrspatial_dask", lambda lbl, out: xrspatial_command(lbl, out, backend="dask"), env)
+    return tools
+
+
+# --- running one size -----------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    tool: str
+    status: str = "ok"
+    reason: str | None = None
+    runs: list[Measurement] = field(default_factory=list)
+    output_mb: float | None = None
+    command: list[str] | None = None
+    diff: dict[str, Any] | None = None
+
+
+def _run_tool(tool: Tool, lbl: Path, out: Path, logs: Path, tag: str, timeout: float) -> Measurement:
+    with contextlib.suppress(FileNotFoundError):
+        out.unlink()
+    m = measure(tool.build(lbl, out), env=tool.env, log_stem=logs / tag, timeout=timeout)
+    if tool.id.startswith("prospect") and not m.ok:
+        why = "timed out" if m.timed_out else f"exit {m.returncode}"
+        raise ProspectFailed(f"prospect slope failed on {lbl.name} ({why}): {m.stderr_tail or 'no message'}")
+    if m.ok and not out.exists():
+        m.returncode, m.stderr_tail = -1, f"exit 0 but no output file {out.name}"
+    return m
+
+
+def run_size(
+    size: int,
+    lbl: Path,
+    tools: dict[str, Tool],
+    *,
+    repeat: int,
+    timed: Sequence[str],
+    skipped: Mapping[str, str],
+    work: Path,
+    timeout: float,
+    keep: bool,
+) -> dict[str, Any]:
+    """Time the ``timed`` tools ``repeat`` times (round robin) on one DEM; diff against gdaldem."""
+    logs = work / "logs"
+    logs.mkdir(exist_ok=True)
+    entries: dict[str, _Entry] = {}
+    for tid in TOOL_ORDER:
+        tool = tools[tid]
+        if tid in skipped:
+            entries[tid] = _Entry(tid, "skipped", skipped[tid])
+        elif not tool.available:
+            entries[tid] = _Entry(tid, "unavailable", tool.reason)
+        elif tid not in timed:
+            entries[tid] = _Entry(tid, "skipped", "not run at this size")
+        else:
+            entries[tid] = _Entry(tid, command=tool.build(lbl, work / f"{tid}_{size}.tif"))
+    outputs = {tid: work / f"{tid}_{size}.tif" for tid in entries}
+    # --planar is run once (not repeated): it exists for the comparison with gdaldem
+    for rep in range(repeat):
+        for tid in timed:
+            e = entries[tid]
+            if e.status != "ok" or (tid == "prospect_planar" and rep > 0):
+                continue
+            m = _run_tool(tools[tid], lbl, outputs[tid], logs, f"{tid}_{size}_{rep}", timeout)
+            if not m.ok:
+                e.status = "failed"
+                e.reason = ("timed out" if m.timed_out else f"exit {m.returncode}") + (
+                    f": {m.stderr_tail}" if m.stderr_tail else "")
+                _log(f"{size}^2 {tid}: FAILED ({e.reason})")
+                continue
+            e.runs.append(m)
+            _log(f"{size}^2 {tid} run {rep + 1}/{1 if tid == 'prospect_planar' else repeat}: "
+                 f"{m.seconds:.2f} s, peak RSS {m.peak_rss_mb:.0f} MB")
+    for tid, e in entries.items():
+        if e.status == "ok" and outputs[tid].exists():
+            e.output_mb = outputs[tid].stat().st_size / 1e6
+    ref = outputs["gdaldem"]
+    if entries["gdaldem"].status == "ok" and ref.exists():
+        for tid in ("prospect_planar", "prospect", "xrspatial", "xrspatial_dask"):
+            if entries[tid].status == "ok" and outputs[tid].exists():
+                entries[tid].diff = compare_slopes(outputs[tid], ref)
+    default_vs_planar = None
+    if all(entries[t].status == "ok" and outputs[t].exists() for t in ("prospect", "prospect_planar")):
+        default_vs_planar = compare_slopes(outputs["prospect"], outputs["prospect_planar"])
+    if not keep:
+        for path in outputs.values():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    return _summarise(size, entries, default_vs_planar)
+
+
+def _summarise(size: int, entries: dict[str, _Entry], default_vs_planar: dict[str, Any] | None) -> dict[str, Any]:
+    mpix = size * size / 1e6
+    tools: dict[str, Any] = {}
+    for tid, e in entries.items():
+        row: dict[str, Any] = {
+            "label": TOOL_LABELS[tid], "status": e.status, "reason": e.reason, "seconds": None, "mpix_per_s": None,
+            "peak_rss_mb": None, "ratio_to_gdaldem": None, "ratio_to_gdaldem_default": None,
+            "max_abs_diff_deg_vs_gdaldem_planar": None, "runs": len(e.runs),
+            "all_seconds": [round(m.seconds, 4) for m in e.runs], "output_mb": e.output_mb, "command": e.command,
+        }
+        if e.runs:
+            best = min(m.seconds for m in e.runs)
+            row.update(seconds=best, mpix_per_s=mpix / best, peak_rss_mb=max(m.peak_rss_mb for m in e.runs))
+        if e.diff is not None:
+            row["max_abs_diff_deg_vs_gdaldem_planar"] = e.diff.get("max_abs_diff_deg")
+            row["diff_vs_gdaldem_planar"] = e.diff
+        tools[tid] = row
+    for ref_id, key in (("gdaldem", "ratio_to_gdaldem"), ("gdaldem_default", "ratio_to_gdaldem_default")):
+        ref = tools[ref_id]["mpix_per_s"]
+        if ref:
+            for row in tools.values():
+                if row["mpix_per_s"]:
+                    row[key] = row["mpix_per_s"] / ref
+    return {
+        "size": size, "pixels": size * size, "megapixels": mpix, "dem_mb": size * size * 2 / 1e6,
+        "tools": tools, "prospect_default_vs_planar": default_vs_planar,
+    }
+
+
+# --- targets, tables, files -----------------------------------------------------------
+
+
+def evaluate_targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The benchmark's targets with PASS / FAIL / NOT RUN and the numbers behind them."""
+    sizes = results.get("sizes", {})
+
+    def tool(size: int, tid: str) -> dict[str, Any]:
+        return sizes.get(str(size), {}).get("tools", {}).get(tid, {})
+
+    targets = []
+    ratio = tool(REF_SIZE, "prospect").get("ratio_to_gdaldem")
+    if ratio is None:
+        why = "size not run" if str(REF_SIZE) not in sizes else "no prospect/gdaldem timing"
+        targets.append({"name": "speed", "target": f"prospect >= {SPEED_TARGET:g}x gdaldem (tiled DEFLATE) "
+                        f"at {REF_SIZE}^2", "value": None, "status": "NOT RUN", "note": why})
+    else:
+        targets.append({"name": "speed", "target": f"prospect >= {SPEED_TARGET:g}x gdaldem (tiled DEFLATE) at "
+                        f"{REF_SIZE}^2", "value": round(ratio, 3), "status": "PASS" if ratio >= SPEED_TARGET else "FAIL"})
+    big = tool(BIG_SIZE, "prospect").get("peak_rss_mb")
+    normal = [int(s) for s in sizes if int(s) != BIG_SIZE and tool(int(s), "prospect").get("peak_rss_mb")]
+    ref_size = REF_SIZE if REF_SIZE in normal else (max(normal) if normal else None)
+    ref_rss = tool(ref_size, "prospect").get("peak_rss_mb") if ref_size else None
+    if big is None:
+        targets.append({"name": "memory", "target": f"prospect peak RSS <= {RSS_TARGET_MB:g} MB at {BIG_SIZE}^2",
+                        "value": None, "status": "NOT RUN", "note": "run with --big"})
+        targets.append({"name": "memory_scaling", "target": f"prospect peak RSS independent of size "
+                        f"({BIG_SIZE}^2 / {REF_SIZE}^2 <= {RSS_INDEPENDENCE:g})", "value": None, "status": "NOT RUN",
+                        "note": "run with --big"})
+    else:
+        targets.append({"name": "memory", "target": f"prospect peak RSS <= {RSS_TARGET_MB:g} MB at {BIG_SIZE}^2",
+                        "value": round(big, 1), "status": "PASS" if big <= RSS_TARGET_MB else "FAIL"})
+        t = {"name": "memory_scaling", "target": f"prospect peak RSS independent of size "
+             f"({BIG_SIZE}^2 / {REF_SIZE}^2 <= {RSS_INDEPENDENCE:g})", "rss_mb": {str(BIG_SIZE): round(big, 1)}}
+        if ref_rss:
+            t["rss_mb"][str(ref_size)] = round(ref_rss, 1)
+            t["value"] = round(big / ref_rss, 3)
+            t["status"] = "PASS" if big / ref_rss <= RSS_INDEPENDENCE else "FAIL"
+            if ref_size != REF_SIZE:
+                t["note"] = f"compared with {ref_size}^2: {REF_SIZE}^2 was not run"
+        else:
+            t.update(value=None, status="NOT RUN", note="no smaller size with a prospect result")
+        targets.append(t)
+    return targets
+
+
+def _fmt(v: Any, spec: str) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return format(v, spec)
+
+
+def render_markdown(results: Mapping[str, Any]) -> str:
+    """The results as a readable markdown report (the content of ``slope.md``)."""
+    m = results.get("machine", {})
+    lines = [
+        "# Slope benchmark: prospect vs gdaldem vs xarray-spatial",
+        "",
+        f"{results.get('created', '')} | {m.get('cpu_model', '?')}, {m.get('cpu_count', '?')} CPUs, "
+        f"{_fmt(m.get('mem_total_gb'), '.0f')} GB RAM | Python {m.get('python', '?')} | "
+        f"prospect {m.get('prospect', '?')} (GDAL {m.get('rasterio_gdal', '?')} via rasterio) | "
+        f"gdaldem: {m.get('gdaldem_version') or 'unavailable'} | xarray-spatial {m.get('xarray_spatial') or 'unavailable'}",
+        "",
+        "Input: fractal int16 LOLA-style PDS3 DEM (heights = DN x 0.5 m), polar stereographic south "
+        "(IAU_2015:30135), 20 m pixels, pole-centred. Output: float32 slope GeoTIFF (degrees). "
+        "Time = best wall time of the repeats; peak RSS = max `ru_maxrss` of the child. "
+        "Ratio = throughput / gdaldem (tiled DEFLATE) throughput. "
+        "|diff| = max abs difference (deg) from gdaldem over interior pixels; compare `--planar` "
+        "(prospect's default uses ground distances, gdaldem is planar).",
+        "",
+        "| size | tool | status | time s | Mpix/s | peak RSS MB | ratio vs gdaldem | max abs diff deg | output MB | note |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for key in sorted(results.get("sizes", {}), key=int):
+        entry = results["sizes"][key]
+        size = entry["size"]
+        for tid in TOOL_ORDER:
+            row = entry["tools"].get(tid)
+            if row is None:
+                continue
+            note = row.get("reason") or ""
+            if row.get("runs", 0) > 1:
+                note = (note + "; " if note else "") + f"best of {row['runs']}"
+            lines.append(
+                f"| {size}^2 | {row.get('label', tid)} | {row.get('status', '?')} | {_fmt(row.get('seconds'), '.2f')} | "
+                f"{_fmt(row.get('mpix_per_s'), '.1f')} | {_fmt(row.get('peak_rss_mb'), '.0f')} | "
+                f"{_fmt(row.get('ratio_to_gdaldem'), '.2f')} | "
+                f"{_fmt(row.get('max_abs_diff_deg_vs_gdaldem_planar'), '.2g')} | {_fmt(row.get('output_mb'), '.0f')} | "
+                f"{note.replace('|', '/')} |"
+            )
+    targets = results.get("targets") or []
+    if targets:
+        lines += ["", "## Targets", "", "| target | value | result |", "|---|---:|---|"]
+        for t in targets:
+            note = f" ({t['note']})" if t.get("note") else ""
+            lines.append(f"| {t['target']} | {_fmt(t.get('value'), 'g')} | **{t['status']}**{note} |")
+    rss = results.get("prospect_peak_rss_mb_by_size") or {}
+    if rss:
+        lines += ["", "## prospect peak RSS by size", "",
+                  "| " + " | ".join(f"{s}^2" for s in rss) + " |", "|" + "---:|" * len(rss),
+                  "| " + " | ".join(_fmt(v, ".0f") + " MB" for v in rss.values()) + " |"]
+    if results.get("error"):
+        lines += ["", f"**ERROR:** {results['error']}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results: dict[str, Any], out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Fill in targets and the RSS summary, write ``slope.json`` and ``slope.md`` atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results["targets"] = evaluate_targets(results)
+    results["prospect_peak_rss_mb_by_size"] = {
+        k: v["tools"]["prospect"]["peak_rss_mb"]
+        for k, v in sorted(results.get("sizes", {}).items(), key=lambda kv: int(kv[0]))
+        if v.get("tools", {}).get("prospect", {}).get("peak_rss_mb") is not None
+    }
+    json_path, md_path = out / "slope.json", out / "slope.md"
+    with atomic_write(json_path) as tmp:
+        tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    with atomic_write(md_path) as tmp:
+        tmp.write_text(render_markdown(results))
+    return json_path, md_path
+
+
+def machine_info(gdaldem: str | None, xrs_version: str | None) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_model": None, "mem_total_gb": None,
+        "platform": platform.platform(), "python": platform.python_version(), "python_executable": sys.executable,
+        "prospect": None,
+    }
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                info["mem_total_gb"] = int(line.split()[1]) * 1024 / 1e9
+    for dist in ("prospect", "numpy", "numba", "dask", "xarray", "rasterio"):
+        try:
+            info[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            info[dist] = None
+    try:
+        import rasterio
+
+        info["rasterio_gdal"] = rasterio.__gdal_version__
+    except ImportError:
+        info["rasterio_gdal"] = None
+    info["gdaldem"] = gdaldem
+    info["gdaldem_version"] = None
+    if gdaldem:
+        # GDAL 3.6's gdaldem prints the version, then usage, and exits 1
+        _, text = _run_quiet([gdaldem, "--version"], timeout=60, env=_clean_env())
+        first = text.splitlines()[0].strip() if text else ""
+        info["gdaldem_version"] = first if first.startswith("GDAL") else None
+    info["xarray_spatial"] = xrs_version
+    rc, text = _run_quiet(["git", "-C", str(Path(__file__).resolve().parents[1]), "describe", "--always", "--dirty"],
+                          timeout=30)
+    info["git"] = text if rc == 0 else None
+    return info
+
+
+# --- main -----------------------------------------------------------------------------
+
+
+def _parse_sizes(text: str) -> list[int]:
+    try:
+        sizes = sorted({int(s) for s in text.replace(" ", "").split(",") if s})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--sizes must be comma-separated integers, got {text!r}") from None
+    if not sizes or min(sizes) < 16:
+        raise argparse.ArgumentTypeError(f"--sizes must be integers >= 16, got {text!r}")
+    return sizes
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m prospect.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", type=_parse_sizes, default=list(DEFAULT_SIZES),
+                   help="comma-separated DEM sizes (pixels per side); default 1024,4096,7584")
+    p.add_argument("--big", action="store_true",
+                   help=f"also run {BIG_SIZE}^2 (1.85 GB int16, LDEM_80S_20M size): prospect and gdaldem only, "
+                        "for peak RSS")
+    p.add_argument("--out", type=Path, default=Path("build/bench"), help="output directory (default build/bench)")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="timed runs per tool and size, best kept (default 3 up to 4096^2, 1 above)")
+    p.add_argument("--keep", action="store_true", help="keep the DEMs, outputs and logs (in OUT/work-*)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds before a run is killed")
+    p.add_argument("--seed", type=int, default=SEED, help="fractal terrain seed")
+    p.add_argument("--run-xrspatial", nargs=2, metavar=("DEM_LBL", "OUT_TIF"), help=argparse.SUPPRESS)
+    p.add_argument("--backend", choices=("numpy", "dask"), default="numpy", help=argparse.SUPPRESS)
+    return p
+
+
+def _repeat_for(size: int, repeat: int | None) -> int:
+    if repeat is not None:
+        return max(1, repeat)
+    return 3 if size <= 4096 else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.run_xrspatial:
+        run_xrspatial(args.run_xrspatial[0], args.run_xrspatial[1], args.backend)
+        return 0
+
+    out_dir: Path = args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = _clean_env()
+    work = Path(tempfile.mkdtemp(prefix="work-", dir=out_dir))
+    setup_log = work / "setup.log"
+    results: dict[str, Any] = {
+        "schema": SCHEMA,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": {
+            "sizes": args.sizes, "big": args.big, "big_size": BIG_SIZE if args.big else None, "big_tile": BIG_TILE,
+            "repeat": {str(s): _repeat_for(s, args.repeat) for s in args.sizes}, "pixel_m": PIXEL_M,
+            "crs": f"IAU_2015:{CRS_CODE}", "dn_scale": DN_SCALE, "seed": args.seed, "fractal_beta": FRACTAL_BETA,
+            "relief_std_m_at_ref_size": RELIEF_STD_M, "creation_options": CREATION_OPTIONS,
+            "gdaldem_scale": GDALDEM_SCALE, "rss_unit": "MB = 10^6 bytes", "speed_target": SPEED_TARGET,
+            "rss_target_mb": RSS_TARGET_MB, "rss_independence_ratio": RSS_INDEPENDENCE,
+        },
+        "sizes": {},
+    }
+    code = 0
+    try:
+        rc, text = _run_quiet([*prospect_command(Path("x"), Path("y"))[:4], "--help"], timeout=300,
+                              env=dict(env, PROSPECT_BENCH="1"))
+        if rc != 0:
+            raise ProspectFailed(f"`prospect slope --help` failed (exit {rc}): "
+                                 f"{text.splitlines()[-1] if text else 'no message'}")
+        gdaldem, gdal_reason = ensure_gdaldem(setup_log)
+        xrs_version, xrs_reason = ensure_xrspatial(setup_log, env)
+        results["machine"] = machine_info(gdaldem, xrs_version)
+        tools = build_tools(gdaldem, gdal_reason, xrs_version, xrs_reason, env)
+        for t in tools.values():
+            if not t.available:
+                _log(f"{t.id}: {t.reason}")
+
+        sizes = args.sizes
+        smallest = work / f"DEM_{sizes[0]}.IMG"
+        _log(f"generating {sizes[0]}^2 DEM")
+        lbl = write_dem(smallest, sizes[0], seed=args.seed)
+        _log("warm-up (not recorded): each tool once on the smallest DEM")
+        logs = work / "logs"
+        logs.mkdir(exist_ok=True)
+        for tid in TOOL_ORDER:
+            if tools[tid].available:
+                m = _run_tool(tools[tid], lbl, work / f"warmup_{tid}.tif", logs, f"warmup_{tid}", args.timeout)
+                _log(f"  {tid}: {m.seconds:.2f} s" + ("" if m.ok else f" (failed: {m.stderr_tail})"))
+                with contextlib.suppress(FileNotFoundError):
+                    (work / f"warmup_{tid}.tif").unlink()
+
+        all_timed = ("prospect", "prospect_planar", "gdaldem", "gdaldem_default", "xrspatial", "xrspatial_dask")
+        for size in sizes:
+            img = work / f"DEM_{size}.IMG"
+            if size != sizes[0]:
+                _log(f"generating {size}^2 DEM")
+                lbl = write_dem(img, size, seed=args.seed)
+            results["sizes"][str(size)] = run_size(
+                size, lbl, tools, repeat=_repeat_for(size, args.repeat), timed=all_timed, skipped={}, work=work,
+                timeout=args.timeout, keep=args.keep)
+            if not args.keep:
+                for p in (img, lbl):
+                    p.unlink(missing_ok=True)
+
+        if args.big:
+            need = BIG_SIZE * BIG_SIZE * (2 + 3 * 4) / 1e9  # the DEM + three float32 outputs, before compression
+            free = shutil.disk_usage(work).free / 1e9
+            if free < need:
+                _log(f"warning: {free:.0f} GB free in {work}, the {BIG_SIZE}^2 run may need up to {need:.0f} GB")
+            _log(f"generating {BIG_SIZE}^2 DEM from mirrored {BIG_TILE}^2 tiles")
+            tile = make_fractal_tile(BIG_TILE, args.seed)
+            img = work / f"DEM_{BIG_SIZE}.IMG"
+            lbl = write_tiled_dem(img, BIG_SIZE, tile)
+            del tile
+            why = f"skipped at {BIG_SIZE}^2: it would hold the whole DEM (1.85 GB int16, 3.7 GB float32) in RAM"
+            results["sizes"][str(BIG_SIZE)] = run_size(
+                BIG_SIZE, lbl, tools, repeat=_repeat_for(BIG_SIZE, args.repeat),
+                timed=("prospect", "prospect_planar", "gdaldem"),
+                skipped={"xrspatial": why, "xrspatial_dask": why,
+                         "gdaldem_default": f"skipped at {BIG_SIZE}^2: an uncompressed 3.7 GB output; the "
+                                            "tiled DEFLATE run is the comparison"},
+                work=work, timeout=args.timeout, keep=args.keep)
+            if not args.keep:
+                for p in (img, lbl):
+                    p.unlink(missing_ok=True)
+    except ProspectFailed as exc:
+        results["error"] = str(exc)
+        code = 2
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            _log(f"kept DEMs, outputs and logs in {work}")
+
+    results.setdefault("machine", {})
+    _, md_path = write_results(results, out_dir)
+    if code:
+        print(f"prospect bench: error: {' '.join(results['error'].split())}", file=sys.stderr)
+        return code
+    print(md_path.read_text())
+    _log(f"wrote {out_dir / 'slope.json'} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
