@@ -131,7 +131,7 @@ def slope(
     baseline: Annotated[Optional[float], typer.Option("--baseline", help="Baseline in metres: difference samples "
                                                       "about this far apart (default: the 3x3 stencil).")] = None,
     cog: Annotated[bool, typer.Option("--cog", help="Write a Cloud Optimized GeoTIFF with overviews.")] = False,
-    chunks: Annotated[int, typer.Option("--chunks", help="Dask chunk size in pixels (a multiple of 512).")] = 512,
+    chunks: Annotated[int, typer.Option("--chunks", help="Dask chunk size in pixels (a multiple of 512).")] = 1024,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Report progress on stderr.")] = True,
     assume_crs: AssumeCRS = None,
 ) -> None:

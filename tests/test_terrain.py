@@ -376,6 +376,7 @@ def test_slope_command_streams_a_tiled_compressed_lunar_geotiff(synthetic_lbl, t
     res = run_cli("slope", str(synthetic_lbl), str(out), "--chunks", "512")
     assert res.returncode == 0, res.stderr
     assert "baseline" in res.stdout
+    assert "100%" in res.stderr  # progress, one line per 10 % when stderr is not a terminal
     dem = open_product(synthetic_lbl)
     expected = slope_deg(dem).values
     with rasterio.open(out) as ds:
@@ -418,3 +419,21 @@ def test_slope_command_bad_input_is_one_line_and_no_output(synthetic_lbl, tmp_pa
     assert len(lines) == 1 and lines[0].startswith("prospect: error:") and needle in lines[0], res.stderr
     assert not (tmp_path / "o.tif").exists()
     assert not list(tmp_path.glob(".o.tif*"))
+
+
+def test_chunks_read_with_their_halo_from_the_file_equal_the_halo_exchange(synthetic_lbl):
+    """PDS3 DEMs fresh from open_product read each chunk's halo from disk; anything else gathers it."""
+    from prospect.io.readers import window_source
+
+    dem = open_product(synthetic_lbl, chunks=96)
+    assert window_source(dem) is not None
+    changed = dem.copy(data=dem.data + np.float32(0.0))
+    assert window_source(changed) is None and window_source(dem.chunk({"y": 64})) is None
+    for fn in (lambda d: slope_deg(d), lambda d: rms_deviation(d, baseline_m=200.0), lambda d: aspect_deg(d)):
+        from_file = fn(dem)
+        assert "stencil-window" in from_file.data.name
+        exchanged = fn(changed)
+        assert "stencil-window" not in exchanged.data.name
+        eager = fn(dem.compute())
+        assert np.array_equal(from_file.values, exchanged.values, equal_nan=True)
+        assert np.array_equal(from_file.values, eager.values, equal_nan=True)

@@ -28,6 +28,7 @@ to ``lon_convention`` (default -180..180).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 import re
 import warnings
 from pathlib import Path
@@ -181,6 +182,22 @@ def _coords(transform: Affine, shape: tuple[int, int]) -> tuple[np.ndarray, np.n
     return xs, ys
 
 
+def _nodata_marks(dtype: np.dtype, nodata: list[float]) -> tuple[Any, ...]:
+    """The stored values that mean nodata, in the stored type (NaN is handled separately)."""
+    marks: list[Any] = []
+    for nd in nodata:
+        if nd is None or (isinstance(nd, float) and math.isnan(nd)):
+            continue  # NaN nodata is caught by the isfinite test
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            if float(nd) != int(nd) or not info.min <= int(nd) <= info.max:
+                continue  # a nodata value the integer type cannot hold marks nothing
+            marks.append(dtype.type(int(nd)))
+        else:
+            marks.append(dtype.type(nd))
+    return tuple(marks)
+
+
 def _to_physical(raw: da.Array, *, scale: float, offset: float, nodata: list[float], isis: bool = False) -> da.Array:
     """Stored numbers to float32 physical values, NaN where the stored number is nodata.
 
@@ -188,19 +205,57 @@ def _to_physical(raw: da.Array, *, scale: float, offset: float, nodata: list[flo
     not a chain of dask element-wise operations: that chain made four full-size
     temporaries per chunk and doubled the cost of reading a DEM.
     """
-    marks: list[Any] = []
-    for nd in nodata:
-        if nd is None or (isinstance(nd, float) and math.isnan(nd)):
-            continue  # NaN nodata is caught by the isfinite test
-        if raw.dtype.kind in "iu":
-            info = np.iinfo(raw.dtype)
-            if float(nd) != int(nd) or not info.min <= int(nd) <= info.max:
-                continue  # a nodata value the integer type cannot hold marks nothing
-            marks.append(raw.dtype.type(int(nd)))
-        else:
-            marks.append(raw.dtype.type(nd))
-    return raw.map_blocks(_physical_block, scale=float(scale), offset=float(offset), marks=tuple(marks), isis=isis,
+    return raw.map_blocks(_physical_block, scale=float(scale), offset=float(offset),
+                          marks=_nodata_marks(raw.dtype, nodata), isis=isis,
                           dtype=np.float32, meta=np.empty((0, 0), dtype=np.float32))
+
+
+@dataclass(frozen=True)
+class PhysicalWindowSource:
+    """Physical values of any window of a raw PDS3 image, read on demand.
+
+    The array-like behind :func:`open_product`'s PDS3 arrays: ``source[rows, cols]``
+    reads just that window from disk and converts it. Terrain stencils use it (through
+    :func:`window_source`) to read each chunk together with its halo in one read, instead
+    of computing the neighbouring chunks. Picklable (paths and numbers only).
+    """
+
+    raw: pds3.RawImageSource
+    scale: float
+    offset: float
+    marks: tuple[Any, ...]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.raw.shape
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype("float32")
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return _physical_block(np.asarray(self.raw[key]), scale=self.scale, offset=self.offset, marks=self.marks,
+                               isis=False)
+
+
+#: ``DataArray.encoding`` keys that tie an array to the window source it was read from
+WINDOW_SOURCE_KEY, WINDOW_NAME_KEY = "prospect_window_source", "prospect_window_dask_name"
+
+
+def window_source(arr: xr.DataArray) -> PhysicalWindowSource | None:
+    """The on-demand window reader behind ``arr``, if ``arr`` is still exactly what was read.
+
+    ``None`` once anything (arithmetic, rechunking, selection) has changed the dask array,
+    because the reader would no longer give the same values.
+    """
+    src = arr.encoding.get(WINDOW_SOURCE_KEY)
+    if src is None or not isinstance(arr.data, da.Array) or arr.data.name != arr.encoding.get(WINDOW_NAME_KEY):
+        return None
+    return src
 
 
 def _physical_block(raw: np.ndarray, *, scale: float, offset: float, marks: tuple[Any, ...], isis: bool) -> np.ndarray:
@@ -291,18 +346,22 @@ def _open_pds3(label_path: Path, manifest: Manifest | None, chunks: Any, crs_ove
     image = layout.image
     shape = layout.source.shape
     crs, transform, extra = pds3_georeference(label, src, shape, crs_override=crs_override)
-    raw = da.from_array(layout.source, chunks=_chunks(chunks), lock=False, asarray=True, name=False)
     scale, offset, attrs_rule = _pds3_value_rule(image, src, manifest, crs)
     nodata = _pds3_nodata(image, manifest)
     units = _units(image.get("UNIT"), manifest, src)
-    data = _to_physical(raw, scale=scale, offset=offset, nodata=nodata)
+    physical = PhysicalWindowSource(layout.source, float(scale), float(offset),
+                                    _nodata_marks(layout.source.dtype, nodata))
+    data = da.from_array(physical, chunks=_chunks(chunks), lock=False, asarray=True, name=False,
+                         meta=np.empty((0, 0), dtype=np.float32))
     attrs = _base_attrs(layout.data_path, manifest, "PDS3")
     attrs.setdefault("product_id", str(label.get("PRODUCT_ID", label_path.stem)))
     attrs.setdefault("instrument", str(label.get("INSTRUMENT_ID", label.get("INSTRUMENT_NAME", "unknown"))))
     attrs.setdefault("mission", str(label.get("INSTRUMENT_HOST_NAME", label.get("SPACECRAFT_NAME", "unknown"))))
     attrs.update(attrs_rule, units=units, label_file=label_path.name, **extra)
     _check_manifest_shape(manifest, shape, src)
-    return _assemble(data, crs, transform, attrs, lon_convention)
+    arr = _assemble(data, crs, transform, attrs, lon_convention)
+    arr.encoding.update({WINDOW_SOURCE_KEY: physical, WINDOW_NAME_KEY: arr.data.name})
+    return arr
 
 
 def _pds3_value_rule(image: pds3.Block, src: str, manifest: Manifest | None, crs: lunar.LunarCRS

@@ -485,9 +485,11 @@ STREAM_CREATION_OPTIONS: dict[str, str] = {
 }
 
 
-#: side of the square window a stream computes at once [pixels]; its chunks' halos are
-#: recomputed by the neighbouring window, so larger windows waste less and hold more
-STREAM_WINDOW_PX = 3072
+#: side of the square window a stream computes at once [pixels]. Peak memory is about
+#: three windows (one computing, one queued, one being compressed) plus GDAL's cache.
+#: Stencils on arrays read by open_product read their own halos (no recomputation);
+#: on other arrays a window recomputes the chunks bordering it.
+STREAM_WINDOW_PX = 2048
 
 
 def _groups(chunks: tuple[int, ...], target: int) -> list[tuple[int, int]]:

@@ -81,6 +81,41 @@ def _halo_map(data: da.Array, depth: int, kernel: BlockKernel, dtype) -> da.Arra
     return da.Array(graph, name, chunks=data.chunks, dtype=dtype, meta=np.empty((0, 0), dtype=dtype))
 
 
+def _window_source(dem: xr.DataArray):
+    from prospect.io.readers import window_source
+
+    return window_source(dem)
+
+
+def _window_map(data: da.Array, source, depth: int, kernel: BlockKernel, dtype) -> da.Array:
+    """One independent task per chunk that reads the chunk and its halo straight from the file.
+
+    For arrays :func:`prospect.io.readers.open_product` read and nothing has changed since
+    (:func:`prospect.io.readers.window_source`): no task waits for its neighbours, so
+    nothing is read twice and a streamed write holds only the chunks in flight.
+    """
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    name = f"stencil-window-{tokenize(data.name, depth, kernel)}"
+    height, width = data.shape
+    dsk = {}
+    for i, (r0, h) in enumerate(zip(_offsets(data.chunks[0]), data.chunks[0])):
+        for j, (c0, w) in enumerate(zip(_offsets(data.chunks[1]), data.chunks[1])):
+            dsk[(name, i, j)] = (_run_window, kernel, source, depth, r0, r0 + h, c0, c0 + w, height, width)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[])
+    return da.Array(graph, name, chunks=data.chunks, dtype=dtype, meta=np.empty((0, 0), dtype=dtype))
+
+
+def _run_window(kernel: BlockKernel, source, depth: int, r0: int, r1: int, c0: int, c1: int, height: int,
+                width: int) -> np.ndarray:
+    padded = np.full((r1 - r0 + 2 * depth, c1 - c0 + 2 * depth), np.nan, dtype=np.float32)
+    rr0, rr1 = max(r0 - depth, 0), min(r1 + depth, height)
+    cc0, cc1 = max(c0 - depth, 0), min(c1 + depth, width)
+    padded[rr0 - (r0 - depth) : rr1 - (r0 - depth), cc0 - (c0 - depth) : cc1 - (c0 - depth)] = source[rr0:rr1, cc0:cc1]
+    return kernel(padded, r0, c0)
+
+
 def _run_block(kernel: BlockKernel, neighbours: list[list[np.ndarray | None]], depth: int, row0: int,
                col0: int) -> np.ndarray:
     return kernel(_assemble(neighbours, depth), row0, col0)
@@ -97,7 +132,10 @@ def apply_stencil(dem: xr.DataArray, depth: int, kernel: BlockKernel, *, dtype=n
     data = dem.data
     if dem.ndim != 2:
         raise ValueError(f"terrain kernels take a 2-D (y, x) DEM, got dims {dem.dims}")
-    if isinstance(data, da.Array):
+    source = _window_source(dem)
+    if source is not None:
+        result = _window_map(data, source, depth, kernel, dtype)
+    elif isinstance(data, da.Array):
         if not np.issubdtype(data.dtype, np.floating):
             data = data.astype(np.float32)
         chunks = (_widen(data.chunks[0], depth), _widen(data.chunks[1], depth))
