@@ -13,6 +13,10 @@ in metres, also for SIMPLE CYLINDRICAL labels (equirectangular metres, not degre
 
 GeoTIFF (``write_geotiff``): tiled, deflate-compressed, with the lunar CRS, the unit in
 the band's ``units`` tag and GDAL band unit, NaN encoded as an explicit nodata value.
+
+Streamed GeoTIFF / COG (``stream_geotiff``): a dask-backed raster computed and written
+one window at a time (tiled ZSTD, floating-point predictor), so rasters larger than
+memory stream from reader to file; ``make bench`` measures its peak memory.
 """
 
 from __future__ import annotations
