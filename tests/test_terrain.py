@@ -437,3 +437,16 @@ def test_chunks_read_with_their_halo_from_the_file_equal_the_halo_exchange(synth
         eager = fn(dem.compute())
         assert np.array_equal(from_file.values, exchanged.values, equal_nan=True)
         assert np.array_equal(from_file.values, eager.values, equal_nan=True)
+
+
+@pytest.mark.shared_data
+def test_geotiff_chunks_read_their_halo_from_the_file(south_dem_path):
+    from prospect.io.readers import GDALWindowSource, window_source
+
+    dem = open_product(south_dem_path, chunks=200)
+    assert isinstance(window_source(dem), GDALWindowSource)
+    from_file = slope_deg(dem)
+    assert "stencil-window" in from_file.data.name
+    assert np.array_equal(from_file.values, slope_deg(dem.compute()).values, equal_nan=True)
+    nu = rms_deviation(dem, baseline_m=5000.0)
+    assert np.array_equal(nu.values, rms_deviation(dem.compute(), baseline_m=5000.0).values, equal_nan=True)

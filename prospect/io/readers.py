@@ -242,11 +242,47 @@ class PhysicalWindowSource:
                                isis=False)
 
 
+@dataclass(frozen=True)
+class GDALWindowSource:
+    """Physical values of any window of one band of a GeoTIFF/COG, read on demand through GDAL.
+
+    The GeoTIFF counterpart of :class:`PhysicalWindowSource` (same conversion, same
+    values as the chunked array). Each read opens the file (about a millisecond), so it
+    pickles and works from any thread or process.
+    """
+
+    path: str
+    band: int
+    shape: tuple[int, int]
+    scale: float
+    offset: float
+    marks: tuple[Any, ...]
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype("float32")
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        import rasterio
+        from rasterio.windows import Window
+
+        rows, cols = key
+        r0, r1, _ = rows.indices(self.shape[0])
+        c0, c1, _ = cols.indices(self.shape[1])
+        with rasterio.open(self.path) as ds:
+            raw = ds.read(self.band, window=Window(c0, r0, c1 - c0, r1 - r0))
+        return _physical_block(raw, scale=self.scale, offset=self.offset, marks=self.marks, isis=False)
+
+
 #: ``DataArray.encoding`` keys that tie an array to the window source it was read from
 WINDOW_SOURCE_KEY, WINDOW_NAME_KEY = "prospect_window_source", "prospect_window_dask_name"
 
 
-def window_source(arr: xr.DataArray) -> PhysicalWindowSource | None:
+def window_source(arr: xr.DataArray) -> PhysicalWindowSource | GDALWindowSource | None:
     """The on-demand window reader behind ``arr``, if ``arr`` is still exactly what was read.
 
     ``None`` once anything (arithmetic, rechunking, selection) has changed the dask array,
@@ -505,13 +541,19 @@ def _open_gdal(path: Path, manifest: Manifest | None, chunks: Any, crs_override:
     if manifest is not None and manifest.nodata is not None:
         nd.append(manifest.nodata)
     data = _to_physical(raw, scale=scale, offset=offset, nodata=nd, isis=(driver == "ISIS3"))
+    window = None
+    if driver in ("GTiff", "COG"):
+        window = GDALWindowSource(str(path), band, shape, float(scale), float(offset), _nodata_marks(raw.dtype, nd))
     attrs = _base_attrs(path, manifest, fmt or driver)
     attrs.setdefault("product_id", tags.get("PRODUCT_ID", path.stem).strip('"'))
     attrs.setdefault("instrument", tags.get("INSTRUMENT_ID", "unknown").strip('"'))
     attrs.update(units=units, scaling_factor=scale, value_offset=offset, gdal_driver=driver)
     attrs.setdefault("value_rule", f"value = stored * {scale} + {offset}")
     _check_manifest_shape(manifest, shape, path.name)
-    return _assemble(data, crs, transform, attrs, lon_convention)
+    arr = _assemble(data, crs, transform, attrs, lon_convention)
+    if window is not None:
+        arr.encoding.update({WINDOW_SOURCE_KEY: window, WINDOW_NAME_KEY: arr.data.name})
+    return arr
 
 
 # --- dispatch ------------------------------------------------------------------------
