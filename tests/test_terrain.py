@@ -450,3 +450,18 @@ def test_geotiff_chunks_read_their_halo_from_the_file(south_dem_path):
     assert np.array_equal(from_file.values, slope_deg(dem.compute()).values, equal_nan=True)
     nu = rms_deviation(dem, baseline_m=5000.0)
     assert np.array_equal(nu.values, rms_deviation(dem.compute(), baseline_m=5000.0).values, equal_nan=True)
+
+
+@pytest.mark.shared_data
+def test_the_planar_command_matches_gdaldem_on_the_real_polar_dem(south_dem_path, tmp_path):
+    """`prospect slope --planar` (the command, end to end) against `gdaldem slope` to 0.01 deg."""
+    _gdaldem_run("slope", str(south_dem_path), str(tmp_path / "g.tif"))
+    res = run_cli("slope", str(south_dem_path), str(tmp_path / "p.tif"), "--planar", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    res = run_cli("slope", str(south_dem_path), str(tmp_path / "s.tif"), "--no-progress")
+    assert res.returncode == 0, res.stderr
+    gd, planar, ground = (_read(tmp_path / n)[1:-1, 1:-1] for n in ("g.tif", "p.tif", "s.tif"))
+    assert np.abs(planar - gd).max() < 0.01
+    _, lat = AnalysisGrid.from_dataarray(open_product(south_dem_path)).lonlat()
+    k = lunar.polar_scale_factor(np.asarray(lat))[1:-1, 1:-1]
+    assert np.abs(np.tan(np.radians(ground)) - k * np.tan(np.radians(planar))).max() < 1e-5
