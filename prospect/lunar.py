@@ -44,6 +44,15 @@ METRES_PER_DEGREE: float = 2.0 * math.pi * MOON_RADIUS_M / 360.0
 #: so at latitude phi it climbs at most ``1.54 + (90 - |phi|)`` deg (docs/science.md
 #: section 3; the 1.54 deg obliquity of the lunar equator to the ecliptic).
 MAX_SUBSOLAR_LATITUDE_DEG: float = 1.54
+#: The sub-solar latitude actually reached [deg]: 1.588 in JPL DE421 over 2020-2039 (the
+#: 1.54 deg mean tilt plus the physical libration; measured with
+#: :mod:`prospect.illumination.ephemeris`, tests/test_ephemeris.py). Use this, not the
+#: mean tilt, wherever a bound on the Sun's elevation matters.
+OBSERVED_MAX_SUBSOLAR_LATITUDE_DEG: float = 1.588
+#: Earth/Moon mass ratio (JPL DE421 constant EMRAT; Folkner et al. 2008, IOM 343R-08-003).
+EARTH_MOON_MASS_RATIO: float = 81.3005690699
+#: Mean synodic month [d] (Meeus 1998, ch. 49; docs/science.md section 3).
+SYNODIC_MONTH_DAYS: float = 29.530588861
 #: Tolerance when deciding whether an ellipsoid is the lunar sphere [m].
 _RADIUS_TOLERANCE_M = 1.0
 

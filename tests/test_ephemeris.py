@@ -289,3 +289,14 @@ def test_azimuth_elevation_matches_lunarsky_topocentric_rotation():
         assert float(el) == pytest.approx(np.degrees(np.arctan2(up, np.hypot(east, north))), abs=1e-9)
         ref_az = np.degrees(np.arctan2(east, north)) % 360.0
         assert float(np.mod(az - ref_az + 180.0, 360.0) - 180.0) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_observed_subsolar_latitude_bound_in_the_lunar_module():
+    """lunar.OBSERVED_MAX_SUBSOLAR_LATITUDE_DEG is what the ephemeris reaches over 18.6 years (not the 1.54 mean tilt)."""
+    from prospect import lunar
+    from prospect.illumination.ephemeris import default_times, sun_earth_directions
+
+    _, lat = sun_earth_directions(default_times(coarse=True)).subsolar_lon_lat
+    reached = float(np.abs(lat).max())
+    assert lunar.MAX_SUBSOLAR_LATITUDE_DEG < reached <= lunar.OBSERVED_MAX_SUBSOLAR_LATITUDE_DEG
+    assert reached > lunar.OBSERVED_MAX_SUBSOLAR_LATITUDE_DEG - 0.005

@@ -69,7 +69,7 @@ from typing import Any
 
 import numpy as np
 
-from prospect.lunar import MOON_RADIUS_M
+from prospect.lunar import EARTH_MOON_MASS_RATIO, MOON_RADIUS_M, SYNODIC_MONTH_DAYS
 
 __all__ = [
     "AU_KM",
@@ -102,10 +102,6 @@ AU_KM: float = 149_597_870.7
 SUN_RADIUS_KM: float = 695_700.0
 #: Nominal equatorial radius of the Earth [km] (IAU 2015 Resolution B3).
 EARTH_RADIUS_KM: float = 6_378.1
-#: Earth/Moon mass ratio (JPL DE421 constant EMRAT; Folkner et al. 2008, IOM 343R-08-003).
-EARTH_MOON_MASS_RATIO: float = 81.3005690699
-#: Mean synodic month [d] (Meeus 1998, ch. 49; docs/science.md section 3).
-SYNODIC_MONTH_DAYS: float = 29.530588861
 #: TT - UTC [s] since 2017-01-01 (TT - TAI = 32.184 s, TAI - UTC = 37 s; IERS Bulletin C).
 TT_MINUS_UTC_S: float = 69.184
 #: Julian date of J2000.0 (2000-01-01 12:00 TT).
