@@ -157,6 +157,45 @@ def slope(
                f"{grid.shape[0]} x {grid.shape[1]}, {grid.crs}")
 
 
+@app.command()
+def illumination(
+    dem: Annotated[str, typer.Argument(help="A polar stereographic DEM (PDS3 .LBL, GeoTIFF, ...) or a manifest id.")],
+    outdir: Annotated[Path, typer.Argument(help="Folder for illumination_fraction.tif, longest_darkness_h.tif, "
+                                                "psr_mask.tif and earth_visibility_fraction.tif.")],
+    azimuths: Annotated[int, typer.Option("--azimuths", help="Horizon azimuths (at least 64).")] = 360,
+    max_distance: Annotated[float, typer.Option("--max-distance", help="Horizon search distance [km].")] = 150.0,
+    start: Annotated[str, typer.Option("--start", help="Start of the span (UTC date).")] = "2020-01-01",
+    years: Annotated[float, typer.Option("--years", help="Length of the span [years]; 18.6 is one lunar "
+                                         "precession cycle.")] = 18.6,
+    step_hours: Annotated[float, typer.Option("--step-hours", help="Time step of the darkness series [h].")] = 6.0,
+    assume_crs: AssumeCRS = None,
+) -> None:
+    """Horizon maps, then Sun and Earth visibility over the span: four GeoTIFFs in OUTDIR."""
+    from prospect.grid import AnalysisGrid
+    from prospect.illumination.ephemeris import default_times, sun_earth_directions
+    from prospect.illumination.horizon import horizon_angles
+    from prospect.illumination.products import SunSamples, illumination_products
+    from prospect.io.readers import open_product
+    from prospect.io.writers import write_geotiff
+
+    if azimuths < 64:
+        raise typer.BadParameter(f"--azimuths must be at least 64, not {azimuths}")
+    if not outdir.parent.is_dir():
+        raise OutputPathError(f"{outdir}: parent directory {outdir.parent} does not exist")
+    arr = open_product(dem, crs_override=assume_crs)
+    hz = horizon_angles(arr, n_azimuths=azimuths, max_distance_m=max_distance * 1000.0, workers=2)
+    se = sun_earth_directions(default_times(start=start, years=years, step_hours=step_hours))
+    products = illumination_products(hz, SunSamples.from_ephemeris(se))
+    grid = AnalysisGrid.from_dataarray(arr)
+    outdir.mkdir(exist_ok=True)
+    for name, layer in products.data_vars.items():
+        tags = {f"prospect_{k}": v for k, v in layer.attrs.items() if k != "units"}
+        tags["prospect_source"] = str(dem)
+        write_geotiff(layer, outdir / f"{name}.tif", crs=grid.crs, transform=grid.transform, nodata=-9999.0,
+                      units=layer.attrs["units"], tags=tags, dtype="float32")
+        typer.echo(f"{outdir / (name + '.tif')}: {layer.attrs['long_name']} [{layer.attrs['units']}]")
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
     return f"prospect: warning: {message}\n"
 

@@ -1,0 +1,332 @@
+"""Illumination products from horizon maps and the Sun/Earth ephemeris.
+
+Products (``docs/science.md`` section 3), each a DataArray on the DEM's grid:
+
+``illumination_fraction`` [1]
+    Time-averaged visible fraction of the solar disk (finite disk, radius from the Sun's
+    distance) over the span.
+``longest_darkness_h`` [h]
+    The longest run of consecutive time samples with no part of the disk above the
+    horizon (a run that wraps from the end of the span to its start is not joined).
+``psr_mask`` [bool]
+    Never lit over the span: the upper limb of the Sun stays below the horizon at every
+    sub-solar longitude, for the largest sub-solar latitude reached
+    (:data:`prospect.lunar.OBSERVED_MAX_SUBSOLAR_LATITUDE_DEG`-like, from the samples).
+``earth_visibility_fraction`` [1]
+    Fraction of the time the Earth's centre is above the horizon (with the observer's
+    parallax, up to 0.26 deg).
+
+Method. Over many years the sub-solar longitude ``lambda`` and latitude ``beta`` are
+nearly independent, and ``|beta| <= 1.59 deg`` is small, so at each pixel the Sun's
+elevation is ``el(lambda, beta) ~ el0(lambda) + kappa(lambda) beta`` with
+``kappa = sin(lat) / cos(el0)`` (exact derivative at ``beta = 0``) and its azimuth is
+``az(lambda, 0)``. Every pixel is evaluated on ``n_lambda`` sub-solar longitudes (the
+horizon looked up once each), and:
+
+* the fraction is the mean over ``lambda`` of ``E_beta[disk fraction]`` with ``beta``
+  distributed as in the ephemeris samples (a precomputed table);
+* the PSR test uses the extreme ``beta`` reached;
+* the darkness runs walk the real time series: with the per-``lambda`` thresholds a time
+  step costs one lookup and one comparison.
+
+``tests/test_illumination.py`` compares all products with a direct per-time-step
+evaluation (exact Sun directions, no linearisation) on rough terrain.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+from numba import njit, prange
+
+from prospect.errors import ConfigError, GridError
+from prospect.grid import AnalysisGrid
+from prospect.illumination.ephemeris import SunEarth
+
+
+@dataclass(frozen=True)
+class SunSamples:
+    """What the products need from the ephemeris, reduced."""
+
+    beta_deg: np.ndarray  # sub-solar latitude per time sample
+    lambda_deg: np.ndarray  # sub-solar longitude per time sample
+    rho_deg: np.ndarray  # solar angular radius per time sample
+    step_h: float  # time step [h] (uniform)
+    earth_lon_deg: np.ndarray  # sub-Earth longitude per sample
+    earth_lat_deg: np.ndarray
+    earth_distance_km: np.ndarray
+
+    @classmethod
+    def from_ephemeris(cls, se: SunEarth) -> "SunSamples":
+        jd = np.asarray(se.jd_tt, dtype="float64")
+        steps = np.diff(jd) * 24.0
+        if len(jd) < 2 or np.ptp(steps) > 1e-6 * max(1.0, steps.mean()):
+            raise ConfigError("illumination products need uniformly spaced time samples (default_times)")
+        lam, beta = se.subsolar_lon_lat
+        elon, elat = se.subearth_lon_lat
+        return cls(np.asarray(beta), np.asarray(lam), np.asarray(se.sun_angular_radius_deg), float(steps.mean()),
+                   np.asarray(elon), np.asarray(elat), np.asarray(se.earth_distance_km))
+
+
+def _disk_fraction(d: np.ndarray) -> np.ndarray:
+    """Fraction of a disk above a straight horizon, centre ``d`` radii above it."""
+    d = np.clip(d, -1.0, 1.0)
+    return 1.0 - (np.arccos(d) - d * np.sqrt(1.0 - d * d)) / np.pi
+
+
+def _beta_table(beta_deg: np.ndarray, rho_deg: float, kappas: np.ndarray, us: np.ndarray) -> np.ndarray:
+    """``T[k, j] = mean over samples of disk_fraction(us[j] + kappas[k] * beta / rho)``."""
+    hist, edges = np.histogram(beta_deg, bins=128)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    w = hist / hist.sum()
+    out = np.empty((len(kappas), len(us)))
+    for k, kap in enumerate(kappas):
+        out[k] = (_disk_fraction(us[:, None] + kap * centres[None, :] / rho_deg) * w[None, :]).sum(axis=1)
+    return out
+
+
+@njit(nogil=True, cache=True)
+def _horizon_at(hz, r, c, az_deg, step):
+    n = hz.shape[0]
+    a = az_deg % 360.0
+    x = a / step
+    i = int(math.floor(x))
+    f = x - i
+    i0 = i % n
+    i1 = (i + 1) % n
+    return (1.0 - f) * hz[i0, r, c] + f * hz[i1, r, c]
+
+
+@njit(parallel=True, cache=True)
+def _products_kernel(hz, az_step, lat, lon, gamma, lam_c, beta_max, rho_max, rho_mean,
+                     table, k0, dk, u0, du, t_bin, t_beta, e_lon, e_lat, e_w, e_dist, radius_km,
+                     frac, dark, psr, earth):
+    h_rows, w_cols = lat.shape
+    nlam = lam_c.shape[0]
+    nk, nu = table.shape
+    ne = e_lon.shape[0]
+    nt = t_bin.shape[0]
+    for r in prange(h_rows):
+        el0 = np.empty(nlam)
+        kap = np.empty(nlam)
+        thr = np.empty(nlam)
+        for c in range(w_cols):
+            th = math.radians(lat[r, c])
+            ph = math.radians(lon[r, c])
+            g = gamma[r, c]
+            sth, cth = math.sin(th), math.cos(th)
+            bad = False
+            lit_possible = False
+            acc = 0.0
+            for i in range(nlam):
+                dl = lam_c[i] - ph
+                sel = cth * math.cos(dl)
+                e0 = math.degrees(math.asin(sel))
+                az = math.degrees(math.atan2(math.sin(dl), -sth * math.cos(dl))) + g
+                h = _horizon_at(hz, r, c, az, az_step)
+                if h != h:
+                    bad = True
+                    break
+                kp = sth / math.cos(math.radians(e0))
+                el0[i] = e0
+                kap[i] = kp
+                thr[i] = h - e0 - rho_mean
+                if e0 + abs(kp) * beta_max + rho_max > h:
+                    lit_possible = True
+                # E_beta[disk fraction] from the table (bilinear, clamped)
+                u = (e0 - h) / rho_mean
+                x = (kp - k0) / dk
+                y = (u - u0) / du
+                if x < 0.0:
+                    x = 0.0
+                if x > nk - 1.000001:
+                    x = nk - 1.000001
+                if y <= 0.0:
+                    continue  # the whole beta range keeps the Sun below the horizon
+                if y >= nu - 1.000001:
+                    acc += 1.0
+                    continue
+                ix = int(x)
+                iy = int(y)
+                fx = x - ix
+                fy = y - iy
+                v = ((1 - fx) * (1 - fy) * table[ix, iy] + fx * (1 - fy) * table[ix + 1, iy]
+                     + (1 - fx) * fy * table[ix, iy + 1] + fx * fy * table[ix + 1, iy + 1])
+                acc += v
+            if bad:
+                frac[r, c] = np.nan
+                dark[r, c] = np.nan
+                psr[r, c] = 255
+                earth[r, c] = np.nan
+                continue
+            frac[r, c] = acc / nlam
+            psr[r, c] = 0 if lit_possible else 1
+            # darkness runs over the time series: lit iff kappa * beta > threshold (upper limb up)
+            run = 0
+            best = 0
+            for t in range(nt):
+                i = t_bin[t]
+                if kap[i] * t_beta[t] > thr[i]:
+                    run = 0
+                else:
+                    run += 1
+                    if run > best:
+                        best = run
+            dark[r, c] = best
+            # Earth: centre above the horizon, with the observer's parallax
+            nx, ny, nz = cth * math.cos(ph), cth * math.sin(ph), sth
+            ex, ey = -math.sin(ph), math.cos(ph)
+            qx, qy, qz = -sth * math.cos(ph), -sth * math.sin(ph), cth
+            vis = 0.0
+            for j in range(ne):
+                cl = math.cos(e_lat[j])
+                vx = e_dist[j] * cl * math.cos(e_lon[j]) - radius_km * nx
+                vy = e_dist[j] * cl * math.sin(e_lon[j]) - radius_km * ny
+                vz = e_dist[j] * math.sin(e_lat[j]) - radius_km * nz
+                up = vx * nx + vy * ny + vz * nz
+                east = vx * ex + vy * ey
+                north = vx * qx + vy * qy + vz * qz
+                el = math.degrees(math.atan2(up, math.sqrt(east * east + north * north)))
+                az = math.degrees(math.atan2(east, north)) + g
+                if el > _horizon_at(hz, r, c, az, az_step):
+                    vis += e_w[j]
+            earth[r, c] = vis
+
+
+def grid_north_azimuth_deg(grid: AnalysisGrid) -> np.ndarray:
+    """Grid azimuth of true north at every pixel [deg] (0 on geographic grids).
+
+    South polar stereographic: ``atan2(x, y)``; north: ``atan2(-x, -y)`` (as in
+    :mod:`prospect.terrain._kernels`): a true azimuth plus this is a grid azimuth.
+    """
+    x, y = np.meshgrid(grid.x, grid.y)
+    if grid.crs.kind == "polar_south":
+        return np.degrees(np.arctan2(x, y))
+    if grid.crs.kind == "polar_north":
+        return np.degrees(np.arctan2(-x, -y))
+    raise GridError(f"illumination products need a polar stereographic grid, not {grid.crs}")
+
+
+def illumination_products(horizon: xr.DataArray, samples: SunSamples, *, n_lambda: int = 720,
+                          earth_bin_deg: float = 0.5) -> xr.Dataset:
+    """The four products from a horizon cube (``horizon_angles``) and ephemeris samples.
+
+    ``n_lambda`` sub-solar longitudes (0.5 deg by default, finer than the Sun's ~1 deg
+    per 2 h step) and Earth directions binned at ``earth_bin_deg`` in sub-Earth
+    longitude and latitude (weights from the samples; the mean distance per bin).
+    """
+    if horizon.ndim != 3 or horizon.dims[0] != "azimuth":
+        raise ConfigError(f"expected a horizon cube with dims (azimuth, y, x), got {horizon.dims}")
+    az = np.asarray(horizon["azimuth"].values, dtype="float64")
+    step = 360.0 / len(az)
+    if not np.allclose(az, np.arange(len(az)) * step):
+        raise ConfigError("the horizon cube must have evenly spaced azimuths starting at 0 (n_azimuths=...)")
+    template = horizon.isel(azimuth=0, drop=True)
+    grid = AnalysisGrid.from_dataarray(template)
+    lon, lat = grid.lonlat()
+    lon = np.asarray(lon, dtype="float64")
+    lat = np.asarray(lat, dtype="float64")
+    gamma = grid_north_azimuth_deg(grid)
+    hz = np.ascontiguousarray(np.asarray(horizon.values, dtype="float32"))
+
+    lam_c = np.radians((np.arange(n_lambda) + 0.5) * (360.0 / n_lambda) - 180.0)
+    beta = samples.beta_deg
+    beta_max = float(np.abs(beta).max())
+    rho_mean = float(samples.rho_deg.mean())
+    rho_max = float(samples.rho_deg.max())
+    kappas = np.linspace(-1.3, 1.3, 53)
+    umax = 1.0 + 1.3 * beta_max / rho_mean + 0.5
+    us = np.linspace(-umax, umax, 1601)
+    table = _beta_table(beta, rho_mean, kappas, us)
+    t_bin = np.floor((np.mod(samples.lambda_deg + 180.0, 360.0)) / (360.0 / n_lambda)).astype(np.int64)
+    t_bin = np.minimum(t_bin, n_lambda - 1)
+
+    # Earth: 2-D histogram of sub-Earth points, mean distance per bin
+    elon = np.mod(samples.earth_lon_deg + 180.0, 360.0) - 180.0
+    lon_edges = np.arange(math.floor(elon.min()), math.ceil(elon.max()) + earth_bin_deg, earth_bin_deg)
+    lat_edges = np.arange(math.floor(samples.earth_lat_deg.min()), math.ceil(samples.earth_lat_deg.max())
+                          + earth_bin_deg, earth_bin_deg)
+    counts, _, _ = np.histogram2d(elon, samples.earth_lat_deg, bins=(lon_edges, lat_edges))
+    dsum, _, _ = np.histogram2d(elon, samples.earth_lat_deg, bins=(lon_edges, lat_edges),
+                                weights=samples.earth_distance_km)
+    keep = counts > 0
+    lc = 0.5 * (lon_edges[:-1] + lon_edges[1:])
+    bc = 0.5 * (lat_edges[:-1] + lat_edges[1:])
+    e_lon = np.radians(np.broadcast_to(lc[:, None], counts.shape)[keep])
+    e_lat = np.radians(np.broadcast_to(bc[None, :], counts.shape)[keep])
+    e_w = counts[keep] / counts.sum()
+    e_dist = dsum[keep] / counts[keep]
+
+    shape = lat.shape
+    frac = np.empty(shape, np.float32)
+    dark = np.empty(shape, np.float32)
+    psr = np.empty(shape, np.uint8)
+    earth = np.empty(shape, np.float32)
+    _products_kernel(hz, step, lat, lon, gamma, lam_c, beta_max, rho_max, rho_mean, table, kappas[0],
+                     kappas[1] - kappas[0], us[0], us[1] - us[0], t_bin, beta, e_lon, e_lat, e_w, e_dist,
+                     grid.crs.radius_m / 1000.0, frac, dark, psr, earth)
+    dark_h = np.where(np.isnan(dark), np.nan, dark * samples.step_h).astype("float32")
+    span_years = len(beta) * samples.step_h / (24.0 * 365.25)
+    common = {
+        "span_years": round(span_years, 3), "time_step_h": samples.step_h, "n_time_samples": int(len(beta)),
+        "n_azimuths": int(len(az)), "max_distance_m": horizon.attrs.get("max_distance_m"),
+        "max_subsolar_latitude_deg": round(beta_max, 4), "ephemeris": "prospect.illumination.ephemeris (ME frame)",
+        "crs": template.attrs.get("crs", horizon.attrs.get("crs", "")),
+    }
+
+    def wrap(values, name, units, long_name):
+        da = template.copy(data=values)
+        da.name = name
+        da.attrs = dict(common, units=units, long_name=long_name)
+        return da
+
+    psr_da = wrap(np.where(psr == 255, np.nan, psr).astype("float32"), "psr_mask", "1",
+                  "permanently shadowed (1) over the span, NaN where the horizon is unknown")
+    return xr.Dataset({
+        "illumination_fraction": wrap(frac, "illumination_fraction", "1",
+                                      "time-averaged visible fraction of the solar disk"),
+        "longest_darkness_h": wrap(dark_h, "longest_darkness_h", "h", "longest continuous darkness (no solar limb)"),
+        "psr_mask": psr_da,
+        "earth_visibility_fraction": wrap(earth, "earth_visibility_fraction", "1",
+                                          "fraction of time the Earth's centre is above the horizon"),
+    })
+
+
+def products_at_pixels_brute_force(horizon: xr.DataArray, se: SunEarth, pixels: list[tuple[int, int]]) -> dict:
+    """Reference: the products at a few pixels from every time sample, exact Sun directions.
+
+    No linearisation in ``beta`` and no longitude bins: for each sample the Sun's
+    topocentric elevation and azimuth are computed from its unit vector, the horizon is
+    interpolated at that azimuth and the disk fraction evaluated. For tests.
+    """
+    from prospect.illumination.ephemeris import earth_azimuth_elevation, sun_azimuth_elevation
+
+    template = horizon.isel(azimuth=0, drop=True)
+    grid = AnalysisGrid.from_dataarray(template)
+    lon, lat = (np.asarray(v) for v in grid.lonlat())
+    gamma = grid_north_azimuth_deg(grid)
+    hz = np.asarray(horizon.values, dtype="float64")
+    step = 360.0 / hz.shape[0]
+    rho = np.asarray(se.sun_angular_radius_deg)
+    out = {}
+    for r, c in pixels:
+        az, el = sun_azimuth_elevation(lon[r, c], lat[r, c], se.sun)
+        h = np.array([_horizon_at(hz, r, c, a + gamma[r, c], step) for a in np.asarray(az)])
+        f = _disk_fraction((np.asarray(el) - h) / rho)
+        lit = np.asarray(el) + rho > h
+        best = run = 0
+        for v in lit:
+            run = 0 if v else run + 1
+            best = max(best, run)
+        eaz, eel = earth_azimuth_elevation(lon[r, c], lat[r, c], se.earth, se.earth_distance_km)
+        eh = np.array([_horizon_at(hz, r, c, a + gamma[r, c], step) for a in np.asarray(eaz)])
+        jd = np.asarray(se.jd_tt)
+        out[(r, c)] = {
+            "illumination_fraction": float(f.mean()), "psr": bool(not lit.any()),
+            "longest_darkness_h": best * float(np.diff(jd).mean() * 24.0),
+            "earth_visibility_fraction": float((np.asarray(eel) > eh).mean()),
+        }
+    return out

@@ -1,0 +1,90 @@
+"""Illumination products: against a per-time-step reference, synthetic PSRs by construction, real LOLA PSRs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+
+from prospect.grid import AnalysisGrid
+from prospect.illumination.ephemeris import default_times, sun_earth_directions
+from prospect.illumination.horizon import horizon_angles
+from prospect.illumination.products import SunSamples, illumination_products, products_at_pixels_brute_force
+from prospect.synthetic import south_polar_scene
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def scene_products():
+    scene = south_polar_scene(seed=3, shape=(128, 128), pixel_m=200.0)
+    hz = horizon_angles(scene.dem, n_azimuths=180, max_distance_m=60_000.0, workers=2)
+    se = sun_earth_directions(default_times(step_hours=6.0))
+    return scene, hz, se, illumination_products(hz, SunSamples.from_ephemeris(se))
+
+
+def test_products_match_a_per_time_step_evaluation(scene_products):
+    """The longitude-bin / linear-in-beta method against exact Sun and Earth directions at every sample."""
+    _, hz, se, ds = scene_products
+    pixels = [(64, 64), (30, 40), (100, 90), (70, 20), (10, 10), (120, 120), (45, 100), (90, 60)]
+    ref = products_at_pixels_brute_force(hz, se, pixels)
+    for r, c in pixels:
+        want = ref[(r, c)]
+        assert ds.illumination_fraction.values[r, c] == pytest.approx(want["illumination_fraction"], abs=3e-3)
+        # sub-Earth points binned at 0.5 deg: up to ~0.25 deg of Earth elevation, ~0.01 of fraction
+        assert ds.earth_visibility_fraction.values[r, c] == pytest.approx(want["earth_visibility_fraction"], abs=0.02)
+        assert abs(ds.longest_darkness_h.values[r, c] - want["longest_darkness_h"]) <= 2 * 6.0
+        assert bool(ds.psr_mask.values[r, c]) == want["psr"]
+
+
+def test_craters_shadowed_by_construction_are_psrs_and_lit_ones_are_not(scene_products):
+    scene, _, _, ds = scene_products
+    inv = ~AnalysisGrid.from_dataarray(scene.dem).transform
+    seen = {True: 0, False: 0}
+    for crater in scene.craters:
+        col, row = inv * (crater.x_m, crater.y_m)
+        r, c = int(row), int(col)
+        if not (0 <= r < 128 and 0 <= c < 128):
+            continue
+        seen[crater.floor_psr_by_construction] += 1
+        if crater.floor_psr_by_construction:
+            assert ds.psr_mask.values[r, c] == 1 and ds.illumination_fraction.values[r, c] == 0.0
+            assert ds.longest_darkness_h.values[r, c] > 18 * 365 * 24
+        else:
+            assert ds.psr_mask.values[r, c] == 0 and ds.illumination_fraction.values[r, c] > 0.05
+    assert seen[True] >= 1 and seen[False] >= 1
+    for name, layer in ds.data_vars.items():
+        assert layer.attrs["units"] in ("1", "h") and layer.attrs["n_time_samples"] > 27_000, name
+
+
+@pytest.mark.shared_data
+def test_real_south_polar_psrs_are_found(shared, tmp_path):
+    """The 1.6 km LOLA DEM: the named PSRs of the LOLA PSR catalogue, recall by size class, precision."""
+    from rasterio.features import rasterize
+
+    from prospect.io.vectors import open_vector
+    from prospect.lunar import lonlat_to_xy, lunar_crs
+
+    dem = shared / "lola_polar_1600m" / "lola_dem_south.tif"
+    res = run_cli("illumination", str(dem), str(tmp_path / "ill"), "--azimuths", "120", "--step-hours", "12")
+    assert res.returncode == 0, res.stderr
+    with rasterio.open(tmp_path / "ill" / "psr_mask.tif") as ds:
+        ours = ds.read(1, masked=True).filled(0) == 1
+        transform = ds.transform
+        assert ds.tags(1)["units"] == "1"
+    polys = open_vector(shared / "lola_psr_south_5km2" / "LOLA_PSR_75S_120M_82S_060M_5KM2_FINAL.shp")
+    ids = rasterize(((g, i + 1) for i, g in enumerate(polys.geometry)), out_shape=ours.shape, transform=transform,
+                    fill=0, all_touched=True, dtype="int32")
+    hit = np.array([ours[ids == i + 1].any() for i in range(len(polys))])
+    large = polys["area"].to_numpy() > 100.0
+    assert hit[large].all()  # every PSR over 100 km^2
+    assert hit[polys["area"].to_numpy() > 25.0].mean() > 0.9
+    assert (ours & (ids > 0)).sum() / ours.sum() > 0.9  # our PSR pixels lie in catalogued PSRs
+    names = ["Shackleton", "Haworth", "Shoemaker", "Faustini", "Cabeus", "Sverdrup", "de Gerlache", "Amundsen"]
+    table = pd.read_csv(shared / "cold_trap_craters" / "crater_list.csv")
+    table["key"] = table["Crater Name"].str.strip().str.lower()
+    for name in names:
+        row = table[table["key"] == name.lower()].iloc[0]
+        x, y = lonlat_to_xy(lunar_crs(30135), float(row["PSR centroid Lon (deg)"]), float(row["PSR centroid Lat (deg)"]))
+        col, r = ~transform * (x, y)
+        assert ours[int(r), int(col)], f"{name}: PSR centroid not permanently shadowed"
