@@ -168,6 +168,8 @@ def illumination(
     years: Annotated[float, typer.Option("--years", help="Length of the span [years]; 18.6 is one lunar "
                                          "precession cycle.")] = 18.6,
     step_hours: Annotated[float, typer.Option("--step-hours", help="Time step of the darkness series [h].")] = 6.0,
+    height: Annotated[float, typer.Option("--height", help="Observer height above the surface [m], e.g. 2 for "
+                                          "a solar mast.")] = 0.0,
     assume_crs: AssumeCRS = None,
 ) -> None:
     """Horizon maps, then Sun and Earth visibility over the span: four GeoTIFFs in OUTDIR."""
@@ -183,12 +185,14 @@ def illumination(
     if not outdir.parent.is_dir():
         raise OutputPathError(f"{outdir}: parent directory {outdir.parent} does not exist")
     arr = open_product(dem, crs_override=assume_crs)
-    hz = horizon_angles(arr, n_azimuths=azimuths, max_distance_m=max_distance * 1000.0, workers=2)
+    hz = horizon_angles(arr, n_azimuths=azimuths, max_distance_m=max_distance * 1000.0, workers=2,
+                        observer_height_m=height)
     se = sun_earth_directions(default_times(start=start, years=years, step_hours=step_hours))
     products = illumination_products(hz, SunSamples.from_ephemeris(se))
     grid = AnalysisGrid.from_dataarray(arr)
     outdir.mkdir(exist_ok=True)
     for name, layer in products.data_vars.items():
+        layer.attrs["observer_height_m"] = height
         tags = {f"prospect_{k}": v for k, v in layer.attrs.items() if k != "units"}
         tags["prospect_source"] = str(dem)
         write_geotiff(layer, outdir / f"{name}.tif", crs=grid.crs, transform=grid.transform, nodata=-9999.0,

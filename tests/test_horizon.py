@@ -287,3 +287,25 @@ def test_speed_report():
     tb = time.perf_counter() - t0
     print(f"\n512^2 x 360 azimuths, 1 thread: {dt:.2f} s = {512 * 512 * 360 / dt / 1e6:.1f} Mpixel*azimuth/s; "
           f"96^2 x 36: brute force (lines) / sweep = {tb / ts:.1f}x")
+
+
+def test_a_raised_observer_sees_the_curvature_horizon():
+    """Flat ground, eye H above it: the horizon dips to about -sqrt(2H/R) (the tangent to the sphere)."""
+    import math
+
+    import numpy as np
+
+    from prospect.grid import AnalysisGrid
+    from prospect.illumination.horizon import horizon_angles
+    from prospect.lunar import MOON_RADIUS_M
+
+    grid = AnalysisGrid.polar_cap("south", -89.0, resolution_m=100.0)
+    dem = grid.template().copy(data=np.zeros(grid.shape, dtype="float32"))
+    dem.attrs["units"] = "m"
+    ground = horizon_angles(dem, n_azimuths=8, max_distance_m=20_000.0)
+    mast = horizon_angles(dem, n_azimuths=8, max_distance_m=20_000.0, observer_height_m=10.0)
+    r, c = grid.shape[0] // 2, grid.shape[1] // 2
+    expected = -math.degrees(math.atan(math.sqrt(2 * 10.0 / MOON_RADIUS_M)))  # dip at the tangent distance 5.9 km
+    assert np.allclose(mast.values[:, r, c], expected, atol=2e-3)
+    assert (mast.values[:, r, c] < ground.values[:, r, c]).all()
+    assert mast.attrs["observer_height_m"] == 10.0

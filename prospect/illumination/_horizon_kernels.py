@@ -290,8 +290,12 @@ def _sweep_line(n, sig, hgt, zobs, radius, dmax, res, ss, sg, ps, pg, lsize, lpo
 
 
 @njit(nogil=True, cache=True)
-def horizon_sweep(z, az_rad, mode, x0, y0, a, e, radius, dmax, out):
-    """Horizon elevation [deg] of every pixel of ``z`` toward one azimuth into ``out`` (float32)."""
+def horizon_sweep(z, az_rad, mode, x0, y0, a, e, radius, dmax, obs_height, out):
+    """Horizon elevation [deg] of every pixel of ``z`` toward one azimuth into ``out`` (float32).
+
+    ``obs_height`` [m] raises every observer above the surface (a mast); the terrain
+    ahead is unchanged.
+    """
     ny, nx = z.shape
     swap, M, N, sign, t, vx, vy = _geometry(az_rad, a, e, ny, nx)
     sig = np.empty(M)
@@ -315,6 +319,9 @@ def horizon_sweep(z, az_rad, mode, x0, y0, a, e, radius, dmax, out):
                           sig, hgt, zobs, pmin, pmaj)
         if n == 0:
             continue
+        if obs_height != 0.0:
+            for j in range(n):
+                zobs[j] += obs_height
         _sweep_line(n, sig, hgt, zobs, radius, dmax, res, ss, sg, ps, pg, lsize, lpos, lold_s, lold_g)
         for j in range(n):
             v = res[j]

@@ -149,6 +149,7 @@ def horizon_angles(
     *,
     planar: bool = False,
     workers: int = 1,
+    observer_height_m: float = 0.0,
 ) -> xr.DataArray:
     """Horizon elevation angle [deg] of every pixel toward every azimuth.
 
@@ -168,6 +169,9 @@ def horizon_angles(
         Use map metres as ground metres (any metric grid; no scale factor).
     workers
         Threads over azimuths (the kernel releases the GIL).
+    observer_height_m
+        Height of the observer above the surface [m] (e.g. 2 for a mast, 10 for a
+        tower): raises the eye, not the terrain ahead.
 
     Returns
     -------
@@ -179,8 +183,11 @@ def horizon_angles(
     az = _azimuths(azimuths_deg, n_azimuths)
     dmax = _check_distance(max_distance_m)
     z, args, grid, desc = _prepare(dem, planar)
-    data = _run(K.horizon_sweep, z, az, (*args, dmax), int(workers))
+    if not (math.isfinite(observer_height_m) and observer_height_m >= 0.0):
+        raise ConfigError(f"observer_height_m must be a non-negative number of metres, not {observer_height_m!r}")
+    data = _run(K.horizon_sweep, z, az, (*args, dmax, float(observer_height_m)), int(workers))
     return _wrap(dem, data, az, {
+        "observer_height_m": float(observer_height_m),
         "units": "deg",
         "long_name": "horizon elevation angle",
         "azimuth_convention": "degrees clockwise from grid up (map +y)",
