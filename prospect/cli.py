@@ -21,7 +21,7 @@ try:  # typer >= 0.20 vendors click as typer._click
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exc
 
-from prospect.errors import OutputPathError, ProspectError
+from prospect.errors import ConfigError, OutputPathError, ProspectError
 
 app = typer.Typer(
     name="prospect",
@@ -145,7 +145,7 @@ def slope(
     if not out_dir.is_dir():
         raise OutputPathError(f"{out}: output directory {out_dir} does not exist")
     if chunks <= 0:
-        raise typer.BadParameter(f"--chunks must be positive, not {chunks}")
+        raise ConfigError(f"--chunks must be positive, not {chunks}")
     arr = open_product(dem, chunks=chunks, crs_override=assume_crs)
     result = slope_deg(arr, method=method, baseline_m=baseline, planar=planar)  # type: ignore[arg-type]
     grid = AnalysisGrid.from_dataarray(arr)
@@ -181,7 +181,7 @@ def illumination(
     from prospect.io.writers import write_geotiff
 
     if azimuths < 64:
-        raise typer.BadParameter(f"--azimuths must be at least 64, not {azimuths}")
+        raise ConfigError(f"--azimuths must be at least 64, not {azimuths}")
     if not outdir.parent.is_dir():
         raise OutputPathError(f"{outdir}: parent directory {outdir.parent} does not exist")
     arr = open_product(dem, crs_override=assume_crs)

@@ -88,3 +88,24 @@ def test_real_south_polar_psrs_are_found(shared, tmp_path):
         x, y = lonlat_to_xy(lunar_crs(30135), float(row["PSR centroid Lon (deg)"]), float(row["PSR centroid Lat (deg)"]))
         col, r = ~transform * (x, y)
         assert ours[int(r), int(col)], f"{name}: PSR centroid not permanently shadowed"
+
+
+@pytest.mark.parametrize("extra,needle", [(["--azimuths", "10"], "at least 64"), (["--height", "-2"], "non-negative")])
+def test_illumination_command_bad_options_are_one_line(tmp_path, extra, needle):
+    from prospect.synthetic import write_scene
+
+    lbl = write_scene(south_polar_scene(seed=3, shape=(128, 128), pixel_m=200.0), tmp_path / "s")["dem_lbl"]
+    res = run_cli("illumination", str(lbl), str(tmp_path / "out"), *extra)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("prospect: error:") and needle in lines[0], res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.shared_data
+def test_illumination_refuses_a_geographic_dem(shared, tmp_path):
+    res = run_cli("illumination", str(shared / "lola_ldem4" / "LDEM_4.LBL"), str(tmp_path / "out"))
+    assert res.returncode == 2
+    line = res.stderr.strip()
+    assert line.startswith("prospect: error:") and "\n" not in line and "polar stereographic" in line, line
+    assert not (tmp_path / "out").exists()
