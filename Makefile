@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PROSPECT_SHARED_DATA ?= $(abspath ../shared/data)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv sysdeps test test-fast bench lint lock clean
+.PHONY: help venv sysdeps test test-fast bench bench-illumination lint lock clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ test-fast: $(STAMP) ## Run the tests that do not need the shared real data
 
 bench: $(BENCH_STAMP) sysdeps ## Benchmark slope vs gdaldem and xarray-spatial (1k, 4k, 7584^2, 30400^2 streamed); results in build/bench
 	$(BIN)/python -m prospect.bench --big --out build/bench
+
+bench-illumination: $(BENCH_STAMP) sysdeps ## Benchmark horizon maps: 360 azimuths on 7584^2 (target 10 min), vs brute force and GRASS r.horizon; results in build/bench
+	$(BIN)/python -m prospect.bench_illumination --out build/bench
 
 lock: ## Re-resolve dependencies and rewrite constraints.txt
 	rm -rf /tmp/prospect-lock && $(PYTHON) -m venv /tmp/prospect-lock
