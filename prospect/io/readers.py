@@ -210,8 +210,15 @@ def _to_physical(raw: da.Array, *, scale: float, offset: float, nodata: list[flo
                           dtype=np.float32, meta=np.empty((0, 0), dtype=np.float32))
 
 
+class _Float32Image2D:
+    """What dask's ``from_array`` asks of an array-like: a 2-D float32 image."""
+
+    ndim = 2
+    dtype = np.dtype("float32")
+
+
 @dataclass(frozen=True)
-class PhysicalWindowSource:
+class PhysicalWindowSource(_Float32Image2D):
     """Physical values of any window of a raw PDS3 image, read on demand.
 
     The array-like behind :func:`open_product`'s PDS3 arrays: ``source[rows, cols]``
@@ -229,21 +236,13 @@ class PhysicalWindowSource:
     def shape(self) -> tuple[int, int]:
         return self.raw.shape
 
-    @property
-    def ndim(self) -> int:
-        return 2
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype("float32")
-
     def __getitem__(self, key: Any) -> np.ndarray:
         return _physical_block(np.asarray(self.raw[key]), scale=self.scale, offset=self.offset, marks=self.marks,
                                isis=False)
 
 
 @dataclass(frozen=True)
-class GDALWindowSource:
+class GDALWindowSource(_Float32Image2D):
     """Physical values of any window of one band of a GeoTIFF/COG, read on demand through GDAL.
 
     The GeoTIFF counterpart of :class:`PhysicalWindowSource` (same conversion, same
@@ -257,14 +256,6 @@ class GDALWindowSource:
     scale: float
     offset: float
     marks: tuple[Any, ...]
-
-    @property
-    def ndim(self) -> int:
-        return 2
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype("float32")
 
     def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
         import rasterio
