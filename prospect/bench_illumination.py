@@ -64,8 +64,8 @@ from typing import Any
 
 import numpy as np
 
+from prospect.bench import _fmt
 from prospect.grid import AnalysisGrid
-
 from prospect.io.writers import atomic_write
 
 SCHEMA = "prospect-bench-illumination/1"
@@ -475,12 +475,6 @@ def _run(cmd: Sequence[str], timeout: float, log: Path | None = None) -> tuple[i
 # --- results ---------------------------------------------------------------------------
 
 
-def _f(v: Any, spec: str) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
-    return format(v, spec)
-
-
 def render_markdown(results: dict[str, Any]) -> str:
     s = results.get("stream", {})
     lines = [f"# Horizon benchmark ({results.get('date', '')})", ""]
@@ -489,10 +483,10 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines.append("")
     lines += ["| run | seconds | Mpix*az/s | peak RSS MB | result |", "|---|---:|---:|---:|---|"]
     lines.append(f"| streamed sweep, {results['size']}^2 x {results['n_azimuths']} az, {results['workers']} threads "
-                 f"(in-process: prepare + sweeps + max/mean reduction) | {_f(s.get('seconds'), '.1f')} | "
-                 f"{_f(s.get('mpix_az_per_s'), '.1f')} | {_f(s.get('peak_rss_mb'), '.0f')} | "
+                 f"(in-process: prepare + sweeps + max/mean reduction) | {_fmt(s.get('seconds'), '.1f')} | "
+                 f"{_fmt(s.get('mpix_az_per_s'), '.1f')} | {_fmt(s.get('peak_rss_mb'), '.0f')} | "
                  f"**{results.get('verdict', '-')}** |")
-    lines.append(f"| same child, wall (interpreter + imports + open DEM + above) | {_f(s.get('wall_seconds'), '.1f')} "
+    lines.append(f"| same child, wall (interpreter + imports + open DEM + above) | {_fmt(s.get('wall_seconds'), '.1f')} "
                  f"| | | |")
     if not s.get("ok", False):
         lines.append(f"\nStreamed run failed: {s.get('error', '')}")
@@ -501,10 +495,10 @@ def render_markdown(results: dict[str, Any]) -> str:
               "| crop | sampling | azimuths timed | sweep s/az | brute s/az | ratio | max abs diff deg | "
               "median / p95 abs diff deg |", "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in results.get("brute_force", []):
-        lines.append(f"| {r['size']}^2 | {r['sampling']} | {r['n_azimuths']} | {_f(r['sweep_s_per_az'], '.4f')} | "
-                     f"{_f(r['brute_s_per_az'], '.3f')} | {_f(r['ratio'], '.1f')}x | "
-                     f"{_f(r['max_abs_diff_deg'], '.3g')} | {_f(r['median_abs_diff_deg'], '.3g')} / "
-                     f"{_f(r['p95_abs_diff_deg'], '.3g')} |")
+        lines.append(f"| {r['size']}^2 | {r['sampling']} | {r['n_azimuths']} | {_fmt(r['sweep_s_per_az'], '.4f')} | "
+                     f"{_fmt(r['brute_s_per_az'], '.3f')} | {_fmt(r['ratio'], '.1f')}x | "
+                     f"{_fmt(r['max_abs_diff_deg'], '.3g')} | {_fmt(r['median_abs_diff_deg'], '.3g')} / "
+                     f"{_fmt(r['p95_abs_diff_deg'], '.3g')} |")
     g = results.get("grass", {})
     lines += ["", f"GRASS r.horizon: **{g.get('status', '-')}**"
               + (f" ({g.get('version')})" if g.get("version") else "")
@@ -512,8 +506,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     if g.get("status") == "ok":
         lines += ["", "| tool | crop | maps | s/az | ratio (r.horizon / sweep) |", "|---|---|---:|---:|---:|",
                   f"| r.horizon -d step={g['step_deg']:g} maxdistance={g['maxdistance_map_units']:g} | "
-                  f"{g['size']}^2 | {g['n_maps']} | {_f(g.get('r_horizon_s_per_az'), '.3f')} | "
-                  f"{_f(g.get('ratio_vs_sweep'), '.1f')}x |"]
+                  f"{g['size']}^2 | {g['n_maps']} | {_fmt(g.get('r_horizon_s_per_az'), '.3f')} | "
+                  f"{_fmt(g.get('ratio_vs_sweep'), '.1f')}x |"]
         c = g.get("comparison", {})
         if c.get("n_values"):
             lines += ["", f"Values (prospect - r.horizon, {c['convention']}): median {c['median_diff_deg']:.3f} deg, "
@@ -522,7 +516,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                       f"{c['fraction_within_2_deg']:.1%}; {c['n_grass_minus90_excluded']} r.horizon values of -90 "
                       "excluded. r.horizon: no lunar radius option (Earth-based "
                       "curvature), its own ray sampling; differences are expected, not errors."]
-    lines += ["", f"Total harness time: {_f(results.get('total_seconds'), '.0f')} s. Peak RSS: `ru_maxrss` of the "
+    lines += ["", f"Total harness time: {_fmt(results.get('total_seconds'), '.0f')} s. Peak RSS: `ru_maxrss` of the "
               "child (os.wait4). Machine: " + str(results.get("machine", {}).get("cpu_model")), ""]
     return "\n".join(lines)
 

@@ -101,7 +101,7 @@ def _prepare(dem: xr.DataArray, planar: bool) -> tuple[np.ndarray, tuple, Analys
             f"horizon maps need a projected grid with straight-line sight lines; {grid.crs} is not polar "
             "stereographic: reproject onto IAU_2015:30135/30130 (or pass planar=True for a small metric grid)"
         )
-    heights, _ = heights_in_metres(dem)
+    heights = heights_in_metres(dem)
     z = np.ascontiguousarray(np.asarray(heights.values, dtype=np.float64))
     args = (mode, metric.x0, metric.y0, metric.a, metric.e, metric.radius_m)
     return z, args, grid, metric.description

@@ -51,12 +51,12 @@ def _metric(mode, x0, y0, a, e, radius, cos_lat_ts, row, col):
 
 @njit(nogil=True, cache=True)
 def gradient_block(z, row0, col0, n, method, output, mode, x0, y0, a, e, radius, cos_lat_ts, sun_az, sun_alt):
-    """Slope [deg], aspect [deg from true north] or hillshade [0..1] of a padded block.
+    """Aspect [deg from true north] or hillshade [0..1] of a padded block.
 
     ``method``: Horn (1981) 3x3 weighted differences or Zevenbergen & Thorne (1987)
     central differences, both with neighbours ``n`` pixels away (baseline ``2 n`` pixel
     steps). ``sun_az`` / ``sun_alt`` [deg] are for the hillshade only (azimuth clockwise
-    from grid up).
+    from grid up). Slope has its own vectorised loop, :func:`tan_slope_block`.
     """
     hp, wp = z.shape
     h_out = hp - 2 * n
@@ -91,9 +91,7 @@ def gradient_block(z, row0, col0, n, method, output, mode, x0, y0, a, e, radius,
             gx, gy, conv = _metric(mode, x0, y0, a, e, radius, cos_lat_ts, row0 + r, col0 + c)
             p = num_x / (n * gx)  # dz/dx, east on the grid
             q = num_y / (n * gy)  # dz/dy, north (up) on the grid
-            if output == SLOPE:
-                out[r, c] = math.degrees(math.atan(math.sqrt(p * p + q * q)))
-            elif output == ASPECT:
+            if output == ASPECT:
                 if p == 0.0 and q == 0.0:
                     out[r, c] = np.nan  # flat: no downslope direction
                 elif math.isnan(p) or math.isnan(q):

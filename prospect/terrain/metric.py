@@ -114,17 +114,14 @@ def ground_metric(grid: AnalysisGrid, *, planar: bool = False) -> GroundMetric:
     raise GridError(f"prospect does not know the ground distances of {crs}; reproject it or pass planar=True / --planar")
 
 
-def heights_in_metres(dem: xr.DataArray) -> tuple[xr.DataArray, str]:
-    """The DEM in metres (km are converted); other or missing units are an error.
-
-    Returns the (possibly rescaled) DEM and the units it arrived in.
-    """
+def heights_in_metres(dem: xr.DataArray) -> xr.DataArray:
+    """The DEM in metres (km are converted); other or missing units are an error."""
     units = str(dem.attrs.get("units", "")).strip()
     name = dem.attrs.get("product_id") or dem.name or "DEM"
     if units in ("m", "metre", "metres", "meter", "meters"):
-        return dem, "m"
+        return dem
     if units in ("km", "kilometre", "kilometres", "kilometer", "kilometers"):
-        return dem * 1000.0, "km"
+        return dem * 1000.0
     raise UnitsError(
         f"{name}: a DEM must be heights in m or km, but its units are {units or 'missing'!r}; "
         "set dem.attrs['units'] (or the data manifest's units)"

@@ -58,7 +58,7 @@ def rms_deviation(dem: xr.DataArray, *, baseline_m: float | None = None) -> xr.D
 
     Pixels whose window (radius ``L``) touches nodata or the raster edge are NaN.
     """
-    heights, _ = heights_in_metres(dem)
+    heights = heights_in_metres(dem)
     metric = metric_of(dem)
     n = lag_steps(metric, baseline_m)
 
@@ -80,7 +80,7 @@ def terrain_ruggedness(dem: xr.DataArray, *, baseline_m: float | None = None,
     if str(alg).lower() not in algs:
         raise ConfigError(f"TRI algorithm must be 'riley' or 'wilson', not {alg!r}")
     code = algs[str(alg).lower()]
-    heights, _ = heights_in_metres(dem)
+    heights = heights_in_metres(dem)
     metric = metric_of(dem)
     n = lag_steps(metric, baseline_m)
 

@@ -66,7 +66,7 @@ def _check_baseline(baseline_m: float) -> None:
 def _gradient_product(dem: xr.DataArray, *, output: int, method: str, baseline_m: float | None, planar: bool,
                       sun_az: float = 315.0, sun_alt: float = 45.0) -> tuple[xr.DataArray, GroundMetric, int]:
     code = _method_code(method)
-    heights, _ = heights_in_metres(dem)
+    heights = heights_in_metres(dem)
     metric = metric_of(dem, planar=planar)
     n = gradient_steps(metric, baseline_m)
     args = metric.kernel_args()
