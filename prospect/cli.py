@@ -170,34 +170,37 @@ def illumination(
     step_hours: Annotated[float, typer.Option("--step-hours", help="Time step of the darkness series [h].")] = 6.0,
     height: Annotated[float, typer.Option("--height", help="Observer height above the surface [m], e.g. 2 for "
                                           "a solar mast.")] = 0.0,
+    tile: Annotated[int, typer.Option("--tile", help="Output tile side [px]; a tile's horizon cube is "
+                                       "azimuths x tile^2 x 4 bytes in memory.")] = 1024,
+    near: Annotated[int, typer.Option("--near", help="Full-resolution halo around a tile [px]; beyond it the "
+                                       "far field uses a coarsened DEM.")] = 256,
+    far_factor: Annotated[int, typer.Option("--far-factor", help="Coarsening of the far-field DEM (1: full "
+                                             "resolution everywhere, exact).")] = 8,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="A line per tile on stderr.")] = True,
     assume_crs: AssumeCRS = None,
 ) -> None:
-    """Horizon maps, then Sun and Earth visibility over the span: four GeoTIFFs in OUTDIR."""
-    from prospect.grid import AnalysisGrid
+    """Horizon maps, then Sun and Earth visibility over the span: four GeoTIFFs in OUTDIR.
+
+    Tile by tile (out of core); a rerun of an interrupted command resumes from its last
+    finished tile.
+    """
     from prospect.illumination.ephemeris import default_times, sun_earth_directions
-    from prospect.illumination.horizon import horizon_angles
-    from prospect.illumination.products import SunSamples, illumination_products
+    from prospect.illumination.maps import write_illumination
+    from prospect.illumination.products import SunSamples
     from prospect.io.readers import open_product
-    from prospect.io.writers import write_geotiff
 
     if azimuths < 64:
         raise ConfigError(f"--azimuths must be at least 64, not {azimuths}")
     if not outdir.parent.is_dir():
         raise OutputPathError(f"{outdir}: parent directory {outdir.parent} does not exist")
     arr = open_product(dem, crs_override=assume_crs)
-    hz = horizon_angles(arr, n_azimuths=azimuths, max_distance_m=max_distance * 1000.0, workers=2,
-                        observer_height_m=height)
     se = sun_earth_directions(default_times(start=start, years=years, step_hours=step_hours))
-    products = illumination_products(hz, SunSamples.from_ephemeris(se))
-    grid = AnalysisGrid.from_dataarray(arr)
-    outdir.mkdir(exist_ok=True)
-    for name, layer in products.data_vars.items():
-        layer.attrs["observer_height_m"] = height
-        tags = {f"prospect_{k}": v for k, v in layer.attrs.items() if k != "units"}
-        tags["prospect_source"] = str(dem)
-        write_geotiff(layer, outdir / f"{name}.tif", crs=grid.crs, transform=grid.transform, nodata=-9999.0,
-                      units=layer.attrs["units"], tags=tags, dtype="float32")
-        typer.echo(f"{outdir / (name + '.tif')}: {layer.attrs['long_name']} [{layer.attrs['units']}]")
+    paths = write_illumination(
+        arr, outdir, SunSamples.from_ephemeris(se), source=str(dem), progress=progress, n_azimuths=azimuths,
+        max_distance_m=max_distance * 1000.0, observer_height_m=height, tile_px=tile, near_px=near,
+        far_factor=far_factor, workers=2)
+    for name, path in paths.items():
+        typer.echo(f"{path}: {name}")
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001

@@ -674,3 +674,68 @@ def stream_geotiff(
     finally:
         meter.close()
     return final
+
+
+class TiledGeoTIFFs:
+    """Several single-band float32 GeoTIFFs on one grid, written window by window, published together.
+
+    Use as a context manager: :meth:`write` puts a window of one layer into its
+    temporary file (:data:`STREAM_CREATION_OPTIONS`, NaN -> ``nodata``); on a clean exit
+    every file is closed, ``fsync``-ed and moved onto its final name; on an exception
+    the temporary files are removed and no final file appears. Memory is GDAL's capped
+    block cache plus the caller's window.
+    """
+
+    def __init__(self, paths: Mapping[str, str | os.PathLike[str]], *, crs: LunarCRS, transform: Any,
+                 shape: tuple[int, int], units: Mapping[str, str], tags: Mapping[str, Mapping[str, Any]] | None = None,
+                 nodata: float = -9999.0) -> None:
+        self.paths = {k: Path(v) for k, v in paths.items()}
+        self.crs, self.transform, self.shape = crs, transform, shape
+        self.units, self.nodata = dict(units), float(nodata)
+        self.tags = {k: dict(v) for k, v in (tags or {}).items()}
+        self._stack: contextlib.ExitStack | None = None
+        self._dst: dict[str, Any] = {}
+
+    def __enter__(self) -> "TiledGeoTIFFs":
+        import rasterio
+
+        height, width = self.shape
+        profile: dict[str, Any] = {
+            "driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "float32",
+            "crs": self.crs.to_rasterio(), "transform": self.transform, "nodata": self.nodata,
+            **{k.lower(): v for k, v in STREAM_CREATION_OPTIONS.items()},
+        }
+        stack = contextlib.ExitStack()
+        try:
+            stack.enter_context(rasterio.Env(GDAL_CACHEMAX=STREAM_GDAL_CACHE_MB))
+            for name, path in self.paths.items():
+                tmp = stack.enter_context(atomic_write(path))
+                self._dst[name] = stack.enter_context(rasterio.open(tmp, "w", **profile))
+        except BaseException:
+            stack.close()
+            raise
+        self._stack = stack
+        return self
+
+    def set_tags(self, name: str, tags: Mapping[str, Any]) -> None:
+        """Dataset tags of one layer, written when the files are published."""
+        self.tags[name] = dict(tags)
+
+    def write(self, name: str, row0: int, col0: int, block: np.ndarray) -> None:
+        from rasterio.windows import Window
+
+        block = np.asarray(block, dtype="float32")
+        values = np.where(np.isnan(block), np.float32(self.nodata), block)
+        self._dst[name].write(values, 1, window=Window(col0, row0, block.shape[1], block.shape[0]))
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        assert self._stack is not None
+        if exc_type is None:
+            for name, dst in self._dst.items():
+                if self.tags.get(name):
+                    dst.update_tags(**{str(k): str(v) for k, v in self.tags[name].items()})
+                dst.update_tags(1, units=self.units[name])
+                dst.set_band_unit(1, self.units[name])
+                dst.set_band_description(1, name)
+        # datasets close before their atomic_write contexts publish them (LIFO)
+        return bool(self._stack.__exit__(exc_type, exc, tb))

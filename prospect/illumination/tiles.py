@@ -1,0 +1,250 @@
+"""Out-of-core horizon maps: tiles with a halo, and a multi-resolution far field.
+
+A ``(azimuth, y, x)`` horizon cube of a large DEM does not fit in memory (7584^2 pixels x
+360 azimuths x 4 bytes = 83 GB), and the illumination products need, at each pixel, the
+horizon in every direction. So the raster is cut into square output tiles; each tile's
+cube (``360 x tile^2`` floats, 1.5 GB at 1024^2) is computed, reduced to the products,
+written and dropped. Peak memory is set by the tile and the halo, not by the raster.
+
+Near field (full resolution)
+    The tile plus a halo of ``near_px`` pixels is read from the DEM and swept
+    (:func:`prospect.illumination._horizon_kernels.horizon_sweep_window`: only the lines
+    through the tile, each from the tile's near edge to the window's far edge). Every
+    target within ground distance ``D0 = near_px * pixel / k_max`` of a tile pixel lies
+    in the window (``k_max`` the largest polar scale factor of the raster: a ground
+    distance ``r`` is at most ``r k_max`` on the map).
+
+Far field (coarse)
+    Beyond ``D0`` the DEM is averaged over ``far_factor^2`` blocks (held in memory:
+    ``1 / far_factor^2`` of the raster) and swept again from a coarse observer grid
+    around the tile, counting only targets in the annulus ``D0 - 0.75 far_factor pixel <
+    r <= max_distance`` (the overlap closes the gap between coarse and fine observer
+    positions; counting a target twice cannot change a maximum). Each coarse observer
+    keeps ``A = tan(angle) + z/r*`` and ``B = 1/r*`` (``r*`` the distance of its tangent
+    target); a fine pixel at height ``z`` gets the bilinear ``A``, ``B`` and
+    ``tan(angle) = A - z B``: first order in the height difference between the coarse
+    and the fine observer, which is what matters at ``r* >= D0``, where the observer's
+    position within one coarse cell changes the view of a target by at most about
+    ``far_factor * pixel / D0`` radians. This is the multi-resolution far field of
+    horizon codes for the lunar poles (full-resolution near field, degraded DEMs far
+    away: Mazarico et al. 2011, Icarus 211, 1066-1081, section 2.2).
+
+    The horizon is the larger of the two fields. With ``far_factor = 1``, or when the
+    halo covers ``max_distance`` anyway, there is no far field and the tile's horizon is
+    exactly :func:`prospect.illumination.horizon.horizon_angles` of the whole DEM (the
+    same lines, samples and arithmetic; tested bit for bit).
+
+Accuracy of the far field against the exact sweep is measured by ``make
+bench-illumination`` on the benchmark DEM and tested in ``tests/test_tiles.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from prospect.errors import ConfigError
+from prospect.illumination import _horizon_kernels as K
+from prospect.illumination.horizon import METHOD, _azimuths, _check_distance, _geometry_args, _wrap
+from prospect.lunar import polar_scale_factor_xy
+from prospect.terrain.metric import heights_in_metres
+
+#: default output tile side [px]: the tile's horizon cube is 360 x 1024^2 x 4 B = 1.5 GB
+TILE_PX = 1024
+#: default full-resolution halo [px] around a tile (5.1 km at 20 m)
+NEAR_PX = 256
+#: default far-field coarsening (20 m -> 160 m beyond the near field)
+FAR_FACTOR = 8
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How a DEM is cut and how far each field reaches."""
+
+    shape: tuple[int, int]
+    tile_px: int
+    halo_px: int  # full-resolution halo around a tile [px]
+    far_factor: int  # 1: no far field
+    near_distance_m: float  # ground distance the near field is complete to (D0)
+    far_inner_m: float  # the far field counts targets beyond this ground distance
+    far_halo_px: int  # coarse halo [coarse px]
+    max_distance_m: float
+    k_max: float
+
+    @property
+    def multiresolution(self) -> bool:
+        return self.far_factor > 1
+
+    def windows(self) -> list[tuple[int, int, int, int]]:
+        """Output tiles ``(row0, row1, col0, col1)`` in row-major order."""
+        ny, nx = self.shape
+        t = self.tile_px
+        return [(r, min(r + t, ny), c, min(c + t, nx)) for r in range(0, ny, t) for c in range(0, nx, t)]
+
+    def describe(self) -> str:
+        if not self.multiresolution:
+            return f"tiles of {self.tile_px} px with a {self.halo_px} px halo covering max_distance (exact)"
+        return (f"tiles of {self.tile_px} px; full resolution within {self.near_distance_m:.0f} m "
+                f"({self.halo_px} px halo), DEM averaged {self.far_factor}x{self.far_factor} for "
+                f"{self.far_inner_m:.0f} m < r <= {self.max_distance_m:.0f} m")
+
+
+def _int_param(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, not {value!r}")
+    return int(value)
+
+
+class TiledHorizon:
+    """Horizon cubes of a DEM, one output tile at a time (see the module docstring).
+
+    ``dem`` may be dask-backed (from :func:`prospect.io.readers.open_product`): each tile
+    reads only its window; the coarse far-field DEM is computed once, chunk by chunk.
+    """
+
+    def __init__(
+        self,
+        dem: xr.DataArray,
+        n_azimuths: int = 360,
+        max_distance_m: float = 150_000.0,
+        *,
+        tile_px: int = TILE_PX,
+        near_px: int = NEAR_PX,
+        far_factor: int = FAR_FACTOR,
+        planar: bool = False,
+        workers: int = 1,
+        observer_height_m: float = 0.0,
+    ) -> None:
+        self.az = _azimuths(None, n_azimuths)
+        dmax = _check_distance(max_distance_m)
+        tile_px = _int_param(tile_px, "tile_px", 16)
+        near_px = _int_param(near_px, "near_px", 8)
+        far_factor = _int_param(far_factor, "far_factor", 1)
+        if not (math.isfinite(observer_height_m) and observer_height_m >= 0.0):
+            raise ConfigError(f"observer_height_m must be a non-negative number of metres, not {observer_height_m!r}")
+        self.dem = dem
+        self.args, self.grid, self.desc = _geometry_args(dem, planar)
+        self.heights = heights_in_metres(dem)
+        self.workers = max(1, int(workers))
+        self.observer_height_m = float(observer_height_m)
+        mode, x0, y0, a, e, radius = self.args
+        ny, nx = dem.shape
+        if mode == K.POLAR:
+            xs = np.array([x0, x0 + nx * a])
+            ys = np.array([y0, y0 + ny * e])
+            k_max = float(polar_scale_factor_xy(np.abs(xs).max(), np.abs(ys).max(), radius))
+        else:
+            k_max = 1.0
+        pixel = min(abs(a), abs(e))
+        full_halo = int(math.ceil(dmax * k_max / pixel)) + 1
+        if far_factor == 1 or full_halo <= near_px:
+            self.plan = TilePlan((ny, nx), tile_px, min(full_halo, max(ny, nx)), 1, dmax, dmax, 0, dmax, k_max)
+        else:
+            d0 = near_px * pixel / k_max
+            inner = max(0.0, d0 - 0.75 * far_factor * pixel)
+            far_halo = int(math.ceil(dmax * k_max / (pixel * far_factor))) + 2
+            self.plan = TilePlan((ny, nx), tile_px, near_px, far_factor, d0, inner, far_halo, dmax, k_max)
+        self._coarse: np.ndarray | None = None
+
+    # --- the coarse DEM ------------------------------------------------------------
+
+    def coarse_heights(self) -> np.ndarray:
+        """The DEM averaged over ``far_factor^2`` blocks (NaN-ignoring; the last block may be partial)."""
+        if self._coarse is None:
+            f = self.plan.far_factor
+            ydim, xdim = self.heights.dims
+            coarse = self.heights.coarsen({ydim: f, xdim: f}, boundary="pad").mean()
+            self._coarse = np.ascontiguousarray(np.asarray(coarse.values, dtype=np.float64))
+        return self._coarse
+
+    # --- one tile --------------------------------------------------------------------
+
+    def compute(self, window: tuple[int, int, int, int]) -> xr.DataArray:
+        """The horizon cube ``(azimuth, y, x)`` [deg] of one output tile ``(row0, row1, col0, col1)``."""
+        r0, r1, c0, c1 = window
+        plan = self.plan
+        ny, nx = plan.shape
+        mode, x0, y0, a, e, radius = self.args
+        h = plan.halo_px
+        rr0, rr1, cc0, cc1 = max(0, r0 - h), min(ny, r1 + h), max(0, c0 - h), min(nx, c1 + h)
+        zwin = np.ascontiguousarray(np.asarray(self.heights[rr0:rr1, cc0:cc1].values, dtype=np.float64))
+        gx0, gy0 = x0 + cc0 * a, y0 + rr0 * e
+        th, tw = r1 - r0, c1 - c0
+        cube = np.empty((self.az.size, th, tw), dtype=np.float32)
+        hobs = self.observer_height_m
+        dmax = plan.max_distance_m
+
+        if not plan.multiresolution:
+            def one(i: int) -> None:
+                azr = math.radians(float(self.az[i]) % 360.0)
+                K.horizon_sweep_window(zwin, azr, mode, gx0, gy0, a, e, radius, 0.0, dmax, hobs,
+                                       r0 - rr0, c0 - cc0, cube[i], cube[i], K.DEGREES, rr0, cc0)
+        else:
+            f = plan.far_factor
+            zc = self.coarse_heights()
+            cny, cnx = zc.shape
+            # coarse observers whose bilinear stencil covers the tile's pixel centres
+            fy = (np.arange(r0, r1) + 0.5) / f - 0.5
+            fx = (np.arange(c0, c1) + 0.5) / f - 0.5
+            or0 = max(0, int(math.floor(fy[0])))
+            or1 = min(cny, int(math.floor(fy[-1])) + 2)
+            oc0 = max(0, int(math.floor(fx[0])))
+            oc1 = min(cnx, int(math.floor(fx[-1])) + 2)
+            ri, rw = _bilinear_index(fy - or0, or1 - or0)
+            ci, cw = _bilinear_index(fx - oc0, oc1 - oc0)
+            H = plan.far_halo_px
+            wr0, wr1, wc0, wc1 = max(0, or0 - H), min(cny, or1 + H), max(0, oc0 - H), min(cnx, oc1 + H)
+            zcw = np.ascontiguousarray(zc[wr0:wr1, wc0:wc1])
+            cx0, cy0 = x0 + wc0 * a * f, y0 + wr0 * e * f
+            zf = np.ascontiguousarray(zwin[r0 - rr0:r1 - rr0, c0 - cc0:c1 - cc0])
+            inner = plan.far_inner_m
+
+            def one(i: int) -> None:
+                azr = math.radians(float(self.az[i]) % 360.0)
+                near = np.empty((th, tw), dtype=np.float32)
+                K.horizon_sweep_window(zwin, azr, mode, gx0, gy0, a, e, radius, 0.0, dmax, hobs,
+                                       r0 - rr0, c0 - cc0, near, near, K.TANGENT, rr0, cc0)
+                A = np.empty((or1 - or0, oc1 - oc0), dtype=np.float32)
+                B = np.empty_like(A)
+                K.horizon_sweep_window(zcw, azr, mode, cx0, cy0, a * f, e * f, radius, inner, dmax, 0.0,
+                                       or0 - wr0, oc0 - wc0, A, B, K.FAR, wr0, wc0)
+                K.combine_far(near, A, B, ri, rw, ci, cw, zf, hobs, cube[i])
+
+        if self.workers == 1:
+            for i in range(self.az.size):
+                one(i)
+        else:
+            with ThreadPoolExecutor(max_workers=self.workers) as pool:
+                list(pool.map(one, range(self.az.size)))
+        tile = self.dem[r0:r1, c0:c1]
+        return _wrap(tile, cube, self.az, {
+            "observer_height_m": hobs,
+            "units": "deg",
+            "long_name": "horizon elevation angle",
+            "azimuth_convention": "degrees clockwise from grid up (map +y)",
+            "method": METHOD,
+            "tiling": plan.describe(),
+            "max_distance_m": dmax,
+            "curvature": f"included: r^2/(2R), R = {radius} m",
+            "ground_distance": "integral of 1/k along the map line" if mode == K.POLAR else self.desc,
+            "edge": "lower bound near the raster edge; NaN with no sample ahead",
+        })
+
+    def __iter__(self) -> Iterator[tuple[tuple[int, int, int, int], xr.DataArray]]:
+        for w in self.plan.windows():
+            yield w, self.compute(w)
+
+
+def _bilinear_index(pos: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lower neighbour index and weight of fractional positions in ``[0, n - 1]`` (clamped)."""
+    p = np.clip(pos, 0.0, n - 1.0)
+    i0 = np.minimum(np.floor(p).astype(np.int64), max(n - 2, 0))
+    w = p - i0
+    if n == 1:
+        w = np.zeros_like(p)
+    return np.ascontiguousarray(i0), np.ascontiguousarray(w)
