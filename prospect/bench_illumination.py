@@ -10,19 +10,20 @@ Target (the issue): 360 azimuths on a 7584^2 DEM in at most 10 minutes on 2 core
 1. A ``size x size`` 20 m fractal LOLA-style PDS3 DEM (polar stereographic south, the pole
    at the centre; :func:`prospect.bench.write_dem`, heights ``DN * 0.5``) is written and
    opened with :func:`prospect.io.readers.open_product`.
-2. Streamed full run, in a child process (``python -m prospect.bench_illumination
+2. Timed full run, in a child process (``python -m prospect.bench_illumination
    --run-stream DEM.LBL ...``) started through :func:`prospect.bench.measure`, so its
    wall time and peak RSS (``ru_maxrss`` from ``os.wait4``) are those of the child alone.
-   The child opens the DEM, prepares heights and geometry once (``horizon._prepare``),
-   warms the numba kernel on a tiny array (JIT/cache load excluded from the timed part),
-   then runs :func:`prospect.illumination._horizon_kernels.horizon_sweep` for every
-   azimuth into one of two reused float32 planes on a 2-thread pool and folds each plane
-   into a running per-pixel maximum (``np.fmax``: NaN-ignoring) plus a running sum and
-   count of valid values (for the mean horizon). Memory: heights (float64) + 2 planes +
-   3 accumulators, never the (azimuth, y, x) cube. The child prints its in-process
-   timing as JSON; the headline time is the in-process sweep time (prepare + sweeps +
-   reductions), the child's wall time (interpreter start, imports, reading the DEM) is
-   reported too.
+   The child opens the DEM lazily and runs the production path,
+   :class:`prospect.illumination.tiles.TiledHorizon` (``--tile``, default
+   :data:`prospect.illumination.tiles.TILE_PX`; halo and far field at their defaults),
+   on a 2-thread pool over azimuths; each tile's ``(azimuth, y, x)`` cube, what the
+   illumination products consume, is reduced (untimed) to the per-pixel max and mean
+   horizon for checksums and dropped. The headline time is the sum of the tile
+   computations plus the preparation (kernel load, coarse DEM); the child's wall time
+   (interpreter start, imports, reductions) is reported too. ``--tile 0`` times the
+   exact whole-raster sweep instead (the DEM in memory, plane by plane).
+2b. Accuracy of the far field: one production tile near the centre, every 10th
+   azimuth, multi-resolution against exact (full resolution to ``max_distance``).
 3. Brute-force ratio on central crops (256^2 and 512^2) of the same DEM:
    ``horizon_sweep`` vs ``horizon_brute_force(sampling="lines")`` (the same samples, so
    the maximum |difference| should be 0) and vs ``sampling="ray"`` (rays from pixel
@@ -66,6 +67,7 @@ import numpy as np
 
 from prospect.bench import _fmt
 from prospect.grid import AnalysisGrid
+from prospect.illumination.tiles import FAR_FACTOR, NEAR_PX, TILE_PX
 from prospect.io.writers import atomic_write
 
 SCHEMA = "prospect-bench-illumination/1"
@@ -157,6 +159,76 @@ def stream_horizon_stats(
     return {"max": acc_max, "mean": mean, "count": acc_cnt}
 
 
+def tiled_horizon_stats(dem, n_azimuths: int, max_distance_m: float, *, tile_px: int, near_px: int,
+                        far_factor: int, workers: int = WORKERS) -> dict[str, Any]:
+    """The production path: :class:`prospect.illumination.tiles.TiledHorizon` tile by tile.
+
+    Each tile's ``(azimuth, y, x)`` cube (what the illumination products consume) is
+    reduced to the per-pixel max and mean over azimuths and dropped; returns those maps,
+    the plan and the seconds spent in tiles.
+    """
+    from prospect.illumination.tiles import TiledHorizon
+
+    th = TiledHorizon(dem, n_azimuths, max_distance_m, tile_px=tile_px, near_px=near_px, far_factor=far_factor,
+                      workers=workers)
+    th.compute((0, 8, 0, 8))  # compile / load kernels and build the coarse DEM, untimed
+    acc_max = np.full(dem.shape, np.nan, dtype=np.float32)
+    acc_mean = np.full(dem.shape, np.nan, dtype=np.float32)
+    seconds = 0.0
+    for w in th.plan.windows():
+        r0, r1, c0, c1 = w
+        t0 = time.perf_counter()
+        v = th.compute(w).values  # timed: the cube the products consume
+        seconds += time.perf_counter() - t0
+        # untimed bench bookkeeping, plane by plane (no cube-sized temporaries)
+        mx = np.full(v.shape[1:], np.nan, dtype=np.float32)
+        tot = np.zeros(v.shape[1:], dtype=np.float64)
+        cnt = np.zeros(v.shape[1:], dtype=np.int32)
+        for plane in v:
+            np.fmax(mx, plane, out=mx)
+            ok = np.isfinite(plane)
+            cnt += ok
+            tot += np.where(ok, plane, 0.0)
+        acc_max[r0:r1, c0:c1] = mx
+        with np.errstate(invalid="ignore", divide="ignore"):
+            acc_mean[r0:r1, c0:c1] = np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan)
+        del v
+    return {"max": acc_max, "mean": acc_mean, "seconds": seconds, "plan": th.plan.describe()}
+
+
+def far_field_accuracy(dem, max_distance_m: float, window: tuple[int, int, int, int], *, n_azimuths: int = 360,
+                       every: int = 10, tile_px: int = TILE_PX, near_px: int = NEAR_PX,
+                       far_factor: int = FAR_FACTOR, workers: int = WORKERS) -> dict[str, Any]:
+    """One production tile, multi-resolution against exact (full resolution to ``max_distance``).
+
+    Uses every ``every``-th of the ``n_azimuths`` azimuths (the same azimuths as the run).
+    """
+    from prospect.illumination.tiles import TiledHorizon
+
+    kw = dict(tile_px=tile_px, workers=workers)
+    multi = TiledHorizon(dem, n_azimuths, max_distance_m, near_px=near_px, far_factor=far_factor, **kw)
+    exact = TiledHorizon(dem, n_azimuths, max_distance_m, far_factor=1, **kw)
+    keep = np.arange(0, n_azimuths, every)
+    multi.az = multi.az[keep]
+    exact.az = exact.az[keep]
+    t0 = time.perf_counter()
+    a = multi.compute(window).values.astype(np.float64)
+    tm = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    b = exact.compute(window).values.astype(np.float64)
+    te = time.perf_counter() - t0
+    d = a - b
+    ok = np.isfinite(d)
+    ad = np.abs(d[ok])
+    return {
+        "window": list(window), "azimuths": [float(x) for x in multi.az], "plan": multi.plan.describe(),
+        "multi_seconds": tm, "exact_seconds": te, "nan_mismatch": int((np.isnan(a) != np.isnan(b)).sum()),
+        "median_abs_diff_deg": float(np.median(ad)), "p99_abs_diff_deg": float(np.percentile(ad, 99)),
+        "p999_abs_diff_deg": float(np.percentile(ad, 99.9)), "max_abs_diff_deg": float(ad.max()),
+        "mean_diff_deg": float(d[ok].mean()), "fraction_within_0p1_deg": float((ad <= 0.1).mean()),
+    }
+
+
 def _warm_kernel() -> None:
     """Compile / load the cached numba kernel on a tiny planar grid (untimed)."""
     from prospect.illumination import _horizon_kernels as K
@@ -166,8 +238,14 @@ def _warm_kernel() -> None:
     K.horizon_sweep(z, 0.3, K.PLANAR, 0.0, 0.0, 20.0, -20.0, 1737400.0, 1000.0, 0.0, out)
 
 
-def run_stream_child(lbl: str, n_azimuths: int, max_distance_m: float, workers: int) -> dict[str, Any]:
-    """The child of step 2: open, prepare, sweep all azimuths; returns timings + checksums."""
+def run_stream_child(lbl: str, n_azimuths: int, max_distance_m: float, workers: int, *, tile_px: int = 0,
+                     near_px: int = NEAR_PX, far_factor: int = FAR_FACTOR) -> dict[str, Any]:
+    """The child of step 2; returns timings + checksums.
+
+    ``tile_px > 0`` (the default of ``main``): the production tiled path
+    (:func:`tiled_horizon_stats`), reading the DEM lazily. ``tile_px = 0``: the whole
+    DEM in memory, swept plane by plane (:func:`stream_horizon_stats`; exact).
+    """
     import resource
 
     from prospect.illumination import horizon as H
@@ -176,33 +254,49 @@ def run_stream_child(lbl: str, n_azimuths: int, max_distance_m: float, workers: 
     t0 = time.perf_counter()
     _warm_kernel()
     t_warm = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    dem = open_product(lbl).load()
-    t_open = time.perf_counter() - t0
-    az = H._azimuths(None, n_azimuths)
-    t0 = time.perf_counter()
-    z, args, grid, desc = H._prepare(dem, False)
-    del dem
-    t_prep = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    stats = stream_horizon_stats(z, args, az, max_distance_m, workers=workers)
-    t_sweep = time.perf_counter() - t1
+    plan = "whole raster in memory, plane by plane (exact)"
+    if tile_px > 0:
+        t0 = time.perf_counter()
+        dem = open_product(lbl)
+        t_open = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        stats = tiled_horizon_stats(dem, n_azimuths, max_distance_m, tile_px=tile_px, near_px=near_px,
+                                    far_factor=far_factor, workers=workers)
+        t_prep = time.perf_counter() - t0 - stats["seconds"]  # kernel load + coarse DEM
+        t_sweep = stats["seconds"]
+        plan = stats["plan"]
+        shape = dem.shape
+    else:
+        t0 = time.perf_counter()
+        dem = open_product(lbl).load()
+        t_open = time.perf_counter() - t0
+        az = H._azimuths(None, n_azimuths)
+        t0 = time.perf_counter()
+        z, args, grid, desc = H._prepare(dem, False)
+        del dem
+        t_prep = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        stats = stream_horizon_stats(z, args, az, max_distance_m, workers=workers)
+        t_sweep = time.perf_counter() - t1
+        shape = z.shape
     mx, mean = stats["max"], stats["mean"]
     return {
-        "shape": list(z.shape), "azimuths": int(az.size), "max_distance_m": float(max_distance_m),
-        "workers": int(workers), "warm_seconds": t_warm, "open_seconds": t_open, "prepare_seconds": t_prep,
-        "sweep_seconds": t_sweep, "seconds": t_prep + t_sweep,
+        "shape": list(shape), "azimuths": int(n_azimuths), "max_distance_m": float(max_distance_m),
+        "workers": int(workers), "plan": plan, "warm_seconds": t_warm, "open_seconds": t_open,
+        "prepare_seconds": t_prep, "sweep_seconds": t_sweep, "seconds": t_prep + t_sweep,
         "checksum_mean_of_max_deg": float(np.nanmean(mx)), "max_of_max_deg": float(np.nanmax(mx)),
         "mean_horizon_deg": float(np.nanmean(mean)), "nan_pixels_in_max": int(np.isnan(mx).sum()),
         "inprocess_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6,
     }
 
 
-def run_stream(lbl: Path, n_azimuths: int, max_distance_m: float, logs: Path, workers: int = WORKERS) -> dict[str, Any]:
+def run_stream(lbl: Path, n_azimuths: int, max_distance_m: float, logs: Path, workers: int = WORKERS,
+               tile_px: int = TILE_PX) -> dict[str, Any]:
     from prospect.bench import measure
 
     cmd = [sys.executable, "-m", "prospect.bench_illumination", "--run-stream", str(lbl), "--azimuths",
-           str(n_azimuths), "--max-distance-km", repr(max_distance_m / 1000.0), "--workers", str(workers)]
+           str(n_azimuths), "--max-distance-km", repr(max_distance_m / 1000.0), "--workers", str(workers),
+           "--tile", str(tile_px)]
     m = measure(cmd, log_stem=logs / "stream", timeout=4 * 3600)
     res: dict[str, Any] = {"command": " ".join(cmd), "wall_seconds": m.seconds, "peak_rss_mb": m.peak_rss_mb,
                            "returncode": m.returncode, "timed_out": m.timed_out, "ok": m.ok}
@@ -483,11 +577,20 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines.append("")
     lines += ["| run | seconds | Mpix*az/s | peak RSS MB | result |", "|---|---:|---:|---:|---|"]
     lines.append(f"| streamed sweep, {results['size']}^2 x {results['n_azimuths']} az, {results['workers']} threads "
-                 f"(in-process: prepare + sweeps + max/mean reduction) | {_fmt(s.get('seconds'), '.1f')} | "
+                 f"(in-process: horizon cubes of every tile, + prepare) | {_fmt(s.get('seconds'), '.1f')} | "
                  f"{_fmt(s.get('mpix_az_per_s'), '.1f')} | {_fmt(s.get('peak_rss_mb'), '.0f')} | "
                  f"**{results.get('verdict', '-')}** |")
     lines.append(f"| same child, wall (interpreter + imports + open DEM + above) | {_fmt(s.get('wall_seconds'), '.1f')} "
                  f"| | | |")
+    lines += ["", f"Timed path: {s.get('plan', '-')}."]
+    acc = results.get("accuracy")
+    if acc:
+        lines += ["", f"Multi-resolution against exact on tile {acc['window']} ({len(acc['azimuths'])} azimuths, "
+                  f"exact = full resolution to max distance, {_fmt(acc['exact_seconds'], '.1f')} s vs "
+                  f"{_fmt(acc['multi_seconds'], '.1f')} s): |difference| median {acc['median_abs_diff_deg']:.4f} deg, "
+                  f"p99 {acc['p99_abs_diff_deg']:.3f}, p99.9 {acc['p999_abs_diff_deg']:.3f}, max "
+                  f"{acc['max_abs_diff_deg']:.2f}; mean difference {acc['mean_diff_deg']:+.4f} deg; "
+                  f"{acc['fraction_within_0p1_deg']:.2%} within 0.1 deg; NaN mismatches {acc['nan_mismatch']}."]
     if not s.get("ok", False):
         lines.append(f"\nStreamed run failed: {s.get('error', '')}")
     lines += ["", "Brute-force reference (single thread, central crops; ratio = brute s/az / sweep s/az, "
@@ -556,6 +659,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-grass", action="store_true")
     p.add_argument("--workers", type=int, default=WORKERS)
     p.add_argument("--crop-sizes", default=",".join(map(str, CROP_SIZES)), help=argparse.SUPPRESS)
+    p.add_argument("--tile", type=int, default=TILE_PX, help="output tile [px] of the timed run; 0 = whole "
+                   "raster in memory, exact")
+    p.add_argument("--skip-accuracy", action="store_true")
     p.add_argument("--run-stream", metavar="LBL", help=argparse.SUPPRESS)
     return p
 
@@ -564,7 +670,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     dmax = a.max_distance_km * 1000.0
     if a.run_stream:
-        print(json.dumps(run_stream_child(a.run_stream, a.azimuths, dmax, a.workers)), flush=True)
+        print(json.dumps(run_stream_child(a.run_stream, a.azimuths, dmax, a.workers, tile_px=a.tile)), flush=True)
         return 0
     from prospect.bench import write_dem
     from prospect.io.readers import open_product
@@ -578,7 +684,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "schema": SCHEMA, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "size": a.size, "n_azimuths": a.azimuths, "max_distance_km": a.max_distance_km, "workers": a.workers,
         "target_seconds": TARGET_S, "machine": _machine(),
-        "timing_note": "stream.seconds = in-process prepare + sweeps + reductions in a child (numba warm-up and "
+        "timing_note": "stream.seconds = in-process horizon cubes of every tile + preparation in a child (numba warm-up and "
                        "DEM read excluded); stream.wall_seconds = the child's whole wall time; peak RSS from os.wait4",
     }
     with tempfile.TemporaryDirectory(prefix="prospect-bench-illum-") as tmpd:
@@ -588,11 +694,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         lbl = write_dem(work / f"DEM_{a.size}.IMG", a.size)
         results["dem_write_seconds"] = time.perf_counter() - t0
         _log(f"streamed run: {a.azimuths} azimuths, {a.workers} threads")
-        results["stream"] = s = run_stream(lbl, a.azimuths, dmax, logs, a.workers)
+        results["stream"] = s = run_stream(lbl, a.azimuths, dmax, logs, a.workers, a.tile)
         ok = s.get("ok") and s.get("seconds") is not None
         results["verdict"] = ("PASS" if s["seconds"] <= TARGET_S else "FAIL") if ok else "FAIL (run failed)"
         _log(f"streamed: {s.get('seconds')} s, wall {s.get('wall_seconds')} s, {results['verdict']}")
         dem = open_product(lbl)
+        if not a.skip_accuracy and a.size >= 2 * TILE_PX:
+            c = (a.size // 2 // TILE_PX) * TILE_PX  # a production tile near the centre
+            _log(f"far-field accuracy on tile rows/cols {c}:{c + TILE_PX}")
+            results["accuracy"] = far_field_accuracy(dem, dmax, (c, c + TILE_PX, c, c + TILE_PX),
+                                                     n_azimuths=a.azimuths, workers=a.workers)
         try:
             results["brute_force"] = brute_force_ratios(dem, dmax, crop_sizes)
         except Exception as exc:

@@ -171,9 +171,9 @@ def illumination(
     height: Annotated[float, typer.Option("--height", help="Observer height above the surface [m], e.g. 2 for "
                                           "a solar mast.")] = 0.0,
     tile: Annotated[int, typer.Option("--tile", help="Output tile side [px]; a tile's horizon cube is "
-                                       "azimuths x tile^2 x 4 bytes in memory.")] = 1024,
+                                       "azimuths x tile^2 x 4 bytes in memory.")] = 1536,
     near: Annotated[int, typer.Option("--near", help="Full-resolution halo around a tile [px]; beyond it the "
-                                       "far field uses a coarsened DEM.")] = 256,
+                                       "far field uses a coarsened DEM.")] = 192,
     far_factor: Annotated[int, typer.Option("--far-factor", help="Coarsening of the far-field DEM (1: full "
                                              "resolution everywhere, exact).")] = 8,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="A line per tile on stderr.")] = True,

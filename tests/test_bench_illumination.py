@@ -60,6 +60,24 @@ def test_run_stream_child(tmp_path):
     assert np.isfinite(res["checksum_mean_of_max_deg"])
 
 
+def test_tiled_child_equals_the_in_memory_child(tmp_path):
+    """The timed production path (tiles, lazily read DEM) reduces to the same maps as the whole-raster sweep."""
+    lbl = write_dem(tmp_path / "D.IMG", 80)
+    whole = B.run_stream_child(str(lbl), 8, 3_000.0, 2)
+    tiled = B.run_stream_child(str(lbl), 8, 3_000.0, 2, tile_px=32)
+    assert tiled["plan"].startswith("tiles of 32 px") and whole["plan"].startswith("whole raster")
+    assert tiled["checksum_mean_of_max_deg"] == pytest.approx(whole["checksum_mean_of_max_deg"], abs=1e-5)
+    assert tiled["nan_pixels_in_max"] == whole["nan_pixels_in_max"]
+
+
+def test_far_field_accuracy_report(dem64):
+    acc = B.far_field_accuracy(dem64, 50_000.0, (16, 48, 16, 48), n_azimuths=36, every=6, tile_px=32,
+                               near_px=8, far_factor=4)
+    assert len(acc["azimuths"]) == 6 and acc["nan_mismatch"] == 0
+    assert 0.0 <= acc["median_abs_diff_deg"] <= acc["p99_abs_diff_deg"] <= acc["max_abs_diff_deg"] < 20.0
+    assert "averaged 4x4" in acc["plan"]
+
+
 def test_grass_angle_parsing():
     assert B._parse_grass_angle("hz_000", 10) == 0.0
     assert B._parse_grass_angle("hz_350", 10) == 350.0

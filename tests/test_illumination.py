@@ -109,3 +109,35 @@ def test_illumination_refuses_a_geographic_dem(shared, tmp_path):
     line = res.stderr.strip()
     assert line.startswith("prospect: error:") and "\n" not in line and "polar stereographic" in line, line
     assert not (tmp_path / "out").exists()
+
+
+def test_flat_plane_illumination_follows_from_the_sun_geometry_alone():
+    """A smooth sphere near the pole: the fraction is the mean visible disk of the Sun over the span.
+
+    Reference straight from the ephemeris (no horizon, no longitude bins): at each time
+    step the Sun's topocentric elevation ``el`` and angular radius ``rho`` give the
+    visible disk fraction of a horizon at 0 deg (the flat plane's horizon is the
+    curvature drop, -0.007 deg at 400 m, negligible).
+    """
+    import xarray as xr
+
+    from prospect.illumination.ephemeris import earth_azimuth_elevation, sun_azimuth_elevation
+    from prospect.illumination.products import _disk_fraction
+
+    grid = AnalysisGrid.polar_cap("south", -89.0, resolution_m=400.0)
+    dem = grid.template().copy(data=np.zeros(grid.shape, dtype="float32"))
+    dem.attrs.update(units="m", product_id="flat")
+    assert isinstance(dem, xr.DataArray)
+    hz = horizon_angles(dem, n_azimuths=72, max_distance_m=30_000.0, workers=2)
+    se = sun_earth_directions(default_times(start="2024-01-01", years=2.0, step_hours=6.0))
+    ds = illumination_products(hz, SunSamples.from_ephemeris(se))
+    lon, lat = (np.asarray(v) for v in grid.lonlat())
+    assert not np.nanmax(ds.psr_mask.values)  # nothing is permanently dark on a smooth sphere
+    for r, c in [(grid.shape[0] // 2, grid.shape[1] // 2), (20, 30), (grid.shape[0] - 25, 40)]:
+        _, el = sun_azimuth_elevation(lon[r, c], lat[r, c], se.sun)
+        want = float(_disk_fraction(np.asarray(el) / np.asarray(se.sun_angular_radius_deg)).mean())
+        assert ds.illumination_fraction.values[r, c] == pytest.approx(want, abs=5e-3)
+        assert 0.3 < want < 0.7  # within a degree of the pole the Sun is up about half the time
+        _, eel = earth_azimuth_elevation(lon[r, c], lat[r, c], se.earth, se.earth_distance_km)
+        assert ds.earth_visibility_fraction.values[r, c] == pytest.approx(float((np.asarray(eel) > 0).mean()),
+                                                                          abs=0.02)

@@ -30,12 +30,15 @@ Method
     (bilinear heights), backward from the far end, keeping the upper convex hull of the
     points ahead; the curvature term is absorbed exactly into the hull coordinates and
     ``max_distance`` is honoured exactly with a block decomposition (see
-    ``_sweep_line``). Cost ~ pixels x azimuths x (1 + log hull size), independent of
-    ``max_distance``.
+    ``_sweep_line``). An observer on the surface is itself the next point the hull
+    takes in, so its horizon is the hull edge leaving it: amortised O(1) per pixel and
+    azimuth, independent of ``max_distance``. An observer above the surface (a mast) or
+    a far-field annulus needs a binary search on the hull (O(log hull size)).
 
-Limitations (this first version)
-    * The DEM is computed into memory (dask input is loaded). Out-of-core tiling, with a
-      halo of ``max_distance`` around every tile, comes next.
+Limitations
+    * :func:`horizon_angles` computes the whole DEM in memory (dask input is loaded);
+      large DEMs go through :class:`prospect.illumination.tiles.TiledHorizon` (tiles
+      with a halo, multi-resolution far field), which uses the same kernel.
     * Near the raster edge the terrain beyond it is unknown: the horizon there is a lower
       bound; a pixel with no sample at all ahead (looking off the edge) is NaN.
     * Each observer sits on its line up to half a pixel from its centre, perpendicular to
@@ -88,8 +91,8 @@ def _check_distance(max_distance_m: float) -> float:
     return d
 
 
-def _prepare(dem: xr.DataArray, planar: bool) -> tuple[np.ndarray, tuple, AnalysisGrid, str]:
-    """Heights in m as C-contiguous float64 plus the kernel's geometry arguments."""
+def _geometry_args(dem: xr.DataArray, planar: bool) -> tuple[tuple, AnalysisGrid, str]:
+    """The kernel's geometry arguments ``(mode, x0, y0, a, e, R)``, the grid and the metric's name."""
     grid = AnalysisGrid.from_dataarray(dem)
     metric = ground_metric(grid, planar=planar)
     if metric.mode in (POLAR_SOUTH, POLAR_NORTH):
@@ -101,10 +104,15 @@ def _prepare(dem: xr.DataArray, planar: bool) -> tuple[np.ndarray, tuple, Analys
             f"horizon maps need a projected grid with straight-line sight lines; {grid.crs} is not polar "
             "stereographic: reproject onto IAU_2015:30135/30130 (or pass planar=True for a small metric grid)"
         )
-    heights = heights_in_metres(dem)
-    z = np.ascontiguousarray(np.asarray(heights.values, dtype=np.float64))
     args = (mode, metric.x0, metric.y0, metric.a, metric.e, metric.radius_m)
-    return z, args, grid, metric.description
+    return args, grid, metric.description
+
+
+def _prepare(dem: xr.DataArray, planar: bool) -> tuple[np.ndarray, tuple, AnalysisGrid, str]:
+    """Heights in m as C-contiguous float64 plus the kernel's geometry arguments."""
+    args, grid, desc = _geometry_args(dem, planar)
+    z = np.ascontiguousarray(np.asarray(heights_in_metres(dem).values, dtype=np.float64))
+    return z, args, grid, desc
 
 
 def _wrap(dem: xr.DataArray, data: np.ndarray, az: np.ndarray, attrs: dict) -> xr.DataArray:
@@ -158,8 +166,8 @@ def horizon_angles(
     dem
         2-D (y, x) DataArray of heights (``attrs['units']`` m or km) on a polar
         stereographic lunar grid (IAU_2015:30135 / 30130); NaN = no data. Dask-backed
-        input is loaded into memory (out-of-core tiling with a ``max_distance_m`` halo is
-        the next step).
+        input is loaded into memory (for out-of-core tiles see
+        :class:`prospect.illumination.tiles.TiledHorizon`).
     azimuths_deg
         Grid azimuths, degrees clockwise from grid up (map +y); default ``n_azimuths``
         evenly spaced from 0.
