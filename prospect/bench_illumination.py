@@ -128,11 +128,7 @@ def stream_horizon_stats(
         return b
 
     def reduce(plane: np.ndarray) -> None:
-        np.fmax(acc_max, plane, out=acc_max)
-        np.isfinite(plane, out=valid)
-        np.add(acc_cnt, valid, out=acc_cnt, casting="unsafe")
-        np.copyto(plane, 0.0, where=~valid)
-        np.add(acc_sum, plane, out=acc_sum)
+        _fold(plane, acc_max, acc_sum, acc_cnt, valid)
 
     if nbuf == 1:
         for i in range(az.size):
@@ -154,9 +150,22 @@ def stream_horizon_stats(
                     pending[b] = pool.submit(sweep, nxt, b)
                     order.append(b)
                     nxt += 1
+    return {"max": acc_max, "mean": _mean(acc_sum, acc_cnt), "count": acc_cnt}
+
+
+def _fold(plane: np.ndarray, acc_max: np.ndarray, acc_sum: np.ndarray, acc_cnt: np.ndarray,
+          valid: np.ndarray) -> None:
+    """Fold one horizon plane into running NaN-ignoring max, sum and count (``plane``'s NaN become 0)."""
+    np.fmax(acc_max, plane, out=acc_max)
+    np.isfinite(plane, out=valid)
+    np.add(acc_cnt, valid, out=acc_cnt, casting="unsafe")
+    np.copyto(plane, 0.0, where=~valid)
+    np.add(acc_sum, plane, out=acc_sum)
+
+
+def _mean(acc_sum: np.ndarray, acc_cnt: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(acc_cnt > 0, acc_sum / np.maximum(acc_cnt, 1), np.nan).astype(np.float32)
-    return {"max": acc_max, "mean": mean, "count": acc_cnt}
+        return np.where(acc_cnt > 0, acc_sum / np.maximum(acc_cnt, 1), np.nan).astype(np.float32)
 
 
 def tiled_horizon_stats(dem, n_azimuths: int, max_distance_m: float, *, tile_px: int, near_px: int,
@@ -182,16 +191,13 @@ def tiled_horizon_stats(dem, n_azimuths: int, max_distance_m: float, *, tile_px:
         seconds += time.perf_counter() - t0
         # untimed bench bookkeeping, plane by plane (no cube-sized temporaries)
         mx = np.full(v.shape[1:], np.nan, dtype=np.float32)
-        tot = np.zeros(v.shape[1:], dtype=np.float64)
-        cnt = np.zeros(v.shape[1:], dtype=np.int32)
+        tot = np.zeros(v.shape[1:], dtype=np.float32)
+        cnt = np.zeros(v.shape[1:], dtype=np.int16)
+        valid = np.empty(v.shape[1:], dtype=bool)
         for plane in v:
-            np.fmax(mx, plane, out=mx)
-            ok = np.isfinite(plane)
-            cnt += ok
-            tot += np.where(ok, plane, 0.0)
+            _fold(plane, mx, tot, cnt, valid)
         acc_max[r0:r1, c0:c1] = mx
-        with np.errstate(invalid="ignore", divide="ignore"):
-            acc_mean[r0:r1, c0:c1] = np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan)
+        acc_mean[r0:r1, c0:c1] = _mean(tot, cnt)
         del v
     return {"max": acc_max, "mean": acc_mean, "seconds": seconds, "plan": th.plan.describe()}
 

@@ -232,6 +232,25 @@ def _tangent(hs, hg, size, reverse, s0, g0):
     return (hg[k] - g0) / (hs[k] - s0), k
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _push_left(ss, sg, ssz, s, g):
+    """Add ``(s, g)`` at the left end of an upper hull stored right to left; returns its new size.
+
+    Vertices on or below the chord from the new point to the vertex beyond them are
+    popped first (``ss[ssz - 1]`` is the leftmost vertex).
+    """
+    while ssz >= 2:
+        sb, gb = ss[ssz - 1], sg[ssz - 1]
+        sa, ga = ss[ssz - 2], sg[ssz - 2]
+        if (gb - g) * (sa - sb) <= (ga - gb) * (sb - s):
+            ssz -= 1
+        else:
+            break
+    ss[ssz] = s
+    sg[ssz] = g
+    return ssz + 1
+
+
 @njit(nogil=True, cache=True)
 def _first_in_block(sig, n, inv_width, block):
     """First index ``i`` in ``[0, n]`` with ``floor(sig[i] * inv_width) >= block`` (sig increasing)."""
@@ -319,17 +338,7 @@ def _sweep_line(n, sig, hgt, zobs, radius, dmin, dmax, jlo, jhi, res, dist,
             h = hgt[ti]
             if h == h:
                 s = sig[ti]
-                g = h - s * s * inv2r
-                while ssz >= 2:
-                    sb, gb = ss[ssz - 1], sg[ssz - 1]
-                    sa, ga = ss[ssz - 2], sg[ssz - 2]
-                    if (gb - g) * (sa - sb) <= (ga - gb) * (sb - s):
-                        ssz -= 1
-                    else:
-                        break
-                ss[ssz] = s
-                sg[ssz] = g
-                ssz += 1
+                ssz = _push_left(ss, sg, ssz, s, h - s * s * inv2r)
         # prefix hull of block b + 1: roll back the targets beyond s0 + dmax
         cutoff = s0 + dmax
         while q >= nxt_start and sig[q] > cutoff:
@@ -348,16 +357,7 @@ def _sweep_line(n, sig, hgt, zobs, radius, dmin, dmax, jlo, jhi, res, dist,
                 # the observer is itself the next target (dmin = 0, no mast): insert it;
                 # the hull edge leaving it is the tangent, with no search
                 ti = j
-                while ssz >= 2:
-                    sb, gb = ss[ssz - 1], sg[ssz - 1]
-                    sa, ga = ss[ssz - 2], sg[ssz - 2]
-                    if (gb - g0) * (sa - sb) <= (ga - gb) * (sb - s0):
-                        ssz -= 1
-                    else:
-                        break
-                ss[ssz] = s0
-                sg[ssz] = g0
-                ssz += 1
+                ssz = _push_left(ss, sg, ssz, s0, g0)
                 if ssz >= 2:
                     best = (sg[ssz - 2] - g0) / (ss[ssz - 2] - s0)
                     bs = ss[ssz - 2]

@@ -108,6 +108,12 @@ def _geometry_args(dem: xr.DataArray, planar: bool) -> tuple[tuple, AnalysisGrid
     return args, grid, metric.description
 
 
+def _check_height(observer_height_m: float) -> float:
+    if not (math.isfinite(observer_height_m) and observer_height_m >= 0.0):
+        raise ConfigError(f"observer_height_m must be a non-negative number of metres, not {observer_height_m!r}")
+    return float(observer_height_m)
+
+
 def _prepare(dem: xr.DataArray, planar: bool) -> tuple[np.ndarray, tuple, AnalysisGrid, str]:
     """Heights in m as C-contiguous float64 plus the kernel's geometry arguments."""
     args, grid, desc = _geometry_args(dem, planar)
@@ -191,10 +197,14 @@ def horizon_angles(
     az = _azimuths(azimuths_deg, n_azimuths)
     dmax = _check_distance(max_distance_m)
     z, args, grid, desc = _prepare(dem, planar)
-    if not (math.isfinite(observer_height_m) and observer_height_m >= 0.0):
-        raise ConfigError(f"observer_height_m must be a non-negative number of metres, not {observer_height_m!r}")
+    _check_height(observer_height_m)
     data = _run(K.horizon_sweep, z, az, (*args, dmax, float(observer_height_m)), int(workers))
-    return _wrap(dem, data, az, {
+    return _wrap(dem, data, az, horizon_attrs(args, desc, dmax, observer_height_m))
+
+
+def horizon_attrs(args: tuple, desc: str, dmax: float, observer_height_m: float) -> dict:
+    """Attributes of a horizon cube from the sweep (``args``, ``desc`` from :func:`_geometry_args`)."""
+    return {
         "observer_height_m": float(observer_height_m),
         "units": "deg",
         "long_name": "horizon elevation angle",
@@ -204,7 +214,7 @@ def horizon_angles(
         "curvature": f"included: r^2/(2R), R = {args[5]} m",
         "ground_distance": "integral of 1/k along the map line" if args[0] == K.POLAR else desc,
         "edge": "lower bound near the raster edge; NaN with no sample ahead",
-    })
+    }
 
 
 def horizon_brute_force(

@@ -73,6 +73,12 @@ def illumination_tiles(
     """
     th = TiledHorizon(dem, n_azimuths, max_distance_m, tile_px=tile_px, near_px=near_px, far_factor=far_factor,
                       workers=workers, observer_height_m=observer_height_m)
+    yield from _tiles(th, samples, checkpoint_dir, progress)
+
+
+def _tiles(th: TiledHorizon, samples: SunSamples, checkpoint_dir: str | os.PathLike[str] | None,
+           progress: bool) -> Iterator[tuple[tuple[int, int, int, int], xr.Dataset]]:
+    dem = th.dem
     windows = th.plan.windows()
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if ckpt is not None:
@@ -125,8 +131,8 @@ def write_illumination(
     """
     tiling = {k: params[k] for k in ("tile_px", "near_px", "far_factor", "workers", "observer_height_m")
               if k in params}
-    TiledHorizon(dem, params.get("n_azimuths", 360), params.get("max_distance_m", 150_000.0), **tiling)  # validate
-    out = Path(outdir)
+    th = TiledHorizon(dem, params.get("n_azimuths", 360), params.get("max_distance_m", 150_000.0), **tiling)
+    out = Path(outdir)  # created only once the parameters have been accepted
     out.mkdir(exist_ok=True)
     grid = AnalysisGrid.from_dataarray(dem)
     key = run_key(dem, samples, params)
@@ -134,8 +140,7 @@ def write_illumination(
     paths = {name: out / f"{name}.tif" for name in PRODUCTS}
     first = True
     with TiledGeoTIFFs(paths, crs=grid.crs, transform=grid.transform, shape=dem.shape, units=UNITS) as dst:
-        for (r0, r1, c0, c1), ds in illumination_tiles(dem, samples, checkpoint_dir=ckpt, progress=progress,
-                                                        **params):
+        for (r0, r1, c0, c1), ds in _tiles(th, samples, ckpt, progress):
             for name in PRODUCTS:
                 layer = ds[name]
                 dst.write(name, r0, c0, layer.values)

@@ -50,7 +50,7 @@ import xarray as xr
 
 from prospect.errors import ConfigError
 from prospect.illumination import _horizon_kernels as K
-from prospect.illumination.horizon import METHOD, _azimuths, _check_distance, _geometry_args, _wrap
+from prospect.illumination.horizon import _azimuths, _check_distance, _check_height, _geometry_args, _wrap, horizon_attrs
 from prospect.lunar import polar_scale_factor_xy
 from prospect.terrain.metric import heights_in_metres
 
@@ -127,8 +127,7 @@ class TiledHorizon:
         tile_px = _int_param(tile_px, "tile_px", 16)
         near_px = _int_param(near_px, "near_px", 8)
         far_factor = _int_param(far_factor, "far_factor", 1)
-        if not (math.isfinite(observer_height_m) and observer_height_m >= 0.0):
-            raise ConfigError(f"observer_height_m must be a non-negative number of metres, not {observer_height_m!r}")
+        _check_height(observer_height_m)
         self.dem = dem
         self.args, self.grid, self.desc = _geometry_args(dem, planar)
         self.heights = heights_in_metres(dem)
@@ -223,19 +222,9 @@ class TiledHorizon:
         else:
             with ThreadPoolExecutor(max_workers=self.workers) as pool:
                 list(pool.map(one, range(self.az.size)))
-        tile = self.dem[r0:r1, c0:c1]
-        return _wrap(tile, cube, self.az, {
-            "observer_height_m": hobs,
-            "units": "deg",
-            "long_name": "horizon elevation angle",
-            "azimuth_convention": "degrees clockwise from grid up (map +y)",
-            "method": METHOD,
-            "tiling": plan.describe(),
-            "max_distance_m": dmax,
-            "curvature": f"included: r^2/(2R), R = {radius} m",
-            "ground_distance": "integral of 1/k along the map line" if mode == K.POLAR else self.desc,
-            "edge": "lower bound near the raster edge; NaN with no sample ahead",
-        })
+        attrs = horizon_attrs(self.args, self.desc, dmax, hobs)
+        attrs["tiling"] = plan.describe()
+        return _wrap(self.dem[r0:r1, c0:c1], cube, self.az, attrs)
 
     def __iter__(self) -> Iterator[tuple[tuple[int, int, int, int], xr.DataArray]]:
         for w in self.plan.windows():

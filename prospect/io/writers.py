@@ -556,6 +556,24 @@ def _stream_windows(data: Any, write: Any, window_px: int) -> None:
         raise failure[0]
 
 
+def _stream_profile(crs: LunarCRS, transform: Any, shape: tuple[int, int], nodata: float) -> dict[str, Any]:
+    """rasterio profile of one float32 band with :data:`STREAM_CREATION_OPTIONS`."""
+    return {
+        "driver": "GTiff", "width": shape[1], "height": shape[0], "count": 1, "dtype": "float32",
+        "crs": crs.to_rasterio(), "transform": transform, "nodata": nodata,
+        **{k.lower(): v for k, v in STREAM_CREATION_OPTIONS.items()},
+    }
+
+
+def _write_window(dst: Any, row0: int, col0: int, block: np.ndarray, nodata: float) -> None:
+    """Write a 2-D float block at ``(row0, col0)`` of band 1, NaN as ``nodata``."""
+    from rasterio.windows import Window
+
+    block = np.asarray(block, dtype="float32")
+    values = np.where(np.isnan(block), np.float32(nodata), block)
+    dst.write(values, 1, window=Window(col0, row0, block.shape[1], block.shape[0]))
+
+
 class _Progress:
     """Blocks written so far, on stderr: a rich bar on a terminal, a line per 10 % in logs."""
 
@@ -625,25 +643,18 @@ def stream_geotiff(
     """
     import dask.array as dska
     import rasterio
-    from rasterio.windows import Window
 
     data = getattr(arr, "data", arr)
     if data.ndim != 2:
         raise ValueError(f"stream_geotiff writes one 2-D band, got shape {data.shape}")
     height, width = data.shape
-    profile: dict[str, Any] = {
-        "driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "float32",
-        "crs": crs.to_rasterio(), "transform": transform, "nodata": nodata,
-        **{k.lower(): v for k, v in STREAM_CREATION_OPTIONS.items()},
-    }
+    profile = _stream_profile(crs, transform, (height, width), nodata)
     meter = _Progress(height * width, label, progress)
     final = Path(path)
 
     def put(dst: Any, r0: int, c0: int, block: np.ndarray) -> None:
-        window = Window(c0, r0, block.shape[1], block.shape[0])
-        values = np.where(np.isnan(block), np.float32(nodata), block).astype("float32", copy=False)
-        dst.write(values, 1, window=window)
-        meter.advance(values.size)
+        _write_window(dst, r0, c0, block, nodata)
+        meter.advance(block.size)
 
     def write_into(dst: Any) -> None:
         if isinstance(data, dska.Array):
@@ -699,12 +710,7 @@ class TiledGeoTIFFs:
     def __enter__(self) -> "TiledGeoTIFFs":
         import rasterio
 
-        height, width = self.shape
-        profile: dict[str, Any] = {
-            "driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "float32",
-            "crs": self.crs.to_rasterio(), "transform": self.transform, "nodata": self.nodata,
-            **{k.lower(): v for k, v in STREAM_CREATION_OPTIONS.items()},
-        }
+        profile = _stream_profile(self.crs, self.transform, self.shape, self.nodata)
         stack = contextlib.ExitStack()
         try:
             stack.enter_context(rasterio.Env(GDAL_CACHEMAX=STREAM_GDAL_CACHE_MB))
@@ -722,11 +728,7 @@ class TiledGeoTIFFs:
         self.tags[name] = dict(tags)
 
     def write(self, name: str, row0: int, col0: int, block: np.ndarray) -> None:
-        from rasterio.windows import Window
-
-        block = np.asarray(block, dtype="float32")
-        values = np.where(np.isnan(block), np.float32(self.nodata), block)
-        self._dst[name].write(values, 1, window=Window(col0, row0, block.shape[1], block.shape[0]))
+        _write_window(self._dst[name], row0, col0, block, self.nodata)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         assert self._stack is not None
