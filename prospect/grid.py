@@ -399,6 +399,46 @@ class AnalysisGrid:
         lat = da.Array(graph, lat_name, chunks=chunk_sizes, dtype="float64")
         return lon, lat
 
+    def cell_area_m2(self, *, chunks: Any = None) -> xr.DataArray:
+        """The area on the lunar sphere of every pixel [m^2], lazily (float64, dask, chunked).
+
+        - geographic: exact, ``R^2 dlon (sin lat_top - sin lat_bottom)``
+          (:func:`prospect.lunar.cell_area_m2`);
+        - equirectangular: exact, the same formula with ``dlon = dx / (R cos lat_ts)``
+          and ``lat = lat(y=0) + y / R``, the true-scale latitude ``lat_ts`` read from
+          the CRS (:func:`prospect.lunar.equirectangular_true_scale`);
+        - polar stereographic: the integral of ``1/k^2`` over the pixel by Gauss-Legendre
+          quadrature (:func:`prospect.lunar.polar_stereographic_area_m2`, relative error
+          at float64 rounding level).
+
+        Pixels are clipped to latitudes -90..90 (the part of a cylindrical pixel beyond a
+        pole has no area); the areas of a global grid sum to ``4 pi R^2``. ``chunks`` as
+        in :meth:`template`. Attrs: ``units = "m2"`` and the ``method`` used.
+        """
+        kind = self.crs.kind
+        if kind == "geographic" or kind == "equirectangular":
+            method = f"exact: R^2 dlon (sin lat2 - sin lat1) on the {self.crs.radius_m:.0f} m sphere"
+        elif self.crs.is_polar:
+            method = "Gauss-Legendre quadrature of 1/k^2 (polar stereographic, k = 1 + rho^2 / 4R^2)"
+            if self.crs.code is None:
+                raise GridError(
+                    f"cell_area_m2: polar stereographic grid {self.crs} is not the k0 = 1 IAU_2015:30130/30135 "
+                    "form (scale, true-scale latitude or false origin differ); reproject onto an IAU polar grid"
+                )
+        else:
+            raise GridError(f"cell_area_m2: no pixel-area rule for a {kind} CRS ({self.crs}); "
+                            "use a geographic, equirectangular or polar stereographic grid")
+        cy, cx = _normalise_chunks(chunks, self.shape)
+        row_spans, col_spans = _split(self.shape[0], cy), _split(self.shape[1], cx)
+        name = "cell-area-" + dask.base.tokenize(self, cy, cx)
+        layer = {(name, i, j): (_cell_area_block, self, r0, r1, c0, c1)
+                 for i, (r0, r1) in enumerate(row_spans) for j, (c0, c1) in enumerate(col_spans)}
+        graph = HighLevelGraph.from_collections(name, layer, dependencies=[])
+        data = da.Array(graph, name, chunks=(tuple(b - a for a, b in row_spans), tuple(b - a for a, b in col_spans)),
+                        dtype="float64")
+        return self._wrap(data, name="cell_area", attrs={"units": "m2", "long_name": "pixel area on the lunar sphere",
+                                                          "method": method})
+
     def template(self, *, chunks: Any = None, name: str | None = None, dtype: Any = "float32") -> xr.DataArray:
         """A lazy DataArray of NaN on this grid: dims (y, x), centre coords, CRS and transform written."""
         cy, cx = _normalise_chunks(chunks, self.shape)
@@ -438,6 +478,49 @@ def _lonlat_block(grid: AnalysisGrid, r0: int, r1: int, c0: int, c1: int, lon_co
     else:
         lon, lat = lunar.xy_to_lonlat(grid.crs, xx, yy)
     return lunar.normalize_longitude(lon, lon_convention), np.asarray(lat, dtype="float64")
+
+
+def _lonlat_edges(grid: AnalysisGrid, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-edge longitudes (``c1 - c0 + 1``, increasing, not wrapped) and latitudes
+    (``r1 - r0 + 1``, decreasing, not clipped) [deg] of a cylindrical grid's rows/columns.
+
+    Geographic: the edges themselves. Equirectangular (``x = R cos(lat_ts) (lon - lon_0)``,
+    ``y = R (lat - lat_0)`` plus any false origin): both are linear, so
+    ``lon = lon(0, 0) + x / (R cos lat_ts)`` and ``lat = lat(0, 0) + y / R`` in radians.
+    """
+    t = grid.transform
+    x = t.c + t.a * np.arange(c0, c1 + 1, dtype="float64")
+    y = t.f + t.e * np.arange(r0, r1 + 1, dtype="float64")
+    crs = grid.crs
+    if crs.kind == "geographic":
+        return x, y
+    if crs.kind != "equirectangular":
+        raise GridError(f"{crs} is not a cylindrical (geographic or equirectangular) CRS")
+    lon00, lat00 = lunar.xy_to_lonlat(crs, 0.0, 0.0)
+    lon = float(lon00) + np.degrees(x / (crs.radius_m * lunar.equirectangular_true_scale(crs.lat_ts)))
+    lat = float(lat00) + np.degrees(y / crs.radius_m)
+    return lon, lat
+
+
+def _lon_step_deg(grid: AnalysisGrid) -> float:
+    """Longitude width [deg] of one pixel of a cylindrical grid."""
+    if grid.crs.kind == "geographic":
+        return grid.transform.a
+    return math.degrees(grid.transform.a / (grid.crs.radius_m * lunar.equirectangular_true_scale(grid.crs.lat_ts)))
+
+
+def _cell_area_block(grid: AnalysisGrid, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+    """Pixel areas [m^2] of rows r0:r1, columns c0:c1 (see :meth:`AnalysisGrid.cell_area_m2`)."""
+    if grid.crs.is_polar:
+        t = grid.transform
+        x = t.c + t.a * np.arange(c0, c1 + 1, dtype="float64")
+        y = t.f + t.e * np.arange(r0, r1 + 1, dtype="float64")
+        return lunar.polar_stereographic_area_m2(x[None, :-1], x[None, 1:], y[1:, None], y[:-1, None],
+                                                 radius_m=grid.crs.radius_m)
+    _, lat = _lonlat_edges(grid, r0, r1, c0, c1)
+    lat = np.clip(lat, -90.0, 90.0)
+    rows = lunar.cell_area_m2(lat[1:], lat[:-1], _lon_step_deg(grid), radius_m=grid.crs.radius_m)
+    return np.repeat(rows[:, None], c1 - c0, axis=1)
 
 
 def _transform_from_coords(arr: xr.DataArray, xdim: str, ydim: str) -> Affine:

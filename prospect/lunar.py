@@ -376,6 +376,63 @@ def polar_cap_area_m2(lat_deg: float, radius_m: float = MOON_RADIUS_M) -> float:
     return 2.0 * math.pi * radius_m**2 * (1.0 - math.sin(math.radians(abs(lat_deg))))
 
 
+#: Most Gauss-Legendre points per axis :func:`polar_stereographic_area_m2` picks by itself.
+_MAX_AUTO_GL_ORDER = 64
+
+
+def _gauss_legendre_order(size_m: float, radius_m: float) -> int:
+    """Points per axis for ~1e-16 relative error on a map square of side ``size_m`` (see below)."""
+    ratio = 4.0 * radius_m / max(size_m, 1e-300)
+    if ratio <= 1.0:
+        return _MAX_AUTO_GL_ORDER
+    return int(min(_MAX_AUTO_GL_ORDER, max(2, math.ceil(8.0 / math.log10(ratio)))))
+
+
+def polar_stereographic_area_m2(x0: Any, x1: Any, y0: Any, y1: Any, *, radius_m: float = MOON_RADIUS_M,
+                                order: int | None = None) -> Any:
+    """Area on the sphere [m^2] of the polar stereographic map rectangle ``[x0, x1] x [y0, y1]``.
+
+    The polar stereographic projection with k0 = 1 (IAU_2015:30130 / 30135, no false
+    origin) has point scale factor ``k = 1 + rho^2 / (4 R^2)`` in both directions
+    (:func:`polar_scale_factor_xy`; Snyder 1987, eqs. 21-4 and 21-33), so the ground
+    area of a map rectangle is ``integral of dx dy / k^2`` over it. It is evaluated by
+    tensor Gauss-Legendre quadrature with ``order`` points per axis.
+
+    Accuracy: ``1/k^2 = (4R^2)^2 / (4R^2 + x^2 + y^2)^2`` is analytic, its poles lie at
+    imaginary distance >= 2R from the real plane, so the quadrature error falls like
+    ``(h / 4R)^(2 n)`` for a rectangle of side ``h`` (Bernstein-ellipse bound, Trefethen
+    2013, *Approximation Theory and Approximation Practice*, thm 19.3). ``order=None``
+    picks the smallest ``n >= 2`` with ``(h / 4R)^(2 n) <= 1e-16`` (2 points for
+    pixels under 0.7 km, 3 under 15 km, 4 under 70 km, 8 for a 600 km square; at most
+    64): the relative error is then at float64 rounding level (at most 3e-15 measured
+    against 200-point quadrature for squares of 20 m to 3000 km; tests/test_cell_area.py).
+
+    Arguments broadcast against each other (e.g. ``x0, x1`` of shape ``(1, cols)`` and
+    ``y0, y1`` of shape ``(rows, 1)`` give ``(rows, cols)`` areas); the order of the
+    two bounds of an axis does not matter. Returns float64.
+    """
+    x0, x1, y0, y1 = (np.asarray(v, dtype="float64") for v in (x0, x1, y0, y1))
+    xm, xh = (x0 + x1) / 2.0, np.abs(x1 - x0) / 2.0
+    ym, yh = (y0 + y1) / 2.0, np.abs(y1 - y0) / 2.0
+    if order is None:
+        size = float(max(np.max(2.0 * xh, initial=0.0), np.max(2.0 * yh, initial=0.0)))
+        order = _gauss_legendre_order(size, radius_m)
+    order = int(order)
+    if order < 1:
+        raise ValueError(f"order must be a positive number of points, not {order}")
+    t, w = np.polynomial.legendre.leggauss(order)
+    inv4r2 = 1.0 / (4.0 * radius_m * radius_m)
+    xs2 = [(xm + xh * ti) ** 2 * inv4r2 for ti in t]
+    acc = np.zeros(np.broadcast_shapes(xm.shape, ym.shape), dtype="float64")
+    for j, tj in enumerate(t):
+        ys2 = (ym + yh * tj) ** 2 * inv4r2
+        row = np.zeros_like(acc)
+        for i in range(order):
+            row += w[i] / (1.0 + xs2[i] + ys2) ** 2
+        acc += w[j] * row
+    return acc * xh * yh
+
+
 def transformer(src: LunarCRS, dst: LunarCRS):
     """A pyproj Transformer between two lunar CRSs, lon/lat order (``always_xy``)."""
     import pyproj

@@ -638,6 +638,10 @@ def open_product(source: str | Path, *, chunks: Any = None, crs_override: str | 
     fmt = manifest.format if manifest is not None else _sniff(path)
     if fmt in ("geotiff", "cog", "jp2") and _sniff(path) == "pds3":
         fmt = "pds3"  # a manifest whose 'open' is the PDS3 label of a JP2/TIFF twin
+    if fmt == "lp-grs-table":
+        raise FormatError(f"{path}: is a binned lat/lon table ({fmt}), not a raster; read it with "
+                          "prospect.io.tables.read_binned_table (and rasterize it with "
+                          "prospect.resources.binned.rasterize_binned)")
     if fmt in _VECTOR_FORMATS or fmt == "vector":
         raise FormatError(f"{path}: is a vector/table product ({fmt}); open it with prospect.io.vectors.open_vector")
     if fmt in ("pds3", "pds3-change"):
