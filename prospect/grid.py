@@ -388,15 +388,21 @@ class AnalysisGrid:
         chunk_sizes = (tuple(b - a for a, b in row_spans), tuple(b - a for a, b in col_spans))
         token = dask.base.tokenize(self, cy, cx, lon_convention)
         lon_name, lat_name, pair_name = f"lon-{token}", f"lat-{token}", f"lonlat-{token}"
-        layer: dict[tuple, Any] = {}
+        pairs: dict[tuple, Any] = {}
+        lons: dict[tuple, Any] = {}
+        lats: dict[tuple, Any] = {}
         for i, (r0, r1) in enumerate(row_spans):
             for j, (c0, c1) in enumerate(col_spans):
-                layer[(pair_name, i, j)] = (_lonlat_block, self, r0, r1, c0, c1, lon_convention)
-                layer[(lon_name, i, j)] = (operator.getitem, (pair_name, i, j), 0)
-                layer[(lat_name, i, j)] = (operator.getitem, (pair_name, i, j), 1)
-        graph = HighLevelGraph.from_collections(lon_name, layer, dependencies=[])
-        lon = da.Array(graph, lon_name, chunks=chunk_sizes, dtype="float64")
-        lat = da.Array(graph, lat_name, chunks=chunk_sizes, dtype="float64")
+                pairs[(pair_name, i, j)] = (_lonlat_block, self, r0, r1, c0, c1, lon_convention)
+                lons[(lon_name, i, j)] = (operator.getitem, (pair_name, i, j), 0)
+                lats[(lat_name, i, j)] = (operator.getitem, (pair_name, i, j), 1)
+        # one graph layer per array, each depending on the shared pair layer, so that lon
+        # or lat alone (and expressions on them) cull and compute correctly
+        layers = {pair_name: pairs, lon_name: lons, lat_name: lats}
+        deps = {pair_name: set(), lon_name: {pair_name}, lat_name: {pair_name}}
+        lon = da.Array(HighLevelGraph(layers, {**deps, lat_name: {pair_name}}), lon_name, chunks=chunk_sizes,
+                       dtype="float64")
+        lat = da.Array(HighLevelGraph(layers, deps), lat_name, chunks=chunk_sizes, dtype="float64")
         return lon, lat
 
     def cell_area_m2(self, *, chunks: Any = None) -> xr.DataArray:

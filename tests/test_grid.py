@@ -522,3 +522,13 @@ def test_polar_dem_resampled_onto_ldem4_grid_reproduces_provenance_rms(shared):
     rms = float(np.sqrt(np.mean(diff**2)))
     assert rms < 110.0, rms
     assert float(np.corrcoef(polar_on_ldem[valid], ldem.values[valid])[0, 1]) > 0.995
+
+
+def test_chunked_lonlat_arrays_compute_on_their_own():
+    """lat (or lon) alone in an expression used to raise KeyError: the graph held lon's layer only."""
+    grid = AnalysisGrid.polar_cap("south", -85.0, resolution_m=4000.0)
+    lon, lat = grid.lonlat(chunks=32)
+    eager_lon, eager_lat = grid.lonlat()
+    np.testing.assert_array_equal((lat + 1.0).compute(), eager_lat + 1.0)
+    np.testing.assert_array_equal((2.0 * lon).compute(), 2.0 * eager_lon)
+    assert float((lat * 0 + lon * 0).sum().compute()) == 0.0
