@@ -478,6 +478,7 @@ def write_geotiff(
 
 #: GDAL block cache while streaming [MB]: bounded so peak memory does not grow with the raster
 STREAM_GDAL_CACHE_MB = 128
+# rasterio.Env hands GDAL_CACHEMAX to GDALSetCacheMax64 as BYTES (128 would be 128 bytes): always pass MB * 2**20.
 
 #: GeoTIFF creation options of streamed rasters. ZSTD level 1 with the floating-point
 #: predictor compresses slope as well as DEFLATE level 6 (and ZSTD 3) at ~4x the speed (measured in
@@ -667,7 +668,7 @@ def stream_geotiff(
         dst.set_band_unit(1, units)
 
     try:
-        with rasterio.Env(GDAL_CACHEMAX=STREAM_GDAL_CACHE_MB), atomic_write(final) as tmp:
+        with rasterio.Env(GDAL_CACHEMAX=STREAM_GDAL_CACHE_MB * 2**20), atomic_write(final) as tmp:
             if not cog:
                 with rasterio.open(tmp, "w", **profile) as dst:
                     write_into(dst)
@@ -713,7 +714,7 @@ class TiledGeoTIFFs:
         profile = _stream_profile(self.crs, self.transform, self.shape, self.nodata)
         stack = contextlib.ExitStack()
         try:
-            stack.enter_context(rasterio.Env(GDAL_CACHEMAX=STREAM_GDAL_CACHE_MB))
+            stack.enter_context(rasterio.Env(GDAL_CACHEMAX=STREAM_GDAL_CACHE_MB * 2**20))
             for name, path in self.paths.items():
                 tmp = stack.enter_context(atomic_write(path))
                 self._dst[name] = stack.enter_context(rasterio.open(tmp, "w", **profile))
