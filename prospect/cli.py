@@ -203,6 +203,82 @@ def illumination(
         typer.echo(f"{path}: {name}")
 
 
+@app.command()
+def he3(
+    tio2_source: Annotated[str, typer.Argument(help="Titanium source: a path or manifest id, e.g. lp_grs_ti_5deg "
+                                                     "(LP GRS Ti table, TiO2 = 1.668 Ti) or a TiO2 raster (wt%).")],
+    outdir: Annotated[Path, typer.Argument(help="Folder for he3_ppb.tif (+ _p05/_p50/_p95), he3_column_kg_m2.tif, "
+                                                "regolith_thickness_m.tif, ... and he3_inventory.json.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the inventory summary as JSON.")] = False,
+    feo: Annotated[Optional[str], typer.Option("--feo", help="FeO source (wt%) for the mare/highland regolith "
+                                               "thickness rule, e.g. lp_grs_feo_halfdeg.")] = None,
+    maturity: Annotated[Optional[str], typer.Option("--maturity", help="Maturity layer (see --maturity-kind).")] = None,
+    maturity_kind: Annotated[str, typer.Option("--maturity-kind", help="index (0..1), is_feo or omat.")] = "index",
+    thickness: Annotated[Optional[str], typer.Option("--thickness", help="Regolith thickness map [m] instead of the "
+                                                     "mare/highland rule.")] = None,
+    quantity: Annotated[Optional[str], typer.Option("--quantity", help="Ti or TiO2: what TIO2_SOURCE holds, if the "
+                                                    "source does not say.")] = None,
+    resolution: Annotated[float, typer.Option("--resolution", help="Grid spacing [deg] for table sources.")] = 0.5,
+    samples: Annotated[int, typer.Option("--samples", help="Monte Carlo samples (0: none).")] = 200,
+    seed: Annotated[int, typer.Option("--seed", help="Monte Carlo seed.")] = 0,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file overriding parameters "
+                                                   "(section he3:).")] = None,
+) -> None:
+    """Helium-3 concentration, column mass and inventory (with a Monte Carlo interval) from TiO2."""
+    from prospect.resources.he3 import run_he3
+
+    if quantity not in (None, "Ti", "TiO2"):
+        raise ConfigError(f"--quantity must be Ti or TiO2, not {quantity!r}")
+    if maturity_kind not in ("index", "is_feo", "omat"):
+        raise ConfigError(f"--maturity-kind must be index, is_feo or omat, not {maturity_kind!r}")
+    summary = run_he3(tio2_source, outdir, feo=feo, maturity=maturity, maturity_kind=maturity_kind,  # type: ignore[arg-type]
+                      thickness=thickness, quantity=quantity, resolution_deg=resolution, config=config,
+                      samples=samples, seed=seed)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    line = f"He-3 inventory {summary['inventory_kg']:.4g} kg (default parameters)"
+    if "inventory_kg_p05" in summary:
+        line += (f"; Monte Carlo ({summary['samples']} samples) p05 {summary['inventory_kg_p05']:.4g} kg, "
+                 f"p50 {summary['inventory_kg_p50']:.4g} kg, p95 {summary['inventory_kg_p95']:.4g} kg")
+    typer.echo(line)
+    typer.echo(f"thickness: {summary['thickness_rule']}; maturity: {summary['maturity_rule']}")
+    for name, path in summary["maps"].items():
+        typer.echo(f"{path}: {name}")
+
+
+@app.command()
+def ice(
+    outdir: Annotated[Path, typer.Argument(help="Folder for ice_favourability.tif, ice_stability_class.tif, "
+                                                "coverage.tif and the Monte Carlo percentiles.")],
+    dem: Annotated[Optional[str], typer.Option("--dem", help="DEM (slope and aspect; its grid is the analysis "
+                                               "grid).")] = None,
+    psr: Annotated[Optional[str], typer.Option("--psr", help="PSR polygons (e.g. the LOLA PSR shapefile) or a "
+                                               "psr_mask.tif from `prospect illumination`.")] = None,
+    tmax: Annotated[Optional[str], typer.Option("--tmax", help="Annual maximum temperature [K] (Diviner).")] = None,
+    tmean: Annotated[Optional[str], typer.Option("--tmean", help="Annual mean temperature [K].")] = None,
+    ice_depth: Annotated[Optional[str], typer.Option("--ice-depth", help="Depth to ice [m] (Diviner PRP).")] = None,
+    illumination: Annotated[Optional[str], typer.Option("--illumination", help="illumination_fraction.tif (for "
+                                                        "the thermal proxy).")] = None,
+    hydrogen: Annotated[Optional[str], typer.Option("--hydrogen", help="Neutron hydrogen [ppm H].")] = None,
+    samples: Annotated[int, typer.Option("--samples", help="Monte Carlo samples (0: none).")] = 64,
+    seed: Annotated[int, typer.Option("--seed", help="Monte Carlo seed.")] = 0,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file overriding parameters "
+                                                   "(section ice:).")] = None,
+) -> None:
+    """Water-ice stability classes and favourability (0..1) from whatever layers are given."""
+    from prospect.resources.ice import run_ice
+
+    if dem is None and psr is None and tmax is None and tmean is None and ice_depth is None:
+        raise ConfigError("ice needs at least one of --dem, --psr, --tmax, --tmean, --ice-depth")
+    if not outdir.parent.is_dir():
+        raise OutputPathError(f"{outdir}: parent directory {outdir.parent} does not exist")
+    paths = run_ice(outdir, dem=dem, psr=psr, tmax=tmax, tmean=tmean, ice_depth=ice_depth, illumination=illumination,
+                    hydrogen=hydrogen, config=config, mc_samples=samples, seed=seed)
+    for name, path in paths.items():
+        typer.echo(f"{path}: {name}")
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
     return f"prospect: warning: {message}\n"
 

@@ -1,0 +1,651 @@
+"""Solar-wind helium-3 in the regolith: concentration, column mass, inventory, uncertainty.
+
+Model (``docs/science.md`` section 5)::
+
+    C_He3 [ppb] = f_SW(lat, lon) * (a * TiO2 + b * M + c)
+    column [kg m-2] = C_He3 * 1e-9 * rho_bulk * thickness
+    inventory [kg] = sum(column * cell area on the 1737.4 km sphere)
+
+- He-3 is implanted by the solar wind and retained best by ilmenite, so it rises with
+  TiO2, with maturity M and with fluence (Johnson, Swindle & Lucey 1999, GRL 26:385;
+  Fa & Jin 2007, Icarus 190:15; Taylor 1994). The published fit coefficients are not
+  found ([?]): ``a`` and ``c`` are *calibrated* here by :func:`calibrate`, a least-squares
+  fit through calibration anchors that the configuration lists with their sources
+  (the Apollo 11 and 16 average-soil TiO2 of the Lunar Sourcebook table 7.15 against
+  the literature He-3 ranges: ~20 ppb, 15-30 ppb for high-Ti mare; 1-5 ppb in the
+  highlands). ``b`` is a documented choice (``maturity_coefficient_ppb``, [?]).
+- ``f_SW`` (:func:`fluence_factor`) is the lunation-mean solar-wind flux on a horizontal
+  surface, ``cos(lat) * (1/2pi) * integral of max(0, cos(lon - lon_s))`` over the
+  sub-solar longitudes ``lon_s`` outside Earth's magnetotail window ``|lon_s| < D``
+  around full Moon [D], divided by its maximum (the farside equator, ``1/pi``) so that
+  it is 1 there and ``1 - sin D`` at the nearside centre.
+- Maturity M is an index 0 (immature) .. 1 (mature): from Is/FeO (``Is/FeO / 60``,
+  Morris 1978) or OMAT (linear between configured immature and mature OMAT), or the
+  stated assumption ``assumed_maturity`` (1: mature, like the anchors) where no
+  maturity layer is given.
+- Regolith thickness: a thickness map if one is given; otherwise a mare/highland rule,
+  ``thickness = f_mare * 4.5 m + (1 - f_mare) * 12.5 m`` (Jin, Fa & Wieczorek 2009),
+  with the mare fraction from FeO mixing between the Apollo 16 (highland) and
+  Apollo 11/12 (mare) soils; without FeO, from TiO2 (a crude proxy, flagged in the
+  outputs' ``thickness_rule``).
+- Uncertainty (:func:`sample_parameters`, :func:`monte_carlo`): every parameter with a
+  ``range`` is drawn uniformly, the anchor He-3 values from triangular distributions
+  over their literature ranges, and ``a, c`` are re-calibrated for every draw; the
+  percentiles of the per-pixel concentration and of the inventory describe the spread.
+  The draws are global (one set of coefficients per sample), so the inventory interval
+  is the interval of a correlated model error, not of independent pixel noise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from prospect.config import ParameterSet
+from prospect.config import load as load_config
+from prospect.errors import ConfigError, GridError, UnitsError
+from prospect.grid import AnalysisGrid
+
+MaturityKind = Literal["index", "is_feo", "omat"]
+PERCENTILES = (5.0, 50.0, 95.0)
+#: Block side [px] of the Monte Carlo: samples x block^2 x 4 bytes live at once per worker.
+MC_BLOCK_PX = 512
+_ANCHOR_KEYS = {"name", "lon_deg", "lat_deg", "tio2_wt", "maturity", "he3_ppb", "he3_ppb_range", "source"}
+
+
+# --- solar-wind fluence ---------------------------------------------------------------------
+
+def fluence_factor(lat_deg: Any, lon_deg: Any, half_width_deg: float) -> Any:
+    """Lunation-mean solar-wind fluence relative to the unshielded equator (docs/science.md section 5, [D]).
+
+    ``f = cos(lat) * (1 - g(lon) / 2)`` with ``g(lon) = integral over |lon_s| < D of
+    max(0, cos(lon - lon_s)) d lon_s``, the share of the lunation-mean flux lost while the
+    Moon crosses Earth's magnetotail (full Moon: sub-solar longitude 0). So ``f`` is 1 at
+    the farside equator and ``1 - sin D`` at the nearside centre; it falls as cos(lat).
+    Works on numpy, dask and xarray inputs alike (elementwise).
+    """
+    if not 0.0 <= half_width_deg <= 90.0:
+        raise ConfigError(f"magnetotail half-width must be 0..90 deg, not {half_width_deg}")
+    d = math.radians(half_width_deg)
+    lon = np.deg2rad((lon_deg + 180.0) % 360.0 - 180.0)  # -pi..pi
+    hi = np.minimum(lon + d, math.pi / 2)
+    lo = np.maximum(lon - d, -math.pi / 2)
+    g = np.where(hi > lo, np.sin(hi) - np.sin(lo), 0.0)
+    return np.cos(np.deg2rad(lat_deg)) * (1.0 - g / 2.0)
+
+
+# --- calibration ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Coefficients:
+    """``C = f (a TiO2 + b M + c)`` coefficients and how they were obtained."""
+
+    a_ppb_per_wt: float
+    b_ppb: float
+    c_ppb: float
+    magnetotail_half_width_deg: float
+    anchors: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+    def concentration(self, tio2: Any, maturity: Any, fluence: Any) -> Any:
+        return fluence * (self.a_ppb_per_wt * tio2 + self.b_ppb * maturity + self.c_ppb)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"a_ppb_per_wt_tio2": self.a_ppb_per_wt, "b_ppb": self.b_ppb, "c_ppb": self.c_ppb,
+                "magnetotail_half_width_deg": self.magnetotail_half_width_deg,
+                "anchors": [dict(a) for a in self.anchors]}
+
+
+def anchors_of(params: ParameterSet) -> list[dict[str, Any]]:
+    """The calibration anchors, validated (each a site with TiO2, maturity and a He-3 range)."""
+    anchors = params["calibration_anchors"]
+    where = f"{params.origin}: he3.calibration_anchors"
+    if not isinstance(anchors, list) or len(anchors) < 2:
+        raise ConfigError(f"{where}: need at least two anchor sites")
+    out = []
+    for i, a in enumerate(anchors):
+        if not isinstance(a, Mapping):
+            raise ConfigError(f"{where}[{i}]: must be a mapping")
+        missing = _ANCHOR_KEYS - set(a) - {"source"}
+        unknown = set(a) - _ANCHOR_KEYS
+        if missing or unknown:
+            raise ConfigError(f"{where}[{i}]: missing {sorted(missing)} / unknown {sorted(unknown)} keys")
+        row = dict(a)
+        for k in ("lon_deg", "lat_deg", "tio2_wt", "maturity", "he3_ppb"):
+            v = a[k]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ConfigError(f"{where}[{i}].{k}: must be a number, not {v!r}")
+            row[k] = float(v)
+        rng = a["he3_ppb_range"]
+        if not (isinstance(rng, list) and len(rng) == 2 and rng[0] <= row["he3_ppb"] <= rng[1]):
+            raise ConfigError(f"{where}[{i}].he3_ppb_range: must be [low, high] around he3_ppb, not {rng!r}")
+        row["he3_ppb_range"] = [float(rng[0]), float(rng[1])]
+        out.append(row)
+    if len({a["tio2_wt"] for a in out}) < 2:
+        raise ConfigError(f"{where}: anchors need at least two different TiO2 values to fix the TiO2 slope")
+    return out
+
+
+def calibrate(params: ParameterSet, *, he3_ppb: Any = None, half_width_deg: float | None = None,
+              b_ppb: float | None = None) -> Coefficients:
+    """Fit ``a`` and ``c`` of ``C = f (a TiO2 + b M + c)`` through the calibration anchors.
+
+    Least squares on ``C_k / f_k - b (M_k - 1) = a TiO2_k + (b + c)`` (exact for two
+    anchors). ``he3_ppb``, ``half_width_deg`` and ``b_ppb`` replace the configured anchor
+    values, magnetotail half-width and maturity coefficient (the Monte Carlo passes its
+    draws). A fit in which He-3 falls with TiO2 contradicts the model and is refused.
+    """
+    anchors = anchors_of(params)
+    d = float(params["magnetotail_half_width_deg"] if half_width_deg is None else half_width_deg)
+    b = float(params["maturity_coefficient_ppb"] if b_ppb is None else b_ppb)
+    targets = np.array([a["he3_ppb"] for a in anchors] if he3_ppb is None else he3_ppb, dtype="float64")
+    t = np.array([a["tio2_wt"] for a in anchors])
+    m = np.array([a["maturity"] for a in anchors])
+    f = fluence_factor(np.array([a["lat_deg"] for a in anchors]), np.array([a["lon_deg"] for a in anchors]), d)
+    rhs = targets / f - b * (m - 1.0)
+    design = np.column_stack([t, np.ones_like(t)])
+    (a_coef, offset), *_ = np.linalg.lstsq(design, rhs, rcond=None)
+    if not a_coef > 0:
+        raise ConfigError(f"{params.origin}: he3.calibration_anchors imply He-3 that does not rise with TiO2 "
+                          f"(a = {a_coef:.3g} ppb/wt%)")
+    return Coefficients(float(a_coef), b, float(offset - b), d, tuple(anchors))
+
+
+# --- layers ---------------------------------------------------------------------------------
+
+def maturity_index(layer: xr.DataArray, kind: MaturityKind, params: ParameterSet) -> xr.DataArray:
+    """A maturity layer as the index M in 0 (immature) .. 1 (mature).
+
+    ``is_feo``: ``clip(Is/FeO / isfeo_mature, 0, 1)`` (Morris 1978 classes);
+    ``omat``: ``clip((omat_immature - OMAT) / (omat_immature - omat_mature), 0, 1)``
+    (OMAT falls with maturity; Lucey, Blewett & Jolliff 2000); ``index``: used as is.
+    """
+    if kind == "is_feo":
+        m = layer / float(params["isfeo_mature"])
+    elif kind == "omat":
+        hi, lo = float(params["omat_immature"]), float(params["omat_mature"])
+        if hi <= lo:
+            raise ConfigError(f"{params.origin}: he3.omat_immature ({hi}) must exceed he3.omat_mature ({lo})")
+        m = (hi - layer) / (hi - lo)
+    elif kind == "index":
+        m = layer
+    else:
+        raise ConfigError(f"maturity kind must be 'index', 'is_feo' or 'omat', not {kind!r}")
+    out = m.clip(0.0, 1.0).astype("float32")
+    out.attrs = {"units": "1", "long_name": "maturity index (0 immature .. 1 mature)", "maturity_kind": kind}
+    return out
+
+
+def _mix(value: Any, low: float, high: float) -> Any:
+    return np.clip((value - low) / (high - low), 0.0, 1.0)
+
+
+@dataclass
+class He3Inputs:
+    """The layers of the He-3 model on one analysis grid (all float, NaN for no data).
+
+    ``tio2_wt`` is required; ``feo_wt`` (mare/highland rule), ``maturity`` (index 0..1,
+    see :func:`maturity_index`) and ``thickness_m`` (a regolith-thickness map) are
+    optional and their absence is recorded in the outputs.
+    """
+
+    tio2_wt: xr.DataArray
+    feo_wt: xr.DataArray | None = None
+    maturity: xr.DataArray | None = None
+    thickness_m: xr.DataArray | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.grid = AnalysisGrid.from_dataarray(self.tio2_wt)
+        for name in ("feo_wt", "maturity", "thickness_m"):
+            layer = getattr(self, name)
+            if layer is None:
+                continue
+            other = AnalysisGrid.from_dataarray(layer)
+            if other.shape != self.grid.shape or not np.allclose(tuple(other.transform)[:6],
+                                                                 tuple(self.grid.transform)[:6]):
+                raise GridError(f"he3 layer {name!r} is not on the TiO2 grid ({other.shape} vs {self.grid.shape}); "
+                                "resample it with prospect.grid.resample first")
+        units = str(self.tio2_wt.attrs.get("units", "wt%")).replace(" ", "").lower()
+        if units not in ("wt%", "weightpercent", "%"):
+            raise UnitsError(f"TiO2 layer has units {self.tio2_wt.attrs.get('units')!r}; expected wt%")
+
+    @property
+    def thickness_rule(self) -> str:
+        if self.thickness_m is not None:
+            return "regolith thickness map"
+        if self.feo_wt is not None:
+            return "mare/highland rule from FeO (Apollo soil end-members)"
+        return "mare/highland rule from TiO2 (proxy: no FeO layer given; low-Ti mare may count as highland)"
+
+    @property
+    def maturity_rule(self) -> str:
+        if self.maturity is not None:
+            return f"maturity layer ({self.maturity.attrs.get('maturity_kind', 'index')})"
+        return "assumed maturity (no OMAT or Is/FeO layer given)"
+
+
+def _fields(tio2: np.ndarray, feo: np.ndarray | None, mat: np.ndarray | None, thick: np.ndarray | None,
+            lon: np.ndarray, lat: np.ndarray, p: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The model on one block for one parameter draw ``p`` (numpy; float64 inside)."""
+    t = np.clip(tio2.astype("float64"), 0.0, None)
+    f = fluence_factor(lat, lon, p["half_width_deg"])
+    m = p["assumed_maturity"] if mat is None else mat.astype("float64")
+    conc = np.maximum(f * (p["a"] * t + p["b"] * m + p["c"]), 0.0)  # a draw with c < 0 cannot go negative
+    if thick is not None:
+        h = thick.astype("float64")
+        mare = np.full_like(t, np.nan)
+    else:
+        if feo is not None:
+            mare = _mix(feo.astype("float64"), p["highland_feo_wt"], p["mare_feo_wt"])
+        else:
+            mare = _mix(t, p["highland_tio2_wt"], p["mare_tio2_wt"])
+        h = mare * p["t_mare"] + (1.0 - mare) * p["t_high"]
+    column = conc * 1e-9 * p["rho"] * h
+    return {"he3_ppb": conc, "he3_column_kg_m2": column, "regolith_thickness_m": h, "mare_fraction": mare,
+            "fluence_factor": f, "maturity_index": np.broadcast_to(m, t.shape)}
+
+
+def central_draw(params: ParameterSet) -> dict[str, float]:
+    """The default-parameter draw: configured values, anchors at their central He-3."""
+    coef = calibrate(params)
+    return {"a": coef.a_ppb_per_wt, "b": coef.b_ppb, "c": coef.c_ppb, "half_width_deg": coef.magnetotail_half_width_deg,
+            "assumed_maturity": float(params["assumed_maturity"]), "t_mare": float(params["regolith_thickness_mare_m"]),
+            "t_high": float(params["regolith_thickness_highland_m"]), "rho": float(params["bulk_density_kg_m3"]),
+            "mare_feo_wt": float(params["mare_feo_wt"]), "highland_feo_wt": float(params["highland_feo_wt"]),
+            "mare_tio2_wt": float(params["mare_tio2_wt"]), "highland_tio2_wt": float(params["highland_tio2_wt"])}
+
+
+def sample_parameters(params: ParameterSet, n: int, seed: int) -> list[dict[str, float]]:
+    """``n`` Monte Carlo parameter draws, deterministic for ``seed``.
+
+    Uniform over each ``range`` of the configuration (magnetotail half-width, maturity
+    coefficient, assumed maturity, mare and highland thickness, bulk density);
+    triangular over each anchor's ``he3_ppb_range`` with its mode at ``he3_ppb``; then
+    ``a`` and ``c`` re-calibrated through the drawn anchors (:func:`calibrate`).
+    """
+    if n < 2:
+        raise ConfigError(f"Monte Carlo needs at least 2 samples, not {n}")
+    rng = np.random.default_rng(seed)
+    base = central_draw(params)
+    anchors = anchors_of(params)
+    keys = {"half_width_deg": "magnetotail_half_width_deg", "b": "maturity_coefficient_ppb",
+            "assumed_maturity": "assumed_maturity", "t_mare": "regolith_thickness_mare_m",
+            "t_high": "regolith_thickness_highland_m", "rho": "bulk_density_kg_m3"}
+    columns: dict[str, np.ndarray] = {}
+    for key, name in keys.items():  # fixed order: the draws depend only on the seed
+        r = params.param(name).range
+        columns[key] = rng.uniform(r[0], r[1], n) if r else np.full(n, base[key])
+    he3 = np.column_stack([rng.triangular(a["he3_ppb_range"][0], a["he3_ppb"], a["he3_ppb_range"][1], n)
+                           if a["he3_ppb_range"][1] > a["he3_ppb_range"][0] else np.full(n, a["he3_ppb"])
+                           for a in anchors])
+    draws = []
+    for i in range(n):
+        coef = calibrate(params, he3_ppb=he3[i], half_width_deg=float(columns["half_width_deg"][i]),
+                         b_ppb=float(columns["b"][i]))
+        d = dict(base)
+        d.update({k: float(v[i]) for k, v in columns.items()})
+        d.update(a=coef.a_ppb_per_wt, b=coef.b_ppb, c=coef.c_ppb)
+        draws.append(d)
+    return draws
+
+
+# --- maps -----------------------------------------------------------------------------------
+
+MAP_UNITS = {"he3_ppb": "ppb", "he3_column_kg_m2": "kg m-2", "regolith_thickness_m": "m", "mare_fraction": "1",
+             "fluence_factor": "1", "maturity_index": "1", "tio2_wt": "wt%"}
+MAP_NAMES = {
+    "he3_ppb": "He-3 concentration (mass ppb)",
+    "he3_column_kg_m2": "He-3 column mass over the regolith thickness",
+    "regolith_thickness_m": "regolith thickness used for the column",
+    "mare_fraction": "mare fraction of the mare/highland thickness rule",
+    "fluence_factor": "lunation-mean solar-wind fluence relative to the unshielded equator",
+    "maturity_index": "maturity index used (0 immature .. 1 mature)",
+    "tio2_wt": "TiO2 used",
+}
+
+
+def _windows(grid: AnalysisGrid, block_px: int) -> list[tuple[int, int, int, int]]:
+    """``(row0, row1, col0, col1)`` blocks of ``block_px`` covering the grid, row-major."""
+    rows, cols = grid.shape
+    return [(r0, min(rows, r0 + block_px), c0, min(cols, c0 + block_px))
+            for r0 in range(0, rows, block_px) for c0 in range(0, cols, block_px)]
+
+
+def _read_block(inputs: He3Inputs, window: tuple[int, int, int, int]) -> dict[str, np.ndarray | None]:
+    r0, r1, c0, c1 = window
+    sub = AnalysisGrid(inputs.grid.crs, inputs.grid.transform @ inputs.grid.transform.translation(c0, r0),
+                       (r1 - r0, c1 - c0))
+    lon, lat = sub.lonlat()
+    out: dict[str, Any] = {"lon": np.asarray(lon), "lat": np.asarray(lat)}
+    for key, layer in (("tio2", inputs.tio2_wt), ("feo", inputs.feo_wt), ("mat", inputs.maturity),
+                       ("thick", inputs.thickness_m)):
+        out[key] = None if layer is None else np.asarray(layer.isel(y=slice(r0, r1), x=slice(c0, c1)).values)
+    out["area"] = np.asarray(sub.cell_area_m2().values, dtype="float64")
+    return out
+
+
+@dataclass
+class BlockResult:
+    window: tuple[int, int, int, int]
+    maps: dict[str, np.ndarray]
+    inventory_kg: float
+    inventory_samples_kg: np.ndarray | None
+    area_m2: float
+    nodata_area_m2: float
+
+
+def compute_block(inputs: He3Inputs, window: tuple[int, int, int, int], central: Mapping[str, float],
+                  draws: list[dict[str, float]] | None, mask: xr.DataArray | None = None) -> BlockResult:
+    """The central maps, the Monte Carlo percentiles and the inventory partial sums of one block."""
+    b = _read_block(inputs, window)
+    fields = _fields(b["tio2"], b["feo"], b["mat"], b["thick"], b["lon"], b["lat"], central)
+    weight = b["area"]
+    if mask is not None:
+        r0, r1, c0, c1 = window
+        weight = weight * np.nan_to_num(np.asarray(mask.isel(y=slice(r0, r1), x=slice(c0, c1)).values,
+                                                   dtype="float64"))
+    valid = np.isfinite(fields["he3_column_kg_m2"])
+    inv = float(np.sum(np.where(valid, fields["he3_column_kg_m2"] * weight, 0.0)))
+    maps = {k: v.astype("float32") for k, v in fields.items()}
+    maps["tio2_wt"] = b["tio2"].astype("float32")
+    samples = None
+    if draws:
+        stack = np.empty((len(draws),) + b["tio2"].shape, dtype="float32")
+        samples = np.empty(len(draws))
+        for i, p in enumerate(draws):
+            fi = _fields(b["tio2"], b["feo"], b["mat"], b["thick"], b["lon"], b["lat"], p)
+            stack[i] = fi["he3_ppb"]
+            samples[i] = np.sum(np.where(valid, fi["he3_column_kg_m2"] * weight, 0.0))
+        q = np.percentile(stack, PERCENTILES, axis=0)
+        for name, pct in zip(("p05", "p50", "p95"), q):
+            maps[f"he3_ppb_{name}"] = pct.astype("float32")
+    return BlockResult(window, maps, inv, samples, float(np.sum(weight)), float(np.sum(np.where(valid, 0.0, weight))))
+
+
+@dataclass
+class He3Result:
+    """Maps (in memory), the central inventory and the Monte Carlo inventory samples."""
+
+    maps: xr.Dataset
+    inventory_kg: float
+    inventory_samples_kg: np.ndarray | None
+    coefficients: Coefficients
+    area_m2: float
+    nodata_area_m2: float
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"inventory_kg": self.inventory_kg}
+        if self.inventory_samples_kg is not None:
+            p05, p50, p95 = np.percentile(self.inventory_samples_kg, PERCENTILES)
+            out.update(inventory_kg_p05=float(p05), inventory_kg_p50=float(p50), inventory_kg_p95=float(p95),
+                       samples=int(len(self.inventory_samples_kg)))
+        out.update(area_m2=self.area_m2, nodata_area_m2=self.nodata_area_m2,
+                   coefficients=self.coefficients.as_dict())
+        return out
+
+
+def iter_blocks(inputs: He3Inputs, params: ParameterSet, *, samples: int = 0, seed: int = 0,
+                mask: xr.DataArray | None = None, block_px: int = MC_BLOCK_PX, workers: int = 2
+                ) -> Iterator[BlockResult]:
+    """:func:`compute_block` over the grid, ``workers`` blocks at a time, in row-major order.
+
+    Memory: ``samples x block_px^2 x 4`` bytes per worker, whatever the raster's size.
+    """
+    central = central_draw(params)
+    draws = sample_parameters(params, samples, seed) if samples else None
+    windows = _windows(inputs.grid, block_px)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, dask.config.set(scheduler="synchronous"):
+        pending: list[Any] = []
+        for w in windows:
+            pending.append(pool.submit(compute_block, inputs, w, central, draws, mask))
+            if len(pending) > workers:
+                yield pending.pop(0).result()
+        for fut in pending:
+            yield fut.result()
+
+
+def he3_maps(inputs: He3Inputs, params: ParameterSet | None = None, *, samples: int = 0, seed: int = 0,
+             mask: xr.DataArray | None = None) -> He3Result:
+    """All He-3 maps and the inventory, in memory (for grids that fit; :func:`write_he3` streams)."""
+    params = params or load_config("he3")
+    grid = inputs.grid
+    arrays: dict[str, np.ndarray] = {}
+    inv, area, nodata, inv_samples = 0.0, 0.0, 0.0, None
+    for res in iter_blocks(inputs, params, samples=samples, seed=seed, mask=mask):
+        r0, r1, c0, c1 = res.window
+        for k, v in res.maps.items():
+            arrays.setdefault(k, np.full(grid.shape, np.nan, dtype="float32"))[r0:r1, c0:c1] = v
+        inv += res.inventory_kg
+        area += res.area_m2
+        nodata += res.nodata_area_m2
+        if res.inventory_samples_kg is not None:
+            inv_samples = res.inventory_samples_kg.copy() if inv_samples is None else inv_samples + res.inventory_samples_kg
+    coef = calibrate(params)
+    attrs = map_attrs(inputs, params, coef, samples=samples, seed=seed)
+    ds = xr.Dataset({k: grid._wrap(v, name=k, attrs={**attrs, "units": _units(k), "long_name": _long_name(k)})
+                     for k, v in arrays.items()})
+    return He3Result(ds, inv, inv_samples, coef, area, nodata)
+
+
+def _units(name: str) -> str:
+    return MAP_UNITS.get(name, "ppb" if name.startswith("he3_ppb_") else "1")
+
+
+def _long_name(name: str) -> str:
+    if name.startswith("he3_ppb_p"):
+        return f"He-3 concentration, Monte Carlo {name[-3:]} (mass ppb)"
+    return MAP_NAMES[name]
+
+
+def map_attrs(inputs: He3Inputs, params: ParameterSet, coef: Coefficients, *, samples: int, seed: int
+              ) -> dict[str, Any]:
+    """Provenance attributes shared by every He-3 map."""
+    return {
+        "model": "C_He3 = f_SW(lat, lon) * (a TiO2 + b M + c); docs/science.md section 5",
+        "a_ppb_per_wt_tio2": round(coef.a_ppb_per_wt, 6), "b_ppb": round(coef.b_ppb, 6),
+        "c_ppb": round(coef.c_ppb, 6), "magnetotail_half_width_deg": coef.magnetotail_half_width_deg,
+        "calibration": "a, c fitted through the configured anchors (prospect.resources.he3.calibrate)",
+        "thickness_rule": inputs.thickness_rule, "maturity_rule": inputs.maturity_rule,
+        "bulk_density_kg_m3": float(params["bulk_density_kg_m3"]),
+        "monte_carlo_samples": samples, "seed": seed,
+        "inputs": "; ".join(f"{k}={v}" for k, v in sorted(inputs.sources.items())) or "in-memory layers",
+        "citations": ("Johnson, Swindle & Lucey 1999 GRL 26:385; Fa & Jin 2007 Icarus 190:15; Cameron 1991; "
+                      "Jin, Fa & Wieczorek 2009; Lunar Sourcebook table 7.15"),
+    }
+
+
+# --- inventory ------------------------------------------------------------------------------
+
+def inventory_kg(column: xr.DataArray, *, mask: xr.DataArray | None = None, region: Any = None) -> float:
+    """Total mass [kg] of a column-density map [kg m-2] over the grid, a mask or a region.
+
+    Cell areas are exact on the 1737.4 km sphere (:meth:`AnalysisGrid.cell_area_m2`).
+    ``mask`` is a boolean or fractional (0..1) layer on the same grid; ``region`` a
+    GeoDataFrame of polygons (their covered fraction of each pixel is used). NaN columns
+    count as no data (zero), so the result is a lower bound where the map has gaps.
+    """
+    grid = AnalysisGrid.from_dataarray(column)
+    chunks = column.chunks if column.chunks else None
+    area = grid.cell_area_m2(chunks=chunks[0][0] if chunks else None)
+    weight = area
+    if region is not None:
+        from prospect.resources.masks import polygon_fraction
+
+        weight = weight * polygon_fraction(region, grid).data
+    if mask is not None:
+        if mask.shape != column.shape:
+            raise GridError(f"inventory mask shape {mask.shape} differs from the map's {column.shape}")
+        weight = weight * xr.DataArray(np.asarray(mask.data, dtype="float64") if not isinstance(mask.data, da.Array)
+                                       else mask.data.astype("float64"), dims=("y", "x")).fillna(0.0).data
+    total = (column.fillna(0.0).data.astype("float64") * getattr(weight, "data", weight)).sum()
+    return float(total.compute() if hasattr(total, "compute") else total)
+
+
+# --- edges: sources in, GeoTIFFs out ---------------------------------------------------------
+
+#: Files ``write_he3`` publishes together (``he3_ppb_p05/p50/p95`` only with a Monte Carlo).
+OUTPUT_MAPS = ("he3_ppb", "he3_column_kg_m2", "regolith_thickness_m", "fluence_factor", "tio2_wt")
+
+
+def write_he3(inputs: He3Inputs, outdir: str | Path, params: ParameterSet | None = None, *, samples: int = 200,
+              seed: int = 0, mask: xr.DataArray | None = None, workers: int = 2,
+              block_px: int = MC_BLOCK_PX) -> dict[str, Any]:
+    """Stream the He-3 maps into ``outdir/<map>.tif`` block by block and return the inventory summary.
+
+    The maps are :data:`OUTPUT_MAPS` plus ``he3_ppb_p05/p50/p95`` when ``samples`` > 0;
+    all files appear together at the end or none does
+    (:class:`~prospect.io.writers.TiledGeoTIFFs`). Memory is bounded by the block, not
+    the raster. The summary has ``inventory_kg`` (default parameters) and, with a Monte
+    Carlo, ``inventory_kg_p05/p50/p95``; it is also written to ``outdir/he3_inventory.json``.
+    """
+    import json
+
+    from prospect.io.writers import TiledGeoTIFFs, atomic_write
+
+    params = params or load_config("he3")
+    coef = calibrate(params)
+    names = list(OUTPUT_MAPS) + ([f"he3_ppb_{p}" for p in ("p05", "p50", "p95")] if samples else [])
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    grid = inputs.grid
+    attrs = map_attrs(inputs, params, coef, samples=samples, seed=seed)
+    tags = {n: {**{f"prospect_{k}": v for k, v in attrs.items()}, "prospect_long_name": _long_name(n)}
+            for n in names}
+    inv, area, nodata, inv_samples = 0.0, 0.0, 0.0, None
+    paths = {n: out / f"{n}.tif" for n in names}
+    with TiledGeoTIFFs(paths, crs=grid.crs, transform=grid.transform, shape=grid.shape,
+                       units={n: _units(n) for n in names}, tags=tags) as dst:
+        for res in iter_blocks(inputs, params, samples=samples, seed=seed, mask=mask, block_px=block_px,
+                               workers=workers):
+            r0, _, c0, _ = res.window
+            for n in names:
+                dst.write(n, r0, c0, res.maps[n])
+            inv += res.inventory_kg
+            area += res.area_m2
+            nodata += res.nodata_area_m2
+            if res.inventory_samples_kg is not None:
+                inv_samples = (res.inventory_samples_kg.copy() if inv_samples is None
+                               else inv_samples + res.inventory_samples_kg)
+        result = He3Result(xr.Dataset(), inv, inv_samples, coef, area, nodata)
+        summary = result.summary()
+        summary.update(maps={n: str(p) for n, p in paths.items()}, parameters=params.values(),
+                       thickness_rule=inputs.thickness_rule, maturity_rule=inputs.maturity_rule,
+                       inputs=dict(inputs.sources), seed=seed)
+        with atomic_write(out / "he3_inventory.json") as tmp:
+            tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def _looks_like_table(path: Path) -> bool:
+    import gzip
+
+    try:
+        with (gzip.open(path, "rt", errors="replace") if path.suffix == ".gz" else
+              open(path, errors="replace")) as fh:
+            head = fh.read(256)
+    except OSError:
+        return False
+    return head.lstrip().startswith("#")
+
+
+def _is_table_source(source: str) -> bool:
+    from prospect.io.manifests import is_manifest_id, load_manifest
+
+    if is_manifest_id(source):
+        return load_manifest(source).format == "lp-grs-table"
+    p = Path(source)
+    return p.is_file() and p.suffix.lower() in (".gz", ".data", ".txt", ".tab", ".dat") and _looks_like_table(p)
+
+
+def load_layer(source: str, grid: AnalysisGrid | None, *, resolution_deg: float = 0.5
+               ) -> tuple[xr.DataArray, str]:
+    """A layer from a path or manifest id: a binned table rasterised (area-weighted) or a raster.
+
+    Returns the layer on ``grid`` (a global geographic grid at ``resolution_deg`` when
+    ``grid`` is None and the source is a table; the raster's own grid when it is a
+    raster) and the quantity it holds (``Ti``, ``TiO2``, ``FeO``, ... or ``""``).
+    """
+    from prospect.grid import resample
+    from prospect.io.readers import open_product
+
+    if _is_table_source(source):
+        from prospect.io.tables import read_binned_table
+        from prospect.resources.binned import rasterize_binned
+
+        table = read_binned_table(source)
+        target = grid or AnalysisGrid.global_geographic(resolution_deg)
+        layer = rasterize_binned(table, target, chunks=MC_BLOCK_PX)  # one chunk per Monte Carlo block
+        return layer, table.quantity
+    arr = open_product(source)
+    quantity = _quantity_of(arr)
+    if grid is not None and (AnalysisGrid.from_dataarray(arr).shape != grid.shape or
+                             not np.allclose(tuple(AnalysisGrid.from_dataarray(arr).transform)[:6],
+                                             tuple(grid.transform)[:6])):
+        arr = resample(arr, grid, method="average", chunks=MC_BLOCK_PX)
+    return arr, quantity
+
+
+def _quantity_of(arr: xr.DataArray) -> str:
+    ident = " ".join(str(arr.attrs.get(k, "")) for k in ("product_id", "manifest_id", "long_name")).upper()
+    for q in ("TIO2", "FEO", "OMAT"):
+        if q in ident:
+            return {"TIO2": "TiO2", "FEO": "FeO", "OMAT": "OMAT"}[q]
+    return ""
+
+
+def run_he3(tio2_source: str, outdir: str | Path, *, feo: str | None = None, maturity: str | None = None,
+            maturity_kind: MaturityKind = "index", thickness: str | None = None, quantity: str | None = None,
+            resolution_deg: float = 0.5, config: Any = None, samples: int = 200, seed: int = 0,
+            workers: int = 2) -> dict[str, Any]:
+    """The He-3 stage: sources (paths or manifest ids) in, maps and inventory out (``prospect he3``).
+
+    ``tio2_source`` holds Ti (converted with ``tio2_per_ti``, e.g. the LP GRS Ti table)
+    or TiO2 wt% (e.g. LROC WAC TiO2); ``quantity`` ("Ti" / "TiO2") overrides what the
+    source says. A table goes onto a global geographic grid of ``resolution_deg``; the
+    other layers are put on the TiO2 layer's grid.
+    """
+    params = load_config("he3", config)
+    calibrate(params)  # refuse bad anchors before any work
+    if samples < 0 or samples == 1:
+        raise ConfigError(f"--samples must be 0 (no Monte Carlo) or at least 2, not {samples}")
+    out = Path(outdir)
+    if not out.parent.is_dir():
+        from prospect.errors import OutputPathError
+
+        raise OutputPathError(f"{out}: parent directory {out.parent} does not exist")
+    layer, q = load_layer(tio2_source, None, resolution_deg=resolution_deg)
+    q = quantity or q
+    if q == "Ti":
+        tio2 = layer * float(params["tio2_per_ti"])
+        conversion = f"TiO2 = {params['tio2_per_ti']} x Ti"
+    elif q in ("TiO2", ""):
+        tio2 = layer
+        conversion = "TiO2 as given" if q else "TiO2 assumed (the source does not say Ti or TiO2)"
+    else:
+        raise UnitsError(f"{tio2_source}: holds {q}, not Ti or TiO2; give a titanium source (or --quantity)")
+    tio2.attrs = {**layer.attrs, "units": "wt%", "quantity": "TiO2", "conversion": conversion}
+    grid = AnalysisGrid.from_dataarray(tio2)
+    sources = {"tio2": f"{tio2_source} ({conversion})"}
+    feo_layer = mat_layer = thick_layer = None
+    if feo is not None:
+        feo_layer, fq = load_layer(feo, grid)
+        if fq not in ("FeO", ""):
+            raise UnitsError(f"{feo}: holds {fq}, not FeO")
+        sources["feo"] = feo
+    if maturity is not None:
+        mat_layer = maturity_index(load_layer(maturity, grid)[0], maturity_kind, params)
+        sources["maturity"] = f"{maturity} ({maturity_kind})"
+    if thickness is not None:
+        thick_layer = load_layer(thickness, grid)[0]
+        sources["thickness"] = thickness
+    inputs = He3Inputs(tio2, feo_layer, mat_layer, thick_layer, sources=sources)
+    return write_he3(inputs, out, params, samples=samples, seed=seed, workers=workers)

@@ -1,0 +1,1044 @@
+"""Water-ice stability classes and favourability (0..1), with Monte Carlo uncertainty.
+
+What this module owns: the ice model of ``docs/science.md`` section 4, from whatever
+layers a pipeline supplies, every coefficient from ``prospect/config/ice.yaml``
+(:func:`prospect.config.load` ``("ice", config)``) with its unit, source and status.
+
+Layers (:class:`IceLayers`, all optional, all on one :class:`~prospect.grid.AnalysisGrid`):
+annual maximum and mean surface temperature [K] (Diviner), depth to stable ice [m]
+(Diviner PRP), permanent shadow (a 0/1 mask or an area fraction: the illumination
+stage's ``psr_mask`` or the LOLA PSR polygons through
+:func:`prospect.resources.masks.polygon_fraction`), illumination fraction [1], neutron
+hydrogen [ppm H], slope and aspect [deg] (true-north-referenced downslope azimuth).
+
+Stability classes (uint8; :data:`CLASS_NAMES`): 2 surface-stable, 1 shallow-subsurface,
+0 not stable, 255 nodata. The first available rule decides each class:
+
+* surface-stable: ``tmax_k < cold_trap_tmax_k`` (110 K; Paige et al. 2010, Science
+  330:479; Li et al. 2018, PNAS 115:8907); else ``ice_depth_m <= 0``; else
+  ``psr >= psr_fraction_threshold`` (a PSR is never directly lit, its maximum
+  temperature is set by scattered light and infrared from the surroundings and is below
+  110 K in most large PSRs; a proxy); else ``illumination_fraction == 0`` (never lit over
+  the span: a PSR).
+* shallow-subsurface (where not surface-stable): ``0 <= ice_depth_m <=
+  shallow_depth_max_m``; else ``tmean_k < shallow_tmean_max_k`` (below the annual
+  thermal skin depth temperatures approach the annual mean; derived [D]); else
+  ``thermal_proxy_k < shallow_tmean_max_k`` (the THERMAL PROXY below); else not
+  evaluated (class 0 then means "not surface-stable", and the attributes say
+  ``shallow_class: not evaluated``).
+
+Thermal proxy (:func:`thermal_proxy_k`; used only where no temperature or depth layer
+is given; every output that depends on it is labelled ``thermal_source: proxy: ...``): the
+radiative-equilibrium temperature of the mean absorbed flux,
+``T = ((1 - A) S0 F sin(e) / (eps sigma))^(1/4)`` with ``F`` the illumination fraction
+and ``sin(e) = max((2/pi) cos(lat), sin(e_pole))``: the mean of ``sin(elevation)``
+while the Sun is up on flat ground with the Sun on the equator, floored at the pole by
+the mean elevation of the Sun while up there, ``(2/pi) x 1.54 deg`` (science.md section
+3). Since the mean of ``T`` is at most the fourth root of the mean of ``T^4`` (=
+absorbed flux / eps sigma in balance), the proxy is an upper bound of the annual mean
+surface temperature except for what it neglects: the geothermal flux, scattered
+sunlight and infrared from surrounding terrain (which warm shadowed ground) and the
+slope of the pixel itself. It is 0 K where ``F = 0`` (those pixels are PSRs and
+surface-stable anyway). It is not a temperature measurement.
+
+Favourability: ``sum_k w_k s_k / sum_k w_k`` over the AVAILABLE layers ``k`` of
+
+* ``thermal``: the class score (surface ``surface_class_score`` = 1, shallow
+  ``shallow_class_score``, not stable 0);
+* ``psr``: the PSR fraction, clipped to 0..1;
+* ``hydrogen``: ``clip(WEH / weh_reference_wt_pct, 0, 1)`` with ``WEH wt% = 9e-4 x ppm H``
+  (science.md section 4; reference 1.5 wt%, Feldman et al. 2000, JGR 105:4175).
+  Neutron footprints are 30-150 km wide: a hydrogen layer is smooth, never pixel-sharp,
+  and says where hydrogen is enriched on a regional scale only;
+* ``pole_facing``: ``clip(slope cos(aspect - pole_azimuth) / pole_facing_slope_ref_deg,
+  0, 1)`` with the pole azimuth 180 deg in the south and 0 deg in the north (by each
+  pixel's latitude); flat pixels score 0.
+
+Missing layers, never silently: a layer not supplied has its weight dropped and the
+others renormalised; ``layers_used``, ``layers_missing``, ``weights_effective`` and
+``thermal_source`` are in the attributes, and the ``coverage`` layer is the weight of
+the layers valid at each pixel over the weight of all configured layers, so a map made
+from fewer layers is visibly less supported. Where a supplied layer is NaN (a DEM edge,
+a hydrogen map that stops), the favourability is NaN: it is never silently made from
+the remaining layers at that pixel (``coverage`` shows which pixels those are).
+Mini-RF CPR is deliberately not a layer: CPR > 1 is not diagnostic of ice (Campbell
+2012; Eke et al. 2014).
+
+Uncertainty (:func:`ice_monte_carlo`): ``n`` parameter sets, each parameter with a
+``range`` drawn uniformly in it and the weights drawn from a Dirichlet distribution of
+concentration ``mc_weight_concentration`` around the configured weights, evaluated at
+every pixel; the 5th, 50th and 95th percentiles are the maps. Deterministic for a seed
+and independent of the chunking (the draws are made once, up front); memory is bounded
+by chunk, not raster.
+
+Everything is a pure function on xarray objects and stays lazy on dask-backed layers;
+files are read by :func:`run_ice` and written by :func:`write_ice` only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import dask.base
+import numpy as np
+import xarray as xr
+from affine import Affine
+
+from prospect.config import ParameterSet, defaults, load
+from prospect.errors import ConfigError, GridError, OutputPathError, UnitsError
+from prospect.grid import AnalysisGrid
+from prospect.resources.masks import polygon_fraction
+
+__all__ = [
+    "CLASS_NAMES",
+    "IceLayers",
+    "PROXY_LABEL",
+    "SCORE_LAYERS",
+    "ice_favourability",
+    "ice_monte_carlo",
+    "ice_stability",
+    "pole_facing_score",
+    "run_ice",
+    "thermal_proxy_k",
+    "weh_wt_pct",
+    "write_ice",
+]
+
+#: Stefan-Boltzmann constant [W m-2 K-4] (CODATA 2018, exact in the SI).
+STEFAN_BOLTZMANN = 5.670374419e-8
+
+CLASS_NOT_STABLE, CLASS_SHALLOW, CLASS_SURFACE, CLASS_NODATA = 0, 1, 2, 255
+CLASS_NAMES = {CLASS_NOT_STABLE: "not stable", CLASS_SHALLOW: "shallow-subsurface stable",
+               CLASS_SURFACE: "surface stable", CLASS_NODATA: "nodata"}
+
+#: The score layers of the favourability, in the order of the ``weights`` parameter.
+SCORE_LAYERS = ("thermal", "psr", "hydrogen", "pole_facing")
+
+PROXY_LABEL = "proxy: radiative equilibrium from illumination fraction (not a temperature measurement)"
+
+#: Percentiles of the Monte Carlo maps.
+MC_PERCENTILES = (5, 50, 95)
+#: Monte Carlo elements (samples x pixels) evaluated at once inside a chunk: ~32 MB of float32.
+_MC_ELEMENTS = 1 << 23
+#: Side of the windows :func:`write_ice` computes at once [pixels].
+WRITE_WINDOW_PX = 2048
+#: Nodata of the float GeoTIFFs.
+FLOAT_NODATA = -9999.0
+
+_F32 = np.float32
+_U8 = np.uint8
+
+
+# --- layers ------------------------------------------------------------------------------
+
+#: accepted unit spellings (lower case) -> factor to the model's unit, per layer
+_UNITS: dict[str, tuple[str, dict[str, float]]] = {
+    "tmax_k": ("K", {"k": 1.0, "kelvin": 1.0}),
+    "tmean_k": ("K", {"k": 1.0, "kelvin": 1.0}),
+    "ice_depth_m": ("m", {"m": 1.0, "metre": 1.0, "metres": 1.0, "meter": 1.0, "meters": 1.0, "cm": 0.01}),
+    "psr": ("1", {"1": 1.0, "fraction": 1.0, "none": 1.0, "": 1.0, "%": 0.01, "percent": 0.01}),
+    "illumination_fraction": ("1", {"1": 1.0, "fraction": 1.0, "none": 1.0, "": 1.0, "%": 0.01,
+                                    "percent": 0.01}),
+    "hydrogen_ppm": ("ppm H", {"ppm": 1.0, "ppm h": 1.0, "ppmh": 1.0, "ppm_h": 1.0}),
+    "slope_deg": ("deg", {"deg": 1.0, "degree": 1.0, "degrees": 1.0}),
+    "aspect_deg": ("deg", {"deg": 1.0, "degree": 1.0, "degrees": 1.0}),
+    "lat_deg": ("deg", {"deg": 1.0, "degree": 1.0, "degrees": 1.0, "degrees_north": 1.0}),
+}
+_UNSPECIFIED = {"unspecified", "unknown"}
+_CELSIUS = {"degc", "deg c", "°c", "c", "celsius", "degrees c", "degree celsius", "degrees celsius"}
+
+
+@dataclass
+class IceLayers:
+    """The input layers of the ice model; every one optional, all on one grid.
+
+    ``tmax_k`` / ``tmean_k``: annual maximum / mean surface temperature [K] (Diviner);
+    ``ice_depth_m``: depth to stable ice [m] (Diviner PRP; 0 = at the surface);
+    ``psr``: permanent shadow, a 0/1 mask or an area fraction 0..1;
+    ``illumination_fraction``: time-averaged visible fraction of the solar disk [1];
+    ``hydrogen_ppm``: neutron-derived hydrogen [ppm H] (smooth: 30-150 km footprints);
+    ``slope_deg``, ``aspect_deg``: from :mod:`prospect.terrain` (aspect clockwise from
+    true north, downslope); ``lat_deg``: planetocentric latitude (computed from the
+    grid when missing).
+    """
+
+    tmax_k: xr.DataArray | None = None
+    tmean_k: xr.DataArray | None = None
+    ice_depth_m: xr.DataArray | None = None
+    psr: xr.DataArray | None = None
+    illumination_fraction: xr.DataArray | None = None
+    hydrogen_ppm: xr.DataArray | None = None
+    slope_deg: xr.DataArray | None = None
+    aspect_deg: xr.DataArray | None = None
+    lat_deg: xr.DataArray | None = None
+
+    def given(self) -> dict[str, xr.DataArray]:
+        """The supplied layers, ``{field name: DataArray}``, in field order."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def grid(self) -> AnalysisGrid:
+        """The common grid of the supplied layers (:class:`GridError` naming a layer that is not on it)."""
+        return _check_grid(self.given())
+
+
+def _same_grid(a: AnalysisGrid, b: AnalysisGrid) -> bool:
+    if a.shape != b.shape:
+        return False
+    same_crs = (a.crs.code == b.crs.code) if (a.crs.code and b.crs.code) else a.crs.wkt == b.crs.wkt
+    return same_crs and a.transform.almost_equals(b.transform, precision=1e-6 * abs(b.transform.a))
+
+
+def _check_grid(given: Mapping[str, xr.DataArray]) -> AnalysisGrid:
+    if not given:
+        raise ConfigError("the ice model needs at least one layer (tmax_k, ice_depth_m, psr, illumination_fraction, "
+                          "hydrogen_ppm, slope_deg + aspect_deg, ...)")
+    ref_name, ref_grid = None, None
+    for name, arr in given.items():
+        if not isinstance(arr, xr.DataArray):
+            raise GridError(f"ice layer {name!r} must be an xarray DataArray on the analysis grid, "
+                            f"not {type(arr).__name__}")
+        try:
+            g = AnalysisGrid.from_dataarray(arr)
+        except GridError as exc:
+            raise GridError(f"ice layer {name!r}: {exc}") from None
+        if ref_grid is None:
+            ref_name, ref_grid = name, g
+        elif not _same_grid(g, ref_grid):
+            raise GridError(f"ice layer {name!r} is on {g}, not on the grid of {ref_name!r} ({ref_grid}); "
+                            "resample it first with prospect.grid.resample(layer, grid)")
+    assert ref_grid is not None
+    return ref_grid
+
+
+def _unit_factor(name: str, arr: xr.DataArray) -> tuple[float, bool]:
+    """(factor to the model's unit, unit assumed) for one layer; UnitsError for implausible units."""
+    want, accepted = _UNITS[name]
+    raw = arr.attrs.get("units")
+    if raw is None or str(raw).strip().lower() in _UNSPECIFIED:
+        return 1.0, True
+    key = " ".join(str(raw).strip().lower().split())
+    if key in accepted:
+        return accepted[key], False
+    if want == "K" and key in _CELSIUS:
+        raise UnitsError(f"ice layer {name!r} is in {raw!r}: the ice model needs kelvin (K); add 273.15 and set "
+                         "attrs['units'] = 'K'")
+    raise UnitsError(f"ice layer {name!r} has units {raw!r}; the ice model needs {want!r} "
+                     f"(accepted: {sorted(k for k in accepted if k)})")
+
+
+def _check_aspect(arr: xr.DataArray) -> None:
+    ref = arr.attrs.get("azimuth_reference")
+    if ref is not None and str(ref).strip().lower() != "true north":
+        raise UnitsError(f"ice layer 'aspect_deg' is referenced to {ref!r}; the pole-facing score needs aspect "
+                         "clockwise from true north (prospect.terrain.aspect_deg without planar=True)")
+
+
+# --- parameters --------------------------------------------------------------------------
+
+
+def _params(params: ParameterSet | Mapping[str, Any] | str | os.PathLike[str] | None) -> ParameterSet:
+    if isinstance(params, ParameterSet):
+        if params.model != "ice":
+            raise ConfigError(f"the ice model needs the 'ice' parameter set, not {params.model!r}")
+        return params
+    return load("ice", params)
+
+
+def _values(p: ParameterSet) -> dict[str, Any]:
+    v = p.values()
+    w = v["weights"]
+    missing = [k for k in SCORE_LAYERS if k not in w]
+    if missing:
+        raise ConfigError(f"{p.origin}: ice.weights has no weight for {missing}")
+    if sum(w.values()) <= 0:
+        raise ConfigError(f"{p.origin}: ice.weights are all zero; give at least one layer a positive weight")
+    return v
+
+
+# --- pure helpers (numpy, dask or xarray) ----------------------------------------------
+
+
+def _apply(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` on numpy / dask arrays and scalars; DataArrays are unwrapped and rewrapped (lazily)."""
+    if any(isinstance(a, xr.DataArray) for a in args):
+        return xr.apply_ufunc(fn, *args, dask="allowed")
+    return fn(*args)
+
+
+def _sin_sun_elevation(lat_deg: Any, pole_sun_elevation_deg: float) -> Any:
+    typical = (2.0 / math.pi) * np.cos(np.radians(lat_deg))
+    return np.maximum(typical, math.sin(math.radians(pole_sun_elevation_deg)))
+
+
+def _proxy(illumination_fraction: Any, lat_deg: Any, v: Mapping[str, Any]) -> Any:
+    scale = (1.0 - v["bond_albedo"]) * v["solar_constant_w_m2"] / (v["emissivity"] * STEFAN_BOLTZMANN)
+    flux = np.clip(illumination_fraction, 0.0, 1.0) * _sin_sun_elevation(lat_deg, v["proxy_pole_sun_elevation_deg"])
+    return ((flux * scale) ** 0.25).astype(_F32)
+
+
+def thermal_proxy_k(illumination_fraction: Any, lat_deg: Any, params: Any = None) -> Any:
+    """Radiative-equilibrium proxy of the ANNUAL MEAN surface temperature [K] (not a measurement).
+
+    ``T = ((1 - A) S0 F sin(e) / (eps sigma))^(1/4)``, ``sin(e) = max((2/pi) cos(lat),
+    sin(e_pole))`` (module docstring; [D]); ``A``, ``S0``, ``eps``, ``e_pole`` from the
+    ``ice`` parameters (``bond_albedo``, ``solar_constant_w_m2``, ``emissivity``,
+    ``proxy_pole_sun_elevation_deg``). Monotone in ``F``; 0 K where ``F = 0``. Works on
+    numpy, dask and xarray inputs (float32 out).
+    """
+    v = _values(_params(params))
+    return _apply(lambda f, lat: _proxy(f, lat, v), illumination_fraction, lat_deg)
+
+
+def weh_wt_pct(hydrogen_ppm: Any, params: Any = None) -> Any:
+    """Water-equivalent hydrogen [wt%] from hydrogen [ppm H]: ``9e-4 x ppm`` (science.md section 4, [D]).
+
+    1670 ppm H (Feldman et al. 2000, south polar PSRs) gives 1.503 wt%.
+    """
+    return hydrogen_ppm * _values(_params(params))["weh_per_ppm_h"]
+
+
+def _pole_score(slope: Any, aspect: Any, pole_azimuth: Any, ref_deg: float) -> Any:
+    towards_pole = np.cos(np.radians(aspect - pole_azimuth))
+    score = np.where(slope == 0, _F32(0.0), slope * towards_pole / _F32(ref_deg))
+    return np.clip(score, _F32(0.0), _F32(1.0)).astype(_F32)
+
+
+def pole_facing_score(slope_deg: Any, aspect_deg: Any, lat_deg: Any, params: Any = None) -> Any:
+    """``clip(slope cos(aspect - pole azimuth) / pole_facing_slope_ref_deg, 0, 1)`` (0 on flat ground).
+
+    The pole azimuth is 180 deg where ``lat < 0`` (a wall facing the south pole has
+    aspect 180, :func:`prospect.terrain.aspect_deg`) and 0 deg in the north.
+    """
+    ref = _values(_params(params))["pole_facing_slope_ref_deg"]
+    return _apply(lambda s, a, lat: _pole_score(s, a, 180.0 * (lat < 0), ref), slope_deg, aspect_deg, lat_deg)
+
+
+# --- the model ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """Which rule decides each class and which score layers exist: from the layers supplied, not their values."""
+
+    surface: str | None  # "tmax" | "depth" | "psr" | "illumination"
+    shallow: str | None  # "depth" | "tmean" | "proxy"
+    layers: tuple[str, ...]
+    ignored: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, given: set[str]) -> "_Rules":
+        surface = next((rule for rule, layer in (("tmax", "tmax_k"), ("depth", "ice_depth_m"), ("psr", "psr"),
+                                                 ("illumination", "illumination_fraction")) if layer in given), None)
+        shallow = None
+        if surface is not None:
+            shallow = next((rule for rule, layer in (("depth", "ice_depth_m"), ("tmean", "tmean_k"),
+                                                     ("proxy", "illumination_fraction")) if layer in given), None)
+        layers = tuple(k for k, ok in (("thermal", surface is not None), ("psr", "psr" in given),
+                                       ("hydrogen", "hydrogen_ppm" in given),
+                                       ("pole_facing", {"slope_deg", "aspect_deg"} <= given)) if ok)
+        ignored = []
+        if "tmean_k" in given and shallow != "tmean":
+            ignored.append(("tmean_k", "the shallow class comes from ice_depth_m" if shallow == "depth"
+                            else "no surface-stability layer (tmax_k, ice_depth_m, psr, illumination_fraction)"))
+        if "illumination_fraction" in given and surface != "illumination" and shallow != "proxy":
+            ignored.append(("illumination_fraction", "a temperature or depth layer decides the classes"))
+        for a, b in (("slope_deg", "aspect_deg"), ("aspect_deg", "slope_deg")):
+            if a in given and b not in given:
+                ignored.append((a, f"the pole-facing score needs {b} too"))
+        return cls(surface, shallow, layers, tuple(ignored))
+
+
+_SURFACE_LAYER = {"tmax": "tmax_k", "depth": "ice_depth_m", "psr": "psr", "illumination": "illumination_fraction"}
+
+
+def _evaluate(a: Mapping[str, Any], v: Mapping[str, Any], rules: _Rules, pole_azimuth: Any,
+              *, only: str | None = None) -> dict[str, Any]:
+    """Classes, scores, favourability and coverage from arrays ``a`` (numpy or dask) and values ``v``.
+
+    ``only="ice_favourability"`` / ``"ice_stability_class"`` skips what that output does not need.
+    """
+    out: dict[str, Any] = {}
+    scores: dict[str, Any] = {}
+    if rules.surface is not None:
+        x = a[_SURFACE_LAYER[rules.surface]]
+        known = np.isfinite(x)
+        if rules.surface == "tmax":
+            surface = x < v["cold_trap_tmax_k"]
+        elif rules.surface == "psr":
+            surface = x >= v["psr_fraction_threshold"]
+        else:  # depth 0 = ice at the surface; illumination 0 = never lit
+            surface = x <= 0.0
+        surface = known & surface
+        if rules.shallow is not None:
+            if rules.shallow == "depth":
+                y = a["ice_depth_m"]
+                shallow = (y >= 0.0) & (y <= v["shallow_depth_max_m"])
+            else:
+                if rules.shallow == "tmean":
+                    y = a["tmean_k"]
+                else:
+                    y = _proxy(a["illumination_fraction"], a["lat_deg"], v)
+                    out["thermal_proxy_k"] = y
+                shallow = y < v["shallow_tmean_max_k"]
+            cls = np.where(surface, _U8(CLASS_SURFACE),
+                           np.where(known & np.isfinite(y), np.where(shallow, _U8(CLASS_SHALLOW),
+                                                                     _U8(CLASS_NOT_STABLE)), _U8(CLASS_NODATA)))
+        else:
+            cls = np.where(surface, _U8(CLASS_SURFACE), np.where(known, _U8(CLASS_NOT_STABLE), _U8(CLASS_NODATA)))
+        cls = cls.astype(_U8)
+        out["ice_stability_class"] = cls
+        if only == "ice_stability_class":
+            return out
+        scores["thermal"] = np.where(cls == CLASS_SURFACE, _F32(v["surface_class_score"]),
+                                     np.where(cls == CLASS_SHALLOW, _F32(v["shallow_class_score"]),
+                                              np.where(cls == CLASS_NOT_STABLE, _F32(0.0), _F32(np.nan))))
+    elif only == "ice_stability_class":
+        return out
+    if "psr" in rules.layers:
+        scores["psr"] = np.clip(a["psr"], _F32(0.0), _F32(1.0)).astype(_F32)
+    if "hydrogen" in rules.layers:
+        weh = (a["hydrogen_ppm"] * v["weh_per_ppm_h"]).astype(_F32)
+        out["weh_wt_pct"] = weh
+        scores["hydrogen"] = np.clip(weh / v["weh_reference_wt_pct"], _F32(0.0), _F32(1.0)).astype(_F32)
+    if "pole_facing" in rules.layers:
+        pole = pole_azimuth if pole_azimuth is not None else _F32(180.0) * (a["lat_deg"] < 0)
+        scores["pole_facing"] = _pole_score(a["slope_deg"], a["aspect_deg"], pole, v["pole_facing_slope_ref_deg"])
+    w = v["weights"]
+    num = den = None
+    all_valid = None
+    for k in rules.layers:
+        ok = np.isfinite(scores[k])
+        term = np.where(ok, _F32(w[k]) * scores[k], _F32(0.0))
+        wk = np.where(ok, _F32(w[k]), _F32(0.0))
+        num = term if num is None else num + term
+        den = wk if den is None else den + wk
+        all_valid = ok if all_valid is None else all_valid & ok
+    if num is None:
+        raise ConfigError("no score layer is available: supply at least one of a thermal layer (tmax_k, "
+                          "ice_depth_m, psr, illumination_fraction), psr, hydrogen_ppm, or slope_deg + aspect_deg")
+    total_used = sum(w[k] for k in rules.layers)
+    if total_used <= 0:
+        raise ConfigError(f"the weights of the available layers {list(rules.layers)} are all zero")
+    fav = np.where(all_valid, num / _F32(total_used), _F32(np.nan)).astype(_F32)
+    out["ice_favourability"] = fav
+    if only == "ice_favourability":
+        return out
+    out["coverage"] = (den / _F32(sum(w.values()))).astype(_F32)
+    out.update({f"score_{k}": s for k, s in scores.items()})
+    return out
+
+
+# --- preparing the layers ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    grid: AnalysisGrid
+    ref: xr.DataArray  # coords for the outputs
+    arrays: dict[str, Any]  # numpy or dask (common chunks), model units, float32
+    rules: _Rules
+    pole_azimuth: float | None  # None: per pixel from lat_deg
+    units_assumed: tuple[str, ...]
+    lat_source: str
+
+
+def _prepare(layers: IceLayers) -> _Prepared:
+    if not isinstance(layers, IceLayers):
+        raise ConfigError(f"the ice model takes an IceLayers, not {type(layers).__name__}")
+    given = layers.given()
+    grid = _check_grid(given)
+    rules = _Rules.of(set(given))
+    if not rules.layers:
+        raise ConfigError("no score layer can be made from the layers supplied "
+                          f"({', '.join(given)}); supply a thermal layer (tmax_k, ice_depth_m, psr, "
+                          "illumination_fraction), hydrogen_ppm, or slope_deg + aspect_deg")
+    arrays: dict[str, Any] = {}
+    assumed = []
+    for name, arr in given.items():
+        factor, was_assumed = _unit_factor(name, arr)
+        if name == "aspect_deg":
+            _check_aspect(arr)
+        if was_assumed:
+            assumed.append(name)
+        data = arr.data
+        if not isinstance(data, da.Array):
+            data = np.asarray(data)
+        data = data.astype(_F32) if factor == 1.0 else data.astype(_F32) * _F32(factor)
+        arrays[name] = data
+    pole_azimuth: float | None = None
+    if grid.crs.kind == "polar_south":
+        pole_azimuth = 180.0
+    elif grid.crs.kind == "polar_north":
+        pole_azimuth = 0.0
+    lat_source = "lat_deg layer" if "lat_deg" in arrays else "not needed"
+    if "lat_deg" not in arrays and (rules.shallow == "proxy" or ("pole_facing" in rules.layers
+                                                                 and pole_azimuth is None)):
+        lat_source = "computed from the grid"
+        arrays["lat_deg"] = "grid"
+    chunked = [x for x in arrays.values() if isinstance(x, da.Array)]
+    if chunked:
+        chunks = chunked[0].chunks
+        for k, x in arrays.items():
+            if isinstance(x, str):
+                arrays[k] = _lazy_latitude(grid, chunks)
+            elif not isinstance(x, da.Array):
+                arrays[k] = da.from_array(x, chunks=chunks)
+            elif x.chunks != chunks:
+                arrays[k] = x.rechunk(chunks)
+    elif "lat_deg" in arrays and isinstance(arrays["lat_deg"], str):
+        _, lat = grid.lonlat()
+        arrays["lat_deg"] = np.asarray(lat, dtype=_F32)
+    ref = next(iter(given.values()))
+    return _Prepared(grid, ref, arrays, rules, pole_azimuth, tuple(assumed), lat_source)
+
+
+def _lat_block(block: np.ndarray, grid: AnalysisGrid, block_info: dict | None = None) -> np.ndarray:
+    (r0, r1), (c0, c1) = block_info[0]["array-location"]
+    sub = AnalysisGrid(grid.crs, grid.transform @ Affine.translation(c0, r0), (r1 - r0, c1 - c0))
+    return np.asarray(sub.lonlat()[1], dtype=_F32)
+
+
+def _lazy_latitude(grid: AnalysisGrid, chunks: tuple[tuple[int, ...], ...]) -> da.Array:
+    """Latitude [deg] of the pixel centres, chunk by chunk.
+
+    Not ``grid.lonlat(chunks=...)[1]``: that dask array fails when used alone in a larger
+    graph (its layer is named after ``lon``; dask's optimiser raises KeyError).
+    """
+    template = da.zeros(grid.shape, dtype=_U8, chunks=chunks)
+    name = "ice-latitude-" + dask.base.tokenize(grid.to_dict(), chunks)
+    return da.map_blocks(_lat_block, template, grid, dtype=_F32, name=name, meta=np.empty((0, 0), _F32))
+
+
+def _wrap(prep: _Prepared, data: Any, name: str, attrs: Mapping[str, Any]) -> xr.DataArray:
+    coords = {k: c for k, c in prep.ref.coords.items() if set(c.dims) <= set(prep.ref.dims)}
+    arr = xr.DataArray(data, dims=prep.ref.dims, coords=coords, name=name)
+    arr.attrs.update(attrs)
+    arr.attrs["crs"] = prep.grid.crs.code or prep.grid.crs.kind
+    arr.attrs["resolution_m"] = prep.grid.ground_resolution_m
+    return arr
+
+
+# --- provenance --------------------------------------------------------------------------
+
+
+def _surface_text(rules: _Rules, v: Mapping[str, Any]) -> str:
+    return {
+        "tmax": f"tmax_k < {v['cold_trap_tmax_k']:g} K (annual maximum surface temperature; Paige et al. 2010, "
+                "Science 330:479; Li et al. 2018, PNAS 115:8907)",
+        "depth": "ice_depth_m <= 0 (stable ice at the surface; depth-to-ice layer)",
+        "psr": f"psr >= {v['psr_fraction_threshold']:g} (permanent shadow as the surface-stability proxy: a PSR is "
+               "never directly lit; no temperature layer)",
+        "illumination": "illumination_fraction == 0 (never lit over the span: permanent shadow as the "
+                        "surface-stability proxy; no temperature or PSR layer)",
+        None: "not evaluated: no temperature, depth, PSR or illumination layer",
+    }[rules.surface]
+
+
+def _shallow_text(rules: _Rules, v: Mapping[str, Any]) -> str:
+    if rules.surface is None:
+        return "not evaluated: no surface-stability layer"
+    return {
+        "depth": f"0 <= ice_depth_m <= {v['shallow_depth_max_m']:g} m (depth to stable ice)",
+        "tmean": f"tmean_k < {v['shallow_tmean_max_k']:g} K (annual mean surface temperature; below the annual "
+                 "thermal skin depth temperatures approach the annual mean)",
+        "proxy": f"thermal_proxy_k < {v['shallow_tmean_max_k']:g} K, thermal_proxy_k = ((1 - A) S0 F sin(e) / "
+                 "(eps sigma))^(1/4): " + PROXY_LABEL,
+        None: "not evaluated: no temperature, depth or illumination layer",
+    }[rules.shallow]
+
+
+def _thermal_source(rules: _Rules) -> str:
+    if rules.surface == "tmax":
+        if rules.shallow == "proxy":
+            return "measured: tmax_k (annual maximum surface temperature); shallow class: " + PROXY_LABEL
+        extra = {"depth": "; ice_depth_m (depth to stable ice)", "tmean": "; tmean_k (annual mean surface "
+                                                                          "temperature)"}.get(rules.shallow, "")
+        return "measured: tmax_k (annual maximum surface temperature)" + extra
+    if rules.shallow == "proxy":
+        return PROXY_LABEL
+    if rules.surface == "depth":
+        return "depth to stable ice (ice_depth_m); no temperature layer"
+    if rules.surface == "psr":
+        extra = "; shallow class: tmean_k (annual mean surface temperature)" if rules.shallow == "tmean" else ""
+        return "proxy: permanent shadow (psr); no temperature layer" + extra
+    if rules.surface == "illumination":
+        return "proxy: never lit (illumination_fraction == 0); no temperature layer"
+    return "none: no temperature, depth, PSR or illumination layer (thermal score missing)"
+
+
+def _provenance(prep: _Prepared, p: ParameterSet, v: Mapping[str, Any]) -> dict[str, Any]:
+    rules = prep.rules
+    w = v["weights"]
+    used_total = sum(w[k] for k in rules.layers)
+    missing = [k for k in SCORE_LAYERS if k not in rules.layers]
+    return {
+        "layers_used": list(rules.layers),
+        "layers_missing": missing,
+        "inputs": list(k for k in prep.arrays if not (k == "lat_deg" and prep.lat_source == "computed from the grid")),
+        "inputs_ignored": {k: why for k, why in rules.ignored},
+        "weights_configured": dict(w),
+        "weights_effective": {k: w[k] / used_total for k in rules.layers},
+        "coverage_of_configured_weights": used_total / sum(w.values()),
+        "missing_layer_rule": "weights of missing layers dropped, the others renormalised; NaN where a supplied "
+                              "layer is NaN (coverage shows it)",
+        "thermal_source": _thermal_source(rules),
+        "surface_class": _surface_text(rules, v),
+        "shallow_class": _shallow_text(rules, v),
+        "units_assumed": list(prep.units_assumed),
+        "latitude": prep.lat_source,
+        "parameters": p.values(),
+        "parameter_origin": p.origin,
+        "sources": {row["name"]: f"[{row['status']}] {row['source']}" for row in p.table()},
+    }
+
+
+_LONG_NAMES = {
+    "ice_favourability": "water-ice favourability (0..1): weighted mean of the available layer scores",
+    "ice_stability_class": "water-ice stability class: 0 not stable, 1 shallow-subsurface, 2 surface, 255 nodata",
+    "coverage": "weight of the layers valid at the pixel / weight of all configured layers",
+    "score_thermal": "thermal score from the stability class",
+    "score_psr": "permanent-shadow score (PSR fraction)",
+    "score_hydrogen": "hydrogen score clip(WEH / reference, 0, 1) (neutron footprint 30-150 km: smooth)",
+    "score_pole_facing": "pole-facing slope score",
+    "weh_wt_pct": "water-equivalent hydrogen, 9e-4 x ppm H (neutron footprint 30-150 km: smooth)",
+    "thermal_proxy_k": "PROXY annual mean surface temperature: " + PROXY_LABEL,
+}
+_OUT_UNITS = {"weh_wt_pct": "wt%", "thermal_proxy_k": "K"}
+
+
+def _class_attrs(prov: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "units": "1",
+        "long_name": _LONG_NAMES["ice_stability_class"],
+        "flag_values": [CLASS_NOT_STABLE, CLASS_SHALLOW, CLASS_SURFACE],
+        "flag_meanings": "not_stable shallow_subsurface_stable surface_stable",
+        "class_names": {str(k): n for k, n in CLASS_NAMES.items()},
+        "nodata": CLASS_NODATA,
+        "surface_class": prov["surface_class"],
+        "shallow_class": prov["shallow_class"],
+        "thermal_source": prov["thermal_source"],
+        "sources": "Paige et al. 2010, Science 330:479; Li et al. 2018, PNAS 115:8907 (110 K cold-trap criterion)",
+    }
+
+
+# --- public model functions --------------------------------------------------------------
+
+
+def ice_stability(layers: IceLayers, params: Any = None) -> xr.DataArray:
+    """The ice-stability class map (uint8): 2 surface, 1 shallow-subsurface, 0 not stable, 255 nodata.
+
+    Rules, thresholds and sources: module docstring; the attributes say which rule
+    decided each class (``surface_class``, ``shallow_class``) and ``thermal_source``.
+    ``params``: a :class:`~prospect.config.ParameterSet`, or a config (mapping or YAML
+    path) for :func:`prospect.config.load`.
+    """
+    p = _params(params)
+    v = _values(p)
+    prep = _prepare(layers)
+    prov = _provenance(prep, p, v)
+    out = _evaluate(prep.arrays, v, prep.rules, prep.pole_azimuth, only="ice_stability_class")
+    return _class_map(prep, out, prov)
+
+
+def _class_map(prep: _Prepared, out: Mapping[str, Any], prov: Mapping[str, Any]) -> xr.DataArray:
+    """The class DataArray (all nodata when no surface-stability layer was supplied)."""
+    data = out.get("ice_stability_class")
+    if data is None:
+        ref = next(iter(prep.arrays.values()))
+        data = (da.full(ref.shape, CLASS_NODATA, dtype=_U8, chunks=ref.chunks) if isinstance(ref, da.Array)
+                else np.full(ref.shape, CLASS_NODATA, dtype=_U8))
+    return _wrap(prep, data, "ice_stability_class", _class_attrs(prov))
+
+
+def ice_favourability(layers: IceLayers, params: Any = None) -> xr.Dataset:
+    """Ice favourability (0..1) with its class map, coverage and per-layer scores.
+
+    Returns a Dataset with ``ice_favourability``, ``ice_stability_class``, ``coverage``,
+    ``score_<layer>`` for every available layer (``thermal``, ``psr``, ``hydrogen``,
+    ``pole_facing``), ``weh_wt_pct`` with hydrogen and ``thermal_proxy_k`` when the
+    proxy is used; each with ``units`` and ``long_name``. The Dataset's attributes hold
+    the provenance: ``layers_used``, ``layers_missing``, ``weights_effective``,
+    ``thermal_source``, ``surface_class``, ``shallow_class``, the parameter values and
+    their sources. Lazy on dask-backed layers. Model: module docstring.
+    """
+    p = _params(params)
+    v = _values(p)
+    prep = _prepare(layers)
+    prov = _provenance(prep, p, v)
+    out = _evaluate(prep.arrays, v, prep.rules, prep.pole_azimuth)
+    data_vars = {}
+    for name in ("ice_favourability", "ice_stability_class", "coverage", *(f"score_{k}" for k in SCORE_LAYERS),
+                 "weh_wt_pct", "thermal_proxy_k"):
+        if name == "ice_stability_class":
+            data_vars[name] = _class_map(prep, out, prov)
+            continue
+        if name not in out:
+            continue
+        attrs = {"units": _OUT_UNITS.get(name, "1"), "long_name": _LONG_NAMES[name]}
+        if name in ("score_thermal", "thermal_proxy_k", "ice_favourability"):
+            attrs["thermal_source"] = prov["thermal_source"]
+        if name == "ice_favourability":
+            attrs.update(layers_used=prov["layers_used"], layers_missing=prov["layers_missing"],
+                         weights_effective=prov["weights_effective"])
+        if name == "score_pole_facing" and layers.slope_deg is not None:
+            attrs["slope_baseline_m"] = layers.slope_deg.attrs.get("baseline_m", "unknown")
+        data_vars[name] = _wrap(prep, out[name], name, attrs)
+    return xr.Dataset(data_vars, attrs=prov)
+
+
+def _mc_ranges(p: ParameterSet) -> dict[str, tuple[float, float]]:
+    """MC range of every scalar parameter that has one, shifted with a user override of its value."""
+    base = defaults("ice")
+    out = {}
+    for name, prm in sorted(p.params.items()):
+        if prm.range is None or isinstance(prm.value, Mapping):
+            continue
+        lo, hi = prm.range
+        shift = float(prm.value) - float(base[name]) if name in base else 0.0
+        lo, hi = lo + shift, hi + shift
+        if prm.min is not None:
+            lo, hi = max(lo, prm.min), max(hi, prm.min)
+        if prm.max is not None:
+            lo, hi = min(lo, prm.max), min(hi, prm.max)
+        out[name] = (lo, hi)
+    return out
+
+
+def _draws(p: ParameterSet, v: Mapping[str, Any], n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` parameter sets: ranged parameters uniform, weights Dirichlet around the configured ones."""
+    rng = np.random.default_rng(seed)
+    ranges = _mc_ranges(p)
+    names = list(ranges)
+    u = rng.uniform(size=(n, len(names)))
+    w = v["weights"]
+    positive = [k for k in SCORE_LAYERS if w[k] > 0]
+    total = sum(w[k] for k in positive)
+    alpha = np.array([v["mc_weight_concentration"] * w[k] / total for k in positive])
+    shares = rng.dirichlet(alpha, size=n)
+    draws = []
+    for i in range(n):
+        d = dict(v)
+        for j, name in enumerate(names):
+            lo, hi = ranges[name]
+            d[name] = lo + (hi - lo) * float(u[i, j])
+        d["weights"] = {k: 0.0 for k in SCORE_LAYERS} | {k: float(shares[i, j]) * total
+                                                         for j, k in enumerate(positive)}
+        draws.append(d)
+    return draws
+
+
+def _mc_block(blocks: Mapping[str, np.ndarray], draws: list[dict[str, Any]], rules: _Rules,
+              pole_azimuth: float | None) -> np.ndarray:
+    """Percentile maps (3, rows, cols) of one chunk, evaluated strip by strip."""
+    first = next(iter(blocks.values()))
+    rows, cols = first.shape
+    out = np.empty((len(MC_PERCENTILES), rows, cols), dtype=_F32)
+    n = len(draws)
+    strip = max(1, _MC_ELEMENTS // max(1, n * cols))
+    for r0 in range(0, rows, strip):
+        r1 = min(rows, r0 + strip)
+        sub = {k: np.asarray(b[r0:r1]) for k, b in blocks.items()}
+        stack = np.empty((n, r1 - r0, cols), dtype=_F32)
+        for i, d in enumerate(draws):
+            stack[i] = _evaluate(sub, d, rules, pole_azimuth, only="ice_favourability")["ice_favourability"]
+        out[:, r0:r1] = np.percentile(stack, MC_PERCENTILES, axis=0)
+    return out
+
+
+def ice_monte_carlo(layers: IceLayers, params: Any = None, *, n: int = 64, seed: int = 0) -> xr.Dataset:
+    """Percentile maps ``ice_favourability_p05`` / ``_p50`` / ``_p95`` of ``n`` Monte Carlo parameter sets.
+
+    Every scalar parameter with a ``range`` in ``ice.yaml`` is drawn uniformly in it (a
+    user override of the value shifts its range with it); the weights are drawn as
+    ``Dirichlet(c w / sum w) x sum w`` with ``c = mc_weight_concentration``. The draws are
+    made once from ``numpy.random.default_rng(seed)``, so the maps are deterministic for
+    a seed and identical for any chunking. Each chunk evaluates the samples strip by
+    strip (about 32 MB at a time), so memory does not grow with the raster. Lazy on
+    dask-backed layers.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ConfigError(f"Monte Carlo samples must be a positive integer, not {n!r}")
+    p = _params(params)
+    v = _values(p)
+    prep = _prepare(layers)
+    prov = _provenance(prep, p, v)
+    draws = _draws(p, v, int(n), int(seed))
+    names = list(prep.arrays)
+    rules, pole = prep.rules, prep.pole_azimuth
+
+    def block(*arrays: np.ndarray) -> np.ndarray:
+        return _mc_block(dict(zip(names, arrays)), draws, rules, pole)
+
+    inputs = [prep.arrays[k] for k in names]
+    if isinstance(inputs[0], da.Array):
+        token = dask.base.tokenize([x.name for x in inputs], json.dumps(draws, sort_keys=True, default=str),
+                                   rules, pole, MC_PERCENTILES)
+        stacked = da.map_blocks(block, *inputs, new_axis=0, chunks=((len(MC_PERCENTILES),),) + inputs[0].chunks,
+                                dtype=_F32, name=f"ice-monte-carlo-{token}", meta=np.empty((0, 0, 0), _F32))
+    else:
+        stacked = block(*inputs)
+    ranges = _mc_ranges(p)
+    mc_attrs = {
+        "mc_samples": int(n), "mc_seed": int(seed),
+        "mc_parameters_varied": {k: list(r) for k, r in ranges.items()},
+        "mc_weights": f"Dirichlet(c w / sum w) x sum w, c = mc_weight_concentration = "
+                      f"{v['mc_weight_concentration']:g}",
+    }
+    data_vars = {}
+    for i, q in enumerate(MC_PERCENTILES):
+        name = f"ice_favourability_p{q:02d}"
+        data_vars[name] = _wrap(prep, stacked[i], name, {
+            "units": "1", "long_name": f"ice favourability, {q}th percentile of {n} Monte Carlo samples",
+            "percentile": q, "thermal_source": prov["thermal_source"], **mc_attrs})
+    return xr.Dataset(data_vars, attrs={**prov, **mc_attrs})
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+def _tag_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+
+
+def _spans(chunks: tuple[int, ...] | None, n: int, target: int) -> list[tuple[int, int]]:
+    """Windows of about ``target`` pixels along one axis, made of whole chunks when chunked."""
+    if chunks is None:
+        return [(s, min(n, s + target)) for s in range(0, n, target)]
+    spans, start, pos = [], 0, 0
+    for c in chunks:
+        if pos > start and pos + c - start > target:
+            spans.append((start, pos))
+            start = pos
+        pos += c
+    spans.append((start, pos))
+    return spans
+
+
+def _write_block(dst: Any, r0: int, c0: int, block: np.ndarray, nodata: float | int) -> None:
+    from rasterio.windows import Window
+
+    block = np.asarray(block)
+    if np.issubdtype(block.dtype, np.floating):
+        block = np.where(np.isnan(block), _F32(nodata), block).astype(_F32)
+    dst.write(block, 1, window=Window(c0, r0, block.shape[1], block.shape[0]))
+
+
+def write_ice(dataset: xr.Dataset, outdir: str | os.PathLike[str], *, cog: bool = False,
+              source_info: Mapping[str, Any] | None = None, window_px: int = WRITE_WINDOW_PX) -> dict[str, Path]:
+    """Write every 2-D map of ``dataset`` as ``outdir/<name>.tif``, all or nothing.
+
+    ``ice_stability_class`` is uint8 with nodata 255; the other maps float32 with NaN
+    as -9999. Each file carries the lunar CRS, the band's ``units`` tag and GDAL unit,
+    and provenance tags (``prospect_*``: the layers used and missing, effective
+    weights, thermal source, class rules, parameter values and sources, and
+    ``source_info``); ``ice_provenance.json`` holds the same. The maps are computed
+    window by window (all maps of a window in one dask pass, so the Monte Carlo is
+    evaluated once), written into temporary files next to their final names
+    (:func:`prospect.io.writers.atomic_write`, tiled ZSTD as
+    :data:`prospect.io.writers.STREAM_CREATION_OPTIONS`; ``cog=True`` converts each to a
+    Cloud Optimized GeoTIFF with overviews), and moved into place only when all are
+    complete: an error leaves no partial outputs. Returns ``{map name: path}`` plus
+    ``"provenance"``.
+    """
+    import rasterio
+    from rasterio.shutil import copy as rio_copy
+
+    from prospect.io.writers import STREAM_CREATION_OPTIONS, STREAM_GDAL_CACHE_MB, atomic_write
+
+    if not isinstance(dataset, xr.Dataset):
+        raise ConfigError(f"write_ice takes the Dataset of ice_favourability / ice_monte_carlo, not "
+                          f"{type(dataset).__name__}")
+    names = [k for k in dataset.data_vars if dataset[k].ndim == 2]
+    if not names:
+        raise ConfigError("write_ice: the dataset has no 2-D maps to write")
+    grid = AnalysisGrid.from_dataarray(dataset[names[0]])
+    for k in names[1:]:
+        if not _same_grid(AnalysisGrid.from_dataarray(dataset[k]), grid):
+            raise GridError(f"write_ice: map {k!r} is not on the grid of {names[0]!r}")
+    out = Path(outdir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"{out}: cannot create the output directory ({exc.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise OutputPathError(f"{out}: the output directory is not writable")
+    paths = {k: out / f"{k}.tif" for k in names}
+    provenance_path = out / "ice_provenance.json"
+    common = {f"prospect_{k}": _tag_value(v) for k, v in dataset.attrs.items()}
+    if source_info:
+        common["prospect_source_info"] = _tag_value(dict(source_info))
+    common["prospect_software"] = "prospect.resources.ice"
+    height, width = grid.shape
+    base = {k.lower(): v for k, v in STREAM_CREATION_OPTIONS.items()}
+    specs = {}
+    for k in names:
+        is_class = dataset[k].dtype == np.uint8
+        nodata = CLASS_NODATA if is_class else FLOAT_NODATA
+        profile = {**base, "driver": "GTiff", "width": width, "height": height, "count": 1,
+                   "dtype": "uint8" if is_class else "float32", "crs": grid.crs.to_rasterio(),
+                   "transform": grid.transform, "nodata": nodata}
+        if is_class:
+            profile["predictor"] = "2"
+        units = str(dataset[k].attrs.get("units", "1"))
+        tags = dict(common)
+        tags.update({f"prospect_{a}": _tag_value(val) for a, val in dataset[k].attrs.items() if a != "units"})
+        specs[k] = (profile, nodata, units, tags, is_class)
+    data = {k: dataset[k].data for k in names}
+    chunks = next((x.chunks for x in data.values() if isinstance(x, da.Array)), None)
+    row_spans = _spans(chunks[0] if chunks else None, height, window_px)
+    col_spans = _spans(chunks[1] if chunks else None, width, window_px)
+
+    with contextlib.ExitStack() as publish:
+        # in bytes: rasterio hands the number to GDAL as bytes, and with a 128-byte cache
+        # rasterio.features.rasterize (polygon_fraction) runs ~40x slower
+        publish.enter_context(rasterio.Env(GDAL_CACHEMAX=STREAM_GDAL_CACHE_MB * 1024 * 1024))
+        tmp = {k: publish.enter_context(atomic_write(paths[k])) for k in names}
+        tmp_provenance = publish.enter_context(atomic_write(provenance_path))
+        staging = {k: (tmp[k].with_name(tmp[k].name + ".tiled.tif") if cog else tmp[k]) for k in names}
+        try:
+            with contextlib.ExitStack() as files:
+                dst = {k: files.enter_context(rasterio.open(staging[k], "w", **specs[k][0])) for k in names}
+                for r0, r1 in row_spans:
+                    for c0, c1 in col_spans:
+                        window = [data[k][r0:r1, c0:c1] for k in names]
+                        if chunks is not None:
+                            window = dask.compute(*window, scheduler="threads")
+                        for k, block in zip(names, window):
+                            _write_block(dst[k], r0, c0, block, specs[k][1])
+                for k in names:
+                    _, _, units, tags, _ = specs[k]
+                    dst[k].update_tags(**tags)
+                    dst[k].update_tags(1, units=units)
+                    dst[k].set_band_unit(1, units)
+                    dst[k].set_band_description(1, k)
+            if cog:
+                for k in names:
+                    rio_copy(staging[k], tmp[k], driver="COG", compress="ZSTD", level="1", predictor="YES",
+                             num_threads="ALL_CPUS", blocksize="512",
+                             overview_resampling="NEAREST" if specs[k][4] else "AVERAGE", bigtiff="IF_SAFER")
+        finally:
+            if cog:
+                for s in staging.values():
+                    s.unlink(missing_ok=True)
+        record = {"maps": {k: {"file": paths[k].name, "units": specs[k][2],
+                               "attrs": {a: val for a, val in dataset[k].attrs.items()}} for k in names},
+                  "provenance": dict(dataset.attrs), "source_info": dict(source_info or {}),
+                  "grid": grid.to_dict()}
+        tmp_provenance.write_text(json.dumps(record, indent=2, default=str, sort_keys=True), encoding="utf-8")
+    return {**paths, "provenance": provenance_path}
+
+
+# --- the pipeline stage --------------------------------------------------------------------
+
+_VECTOR_SUFFIXES = {".shp", ".gpkg", ".geojson", ".fgb", ".csv"}
+_VECTOR_MANIFEST_FORMATS = {"shapefile", "gpkg", "flatgeobuf", "geojson", "csv"}
+
+
+def _is_vector(source: Any) -> bool:
+    from prospect.io.manifests import is_manifest_id, load_manifest
+
+    s = str(source)
+    if is_manifest_id(s):
+        return load_manifest(s).format in _VECTOR_MANIFEST_FORMATS
+    return Path(s).suffix.lower() in _VECTOR_SUFFIXES
+
+
+def _source_record(source: Any, arr: xr.DataArray | None = None, gdf: Any = None) -> dict[str, Any]:
+    rec: dict[str, Any] = {"source": str(source)}
+    attrs = arr.attrs if arr is not None else (gdf.attrs if gdf is not None else {})
+    for k in ("product_id", "manifest_id", "source_sha256", "source_files", "units", "instrument"):
+        if attrs.get(k) not in (None, ""):
+            rec[k] = attrs[k]
+    return rec
+
+
+def _on_grid(arr: xr.DataArray, grid: AnalysisGrid) -> xr.DataArray:
+    from prospect.grid import resample
+
+    try:
+        same = _same_grid(AnalysisGrid.from_dataarray(arr), grid)
+    except GridError:
+        same = False
+    return arr if same else resample(arr, grid, method="average")
+
+
+def run_ice(outdir: str | os.PathLike[str], *, dem: Any = None, psr: Any = None, tmax: Any = None,
+            tmean: Any = None, ice_depth: Any = None, illumination: Any = None, hydrogen: Any = None,
+            config: Any = None, grid: AnalysisGrid | Mapping[str, Any] | None = None, mc_samples: int = 64,
+            seed: int = 0, cog: bool = False) -> dict[str, Path]:
+    """The ice pipeline stage: read the layers, model, Monte Carlo, write GeoTIFFs (``write_ice``).
+
+    Each input is a path or a data-manifest id. Rasters are read with
+    :func:`prospect.io.readers.open_product`; ``psr`` may also be polygons (a shapefile
+    such as the LOLA PSR catalogue, a GeoPackage, ...; :func:`prospect.io.vectors.open_vector`
+    then :func:`prospect.resources.masks.polygon_fraction`) or the illumination stage's
+    ``psr_mask.tif``; ``illumination`` is its ``illumination_fraction.tif``. The analysis
+    grid is ``grid`` (an :class:`AnalysisGrid` or its ``to_dict`` mapping), else the
+    DEM's, else the first raster's; rasters on other grids are resampled onto it
+    (:func:`prospect.grid.resample`, ``method="average"``: block mean when coarser).
+    Slope and aspect come from the DEM on the analysis grid (:mod:`prospect.terrain`,
+    Horn, ground distances; baseline in the attributes). ``mc_samples=0`` skips the
+    Monte Carlo. The parameters are checked before any data is read.
+    """
+    from prospect.io.readers import open_product
+    from prospect.io.vectors import open_vector
+    from prospect.terrain import aspect_deg, slope_deg
+
+    params = _params(config)
+    _values(params)
+    if isinstance(mc_samples, bool) or not isinstance(mc_samples, (int, np.integer)) or mc_samples < 0:
+        raise ConfigError(f"mc_samples must be a non-negative integer, not {mc_samples!r}")
+    if isinstance(grid, Mapping):
+        grid = AnalysisGrid.from_dict(grid)
+    elif grid is not None and not isinstance(grid, AnalysisGrid):
+        raise ConfigError(f"grid must be an AnalysisGrid or a grid mapping, not {type(grid).__name__}")
+    inputs = {"dem": dem, "psr": psr, "tmax_k": tmax, "tmean_k": tmean, "ice_depth_m": ice_depth,
+              "illumination_fraction": illumination, "hydrogen_ppm": hydrogen}
+    if all(v is None for v in inputs.values()):
+        raise ConfigError("run_ice needs at least one input (dem, psr, tmax, tmean, ice_depth, illumination, "
+                          "hydrogen)")
+    rasters: dict[str, xr.DataArray] = {}
+    source_info: dict[str, Any] = {}
+    psr_polygons = None
+    for key, src in inputs.items():
+        if src is None:
+            continue
+        if key == "psr" and _is_vector(src):
+            psr_polygons = open_vector(src)
+            source_info[key] = _source_record(src, gdf=psr_polygons)
+            continue
+        rasters[key] = open_product(src)
+        source_info[key] = _source_record(src, rasters[key])
+    if grid is None:
+        if not rasters:
+            raise ConfigError("run_ice: PSR polygons alone do not define a grid; pass grid= or a raster input "
+                              "(dem, tmax, ...)")
+        grid = AnalysisGrid.from_dataarray(rasters["dem"] if "dem" in rasters else next(iter(rasters.values())))
+    fields_: dict[str, xr.DataArray] = {}
+    for key, arr in rasters.items():
+        if key == "dem":
+            surface = _on_grid(arr, grid)
+            fields_["slope_deg"] = slope_deg(surface)
+            fields_["aspect_deg"] = aspect_deg(surface)
+        else:
+            fields_[key] = _on_grid(arr, grid)
+    if psr_polygons is not None:
+        fields_["psr"] = polygon_fraction(psr_polygons, grid)
+    layers = IceLayers(**fields_)
+    ds = ice_favourability(layers, params)
+    if mc_samples:
+        mc = ice_monte_carlo(layers, params, n=int(mc_samples), seed=seed)
+        ds = ds.assign(mc.data_vars)
+        ds.attrs.update({k: v for k, v in mc.attrs.items() if k.startswith("mc_")})
+    ds.attrs["grid"] = grid.to_dict()
+    return write_ice(ds, outdir, cog=cog, source_info=source_info)
+

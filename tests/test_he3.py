@@ -1,0 +1,219 @@
+"""Helium-3: fluence factor, calibration, Monte Carlo, inventory, the real LP Ti map and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+
+from prospect import config, lunar
+from prospect.errors import ConfigError, UnitsError
+from prospect.grid import AnalysisGrid
+from prospect.resources import he3
+from tests.conftest import run_cli
+
+SPHERE_M2 = 4.0 * math.pi * lunar.MOON_RADIUS_M**2
+
+
+def _layer(grid: AnalysisGrid, values, units: str = "wt%") -> xr.DataArray:
+    data = np.broadcast_to(np.asarray(values, dtype="float32"), grid.shape).copy()
+    return grid._wrap(data, name="layer", attrs={"units": units})
+
+
+# --- fluence ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("d", [0.0, 10.0, 30.0, 45.0, 80.0])
+def test_fluence_nearside_farside_ratio_is_one_minus_sin_d(d):
+    near = he3.fluence_factor(0.0, 0.0, d)
+    far = he3.fluence_factor(0.0, 180.0, d)
+    assert far == pytest.approx(1.0, abs=1e-12)
+    assert near / far == pytest.approx(1.0 - math.sin(math.radians(d)), abs=1e-12)
+
+
+def test_fluence_falls_as_cos_latitude_and_matches_numerical_integral():
+    lat = np.array([0.0, 30.0, 60.0, 85.0])
+    for lon in (-170.0, -40.0, 0.0, 25.0, 90.0, 135.0):
+        f = he3.fluence_factor(lat, lon, 30.0)
+        assert np.allclose(f / f[0], np.cos(np.radians(lat)), atol=1e-12)
+        # the definition, integrated numerically over sub-solar longitude outside +-D
+        s = np.radians(np.linspace(-180.0, 180.0, 720_001))
+        outside = np.abs(s) >= math.radians(30.0)
+        integrand = np.where(outside, np.maximum(0.0, np.cos(math.radians(lon) - s)), 0.0)
+        absolute = np.trapezoid(integrand, s) / (2.0 * math.pi)
+        assert f[0] == pytest.approx(absolute * math.pi, abs=1e-5)  # relative to the unshielded 1/pi
+
+
+# --- calibration --------------------------------------------------------------------------------
+
+def test_calibration_reproduces_the_anchors_and_is_traceable():
+    params = config.load("he3")
+    coef = he3.calibrate(params)
+    assert coef.a_ppb_per_wt > 0
+    for a in coef.anchors:
+        f = he3.fluence_factor(a["lat_deg"], a["lon_deg"], coef.magnetotail_half_width_deg)
+        assert coef.concentration(a["tio2_wt"], a["maturity"], f) == pytest.approx(a["he3_ppb"], rel=1e-9)
+    # every parameter carries unit, source and a status from docs/science.md
+    for p in params.params.values():
+        assert p.unit and p.source and p.status in config.STATUS
+
+
+def test_calibration_refuses_anchors_that_cannot_fix_the_model():
+    params = config.load("he3")
+    anchors = params["calibration_anchors"]
+    same_ti = [dict(anchors[0]), {**anchors[1], "tio2_wt": anchors[0]["tio2_wt"]}]
+    with pytest.raises(ConfigError, match="two different TiO2"):
+        he3.calibrate(params.replace(calibration_anchors=same_ti))
+    falling = [dict(anchors[0], he3_ppb=2.0, he3_ppb_range=[1.0, 3.0]), dict(anchors[1], he3_ppb=20.0,
+                                                                          he3_ppb_range=[15.0, 30.0])]
+    with pytest.raises(ConfigError, match="does not rise with TiO2"):
+        he3.calibrate(params.replace(calibration_anchors=falling))
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="unknown he3 parameter 'bulk_densty'"):
+        config.load("he3", {"he3": {"bulk_densty": 1500}})
+    with pytest.raises(ConfigError, match="below the allowed minimum"):
+        config.load("he3", {"he3": {"bulk_density_kg_m3": -5}})
+    with pytest.raises(ConfigError, match="unknown section"):
+        config.load("he3", {"helium": {}})
+
+
+@pytest.mark.shared_data
+def test_configured_soil_values_are_the_apollo_soils_table(shared):
+    rows = {r["site_column"]: r for r in csv.DictReader(open(shared / "apollo_soils" /
+                                                             "lunar_sourcebook_table7_15_soils.csv"))}
+    p = config.load("he3")
+    anchors = {a["name"].split(" (")[0]: a for a in p["calibration_anchors"]}
+    assert anchors["Apollo 11"]["tio2_wt"] == float(rows["11"]["TiO2"])
+    assert anchors["Apollo 16"]["tio2_wt"] == float(rows["16"]["TiO2"])
+    assert p["highland_feo_wt"] == float(rows["16"]["FeO"])
+    assert p["highland_tio2_wt"] == float(rows["16"]["TiO2"])
+    assert p["mare_tio2_wt"] == float(rows["12"]["TiO2"])
+    assert p["mare_feo_wt"] == pytest.approx((float(rows["11"]["FeO"]) + float(rows["12"]["FeO"])) / 2)
+
+
+# --- maps, Monte Carlo, inventory ----------------------------------------------------------------
+
+def test_inventory_of_a_uniform_moon_is_four_pi_r2_times_column():
+    for res in (1.0, 0.25):
+        grid = AnalysisGrid.global_geographic(res)
+        column = _layer(grid, 2.5e-5, units="kg m-2")
+        assert he3.inventory_kg(column) == pytest.approx(SPHERE_M2 * 2.5e-5, rel=1e-6)
+        north = _layer(grid, 0.0, units="1")
+        north.values[: grid.shape[0] // 2] = 1.0
+        assert he3.inventory_kg(column, mask=north) == pytest.approx(SPHERE_M2 * 2.5e-5 / 2, rel=1e-6)
+
+
+def _synthetic_inputs(feo: bool = True) -> he3.He3Inputs:
+    grid = AnalysisGrid.global_geographic(2.0)
+    lon, lat = grid.lonlat()
+    tio2 = np.where((np.abs(lon - 30) < 15) & (np.abs(lat - 5) < 10), 8.0, 0.5)  # one high-Ti mare
+    feo_v = np.where(tio2 > 1, 16.0, 5.0)
+    return he3.He3Inputs(_layer(grid, tio2), _layer(grid, feo_v) if feo else None)
+
+
+def test_maps_thickness_rule_and_monte_carlo_interval():
+    params = config.load("he3")
+    res = he3.he3_maps(_synthetic_inputs(), params, samples=64, seed=3)
+    m = res.maps
+    mare = m["tio2_wt"].values > 1
+    assert np.allclose(m["regolith_thickness_m"].values[mare], params["regolith_thickness_mare_m"])
+    assert np.allclose(m["regolith_thickness_m"].values[~mare], params["regolith_thickness_highland_m"])
+    assert m["he3_ppb"].values[mare].min() > m["he3_ppb"].values[~mare & (np.abs(m.x.values) < 60)].max()
+    p05, p50, p95 = (m[f"he3_ppb_{q}"].values for q in ("p05", "p50", "p95"))
+    assert np.all(p05 <= p50) and np.all(p50 <= p95) and np.all(p95 - p05 > 0)
+    s = res.summary()
+    assert s["inventory_kg_p05"] < s["inventory_kg_p50"] < s["inventory_kg_p95"]
+    assert s["inventory_kg_p05"] < s["inventory_kg"] < s["inventory_kg_p95"]
+    # the column integrates to the inventory
+    assert he3.inventory_kg(m["he3_column_kg_m2"]) == pytest.approx(res.inventory_kg, rel=1e-5)
+    # deterministic for a seed, different for another
+    again = he3.he3_maps(_synthetic_inputs(), params, samples=64, seed=3)
+    assert np.array_equal(again.maps["he3_ppb_p95"].values, p95)
+    assert np.array_equal(again.inventory_samples_kg, res.inventory_samples_kg)
+    other = he3.he3_maps(_synthetic_inputs(), params, samples=64, seed=4)
+    assert not np.array_equal(other.inventory_samples_kg, res.inventory_samples_kg)
+    # without FeO the thickness rule falls back to the TiO2 proxy and says so
+    proxy = he3.he3_maps(_synthetic_inputs(feo=False), params)
+    assert "proxy" in proxy.maps["he3_ppb"].attrs["thickness_rule"]
+
+
+def test_maturity_lowers_he3_and_units_are_checked():
+    params = config.load("he3")
+    inputs = _synthetic_inputs()
+    grid = inputs.grid
+    immature = he3.maturity_index(_layer(grid, 0.35, units="1"), "omat", params)  # above omat_immature: M = 0
+    assert float(immature.max()) == 0.0
+    low = he3.he3_maps(he3.He3Inputs(inputs.tio2_wt, inputs.feo_wt, immature), params)
+    high = he3.he3_maps(inputs, params)
+    assert np.all(low.maps["he3_ppb"].values < high.maps["he3_ppb"].values)
+    assert "maturity layer" in low.maps["he3_ppb"].attrs["maturity_rule"]
+    with pytest.raises(UnitsError, match="expected wt%"):
+        he3.He3Inputs(_layer(grid, 1.0, units="ppm"))
+
+
+def test_block_streaming_equals_one_block(tmp_path):
+    params = config.load("he3")
+    inputs = _synthetic_inputs()
+    summary = he3.write_he3(inputs, tmp_path / "out", params, samples=16, seed=1, block_px=37)
+    whole = he3.he3_maps(inputs, params, samples=16, seed=1)
+    assert summary["inventory_kg"] == pytest.approx(whole.inventory_kg, rel=1e-9)
+    assert summary["inventory_kg_p95"] == pytest.approx(whole.summary()["inventory_kg_p95"], rel=1e-9)
+    with rasterio.open(tmp_path / "out" / "he3_ppb_p95.tif") as src:
+        assert np.allclose(src.read(1), whole.maps["he3_ppb_p95"].values, rtol=1e-6)
+        assert src.tags(1)["units"] == "ppb"
+        assert "anchors" in src.tags()["prospect_calibration"]
+        assert "IAU_2015" in src.crs.to_wkt() or "Moon" in src.crs.to_wkt()
+    saved = json.loads((tmp_path / "out" / "he3_inventory.json").read_text())
+    assert saved["inventory_kg"] == summary["inventory_kg"]
+
+
+# --- the real Lunar Prospector Ti map ----------------------------------------------------------
+
+def _value_at(arr: xr.DataArray, lon: float, lat: float) -> float:
+    return float(arr.sel(x=lon, y=lat, method="nearest"))
+
+
+@pytest.mark.shared_data
+def test_global_he3_from_lp_ti_mare_over_highlands_and_apollo11(shared, tmp_path, capsys):
+    out = tmp_path / "he3"
+    r = run_cli("he3", "lp_grs_ti_5deg", str(out), "--json", "--samples", "100", "--feo", "lp_grs_feo_halfdeg")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    for key in ("inventory_kg", "inventory_kg_p05", "inventory_kg_p95"):
+        assert summary[key] > 0
+    assert summary["inventory_kg_p05"] < summary["inventory_kg"] < summary["inventory_kg_p95"]
+    assert summary["area_m2"] == pytest.approx(SPHERE_M2, rel=1e-6)
+    import rioxarray  # noqa: F401
+
+    ppb = xr.open_dataarray(out / "he3_ppb.tif", engine="rasterio").squeeze("band", drop=True)
+    tio2 = xr.open_dataarray(out / "tio2_wt.tif", engine="rasterio").squeeze("band", drop=True)
+    tranq = _value_at(ppb, 31.4, 8.5)        # Mare Tranquillitatis
+    highlands = _value_at(ppb, 5.0, -15.0)   # nearside central highlands
+    assert tranq > 2 * highlands
+    a11_cell = _value_at(tio2, 23.473, 0.674)
+    rows = {r["site_column"]: r for r in csv.DictReader(open(shared / "apollo_soils" /
+                                                             "lunar_sourcebook_table7_15_soils.csv"))}
+    ratio = a11_cell / float(rows["11"]["TiO2"])
+    # the 5-deg LP cell (~150 km) dilutes the high-Ti soil with its surroundings
+    assert 0.3 < ratio < 1.0
+    with capsys.disabled():
+        print(f"\nLP Ti -> He-3: Tranquillitatis {tranq:.1f} ppb, central highlands {highlands:.1f} ppb; Apollo 11 "
+              f"cell TiO2 {a11_cell:.2f} wt% vs soil {rows['11']['TiO2']} (ratio {ratio:.2f}); inventory "
+              f"{summary['inventory_kg']:.3g} kg [{summary['inventory_kg_p05']:.3g}, {summary['inventory_kg_p95']:.3g}]")
+
+
+def test_cli_bad_inputs_one_line_exit_2(tmp_path):
+    r = run_cli("he3", str(tmp_path / "missing.tif"), str(tmp_path / "o"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no such file" in r.stderr
+    assert not (tmp_path / "o").exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("he3:\n  magnetotail_half_width_deg: 120\n")
+    r = run_cli("he3", "lp_grs_ti_5deg", str(tmp_path / "o"), "--config", str(bad))
+    assert r.returncode == 2 and "above the allowed maximum" in r.stderr and "bad.yaml" in r.stderr
+    assert not (tmp_path / "o").exists()
