@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import dask
-import dask.array as da
 import numpy as np
 import xarray as xr
 
@@ -54,6 +53,7 @@ from prospect.config import ParameterSet
 from prospect.config import load as load_config
 from prospect.errors import ConfigError, GridError, UnitsError
 from prospect.grid import AnalysisGrid
+from prospect.resources.inventory import inventory_kg  # noqa: F401  (re-exported: the He-3 inventory function)
 
 MaturityKind = Literal["index", "is_feo", "omat"]
 PERCENTILES = (5.0, 50.0, 95.0)
@@ -461,33 +461,6 @@ def map_attrs(inputs: He3Inputs, params: ParameterSet, coef: Coefficients, *, sa
         "citations": ("Johnson, Swindle & Lucey 1999 GRL 26:385; Fa & Jin 2007 Icarus 190:15; Cameron 1991; "
                       "Jin, Fa & Wieczorek 2009; Lunar Sourcebook table 7.15"),
     }
-
-
-# --- inventory ------------------------------------------------------------------------------
-
-def inventory_kg(column: xr.DataArray, *, mask: xr.DataArray | None = None, region: Any = None) -> float:
-    """Total mass [kg] of a column-density map [kg m-2] over the grid, a mask or a region.
-
-    Cell areas are exact on the 1737.4 km sphere (:meth:`AnalysisGrid.cell_area_m2`).
-    ``mask`` is a boolean or fractional (0..1) layer on the same grid; ``region`` a
-    GeoDataFrame of polygons (their covered fraction of each pixel is used). NaN columns
-    count as no data (zero), so the result is a lower bound where the map has gaps.
-    """
-    grid = AnalysisGrid.from_dataarray(column)
-    chunks = column.chunks if column.chunks else None
-    area = grid.cell_area_m2(chunks=chunks[0][0] if chunks else None)
-    weight = area
-    if region is not None:
-        from prospect.resources.masks import polygon_fraction
-
-        weight = weight * polygon_fraction(region, grid).data
-    if mask is not None:
-        if mask.shape != column.shape:
-            raise GridError(f"inventory mask shape {mask.shape} differs from the map's {column.shape}")
-        weight = weight * xr.DataArray(np.asarray(mask.data, dtype="float64") if not isinstance(mask.data, da.Array)
-                                       else mask.data.astype("float64"), dims=("y", "x")).fillna(0.0).data
-    total = (column.fillna(0.0).data.astype("float64") * getattr(weight, "data", weight)).sum()
-    return float(total.compute() if hasattr(total, "compute") else total)
 
 
 # --- edges: sources in, GeoTIFFs out ---------------------------------------------------------
