@@ -359,7 +359,9 @@ def test_write_ice_crash_leaves_no_partial_outputs(scene, tmp_path, monkeypatch)
     out = tmp_path / "ice"
     first = write_ice(ds, out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    real = ice._write_block
+    from prospect.io import writers
+
+    real = writers._write_window
     calls = []
 
     def crash(*args, **kwargs):
@@ -368,7 +370,7 @@ def test_write_ice_crash_leaves_no_partial_outputs(scene, tmp_path, monkeypatch)
             raise RuntimeError("disk full")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ice, "_write_block", crash)
+    monkeypatch.setattr(writers, "_write_window", crash)  # write_ice imports it at call time
     changed = ice_favourability(dataclasses.replace(scene.layers, hydrogen_ppm=None))
     with pytest.raises(RuntimeError, match="disk full"):
         write_ice(changed, out)

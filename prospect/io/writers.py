@@ -567,12 +567,15 @@ def _stream_profile(crs: LunarCRS, transform: Any, shape: tuple[int, int], nodat
 
 
 def _write_window(dst: Any, row0: int, col0: int, block: np.ndarray, nodata: float) -> None:
-    """Write a 2-D float block at ``(row0, col0)`` of band 1, NaN as ``nodata``."""
+    """Write a 2-D block at ``(row0, col0)`` of band 1: floats as float32 with NaN as ``nodata``,
+    integer classes as they are."""
     from rasterio.windows import Window
 
-    block = np.asarray(block, dtype="float32")
-    values = np.where(np.isnan(block), np.float32(nodata), block)
-    dst.write(values, 1, window=Window(col0, row0, block.shape[1], block.shape[0]))
+    values = np.asarray(block)
+    if np.issubdtype(values.dtype, np.floating):
+        values = values.astype("float32", copy=False)
+        values = np.where(np.isnan(values), np.float32(nodata), values)
+    dst.write(values, 1, window=Window(col0, row0, values.shape[1], values.shape[0]))
 
 
 class _Progress:

@@ -809,27 +809,9 @@ def _tag_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
 
 
-def _spans(chunks: tuple[int, ...] | None, n: int, target: int) -> list[tuple[int, int]]:
-    """Windows of about ``target`` pixels along one axis, made of whole chunks when chunked."""
-    if chunks is None:
-        return [(s, min(n, s + target)) for s in range(0, n, target)]
-    spans, start, pos = [], 0, 0
-    for c in chunks:
-        if pos > start and pos + c - start > target:
-            spans.append((start, pos))
-            start = pos
-        pos += c
-    spans.append((start, pos))
-    return spans
-
-
-def _write_block(dst: Any, r0: int, c0: int, block: np.ndarray, nodata: float | int) -> None:
-    from rasterio.windows import Window
-
-    block = np.asarray(block)
-    if np.issubdtype(block.dtype, np.floating):
-        block = np.where(np.isnan(block), _F32(nodata), block).astype(_F32)
-    dst.write(block, 1, window=Window(c0, r0, block.shape[1], block.shape[0]))
+def _even(n: int, size: int) -> tuple[int, ...]:
+    """``n`` pixels as pieces of ``size`` (the last one shorter), for unchunked maps."""
+    return tuple(min(size, n - s) for s in range(0, n, size))
 
 
 def write_ice(dataset: xr.Dataset, outdir: str | os.PathLike[str], *, cog: bool = False,
@@ -852,7 +834,7 @@ def write_ice(dataset: xr.Dataset, outdir: str | os.PathLike[str], *, cog: bool 
     import rasterio
     from rasterio.shutil import copy as rio_copy
 
-    from prospect.io.writers import STREAM_CREATION_OPTIONS, STREAM_GDAL_CACHE_MB, atomic_write
+    from prospect.io.writers import STREAM_CREATION_OPTIONS, STREAM_GDAL_CACHE_MB, _groups, _write_window, atomic_write
 
     if not isinstance(dataset, xr.Dataset):
         raise ConfigError(f"write_ice takes the Dataset of ice_favourability / ice_monte_carlo, not "
@@ -894,8 +876,8 @@ def write_ice(dataset: xr.Dataset, outdir: str | os.PathLike[str], *, cog: bool 
         specs[k] = (profile, nodata, units, tags, is_class)
     data = {k: dataset[k].data for k in names}
     chunks = next((x.chunks for x in data.values() if isinstance(x, da.Array)), None)
-    row_spans = _spans(chunks[0] if chunks else None, height, window_px)
-    col_spans = _spans(chunks[1] if chunks else None, width, window_px)
+    row_spans = _groups(chunks[0] if chunks else _even(height, window_px), window_px)
+    col_spans = _groups(chunks[1] if chunks else _even(width, window_px), window_px)
 
     with contextlib.ExitStack() as publish:
         # in bytes: rasterio hands the number to GDAL as bytes, and with a 128-byte cache
@@ -913,7 +895,7 @@ def write_ice(dataset: xr.Dataset, outdir: str | os.PathLike[str], *, cog: bool 
                         if chunks is not None:
                             window = dask.compute(*window, scheduler="threads")
                         for k, block in zip(names, window):
-                            _write_block(dst[k], r0, c0, block, specs[k][1])
+                            _write_window(dst[k], r0, c0, block, specs[k][1])
                 for k in names:
                     _, _, units, tags, _ = specs[k]
                     dst[k].update_tags(**tags)
