@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import dask
 import numpy as np
 import xarray as xr
 
@@ -326,10 +325,12 @@ def _read_block(inputs: He3Inputs, window: tuple[int, int, int, int]) -> dict[st
                        (r1 - r0, c1 - c0))
     lon, lat = sub.lonlat()
     out: dict[str, Any] = {"lon": np.asarray(lon), "lat": np.asarray(lat)}
+    # each block is computed in its worker thread without dask's own pool (the blocks are the parallelism)
     for key, layer in (("tio2", inputs.tio2_wt), ("feo", inputs.feo_wt), ("mat", inputs.maturity),
                        ("thick", inputs.thickness_m)):
-        out[key] = None if layer is None else np.asarray(layer.isel(y=slice(r0, r1), x=slice(c0, c1)).values)
-    out["area"] = np.asarray(sub.cell_area_m2().values, dtype="float64")
+        out[key] = None if layer is None else np.asarray(
+            layer.isel(y=slice(r0, r1), x=slice(c0, c1)).compute(scheduler="synchronous").values)
+    out["area"] = np.asarray(sub.cell_area_m2().compute(scheduler="synchronous").values, dtype="float64")
     return out
 
 
@@ -351,8 +352,8 @@ def compute_block(inputs: He3Inputs, window: tuple[int, int, int, int], central:
     weight = b["area"]
     if mask is not None:
         r0, r1, c0, c1 = window
-        weight = weight * np.nan_to_num(np.asarray(mask.isel(y=slice(r0, r1), x=slice(c0, c1)).values,
-                                                   dtype="float64"))
+        weight = weight * np.nan_to_num(np.asarray(
+            mask.isel(y=slice(r0, r1), x=slice(c0, c1)).compute(scheduler="synchronous").values, dtype="float64"))
     valid = np.isfinite(fields["he3_column_kg_m2"])
     inv = float(np.sum(np.where(valid, fields["he3_column_kg_m2"] * weight, 0.0)))
     maps = {k: v.astype("float32") for k, v in fields.items()}
@@ -403,7 +404,7 @@ def iter_blocks(inputs: He3Inputs, params: ParameterSet, *, samples: int = 0, se
     central = central_draw(params)
     draws = sample_parameters(params, samples, seed) if samples else None
     windows = _windows(inputs.grid, block_px)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, dask.config.set(scheduler="synchronous"):
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         pending: list[Any] = []
         for w in windows:
             pending.append(pool.submit(compute_block, inputs, w, central, draws, mask))
@@ -577,14 +578,15 @@ def _quantity_of(arr: xr.DataArray) -> str:
 
 def run_he3(tio2_source: str, outdir: str | Path, *, feo: str | None = None, maturity: str | None = None,
             maturity_kind: MaturityKind = "index", thickness: str | None = None, quantity: str | None = None,
-            resolution_deg: float = 0.5, config: Any = None, samples: int = 200, seed: int = 0,
-            workers: int = 2) -> dict[str, Any]:
+            resolution_deg: float = 0.5, grid: AnalysisGrid | None = None, config: Any = None, samples: int = 200,
+            seed: int = 0, workers: int = 2) -> dict[str, Any]:
     """The He-3 stage: sources (paths or manifest ids) in, maps and inventory out (``prospect he3``).
 
     ``tio2_source`` holds Ti (converted with ``tio2_per_ti``, e.g. the LP GRS Ti table)
     or TiO2 wt% (e.g. LROC WAC TiO2); ``quantity`` ("Ti" / "TiO2") overrides what the
-    source says. A table goes onto a global geographic grid of ``resolution_deg``; the
-    other layers are put on the TiO2 layer's grid.
+    source says. The maps are on ``grid`` (e.g. a pipeline's polar analysis grid) when
+    given; otherwise a table goes onto a global geographic grid of ``resolution_deg`` and
+    a raster keeps its own grid. The other layers are put on the TiO2 layer's grid.
     """
     params = load_config("he3", config)
     calibrate(params)  # refuse bad anchors before any work
@@ -595,7 +597,7 @@ def run_he3(tio2_source: str, outdir: str | Path, *, feo: str | None = None, mat
         from prospect.errors import OutputPathError
 
         raise OutputPathError(f"{out}: parent directory {out.parent} does not exist")
-    layer, q = load_layer(tio2_source, None, resolution_deg=resolution_deg)
+    layer, q = load_layer(tio2_source, grid, resolution_deg=resolution_deg)
     q = quantity or q
     if q == "Ti":
         tio2 = layer * float(params["tio2_per_ti"])
