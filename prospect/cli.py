@@ -260,7 +260,9 @@ def ice(
     ice_depth: Annotated[Optional[str], typer.Option("--ice-depth", help="Depth to ice [m] (Diviner PRP).")] = None,
     illumination: Annotated[Optional[str], typer.Option("--illumination", help="illumination_fraction.tif (for "
                                                         "the thermal proxy).")] = None,
-    hydrogen: Annotated[Optional[str], typer.Option("--hydrogen", help="Neutron hydrogen [ppm H].")] = None,
+    hydrogen: Annotated[Optional[str], typer.Option("--hydrogen", help="Neutron hydrogen [ppm H]: a raster or a "
+                                                    "Lunar Prospector table such as lp_ns_hydrogen_halfdeg; adds "
+                                                    "the water-equivalent column and inventory.")] = None,
     samples: Annotated[int, typer.Option("--samples", help="Monte Carlo samples (0: none).")] = 64,
     seed: Annotated[int, typer.Option("--seed", help="Monte Carlo seed.")] = 0,
     config: Annotated[Optional[Path], typer.Option("--config", help="YAML file overriding parameters "
@@ -277,6 +279,9 @@ def ice(
                     hydrogen=hydrogen, config=config, mc_samples=samples, seed=seed)
     for name, path in paths.items():
         typer.echo(f"{path}: {name}")
+    inventory = json.loads(paths["provenance"].read_text())["provenance"].get("water_inventory_kg")
+    if inventory:
+        typer.echo("water-equivalent inventory: " + ", ".join(f"{k[:-3]} {v:.4g} kg" for k, v in inventory.items()))
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001

@@ -478,3 +478,37 @@ def test_cli_ice_real_layers_and_bad_input(shared, tmp_path):
         r = run_cli("ice", str(tmp_path / "o2"), *args)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and text in r.stderr, r.stderr
         assert not (tmp_path / "o2").exists()
+
+
+def test_water_inventory_from_a_hydrogen_table(scene, tmp_path):
+    """A Lunar Prospector-style hydrogen table (ppm H) is rasterised onto the grid, and the water column
+    WEH/100 x density x depth integrates to the analytic mass over the map."""
+    import gzip
+
+    rows = [f"  {a:7.2f}, {a + 10:9.2f}, {b:9.2f}, {b + 10:9.2f}, {1670.0:11.5f}"
+            for a in range(-90, 90, 10) for b in range(-180, 180, 10)]
+    header = ["#", "# Hydrogen data as described by a test", "#", f"# This file contains {len(rows)} binned values",
+              '# for the Lunar Prospector "Hydrogen_test" dataset.', "# These data are in units of ppm.", "#"]
+    table = tmp_path / "hydrogen.data.gz"
+    table.write_bytes(gzip.compress(("\n".join(header + rows) + "\n").encode()))
+    g = scene.grid
+    write_geotiff(scene.layers.psr, tmp_path / "psr_mask.tif", crs=g.crs, transform=g.transform, units="1")
+    paths = run_ice(tmp_path / "out", psr=tmp_path / "psr_mask.tif", hydrogen=str(table), mc_samples=0)
+    with rasterio.open(paths["score_hydrogen"]) as src:
+        assert np.allclose(src.read(1, masked=True).compressed(), 1.0)
+    record = json.loads(paths["provenance"].read_text())
+    inv = record["provenance"]["water_inventory_kg"]
+    p = load("ice")
+    column = 1670.0 * p["weh_per_ppm_h"] / 100.0 * p["bulk_density_kg_m3"] * p["water_sensing_depth_m"]
+    area = float(g.cell_area_m2().sum())
+    assert inv["map_kg"] == pytest.approx(column * area, rel=1e-5)
+    psr_area = float(g.cell_area_m2().where(scene.trap).sum())
+    assert inv["psr_kg"] == pytest.approx(column * psr_area, rel=1e-5)
+    assert inv["psr_kg"] <= inv["stable_classes_kg"] <= inv["map_kg"]
+    with rasterio.open(paths["water_column_kg_m2"]) as src:
+        assert src.tags(1)["units"] == "kg m-2"
+
+
+def test_water_and_he3_use_one_bulk_density():
+    ice_p, he3_p = load("ice").param("bulk_density_kg_m3"), load("he3").param("bulk_density_kg_m3")
+    assert (ice_p.value, ice_p.range, ice_p.unit) == (he3_p.value, he3_p.range, he3_p.unit)

@@ -536,3 +536,23 @@ def read_binned_table(source: str | Path, *, strict: bool = False) -> BinnedTabl
         source_sha256=digest, manifest_id=manifest.id if manifest is not None else None, citation=citation,
         header=header_text,
     )
+
+
+def _looks_like_table(path: Path) -> bool:
+    try:
+        with (gzip.open(path, "rt", errors="replace") if path.suffix == ".gz" else
+              open(path, errors="replace")) as fh:
+            head = fh.read(256)
+    except (OSError, EOFError):
+        return False
+    return head.lstrip().startswith("#")
+
+
+def is_binned_table_source(source: str) -> bool:
+    """Whether ``source`` (a path or manifest id) is a binned table (``lp-grs-table``) rather than a raster."""
+    from prospect.io.manifests import is_manifest_id, load_manifest
+
+    if is_manifest_id(source):
+        return load_manifest(source).format == "lp-grs-table"
+    p = Path(source)
+    return p.is_file() and p.suffix.lower() in (".gz", ".data", ".txt", ".tab", ".dat") and _looks_like_table(p)

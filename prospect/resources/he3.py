@@ -519,27 +519,6 @@ def write_he3(inputs: He3Inputs, outdir: str | Path, params: ParameterSet | None
     return summary
 
 
-def _looks_like_table(path: Path) -> bool:
-    import gzip
-
-    try:
-        with (gzip.open(path, "rt", errors="replace") if path.suffix == ".gz" else
-              open(path, errors="replace")) as fh:
-            head = fh.read(256)
-    except OSError:
-        return False
-    return head.lstrip().startswith("#")
-
-
-def _is_table_source(source: str) -> bool:
-    from prospect.io.manifests import is_manifest_id, load_manifest
-
-    if is_manifest_id(source):
-        return load_manifest(source).format == "lp-grs-table"
-    p = Path(source)
-    return p.is_file() and p.suffix.lower() in (".gz", ".data", ".txt", ".tab", ".dat") and _looks_like_table(p)
-
-
 def load_layer(source: str, grid: AnalysisGrid | None, *, resolution_deg: float = 0.5
                ) -> tuple[xr.DataArray, str]:
     """A layer from a path or manifest id: a binned table rasterised (area-weighted) or a raster.
@@ -551,7 +530,9 @@ def load_layer(source: str, grid: AnalysisGrid | None, *, resolution_deg: float 
     from prospect.grid import resample
     from prospect.io.readers import open_product
 
-    if _is_table_source(source):
+    from prospect.io.tables import is_binned_table_source
+
+    if is_binned_table_source(source):
         from prospect.io.tables import read_binned_table
         from prospect.resources.binned import rasterize_binned
 

@@ -109,6 +109,7 @@ __all__ = [
     "pole_facing_score",
     "run_ice",
     "thermal_proxy_k",
+    "water_inventory_kg",
     "weh_wt_pct",
     "write_ice",
 ]
@@ -408,6 +409,9 @@ def _evaluate(a: Mapping[str, Any], v: Mapping[str, Any], rules: _Rules, pole_az
     if "hydrogen" in rules.layers:
         weh = (a["hydrogen_ppm"] * v["weh_per_ppm_h"]).astype(_F32)
         out["weh_wt_pct"] = weh
+        # water column [kg m-2] = WEH / 100 x bulk density x sensing depth (for inventories)
+        out["water_column_kg_m2"] = (weh * _F32(v["bulk_density_kg_m3"] * v["water_sensing_depth_m"] / 100.0)
+                                     ).astype(_F32)
         scores["hydrogen"] = np.clip(weh / v["weh_reference_wt_pct"], _F32(0.0), _F32(1.0)).astype(_F32)
     if "pole_facing" in rules.layers:
         pole = pole_azimuth if pole_azimuth is not None else _F32(180.0) * (a["lat_deg"] < 0)
@@ -611,8 +615,9 @@ _LONG_NAMES = {
     "score_pole_facing": "pole-facing slope score",
     "weh_wt_pct": "water-equivalent hydrogen, 9e-4 x ppm H (neutron footprint 30-150 km: smooth)",
     "thermal_proxy_k": "PROXY annual mean surface temperature: " + PROXY_LABEL,
+    "water_column_kg_m2": "water-equivalent column: WEH / 100 x bulk density x neutron sensing depth",
 }
-_OUT_UNITS = {"weh_wt_pct": "wt%", "thermal_proxy_k": "K"}
+_OUT_UNITS = {"weh_wt_pct": "wt%", "thermal_proxy_k": "K", "water_column_kg_m2": "kg m-2"}
 
 
 def _class_attrs(prov: Mapping[str, Any]) -> dict[str, Any]:
@@ -677,7 +682,7 @@ def ice_favourability(layers: IceLayers, params: Any = None) -> xr.Dataset:
     out = _evaluate(prep.arrays, v, prep.rules, prep.pole_azimuth)
     data_vars = {}
     for name in ("ice_favourability", "ice_stability_class", "coverage", *(f"score_{k}" for k in SCORE_LAYERS),
-                 "weh_wt_pct", "thermal_proxy_k"):
+                 "weh_wt_pct", "water_column_kg_m2", "thermal_proxy_k"):
         if name == "ice_stability_class":
             data_vars[name] = _class_map(prep, out, prov)
             continue
@@ -693,6 +698,30 @@ def ice_favourability(layers: IceLayers, params: Any = None) -> xr.Dataset:
             attrs["slope_baseline_m"] = layers.slope_deg.attrs.get("baseline_m", "unknown")
         data_vars[name] = _wrap(prep, out[name], name, attrs)
     return xr.Dataset(data_vars, attrs=prov)
+
+
+def water_inventory_kg(dataset: xr.Dataset, params: Any = None) -> dict[str, float]:
+    """Water-equivalent mass [kg] of a favourability Dataset with hydrogen: over the whole map, over
+    the stable classes (surface + shallow) and over the PSR pixels (PSR fraction >= threshold).
+
+    The column is ``WEH / 100 x bulk density x sensing depth``
+    (:data:`ice.yaml <prospect.config>` ``bulk_density_kg_m3``, ``water_sensing_depth_m``),
+    integrated with exact pixel areas (:func:`prospect.resources.inventory.inventory_kg`).
+    Neutron WEH is a 30-150 km footprint average, so these are regional masses spread
+    over the mask, not the ice inside each cold trap.
+    """
+    from prospect.resources.inventory import inventory_kg
+
+    if "water_column_kg_m2" not in dataset:
+        raise ConfigError("water_inventory_kg needs a hydrogen layer (no water_column_kg_m2 in the dataset)")
+    v = _values(_params(params))
+    column = dataset["water_column_kg_m2"]
+    cls = dataset["ice_stability_class"]
+    out = {"map_kg": inventory_kg(column),
+           "stable_classes_kg": inventory_kg(column, mask=((cls == CLASS_SURFACE) | (cls == CLASS_SHALLOW)))}
+    if "score_psr" in dataset:
+        out["psr_kg"] = inventory_kg(column, mask=(dataset["score_psr"] >= v["psr_fraction_threshold"]))
+    return out
 
 
 def _mc_ranges(p: ParameterSet) -> dict[str, tuple[float, float]]:
@@ -972,7 +1001,9 @@ def run_ice(outdir: str | os.PathLike[str], *, dem: Any = None, psr: Any = None,
     Monte Carlo. The parameters are checked before any data is read.
     """
     from prospect.io.readers import open_product
+    from prospect.io.tables import is_binned_table_source, read_binned_table
     from prospect.io.vectors import open_vector
+    from prospect.resources.binned import rasterize_binned
     from prospect.terrain import aspect_deg, slope_deg
 
     params = _params(config)
@@ -989,6 +1020,7 @@ def run_ice(outdir: str | os.PathLike[str], *, dem: Any = None, psr: Any = None,
         raise ConfigError("run_ice needs at least one input (dem, psr, tmax, tmean, ice_depth, illumination, "
                           "hydrogen)")
     rasters: dict[str, xr.DataArray] = {}
+    tables: dict[str, Any] = {}
     source_info: dict[str, Any] = {}
     psr_polygons = None
     for key, src in inputs.items():
@@ -997,6 +1029,12 @@ def run_ice(outdir: str | os.PathLike[str], *, dem: Any = None, psr: Any = None,
         if key == "psr" and _is_vector(src):
             psr_polygons = open_vector(src)
             source_info[key] = _source_record(src, gdf=psr_polygons)
+            continue
+        if is_binned_table_source(str(src)):
+            tables[key] = read_binned_table(str(src))  # rasterised once the grid is known
+            source_info[key] = {"source": str(src), "product_id": tables[key].product_id,
+                                "manifest_id": tables[key].manifest_id, "source_sha256": tables[key].source_sha256,
+                                "units": tables[key].units}
             continue
         rasters[key] = open_product(src)
         source_info[key] = _source_record(src, rasters[key])
@@ -1013,6 +1051,10 @@ def run_ice(outdir: str | os.PathLike[str], *, dem: Any = None, psr: Any = None,
             fields_["aspect_deg"] = aspect_deg(surface)
         else:
             fields_[key] = _on_grid(arr, grid)
+    for key, table in tables.items():
+        if key == "dem":
+            raise ConfigError(f"run_ice: dem {inputs['dem']} is a binned table, not a DEM raster")
+        fields_[key] = rasterize_binned(table, grid)  # area-weighted onto the analysis grid
     if psr_polygons is not None:
         fields_["psr"] = polygon_fraction(psr_polygons, grid)
     layers = IceLayers(**fields_)
@@ -1022,5 +1064,7 @@ def run_ice(outdir: str | os.PathLike[str], *, dem: Any = None, psr: Any = None,
         ds = ds.assign(mc.data_vars)
         ds.attrs.update({k: v for k, v in mc.attrs.items() if k.startswith("mc_")})
     ds.attrs["grid"] = grid.to_dict()
+    if "water_column_kg_m2" in ds:
+        ds.attrs["water_inventory_kg"] = water_inventory_kg(ds, params)
     return write_ice(ds, outdir, cog=cog, source_info=source_info)
 
