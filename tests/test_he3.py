@@ -236,3 +236,16 @@ def test_he3_on_a_polar_analysis_grid_matches_the_global_map(shared, tmp_path):
         totals.append(he3.inventory_kg(col, mask=grid._wrap((lat < -80).astype("float32"))))
     assert totals[0] == pytest.approx(totals[1], rel=0.001), totals
     assert s_polar["inventory_kg"] < glob["inventory_kg"] / 50  # the cap is ~0.8 % of the sphere
+
+
+def test_inventory_over_a_region_of_polygons():
+    """A region given as polygons (here one quadrant in lon/lat) weights each pixel by its covered fraction."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    grid = AnalysisGrid.global_geographic(1.0)
+    column = _layer(grid, 1e-5, units="kg m-2")
+    quadrant = gpd.GeoDataFrame(geometry=[box(0.0, 0.0, 90.0, 90.0)], crs=lunar.lunar_crs(lunar.IAU_GEOGRAPHIC)
+                                .to_pyproj())
+    quadrant.attrs["crs_code"] = "IAU_2015:30100"
+    assert he3.inventory_kg(column, region=quadrant) == pytest.approx(SPHERE_M2 * 1e-5 / 8, rel=1e-6)
