@@ -249,3 +249,20 @@ def test_inventory_over_a_region_of_polygons():
                                 .to_pyproj())
     quadrant.attrs["crs_code"] = "IAU_2015:30100"
     assert he3.inventory_kg(column, region=quadrant) == pytest.approx(SPHERE_M2 * 1e-5 / 8, rel=1e-6)
+
+
+def test_cli_with_a_tio2_raster_and_wrong_units(tmp_path):
+    from prospect.io.writers import write_geotiff
+
+    inputs = _synthetic_inputs(feo=False)
+    grid = inputs.grid
+    write_geotiff(inputs.tio2_wt, tmp_path / "tio2.tif", crs=grid.crs, transform=grid.transform, units="wt%")
+    r = run_cli("he3", str(tmp_path / "tio2.tif"), str(tmp_path / "out"), "--samples", "0", "--quantity", "TiO2")
+    assert r.returncode == 0, r.stderr
+    expected = he3.he3_maps(inputs, config.load("he3"))
+    with rasterio.open(tmp_path / "out" / "he3_ppb.tif") as src:
+        np.testing.assert_allclose(src.read(1), expected.maps["he3_ppb"].values, rtol=1e-6)
+    write_geotiff(inputs.tio2_wt, tmp_path / "ppm.tif", crs=grid.crs, transform=grid.transform, units="ppm")
+    r = run_cli("he3", str(tmp_path / "ppm.tif"), str(tmp_path / "out2"))
+    assert r.returncode == 2 and "expected wt%" in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "out2").exists()

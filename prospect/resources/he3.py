@@ -540,7 +540,7 @@ def load_layer(source: str, grid: AnalysisGrid | None, *, resolution_deg: float 
         target = grid or AnalysisGrid.global_geographic(resolution_deg)
         layer = rasterize_binned(table, target, chunks=MC_BLOCK_PX)  # one chunk per Monte Carlo block
         return layer, table.quantity
-    arr = open_product(source)
+    arr = open_product(source, chunks=MC_BLOCK_PX)  # one chunk per Monte Carlo block: each read once
     quantity = _quantity_of(arr)
     if grid is not None and (AnalysisGrid.from_dataarray(arr).shape != grid.shape or
                              not np.allclose(tuple(AnalysisGrid.from_dataarray(arr).transform)[:6],
