@@ -187,6 +187,13 @@ def _mix(value: Any, low: float, high: float) -> Any:
     return np.clip((value - low) / (high - low), 0.0, 1.0)
 
 
+def _check_wt_pct(layer: xr.DataArray, what: str) -> None:
+    """Oxide and element abundances must be in weight percent (a layer without units is taken as wt%)."""
+    units = str(layer.attrs.get("units", "wt%")).replace(" ", "").lower()
+    if units not in ("wt%", "weightpercent", "%"):
+        raise UnitsError(f"{what} has units {layer.attrs.get('units')!r}; expected wt%")
+
+
 @dataclass
 class He3Inputs:
     """The layers of the He-3 model on one analysis grid (all float, NaN for no data).
@@ -213,9 +220,9 @@ class He3Inputs:
                                                                  tuple(self.grid.transform)[:6]):
                 raise GridError(f"he3 layer {name!r} is not on the TiO2 grid ({other.shape} vs {self.grid.shape}); "
                                 "resample it with prospect.grid.resample first")
-        units = str(self.tio2_wt.attrs.get("units", "wt%")).replace(" ", "").lower()
-        if units not in ("wt%", "weightpercent", "%"):
-            raise UnitsError(f"TiO2 layer has units {self.tio2_wt.attrs.get('units')!r}; expected wt%")
+        _check_wt_pct(self.tio2_wt, "TiO2 layer")
+        if self.feo_wt is not None:
+            _check_wt_pct(self.feo_wt, "FeO layer")
 
     @property
     def thickness_rule(self) -> str:
@@ -579,6 +586,7 @@ def run_he3(tio2_source: str, outdir: str | Path, *, feo: str | None = None, mat
 
         raise OutputPathError(f"{out}: parent directory {out.parent} does not exist")
     layer, q = load_layer(tio2_source, grid, resolution_deg=resolution_deg)
+    _check_wt_pct(layer, str(tio2_source))
     q = quantity or q
     if q == "Ti":
         tio2 = layer * float(params["tio2_per_ti"])
