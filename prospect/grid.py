@@ -351,6 +351,11 @@ class AnalysisGrid:
         """Pixel size ``(x, y)`` in CRS units (degrees or metres), both positive."""
         return self.transform.a, -self.transform.e
 
+    def matches(self, other: "AnalysisGrid") -> bool:
+        """Whether ``other`` is this grid: same lunar CRS and shape, transform equal to 1e-6 pixel."""
+        return (self.shape == other.shape and _same_crs(self.crs, other.crs)
+                and self.transform.almost_equals(other.transform, precision=1e-6 * abs(self.transform.a)))
+
     @property
     def ground_resolution_m(self) -> float:
         """Nominal ground pixel size [m] (x size; degrees converted at the equator)."""
@@ -948,3 +953,13 @@ def resample(arr: xr.DataArray, grid: AnalysisGrid, *, method: ResamplingMethod 
     attrs.pop("longitude_convention", None)  # described the source's lon coordinate, which is gone
     attrs["resampling"] = method
     return grid._wrap(out, name=arr.name, attrs=attrs)
+
+
+def on_grid(arr: xr.DataArray, grid: AnalysisGrid, *, method: ResamplingMethod = "average",
+            chunks: Any = None) -> xr.DataArray:
+    """``arr`` itself when it is already on ``grid`` (:meth:`AnalysisGrid.matches`), else :func:`resample`."""
+    try:
+        same = AnalysisGrid.from_dataarray(arr).matches(grid)
+    except GridError:
+        same = False
+    return arr if same else resample(arr, grid, method=method, chunks=chunks)

@@ -216,8 +216,7 @@ class He3Inputs:
             if layer is None:
                 continue
             other = AnalysisGrid.from_dataarray(layer)
-            if other.shape != self.grid.shape or not np.allclose(tuple(other.transform)[:6],
-                                                                 tuple(self.grid.transform)[:6]):
+            if not other.matches(self.grid):
                 raise GridError(f"he3 layer {name!r} is not on the TiO2 grid ({other.shape} vs {self.grid.shape}); "
                                 "resample it with prospect.grid.resample first")
         _check_wt_pct(self.tio2_wt, "TiO2 layer")
@@ -383,12 +382,21 @@ def compute_block(inputs: He3Inputs, window: tuple[int, int, int, int], central:
 class He3Result:
     """Maps (in memory), the central inventory and the Monte Carlo inventory samples."""
 
-    maps: xr.Dataset
-    inventory_kg: float
-    inventory_samples_kg: np.ndarray | None
     coefficients: Coefficients
-    area_m2: float
-    nodata_area_m2: float
+    maps: xr.Dataset = field(default_factory=xr.Dataset)
+    inventory_kg: float = 0.0
+    inventory_samples_kg: np.ndarray | None = None
+    area_m2: float = 0.0
+    nodata_area_m2: float = 0.0
+
+    def add(self, res: BlockResult) -> None:
+        """Add one block's inventory partial sums (central, per Monte Carlo draw, areas)."""
+        self.inventory_kg += res.inventory_kg
+        self.area_m2 += res.area_m2
+        self.nodata_area_m2 += res.nodata_area_m2
+        if res.inventory_samples_kg is not None:
+            self.inventory_samples_kg = (res.inventory_samples_kg.copy() if self.inventory_samples_kg is None
+                                         else self.inventory_samples_kg + res.inventory_samples_kg)
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"inventory_kg": self.inventory_kg}
@@ -427,21 +435,16 @@ def he3_maps(inputs: He3Inputs, params: ParameterSet | None = None, *, samples: 
     params = params or load_config("he3")
     grid = inputs.grid
     arrays: dict[str, np.ndarray] = {}
-    inv, area, nodata, inv_samples = 0.0, 0.0, 0.0, None
+    result = He3Result(calibrate(params))
     for res in iter_blocks(inputs, params, samples=samples, seed=seed, mask=mask):
         r0, r1, c0, c1 = res.window
         for k, v in res.maps.items():
             arrays.setdefault(k, np.full(grid.shape, np.nan, dtype="float32"))[r0:r1, c0:c1] = v
-        inv += res.inventory_kg
-        area += res.area_m2
-        nodata += res.nodata_area_m2
-        if res.inventory_samples_kg is not None:
-            inv_samples = res.inventory_samples_kg.copy() if inv_samples is None else inv_samples + res.inventory_samples_kg
-    coef = calibrate(params)
-    attrs = map_attrs(inputs, params, coef, samples=samples, seed=seed)
-    ds = xr.Dataset({k: grid._wrap(v, name=k, attrs={**attrs, "units": _units(k), "long_name": _long_name(k)})
-                     for k, v in arrays.items()})
-    return He3Result(ds, inv, inv_samples, coef, area, nodata)
+        result.add(res)
+    attrs = map_attrs(inputs, params, result.coefficients, samples=samples, seed=seed)
+    result.maps = xr.Dataset({k: grid._wrap(v, name=k, attrs={**attrs, "units": _units(k), "long_name": _long_name(k)})
+                              for k, v in arrays.items()})
+    return result
 
 
 def _units(name: str) -> str:
@@ -501,7 +504,7 @@ def write_he3(inputs: He3Inputs, outdir: str | Path, params: ParameterSet | None
     attrs = map_attrs(inputs, params, coef, samples=samples, seed=seed)
     tags = {n: {**{f"prospect_{k}": v for k, v in attrs.items()}, "prospect_long_name": _long_name(n)}
             for n in names}
-    inv, area, nodata, inv_samples = 0.0, 0.0, 0.0, None
+    result = He3Result(coef)
     paths = {n: out / f"{n}.tif" for n in names}
     with TiledGeoTIFFs(paths, crs=grid.crs, transform=grid.transform, shape=grid.shape,
                        units={n: _units(n) for n in names}, tags=tags) as dst:
@@ -510,13 +513,7 @@ def write_he3(inputs: He3Inputs, outdir: str | Path, params: ParameterSet | None
             r0, _, c0, _ = res.window
             for n in names:
                 dst.write(n, r0, c0, res.maps[n])
-            inv += res.inventory_kg
-            area += res.area_m2
-            nodata += res.nodata_area_m2
-            if res.inventory_samples_kg is not None:
-                inv_samples = (res.inventory_samples_kg.copy() if inv_samples is None
-                               else inv_samples + res.inventory_samples_kg)
-        result = He3Result(xr.Dataset(), inv, inv_samples, coef, area, nodata)
+            result.add(res)
         summary = result.summary()
         summary.update(maps={n: str(p) for n, p in paths.items()}, parameters=params.values(),
                        thickness_rule=inputs.thickness_rule, maturity_rule=inputs.maturity_rule,
@@ -534,7 +531,7 @@ def load_layer(source: str, grid: AnalysisGrid | None, *, resolution_deg: float 
     ``grid`` is None and the source is a table; the raster's own grid when it is a
     raster) and the quantity it holds (``Ti``, ``TiO2``, ``FeO``, ... or ``""``).
     """
-    from prospect.grid import resample
+    from prospect.grid import on_grid
     from prospect.io.readers import open_product
 
     from prospect.io.tables import is_binned_table_source
@@ -549,10 +546,8 @@ def load_layer(source: str, grid: AnalysisGrid | None, *, resolution_deg: float 
         return layer, table.quantity
     arr = open_product(source, chunks=MC_BLOCK_PX)  # one chunk per Monte Carlo block: each read once
     quantity = _quantity_of(arr)
-    if grid is not None and (AnalysisGrid.from_dataarray(arr).shape != grid.shape or
-                             not np.allclose(tuple(AnalysisGrid.from_dataarray(arr).transform)[:6],
-                                             tuple(grid.transform)[:6])):
-        arr = resample(arr, grid, method="average", chunks=MC_BLOCK_PX)
+    if grid is not None:
+        arr = on_grid(arr, grid, method="average", chunks=MC_BLOCK_PX)
     return arr, quantity
 
 

@@ -95,7 +95,7 @@ from affine import Affine
 
 from prospect.config import ParameterSet, defaults, load
 from prospect.errors import ConfigError, GridError, OutputPathError, UnitsError
-from prospect.grid import AnalysisGrid
+from prospect.grid import AnalysisGrid, on_grid
 from prospect.resources.masks import polygon_fraction
 
 __all__ = [
@@ -191,13 +191,6 @@ class IceLayers:
         return _check_grid(self.given())
 
 
-def _same_grid(a: AnalysisGrid, b: AnalysisGrid) -> bool:
-    if a.shape != b.shape:
-        return False
-    same_crs = (a.crs.code == b.crs.code) if (a.crs.code and b.crs.code) else a.crs.wkt == b.crs.wkt
-    return same_crs and a.transform.almost_equals(b.transform, precision=1e-6 * abs(b.transform.a))
-
-
 def _check_grid(given: Mapping[str, xr.DataArray]) -> AnalysisGrid:
     if not given:
         raise ConfigError("the ice model needs at least one layer (tmax_k, ice_depth_m, psr, illumination_fraction, "
@@ -213,7 +206,7 @@ def _check_grid(given: Mapping[str, xr.DataArray]) -> AnalysisGrid:
             raise GridError(f"ice layer {name!r}: {exc}") from None
         if ref_grid is None:
             ref_name, ref_grid = name, g
-        elif not _same_grid(g, ref_grid):
+        elif not g.matches(ref_grid):
             raise GridError(f"ice layer {name!r} is on {g}, not on the grid of {ref_name!r} ({ref_grid}); "
                             "resample it first with prospect.grid.resample(layer, grid)")
     assert ref_grid is not None
@@ -873,7 +866,7 @@ def write_ice(dataset: xr.Dataset, outdir: str | os.PathLike[str], *, cog: bool 
         raise ConfigError("write_ice: the dataset has no 2-D maps to write")
     grid = AnalysisGrid.from_dataarray(dataset[names[0]])
     for k in names[1:]:
-        if not _same_grid(AnalysisGrid.from_dataarray(dataset[k]), grid):
+        if not AnalysisGrid.from_dataarray(dataset[k]).matches(grid):
             raise GridError(f"write_ice: map {k!r} is not on the grid of {names[0]!r}")
     out = Path(outdir)
     try:
@@ -972,16 +965,6 @@ def _source_record(source: Any, arr: xr.DataArray | None = None, gdf: Any = None
     return rec
 
 
-def _on_grid(arr: xr.DataArray, grid: AnalysisGrid) -> xr.DataArray:
-    from prospect.grid import resample
-
-    try:
-        same = _same_grid(AnalysisGrid.from_dataarray(arr), grid)
-    except GridError:
-        same = False
-    return arr if same else resample(arr, grid, method="average")
-
-
 def run_ice(outdir: str | os.PathLike[str], *, dem: Any = None, psr: Any = None, tmax: Any = None,
             tmean: Any = None, ice_depth: Any = None, illumination: Any = None, hydrogen: Any = None,
             config: Any = None, grid: AnalysisGrid | Mapping[str, Any] | None = None, mc_samples: int = 64,
@@ -1046,11 +1029,11 @@ def run_ice(outdir: str | os.PathLike[str], *, dem: Any = None, psr: Any = None,
     fields_: dict[str, xr.DataArray] = {}
     for key, arr in rasters.items():
         if key == "dem":
-            surface = _on_grid(arr, grid)
+            surface = on_grid(arr, grid)
             fields_["slope_deg"] = slope_deg(surface)
             fields_["aspect_deg"] = aspect_deg(surface)
         else:
-            fields_[key] = _on_grid(arr, grid)
+            fields_[key] = on_grid(arr, grid)
     for key, table in tables.items():
         if key == "dem":
             raise ConfigError(f"run_ice: dem {inputs['dem']} is a binned table, not a DEM raster")
