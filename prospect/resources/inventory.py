@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import dask.array as da
-import numpy as np
 import xarray as xr
 
 from prospect.errors import GridError
@@ -26,17 +25,14 @@ def inventory_kg(column: xr.DataArray, *, mask: xr.DataArray | None = None, regi
     count as no data (zero), so the result is a lower bound where the map has gaps.
     """
     grid = AnalysisGrid.from_dataarray(column)
-    chunks = column.chunks if column.chunks else None
-    area = grid.cell_area_m2(chunks=chunks[0][0] if chunks else None)
-    weight = area
+    chunks = column.data.chunksize if isinstance(column.data, da.Array) else None
+    weight = grid.cell_area_m2(chunks=chunks).data
     if region is not None:
         from prospect.resources.masks import polygon_fraction
 
-        weight = weight * polygon_fraction(region, grid).data
+        weight = weight * polygon_fraction(region, grid, chunks=chunks).data
     if mask is not None:
         if mask.shape != column.shape:
             raise GridError(f"inventory mask shape {mask.shape} differs from the map's {column.shape}")
-        weight = weight * xr.DataArray(np.asarray(mask.data, dtype="float64") if not isinstance(mask.data, da.Array)
-                                       else mask.data.astype("float64"), dims=("y", "x")).fillna(0.0).data
-    total = (column.fillna(0.0).data.astype("float64") * getattr(weight, "data", weight)).sum()
-    return float(total.compute() if hasattr(total, "compute") else total)
+        weight = weight * da.nan_to_num(da.asarray(mask.data).astype("float64"))
+    return float(da.nansum(da.asarray(column.data).astype("float64") * weight).compute())
