@@ -266,3 +266,10 @@ def test_cli_with_a_tio2_raster_and_wrong_units(tmp_path):
     r = run_cli("he3", str(tmp_path / "ppm.tif"), str(tmp_path / "out2"))
     assert r.returncode == 2 and "expected wt%" in r.stderr and r.stderr.count("\n") == 1
     assert not (tmp_path / "out2").exists()
+
+
+def test_config_file_with_a_duplicated_key_is_refused(tmp_path):
+    f = tmp_path / "dup.yaml"
+    f.write_text("he3:\n  bulk_density_kg_m3: 1500\n  bulk_density_kg_m3: 1700\n")
+    with pytest.raises(ConfigError, match="duplicate key 'bulk_density_kg_m3'"):
+        config.load("he3", f)

@@ -33,9 +33,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from prospect.errors import ConfigError, InputNotFoundError
+from prospect.io.manifests import parse_yaml
 
 STATUS = ("S", "3P", "D", "?")
 _ENTRY_KEYS = {"value", "unit", "range", "source", "status", "note", "min", "max", "choices"}
@@ -175,17 +174,19 @@ def _read_yaml(path: Path | Any, label: str) -> Any:
         raise InputNotFoundError(f"{label}: no such configuration file") from None
     except OSError as exc:
         raise ConfigError(f"{label}: cannot read ({exc.strerror})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{label}: not valid YAML{at}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{label}: not UTF-8 text (byte {exc.start}); configuration files are UTF-8 YAML") from None
+    return parse_yaml(text, label, ConfigError)
+
+
+def _models() -> set[str]:
+    """The packaged parameter sets (``<model>.yaml`` beside this module)."""
+    return {p.name[:-5] for p in resources.files(__package__).iterdir() if p.name.endswith(".yaml")}
 
 
 def defaults(model: str) -> ParameterSet:
     """The packaged default parameters of ``model`` (``ice`` or ``he3``)."""
-    files = {p.name[:-5] for p in resources.files(__package__).iterdir() if p.name.endswith(".yaml")}
+    files = _models()
     if model not in files:
         raise ConfigError(f"no parameter set {model!r}; known: {sorted(files)}")
     ref = resources.files(__package__) / f"{model}.yaml"
@@ -236,7 +237,7 @@ def load(model: str, config: str | Path | Mapping[str, Any] | None = None) -> Pa
             return base
     if not isinstance(data, Mapping):
         raise ConfigError(f"{origin}: must be a mapping of model sections (ice:, he3:)")
-    known = {p.name[:-5] for p in resources.files(__package__).iterdir() if p.name.endswith(".yaml")}
+    known = _models()
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{origin}: unknown section(s) {sorted(unknown)}; known sections are {sorted(known)}")

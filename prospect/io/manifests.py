@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from prospect.errors import ManifestError
+from prospect.errors import ManifestError, ProspectError
 
 _SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "manifest.schema.json"
 
@@ -149,6 +149,17 @@ class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyam
         return super().construct_mapping(node, deep=deep)
 
 
+def parse_yaml(text: str, source: Any, error: type[ProspectError]) -> Any:
+    """YAML text to data, refusing duplicate keys; a syntax error is one ``error`` naming the line."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise error(f"{source}:{where} not valid YAML ({' '.join(str(problem).split())})") from None
+
+
 def load_manifest_file(path: Path) -> Manifest:
     """Parse and validate one manifest file."""
     try:
@@ -157,13 +168,7 @@ def load_manifest_file(path: Path) -> Manifest:
         raise ManifestError(f"{path}: manifest file not found") from None
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{path}: not UTF-8 text (byte {exc.start}); manifests are UTF-8 YAML") from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ManifestError(f"{path}:{where} not valid YAML ({' '.join(str(problem).split())})") from None
+    data = parse_yaml(text, path, ManifestError)
     if not isinstance(data, dict):
         raise ManifestError(f"{path}: a manifest must be a mapping of keys to values")
     validate(data, path)
