@@ -77,6 +77,7 @@ from prospect.lunar import (
     polar_stereographic_latitude,
     transformer,
 )
+from prospect.resources.ice import STEFAN_BOLTZMANN
 
 __all__ = [
     "Crater",
@@ -114,7 +115,6 @@ FLOOR_FRACTION = 0.5
 EJECTA_EXTENT = 3.0
 BLEND_EXTENT = 2.0
 
-_STEFAN_BOLTZMANN = 5.670374419e-8  # W m^-2 K^-4 (CODATA 2018)
 _MAX_TRIES = 4000
 _GridKind = Literal["south_polar", "north_polar", "geographic"]
 
@@ -1116,7 +1116,7 @@ def derived_layers(
         # Temperature: equilibrium at the highest Sun, in the equatorward azimuth, on the local slope.
         sun = np.radians(max_sun_elevation_deg(lat)).astype(f32)
         cos_i = (np.sin(sun) - np.cos(sun) * (gx * ux + gy * uy)) / np.sqrt(f32(1.0) + gx * gx + gy * gy)
-        scale = f32(lp.solar_constant_w_m2 * (1.0 - lp.bolometric_albedo) / (lp.emissivity * _STEFAN_BOLTZMANN))
+        scale = f32(lp.solar_constant_w_m2 * (1.0 - lp.bolometric_albedo) / (lp.emissivity * STEFAN_BOLTZMANN))
         t_eq = np.sqrt(np.sqrt(np.clip(cos_i, f32(0.0), None) * scale))
         np.maximum(t_eq, f32(lp.shadow_temperature_k), out=t_eq)
         temperature[rows] = np.where(psr[rows], f32(lp.shadow_temperature_k), t_eq)
