@@ -91,7 +91,6 @@ import dask.array as da
 import dask.base
 import numpy as np
 import xarray as xr
-from affine import Affine
 
 from prospect.config import ParameterSet, defaults, load
 from prospect.errors import ConfigError, GridError, OutputPathError, UnitsError
@@ -486,7 +485,8 @@ def _prepare(layers: IceLayers) -> _Prepared:
         chunks = chunked[0].chunks
         for k, x in arrays.items():
             if isinstance(x, str):
-                arrays[k] = _lazy_latitude(grid, chunks)
+                lat = grid.lonlat(chunks=(chunks[0][0], chunks[1][0]))[1].astype(_F32)
+                arrays[k] = lat if lat.chunks == chunks else lat.rechunk(chunks)
             elif not isinstance(x, da.Array):
                 arrays[k] = da.from_array(x, chunks=chunks)
             elif x.chunks != chunks:
@@ -496,23 +496,6 @@ def _prepare(layers: IceLayers) -> _Prepared:
         arrays["lat_deg"] = np.asarray(lat, dtype=_F32)
     ref = next(iter(given.values()))
     return _Prepared(grid, ref, arrays, rules, pole_azimuth, tuple(assumed), lat_source)
-
-
-def _lat_block(block: np.ndarray, grid: AnalysisGrid, block_info: dict | None = None) -> np.ndarray:
-    (r0, r1), (c0, c1) = block_info[0]["array-location"]
-    sub = AnalysisGrid(grid.crs, grid.transform @ Affine.translation(c0, r0), (r1 - r0, c1 - c0))
-    return np.asarray(sub.lonlat()[1], dtype=_F32)
-
-
-def _lazy_latitude(grid: AnalysisGrid, chunks: tuple[tuple[int, ...], ...]) -> da.Array:
-    """Latitude [deg] of the pixel centres, chunk by chunk.
-
-    Not ``grid.lonlat(chunks=...)[1]``: that dask array fails when used alone in a larger
-    graph (its layer is named after ``lon``; dask's optimiser raises KeyError).
-    """
-    template = da.zeros(grid.shape, dtype=_U8, chunks=chunks)
-    name = "ice-latitude-" + dask.base.tokenize(grid.to_dict(), chunks)
-    return da.map_blocks(_lat_block, template, grid, dtype=_F32, name=name, meta=np.empty((0, 0), _F32))
 
 
 def _wrap(prep: _Prepared, data: Any, name: str, attrs: Mapping[str, Any]) -> xr.DataArray:
