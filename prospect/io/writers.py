@@ -557,13 +557,25 @@ def _stream_windows(data: Any, write: Any, window_px: int) -> None:
         raise failure[0]
 
 
-def _stream_profile(crs: LunarCRS, transform: Any, shape: tuple[int, int], nodata: float) -> dict[str, Any]:
-    """rasterio profile of one float32 band with :data:`STREAM_CREATION_OPTIONS`."""
-    return {
-        "driver": "GTiff", "width": shape[1], "height": shape[0], "count": 1, "dtype": "float32",
+def _stream_profile(crs: LunarCRS, transform: Any, shape: tuple[int, int], nodata: float,
+                    dtype: str = "float32") -> dict[str, Any]:
+    """rasterio profile of one band with :data:`STREAM_CREATION_OPTIONS` (integer bands: predictor 2)."""
+    profile = {
+        "driver": "GTiff", "width": shape[1], "height": shape[0], "count": 1, "dtype": dtype,
         "crs": crs.to_rasterio(), "transform": transform, "nodata": nodata,
         **{k.lower(): v for k, v in STREAM_CREATION_OPTIONS.items()},
     }
+    if not np.issubdtype(np.dtype(dtype), np.floating):
+        profile["predictor"] = "2"  # the floating-point predictor applies to float bands only
+    return profile
+
+
+def _to_cog(staging: Path, dest: Path, *, categorical: bool = False) -> None:
+    """Rewrite a tiled GeoTIFF as a Cloud Optimized GeoTIFF with overviews (nearest for classes)."""
+    from rasterio.shutil import copy as rio_copy
+
+    rio_copy(staging, dest, driver="COG", compress="ZSTD", level="1", predictor="YES", num_threads="ALL_CPUS",
+             blocksize="512", overview_resampling="NEAREST" if categorical else "AVERAGE", bigtiff="IF_SAFER")
 
 
 def _write_window(dst: Any, row0: int, col0: int, block: np.ndarray, nodata: float) -> None:
@@ -676,14 +688,11 @@ def stream_geotiff(
                 with rasterio.open(tmp, "w", **profile) as dst:
                     write_into(dst)
             else:
-                from rasterio.shutil import copy as rio_copy
-
                 staging = tmp.with_name(tmp.name + ".tiled.tif")
                 try:
                     with rasterio.open(staging, "w", **profile) as dst:
                         write_into(dst)
-                    rio_copy(staging, tmp, driver="COG", compress="ZSTD", level="1", predictor="YES",
-                             num_threads="ALL_CPUS", blocksize="512", overview_resampling="AVERAGE", bigtiff="IF_SAFER")
+                    _to_cog(staging, tmp)
                 finally:
                     staging.unlink(missing_ok=True)
     finally:
@@ -692,21 +701,27 @@ def stream_geotiff(
 
 
 class TiledGeoTIFFs:
-    """Several single-band float32 GeoTIFFs on one grid, written window by window, published together.
+    """Several single-band GeoTIFFs on one grid, written window by window, published together.
 
     Use as a context manager: :meth:`write` puts a window of one layer into its
     temporary file (:data:`STREAM_CREATION_OPTIONS`, NaN -> ``nodata``); on a clean exit
-    every file is closed, ``fsync``-ed and moved onto its final name; on an exception
-    the temporary files are removed and no final file appears. Memory is GDAL's capped
-    block cache plus the caller's window.
+    every file is closed (converted to a COG with ``cog=True``), ``fsync``-ed and moved
+    onto its final name; on an exception the temporary files are removed and no final
+    file appears. Layers are float32 unless ``dtypes`` says otherwise (e.g. ``uint8``
+    classes); ``nodata`` is one value or one per layer. Memory is GDAL's capped block
+    cache plus the caller's window.
     """
 
     def __init__(self, paths: Mapping[str, str | os.PathLike[str]], *, crs: LunarCRS, transform: Any,
                  shape: tuple[int, int], units: Mapping[str, str], tags: Mapping[str, Mapping[str, Any]] | None = None,
-                 nodata: float = -9999.0) -> None:
+                 nodata: float | Mapping[str, float] = -9999.0, dtypes: Mapping[str, str] | None = None,
+                 cog: bool = False) -> None:
         self.paths = {k: Path(v) for k, v in paths.items()}
         self.crs, self.transform, self.shape = crs, transform, shape
-        self.units, self.nodata = dict(units), float(nodata)
+        self.units = dict(units)
+        self.nodata = {k: float(nodata[k] if isinstance(nodata, Mapping) else nodata) for k in self.paths}
+        self.dtypes = {k: str((dtypes or {}).get(k, "float32")) for k in self.paths}
+        self.cog = cog
         self.tags = {k: dict(v) for k, v in (tags or {}).items()}
         self._stack: contextlib.ExitStack | None = None
         self._dst: dict[str, Any] = {}
@@ -714,25 +729,42 @@ class TiledGeoTIFFs:
     def __enter__(self) -> "TiledGeoTIFFs":
         import rasterio
 
-        profile = _stream_profile(self.crs, self.transform, self.shape, self.nodata)
         stack = contextlib.ExitStack()
         try:
             stack.enter_context(rasterio.Env(GDAL_CACHEMAX=STREAM_GDAL_CACHE_MB * 2**20))
             for name, path in self.paths.items():
                 tmp = stack.enter_context(atomic_write(path))
-                self._dst[name] = stack.enter_context(rasterio.open(tmp, "w", **profile))
+                target = tmp
+                if self.cog:
+                    target = tmp.with_name(tmp.name + ".tiled.tif")
+                    # runs after the dataset closes and before atomic_write publishes (LIFO)
+                    stack.push(self._cog_exit(target, tmp, not np.issubdtype(np.dtype(self.dtypes[name]),
+                                                                             np.floating)))
+                profile = _stream_profile(self.crs, self.transform, self.shape, self.nodata[name], self.dtypes[name])
+                self._dst[name] = stack.enter_context(rasterio.open(target, "w", **profile))
         except BaseException:
             stack.close()
             raise
         self._stack = stack
         return self
 
+    @staticmethod
+    def _cog_exit(staging: Path, dest: Path, categorical: bool) -> Any:
+        def finish(exc_type, exc, tb) -> bool:  # noqa: ANN001
+            try:
+                if exc_type is None:
+                    _to_cog(staging, dest, categorical=categorical)
+            finally:
+                staging.unlink(missing_ok=True)
+            return False
+        return finish
+
     def set_tags(self, name: str, tags: Mapping[str, Any]) -> None:
         """Dataset tags of one layer, written when the files are published."""
         self.tags[name] = dict(tags)
 
     def write(self, name: str, row0: int, col0: int, block: np.ndarray) -> None:
-        _write_window(self._dst[name], row0, col0, block, self.nodata)
+        _write_window(self._dst[name], row0, col0, block, self.nodata[name])
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         assert self._stack is not None

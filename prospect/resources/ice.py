@@ -77,7 +77,6 @@ files are read by :func:`run_ice` and written by :func:`write_ice` only.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -829,17 +828,12 @@ def write_ice(dataset: xr.Dataset, outdir: str | os.PathLike[str], *, cog: bool 
     weights, thermal source, class rules, parameter values and sources, and
     ``source_info``); ``ice_provenance.json`` holds the same. The maps are computed
     window by window (all maps of a window in one dask pass, so the Monte Carlo is
-    evaluated once), written into temporary files next to their final names
-    (:func:`prospect.io.writers.atomic_write`, tiled ZSTD as
-    :data:`prospect.io.writers.STREAM_CREATION_OPTIONS`; ``cog=True`` converts each to a
-    Cloud Optimized GeoTIFF with overviews), and moved into place only when all are
-    complete: an error leaves no partial outputs. Returns ``{map name: path}`` plus
+    evaluated once) and streamed by :class:`prospect.io.writers.TiledGeoTIFFs` (tiled
+    ZSTD; ``cog=True`` converts each to a Cloud Optimized GeoTIFF with overviews), which
+    moves them into place only when all are complete: an error leaves no partial outputs. Returns ``{map name: path}`` plus
     ``"provenance"``.
     """
-    import rasterio
-    from rasterio.shutil import copy as rio_copy
-
-    from prospect.io.writers import STREAM_CREATION_OPTIONS, STREAM_GDAL_CACHE_MB, _groups, _write_window, atomic_write
+    from prospect.io.writers import TiledGeoTIFFs, _groups, atomic_write
 
     if not isinstance(dataset, xr.Dataset):
         raise ConfigError(f"write_ice takes the Dataset of ice_favourability / ice_monte_carlo, not "
@@ -865,61 +859,29 @@ def write_ice(dataset: xr.Dataset, outdir: str | os.PathLike[str], *, cog: bool 
         common["prospect_source_info"] = _tag_value(dict(source_info))
     common["prospect_software"] = "prospect.resources.ice"
     height, width = grid.shape
-    base = {k.lower(): v for k, v in STREAM_CREATION_OPTIONS.items()}
-    specs = {}
-    for k in names:
-        is_class = dataset[k].dtype == np.uint8
-        nodata = CLASS_NODATA if is_class else FLOAT_NODATA
-        profile = {**base, "driver": "GTiff", "width": width, "height": height, "count": 1,
-                   "dtype": "uint8" if is_class else "float32", "crs": grid.crs.to_rasterio(),
-                   "transform": grid.transform, "nodata": nodata}
-        if is_class:
-            profile["predictor"] = "2"
-        units = str(dataset[k].attrs.get("units", "1"))
-        tags = dict(common)
-        tags.update({f"prospect_{a}": _tag_value(val) for a, val in dataset[k].attrs.items() if a != "units"})
-        specs[k] = (profile, nodata, units, tags, is_class)
+    dtypes = {k: "uint8" if dataset[k].dtype == np.uint8 else "float32" for k in names}
+    nodata = {k: CLASS_NODATA if dtypes[k] == "uint8" else FLOAT_NODATA for k in names}
+    units = {k: str(dataset[k].attrs.get("units", "1")) for k in names}
+    tags = {k: {**common, **{f"prospect_{a}": _tag_value(val) for a, val in dataset[k].attrs.items() if a != "units"}}
+            for k in names}
     data = {k: dataset[k].data for k in names}
     chunks = next((x.chunks for x in data.values() if isinstance(x, da.Array)), None)
     row_spans = _groups(chunks[0] if chunks else _even(height, window_px), window_px)
     col_spans = _groups(chunks[1] if chunks else _even(width, window_px), window_px)
-
-    with contextlib.ExitStack() as publish:
-        # in bytes: rasterio hands the number to GDAL as bytes, and with a 128-byte cache
-        # rasterio.features.rasterize (polygon_fraction) runs ~40x slower
-        publish.enter_context(rasterio.Env(GDAL_CACHEMAX=STREAM_GDAL_CACHE_MB * 1024 * 1024))
-        tmp = {k: publish.enter_context(atomic_write(paths[k])) for k in names}
-        tmp_provenance = publish.enter_context(atomic_write(provenance_path))
-        staging = {k: (tmp[k].with_name(tmp[k].name + ".tiled.tif") if cog else tmp[k]) for k in names}
-        try:
-            with contextlib.ExitStack() as files:
-                dst = {k: files.enter_context(rasterio.open(staging[k], "w", **specs[k][0])) for k in names}
-                for r0, r1 in row_spans:
-                    for c0, c1 in col_spans:
-                        window = [data[k][r0:r1, c0:c1] for k in names]
-                        if chunks is not None:
-                            window = dask.compute(*window, scheduler="threads")
-                        for k, block in zip(names, window):
-                            _write_window(dst[k], r0, c0, block, specs[k][1])
-                for k in names:
-                    _, _, units, tags, _ = specs[k]
-                    dst[k].update_tags(**tags)
-                    dst[k].update_tags(1, units=units)
-                    dst[k].set_band_unit(1, units)
-                    dst[k].set_band_description(1, k)
-            if cog:
-                for k in names:
-                    rio_copy(staging[k], tmp[k], driver="COG", compress="ZSTD", level="1", predictor="YES",
-                             num_threads="ALL_CPUS", blocksize="512",
-                             overview_resampling="NEAREST" if specs[k][4] else "AVERAGE", bigtiff="IF_SAFER")
-        finally:
-            if cog:
-                for s in staging.values():
-                    s.unlink(missing_ok=True)
-        record = {"maps": {k: {"file": paths[k].name, "units": specs[k][2],
-                               "attrs": {a: val for a, val in dataset[k].attrs.items()}} for k in names},
-                  "provenance": dict(dataset.attrs), "source_info": dict(source_info or {}),
-                  "grid": grid.to_dict()}
+    record = {"maps": {k: {"file": paths[k].name, "units": units[k],
+                           "attrs": {a: val for a, val in dataset[k].attrs.items()}} for k in names},
+              "provenance": dict(dataset.attrs), "source_info": dict(source_info or {}), "grid": grid.to_dict()}
+    # the maps are published when TiledGeoTIFFs exits, the provenance record right after; an error discards all
+    with atomic_write(provenance_path) as tmp_provenance, \
+            TiledGeoTIFFs(paths, crs=grid.crs, transform=grid.transform, shape=grid.shape, units=units, tags=tags,
+                          nodata=nodata, dtypes=dtypes, cog=cog) as dst:
+        for r0, r1 in row_spans:
+            for c0, c1 in col_spans:
+                window = [data[k][r0:r1, c0:c1] for k in names]
+                if chunks is not None:
+                    window = dask.compute(*window, scheduler="threads")
+                for k, block in zip(names, window):
+                    dst.write(k, r0, c0, block)
         tmp_provenance.write_text(json.dumps(record, indent=2, default=str, sort_keys=True), encoding="utf-8")
     return {**paths, "provenance": provenance_path}
 
