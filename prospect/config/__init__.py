@@ -128,7 +128,7 @@ def _check_value(value: Any, template: Parameter | None, where: str, entry: Mapp
                 for i, v in enumerate(value)]
     if template is not None and isinstance(template.value, Mapping):
         raise ConfigError(f"{where}: must be a mapping like {dict(template.value)}, not {value!r}")
-    if isinstance(value, str):
+    if isinstance(value, str) and (template is None or isinstance(template.value, str)):
         return value
     return _check_range(_check_number(value, where), lo, hi, where)
 
