@@ -1,0 +1,495 @@
+"""Learned site scoring from the expert-chosen Artemis III regions (positive-unlabelled).
+
+The only labels are NASA's 13 Artemis III candidate regions (2022): candidate sites
+inside a region's lon/lat box are *positives*; every other site is *unlabelled*, not
+negative -- an unlabelled site may be as good as an expert one that nobody drew a box
+around. This is presence-only / positive-unlabelled (PU) learning.
+
+Approach (Elkan & Noto 2008, "Learning classifiers from only positive and unlabeled
+data", KDD '08, doi:10.1145/1401890.1401920): a classifier trained to separate the
+labelled positives from the unlabelled background estimates ``g(x) = c * f(x)``, a
+constant multiple of the true suitability ``f(x)`` when labelled sites are picked at
+random from the suitable ones, so its *ranking* is what carries over. We bag it over
+random background samples (as in Mordelet & Vert 2014, "A bagging SVM to learn from
+positive and unlabeled examples", Pattern Recognit. Lett. 37:201-209): each member sees
+all positives plus ``background_per_positive`` unlabelled sites per positive, fits its
+base model and is calibrated with Platt's sigmoid on spatial-block folds. Two base
+models (``estimator``):
+
+- ``"logistic"`` (default): median imputation, standardisation and an L2 logistic
+  regression. With a dozen expert regions a low-variance model is the safer choice: its
+  coefficients read as directions, and it ranks a site that is better than every expert
+  one on every feature above them (it extrapolates monotonically; trees saturate).
+- ``"hist_gradient_boosting"``: a small :class:`~sklearn.ensemble.HistGradientBoostingClassifier`
+  (NaN-aware) for interactions and thresholds, at the price of variance. The ensemble mean is the score,
+the spread of the members its uncertainty.
+
+The probabilities are *relative suitability*: calibrated to the member's sampling
+ratio (one positive per ``background_per_positive`` background sites), they rank sites
+and compare them, but they are not the chance that an expert would pick a site.
+
+Evaluation: neighbouring sites share terrain, so random folds leak and flatter a model.
+:func:`spatial_cv` holds out whole square blocks (Roberts et al. 2017, "Cross-validation
+strategies for data with temporal, spatial, hierarchical, or phylogenetic structure",
+Ecography 40:913-929, doi:10.1111/ecog.02881) and reports ROC AUC, average precision,
+the Brier score and a reliability table; :func:`leave_one_region_out` hides one expert
+region at a time (plus a buffer around it) and asks whether the model still puts one
+of its sites near the top (:func:`region_recall`, usable for any score, e.g. the
+multi-criteria baseline). :func:`permutation_importances` names the features behind a
+score (docs/science.md section 6).
+
+Persistence uses skops (https://skops.readthedocs.io/en/stable/persistence.html), never
+pickle: :func:`load_model` only loads the scikit-learn types this module writes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+from prospect import lunar
+from prospect.errors import ConfigError, FormatError, InputNotFoundError, OutputPathError
+from prospect.io.writers import atomic_write
+
+__all__ = [
+    "PUEnsemble",
+    "fit_pu",
+    "leave_one_region_out",
+    "load_model",
+    "permutation_importances",
+    "predict",
+    "recall_summary",
+    "region_membership",
+    "region_recall",
+    "save_model",
+    "spatial_blocks",
+    "spatial_cv",
+]
+
+_BBOX = ("bbox_min_lon", "bbox_min_lat", "bbox_max_lon", "bbox_max_lat")
+_CALIBRATION_FOLDS = 3
+
+#: Every non-default type a saved :class:`PUEnsemble` contains; :func:`load_model` refuses others.
+ALLOWED_TYPES = frozenset({
+    "sklearn._loss.link.Interval",
+    "sklearn._loss.link.LogitLink",
+    "sklearn._loss.loss.HalfBinomialLoss",
+    "sklearn.calibration.CalibratedClassifierCV",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.impute._base.SimpleImputer",
+    "numpy.dtype",  # SimpleImputer keeps the dtype it was fitted on
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.preprocessing._data.StandardScaler",
+})
+
+#: Base models of :func:`fit_pu` (``estimator=``).
+ESTIMATORS = ("logistic", "hist_gradient_boosting")
+
+
+@dataclass
+class PUEnsemble:
+    """A bagged, calibrated PU classifier: ``members`` share ``feature_names``; ``info`` records the fit."""
+
+    members: list[Any]
+    feature_names: list[str]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+# --- labels and blocks --------------------------------------------------------------
+
+
+def region_membership(lon: Any, lat: Any, regions: pd.DataFrame) -> np.ndarray:
+    """Row position in ``regions`` of the region containing each point, ``-1`` outside all.
+
+    Regions are lon/lat boxes (``bbox_min_lon`` ... ``bbox_max_lat``; a box with
+    ``min_lon > max_lon`` crosses the antimeridian) or, without those columns, polygon
+    geometries in a lunar geographic CRS. Where boxes overlap (Nobile Rim 1 and
+    Leibnitz Beta Plateau do) a point goes to the region with the nearest centre.
+    """
+    lon = lunar.normalize_longitude(np.atleast_1d(np.asarray(lon, dtype="float64")))
+    lat = np.atleast_1d(np.asarray(lat, dtype="float64"))
+    if lon.shape != lat.shape:
+        raise ConfigError(f"region_membership: lon and lat differ in shape ({lon.shape} vs {lat.shape})")
+    if all(c in regions.columns for c in _BBOX):
+        b = {c: pd.to_numeric(regions[c], errors="coerce").to_numpy(dtype="float64") for c in _BBOX}
+        lo, hi = lunar.normalize_longitude(b["bbox_min_lon"]), lunar.normalize_longitude(b["bbox_max_lon"])
+        if "center_lon" in regions.columns and "center_lat" in regions.columns:
+            clon, clat = regions["center_lon"].to_numpy(float), regions["center_lat"].to_numpy(float)
+        else:
+            clon = lunar.normalize_longitude(lo + np.mod(hi - lo, 360.0) / 2)
+            clat = (b["bbox_min_lat"] + b["bbox_max_lat"]) / 2
+
+        def inside(j: int) -> np.ndarray:
+            in_lat = (lat >= b["bbox_min_lat"][j]) & (lat <= b["bbox_max_lat"][j])
+            in_lon = ((lon >= lo[j]) & (lon <= hi[j])) if lo[j] <= hi[j] else ((lon >= lo[j]) | (lon <= hi[j]))
+            return in_lat & in_lon
+    else:
+        import shapely
+
+        geoms = getattr(regions, "geometry", None)
+        if geoms is None or not geoms.geom_type.isin(["Polygon", "MultiPolygon"]).all():
+            raise ConfigError(f"regions: need columns {', '.join(_BBOX)} or polygon geometries "
+                              f"(columns: {list(regions.columns)})")
+        if not lunar.identify(regions.crs, source="regions").is_geographic:
+            raise ConfigError("regions: polygon geometries must be in a lunar geographic CRS (IAU_2015:30100)")
+        polys = list(geoms)
+        centroids = shapely.centroid(np.asarray(polys))
+        clon, clat = shapely.get_x(centroids), shapely.get_y(centroids)
+
+        def inside(j: int) -> np.ndarray:
+            return shapely.contains_xy(polys[j], lon, lat)
+
+    out = np.full(lon.shape, -1, dtype=np.int64)
+    best = np.full(lon.shape, np.inf)
+    for j in range(len(regions)):
+        hit = inside(j)
+        d = np.where(hit, lunar.great_circle_distance_m(lon, lat, clon[j], clat[j]), np.inf)
+        closer = d < best
+        out[closer], best[closer] = j, d[closer]
+    return out
+
+
+def spatial_blocks(x: Any, y: Any, block_m: float) -> np.ndarray:
+    """Dense ids (``0..k-1``, in (column, row) order) of the ``block_m`` squares holding map points x, y [m]."""
+    if not np.isfinite(block_m) or block_m <= 0:
+        raise ConfigError(f"block size must be a positive length in metres, not {block_m!r}")
+    x, y = np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ConfigError("spatial_blocks: map coordinates x, y contain NaN or infinity")
+    cells = np.column_stack([np.floor(x / block_m), np.floor(y / block_m)]).astype(np.int64)
+    return np.unique(cells, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+# --- the ensemble -------------------------------------------------------------------
+
+
+def _features(X: pd.DataFrame, who: str) -> np.ndarray:
+    bad = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+    if bad:
+        raise ConfigError(f"{who}: feature columns must be numeric; not {bad}")
+    return X.to_numpy(dtype="float64")
+
+
+def _check_rows(X: pd.DataFrame, *arrays: np.ndarray) -> None:
+    for a in arrays:
+        if len(a) != len(X):
+            raise ConfigError(f"features have {len(X)} rows but labels/blocks have {len(a)}")
+
+
+def _calibration_cv(y: np.ndarray, groups: np.ndarray, seed: int) -> tuple[Any, str]:
+    """Spatial-block folds with positives on both sides; else stratified folds; else none."""
+    k = min(_CALIBRATION_FOLDS, len(np.unique(groups[y])))
+    if k >= 2:
+        splitter = StratifiedGroupKFold(k, shuffle=True, random_state=seed)
+        splits = [(tr, te) for tr, te in splitter.split(y, y, groups) if y[tr].any() and y[te].any()]
+        if len(splits) >= 2:
+            return splits, "spatial"
+    n_pos = int(y.sum())
+    if n_pos >= 2:
+        splitter = StratifiedKFold(min(_CALIBRATION_FOLDS, n_pos), shuffle=True, random_state=seed)
+        return list(splitter.split(y, y)), "stratified"
+    return None, "none"
+
+
+def _base_model(estimator: str, seed: int, *, max_iter: int, max_depth: int, learning_rate: float) -> Any:
+    if estimator == "logistic":
+        return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+    return HistGradientBoostingClassifier(max_depth=max_depth, max_iter=max_iter, learning_rate=learning_rate,
+                                          early_stopping=False, random_state=seed)
+
+
+def fit_pu(X: pd.DataFrame, positive: Any, blocks: Any, *, members: int = 16, background_per_positive: int = 10,
+           seed: int = 0, estimator: str = "logistic", max_iter: int = 100, max_depth: int = 3,
+           learning_rate: float = 0.1) -> PUEnsemble:
+    """Fit ``members`` calibrated classifiers, each on all positives + a background draw.
+
+    ``estimator``: ``"logistic"`` or ``"hist_gradient_boosting"`` (see the module doc;
+    ``max_iter``, ``max_depth`` and ``learning_rate`` are the boosted trees' settings).
+
+    ``positive``: True for sites inside an expert region; all others are unlabelled.
+    ``blocks``: spatial block id per row (:func:`spatial_blocks`); the sigmoid calibration
+    of each member uses folds of whole blocks (stratified random folds when fewer than 2
+    blocks hold positives, uncalibrated with a single positive; ``info["calibration"]``
+    counts which). Deterministic given ``seed``.
+    """
+    positive = np.asarray(positive, dtype=bool)
+    blocks = np.asarray(blocks)
+    _check_rows(X, positive, blocks)
+    data = _features(X, "fit_pu")
+    pos, unl = np.flatnonzero(positive), np.flatnonzero(~positive)
+    if len(pos) == 0:
+        raise ConfigError(f"no labelled site falls on a candidate: 0 of {len(X)} candidates lie inside an expert "
+                          "region; check the region file and the candidate area")
+    if len(unl) == 0:
+        raise ConfigError(f"every one of the {len(X)} candidates is labelled positive; PU learning needs "
+                          "unlabelled background sites")
+    if estimator not in ESTIMATORS:
+        raise ConfigError(f"learned_estimator must be one of {list(ESTIMATORS)}, not {estimator!r}")
+    if members < 1 or background_per_positive < 1:
+        raise ConfigError(f"members ({members}) and background_per_positive ({background_per_positive}) must be >= 1")
+    n_bg = min(len(unl), background_per_positive * len(pos))
+    rng = np.random.default_rng(seed)
+    fitted, calibration = [], {"spatial": 0, "stratified": 0, "none": 0}
+    for _ in range(members):
+        member_seed = int(rng.integers(2**31 - 1))
+        rows = np.concatenate([pos, np.sort(rng.choice(unl, size=n_bg, replace=False))])
+        y = positive[rows]
+        base = _base_model(estimator, member_seed, max_iter=max_iter, max_depth=max_depth,
+                           learning_rate=learning_rate)
+        cv, mode = _calibration_cv(y, blocks[rows], member_seed)
+        calibration[mode] += 1
+        model = base if cv is None else CalibratedClassifierCV(base, method="sigmoid", cv=cv)
+        fitted.append(model.fit(data[rows], y))
+    info = {
+        "seed": int(seed), "members": int(members), "background_per_positive": int(background_per_positive),
+        "n_rows": len(X), "n_positive": len(pos), "n_unlabelled": len(unl), "n_background_per_member": int(n_bg),
+        "n_blocks": int(len(np.unique(blocks))), "n_positive_blocks": int(len(np.unique(blocks[pos]))),
+        "calibration": calibration,
+        "base": ({"estimator": "HistGradientBoostingClassifier", "max_depth": max_depth, "max_iter": max_iter,
+                  "learning_rate": learning_rate, "early_stopping": False} if estimator != "logistic" else
+                 {"estimator": "SimpleImputer(median) + StandardScaler + LogisticRegression(C=1, L2)"}),
+        "sklearn_version": sklearn.__version__,
+    }
+    return PUEnsemble(members=fitted, feature_names=[str(c) for c in X.columns], info=info)
+
+
+def predict(ens: PUEnsemble, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Ensemble-mean (n,) and per-member (members, n) calibrated probability of the positive class."""
+    cols = [str(c) for c in X.columns]
+    if cols != ens.feature_names:
+        missing = [c for c in ens.feature_names if c not in cols]
+        extra = [c for c in cols if c not in ens.feature_names]
+        raise ConfigError(f"features do not match the model's {ens.feature_names}: missing {missing}, "
+                          f"unexpected {extra}" + ("" if missing or extra else ", order differs"))
+    data = _features(X, "predict")
+    per_member = np.stack([m.predict_proba(data)[:, 1] for m in ens.members])
+    return per_member.mean(axis=0), per_member
+
+
+# --- evaluation ---------------------------------------------------------------------
+
+
+def _reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, Any]]:
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    table = []
+    for b in range(bins):
+        sel = idx == b
+        n = int(sel.sum())
+        table.append({"bin_lo": b / bins, "bin_hi": (b + 1) / bins, "count": n,
+                      "mean_predicted": float(p[sel].mean()) if n else None,
+                      "observed_fraction": float(y[sel].mean()) if n else None})
+    return table
+
+
+def spatial_cv(X: pd.DataFrame, positive: Any, blocks: Any, *, folds: int = 5, seed: int = 0,
+               **fit_kw: Any) -> dict[str, Any]:
+    """Out-of-fold scores with whole spatial blocks held out; metrics as a JSON-serialisable dict.
+
+    Folds are :class:`~sklearn.model_selection.StratifiedGroupKFold` on ``blocks`` (group
+    k-fold that also spreads the positive blocks, so every fold trains and tests on some).
+    Returns ``roc_auc``, ``average_precision``, ``brier`` (pooled out-of-fold), per-fold
+    AUC (``null`` where a fold lacks a class), the mean member spread, and a 10-bin
+    reliability table. Calibration is relative to the members' sampling ratio, so on the
+    full (mostly unlabelled) set predicted values exceed observed fractions by design.
+    """
+    positive = np.asarray(positive, dtype=bool)
+    blocks = np.asarray(blocks)
+    _check_rows(X, positive, blocks)
+    n_pos_blocks = len(np.unique(blocks[positive]))
+    if n_pos_blocks < 2:
+        raise ConfigError(f"spatial_cv: positives lie in {n_pos_blocks} spatial block(s); need at least 2 "
+                          "(use smaller blocks)")
+    k = min(folds, n_pos_blocks)
+    oof, spread, fold_auc = np.full(len(X), np.nan), np.full(len(X), np.nan), []
+    for i, (tr, te) in enumerate(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(X, positive, blocks)):
+        ens = fit_pu(X.iloc[tr], positive[tr], blocks[tr], seed=seed + i, **fit_kw)
+        oof[te], per_member = predict(ens, X.iloc[te])
+        spread[te] = per_member.std(axis=0)
+        yt = positive[te]
+        fold_auc.append(float(roc_auc_score(yt, oof[te])) if 0 < yt.sum() < len(yt) else None)
+    return {
+        "folds": k, "seed": int(seed), "n": len(X), "n_positive": int(positive.sum()),
+        "roc_auc": float(roc_auc_score(positive, oof)),
+        "average_precision": float(average_precision_score(positive, oof)),
+        "positive_fraction": float(positive.mean()),
+        "brier": float(brier_score_loss(positive, oof)),
+        "fold_roc_auc": fold_auc, "mean_member_std": float(spread.mean()),
+        "reliability": _reliability(positive, oof),
+    }
+
+
+def region_recall(scores: Any, region: Any, top_fraction: float) -> pd.DataFrame:
+    """Per region id >= 0: where its best-scored candidate ranks among all rows.
+
+    ``best_rank`` is 1 for the top score (ties count against the region; NaN scores
+    rank last), ``best_percentile = 100 * (best_rank - 1) / n`` (0 = best), and
+    ``recalled`` is True when ``best_rank <= top_fraction * n``.
+    """
+    if not 0 < top_fraction <= 1:
+        raise ConfigError(f"top_fraction must be in (0, 1], not {top_fraction!r}")
+    s = np.asarray(scores, dtype="float64")
+    region = np.asarray(region)
+    if s.shape != region.shape:
+        raise ConfigError(f"region_recall: {len(s)} scores but {len(region)} region labels")
+    s = np.where(np.isnan(s), -np.inf, s)
+    ordered = np.sort(s)
+    rank = len(s) - np.searchsorted(ordered, s, side="left")  # rows scoring >= s
+    rows = []
+    for r in np.unique(region[region >= 0]):
+        sel = region == r
+        best = int(rank[sel].min())
+        rows.append({"region": int(r), "n_candidates": int(sel.sum()), "best_rank": best,
+                     "best_percentile": 100.0 * (best - 1) / len(s), "recalled": bool(best <= top_fraction * len(s))})
+    table = pd.DataFrame(rows, columns=["region", "n_candidates", "best_rank", "best_percentile", "recalled"])
+    table.attrs.update(recall_summary(table))
+    return table
+
+
+def recall_summary(table: pd.DataFrame) -> dict[str, float | int]:
+    """Share of regions recalled and median best percentile of a :func:`region_recall`-style table."""
+    return {"n_regions": len(table), "recall": float(table["recalled"].mean()) if len(table) else float("nan"),
+            "median_best_percentile": float(table["best_percentile"].median()) if len(table) else float("nan")}
+
+
+def leave_one_region_out(X: pd.DataFrame, positive_region: Any, x: Any, y: Any, *, buffer_m: float,
+                         top_fraction: float, seed: int = 0, block_m: float | None = None,
+                         **fit_kw: Any) -> pd.DataFrame:
+    """Hide each expert region in turn and check the model still ranks one of its sites high.
+
+    ``positive_region``: region row position per site (-1 unlabelled, :func:`region_membership`).
+    For region r the ensemble trains on all rows except r's candidates and every other
+    row within ``buffer_m`` of them (unlabelled neighbours, and other regions' sites where
+    regions overlap), then :func:`region_recall` ranks r's candidates among all unlabelled
+    rows. Calibration blocks are ``block_m`` squares (default ``buffer_m``). The table has
+    r's recall row plus ``n_train_positive`` and ``n_excluded``; ``attrs`` hold
+    :func:`recall_summary` (``recall``, ``median_best_percentile``).
+    """
+    from scipy.spatial import cKDTree
+
+    region = np.asarray(positive_region, dtype=np.int64)
+    x, y = np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64")
+    _check_rows(X, region, x, y)
+    ids = np.unique(region[region >= 0])
+    if len(ids) < 2:
+        raise ConfigError(f"leave_one_region_out: candidates fall in {len(ids)} expert region(s); need at least 2")
+    blocks = spatial_blocks(x, y, block_m or buffer_m)
+    xy = np.column_stack([x, y])
+    rows = []
+    for r in ids:
+        held = region == r
+        dist = cKDTree(xy[held]).query(xy, distance_upper_bound=buffer_m)[0]
+        excluded = (dist <= buffer_m) & ~held
+        train = ~held & ~excluded
+        ens = fit_pu(X.loc[train], region[train] >= 0, blocks[train], seed=seed, **fit_kw)
+        evaluate = held | (region < 0)
+        score = predict(ens, X.loc[evaluate])[0]
+        row = region_recall(score, np.where(held[evaluate], r, -1), top_fraction).iloc[0].to_dict()
+        rows.append({**row, "n_train_positive": int((region[train] >= 0).sum()), "n_excluded": int(excluded.sum())})
+    table = pd.DataFrame(rows)
+    table.attrs.update(recall_summary(table))
+    return table
+
+
+class _EnsembleMean(ClassifierMixin, BaseEstimator):
+    """The ensemble mean as a fitted sklearn classifier, for :func:`permutation_importance`."""
+
+    def __init__(self, ens: PUEnsemble | None = None) -> None:
+        self.ens = ens
+
+    def fit(self, X: Any, y: Any = None) -> _EnsembleMean:
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = predict(self.ens, X)[0]
+        return np.column_stack([1 - p, p])
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+    classes_ = np.array([0, 1])
+
+
+def permutation_importances(ens: PUEnsemble, X: pd.DataFrame, positive: Any, *, seed: int = 0,
+                            n_repeats: int = 10) -> pd.DataFrame:
+    """Drop in average precision of the ensemble mean when each feature is shuffled (descending).
+
+    Evaluated on all positives plus an equal-sized (or all, if fewer) seeded draw of
+    unlabelled rows, so the score is not dominated by the background.
+    """
+    positive = np.asarray(positive, dtype=bool)
+    _check_rows(X, positive)
+    pos, unl = np.flatnonzero(positive), np.flatnonzero(~positive)
+    if len(pos) == 0 or len(unl) == 0:
+        raise ConfigError("permutation_importances: need both positive and unlabelled rows")
+    rng = np.random.default_rng(seed)
+    rows = np.concatenate([pos, np.sort(rng.choice(unl, size=min(len(pos), len(unl)), replace=False))])
+    res = permutation_importance(_EnsembleMean(ens), X.iloc[rows], positive[rows].astype(int),
+                                 scoring="average_precision", n_repeats=n_repeats, random_state=seed)
+    table = pd.DataFrame({"feature": ens.feature_names, "importance_mean": res.importances_mean,
+                          "importance_std": res.importances_std})
+    return table.sort_values("importance_mean", ascending=False, kind="stable").reset_index(drop=True)
+
+
+# --- persistence --------------------------------------------------------------------
+
+
+def save_model(ens: PUEnsemble, path: str | os.PathLike[str]) -> None:
+    """Write the ensemble as a skops file (a plain dict), atomically."""
+    import skops.io as sio
+
+    if not Path(path).parent.is_dir():
+        raise OutputPathError(f"{path}: cannot write the model, directory {Path(path).parent} does not exist")
+    with atomic_write(path) as tmp, open(tmp, "wb") as fh:
+        sio.dump({"members": list(ens.members), "feature_names": list(ens.feature_names), "info": dict(ens.info)},
+                 fh)
+
+
+def load_model(path: str | os.PathLike[str]) -> PUEnsemble:
+    """Read a :func:`save_model` file, refusing any type outside :data:`ALLOWED_TYPES`."""
+    import skops.io as sio
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputNotFoundError(f"{p}: no such model file")
+    try:
+        untrusted = sio.get_untrusted_types(file=p)
+    except Exception as exc:
+        raise FormatError(f"{p}: not a skops model file ({type(exc).__name__}: "
+                          f"{(str(exc).splitlines() or [''])[0]})") from None
+    refused = sorted(set(untrusted) - ALLOWED_TYPES)
+    if refused:
+        raise FormatError(f"{p}: refusing to load type {refused[0]!r}, not one prospect writes "
+                          f"({len(refused)} disallowed type(s))")
+    try:
+        obj = sio.load(p, trusted=list(untrusted))
+    except Exception as exc:
+        raise FormatError(f"{p}: unreadable skops model ({type(exc).__name__}: "
+                          f"{(str(exc).splitlines() or [''])[0]})") from None
+    kinds = (CalibratedClassifierCV, HistGradientBoostingClassifier, Pipeline)
+    if not (isinstance(obj, Mapping) and {"members", "feature_names", "info"} <= set(obj) and len(obj["members"])
+            and all(isinstance(m, kinds) for m in obj["members"])):
+        raise FormatError(f"{p}: not a prospect site model (expected a dict with members, feature_names, info)")
+    return PUEnsemble(members=list(obj["members"]), feature_names=[str(c) for c in obj["feature_names"]],
+                      info=dict(obj["info"]))
