@@ -284,6 +284,54 @@ def ice(
         typer.echo("water-equivalent inventory: " + ", ".join(f"{k[:-3]} {v:.4g} kg" for k, v in inventory.items()))
 
 
+@app.command()
+def rank(
+    outdir: Annotated[Path, typer.Argument(help="Folder for sites.gpkg (layers sites, candidates), ranking.json "
+                                                "and model.skops.")],
+    dem: Annotated[str, typer.Option("--dem", help="DEM: its grid is the analysis grid (slope, roughness, "
+                                     "constraints).")],
+    illumination: Annotated[Optional[str], typer.Option("--illumination", help="`prospect illumination` output "
+                                                        "folder (or an illumination_fraction raster).")] = None,
+    psr: Annotated[Optional[str], typer.Option("--psr", help="PSR polygons or raster (default: the illumination "
+                                               "folder's psr_mask.tif).")] = None,
+    ice: Annotated[Optional[str], typer.Option("--ice", help="`prospect ice` output folder (or a favourability "
+                                               "raster).")] = None,
+    he3: Annotated[Optional[str], typer.Option("--he3", help="He-3 concentration raster or `prospect he3` "
+                                               "folder.")] = None,
+    craters: Annotated[Optional[str], typer.Option("--craters", help="Crater catalogue, e.g. "
+                                                   "hkpolyu_craters_60_90s.")] = None,
+    cold_traps: Annotated[Optional[str], typer.Option("--cold-traps", help="Named cold traps, e.g. "
+                                                      "cold_trap_craters.")] = None,
+    labels: Annotated[Optional[str], typer.Option("--labels", help="Expert-chosen regions for the learned model, "
+                                                  "e.g. artemis3_regions_2022.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the model and the Monte Carlo.")] = 0,
+    evaluate: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help="Spatial CV and "
+                                           "leave-one-region-out of the learned model.")] = True,
+    top: Annotated[int, typer.Option("--top", help="Sites to print.")] = 10,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file overriding parameters "
+                                                   "(section sites:).")] = None,
+) -> None:
+    """Candidate base sites: constraints, features, multi-criteria and learned scores, uncertainty, reasons."""
+    from prospect import config as _config
+    from prospect.sites.rank import run_rank
+
+    params = _config.load("sites", config)  # a bad key fails before any data is read
+    if not outdir.parent.is_dir():
+        raise OutputPathError(f"{outdir}: parent directory {outdir.parent} does not exist")
+    ranking, paths = run_rank(outdir, dem, config=params, seed=seed, evaluate=evaluate, illumination=illumination,
+                              psr=psr, ice=ice, he3=he3, craters=craters, cold_traps=cold_traps, labels=labels)
+    rec = ranking.record
+    typer.echo(f"{rec['passing_all']:,} of {rec['lattice_sites']:,} lattice sites pass the constraints")
+    for line in ranking.sites["explanation"].head(top):
+        typer.echo(line)
+    learned = rec.get("learned", {})
+    if "loro_recall" in learned:
+        typer.echo(f"leave-one-region-out recall: learned {learned['loro_recall']:.2f}, weighted sum "
+                   f"{learned['baseline_weighted_sum_recall']:.2f}, TOPSIS {learned['baseline_topsis_recall']:.2f}")
+    for name, path in paths.items():
+        typer.echo(f"{path}: {name}")
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
     return f"prospect: warning: {message}\n"
 

@@ -74,3 +74,7 @@ class GridError(ProspectError):
 
 class OutputPathError(ProspectError):
     """An output cannot be written where asked (missing directory, not writable)."""
+
+
+class ConstraintError(ProspectError):
+    """Site constraints that no candidate passes (the message names the binding one)."""

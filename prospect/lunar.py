@@ -376,6 +376,27 @@ def polar_cap_area_m2(lat_deg: float, radius_m: float = MOON_RADIUS_M) -> float:
     return 2.0 * math.pi * radius_m**2 * (1.0 - math.sin(math.radians(abs(lat_deg))))
 
 
+def spherical_cap_area_m2(arc_m: Any, radius_m: float = MOON_RADIUS_M) -> Any:
+    """Area of the disc of great-circle radius ``arc_m`` on the lunar sphere: ``2 pi R^2 (1 - cos(arc/R))``."""
+    return 2.0 * np.pi * radius_m**2 * (1.0 - np.cos(np.asarray(arc_m, dtype="float64") / radius_m))
+
+
+def unit_vectors(lon_deg: Any, lat_deg: Any) -> np.ndarray:
+    """``(n, 3)`` unit vectors of planetocentric lon/lat [deg]: chord distances for nearest-neighbour search."""
+    lon, lat = np.radians(np.asarray(lon_deg, dtype="float64")), np.radians(np.asarray(lat_deg, dtype="float64"))
+    return np.column_stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)]).reshape(-1, 3)
+
+
+def chord_to_arc_m(chord: Any, radius_m: float = MOON_RADIUS_M) -> Any:
+    """Great-circle distance [m] on the lunar sphere from a unit-sphere chord length."""
+    return 2.0 * radius_m * np.arcsin(np.clip(np.asarray(chord, dtype="float64") / 2.0, 0.0, 1.0))
+
+
+def arc_to_chord(arc_m: Any, radius_m: float = MOON_RADIUS_M) -> Any:
+    """Unit-sphere chord length of a great-circle distance [m] on the lunar sphere."""
+    return 2.0 * np.sin(np.asarray(arc_m, dtype="float64") / (2.0 * radius_m))
+
+
 #: Most Gauss-Legendre points per axis :func:`polar_stereographic_area_m2` picks by itself.
 _MAX_AUTO_GL_ORDER = 64
 

@@ -1,0 +1,1 @@
+"""Candidate base sites: constraints, features, multi-criteria and learned scoring, uncertainty."""

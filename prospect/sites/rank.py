@@ -1,0 +1,493 @@
+"""Rank candidate base sites: features, three scorings, Monte Carlo uncertainty, explanations.
+
+The stage (:func:`rank_sites`) takes the analysis-grid layers and returns a table with one
+row per candidate that passed the hard constraints (:mod:`prospect.sites.candidates`):
+
+1. **Features** (:data:`FEATURES`, each with its unit): zonal statistics over the site
+   disc, great-circle distances to PSR / ice-favourable / He-3-high pixels, the
+   slope-weighted traverse cost to the nearest cold trap, the crater density from the
+   catalogue, He-3 within a radius and the nearest named cold trap.
+2. **Multi-criteria** (:mod:`prospect.sites.mcda`): weighted sum and TOPSIS with the
+   weights and directions of ``prospect/config/sites.yaml``.
+3. **Learned** (:mod:`prospect.sites.learn`): a presence-only ensemble trained on the
+   candidates inside expert-chosen regions (the 13 Artemis III regions of 2022) against
+   background candidates, evaluated by spatial block cross-validation and
+   leave-one-region-out, with permutation importances.
+4. **Combined score** ``score = (1 - s) WS + s L`` (``s = learned_share``; ``WS`` the
+   weighted sum, ``L`` the ensemble probability min-max scaled over the candidates),
+   and its **Monte Carlo**: each draw takes Dirichlet-perturbed weights, one of
+   ``dem_draws`` DEM realisations with Gaussian noise ``dem_noise_m`` (slope, slope
+   p95 and roughness recomputed) and one ensemble member; the draws give ``score_p05``,
+   ``score_p50``, ``score_p95`` and ``p_top<k>``.
+
+``rank`` orders ``score`` (ties by ``site_id``). Every row carries its features, the
+score of each method and their ranks, the criterion contributions ``contrib_*`` of the
+weighted sum and a one-line ``explanation``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from prospect import config as _config
+from prospect.config import ParameterSet
+from prospect.errors import ConfigError
+from prospect.grid import AnalysisGrid, on_grid
+from prospect.sites import features as F
+from prospect.sites import learn, mcda
+from prospect.sites.candidates import Lattice, apply_constraints, candidate_frame, disc_stat
+
+#: Feature columns: unit and meaning (the site table's ``attrs['feature_units']``).
+FEATURES: dict[str, tuple[str, str]] = {
+    "illumination_fraction": ("1", "mean solar illumination fraction over the site"),
+    "longest_darkness_h": ("h", "longest continuous darkness, worst pixel of the site"),
+    "earth_visibility_fraction": ("1", "mean Earth visibility fraction over the site"),
+    "slope_mean_deg": ("deg", "mean slope over the site"),
+    "slope_p95_deg": ("deg", "95th percentile slope over the site"),
+    "roughness_m": ("m", "mean RMS deviation (Shepard et al. 2001) over the site"),
+    "psr_fraction": ("1", "permanently shadowed share of the site"),
+    "psr_distance_km": ("km", "great-circle distance to the nearest PSR pixel"),
+    "ice_favourability": ("1", "mean ice favourability over the site"),
+    "ice_distance_km": ("km", "great-circle distance to the nearest ice-favourable pixel"),
+    "cold_trap_distance_km": ("km", "great-circle distance to the nearest cold-trap pixel"),
+    "traverse_cost_km": ("km", "slope-weighted traverse cost to the nearest cold trap (flat-ground km)"),
+    "crater_density_km2": ("1/km2", "catalogue craters per km2 around the site"),
+    "he3_ppb": ("ppb", "mean He-3 concentration within he3_radius_m"),
+    "he3_distance_km": ("km", "great-circle distance to the nearest He-3 high"),
+    "flat_area_km2": ("km2", "connected area passing the slope limit around the site"),
+    "nearest_cold_trap_km": ("km", "distance to the PSR centroid of the nearest named cold trap"),
+}
+
+_TERRAIN = ("slope_mean_deg", "slope_p95_deg", "roughness_m")
+_RASTERS = ("illumination_fraction", "longest_darkness_h", "earth_visibility_fraction", "psr_fraction",
+            "ice_favourability", "ice_class", "he3_ppb")
+
+
+@dataclass
+class SiteInputs:
+    """The layers of the site stage; rasters on the DEM's analysis grid (others are resampled)."""
+
+    dem: xr.DataArray
+    illumination_fraction: xr.DataArray | None = None
+    longest_darkness_h: xr.DataArray | None = None
+    earth_visibility_fraction: xr.DataArray | None = None
+    psr_fraction: xr.DataArray | None = None
+    ice_favourability: xr.DataArray | None = None
+    ice_class: xr.DataArray | None = None
+    he3_ppb: xr.DataArray | None = None
+    craters: Any = None
+    cold_traps: Any = None
+    regions: Any = None
+    sources: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from prospect.terrain.metric import heights_in_metres
+
+        self.grid = AnalysisGrid.from_dataarray(self.dem)
+        self.dem = heights_in_metres(self.dem)
+        for name in _RASTERS:
+            arr = getattr(self, name)
+            if arr is not None:
+                method = "nearest" if name == "ice_class" else "average"
+                setattr(self, name, on_grid(arr, self.grid, method=method))
+
+    def layers(self) -> dict[str, xr.DataArray]:
+        return {n: getattr(self, n) for n in _RASTERS if getattr(self, n) is not None}
+
+
+def _params(config: Any) -> ParameterSet:
+    return config if isinstance(config, ParameterSet) else _config.load("sites", config)
+
+
+def _int_param(p: ParameterSet, name: str) -> int:
+    v = p[name]
+    if float(v) != int(v):
+        raise ConfigError(f"sites.{name}: must be a whole number, not {v:g}")
+    return int(v)
+
+
+def terrain_stats(dem: xr.DataArray, lattice: Lattice, radius_m: float, where: tuple[np.ndarray, np.ndarray] | None
+                  ) -> dict[str, np.ndarray]:
+    """Mean and p95 slope and mean roughness over each site disc (at ``where`` lattice cells, or all)."""
+    from prospect.terrain import rms_deviation, slope_deg
+
+    slope = slope_deg(dem)
+    out = {"slope_mean_deg": disc_stat(slope, lattice, radius_m, "mean"),
+           "slope_p95_deg": disc_stat(slope, lattice, radius_m, "p95"),
+           "roughness_m": disc_stat(rms_deviation(dem), lattice, radius_m, "mean")}
+    out = {k: (v[where] if where is not None else v) for k, v in out.items()}
+    out["_slope"] = slope
+    return out
+
+
+def _noisy_dem(dem: xr.DataArray, sigma_m: float, seed: int) -> xr.DataArray:
+    data = dem.data if isinstance(dem.data, da.Array) else da.from_array(np.asarray(dem.data), chunks=2048)
+    noise = da.random.default_rng(seed).normal(0.0, sigma_m, size=data.shape, chunks=data.chunks)
+    return dem.copy(data=(data + noise).astype(data.dtype))
+
+
+def site_features(inputs: SiteInputs, params: ParameterSet) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Candidates that pass the hard constraints, with every feature of :data:`FEATURES`.
+
+    Returns the table (one row per candidate) and a record of the constraints
+    (descriptions, lattice counts passing each, the lattice).
+    """
+    p = params
+    grid = inputs.grid
+    radius = p["site_radius_m"]
+    lattice = Lattice.of(grid, p["candidate_spacing_m"])
+    lon_all, lat_all = lattice.lonlat()
+    terrain = terrain_stats(inputs.dem, lattice, radius, None)
+    slope = terrain.pop("_slope")
+    stats = {"slope_mean_deg": terrain["slope_mean_deg"]}
+    layers = inputs.layers()
+    for name in ("illumination_fraction", "psr_fraction"):
+        if name in layers:
+            stats[name] = disc_stat(layers[name], lattice, radius, "mean")
+    result = apply_constraints(stats, lat_all, lattice, p)
+    result.require_some()
+    passed = result.passed
+    sel = np.nonzero(passed)
+    frame = candidate_frame(lattice, passed, radius)
+    for k, v in terrain.items():
+        frame[k] = v[sel]
+    for name, stat in (("illumination_fraction", "mean"), ("longest_darkness_h", "max"),
+                       ("earth_visibility_fraction", "mean"), ("psr_fraction", "mean"),
+                       ("ice_favourability", "mean")):
+        if name in layers:
+            frame[name] = (stats[name] if name in stats else disc_stat(layers[name], lattice, radius, stat))[sel]
+    frame["flat_area_km2"] = result.flat_area_m2[sel] / 1e6
+    lon, lat = frame["lon"].to_numpy(), frame["lat"].to_numpy()
+    notes: dict[str, str] = {}
+    psr_mask = None
+    if "psr_fraction" in layers:
+        psr_mask = layers["psr_fraction"] >= p["psr_fraction_threshold"]
+        frame["psr_distance_km"] = F.distance_to_mask_km(lon, lat, psr_mask, grid)
+    cold = layers["ice_class"] == 2 if "ice_class" in layers else psr_mask
+    if cold is not None:
+        notes["cold_traps"] = ("ice stability class 2 (surface-stable)" if "ice_class" in layers else
+                               f"PSR pixels (psr_fraction >= {p['psr_fraction_threshold']:g})")
+        frame["cold_trap_distance_km"] = F.distance_to_mask_km(lon, lat, cold, grid)
+        cost, res = F.traverse_cost_km(slope, cold, frame["row"].to_numpy(), frame["col"].to_numpy(), grid,
+                                       scale_deg=p["traverse_slope_scale_deg"],
+                                       max_slope_deg=p["traverse_max_slope_deg"], max_cells=p["traverse_max_cells"])
+        frame["traverse_cost_km"] = cost
+        notes["traverse_resolution_m"] = f"{res:g}"
+    for name, q in (("ice_favourability", "ice_favourable_quantile"), ("he3_ppb", "he3_high_quantile")):
+        if name in layers:
+            cut = float(da.nanquantile(layers[name].data.astype("float64").ravel(), p[q]).compute()) \
+                if isinstance(layers[name].data, da.Array) else float(np.nanquantile(layers[name].values, p[q]))
+            target = "ice_distance_km" if name == "ice_favourability" else "he3_distance_km"
+            frame[target] = F.distance_to_mask_km(lon, lat, layers[name] >= cut, grid)
+            notes[f"{target}_cut"] = f"{name} >= {cut:.6g} (quantile {p[q]:g})"
+    if "he3_ppb" in layers:
+        frame["he3_ppb"] = disc_stat(layers["he3_ppb"], lattice, p["he3_radius_m"], "mean")[sel]
+    if inputs.craters is not None:
+        clon, clat = F.point_lonlat(inputs.craters)
+        diam = F.diameters_m(inputs.craters, str(inputs.sources.get("craters", "craters")))
+        frame["crater_density_km2"] = F.crater_density_km2(lon, lat, clon, clat, diam, radius_m=p["crater_radius_m"],
+                                                           min_diameter_m=p["crater_min_diameter_m"])
+    if inputs.cold_traps is not None:
+        names, dist = F.nearest_named(lon, lat, inputs.cold_traps)
+        frame["nearest_cold_trap"] = names
+        frame["nearest_cold_trap_km"] = dist
+    record = {"constraints": result.descriptions, "lattice_sites": int(passed.size),
+              "passing_each": result.counts(), "passing_all": int(passed.sum()),
+              "lattice": {"spacing_m": lattice.spacing_m, "step_px": lattice.step, "shape": list(lattice.shape)},
+              "notes": notes, "scale_factor": lattice.scale_factor(), "_lattice": lattice}
+    frame.attrs["feature_units"] = {k: v[0] for k, v in FEATURES.items() if k in frame}
+    return frame, record
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    """Numeric feature columns with at least one finite value (the learned model's inputs)."""
+    return [c for c in FEATURES if c in frame and np.isfinite(frame[c].to_numpy(dtype="float64")).any()]
+
+
+def _minmax(v: np.ndarray) -> np.ndarray:
+    lo, hi = np.nanmin(v, axis=-1, keepdims=True), np.nanmax(v, axis=-1, keepdims=True)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return np.where(hi > lo, (v - lo) / span, 1.0)
+
+
+@dataclass
+class Ranking:
+    """The ranked site table, the evaluation record and the learned model (if any)."""
+
+    sites: pd.DataFrame
+    record: dict[str, Any]
+    model: Any = None
+
+
+def rank_sites(inputs: SiteInputs, config: Any = None, *, seed: int = 0, learned: bool = True,
+               evaluate: bool = True) -> Ranking:
+    """Candidates, features, the three scorings, the Monte Carlo and the explanations (see module doc)."""
+    p = _params(config)
+    n_mc, n_dem, k = _int_param(p, "mc_samples"), _int_param(p, "dem_draws"), _int_param(p, "top_k")
+    frame, record = site_features(inputs, p)
+    lattice: Lattice = record.pop("_lattice")
+    crits, dropped = mcda.criteria(p, frame)
+    frame["score_weighted_sum"] = mcda.weighted_sum(frame, crits)
+    frame["score_topsis"] = mcda.topsis(frame, crits)
+    contrib = mcda.contributions(frame, crits)
+    for c in contrib.columns:
+        frame[f"contrib_{c}"] = contrib[c].to_numpy()
+    cols = feature_columns(frame)
+    share = float(p["learned_share"]) if learned and inputs.regions is not None else 0.0
+    ens = None
+    member_probs = None
+    rng = np.random.default_rng(seed)
+    if share > 0 or (learned and inputs.regions is not None):
+        region = learn.region_membership(frame["lon"].to_numpy(), frame["lat"].to_numpy(), inputs.regions)
+        frame["expert_region"] = region
+        blocks = learn.spatial_blocks(frame["x"].to_numpy(), frame["y"].to_numpy(), p["spatial_block_m"])
+        fit_kw = {"members": _int_param(p, "ensemble_members"), "estimator": p["learned_estimator"],
+                  "background_per_positive": _int_param(p, "background_per_positive"), "seed": seed}
+        ens = learn.fit_pu(frame[cols], region >= 0, blocks, **fit_kw)
+        prob, member_probs = learn.predict(ens, frame[cols])
+        frame["score_learned"] = prob
+        record["learned"] = _evaluate(frame, cols, region, blocks, p, fit_kw, ens) if evaluate else {}
+    combined = (1.0 - share) * frame["score_weighted_sum"].to_numpy()
+    if share > 0:
+        combined = combined + share * _minmax(frame["score_learned"].to_numpy())
+    frame["score"] = combined
+    draws = _monte_carlo(inputs, frame, lattice, p, crits, cols, ens, share, n_mc, n_dem, rng, seed)
+    summary = mcda.summarise_draws(draws, k)
+    for c in summary.columns:
+        frame[c] = summary[c].to_numpy()
+    ids = frame["site_id"].to_numpy()
+    frame["rank"] = mcda.ranks(frame["score"].to_numpy(), tiebreak=ids)
+    for m in ("weighted_sum", "topsis", "learned"):
+        if f"score_{m}" in frame:
+            frame[f"rank_{m}"] = mcda.ranks(frame[f"score_{m}"].to_numpy(), tiebreak=ids)
+    frame = frame.sort_values("rank", kind="stable").reset_index(drop=True)
+    frame["explanation"] = [explain(row, crits, k) for _, row in frame.iterrows()]
+    record.update(criteria=[{"name": c.name, "weight": c.weight, "direction": c.direction, "source": c.source,
+                             "status": c.status, "unit": FEATURES.get(c.name, ("", ""))[0]} for c in crits],
+                  dropped_criteria=dropped, learned_share=share, seed=seed, mc_samples=n_mc, dem_draws=n_dem,
+                  top_k=k, features=cols, parameters=p.table(), site_radius_m=float(p["site_radius_m"]),
+                  support_m2=frame.attrs.get("support_m2"))
+    return Ranking(sites=frame, record=record, model=ens)
+
+
+def _evaluate(frame: pd.DataFrame, cols: list[str], region: np.ndarray, blocks: np.ndarray, p: ParameterSet,
+              fit_kw: Mapping[str, Any], ens: Any) -> dict[str, Any]:
+    """Spatial CV, leave-one-region-out (learned vs the multi-criteria baselines) and importances."""
+    top = float(p["recall_top_fraction"])
+    out: dict[str, Any] = {"spatial_cv": learn.spatial_cv(frame[cols], region >= 0, blocks, **fit_kw)}
+    if len(np.unique(region[region >= 0])) >= 2:
+        loro = learn.leave_one_region_out(frame[cols], region, frame["x"].to_numpy(), frame["y"].to_numpy(),
+                                          buffer_m=p["spatial_block_m"], top_fraction=top, **fit_kw)
+        out["leave_one_region_out"] = json.loads(loro.to_json(orient="records"))
+        out["loro_recall"] = float(loro["recalled"].mean())
+        for m in ("weighted_sum", "topsis"):
+            base = learn.region_recall(frame[f"score_{m}"].to_numpy(), region, top)
+            out[f"baseline_{m}"] = json.loads(base.to_json(orient="records"))
+            out[f"baseline_{m}_recall"] = float(base["recalled"].mean())
+    imp = learn.permutation_importances(ens, frame[cols], region >= 0, seed=fit_kw["seed"])
+    out["permutation_importances"] = json.loads(imp.to_json(orient="records"))
+    out["positives"] = int((region >= 0).sum())
+    out["regions_with_candidates"] = int(len(np.unique(region[region >= 0])))
+    return out
+
+
+def _monte_carlo(inputs: SiteInputs, frame: pd.DataFrame, lattice: Lattice, p: ParameterSet, crits: list,
+                 cols: list[str], ens: Any, share: float, n: int, n_dem: int, rng: np.random.Generator,
+                 seed: int) -> np.ndarray:
+    """``(n, sites)`` combined-score draws over weights x DEM noise x ensemble members."""
+    weights = mcda.dirichlet_weights(crits, n, rng, p["mc_weight_concentration"])
+    where = (np.searchsorted(lattice.rows, frame["row"].to_numpy()),
+             np.searchsorted(lattice.cols, frame["col"].to_numpy()))
+    tables = [frame]
+    for d in range(n_dem):
+        noisy = _noisy_dem(inputs.dem, p["dem_noise_m"], seed * 1000 + d + 1)
+        t = frame.copy()
+        stats = terrain_stats(noisy, lattice, p["site_radius_m"], where)
+        stats.pop("_slope")
+        for c, v in stats.items():
+            t[c] = v
+        tables.append(t)
+    draws = np.empty((n, len(frame)))
+    member = np.arange(n) % (len(ens.members) if ens is not None else 1)
+    for i_table, table in enumerate(tables[1:] if n_dem else tables):
+        idx = np.arange(n)[np.arange(n) % max(n_dem, 1) == i_table]
+        if idx.size == 0:
+            continue
+        ws = np.atleast_2d(mcda.weighted_sum(table, crits, weights[idx]))
+        draws[idx] = (1.0 - share) * ws
+        if share > 0:
+            _, members = learn.predict(ens, table[cols])
+            draws[idx] += share * _minmax(members[member[idx]])
+    return draws
+
+
+def _num(v: Any) -> float | None:
+    """``v`` as a finite float, else None."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+#: (column, text, scale, format) of the values an explanation quotes, in order.
+_QUOTED = (("illumination_fraction", "{} % illumination", 100.0, ".0f"), ("slope_mean_deg", "{} deg slope", 1.0, ".1f"),
+           ("earth_visibility_fraction", "Earth visible {} %", 100.0, ".0f"),
+           ("longest_darkness_h", "longest night {} h", 1.0, ".0f"), ("psr_distance_km", "PSR {} km away", 1.0, ".1f"))
+
+
+def explain(row: pd.Series, crits: list, k: int) -> str:
+    """One line: rank, score interval and the values and criteria behind it."""
+    parts = []
+    for col, text, scale, spec in _QUOTED:
+        v = _num(row.get(col))
+        if v is not None:
+            parts.append(text.format(format(v * scale, spec)))
+    name, dist = row.get("nearest_cold_trap"), _num(row.get("nearest_cold_trap_km"))
+    if isinstance(name, str) and name and dist is not None:
+        cost = _num(row.get("traverse_cost_km"))
+        parts.append(f"{dist:.0f} km from the {name} cold trap"
+                     + (f" (traverse {cost:.0f} flat-km to the nearest cold trap)" if cost is not None else ""))
+    top = sorted(((float(row.get(f"contrib_{c.name}", 0.0)), c.name) for c in crits), reverse=True)[:2]
+    drivers = ", ".join(f"{n} +{v:.2f}" for v, n in top if v > 0)
+    learned = _num(row.get("score_learned"))
+    head = (f"ranked {int(row['rank'])}: score {row['score']:.2f} (90 % interval {row['score_p05']:.2f}-"
+            f"{row['score_p95']:.2f}, P(top {k}) {row[f'p_top{k}']:.0%})")
+    tail = f"; strongest criteria {drivers}" if drivers else ""
+    tail += f"; learned suitability {learned:.2f}" if learned is not None else ""
+    return f"{head}: {', '.join(parts)}{tail}"
+
+
+# --- I/O edge ---------------------------------------------------------------------------------
+
+
+def site_geodataframes(ranking: Ranking, grid: AnalysisGrid, radius_m: float, scale: float) -> tuple[Any, Any]:
+    """The ranked sites as points and their candidate discs as polygons (grid CRS)."""
+    import geopandas as gpd
+    import shapely
+
+    df = ranking.sites.drop(columns=["row", "col"])
+    crs = grid.crs.to_pyproj()
+    points = gpd.GeoDataFrame(df, geometry=shapely.points(df["x"], df["y"]), crs=crs)
+    discs = shapely.buffer(shapely.points(df["x"], df["y"]), radius_m * scale, quad_segs=16)
+    polys = gpd.GeoDataFrame(df[["site_id", "rank", "score", "score_p05", "score_p95"]], geometry=discs, crs=crs)
+    return points, polys
+
+
+def write_ranking(ranking: Ranking, outdir: str | os.PathLike[str], grid: AnalysisGrid) -> dict[str, Path]:
+    """``sites.gpkg`` (layers ``sites`` and ``candidates``), ``ranking.json`` and ``model.skops``, each atomic."""
+    import pyogrio
+
+    from prospect.io.writers import atomic_write
+
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    lattice_scale = float(ranking.record.get("scale_factor", 1.0))
+    points, polys = site_geodataframes(ranking, grid, ranking.record["site_radius_m"], lattice_scale)
+    paths = {"sites": out / "sites.gpkg", "record": out / "ranking.json"}
+    with atomic_write(paths["sites"]) as tmp:
+        staging = tmp.with_name(tmp.name + ".gpkg")  # GDAL wants the .gpkg extension
+        try:
+            pyogrio.write_dataframe(points, staging, layer="sites", driver="GPKG")
+            pyogrio.write_dataframe(polys, staging, layer="candidates", driver="GPKG")
+            os.replace(staging, tmp)
+        finally:
+            staging.unlink(missing_ok=True)
+    with atomic_write(paths["record"]) as tmp:
+        tmp.write_text(json.dumps(ranking.record, indent=2, default=_json_default), encoding="utf-8")
+    if ranking.model is not None:
+        paths["model"] = out / "model.skops"
+        learn.save_model(ranking.model, paths["model"])
+    return paths
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return None if not np.isfinite(v) else float(v)
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return str(v)
+
+
+def _raster_in(source: Any, names: tuple[str, ...]) -> dict[str, Path]:
+    """Files of ``names`` (``<name>.tif``) in a stage's output folder, or ``{names[0]: source}`` for a file."""
+    path = Path(str(source))
+    if path.is_dir():
+        found = {n: path / f"{n}.tif" for n in names if (path / f"{n}.tif").exists()}
+        if not found:
+            raise ConfigError(f"{path}: folder holds none of {[n + '.tif' for n in names]}")
+        return found
+    return {names[0]: source}
+
+
+def load_site_inputs(dem: Any, *, illumination: Any = None, psr: Any = None, ice: Any = None, he3: Any = None,
+                     craters: Any = None, cold_traps: Any = None, labels: Any = None) -> SiteInputs:
+    """Open the site stage's inputs (paths, stage output folders or data-manifest ids).
+
+    ``illumination`` is the ``prospect illumination`` folder (illumination fraction,
+    longest darkness, Earth visibility, PSR mask) or an illumination-fraction raster;
+    ``psr`` PSR polygons or a raster (default: the illumination folder's ``psr_mask``);
+    ``ice`` the ``prospect ice`` folder (favourability, stability class) or a
+    favourability raster; ``he3`` a ``he3_ppb`` raster or the ``prospect he3`` folder;
+    ``craters`` a crater catalogue (e.g. ``hkpolyu_craters_60_90s``), ``cold_traps`` the
+    named cold-trap list (``cold_trap_craters``), ``labels`` the expert regions
+    (``artemis3_regions_2022``).
+    """
+    from prospect.io.readers import open_product
+    from prospect.io.vectors import open_vector
+    from prospect.resources.ice import _is_vector
+    from prospect.resources.masks import polygon_fraction
+
+    sources: dict[str, Any] = {"dem": str(dem)}
+    rasters: dict[str, xr.DataArray] = {}
+    stage_files = []
+    if illumination is not None:
+        stage_files.append(("illumination", _raster_in(illumination, ("illumination_fraction", "longest_darkness_h",
+                                                                      "earth_visibility_fraction", "psr_mask"))))
+    if ice is not None:
+        stage_files.append(("ice", _raster_in(ice, ("ice_favourability", "ice_stability_class"))))
+    if he3 is not None:
+        stage_files.append(("he3", _raster_in(he3, ("he3_ppb",))))
+    rename = {"psr_mask": "psr_fraction", "ice_stability_class": "ice_class"}
+    for _, files in stage_files:
+        for name, src in files.items():
+            rasters[rename.get(name, name)] = open_product(src)
+            sources[rename.get(name, name)] = str(src)
+    inputs = SiteInputs(dem=open_product(dem), **{k: v for k, v in rasters.items() if k != "psr_fraction"},
+                        sources=sources)
+    if psr is not None and _is_vector(psr):
+        inputs.psr_fraction = polygon_fraction(open_vector(psr), inputs.grid)
+        sources["psr_fraction"] = str(psr)
+    elif psr is not None:
+        inputs.psr_fraction = on_grid(open_product(psr), inputs.grid)
+        sources["psr_fraction"] = str(psr)
+    elif "psr_fraction" in rasters:
+        inputs.psr_fraction = on_grid(rasters["psr_fraction"], inputs.grid)
+    for key, src in (("craters", craters), ("cold_traps", cold_traps), ("regions", labels)):
+        if src is not None:
+            setattr(inputs, key, open_vector(src))
+            sources[key] = str(src)
+    return inputs
+
+
+def run_rank(outdir: str | os.PathLike[str], dem: Any, *, config: Any = None, seed: int = 0, learned: bool = True,
+             evaluate: bool = True, **sources: Any) -> tuple[Ranking, dict[str, Path]]:
+    """The site stage: check the parameters, open the inputs, rank, write (``write_ranking``)."""
+    params = _params(config)
+    inputs = load_site_inputs(dem, **sources)
+    ranking = rank_sites(inputs, params, seed=seed, learned=learned, evaluate=evaluate)
+    ranking.record["inputs"] = inputs.sources
+    ranking.record["grid"] = inputs.grid.to_dict()
+    return ranking, write_ranking(ranking, outdir, inputs.grid)

@@ -1,0 +1,281 @@
+"""Candidate sites and ranking (prospect.sites): synthetic scenes with a known answer, real data."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from prospect import config, lunar
+from prospect.errors import ConfigError, ConstraintError
+from prospect.grid import AnalysisGrid
+from prospect.sites import candidates as C
+from prospect.sites import features as F
+from prospect.sites.rank import SiteInputs, rank_sites, run_rank, write_ranking
+from tests.conftest import run_cli
+
+PX = 200.0  # m
+HALF = 15000.0
+AXIS_X = 100.0  # pixel centres at 100 + 200 j and the 600 m lattice at 100 + 600 k: both symmetric about x = 100 m
+
+#: small but complete: a 600 m lattice of 300 m discs (9 pixels each), 48 Monte Carlo draws
+FAST = {"sites": {"site_radius_m": 300, "candidate_spacing_m": 600, "min_flat_area_m2": 2.0e6, "mc_samples": 48,
+                  "dem_draws": 2, "ensemble_members": 4, "max_site_slope_deg": 6,
+                  "spatial_block_m": 4000}}
+
+
+def _grid():
+    return AnalysisGrid.from_bounds(30135, (AXIS_X - HALF - 100, -HALF, AXIS_X + HALF + 100, HALF), resolution=PX)
+
+
+def L(i, j):
+    """Map coordinates of lattice point (i, j) of the scene."""
+    return AXIS_X + 600.0 * i, 100.0 + 600.0 * j
+
+
+def _bump(x, y, cx, cy, sigma):
+    return np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * sigma**2))
+
+
+def _regions(centres, half_m=1500.0):
+    """Expert regions as lon/lat boxes around map points (like the Artemis III csv)."""
+    rows = []
+    for i, (cx, cy) in enumerate(centres):
+        xs = np.array([cx - half_m, cx + half_m, cx + half_m, cx - half_m])
+        ys = np.array([cy - half_m, cy - half_m, cy + half_m, cy + half_m])
+        lon, lat = lunar.xy_to_lonlat(lunar.lunar_crs(30135), xs, ys)
+        clon, clat = lunar.xy_to_lonlat(lunar.lunar_crs(30135), cx, cy)
+        rows.append({"id": i, "name": f"E{i}", "center_lon": float(clon), "center_lat": float(clat),
+                     "bbox_min_lon": lon.min(), "bbox_min_lat": lat.min(), "bbox_max_lon": lon.max(),
+                     "bbox_max_lat": lat.max()})
+    return pd.DataFrame(rows)
+
+
+def scene(best, others=(), experts=(), psr_offset=(0.0, -5000.0)):
+    """A 30 x 30 km south-polar scene, centred on x = 100 m.
+
+    Every point of ``best`` is a flat plateau lit 90 % of the time with Earth in view 70 %,
+    a cold trap (PSR disc, 1.5 km radius) 5 km away and no crater within 6 km; ``others``
+    get the same layout but only 75 % light and 55 % Earth; ``experts`` are the centres of
+    the labelled regions (which sit on ``others``). Elsewhere: hills up to ~9 deg, 35 % light.
+    """
+    grid = _grid()
+    x, y = np.meshgrid(grid.x, grid.y)
+    flat = np.ones_like(x)
+    illum = np.full_like(x, 0.35)
+    earth = np.full_like(x, 0.15)
+    for (cx, cy), peak_i, peak_e in [(b, 0.55, 0.55) for b in best] + [(o, 0.40, 0.40) for o in others]:
+        g = _bump(x, y, cx, cy, 2500.0)
+        illum = np.maximum(illum, 0.35 + peak_i * g)
+        earth = np.maximum(earth, 0.15 + peak_e * g)
+        flat *= 1.0 - _bump(x, y, cx, cy, 1500.0)
+    dem = 250.0 * np.sin((x - AXIS_X) / 2200.0) ** 2 * np.cos(y / 1900.0) * flat - 1500.0
+    dark = 400.0 * (1.0 - illum)
+    wrap = lambda a, name, units: grid._wrap(a.astype("float32"), name=name, attrs={"units": units})  # noqa: E731
+    traps = [shapely.Point(cx + psr_offset[0], cy + psr_offset[1]).buffer(1500.0) for cx, cy in (*best, *others)]
+    psr = gpd.GeoDataFrame(geometry=traps, crs=grid.crs.to_pyproj())
+    from prospect.resources.masks import polygon_fraction
+
+    rng = np.random.default_rng(3)
+    cx_, cy_ = rng.uniform(-HALF, HALF, 3000) + AXIS_X, rng.uniform(-HALF, HALF, 3000)
+    far = np.ones(cx_.size, dtype=bool)
+    for bx, by in (*best, *others):
+        far &= np.hypot(cx_ - bx, cy_ - by) > 6000.0
+    clon, clat = lunar.xy_to_lonlat(grid.crs, cx_[far], cy_[far])
+    craters = gpd.GeoDataFrame({"Diameter_m": np.full(far.sum(), 1500.0)},
+                               geometry=gpd.points_from_xy(clon, clat), crs=lunar.lunar_crs(30100).to_pyproj())
+    names = pd.DataFrame({"Crater Name": [f"Trap{i}" for i in range(len(traps))],
+                          "PSR centroid Lon (deg)": [lunar.xy_to_lonlat(grid.crs, t.centroid.x, t.centroid.y)[0]
+                                                     for t in traps],
+                          "PSR centroid Lat (deg)": [lunar.xy_to_lonlat(grid.crs, t.centroid.x, t.centroid.y)[1]
+                                                     for t in traps]})
+    return SiteInputs(dem=wrap(dem, "dem", "m"), illumination_fraction=wrap(illum, "illum", "1"),
+                      longest_darkness_h=wrap(dark, "dark", "h"), earth_visibility_fraction=wrap(earth, "earth", "1"),
+                      psr_fraction=polygon_fraction(psr, grid), craters=craters, cold_traps=names,
+                      regions=_regions(experts) if experts else None)
+
+
+def _site_at(sites: pd.DataFrame, x: float, y: float) -> pd.Series:
+    i = int(np.argmin(np.hypot(sites["x"] - x, sites["y"] - y)))
+    assert math.hypot(sites["x"].iloc[i] - x, sites["y"].iloc[i] - y) < 1.0, "the scene's site is not on the lattice"
+    return sites.iloc[i]
+
+
+BEST = L(5, 4)
+OTHERS = (L(-12, 10), L(-10, -12), L(14, -12), L(-14, -1))
+
+
+@pytest.fixture(scope="module")
+def best_ranking():
+    return rank_sites(scene([BEST], OTHERS, experts=OTHERS), FAST, seed=7)
+
+
+def test_known_best_site_ranks_first_under_every_scoring(best_ranking):
+    sites = best_ranking.sites
+    best = _site_at(sites, *BEST)
+    for method in ("weighted_sum", "topsis", "learned"):
+        assert best[f"rank_{method}"] == 1, (method, sites.sort_values(f"rank_{method}").head(3).to_string())
+    assert best["rank"] == 1
+    # the Monte Carlo agrees: highest median score and the largest P(top 10)
+    assert best["score_p50"] == sites["score_p50"].max()
+    assert best["p_top10"] == sites["p_top10"].max() and best["p_top10"] > 0.9
+    assert best["score_p05"] <= best["score"] <= best["score_p95"]
+    # the features behind it are the ones built into the scene
+    assert best["illumination_fraction"] == pytest.approx(0.9, abs=0.01)
+    assert best["slope_mean_deg"] < 0.5 and best["crater_density_km2"] == 0.0
+    assert best["psr_distance_km"] == pytest.approx(3.5, abs=0.35)
+    assert best["nearest_cold_trap"] == "Trap0" and best["nearest_cold_trap_km"] == pytest.approx(5.0, abs=0.05)
+    assert best["explanation"].startswith("ranked 1: score")
+    assert "90 % illumination" in best["explanation"] and "Trap0 cold trap" in best["explanation"]
+
+
+def test_every_rank_is_traceable(best_ranking):
+    sites, rec = best_ranking.sites, best_ranking.record
+    for col in ("site_id", "rank", "score", "score_p05", "score_p95", "p_top10", "lon", "lat",
+                "score_weighted_sum", "score_topsis", "score_learned", "explanation"):
+        assert col in sites
+    assert sites["site_id"].is_unique and list(sites["rank"]) == list(range(1, len(sites) + 1))
+    contrib = sites[[c for c in sites if c.startswith("contrib_")]].sum(axis=1)
+    np.testing.assert_allclose(contrib, sites["score_weighted_sum"], rtol=1e-12)
+    assert {c["name"] for c in rec["criteria"]} <= set(sites.columns)
+    assert all(c["source"] for c in rec["criteria"])
+    assert rec["learned"]["positives"] > 0 and rec["learned"]["permutation_importances"]
+
+
+def test_two_equally_good_sites_have_overlapping_intervals():
+    pair = (L(-6, 3), L(6, 3))
+    sites = rank_sites(scene(pair), FAST, seed=1).sites
+    a, b = (_site_at(sites, *p) for p in pair)
+    assert {int(a["rank"]), int(b["rank"])} == {1, 2}
+    assert a["score"] == pytest.approx(b["score"], abs=2e-3)
+    assert max(a["score_p05"], b["score_p05"]) < min(a["score_p95"], b["score_p95"])
+    # and a clearly worse site's interval does not reach theirs
+    assert sites["score_p95"].iloc[2:].max() < min(a["score_p05"], b["score_p05"]) + 0.05
+
+
+def test_same_seed_same_ranking_different_seed_different_draws():
+    inputs = scene([BEST], OTHERS, experts=OTHERS)
+    one, two = rank_sites(inputs, FAST, seed=5), rank_sites(inputs, FAST, seed=5)
+    pd.testing.assert_frame_equal(one.sites, two.sites)
+    three = rank_sites(inputs, FAST, seed=6)
+    assert not np.allclose(one.sites.sort_values("site_id")["score_p05"],
+                           three.sites.sort_values("site_id")["score_p05"])
+
+
+def test_no_candidate_names_the_binding_constraint():
+    inputs = scene([BEST])
+    cfg = {"sites": {**FAST["sites"], "min_illumination_fraction": 0.95}}
+    with pytest.raises(ConstraintError, match=r"binding constraint is min_illumination_fraction .*>= 0.95"):
+        rank_sites(inputs, cfg)
+    cfg = {"sites": {**FAST["sites"], "lat_min_deg": -80, "lat_max_deg": -70}}
+    with pytest.raises(ConstraintError, match=r"binding constraint is lat_band \(latitude -80..-70 deg\)"):
+        rank_sites(inputs, cfg)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"weight_slope_mean_deg": -0.1}, "below the allowed minimum 0"),
+    ({"weight_slope_mean_deg": "heavy"}, "must be a finite number"),
+    ({"direction_slope_mean_deg": "up"}, "must be one of"),
+    ({"weight_slopes": 1}, "unknown sites parameter 'weight_slopes'"),
+])
+def test_bad_weights_are_config_errors(bad, message):
+    with pytest.raises(ConfigError, match=message):
+        config.load("sites", {"sites": bad})
+
+
+def test_all_zero_weights_is_a_config_error():
+    zero = {k: 0 for k in config.load("sites").params if k.startswith("weight_")}
+    with pytest.raises(ConfigError, match="no scoring criterion"):
+        rank_sites(scene([BEST]), {"sites": {**FAST["sites"], **zero}})
+
+
+def test_lattice_ids_are_stable_across_windows():
+    big = AnalysisGrid.from_bounds(30135, (-6000, -6000, 6000, 6000), resolution=200)
+    small = AnalysisGrid.from_bounds(30135, (-2000, -4000, 4000, 2000), resolution=200)
+    ids = {}
+    for g in (big, small):
+        lat = C.Lattice.of(g, 600)
+        x, y = lat.xy()
+        ids.update({(round(a), round(b)): i for a, b, i in zip(x.ravel(), y.ravel(), lat.ids().ravel())
+                    if (round(a), round(b)) not in ids or ids[(round(a), round(b))] == i})
+        for a, b, i in zip(x.ravel(), y.ravel(), lat.ids().ravel()):
+            assert ids[(round(a), round(b))] == i
+    assert len(set(ids.values())) == len(ids)
+
+
+def test_disc_statistics_match_brute_force():
+    grid = AnalysisGrid.from_bounds(30135, (-3000, -3000, 3000, 3000), resolution=100)
+    values = np.random.default_rng(0).normal(size=grid.shape)
+    layer = grid._wrap(values)
+    lat = C.Lattice.of(grid, 500)
+    k = lat.scale_factor()
+    for stat, fn in (("mean", np.mean), ("max", np.max), ("p95", lambda v: np.percentile(v, 95))):
+        got = C.disc_stat(layer, lat, 250.0, stat)
+        x, y = np.meshgrid(grid.x, grid.y)
+        for i, r in enumerate(lat.rows[2:-2]):
+            for j, c in enumerate(lat.cols[2:-2]):
+                inside = np.hypot(x - grid.x[c], y - grid.y[r]) <= 250.0 * k + 1e-6
+                assert got[i + 2, j + 2] == pytest.approx(fn(values[inside]))
+
+
+def test_wide_disc_uses_block_means():
+    grid = AnalysisGrid.from_bounds(30135, (-20000, -20000, 20000, 20000), resolution=100)
+    layer = grid._wrap(np.ones(grid.shape) * 4.0)
+    got = C.disc_stat(layer, C.Lattice.of(grid, 5000), 10000.0, "mean")
+    assert np.all(got == pytest.approx(4.0))
+
+
+def test_distances_are_lunar_great_circles():
+    lon, lat = np.array([0.0]), np.array([-89.0])
+    d, idx = F.nearest_distance_km(lon, lat, np.array([180.0, 0.0]), np.array([-89.0, -85.0]))
+    assert idx[0] == 0 and d[0] == pytest.approx(2 * math.radians(1.0) * lunar.MOON_RADIUS_M / 1e3, rel=1e-9)
+    # 1 deg of latitude is 30.32 km on the Moon (an Earth radius would give 111 km)
+    d, _ = F.nearest_distance_km(np.array([10.0]), np.array([-80.0]), np.array([10.0]), np.array([-81.0]))
+    assert d[0] == pytest.approx(30.3236, rel=1e-4)
+
+
+def test_traverse_cost_is_ground_length_on_flat_ground_and_penalises_slope():
+    grid = AnalysisGrid.from_bounds(30135, (0, 0, 20000, 2000), resolution=200)
+    flat = grid._wrap(np.zeros(grid.shape))
+    src = np.zeros(grid.shape, dtype=bool)
+    src[:, 0] = True
+    rows, cols = np.array([5, 5]), np.array([50, 99])
+    cost, res = F.traverse_cost_km(flat, grid._wrap(src), rows, cols, grid, scale_deg=5, max_slope_deg=25,
+                                   max_cells=1e6)
+    k = lunar.polar_scale_factor_xy(grid.x[cols], grid.y[rows])
+    assert res == 200.0
+    np.testing.assert_allclose(cost, (cols * 200.0 / k) / 1e3, rtol=2e-3)
+    steep = grid._wrap(np.full(grid.shape, 5.0))
+    cost5, _ = F.traverse_cost_km(steep, grid._wrap(src), rows, cols, grid, scale_deg=5, max_slope_deg=25,
+                                  max_cells=1e6)
+    np.testing.assert_allclose(cost5, 2 * cost, rtol=1e-9)
+    wall = np.zeros(grid.shape)
+    wall[:, 30] = 40.0
+    blocked, _ = F.traverse_cost_km(grid._wrap(wall), grid._wrap(src), rows, cols, grid, scale_deg=5,
+                                    max_slope_deg=25, max_cells=1e6)
+    assert np.isnan(blocked).all()
+
+
+def test_outputs_gpkg_json_and_model(best_ranking, tmp_path):
+    from prospect.sites.learn import load_model, predict
+    from prospect.sites.rank import feature_columns
+
+    paths = write_ranking(best_ranking, tmp_path / "out", _grid())
+    sites = gpd.read_file(paths["sites"], layer="sites")
+    discs = gpd.read_file(paths["sites"], layer="candidates")
+    assert len(sites) == len(discs) == len(best_ranking.sites)
+    assert lunar.identify(sites.crs).code == "IAU_2015:30135"
+    assert sites.iloc[0]["rank"] == 1 and sites.iloc[0]["site_id"] == best_ranking.sites.iloc[0]["site_id"]
+    area = discs.geometry.area.iloc[0]
+    assert area == pytest.approx(math.pi * 300.0**2, rel=0.01)
+    rec = json.loads(paths["record"].read_text())
+    assert rec["passing_all"] == len(sites) and rec["criteria"]
+    model = load_model(paths["model"])
+    cols = feature_columns(best_ranking.sites)
+    np.testing.assert_allclose(predict(model, best_ranking.sites[cols])[0], best_ranking.sites["score_learned"])
+    assert not list((tmp_path / "out").glob(".*.tmp"))
