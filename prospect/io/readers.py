@@ -59,6 +59,8 @@ UNIT_ALIASES: dict[str, str] = {
     "wt%": "wt%", "wt.%": "wt%", "weight percent": "wt%", "percent": "%", "%": "%",
     "1": "1", "none": "1", "n/a": "1", "unitless": "1", "dimensionless": "1", "fraction": "1",
     "dn": "DN", "w/m**2": "W m-2", "w m-2": "W m-2",
+    # what prospect's own maps declare (illumination, ice, He-3), so a stage reads its predecessor's output
+    "h": "h", "hour": "h", "hours": "h", "kg m-2": "kg m-2", "kg/m**2": "kg m-2", "kg/m2": "kg m-2",
 }
 
 _ISIS_SPECIAL_FLOOR = -3.4028e38  # ISIS3 float special pixels (NULL, LRS, LIS, ...) lie below

@@ -210,8 +210,21 @@ def site_features(inputs: SiteInputs, params: ParameterSet) -> tuple[pd.DataFram
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:
-    """Numeric feature columns with at least one finite value (the learned model's inputs)."""
-    return [c for c in FEATURES if c in frame and np.isfinite(frame[c].to_numpy(dtype="float64")).any()]
+    """The learned model's inputs: feature columns with a finite value, each unlike every earlier one.
+
+    A column equal to an earlier one carries no information of its own (PSR distance and
+    cold-trap distance when the cold traps are the PSRs; slope mean and p95 when the site
+    is one pixel) and would split that feature's importance in two.
+    """
+    cols: list[str] = []
+    for c in FEATURES:
+        if c not in frame:
+            continue
+        v = frame[c].to_numpy(dtype="float64")
+        if np.isfinite(v).any() and not any(np.array_equal(v, frame[o].to_numpy(dtype="float64"), equal_nan=True)
+                                            for o in cols):
+            cols.append(c)
+    return cols
 
 
 def _minmax(v: np.ndarray) -> np.ndarray:
