@@ -223,11 +223,24 @@ def test_disc_statistics_match_brute_force():
                 assert got[i + 2, j + 2] == pytest.approx(fn(values[inside]))
 
 
-def test_wide_disc_uses_block_means():
-    grid = AnalysisGrid.from_bounds(30135, (-20000, -20000, 20000, 20000), resolution=100)
-    layer = grid._wrap(np.ones(grid.shape) * 4.0)
-    got = C.disc_stat(layer, C.Lattice.of(grid, 5000), 10000.0, "mean")
-    assert np.all(got == pytest.approx(4.0))
+def test_wide_disc_means_are_exact_then_block_averaged():
+    grid = AnalysisGrid.from_bounds(30135, (-8000, -8000, 8000, 8000), resolution=100)
+    values = np.random.default_rng(1).normal(size=grid.shape)
+    values[40:45, 60:70] = np.nan
+    layer = grid._wrap(values).chunk(48)  # several chunks: the halo must carry the disc across them
+    lat = C.Lattice.of(grid, 2000)
+    got = C.disc_stat(layer, lat, 1500.0, "mean")  # 709 pixels: FFT convolution at full resolution
+    x, y = np.meshgrid(grid.x, grid.y)
+    k = lat.scale_factor()
+    for i, r in enumerate(lat.rows):
+        for j, c in enumerate(lat.cols):
+            inside = np.hypot(x - grid.x[c], y - grid.y[r]) <= 1500.0 * k + 1e-6
+            assert got[i, j] == pytest.approx(np.nanmean(values[inside]), abs=1e-9)
+    ramp = grid._wrap(2.0 + x / 1e4)  # a disc 10x wider than 64 pixels: block means, then the FFT
+    wide = C.disc_stat(ramp, C.Lattice.of(grid, 4000), 7000.0, "mean")
+    assert wide.shape == (4, 4) and np.isfinite(wide).all()
+    with pytest.raises(ConfigError, match="only means over wide discs"):
+        C.disc_stat(layer, lat, 1500.0, "p95")
 
 
 def test_distances_are_lunar_great_circles():
@@ -349,3 +362,28 @@ def test_rank_command_errors_are_one_line(tmp_path):
         line = res.stderr.strip()
         assert line.startswith("prospect: error:") and "\n" not in line and needle in line, line
         assert not (tmp_path / "out").exists()
+
+
+def test_ice_and_he3_features_against_brute_force():
+    from prospect.sites.rank import site_features
+
+    inputs = scene([BEST], OTHERS)
+    grid = _grid()
+    x, y = np.meshgrid(grid.x, grid.y)
+    ice = np.zeros_like(x)
+    for cx, cy in (BEST, *OTHERS):
+        ice = np.maximum(ice, _bump(x, y, cx, cy - 5000.0, 1500.0))
+    he3 = 2.0 + (x - AXIS_X) / 10000.0
+    inputs.ice_favourability = grid._wrap(ice.astype("float32"), name="ice", attrs={"units": "1"})
+    inputs.he3_ppb = grid._wrap(he3.astype("float32"), name="he3", attrs={"units": "ppb"})
+    frame, rec = site_features(inputs, config.load("sites", FAST))
+    lon_px, lat_px = lunar.xy_to_lonlat(grid.crs, x, y)
+    sample = frame.iloc[:: max(1, len(frame) // 25)]
+    for layer, col, q in ((ice, "ice_distance_km", 0.9), (he3, "he3_distance_km", 0.9)):
+        high = layer.astype("float32") >= np.quantile(layer.astype("float32"), q) - 1e-3 * np.ptp(layer)
+        for _, s in sample.iterrows():
+            brute = lunar.great_circle_distance_m(s["lon"], s["lat"], lon_px[high], lat_px[high]).min() / 1e3
+            assert s[col] == pytest.approx(brute, abs=0.21), (col, s["site_id"])  # within a pixel
+    inner = frame[(np.abs(frame["x"] - AXIS_X) < 4000) & (np.abs(frame["y"]) < 4000)]
+    np.testing.assert_allclose(inner["he3_ppb"], 2.0 + (inner["x"] - AXIS_X) / 10000.0, atol=0.03)
+    assert "ice_distance_km_cut" in rec["notes"] and "he3_distance_km_cut" in rec["notes"]

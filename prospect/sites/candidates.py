@@ -12,7 +12,7 @@ the support is that pixel, recorded as ``support_m2``). They are computed lazily
 dask: the layer is padded with NaN, sliced once per disc offset with the lattice stride,
 and reduced over the offsets, so memory follows the lattice and the chunk size, never
 the whole raster. Wide discs (He-3 within 10 km on a 20 m grid) are taken on a block
-mean of the layer coarse enough to keep at most :data:`MAX_DISC_OFFSETS` offsets.
+mean of the layer and an FFT convolution with the disc (means only).
 
 Hard constraints (parameters in ``prospect/config/sites.yaml`` with units and sources):
 
@@ -48,8 +48,8 @@ from prospect.config import ParameterSet
 from prospect.errors import ConfigError, ConstraintError
 from prospect.grid import AnalysisGrid
 
-#: Most pixel offsets a disc statistic gathers; wider discs use a block-mean of the layer.
-MAX_DISC_OFFSETS = 1024
+#: Most pixels a disc statistic gathers one by one; wider discs are FFT convolutions (means only).
+MAX_DISC_OFFSETS = 400
 
 Stat = Literal["mean", "max", "p95"]
 
@@ -146,12 +146,28 @@ def _reduce(stack: np.ndarray, stat: Stat) -> np.ndarray:
         return np.nanpercentile(stack, 95, axis=0)
 
 
+def _disc_mean_block(block: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """NaN-aware mean over ``kernel`` around every pixel: FFT convolution of the values and of the valid mask."""
+    from scipy.signal import fftconvolve
+
+    valid = np.isfinite(block)
+    total = fftconvolve(np.where(valid, block, 0.0), kernel, mode="same")
+    count = fftconvolve(valid.astype("float64"), kernel, mode="same")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0.5, total / np.maximum(count, 1e-12), np.nan)
+
+
 def disc_stat(layer: xr.DataArray, lattice: Lattice, radius_m: float, stat: Stat = "mean") -> np.ndarray:
     """``stat`` of ``layer`` over the disc of ground radius ``radius_m`` at every lattice point.
 
     Returns a float64 array of ``lattice.shape``. The disc in map units is
     ``radius_m x k`` (median scale factor of the lattice, within 0.3 % of the local one
     inside 6 deg of the pole). Layers on the lattice's grid only.
+
+    Small discs (up to :data:`MAX_DISC_OFFSETS` pixels) gather every pixel: the padded
+    layer is sliced once per offset with the lattice stride and reduced. Wider discs
+    (means only) are a NaN-aware FFT convolution with the disc, chunk by chunk with a
+    halo, on a block mean of the layer coarse enough to keep the disc within 64 pixels.
     """
     if tuple(layer.shape) != lattice.grid.shape:
         raise ConfigError(f"layer {layer.name!r} has shape {tuple(layer.shape)}, not the grid's {lattice.grid.shape}")
@@ -159,23 +175,27 @@ def disc_stat(layer: xr.DataArray, lattice: Lattice, radius_m: float, stat: Stat
     data = data.astype("float64")
     radius_px = radius_m * lattice.scale_factor() / lattice.pixel_m
     rows, cols, step = lattice.rows, lattice.cols, lattice.step
-    factor = 1
     dr, dc = disc_offsets(radius_px)
     if dr.size > MAX_DISC_OFFSETS:
-        factor = int(math.ceil(math.sqrt(dr.size / MAX_DISC_OFFSETS)))
+        if stat != "mean":
+            raise ConfigError(f"disc_stat: a {stat} over a {radius_m:g} m disc ({dr.size} pixels) is not supported; "
+                              "only means over wide discs")
+        factor = max(1, int(math.ceil(radius_px / 64.0)))
         h, w = data.shape
-        data = da.pad(data, ((0, (-h) % factor), (0, (-w) % factor)), constant_values=np.nan)
-        data = da.coarsen(np.nanmean, data, {0: factor, 1: factor}, trim_excess=False)
-        dr, dc = disc_offsets(radius_px / factor)
+        if factor > 1:
+            data = da.pad(data, ((0, (-h) % factor), (0, (-w) % factor)), constant_values=np.nan)
+            data = da.coarsen(np.nanmean, data, {0: factor, 1: factor}, trim_excess=False)
+        kr, kc = disc_offsets(radius_px / factor)
+        r = int(max(np.abs(kr).max(), np.abs(kc).max()))
+        kernel = np.zeros((2 * r + 1, 2 * r + 1))
+        kernel[kr + r, kc + r] = 1.0
+        mean = data.map_overlap(_disc_mean_block, depth=r, boundary=np.nan, kernel=kernel, dtype="float64")
+        return np.asarray(mean[rows // factor][:, cols // factor].compute(), dtype="float64")
     r = int(max(np.abs(dr).max(), np.abs(dc).max()))
     padded = da.pad(data, r, constant_values=np.nan)
-    prow, pcol = rows // factor + r, cols // factor + r
-    pieces = [padded[prow[0] + a: prow[-1] + a + 1, pcol[0] + b: pcol[-1] + b + 1] for a, b in zip(dr, dc)]
-    if factor == 1:
-        pieces = [p[::step, ::step] for p in pieces]
-    else:
-        sel_r, sel_c = prow - prow[0], pcol - pcol[0]
-        pieces = [p[sel_r][:, sel_c] for p in pieces]
+    prow, pcol = rows + r, cols + r
+    pieces = [padded[prow[0] + a: prow[-1] + a + 1: step, pcol[0] + b: pcol[-1] + b + 1: step]
+              for a, b in zip(dr, dc)]
     if len(pieces) == 1:
         return np.asarray(pieces[0].compute(), dtype="float64")
     stack = da.stack(pieces).rechunk({0: -1})

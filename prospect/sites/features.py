@@ -76,11 +76,16 @@ def nearest_distance_km(lon: np.ndarray, lat: np.ndarray, target_lon: np.ndarray
     return lunar.chord_to_arc_m(chord) / 1e3, np.asarray(idx, dtype=np.int64)
 
 
-def distance_to_mask_km(lon: np.ndarray, lat: np.ndarray, mask: xr.DataArray | np.ndarray, grid: AnalysisGrid
-                        ) -> np.ndarray:
-    """Great-circle distance [km] from each point to the nearest ``True`` pixel centre of ``mask``."""
+def distance_to_mask_km(lon: np.ndarray, lat: np.ndarray, mask: xr.DataArray | np.ndarray, grid: AnalysisGrid,
+                        rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Great-circle distance [km] from each point (pixel ``rows, cols``) to the nearest ``True`` pixel of ``mask``.
+
+    0 for points on a ``True`` pixel; NaN everywhere when the mask is empty.
+    """
     tlon, tlat = boundary_lonlat(mask, grid)
-    return nearest_distance_km(lon, lat, tlon, tlat)[0]
+    dist = nearest_distance_km(lon, lat, tlon, tlat)[0]
+    inside = np.asarray(_as_dask(mask).astype(bool).vindex[np.asarray(rows), np.asarray(cols)].compute())
+    return np.where(inside, 0.0, dist)
 
 
 def crater_density_km2(lon: np.ndarray, lat: np.ndarray, crater_lon: np.ndarray, crater_lat: np.ndarray,

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
@@ -168,16 +169,17 @@ def site_features(inputs: SiteInputs, params: ParameterSet) -> tuple[pd.DataFram
             frame[name] = (stats[name] if name in stats else disc_stat(layers[name], lattice, radius, stat))[sel]
     frame["flat_area_km2"] = result.flat_area_m2[sel] / 1e6
     lon, lat = frame["lon"].to_numpy(), frame["lat"].to_numpy()
+    at = (frame["row"].to_numpy(), frame["col"].to_numpy())
     notes: dict[str, str] = {}
     psr_mask = None
     if "psr_fraction" in layers:
         psr_mask = layers["psr_fraction"] >= p["psr_fraction_threshold"]
-        frame["psr_distance_km"] = F.distance_to_mask_km(lon, lat, psr_mask, grid)
+        frame["psr_distance_km"] = F.distance_to_mask_km(lon, lat, psr_mask, grid, *at)
     cold = layers["ice_class"] == 2 if "ice_class" in layers else psr_mask
     if cold is not None:
         notes["cold_traps"] = ("ice stability class 2 (surface-stable)" if "ice_class" in layers else
                                f"PSR pixels (psr_fraction >= {p['psr_fraction_threshold']:g})")
-        frame["cold_trap_distance_km"] = F.distance_to_mask_km(lon, lat, cold, grid)
+        frame["cold_trap_distance_km"] = F.distance_to_mask_km(lon, lat, cold, grid, *at)
         cost, res = F.traverse_cost_km(slope, cold, frame["row"].to_numpy(), frame["col"].to_numpy(), grid,
                                        scale_deg=p["traverse_slope_scale_deg"],
                                        max_slope_deg=p["traverse_max_slope_deg"], max_cells=p["traverse_max_cells"])
@@ -185,11 +187,11 @@ def site_features(inputs: SiteInputs, params: ParameterSet) -> tuple[pd.DataFram
         notes["traverse_resolution_m"] = f"{res:g}"
     for name, q in (("ice_favourability", "ice_favourable_quantile"), ("he3_ppb", "he3_high_quantile")):
         if name in layers:
-            cut = float(da.nanquantile(layers[name].data.astype("float64").ravel(), p[q]).compute()) \
-                if isinstance(layers[name].data, da.Array) else float(np.nanquantile(layers[name].values, p[q]))
+            cut, floor = _quantile_and_min(layers[name], p[q])
+            high = layers[name] >= cut if cut > floor else layers[name] > floor  # a flat floor is never "high"
             target = "ice_distance_km" if name == "ice_favourability" else "he3_distance_km"
-            frame[target] = F.distance_to_mask_km(lon, lat, layers[name] >= cut, grid)
-            notes[f"{target}_cut"] = f"{name} >= {cut:.6g} (quantile {p[q]:g})"
+            frame[target] = F.distance_to_mask_km(lon, lat, high, grid, *at)
+            notes[f"{target}_cut"] = f"{name} {'>=' if cut > floor else '>'} {max(cut, floor):.6g} (quantile {p[q]:g})"
     if "he3_ppb" in layers:
         frame["he3_ppb"] = disc_stat(layers["he3_ppb"], lattice, p["he3_radius_m"], "mean")[sel]
     if inputs.craters is not None:
@@ -207,6 +209,23 @@ def site_features(inputs: SiteInputs, params: ParameterSet) -> tuple[pd.DataFram
               "notes": notes, "scale_factor": lattice.scale_factor(), "_lattice": lattice}
     frame.attrs["feature_units"] = {k: v[0] for k, v in FEATURES.items() if k in frame}
     return frame, record
+
+
+def _quantile_and_min(layer: xr.DataArray, q: float, bins: int = 4096) -> tuple[float, float]:
+    """The ``q`` quantile (to 1/``bins`` of the value range, rounded down) and the minimum of a layer.
+
+    Streams: min and max, then a histogram of the finite values, chunk by chunk.
+    """
+    data = layer.data if isinstance(layer.data, da.Array) else da.from_array(np.asarray(layer.data), chunks=2048)
+    data = data.astype("float64")
+    lo, hi = (float(v) for v in dask.compute(da.nanmin(data), da.nanmax(data)))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ConfigError(f"{layer.name}: no finite value on the analysis grid")
+    if hi == lo:
+        return lo, lo
+    counts, edges = da.histogram(data, bins=bins, range=(lo, hi))  # NaN falls outside the range
+    cum = np.cumsum(counts.compute()) / max(1, int(counts.sum().compute()))
+    return float(edges[int(np.searchsorted(cum, q, side="right"))]), lo
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:
