@@ -48,9 +48,10 @@ def info(
 ) -> None:
     """Describe a product: format, lunar CRS, size, resolution, units, value range, checksum."""
     from prospect.io.readers import _sniff, describe, open_product
+    from prospect.io.vectors import is_vector_source
 
     path = Path(source)
-    if path.suffix.lower() in (".shp", ".gpkg", ".csv", ".fgb", ".geojson") or _is_vector_manifest(source):
+    if is_vector_source(source):
         from prospect.io.fetch import sha256_file
         from prospect.io.vectors import open_vector
 
@@ -71,14 +72,6 @@ def info(
         width = max(len(k) for k in summary)
         for k, v in summary.items():
             typer.echo(f"{k:<{width}}  {v}")
-
-
-def _is_vector_manifest(source: str) -> bool:
-    from prospect.io.manifests import is_manifest_id, load_manifest
-
-    if not is_manifest_id(source):
-        return False
-    return load_manifest(source).format in ("shapefile", "gpkg", "csv")
 
 
 @app.command()

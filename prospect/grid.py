@@ -884,6 +884,12 @@ def _nan_chunk(shape: tuple[int, int]) -> np.ndarray:
     return np.full(shape, np.nan, dtype="float32")
 
 
+def as_dask(layer: Any) -> da.Array:
+    """The dask array behind a layer (DataArray or array); in-memory data gets ``DEFAULT_CHUNK`` chunks."""
+    data = layer.data if isinstance(layer, xr.DataArray) else layer
+    return data if isinstance(data, da.Array) else da.from_array(np.asarray(data), chunks=(DEFAULT_CHUNK, DEFAULT_CHUNK))
+
+
 def resample(arr: xr.DataArray, grid: AnalysisGrid, *, method: ResamplingMethod = "bilinear",
              chunks: Any = None) -> xr.DataArray:
     """Resample a georeferenced 2-D layer onto ``grid``, lazily and chunk by chunk.
@@ -920,9 +926,7 @@ def resample(arr: xr.DataArray, grid: AnalysisGrid, *, method: ResamplingMethod 
     if arr.sizes[ydim] >= 2 and ydim in arr.coords and float(arr[ydim][1]) > float(arr[ydim][0]):
         arr = arr.isel({ydim: slice(None, None, -1)})  # south-up -> north-up
     src_grid = AnalysisGrid.from_dataarray(arr)
-    data = arr.data
-    if not isinstance(data, da.Array):
-        data = da.from_array(np.asarray(data), chunks=(DEFAULT_CHUNK, DEFAULT_CHUNK))
+    data = as_dask(arr)
     if data.dtype != np.float32:
         data = data.astype("float32")
     geom = _SourceGeometry.of(src_grid)

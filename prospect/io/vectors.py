@@ -22,6 +22,20 @@ from prospect import lunar
 from prospect.errors import ConfigError, FormatError, InputNotFoundError
 from prospect.io.manifests import Manifest, is_manifest_id, load_manifest
 
+#: File suffix -> the vector format :func:`open_vector` reads it as.
+VECTOR_SUFFIXES = {".csv": "csv", ".shp": "shapefile", ".gpkg": "gpkg", ".fgb": "flatgeobuf", ".geojson": "geojson"}
+#: Manifest formats :func:`open_vector` reads.
+VECTOR_FORMATS = frozenset(VECTOR_SUFFIXES.values())
+
+
+def is_vector_source(source: str | Path) -> bool:
+    """Whether ``source`` (a path or a data-manifest id) is a vector product :func:`open_vector` reads."""
+    s = str(source)
+    if is_manifest_id(s):
+        return load_manifest(s).format in VECTOR_FORMATS
+    return Path(s).suffix.lower() in VECTOR_SUFFIXES
+
+
 _LON_NAMES = ("lon", "longitude", "center_lon", "lon (deg)", "long", "lon_e", "longitude_e")
 _LAT_NAMES = ("lat", "latitude", "center_lat", "lat (deg)", "lat_n")
 
@@ -122,10 +136,9 @@ def open_vector(source: str | Path, *, crs_override: str | int | None = None, lo
             raise InputNotFoundError(f"{s}: no such file")
         paths = [path]
         suffix = path.suffix.lower()
-        fmt = {".csv": "csv", ".shp": "shapefile", ".gpkg": "gpkg", ".fgb": "flatgeobuf",
-               ".geojson": "geojson"}.get(suffix)
+        fmt = VECTOR_SUFFIXES.get(suffix)
         if fmt is None:
-            raise FormatError(f"{path}: not a vector format prospect reads (.shp, .gpkg, .csv, .fgb, .geojson)")
+            raise FormatError(f"{path}: not a vector format prospect reads ({', '.join(VECTOR_SUFFIXES)})")
     if fmt == "csv":
         gdf = _read_csv(paths[0], manifest, lon_column, lat_column, lon_convention)
     elif fmt in ("shapefile", "gpkg", "flatgeobuf", "geojson"):

@@ -888,18 +888,6 @@ def write_ice(dataset: xr.Dataset, outdir: str | os.PathLike[str], *, cog: bool 
 
 # --- the pipeline stage --------------------------------------------------------------------
 
-_VECTOR_SUFFIXES = {".shp", ".gpkg", ".geojson", ".fgb", ".csv"}
-_VECTOR_MANIFEST_FORMATS = {"shapefile", "gpkg", "flatgeobuf", "geojson", "csv"}
-
-
-def _is_vector(source: Any) -> bool:
-    from prospect.io.manifests import is_manifest_id, load_manifest
-
-    s = str(source)
-    if is_manifest_id(s):
-        return load_manifest(s).format in _VECTOR_MANIFEST_FORMATS
-    return Path(s).suffix.lower() in _VECTOR_SUFFIXES
-
 
 def _source_record(source: Any, arr: xr.DataArray | None = None, gdf: Any = None) -> dict[str, Any]:
     rec: dict[str, Any] = {"source": str(source)}
@@ -930,7 +918,7 @@ def run_ice(outdir: str | os.PathLike[str], *, dem: Any = None, psr: Any = None,
     """
     from prospect.io.readers import open_product
     from prospect.io.tables import is_binned_table_source, read_binned_table
-    from prospect.io.vectors import open_vector
+    from prospect.io.vectors import is_vector_source, open_vector
     from prospect.resources.binned import rasterize_binned
     from prospect.terrain import aspect_deg, slope_deg
 
@@ -954,7 +942,7 @@ def run_ice(outdir: str | os.PathLike[str], *, dem: Any = None, psr: Any = None,
     for key, src in inputs.items():
         if src is None:
             continue
-        if key == "psr" and _is_vector(src):
+        if key == "psr" and is_vector_source(src):
             psr_polygons = open_vector(src)
             source_info[key] = _source_record(src, gdf=psr_polygons)
             continue

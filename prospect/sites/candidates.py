@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import dask.array as da
 import numpy as np
@@ -46,7 +46,7 @@ from scipy import ndimage
 from prospect import lunar
 from prospect.config import ParameterSet
 from prospect.errors import ConfigError, ConstraintError
-from prospect.grid import AnalysisGrid
+from prospect.grid import AnalysisGrid, as_dask
 
 #: Most pixels a disc statistic gathers one by one; wider discs are FFT convolutions (means only).
 MAX_DISC_OFFSETS = 400
@@ -117,8 +117,8 @@ class Lattice:
 
     def cell_area_m2(self) -> np.ndarray:
         """Ground area each lattice point stands for: its pixel's area on the sphere x ``step^2``."""
-        area = self.grid.cell_area_m2().data[self.rows][:, self.cols]
-        return np.asarray(area.compute() if hasattr(area, "compute") else area) * self.step**2
+        area = self.grid.cell_area_m2().data[self.rows][:, self.cols].compute()
+        return np.asarray(area) * self.step**2
 
     def scale_factor(self) -> float:
         """Median map scale factor ``k`` over the lattice (1 off polar grids)."""
@@ -171,8 +171,7 @@ def disc_stat(layer: xr.DataArray, lattice: Lattice, radius_m: float, stat: Stat
     """
     if tuple(layer.shape) != lattice.grid.shape:
         raise ConfigError(f"layer {layer.name!r} has shape {tuple(layer.shape)}, not the grid's {lattice.grid.shape}")
-    data = layer.data if isinstance(layer.data, da.Array) else da.from_array(np.asarray(layer.data), chunks=2048)
-    data = data.astype("float64")
+    data = as_dask(layer).astype("float64")
     radius_px = radius_m * lattice.scale_factor() / lattice.pixel_m
     rows, cols, step = lattice.rows, lattice.cols, lattice.step
     dr, dc = disc_offsets(radius_px)

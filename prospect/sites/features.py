@@ -32,12 +32,7 @@ from scipy.spatial import cKDTree
 
 from prospect import lunar
 from prospect.errors import ConfigError
-from prospect.grid import AnalysisGrid
-
-
-def _as_dask(arr: xr.DataArray | np.ndarray) -> da.Array:
-    data = arr.data if isinstance(arr, xr.DataArray) else arr
-    return data if isinstance(data, da.Array) else da.from_array(np.asarray(data), chunks=2048)
+from prospect.grid import AnalysisGrid, as_dask
 
 
 def _edge(block: np.ndarray) -> np.ndarray:
@@ -46,7 +41,7 @@ def _edge(block: np.ndarray) -> np.ndarray:
 
 def boundary_lonlat(mask: xr.DataArray | np.ndarray, grid: AnalysisGrid) -> tuple[np.ndarray, np.ndarray]:
     """Lon/lat [deg] of the boundary pixels of a boolean mask (chunk by chunk)."""
-    data = _as_dask(mask).astype(bool)
+    data = as_dask(mask).astype(bool)
     edge = data.map_overlap(_edge, depth=1, boundary=False, dtype=bool)  # raster edge = region edge
     row_off = np.cumsum((0,) + edge.chunks[0])
     col_off = np.cumsum((0,) + edge.chunks[1])
@@ -84,7 +79,7 @@ def distance_to_mask_km(lon: np.ndarray, lat: np.ndarray, mask: xr.DataArray | n
     """
     tlon, tlat = boundary_lonlat(mask, grid)
     dist = nearest_distance_km(lon, lat, tlon, tlat)[0]
-    inside = np.asarray(_as_dask(mask).astype(bool).vindex[np.asarray(rows), np.asarray(cols)].compute())
+    inside = np.asarray(as_dask(mask).astype(bool).vindex[np.asarray(rows), np.asarray(cols)].compute())
     return np.where(inside, 0.0, dist)
 
 
@@ -114,9 +109,7 @@ def diameters_m(gdf: Any, source: str) -> np.ndarray:
 
 def point_lonlat(gdf: Any) -> tuple[np.ndarray, np.ndarray]:
     """Planetocentric lon/lat [deg] of point features (reprojected to the lunar geographic CRS)."""
-    from prospect.grid import _lunar_geographic
-
-    geo = gdf.to_crs(_lunar_geographic().to_pyproj())
+    geo = gdf.to_crs(lunar.lunar_crs(lunar.IAU_GEOGRAPHIC).to_pyproj())
     return np.asarray(geo.geometry.x, dtype="float64"), np.asarray(geo.geometry.y, dtype="float64")
 
 
@@ -152,8 +145,8 @@ def traverse_cost_km(slope: xr.DataArray, sources: xr.DataArray, rows: np.ndarra
     """
     h, w = grid.shape
     f = max(1, int(math.ceil(math.sqrt(h * w / max_cells))))
-    s = _as_dask(slope).astype("float64")
-    src = _as_dask(sources).astype("float64")
+    s = as_dask(slope).astype("float64")
+    src = as_dask(sources).astype("float64")
     if f > 1:
         pad = ((0, (-h) % f), (0, (-w) % f))
         s = da.coarsen(np.nanmean, da.pad(s, pad, constant_values=np.nan), {0: f, 1: f}, trim_excess=False)

@@ -123,13 +123,16 @@ def benefit_matrix(features: pd.DataFrame, crits: list[Criterion]) -> np.ndarray
     A column whose finite values are all equal scores 1.0 for every site that has a value.
     """
     x = _matrix(features, crits)
-    with np.errstate(all="ignore"):  # all-NaN columns (only with hand-made criteria)
-        lo, hi = np.nanmin(x, axis=0), np.nanmax(x, axis=0)
-    span = hi - lo
-    safe = np.where(span > 0, span, 1.0)
-    b = np.where(_is_cost(crits), (hi - x) / safe, (x - lo) / safe)
-    b = np.where(span > 0, b, 1.0)
+    b = minmax(np.where(_is_cost(crits), -x, x), axis=0)  # a cost column negated: (hi - x) / (hi - lo)
     return np.where(np.isnan(x), 0.0, b)
+
+
+def minmax(x: np.ndarray, axis: int = 0) -> np.ndarray:
+    """``(x - min) / (max - min)`` along ``axis`` over the finite values; 1.0 where they are all equal; NaN stays."""
+    with np.errstate(all="ignore"):  # all-NaN columns (only with hand-made criteria)
+        lo, hi = np.nanmin(x, axis=axis, keepdims=True), np.nanmax(x, axis=axis, keepdims=True)
+    span = hi - lo
+    return np.where(span > 0, (x - lo) / np.where(span > 0, span, 1.0), np.where(np.isnan(x), np.nan, 1.0))
 
 
 def weighted_sum(features: pd.DataFrame, crits: list[Criterion], weights: np.ndarray | None = None) -> np.ndarray:

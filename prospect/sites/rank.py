@@ -43,7 +43,8 @@ import xarray as xr
 from prospect import config as _config
 from prospect.config import ParameterSet
 from prospect.errors import ConfigError
-from prospect.grid import AnalysisGrid, on_grid
+from prospect.grid import AnalysisGrid, as_dask, on_grid
+from prospect.resources.ice import CLASS_SURFACE
 from prospect.sites import features as F
 from prospect.sites import learn, mcda
 from prospect.sites.candidates import Lattice, apply_constraints, candidate_frame, disc_stat
@@ -69,7 +70,6 @@ FEATURES: dict[str, tuple[str, str]] = {
     "nearest_cold_trap_km": ("km", "distance to the PSR centroid of the nearest named cold trap"),
 }
 
-_TERRAIN = ("slope_mean_deg", "slope_p95_deg", "roughness_m")
 _RASTERS = ("illumination_fraction", "longest_darkness_h", "earth_visibility_fraction", "psr_fraction",
             "ice_favourability", "ice_class", "he3_ppb")
 
@@ -117,22 +117,20 @@ def _int_param(p: ParameterSet, name: str) -> int:
     return int(v)
 
 
-def terrain_stats(dem: xr.DataArray, lattice: Lattice, radius_m: float, where: tuple[np.ndarray, np.ndarray] | None
-                  ) -> dict[str, np.ndarray]:
-    """Mean and p95 slope and mean roughness over each site disc (at ``where`` lattice cells, or all)."""
+def terrain_stats(dem: xr.DataArray, lattice: Lattice, radius_m: float
+                  ) -> tuple[dict[str, np.ndarray], xr.DataArray]:
+    """Mean and p95 slope and mean roughness over each site disc of the lattice, and the slope map."""
     from prospect.terrain import rms_deviation, slope_deg
 
     slope = slope_deg(dem)
-    out = {"slope_mean_deg": disc_stat(slope, lattice, radius_m, "mean"),
-           "slope_p95_deg": disc_stat(slope, lattice, radius_m, "p95"),
-           "roughness_m": disc_stat(rms_deviation(dem), lattice, radius_m, "mean")}
-    out = {k: (v[where] if where is not None else v) for k, v in out.items()}
-    out["_slope"] = slope
-    return out
+    stats = {"slope_mean_deg": disc_stat(slope, lattice, radius_m, "mean"),
+             "slope_p95_deg": disc_stat(slope, lattice, radius_m, "p95"),
+             "roughness_m": disc_stat(rms_deviation(dem), lattice, radius_m, "mean")}
+    return stats, slope
 
 
 def _noisy_dem(dem: xr.DataArray, sigma_m: float, seed: int) -> xr.DataArray:
-    data = dem.data if isinstance(dem.data, da.Array) else da.from_array(np.asarray(dem.data), chunks=2048)
+    data = as_dask(dem)
     noise = da.random.default_rng(seed).normal(0.0, sigma_m, size=data.shape, chunks=data.chunks)
     return dem.copy(data=(data + noise).astype(data.dtype))
 
@@ -147,9 +145,8 @@ def site_features(inputs: SiteInputs, params: ParameterSet) -> tuple[pd.DataFram
     grid = inputs.grid
     radius = p["site_radius_m"]
     lattice = Lattice.of(grid, p["candidate_spacing_m"])
-    lon_all, lat_all = lattice.lonlat()
-    terrain = terrain_stats(inputs.dem, lattice, radius, None)
-    slope = terrain.pop("_slope")
+    lat_all = lattice.lonlat()[1]
+    terrain, slope = terrain_stats(inputs.dem, lattice, radius)
     stats = {"slope_mean_deg": terrain["slope_mean_deg"]}
     layers = inputs.layers()
     for name in ("illumination_fraction", "psr_fraction"):
@@ -175,12 +172,12 @@ def site_features(inputs: SiteInputs, params: ParameterSet) -> tuple[pd.DataFram
     if "psr_fraction" in layers:
         psr_mask = layers["psr_fraction"] >= p["psr_fraction_threshold"]
         frame["psr_distance_km"] = F.distance_to_mask_km(lon, lat, psr_mask, grid, *at)
-    cold = layers["ice_class"] == 2 if "ice_class" in layers else psr_mask
+    cold = layers["ice_class"] == CLASS_SURFACE if "ice_class" in layers else psr_mask
     if cold is not None:
         notes["cold_traps"] = ("ice stability class 2 (surface-stable)" if "ice_class" in layers else
                                f"PSR pixels (psr_fraction >= {p['psr_fraction_threshold']:g})")
         frame["cold_trap_distance_km"] = F.distance_to_mask_km(lon, lat, cold, grid, *at)
-        cost, res = F.traverse_cost_km(slope, cold, frame["row"].to_numpy(), frame["col"].to_numpy(), grid,
+        cost, res = F.traverse_cost_km(slope, cold, *at, grid,
                                        scale_deg=p["traverse_slope_scale_deg"],
                                        max_slope_deg=p["traverse_max_slope_deg"], max_cells=p["traverse_max_cells"])
         frame["traverse_cost_km"] = cost
@@ -216,8 +213,7 @@ def _quantile_and_min(layer: xr.DataArray, q: float, bins: int = 4096) -> tuple[
 
     Streams: min and max, then a histogram of the finite values, chunk by chunk.
     """
-    data = layer.data if isinstance(layer.data, da.Array) else da.from_array(np.asarray(layer.data), chunks=2048)
-    data = data.astype("float64")
+    data = as_dask(layer).astype("float64")
     lo, hi = (float(v) for v in dask.compute(da.nanmin(data), da.nanmax(data)))
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ConfigError(f"{layer.name}: no finite value on the analysis grid")
@@ -246,12 +242,6 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
     return cols
 
 
-def _minmax(v: np.ndarray) -> np.ndarray:
-    lo, hi = np.nanmin(v, axis=-1, keepdims=True), np.nanmax(v, axis=-1, keepdims=True)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    return np.where(hi > lo, (v - lo) / span, 1.0)
-
-
 @dataclass
 class Ranking:
     """The ranked site table, the evaluation record and the learned model (if any)."""
@@ -275,23 +265,22 @@ def rank_sites(inputs: SiteInputs, config: Any = None, *, seed: int = 0, learned
     for c in contrib.columns:
         frame[f"contrib_{c}"] = contrib[c].to_numpy()
     cols = feature_columns(frame)
-    share = float(p["learned_share"]) if learned and inputs.regions is not None else 0.0
+    use_labels = learned and inputs.regions is not None
+    share = float(p["learned_share"]) if use_labels else 0.0
     ens = None
-    member_probs = None
     rng = np.random.default_rng(seed)
-    if share > 0 or (learned and inputs.regions is not None):
+    if use_labels:
         region = learn.region_membership(frame["lon"].to_numpy(), frame["lat"].to_numpy(), inputs.regions)
         frame["expert_region"] = region
         blocks = learn.spatial_blocks(frame["x"].to_numpy(), frame["y"].to_numpy(), p["spatial_block_m"])
         fit_kw = {"members": _int_param(p, "ensemble_members"), "estimator": p["learned_estimator"],
                   "background_per_positive": _int_param(p, "background_per_positive"), "seed": seed}
         ens = learn.fit_pu(frame[cols], region >= 0, blocks, **fit_kw)
-        prob, member_probs = learn.predict(ens, frame[cols])
-        frame["score_learned"] = prob
+        frame["score_learned"] = learn.predict(ens, frame[cols])[0]
         record["learned"] = _evaluate(frame, cols, region, blocks, p, fit_kw, ens) if evaluate else {}
     combined = (1.0 - share) * frame["score_weighted_sum"].to_numpy()
     if share > 0:
-        combined = combined + share * _minmax(frame["score_learned"].to_numpy())
+        combined = combined + share * mcda.minmax(frame["score_learned"].to_numpy())
     frame["score"] = combined
     draws = _monte_carlo(inputs, frame, lattice, p, crits, cols, ens, share, n_mc, n_dem, rng, seed)
     summary = mcda.summarise_draws(draws, k)
@@ -340,26 +329,21 @@ def _monte_carlo(inputs: SiteInputs, frame: pd.DataFrame, lattice: Lattice, p: P
     weights = mcda.dirichlet_weights(crits, n, rng, p["mc_weight_concentration"])
     where = (np.searchsorted(lattice.rows, frame["row"].to_numpy()),
              np.searchsorted(lattice.cols, frame["col"].to_numpy()))
-    tables = [frame]
-    for d in range(n_dem):
-        noisy = _noisy_dem(inputs.dem, p["dem_noise_m"], seed * 1000 + d + 1)
-        t = frame.copy()
-        stats = terrain_stats(noisy, lattice, p["site_radius_m"], where)
-        stats.pop("_slope")
-        for c, v in stats.items():
-            t[c] = v
-        tables.append(t)
+    tables = []
+    for d in range(n_dem):  # the site table under each DEM realisation (terrain features recomputed)
+        stats, _ = terrain_stats(_noisy_dem(inputs.dem, p["dem_noise_m"], seed * 1000 + d + 1), lattice,
+                                 p["site_radius_m"])
+        tables.append(frame.assign(**{c: v[where] for c, v in stats.items()}))
+    tables = tables or [frame]
     draws = np.empty((n, len(frame)))
     member = np.arange(n) % (len(ens.members) if ens is not None else 1)
-    for i_table, table in enumerate(tables[1:] if n_dem else tables):
-        idx = np.arange(n)[np.arange(n) % max(n_dem, 1) == i_table]
+    for i_table, table in enumerate(tables):
+        idx = np.flatnonzero(np.arange(n) % len(tables) == i_table)
         if idx.size == 0:
             continue
-        ws = np.atleast_2d(mcda.weighted_sum(table, crits, weights[idx]))
-        draws[idx] = (1.0 - share) * ws
+        draws[idx] = (1.0 - share) * np.atleast_2d(mcda.weighted_sum(table, crits, weights[idx]))
         if share > 0:
-            _, members = learn.predict(ens, table[cols])
-            draws[idx] += share * _minmax(members[member[idx]])
+            draws[idx] += share * mcda.minmax(learn.predict(ens, table[cols])[1][member[idx]], axis=-1)
     return draws
 
 
@@ -478,40 +462,28 @@ def load_site_inputs(dem: Any, *, illumination: Any = None, psr: Any = None, ice
     (``artemis3_regions_2022``).
     """
     from prospect.io.readers import open_product
-    from prospect.io.vectors import open_vector
-    from prospect.resources.ice import _is_vector
+    from prospect.io.vectors import is_vector_source, open_vector
     from prospect.resources.masks import polygon_fraction
 
-    sources: dict[str, Any] = {"dem": str(dem)}
-    rasters: dict[str, xr.DataArray] = {}
-    stage_files = []
-    if illumination is not None:
-        stage_files.append(("illumination", _raster_in(illumination, ("illumination_fraction", "longest_darkness_h",
-                                                                      "earth_visibility_fraction", "psr_mask"))))
-    if ice is not None:
-        stage_files.append(("ice", _raster_in(ice, ("ice_favourability", "ice_stability_class"))))
-    if he3 is not None:
-        stage_files.append(("he3", _raster_in(he3, ("he3_ppb",))))
+    stage_names = (
+        (illumination, ("illumination_fraction", "longest_darkness_h", "earth_visibility_fraction", "psr_mask")),
+        (ice, ("ice_favourability", "ice_stability_class")),
+        (he3, ("he3_ppb",)),
+    )
     rename = {"psr_mask": "psr_fraction", "ice_stability_class": "ice_class"}
-    for _, files in stage_files:
-        for name, src in files.items():
-            rasters[rename.get(name, name)] = open_product(src)
-            sources[rename.get(name, name)] = str(src)
-    inputs = SiteInputs(dem=open_product(dem), **{k: v for k, v in rasters.items() if k != "psr_fraction"},
-                        sources=sources)
-    if psr is not None and _is_vector(psr):
-        inputs.psr_fraction = polygon_fraction(open_vector(psr), inputs.grid)
-        sources["psr_fraction"] = str(psr)
-    elif psr is not None:
-        inputs.psr_fraction = on_grid(open_product(psr), inputs.grid)
-        sources["psr_fraction"] = str(psr)
-    elif "psr_fraction" in rasters:
-        inputs.psr_fraction = on_grid(rasters["psr_fraction"], inputs.grid)
-    for key, src in (("craters", craters), ("cold_traps", cold_traps), ("regions", labels)):
-        if src is not None:
-            setattr(inputs, key, open_vector(src))
-            sources[key] = str(src)
-    return inputs
+    files = {rename.get(n, n): src for stage, names in stage_names if stage is not None
+             for n, src in _raster_in(stage, names).items()}
+    dem_arr = open_product(dem)
+    layers = {k: open_product(src) for k, src in files.items()}
+    if psr is not None:  # an explicit PSR layer replaces the illumination folder's psr_mask
+        files["psr_fraction"] = psr
+        layers["psr_fraction"] = (polygon_fraction(open_vector(psr), AnalysisGrid.from_dataarray(dem_arr))
+                                  if is_vector_source(psr) else open_product(psr))
+    vector_files = {k: v for k, v in (("craters", craters), ("cold_traps", cold_traps), ("regions", labels))
+                    if v is not None}
+    vectors = {k: open_vector(src) for k, src in vector_files.items()}
+    sources = {k: str(v) for k, v in {"dem": dem, **files, **vector_files}.items()}
+    return SiteInputs(dem=dem_arr, **layers, **vectors, sources=sources)
 
 
 def run_rank(outdir: str | os.PathLike[str], dem: Any, *, config: Any = None, seed: int = 0, learned: bool = True,
