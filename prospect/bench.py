@@ -968,11 +968,16 @@ def write_results(results: dict[str, Any], out_dir: str | os.PathLike[str]) -> t
         for k, v in sorted(results.get("sizes", {}).items(), key=lambda kv: int(kv[0]))
         if v.get("tools", {}).get("prospect", {}).get("peak_rss_mb") is not None
     }
-    json_path, md_path = out / "slope.json", out / "slope.md"
+    return write_report(results, out, "slope", render_markdown(results))
+
+
+def write_report(results: dict[str, Any], out: Path, stem: str, markdown: str) -> tuple[Path, Path]:
+    """Write ``<stem>.json`` (the results) and ``<stem>.md`` (``markdown``) in ``out``, each atomically."""
+    json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
     with atomic_write(json_path) as tmp:
         tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
     with atomic_write(md_path) as tmp:
-        tmp.write_text(render_markdown(results))
+        tmp.write_text(markdown)
     return json_path, md_path
 
 

@@ -65,7 +65,7 @@ from typing import Any
 
 import numpy as np
 
-from prospect.bench import _fmt
+from prospect.bench import _fmt, write_report
 from prospect.grid import AnalysisGrid
 from prospect.illumination.tiles import FAR_FACTOR, NEAR_PX, TILE_PX
 from prospect.io.writers import atomic_write
@@ -635,12 +635,7 @@ def render_markdown(results: dict[str, Any]) -> str:
 def write_results(results: dict[str, Any], out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out / "illumination.json", out / "illumination.md"
-    with atomic_write(json_path) as tmp:
-        tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    with atomic_write(md_path) as tmp:
-        tmp.write_text(render_markdown(results))
-    return json_path, md_path
+    return write_report(results, out, "illumination", render_markdown(results))
 
 
 def _machine() -> dict[str, Any]:
