@@ -59,6 +59,7 @@ def test_tiled_dem_is_mirrored_continuous_and_written_strip_by_strip(tmp_path):
     tile = bench.make_fractal_tile(64, seed=11)
     size = 200
     img = tmp_path / "BIG.IMG"
+    bench.write_tiled_dem(tmp_path / "WARM.IMG", 32, tile, strip_rows=16)  # first-call imports are not the writer
     tracemalloc.start()
     try:
         lbl = bench.write_tiled_dem(img, size, tile, strip_rows=16)
