@@ -27,8 +27,15 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,bench]'
 	@touch $(BENCH_STAMP)
 
-sysdeps: ## Install the Debian packages the tests use (gdal-bin), if missing
+# QGIS (qgis python3-qgis qgis-providers) opens the exported project in the tests, under
+# Debian's /usr/bin/python3; python3-gdal brings GDAL's COG and GeoPackage validators;
+# chromium renders the report (docs/platform.md).
+sysdeps: ## Install the Debian packages the tests use (gdal-bin, QGIS, python3-gdal, chromium), if missing
 	@missing=""; command -v gdaldem >/dev/null 2>&1 || missing="$$missing gdal-bin"; \
+	/usr/bin/python3 -c 'import qgis.core' >/dev/null 2>&1 || missing="$$missing qgis python3-qgis qgis-providers"; \
+	/usr/bin/python3 -c 'import osgeo_utils.samples.validate_cloud_optimized_geotiff' >/dev/null 2>&1 \
+	  || missing="$$missing python3-gdal"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \

@@ -13,7 +13,7 @@ Facts and sources (``docs/science.md`` section 1):
   proj.db): 30100 geographic (planetocentric degrees), 30110 / 30115 equirectangular
   centred on 0 / 180 E, 30130 north and 30135 south polar stereographic
   (``+proj=stere +lat_0=-90 +lon_0=0 +k=1 +R=1737400``).
-- Metres per degree of latitude: ``2 pi R / 360`` = 30,323.6 m.
+- Metres per degree of latitude: ``2 pi R / 360`` = 30,323.35 m.
 - Polar stereographic scale factor ``k = 2 / (1 + sin|lat|)`` (Snyder 1987, eq. 21-4
   with k0 = 1); LOLA polar grids (DSMAP_POLAR.CAT) place the pole at the grid centre
   with latitude ``-90 + (360/pi) atan(rho / 2R)`` at map radius ``rho``.
@@ -130,6 +130,28 @@ class LunarCRS:
 
     def __str__(self) -> str:
         return self.code or f"lunar {self.kind} (R={self.radius_m:.0f} m)"
+
+    def to_wkt1_without_authority(self) -> str:
+        """GDAL-style WKT1 of this CRS with every ``AUTHORITY[...]`` node removed.
+
+        QGIS 3.22 (PROJ 9.1) reads a GeoPackage CRS carrying ``AUTHORITY["IAU",...]``
+        nodes as unknown and invalid; GPKG 1.3 plus this definition opens with a valid
+        lunar CRS (``docs/platform.md``, "GeoPackage + lunar CRS").
+        """
+        import re
+
+        wkt1 = self.to_pyproj().to_wkt("WKT1_GDAL")
+        while True:  # AUTHORITY nodes are leaves: ,AUTHORITY["IAU","30135"]
+            stripped = re.sub(r',\s*AUTHORITY\["[^"]*",\s*"?[^"\]]*"?\]', "", wkt1)
+            if stripped == wkt1:
+                return stripped
+            wkt1 = stripped
+
+
+def qgis_ellipsoid(radius_m: float = MOON_RADIUS_M) -> str:
+    """A QGIS project ellipsoid (``Measure/Ellipsoid``) for a sphere of ``radius_m``: QGIS
+    measures distances and areas on it, so a project's measurements are lunar."""
+    return f"PARAMETER:{radius_m:.15g}:{radius_m:.15g}"
 
 
 def iau_code_string(code: int) -> str:

@@ -37,3 +37,32 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, "-m", "prospect.cli", *args], capture_output=True, text=True,
                           env=full_env, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def real_site_run(shared, tmp_path_factory):
+    """The site stage on real layers: the LOLA 1.6 km DEM cropped to a 680 km square around
+    the south pole (the 6 deg cap plus a 150 km horizon reach), its illumination (64
+    azimuths, 24 h steps), LOLA PSR polygons, HKPolyU craters, the named cold traps and the
+    Artemis III regions as labels. Returns ``(ranking, paths, folder)``; the run is in
+    ``folder / "out"``. Shared by the site and export tests (computed once per worker)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from prospect.sites.rank import run_rank
+
+    tmp = tmp_path_factory.mktemp("real_sites")
+    with rasterio.open(shared / "lola_polar_1600m" / "lola_dem_south.tif") as src:
+        h, w = src.shape
+        win = Window(w // 2 - 212, h // 2 - 212, 425, 425)
+        profile = {**src.profile, "width": 425, "height": 425, "transform": src.window_transform(win)}
+        with rasterio.open(tmp / "dem.tif", "w", **profile) as dst:
+            dst.write(src.read(1, window=win), 1)
+            dst.update_tags(**src.tags())
+            dst.update_tags(1, **src.tags(1), units="m")  # the manifest (matched by checksum) said so
+    res = run_cli("illumination", str(tmp / "dem.tif"), str(tmp / "ill"), "--azimuths", "64", "--step-hours", "24")
+    assert res.returncode == 0, res.stderr
+    ranking, paths = run_rank(tmp / "out", str(tmp / "dem.tif"), illumination=tmp / "ill", psr="lola_psr_south_5km2",
+                              craters="hkpolyu_craters_60_90s", cold_traps="cold_trap_craters",
+                              labels="artemis3_regions_2022", config={"sites": {"mc_samples": 64, "dem_draws": 2}})
+    return ranking, paths, tmp

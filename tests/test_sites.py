@@ -16,7 +16,7 @@ from prospect.errors import ConfigError, ConstraintError
 from prospect.grid import AnalysisGrid
 from prospect.sites import candidates as C
 from prospect.sites import features as F
-from prospect.sites.rank import SiteInputs, rank_sites, run_rank, write_ranking
+from prospect.sites.rank import SiteInputs, rank_sites, write_ranking
 from tests.conftest import run_cli
 
 PX = 200.0  # m
@@ -298,25 +298,9 @@ def test_outputs_gpkg_json_and_model(best_ranking, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def real_ranking(shared, tmp_path_factory):
-    """The whole stage on real layers (illumination from a 680 km crop of the DEM around the pole)."""
-    import rasterio
-    from rasterio.windows import Window
-
-    tmp = tmp_path_factory.mktemp("real_sites")
-    with rasterio.open(shared / "lola_polar_1600m" / "lola_dem_south.tif") as src:
-        h, w = src.shape
-        win = Window(w // 2 - 212, h // 2 - 212, 425, 425)  # +-340 km: the 6 deg cap plus a 150 km horizon reach
-        profile = {**src.profile, "width": 425, "height": 425, "transform": src.window_transform(win)}
-        with rasterio.open(tmp / "dem.tif", "w", **profile) as dst:
-            dst.write(src.read(1, window=win), 1)
-            dst.update_tags(**src.tags())
-            dst.update_tags(1, **src.tags(1), units="m")  # the manifest (matched by checksum) said so
-    res = run_cli("illumination", str(tmp / "dem.tif"), str(tmp / "ill"), "--azimuths", "64", "--step-hours", "24")
-    assert res.returncode == 0, res.stderr
-    ranking, paths = run_rank(tmp / "out", str(tmp / "dem.tif"), illumination=tmp / "ill", psr="lola_psr_south_5km2",
-                              craters="hkpolyu_craters_60_90s", cold_traps="cold_trap_craters",
-                              labels="artemis3_regions_2022", config={"sites": {"mc_samples": 64, "dem_draws": 2}})
+def real_ranking(real_site_run):
+    """The whole stage on real layers (``real_site_run`` in conftest.py)."""
+    ranking, paths, _ = real_site_run
     return ranking, paths
 
 

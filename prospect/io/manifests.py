@@ -206,3 +206,19 @@ def load_manifest(id_or_path: str | Path) -> Manifest:
 def is_manifest_id(value: str) -> bool:
     """True when ``value`` names a manifest (and is not an existing path)."""
     return not Path(value).exists() and (manifest_dir() / f"{value}.yaml").exists()
+
+
+def manifest_for_file(path: Path, digest: str) -> Manifest | None:
+    """The manifest that lists this exact file (same name and sha256 hex ``digest``), if any."""
+    name = path.name.lower()
+    for mid in list_manifests():
+        try:
+            if name not in (manifest_dir() / f"{mid}.yaml").read_text(encoding="utf-8").lower():
+                continue  # cheap pre-filter: this manifest cannot list the file
+            m = load_manifest(mid)
+        except Exception:  # a broken manifest must not stop a path open
+            continue
+        for f in m.files:
+            if f.name.lower() == name and f.checksum == f"sha256:{digest}":
+                return m
+    return None

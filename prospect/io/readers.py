@@ -45,7 +45,7 @@ from prospect.errors import (
     CorruptProductError, CRSError, FormatError, InputNotFoundError, LabelError, UnitsError,
 )
 from prospect.io import pds3
-from prospect.io.manifests import Manifest, is_manifest_id, list_manifests, load_manifest, manifest_dir
+from prospect.io.manifests import Manifest, is_manifest_id, load_manifest, manifest_for_file
 
 DEFAULT_CHUNK = 2048
 
@@ -329,26 +329,10 @@ def _sha256(path: Path) -> str:
     return sha256_file(path)
 
 
-def _manifest_for(path: Path, digest: str) -> Manifest | None:
-    """The manifest that lists this exact file (same name and sha256), if any."""
-    name = path.name.lower()
-    for mid in list_manifests():
-        try:
-            if name not in (manifest_dir() / f"{mid}.yaml").read_text(encoding="utf-8").lower():
-                continue  # cheap pre-filter: this manifest cannot list the file
-            m = load_manifest(mid)
-        except Exception:  # a broken manifest must not stop a path open
-            continue
-        for f in m.files:
-            if f.name.lower() == name and f.checksum == f"sha256:{digest}":
-                return m
-    return None
-
-
 def _base_attrs(path: Path, manifest: Manifest | None, fmt: str) -> dict[str, Any]:
     digest = _sha256(path)
     if manifest is None:
-        manifest = _manifest_for(path, digest)
+        manifest = manifest_for_file(path, digest)
     attrs: dict[str, Any] = {
         "source_file": path.name, "source_path": str(path), "source_sha256": digest, "format": fmt,
     }
@@ -636,7 +620,7 @@ def open_product(source: str | Path, *, chunks: Any = None, crs_override: str | 
         raise ValueError("lon_convention must be '180' or '360'")
     path, manifest = _resolve(source, strict)
     if manifest is None:
-        manifest = _manifest_for(path, _sha256(path))
+        manifest = manifest_for_file(path, _sha256(path))
     fmt = manifest.format if manifest is not None else _sniff(path)
     if fmt in ("geotiff", "cog", "jp2") and _sniff(path) == "pds3":
         fmt = "pds3"  # a manifest whose 'open' is the PDS3 label of a JP2/TIFF twin

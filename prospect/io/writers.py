@@ -643,6 +643,8 @@ def stream_geotiff(
     progress: bool = False,
     label: str = "writing",
     window_px: int = STREAM_WINDOW_PX,
+    dtype: str = "float32",
+    categorical: bool = False,
 ) -> Path:
     """Write a 2-D (``y, x``) float DataArray, chunk by chunk, as a tiled compressed GeoTIFF.
 
@@ -655,7 +657,9 @@ def stream_geotiff(
 
     ``cog=True`` then rewrites the tiled file as a Cloud Optimized GeoTIFF with overviews
     (GDAL's COG driver, which also streams). Atomic either way: the file appears
-    complete or not at all. ``progress`` reports on stderr.
+    complete or not at all. ``progress`` reports on stderr. ``dtype`` is the band type on
+    disk (an integer type rounds, with NaN as ``nodata``); ``categorical`` builds COG
+    overviews by nearest neighbour (classes) instead of averaging.
     """
     import dask.array as dska
     import rasterio
@@ -664,11 +668,15 @@ def stream_geotiff(
     if data.ndim != 2:
         raise ValueError(f"stream_geotiff writes one 2-D band, got shape {data.shape}")
     height, width = data.shape
-    profile = _stream_profile(crs, transform, (height, width), nodata)
+    profile = _stream_profile(crs, transform, (height, width), nodata, dtype)
     meter = _Progress(height * width, label, progress)
     final = Path(path)
+    integer = not np.issubdtype(np.dtype(dtype), np.floating)
 
     def put(dst: Any, r0: int, c0: int, block: np.ndarray) -> None:
+        if integer:
+            values = np.asarray(block, dtype="float64")
+            block = np.where(np.isnan(values), nodata, np.round(values)).astype(dtype)
         _write_window(dst, r0, c0, block, nodata)
         meter.advance(block.size)
 
@@ -692,7 +700,7 @@ def stream_geotiff(
                 try:
                     with rasterio.open(staging, "w", **profile) as dst:
                         write_into(dst)
-                    _to_cog(staging, tmp)
+                    _to_cog(staging, tmp, categorical=categorical)
                 finally:
                     staging.unlink(missing_ok=True)
     finally:

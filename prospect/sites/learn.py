@@ -120,6 +120,31 @@ class PUEnsemble:
 # --- labels and blocks --------------------------------------------------------------
 
 
+def region_polygons(regions: Any, crs: lunar.LunarCRS, edge_points: int = 32) -> Any:
+    """The expert regions as polygons in ``crs``, for maps: lon/lat boxes (the columns
+    :func:`region_membership` reads; a box with ``min_lon > max_lon`` crosses the
+    antimeridian) become their outline densified to ``edge_points`` per edge, so a box
+    keeps its true shape in a polar projection. Regions given as polygons are reprojected."""
+    import geopandas as gpd
+    import shapely
+
+    if not all(c in regions.columns for c in _BBOX):
+        return regions.to_crs(crs.to_pyproj())
+    t = np.linspace(0.0, 1.0, edge_points, endpoint=False)
+    polys = []
+    for _, row in regions.iterrows():
+        lo, hi = (float(lunar.normalize_longitude(row[c])) for c in ("bbox_min_lon", "bbox_max_lon"))
+        s, n = float(row["bbox_min_lat"]), float(row["bbox_max_lat"])
+        width = (hi - lo) % 360.0
+        lon = np.concatenate([lo + width * t, np.full(edge_points, lo + width), lo + width * (1 - t),
+                              np.full(edge_points, lo)])
+        lat = np.concatenate([np.full(edge_points, s), s + (n - s) * t, np.full(edge_points, n), n - (n - s) * t])
+        x, y = lunar.lonlat_to_xy(crs, lunar.normalize_longitude(lon), lat)
+        polys.append(shapely.Polygon(np.column_stack([x, y])))
+    attrs = regions.drop(columns=[c for c in ("geometry",) if c in regions.columns])
+    return gpd.GeoDataFrame(pd.DataFrame(attrs).reset_index(drop=True), geometry=polys, crs=crs.to_pyproj())
+
+
 def region_membership(lon: Any, lat: Any, regions: pd.DataFrame) -> np.ndarray:
     """Row position in ``regions`` of the region containing each point, ``-1`` outside all.
 

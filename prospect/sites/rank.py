@@ -401,9 +401,12 @@ def site_geodataframes(ranking: Ranking, grid: AnalysisGrid, radius_m: float, sc
 
 
 def write_ranking(ranking: Ranking, outdir: str | os.PathLike[str], grid: AnalysisGrid) -> dict[str, Path]:
-    """``sites.gpkg`` (layers ``sites`` and ``candidates``), ``ranking.json`` and ``model.skops``, each atomic."""
-    import pyogrio
+    """``sites.gpkg`` (layers ``sites`` and ``candidates``), ``ranking.json`` and ``model.skops``, each atomic.
 
+    The GeoPackage is written by :func:`prospect.io.gpkg.write_gpkg`, so QGIS opens it
+    with a valid lunar CRS; ``prospect export`` adds the styles and the vector inputs.
+    """
+    from prospect.io.gpkg import write_gpkg
     from prospect.io.writers import atomic_write
 
     out = Path(outdir)
@@ -411,14 +414,7 @@ def write_ranking(ranking: Ranking, outdir: str | os.PathLike[str], grid: Analys
     lattice_scale = float(ranking.record.get("scale_factor", 1.0))
     points, polys = site_geodataframes(ranking, grid, ranking.record["site_radius_m"], lattice_scale)
     paths = {"sites": out / "sites.gpkg", "record": out / "ranking.json"}
-    with atomic_write(paths["sites"]) as tmp:
-        staging = tmp.with_name(tmp.name + ".gpkg")  # GDAL wants the .gpkg extension
-        try:
-            pyogrio.write_dataframe(points, staging, layer="sites", driver="GPKG")
-            pyogrio.write_dataframe(polys, staging, layer="candidates", driver="GPKG")
-            os.replace(staging, tmp)
-        finally:
-            staging.unlink(missing_ok=True)
+    write_gpkg(paths["sites"], {"sites": points, "candidates": polys}, crs=grid.crs)
     with atomic_write(paths["record"]) as tmp:
         tmp.write_text(json.dumps(ranking.record, indent=2, default=_json_default), encoding="utf-8")
     if ranking.model is not None:
