@@ -325,6 +325,34 @@ def rank(
         typer.echo(f"{path}: {name}")
 
 
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A `prospect rank` output folder (ranking.json, sites.gpkg).")],
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Also write report.html.")] = True,
+    pdf: Annotated[bool, typer.Option("--pdf", help="Also render report.pdf with headless Chromium.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress of the map writes.")]
+    = False,
+) -> None:
+    """The deliverables of a ranked run: COG maps with styles, sites.gpkg, project.qgz, report.html, run.json."""
+    from prospect.export.package import run_export
+
+    outputs = run_export(run_dir, report=report, pdf=pdf, progress=progress)
+    for key, path in outputs.items():
+        typer.echo(f"{path}: {key}")
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="An exported run folder (`prospect export`).")],
+    pdf: Annotated[bool, typer.Option("--pdf", help="Also render report.pdf with headless Chromium.")] = False,
+) -> None:
+    """Rewrite the site-ranking report of an exported run (report.html, optionally report.pdf)."""
+    from prospect.export.package import run_report
+
+    for key, path in run_report(run_dir, pdf=pdf).items():
+        typer.echo(f"{path}: {key}")
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
     return f"prospect: warning: {message}\n"
 

@@ -42,7 +42,7 @@ from affine import Affine
 
 from prospect import lunar
 from prospect.errors import (
-    CorruptProductError, CRSError, FormatError, InputNotFoundError, LabelError, UnitsError,
+    CRSError, FormatError, InputNotFoundError, LabelError, UnitsError,
 )
 from prospect.io import pds3
 from prospect.io.manifests import Manifest, is_manifest_id, load_manifest, manifest_for_file
