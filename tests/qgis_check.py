@@ -73,17 +73,25 @@ def _crs_info(crs) -> dict:
             "semi_major_m": sphere[0] if sphere else None, "is_lunar": lunar, "is_geographic": crs.isGeographic()}
 
 
-def _top_level(wkt_body: str) -> list[str]:
-    """The comma-separated top-level items of the inside of a WKT node."""
-    items, depth, quoted, start = [], 0, False, 0
-    for i, ch in enumerate(wkt_body):
+def _scan(text: str):
+    """``(index, char, depth, quoted)`` for each character of WKT ``text``: the bracket depth
+    after the character (relative to the start) and whether it is inside a quoted name."""
+    depth, quoted = 0, False
+    for i, ch in enumerate(text):
         if ch == '"':
             quoted = not quoted
         elif not quoted and ch == "[":
             depth += 1
         elif not quoted and ch == "]":
             depth -= 1
-        elif not quoted and ch == "," and depth == 0:
+        yield i, ch, depth, quoted
+
+
+def _top_level(wkt_body: str) -> list[str]:
+    """The comma-separated top-level items of the inside of a WKT node."""
+    items, start = [], 0
+    for i, ch, depth, quoted in _scan(wkt_body):
+        if ch == "," and depth == 0 and not quoted:
             items.append(wkt_body[start:i].strip())
             start = i + 1
     items.append(wkt_body[start:].strip())
@@ -99,17 +107,9 @@ def _base_geographic_wkt(crs) -> str | None:
     m = re.search(r"BASEGEO[GD]CRS\[", wkt)
     if not m:
         return None
-    depth, quoted, i = 1, False, m.end()
-    while i < len(wkt) and depth:
-        ch = wkt[i]
-        if ch == '"':
-            quoted = not quoted
-        elif not quoted and ch == "[":
-            depth += 1
-        elif not quoted and ch == "]":
-            depth -= 1
-        i += 1
-    items = _top_level(wkt[m.end():i - 1])
+    body = wkt[m.end():]
+    close = next((i for i, _, depth, _ in _scan(body) if depth < 0), len(body))  # the node's own "]"
+    items = _top_level(body[:close])
     keep = [items[0]] + [it for it in items[1:] if re.match(r"(DATUM|ENSEMBLE|PRIMEM|TRF|GEODETICDATUM)\[", it)]
     return ("GEOGCRS[" + ",".join(keep) + ',CS[ellipsoidal,2],AXIS["geodetic longitude (Lon)",east,ORDER[1],'
             'ANGLEUNIT["degree",0.0174532925199433]],AXIS["geodetic latitude (Lat)",north,ORDER[2],'

@@ -41,6 +41,7 @@ from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 from prospect import lunar
+from prospect.export.styles import element, qgis_number
 from prospect.io.writers import atomic_write
 
 __all__ = ["ProjectLayer", "write_project", "project_xml", "layer_id"]
@@ -82,31 +83,12 @@ class ProjectLayer:
 # --- XML helpers -------------------------------------------------------------------
 
 
-def _el(tag: str, attrib: dict[str, object] | None = None, *children: ET.Element | None,
-        text: str | None = None) -> ET.Element:
-    e = ET.Element(tag, {k: str(v) for k, v in sorted((attrib or {}).items())})
-    for c in children:
-        if c is not None:
-            e.append(c)
-    if text is not None:
-        e.text = text
-    return e
-
-
 def _sort_attributes(elem: ET.Element) -> None:
     for e in elem.iter():
         if len(e.attrib) > 1:
             items = sorted(e.attrib.items())
             e.attrib.clear()
             e.attrib.update(items)
-
-
-def _num(value: float) -> str:
-    """Shortest round-trip text of a coordinate (integers without ``.0``)."""
-    value = float(value)
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)
 
 
 def _check_extent(extent: Sequence[float], what: str) -> tuple[float, float, float, float]:
@@ -120,8 +102,8 @@ def _check_extent(extent: Sequence[float], what: str) -> tuple[float, float, flo
 
 def _rect(tag: str, extent: Sequence[float]) -> ET.Element:
     xmin, ymin, xmax, ymax = extent
-    return _el(tag, None, _el("xmin", text=_num(xmin)), _el("ymin", text=_num(ymin)),
-               _el("xmax", text=_num(xmax)), _el("ymax", text=_num(ymax)))
+    return element(tag, None, element("xmin", text=qgis_number(xmin)), element("ymin", text=qgis_number(ymin)),
+               element("xmax", text=qgis_number(xmax)), element("ymax", text=qgis_number(ymax)))
 
 
 # --- CRS -----------------------------------------------------------------------------
@@ -149,16 +131,16 @@ def _spatialrefsys(crs: lunar.LunarCRS) -> ET.Element:
         params = p.to_dict()
     if abs(crs.radius_m - 6.378e6) < 1e5 or p.ellipsoid is None:
         raise ValueError(f"not a lunar CRS: {p.name}")  # LunarCRS guarantees this; belt and braces
-    return _el("spatialrefsys", None,
-               _el("wkt", text=_crs_wkt(crs)),
-               _el("proj4", text=proj4),
-               _el("srsid", text="0"),
-               _el("srid", text="0"),
-               _el("authid", text=crs.code or ""),
-               _el("description", text=p.name or str(crs)),
-               _el("projectionacronym", text=str(params.get("proj", ""))),
-               _el("ellipsoidacronym", text=lunar.qgis_ellipsoid(crs.radius_m)),
-               _el("geographicflag", text="true" if crs.is_geographic else "false"))
+    return element("spatialrefsys", None,
+               element("wkt", text=_crs_wkt(crs)),
+               element("proj4", text=proj4),
+               element("srsid", text="0"),
+               element("srid", text="0"),
+               element("authid", text=crs.code or ""),
+               element("description", text=p.name or str(crs)),
+               element("projectionacronym", text=str(params.get("proj", ""))),
+               element("ellipsoidacronym", text=lunar.qgis_ellipsoid(crs.radius_m)),
+               element("geographicflag", text="true" if crs.is_geographic else "false"))
 
 
 def _map_units(crs: lunar.LunarCRS) -> str:
@@ -216,17 +198,17 @@ def _maplayer(layer: ProjectLayer, lid: str, source: str) -> ET.Element:
             attrs["geometry"] = layer.geometry.replace("Multi", "")
             attrs["wkbType"] = layer.geometry
     provider = _PROVIDERS[layer.kind]
-    e = _el("maplayer", attrs,
+    e = element("maplayer", attrs,
             _rect("extent", extent),
-            _el("id", text=lid),
-            _el("datasource", text=source),
-            _el("keywordList", None, _el("value", text="")),
-            _el("layername", text=layer.name),
-            _el("srs", None, _spatialrefsys(layer.crs)),
-            _el("provider", {"encoding": "UTF-8"} if layer.kind == "vector" else None, text=provider))
+            element("id", text=lid),
+            element("datasource", text=source),
+            element("keywordList", None, element("value", text="")),
+            element("layername", text=layer.name),
+            element("srs", None, _spatialrefsys(layer.crs)),
+            element("provider", {"encoding": "UTF-8"} if layer.kind == "vector" else None, text=provider))
     if layer.kind == "raster":
-        e.append(_el("noData", None, _el("noDataList", {"bandNo": "1", "useSrcNoData": "1"})))
-    e.append(_el("map-layer-style-manager", {"current": "default"}, _el("map-layer-style", {"name": "default"})))
+        e.append(element("noData", None, element("noDataList", {"bandNo": "1", "useSrcNoData": "1"})))
+    e.append(element("map-layer-style-manager", {"current": "default"}, element("map-layer-style", {"name": "default"})))
     for child in qml:
         if child.tag not in _QML_CHILD_SKIP:
             e.append(child)
@@ -234,15 +216,15 @@ def _maplayer(layer: ProjectLayer, lid: str, source: str) -> ET.Element:
 
 
 def _tree_layer(layer: ProjectLayer, lid: str, source: str) -> ET.Element:
-    return _el("layer-tree-layer", {
+    return element("layer-tree-layer", {
         "checked": "Qt::Checked" if layer.visible else "Qt::Unchecked", "expanded": "1" if layer.visible else "0",
         "id": lid, "legend_exp": "", "legend_split_behavior": "0", "name": layer.name, "patch_size": "-1,-1",
         "providerKey": _PROVIDERS[layer.kind], "source": source},
-        _el("customproperties", None, _el("Option")))
+        element("customproperties", None, element("Option")))
 
 
 def _property(tag: str, kind: str, value: str) -> ET.Element:
-    return _el(tag, {"type": kind}, text=value)
+    return element(tag, {"type": kind}, text=value)
 
 
 # --- project -------------------------------------------------------------------------
@@ -270,16 +252,16 @@ def project_xml(layers: Sequence[ProjectLayer], *, crs: lunar.LunarCRS, title: s
 
     # layer tree: groups in order of first appearance, layers in the given order inside
     # them; layers with an empty group sit at the root
-    tree = _el("layer-tree-group", None, _el("customproperties", None, _el("Option")))
+    tree = element("layer-tree-group", None, element("customproperties", None, element("Option")))
     groups: dict[str, ET.Element] = {}
     tree_order: list[str] = []
     slots: list[tuple[str, list[int]]] = []
     for i, layer in enumerate(layers):
         if layer.group:
             if layer.group not in groups:
-                groups[layer.group] = _el("layer-tree-group", {"checked": "Qt::Checked", "expanded": "1",
+                groups[layer.group] = element("layer-tree-group", {"checked": "Qt::Checked", "expanded": "1",
                                                                "name": layer.group},
-                                          _el("customproperties", None, _el("Option")))
+                                          element("customproperties", None, element("Option")))
                 slots.append((layer.group, []))
             next(s for g, s in slots if g == layer.group).append(i)
         else:
@@ -293,45 +275,45 @@ def project_xml(layers: Sequence[ProjectLayer], *, crs: lunar.LunarCRS, title: s
             parent.append(_tree_layer(layers[i], ids[i], sources[i]))
             tree_order.append(ids[i])
     # rendering order = the given order; QGIS follows the tree unless a custom order is on
-    custom = _el("custom-order", {"enabled": "0" if tree_order == ids else "1"},
-                 *(_el("item", text=lid) for lid in ids))
+    custom = element("custom-order", {"enabled": "0" if tree_order == ids else "1"},
+                 *(element("item", text=lid) for lid in ids))
     tree.append(custom)
 
     srs = _spatialrefsys(crs)
-    view_extent = _el("DefaultViewExtent", {"xmax": _num(extent[2]), "xmin": _num(extent[0]),
-                                             "ymax": _num(extent[3]), "ymin": _num(extent[1])}, _spatialrefsys(crs))
-    canvas = _el("mapcanvas", {"annotationsVisible": "1", "name": "theMapCanvas"},
-                 _el("units", text=_map_units(crs)), _rect("extent", extent), _el("rotation", text="0"),
-                 _el("destinationsrs", None, _spatialrefsys(crs)), _el("rendermaptile", text="0"),
-                 _el("expressionContextScope"))
-    properties = _el("properties", None,
-                     _el("Gui", None, _property("CanvasColorBluePart", "int", "255"),
+    view_extent = element("DefaultViewExtent", {"xmax": qgis_number(extent[2]), "xmin": qgis_number(extent[0]),
+                                             "ymax": qgis_number(extent[3]), "ymin": qgis_number(extent[1])}, _spatialrefsys(crs))
+    canvas = element("mapcanvas", {"annotationsVisible": "1", "name": "theMapCanvas"},
+                 element("units", text=_map_units(crs)), _rect("extent", extent), element("rotation", text="0"),
+                 element("destinationsrs", None, _spatialrefsys(crs)), element("rendermaptile", text="0"),
+                 element("expressionContextScope"))
+    properties = element("properties", None,
+                     element("Gui", None, _property("CanvasColorBluePart", "int", "255"),
                          _property("CanvasColorGreenPart", "int", "255"),
                          _property("CanvasColorRedPart", "int", "255")),
-                     _el("Measure", None, _property("Ellipsoid", "QString", lunar.qgis_ellipsoid(crs.radius_m))),
-                     _el("Measurement", None, _property("AreaUnits", "QString", "km2"),
+                     element("Measure", None, _property("Ellipsoid", "QString", lunar.qgis_ellipsoid(crs.radius_m))),
+                     element("Measurement", None, _property("AreaUnits", "QString", "km2"),
                          _property("DistanceUnits", "QString", "meters")),
-                     _el("Paths", None, _property("Absolute", "bool", "false")),
-                     _el("SpatialRefSys", None, _property("ProjectionsEnabled", "int", "1")))
-    root = _el("qgis", {"projectname": title, "version": QGIS_VERSION},
-               _el("homePath", {"path": ""}),
-               _el("title", text=title),
-               _el("autotransaction", {"active": "0"}),
-               _el("evaluateDefaultValues", {"active": "0"}),
-               _el("trust", {"active": "0"}),
-               _el("projectCrs", None, srs),
+                     element("Paths", None, _property("Absolute", "bool", "false")),
+                     element("SpatialRefSys", None, _property("ProjectionsEnabled", "int", "1")))
+    root = element("qgis", {"projectname": title, "version": QGIS_VERSION},
+               element("homePath", {"path": ""}),
+               element("title", text=title),
+               element("autotransaction", {"active": "0"}),
+               element("evaluateDefaultValues", {"active": "0"}),
+               element("trust", {"active": "0"}),
+               element("projectCrs", None, srs),
                tree,
                canvas,
-               _el("projectlayers", None, *(_maplayer(layer, lid, src)
+               element("projectlayers", None, *(_maplayer(layer, lid, src)
                                               for layer, lid, src in zip(layers, ids, sources))),
-               _el("layerorder", None, *(_el("layer", {"id": lid}) for lid in ids)),
+               element("layerorder", None, *(element("layer", {"id": lid}) for lid in ids)),
                properties,
-               _el("visibility-presets"),
-               _el("transformContext"),
-               _el("projectMetadata", None, _el("identifier", text=""), _el("parentidentifier", text=""),
-                   _el("language", text=""), _el("type", text=""), _el("title", text=title),
-                   _el("abstract", text=""), _el("links")),
-               _el("ProjectViewSettings", {"UseProjectScales": "0", "rotation": "0"}, _el("Scales"), view_extent))
+               element("visibility-presets"),
+               element("transformContext"),
+               element("projectMetadata", None, element("identifier", text=""), element("parentidentifier", text=""),
+                   element("language", text=""), element("type", text=""), element("title", text=title),
+                   element("abstract", text=""), element("links")),
+               element("ProjectViewSettings", {"UseProjectScales": "0", "rotation": "0"}, element("Scales"), view_extent))
     _sort_attributes(root)
     ET.indent(root, space="  ")
     return _DOCTYPE + "\n" + ET.tostring(root, encoding="unicode") + "\n"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import math
 import os
 import re
 import shutil
@@ -33,6 +32,7 @@ import numpy as np
 from prospect.errors import ConfigError, FormatError, InputNotFoundError, OutputPathError
 from prospect.export import figures as fig
 from prospect.io.writers import atomic_write
+from prospect.sites.rank import finite_or_none
 
 __all__ = ["CHROMIUM_FLAGS", "STATUS_MEANING", "print_pdf", "render_report", "write_report"]
 
@@ -132,21 +132,13 @@ def _ordered_maps(maps: Mapping[str, Any]) -> dict[str, Path]:
 # --- formatting -----------------------------------------------------------------------------
 
 
-def _num(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
 def fmt(v: Any, digits: int = 4) -> str:
     """A number with ``digits`` significant digits (integers whole); text as is; missing as an en dash."""
     if isinstance(v, (bool, np.bool_)):
         return "yes" if v else "no"
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(fmt(x, digits) for x in v) + "]"
-    f = _num(v)
+    f = finite_or_none(v)
     if f is None:
         return "–" if v is None or isinstance(v, (float, np.floating)) else str(v)
     if f == int(f) and abs(f) < 1e15:
@@ -158,17 +150,17 @@ def fmt(v: Any, digits: int = 4) -> str:
 
 
 def fixed(v: Any, decimals: int = 3) -> str:
-    f = _num(v)
+    f = finite_or_none(v)
     return "–" if f is None else f"{f:.{decimals}f}"
 
 
 def pct(v: Any, decimals: int = 0) -> str:
-    f = _num(v)
+    f = finite_or_none(v)
     return "–" if f is None else f"{100 * f:.{decimals}f} %"
 
 
 def lon_text(v: Any) -> str:
-    f = _num(v)
+    f = finite_or_none(v)
     if f is None:
         return "–"
     f = (f + 180.0) % 360.0 - 180.0
@@ -176,7 +168,7 @@ def lon_text(v: Any) -> str:
 
 
 def lat_text(v: Any) -> str:
-    f = _num(v)
+    f = finite_or_none(v)
     return "–" if f is None else f"{abs(f):.3f}° {'N' if f >= 0 else 'S'}"
 
 
@@ -197,7 +189,7 @@ def _p_col(sites: Any, record: Mapping[str, Any]) -> str | None:
 def _summary(record: Mapping[str, Any], sites: Any, k: int, p_col: str | None) -> dict[str, Any]:
     constraints = record.get("constraints") or {}
     each = record.get("passing_each") or {}
-    lattice = _num(record.get("lattice_sites"))
+    lattice = finite_or_none(record.get("lattice_sites"))
     rows = [{"name": n, "text": constraints.get(n, ""), "passing": int(c),
              "share": (c / lattice if lattice else None)} for n, c in each.items()]
     tightest = min(rows, key=lambda r: (r["passing"], r["name"])) if rows else None
@@ -218,7 +210,7 @@ def _feature_rows(row: Any, crits: Mapping[str, Mapping[str, Any]]) -> list[dict
         if name not in row.index:
             continue
         c = crits.get(name)
-        contrib = _num(row.get(f"contrib_{name}"))
+        contrib = finite_or_none(row.get(f"contrib_{name}"))
         out.append({"name": name, "value": row[name], "unit": unit, "meaning": meaning,
                     "criterion": c is not None, "direction": c.get("direction") if c else "",
                     "weight": c.get("weight") if c else None, "contribution": contrib,
@@ -354,7 +346,7 @@ def _environment() -> Any:
                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
     env.filters.update(fmt=fmt, fixed=fixed, pct=pct, lon=lon_text, lat=lat_text,
-                       km=lambda v: fixed(_num(v) / 1000.0 if _num(v) is not None else None, 1))
+                       km=lambda v: fixed(finite_or_none(v) / 1000.0 if finite_or_none(v) is not None else None, 1))
     return env
 
 

@@ -104,8 +104,8 @@ _SYMBOL_TYPES = {"Point": "marker", "LineString": "line", "Polygon": "fill"}
 # --- XML helpers -------------------------------------------------------------------
 
 
-def _el(tag: str, attrib: dict[str, object] | None = None, *children: ET.Element | None,
-        text: str | None = None) -> ET.Element:
+def element(tag: str, attrib: dict[str, object] | None = None, *children: ET.Element | None,
+            text: str | None = None) -> ET.Element:
     """An element with its attributes in sorted order (deterministic output)."""
     e = ET.Element(tag, {k: str(v) for k, v in sorted((attrib or {}).items())})
     for c in children:
@@ -116,7 +116,7 @@ def _el(tag: str, attrib: dict[str, object] | None = None, *children: ET.Element
     return e
 
 
-def _num(value: float) -> str:
+def qgis_number(value: float) -> str:
     """A number the way QGIS writes one: shortest round-trip form, integers without ``.0``."""
     value = float(value)
     if value == int(value) and abs(value) < 1e15:
@@ -137,20 +137,20 @@ def _rgba(colour: str, alpha: int = 255) -> str:
 def _options(props: dict[str, str]) -> list[ET.Element]:
     """A symbol layer's properties as QGIS 3.22 writes them: an ``Option`` map and the
     legacy ``prop`` list (read by older QGIS)."""
-    opt = _el("Option", {"type": "Map"},
-              *(_el("Option", {"name": k, "type": "QString", "value": v}) for k, v in sorted(props.items())))
-    return [opt, *(_el("prop", {"k": k, "v": v}) for k, v in sorted(props.items()))]
+    opt = element("Option", {"type": "Map"},
+              *(element("Option", {"name": k, "type": "QString", "value": v}) for k, v in sorted(props.items())))
+    return [opt, *(element("prop", {"k": k, "v": v}) for k, v in sorted(props.items()))]
 
 
 def _empty_dd(tag: str = "data_defined_properties") -> ET.Element:
-    return _el(tag, None, _el("Option", {"type": "Map"},
-                              _el("Option", {"name": "name", "type": "QString", "value": ""}),
-                              _el("Option", {"name": "properties"}),
-                              _el("Option", {"name": "type", "type": "QString", "value": "collection"})))
+    return element(tag, None, element("Option", {"type": "Map"},
+                              element("Option", {"name": "name", "type": "QString", "value": ""}),
+                              element("Option", {"name": "properties"}),
+                              element("Option", {"name": "type", "type": "QString", "value": "collection"})))
 
 
 def _symbol_layer(cls: str, props: dict[str, str], render_pass: int = 0) -> ET.Element:
-    e = _el("layer", {"class": cls, "enabled": "1", "locked": "0", "pass": str(render_pass)})
+    e = element("layer", {"class": cls, "enabled": "1", "locked": "0", "pass": str(render_pass)})
     for child in _options(props):
         e.append(child)
     e.append(_empty_dd())
@@ -158,7 +158,7 @@ def _symbol_layer(cls: str, props: dict[str, str], render_pass: int = 0) -> ET.E
 
 
 def _symbol(name: str, kind: str, layers: Iterable[ET.Element], alpha: float = 1.0) -> ET.Element:
-    e = _el("symbol", {"alpha": _num(alpha), "clip_to_extent": "1", "force_rhr": "0", "name": name, "type": kind})
+    e = element("symbol", {"alpha": qgis_number(alpha), "clip_to_extent": "1", "force_rhr": "0", "name": name, "type": kind})
     e.append(_empty_dd())
     for layer in layers:
         e.append(layer)
@@ -170,9 +170,9 @@ def _marker(shape: str, fill: str, size_mm: float, *, outline: str = "35,35,35,2
     return _symbol_layer("SimpleMarker", render_pass=render_pass, props={
         "angle": "0", "color": fill, "horizontal_anchor_point": "1", "joinstyle": "bevel",
         "name": shape, "offset": "0,0", "offset_map_unit_scale": "3x:0,0,0,0,0,0", "offset_unit": "MM",
-        "outline_color": outline, "outline_style": "solid", "outline_width": _num(outline_mm),
+        "outline_color": outline, "outline_style": "solid", "outline_width": qgis_number(outline_mm),
         "outline_width_map_unit_scale": "3x:0,0,0,0,0,0", "outline_width_unit": "MM",
-        "scale_method": "diameter", "size": _num(size_mm), "size_map_unit_scale": "3x:0,0,0,0,0,0",
+        "scale_method": "diameter", "size": qgis_number(size_mm), "size_map_unit_scale": "3x:0,0,0,0,0,0",
         "size_unit": "MM", "vertical_anchor_point": "1"})
 
 
@@ -181,14 +181,14 @@ def _fill(fill: str, *, style: str = "solid", outline: str = "35,35,35,255", out
     return _symbol_layer("SimpleFill", {
         "border_width_map_unit_scale": "3x:0,0,0,0,0,0", "color": fill, "joinstyle": "bevel",
         "offset": "0,0", "offset_map_unit_scale": "3x:0,0,0,0,0,0", "offset_unit": "MM",
-        "outline_color": outline, "outline_style": outline_style, "outline_width": _num(outline_mm),
+        "outline_color": outline, "outline_style": outline_style, "outline_width": qgis_number(outline_mm),
         "outline_width_unit": "MM", "style": style})
 
 
 def _line(colour: str, width_mm: float = 0.4, style: str = "solid") -> ET.Element:
     return _symbol_layer("SimpleLine", {
         "capstyle": "square", "joinstyle": "bevel", "line_color": colour, "line_style": style,
-        "line_width": _num(width_mm), "line_width_unit": "MM", "offset": "0",
+        "line_width": qgis_number(width_mm), "line_width_unit": "MM", "offset": "0",
         "offset_map_unit_scale": "3x:0,0,0,0,0,0", "offset_unit": "MM", "use_custom_dash": "0",
         "width_map_unit_scale": "3x:0,0,0,0,0,0"})
 
@@ -201,34 +201,34 @@ def _labeling(expression: str, *, size_pt: float = 8.0, colour: str = "20,20,20,
     centroid" ``placement="0"`` too (QgsPalLayerSettings::AroundPoint), lines parallel.
     ``priority`` 0..10: which labels win when labels collide (sites: 10).
     """
-    text_style = _el("text-style", {
-        "fieldName": expression, "isExpression": "1", "fontSize": _num(size_pt), "fontSizeUnit": "Point",
+    text_style = element("text-style", {
+        "fieldName": expression, "isExpression": "1", "fontSize": qgis_number(size_pt), "fontSizeUnit": "Point",
         "fontWeight": "75" if bold else "50", "textColor": colour, "textOpacity": "1", "allowHtml": "0",
         "fontItalic": "0", "fontUnderline": "0", "fontStrikeout": "0", "multilineHeight": "1",
         "textOrientation": "horizontal", "capitalization": "0", "blendMode": "0", "namedStyle": "",
         "useSubstitutions": "0", "previewBkgrdColor": "255,255,255,255",
         "fontSizeMapUnitScale": "3x:0,0,0,0,0,0", "fontLetterSpacing": "0", "fontWordSpacing": "0",
         "fontKerning": "1", "legendString": "Aa"},
-        _el("families"),
-        _el("text-buffer", {"bufferDraw": "1", "bufferSize": "0.8", "bufferSizeUnits": "MM",
+        element("families"),
+        element("text-buffer", {"bufferDraw": "1", "bufferSize": "0.8", "bufferSizeUnits": "MM",
                             "bufferColor": "255,255,255,255", "bufferOpacity": "0.85", "bufferNoFill": "1",
                             "bufferJoinStyle": "128", "bufferBlendMode": "0",
                             "bufferSizeMapUnitScale": "3x:0,0,0,0,0,0"}),
-        _el("text-mask", {"maskEnabled": "0", "maskType": "0", "maskSize": "1.5", "maskSizeUnits": "MM",
+        element("text-mask", {"maskEnabled": "0", "maskType": "0", "maskSize": "1.5", "maskSizeUnits": "MM",
                           "maskOpacity": "1", "maskJoinStyle": "128", "maskedSymbolLayers": "",
                           "maskSizeMapUnitScale": "3x:0,0,0,0,0,0"}),
-        _el("background", {"shapeDraw": "0"}),
-        _el("shadow", {"shadowDraw": "0"}),
+        element("background", {"shapeDraw": "0"}),
+        element("shadow", {"shadowDraw": "0"}),
         _empty_dd("dd_properties"),
-        _el("substitutions"))
+        element("substitutions"))
     layer_type = {"Point": "PointGeometry", "LineString": "LineGeometry", "Polygon": "PolygonGeometry"}[geometry]
     placement = {"Point": "0", "LineString": "2", "Polygon": "0"}[geometry]  # AroundPoint / Line / AroundPoint
-    settings = _el("settings", {"calloutType": "simple"},
+    settings = element("settings", {"calloutType": "simple"},
                    text_style,
-                   _el("text-format", {"multilineAlign": "3", "wrapChar": "", "autoWrapLength": "0",
+                   element("text-format", {"multilineAlign": "3", "wrapChar": "", "autoWrapLength": "0",
                                        "useMaxLineLengthForAutoWrap": "1", "addDirectionSymbol": "0",
                                        "formatNumbers": "0", "decimals": "3", "plussign": "0"}),
-                   _el("placement", {"placement": placement, "placementFlags": "10", "dist": "1.5",
+                   element("placement", {"placement": placement, "placementFlags": "10", "dist": "1.5",
                                      "distUnits": "MM", "distMapUnitScale": "3x:0,0,0,0,0,0",
                                      "quadOffset": "4", "priority": str(priority), "offsetType": "0",
                                      "layerType": layer_type, "centroidInside": "1", "centroidWhole": "0",
@@ -241,17 +241,17 @@ def _labeling(expression: str, *, size_pt: float = 8.0, colour: str = "20,20,20,
                                      "geometryGeneratorEnabled": "0",
                                      "geometryGeneratorType": "PointGeometry",
                                      "predefinedPositionOrder": "TR,TL,BR,BL,R,L,TSR,BSR"}),
-                   _el("rendering", {"drawLabels": "1", "obstacle": "1", "obstacleType": "1", "obstacleFactor": "1",
+                   element("rendering", {"drawLabels": "1", "obstacle": "1", "obstacleType": "1", "obstacleFactor": "1",
                                      "displayAll": "0", "upsidedownLabels": "0", "labelPerPart": "0",
                                      "mergeLines": "0", "minFeatureSize": "0", "limitNumLabels": "0",
                                      "maxNumLabels": "2000", "scaleVisibility": "0", "scaleMin": "0",
                                      "scaleMax": "0", "fontLimitPixelSize": "0", "fontMinPixelSize": "0",
                                      "fontMaxPixelSize": "10000", "zIndex": "0", "unplacedVisibility": "0"}),
                    _empty_dd("dd_properties"),
-                   _el("callout", {"type": "simple"},
-                       _el("Option", {"type": "Map"},
-                           _el("Option", {"name": "enabled", "type": "QString", "value": "0"}))))
-    return _el("labeling", {"type": "simple"}, settings)
+                   element("callout", {"type": "simple"},
+                       element("Option", {"type": "Map"},
+                           element("Option", {"name": "enabled", "type": "QString", "value": "0"}))))
+    return element("labeling", {"type": "simple"}, settings)
 
 
 def _document(root: ET.Element) -> str:
@@ -260,8 +260,8 @@ def _document(root: ET.Element) -> str:
 
 
 def _flags() -> ET.Element:
-    return _el("flags", None, _el("Identifiable", text="1"), _el("Removable", text="1"),
-               _el("Searchable", text="1"), _el("Private", text="0"))
+    return element("flags", None, element("Identifiable", text="1"), element("Removable", text="1"),
+               element("Searchable", text="1"), element("Private", text="0"))
 
 
 # --- rasters -------------------------------------------------------------------------
@@ -270,13 +270,13 @@ def _flags() -> ET.Element:
 def _min_max_origin() -> ET.Element:
     """Fixed min/max (``limits=None``): QGIS keeps the given vmin/vmax instead of
     re-stretching to the statistics of whatever extent is on screen."""
-    return _el("minMaxOrigin", None, _el("limits", text="None"), _el("extent", text="WholeRaster"),
-               _el("statAccuracy", text="Estimated"), _el("cumulativeCutLower", text="0.02"),
-               _el("cumulativeCutUpper", text="0.98"), _el("stdDevFactor", text="2"))
+    return element("minMaxOrigin", None, element("limits", text="None"), element("extent", text="WholeRaster"),
+               element("statAccuracy", text="Estimated"), element("cumulativeCutLower", text="0.02"),
+               element("cumulativeCutUpper", text="0.98"), element("stdDevFactor", text="2"))
 
 
 def _legend_settings(units: str) -> ET.Element:
-    return _el("rampLegendSettings", {"direction": "0", "maximumLabel": "", "minimumLabel": "", "orientation": "2",
+    return element("rampLegendSettings", {"direction": "0", "maximumLabel": "", "minimumLabel": "", "orientation": "2",
                                       "prefix": "", "suffix": f" {units}" if units else "",
                                       "useContinuousLegend": "1"})
 
@@ -287,28 +287,28 @@ def _label(value: float, units: str) -> str:
 
 
 def _pipe(renderer: ET.Element, *, resample: str) -> ET.Element:
-    return _el("pipe", None,
-               _el("provider", None, _el("resampling", {"enabled": "false", "maxOversampling": "2",
+    return element("pipe", None,
+               element("provider", None, element("resampling", {"enabled": "false", "maxOversampling": "2",
                                                         "zoomedInResamplingMethod": "nearestNeighbour",
                                                         "zoomedOutResamplingMethod": "nearestNeighbour"})),
                renderer,
-               _el("brightnesscontrast", {"brightness": "0", "contrast": "0", "gamma": "1"}),
-               _el("huesaturation", {"colorizeBlue": "128", "colorizeGreen": "128", "colorizeOn": "0",
+               element("brightnesscontrast", {"brightness": "0", "contrast": "0", "gamma": "1"}),
+               element("huesaturation", {"colorizeBlue": "128", "colorizeGreen": "128", "colorizeOn": "0",
                                      "colorizeRed": "255", "colorizeStrength": "100", "grayscaleMode": "0",
                                      "invertColors": "0", "saturation": "0"}),
-               _el("rasterresampler", {"maxOversampling": "2", **({"zoomedInResampler": resample}
+               element("rasterresampler", {"maxOversampling": "2", **({"zoomedInResampler": resample}
                                                                     if resample != "nearestNeighbour" else {})}),
-               _el("resamplingStage", text="resamplingFilter"))
+               element("resamplingStage", text="resamplingFilter"))
 
 
 def _raster_document(renderer: ET.Element, *, resample: str = "bilinear") -> str:
-    root = _el("qgis", {"hasScaleBasedVisibilityFlag": "0", "maxScale": "0", "minScale": "1e+08",
+    root = element("qgis", {"hasScaleBasedVisibilityFlag": "0", "maxScale": "0", "minScale": "1e+08",
                         "styleCategories": "AllStyleCategories", "version": QGIS_VERSION},
                _flags(),
-               _el("customproperties", None, _el("Option", {"type": "Map"}, _el(
+               element("customproperties", None, element("Option", {"type": "Map"}, element(
                    "Option", {"name": "identify/format", "type": "QString", "value": "Value"}))),
                _pipe(renderer, resample=resample),
-               _el("blendMode", text="0"))
+               element("blendMode", text="0"))
     return _document(root)
 
 
@@ -336,19 +336,19 @@ def raster_qml(stem: str, *, vmin: float, vmax: float, units: str = "") -> str:
     """
     if stem == "hillshade":
         vmin, vmax = _check_range(stem, vmin, vmax)
-        ce = _el("contrastEnhancement", None, _el("minValue", text=_num(vmin)), _el("maxValue", text=_num(vmax)),
-                 _el("algorithm", text="StretchToMinimumMaximum"))
-        renderer = _el("rasterrenderer", {"alphaBand": "-1", "gradient": "BlackToWhite", "grayBand": "1",
+        ce = element("contrastEnhancement", None, element("minValue", text=qgis_number(vmin)), element("maxValue", text=qgis_number(vmax)),
+                 element("algorithm", text="StretchToMinimumMaximum"))
+        renderer = element("rasterrenderer", {"alphaBand": "-1", "gradient": "BlackToWhite", "grayBand": "1",
                                           "nodataColor": "", "opacity": "1", "type": "singlebandgray"},
-                       _el("rasterTransparency"), _min_max_origin(), ce, _legend_settings(units))
+                       element("rasterTransparency"), _min_max_origin(), ce, _legend_settings(units))
         return _raster_document(renderer, resample="bilinear")
     if stem == "ice_stability_class":
-        palette = _el("colorPalette", None, *(
-            _el("paletteEntry", {"alpha": str(alpha), "color": colour, "label": label, "value": str(value)})
+        palette = element("colorPalette", None, *(
+            element("paletteEntry", {"alpha": str(alpha), "color": colour, "label": label, "value": str(value)})
             for value, label, colour, alpha in ICE_CLASSES))
-        renderer = _el("rasterrenderer", {"alphaBand": "-1", "band": "1", "nodataColor": "", "opacity": "1",
+        renderer = element("rasterrenderer", {"alphaBand": "-1", "band": "1", "nodataColor": "", "opacity": "1",
                                           "type": "paletted"},
-                       _el("rasterTransparency"), _min_max_origin(), palette)
+                       element("rasterTransparency"), _min_max_origin(), palette)
         return _raster_document(renderer, resample="nearestNeighbour")
 
     vmin, vmax = _check_range(stem, vmin, vmax)
@@ -356,26 +356,26 @@ def raster_qml(stem: str, *, vmin: float, vmax: float, units: str = "") -> str:
     items = []
     for frac, colour, alpha in stops:
         value = vmin + frac * (vmax - vmin)
-        items.append(_el("item", {"alpha": str(alpha), "color": colour, "label": _label(value, units),
-                                  "value": _num(value)}))
+        items.append(element("item", {"alpha": str(alpha), "color": colour, "label": _label(value, units),
+                                  "value": qgis_number(value)}))
     # the same ramp as a QGIS gradient, so "Classify" in the GUI keeps these colours
-    inner = ":".join(f"{_num(f)};{_rgba(c, a)}" for f, c, a in stops[1:-1])
-    ramp = _el("colorramp", {"name": "[source]", "type": "gradient"},
-               _el("prop", {"k": "color1", "v": _rgba(stops[0][1], stops[0][2])}),
-               _el("prop", {"k": "color2", "v": _rgba(stops[-1][1], stops[-1][2])}),
-               _el("prop", {"k": "discrete", "v": "0"}), _el("prop", {"k": "rampType", "v": "gradient"}),
-               _el("prop", {"k": "stops", "v": inner}))
-    shader = _el("colorrampshader", {"classificationMode": "1", "clip": "0", "colorRampType": "INTERPOLATED",
-                                     "labelPrecision": "4", "maximumValue": _num(vmax), "minimumValue": _num(vmin)},
+    inner = ":".join(f"{qgis_number(f)};{_rgba(c, a)}" for f, c, a in stops[1:-1])
+    ramp = element("colorramp", {"name": "[source]", "type": "gradient"},
+               element("prop", {"k": "color1", "v": _rgba(stops[0][1], stops[0][2])}),
+               element("prop", {"k": "color2", "v": _rgba(stops[-1][1], stops[-1][2])}),
+               element("prop", {"k": "discrete", "v": "0"}), element("prop", {"k": "rampType", "v": "gradient"}),
+               element("prop", {"k": "stops", "v": inner}))
+    shader = element("colorrampshader", {"classificationMode": "1", "clip": "0", "colorRampType": "INTERPOLATED",
+                                     "labelPrecision": "4", "maximumValue": qgis_number(vmax), "minimumValue": qgis_number(vmin)},
                  ramp, *items, _legend_settings(units))
-    transparency = _el("rasterTransparency")
+    transparency = element("rasterTransparency")
     if stem == "psr_fraction":  # exactly 0 (never permanently shadowed) is fully transparent
-        transparency.append(_el("singleValuePixelList", None,
-                                _el("pixelListEntry", {"max": "0", "min": "0", "percentTransparent": "100"})))
-    renderer = _el("rasterrenderer", {"alphaBand": "-1", "band": "1", "classificationMax": _num(vmax),
-                                      "classificationMin": _num(vmin), "nodataColor": "",
-                                      "opacity": _num(_OPACITY.get(stem, 1.0)), "type": "singlebandpseudocolor"},
-                   transparency, _min_max_origin(), _el("rastershader", None, shader))
+        transparency.append(element("singleValuePixelList", None,
+                                element("pixelListEntry", {"max": "0", "min": "0", "percentTransparent": "100"})))
+    renderer = element("rasterrenderer", {"alphaBand": "-1", "band": "1", "classificationMax": qgis_number(vmax),
+                                      "classificationMin": qgis_number(vmin), "nodataColor": "",
+                                      "opacity": qgis_number(_OPACITY.get(stem, 1.0)), "type": "singlebandpseudocolor"},
+                   transparency, _min_max_origin(), element("rastershader", None, shader))
     return _raster_document(renderer)
 
 
@@ -394,23 +394,23 @@ def _stable_key(*parts: str) -> str:
 def _rule_renderer(kind: str, rules: Sequence[tuple[str, str, ET.Element]], *,
                    symbol_levels: bool = False) -> ET.Element:
     """A rule-based renderer; ``rules`` are ``(filter expression, legend label, symbol)``."""
-    rules_el = _el("rules", {"key": _stable_key(kind, "root")})
-    symbols = _el("symbols")
+    rules_el = element("rules", {"key": _stable_key(kind, "root")})
+    symbols = element("symbols")
     for i, (flt, label, sym) in enumerate(rules):
-        rules_el.append(_el("rule", {"filter": flt, "key": _stable_key(kind, str(i), flt), "label": label,
+        rules_el.append(element("rule", {"filter": flt, "key": _stable_key(kind, str(i), flt), "label": label,
                                      "symbol": str(i)}))
         sym.set("name", str(i))
         symbols.append(sym)
-    return _el("renderer-v2", {"enableorderby": "0", "forceraster": "0", "referencescale": "-1",
+    return element("renderer-v2", {"enableorderby": "0", "forceraster": "0", "referencescale": "-1",
                                "symbollevels": "1" if symbol_levels else "0", "type": "RuleRenderer"},
                rules_el, symbols)
 
 
 def _single_renderer(sym: ET.Element) -> ET.Element:
     sym.set("name", "0")
-    return _el("renderer-v2", {"enableorderby": "0", "forceraster": "0", "referencescale": "-1",
+    return element("renderer-v2", {"enableorderby": "0", "forceraster": "0", "referencescale": "-1",
                                "symbollevels": "0", "type": "singleSymbol"},
-               _el("symbols", None, sym), _el("rotation"), _el("sizescale"))
+               element("symbols", None, sym), element("rotation"), element("sizescale"))
 
 
 def _any_field(*names: str) -> str:
@@ -505,7 +505,7 @@ def vector_qml(kind: str, *, geometry: str | None = None) -> str:
              "simplifyDrawingHints": "1" if geometry != "Point" else "0", "simplifyDrawingTol": "1",
              "simplifyLocal": "1", "simplifyMaxScale": "1", "styleCategories": "AllStyleCategories",
              "symbologyReferenceScale": "-1", "version": QGIS_VERSION}
-    root = _el("qgis", attrs, _flags(), renderer, labeling,
-               _el("blendMode", text="0"), _el("featureBlendMode", text="0"), _el("layerOpacity", text="1"),
-               _el("layerGeometryType", text=_GEOMETRY_CODES[geometry]))
+    root = element("qgis", attrs, _flags(), renderer, labeling,
+               element("blendMode", text="0"), element("featureBlendMode", text="0"), element("layerOpacity", text="1"),
+               element("layerGeometryType", text=_GEOMETRY_CODES[geometry]))
     return _document(root)

@@ -347,7 +347,7 @@ def _monte_carlo(inputs: SiteInputs, frame: pd.DataFrame, lattice: Lattice, p: P
     return draws
 
 
-def _num(v: Any) -> float | None:
+def finite_or_none(v: Any) -> float | None:
     """``v`` as a finite float, else None."""
     try:
         f = float(v)
@@ -366,17 +366,17 @@ def explain(row: pd.Series, crits: list, k: int) -> str:
     """One line: rank, score interval and the values and criteria behind it."""
     parts = []
     for col, text, scale, spec in _QUOTED:
-        v = _num(row.get(col))
+        v = finite_or_none(row.get(col))
         if v is not None:
             parts.append(text.format(format(v * scale, spec)))
-    name, dist = row.get("nearest_cold_trap"), _num(row.get("nearest_cold_trap_km"))
+    name, dist = row.get("nearest_cold_trap"), finite_or_none(row.get("nearest_cold_trap_km"))
     if isinstance(name, str) and name and dist is not None:
-        cost = _num(row.get("traverse_cost_km"))
+        cost = finite_or_none(row.get("traverse_cost_km"))
         parts.append(f"{dist:.0f} km from the {name} cold trap"
                      + (f" (traverse {cost:.0f} flat-km to the nearest cold trap)" if cost is not None else ""))
     top = sorted(((float(row.get(f"contrib_{c.name}", 0.0)), c.name) for c in crits), reverse=True)[:2]
     drivers = ", ".join(f"{n} +{v:.2f}" for v, n in top if v > 0)
-    learned = _num(row.get("score_learned"))
+    learned = finite_or_none(row.get("score_learned"))
     head = (f"ranked {int(row['rank'])}: score {row['score']:.2f} (90 % interval {row['score_p05']:.2f}-"
             f"{row['score_p95']:.2f}, P(top {k}) {row[f'p_top{k}']:.0%})")
     tail = f"; strongest criteria {drivers}" if drivers else ""
