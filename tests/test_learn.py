@@ -203,6 +203,15 @@ def test_save_load_roundtrip(tmp_path, sites, ensemble):
     assert [p.name for p in tmp_path.iterdir()] == ["model.skops"]  # no temp file left behind
 
 
+def test_saved_model_is_byte_reproducible(tmp_path, sites, ensemble):
+    """Same model, same bytes (skops alone names members after memory addresses and stamps the time)."""
+    import copy
+
+    learn.save_model(ensemble, tmp_path / "a.skops")
+    learn.save_model(copy.deepcopy(ensemble), tmp_path / "b.skops")
+    assert (tmp_path / "a.skops").read_bytes() == (tmp_path / "b.skops").read_bytes()
+
+
 class Smuggled:
     """A type no prospect model contains."""
 

@@ -486,9 +486,43 @@ def save_model(ens: PUEnsemble, path: str | os.PathLike[str]) -> None:
 
     if not Path(path).parent.is_dir():
         raise OutputPathError(f"{path}: cannot write the model, directory {Path(path).parent} does not exist")
-    with atomic_write(path) as tmp, open(tmp, "wb") as fh:
-        sio.dump({"members": list(ens.members), "feature_names": list(ens.feature_names), "info": dict(ens.info)},
-                 fh)
+    data = sio.dumps({"members": list(ens.members), "feature_names": list(ens.feature_names), "info": dict(ens.info)})
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(_reproducible_zip(data))
+
+
+def _reproducible_zip(data: bytes) -> bytes:
+    """A skops archive made byte-reproducible: skops names the array members after the
+    objects' memory addresses (``id()``) and stamps the current time, so two dumps of the
+    same model differ. Members are renamed in order of first mention in ``schema.json``
+    (the names are rewritten there too), the ``__id__`` references renumbered in order of
+    first mention, members sorted and dated 1980-01-01."""
+    import io
+    import re
+    import zipfile
+
+    src = zipfile.ZipFile(io.BytesIO(data))
+    schema = src.read("schema.json").decode("utf-8")
+    others = [n for n in src.namelist() if n != "schema.json"]
+    order = sorted(others, key=lambda n: (schema.find(f'"{n}"') % (len(schema) + 1), n))
+    rename = {old: f"{i:06d}{Path(old).suffix}" for i, old in enumerate(order)}
+    if rename:
+        schema = re.sub("|".join(re.escape(f'"{n}"') for n in rename), lambda m: f'"{rename[m.group(0)[1:-1]]}"',
+                        schema)
+    ids: dict[str, int] = {}  # object identities (memory addresses) become their order of first mention
+
+    def renumber(m: re.Match) -> str:
+        return f'"__id__": {ids.setdefault(m.group(1), len(ids) + 1)}'
+
+    schema = re.sub(r'"__id__":\s*(\d+)', renumber, schema)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for name, content in [("schema.json", schema.encode("utf-8"))] + sorted(
+                (rename[n], src.read(n)) for n in others):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            dst.writestr(info, content)
+    return out.getvalue()
 
 
 def load_model(path: str | os.PathLike[str]) -> PUEnsemble:
