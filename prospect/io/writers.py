@@ -510,6 +510,27 @@ def _groups(chunks: tuple[int, ...], target: int) -> list[tuple[int, int]]:
     return spans
 
 
+def window_scheduler() -> Any:
+    """The dask scheduler that computes a streamed window: the active Dask cluster client
+    when one is connected (``prospect run --scheduler``), else local threads.
+
+    Either way the window comes back to this process, which writes it: the open file
+    never leaves it. A callable scheduler skips dask's 0.2 s probe for a cluster.
+    """
+    import sys
+
+    import dask.threaded
+
+    if "distributed" in sys.modules:  # a client can only exist once distributed is imported
+        from distributed import default_client
+
+        try:
+            return default_client()
+        except ValueError:
+            pass
+    return dask.threaded.get
+
+
 def _stream_windows(data: Any, write: Any, window_px: int) -> None:
     """Compute ``data`` window by window (row-major) and hand each to ``write(r0, c0, block)``.
 
@@ -517,14 +538,11 @@ def _stream_windows(data: Any, write: Any, window_px: int) -> None:
     needs its 8 neighbours) the threaded scheduler reads ahead and peak memory grew with
     the raster (603 MB at 7584^2, 841 MB at 15168^2, measured). Here one window is
     computed while the previous one is written by a separate thread (a queue of one), so
-    at most two windows are in memory. The open file lives in this process, so chunks
-    are computed by local threads (a callable scheduler also skips dask's 0.2 s probe for
-    a distributed cluster).
+    at most two windows are in memory. The open file lives in this process; the chunks
+    are computed by :func:`window_scheduler` (local threads, or the connected cluster).
     """
     import queue
     import threading
-
-    import dask.threaded
 
     pending: queue.Queue = queue.Queue(maxsize=1)
     failure: list[BaseException] = []
@@ -543,12 +561,13 @@ def _stream_windows(data: Any, write: Any, window_px: int) -> None:
 
     thread = threading.Thread(target=writer, name="prospect-writer", daemon=True)
     thread.start()
+    scheduler = window_scheduler()
     try:
         for r0, r1 in _groups(data.chunks[0], window_px):
             for c0, c1 in _groups(data.chunks[1], window_px):
                 if failure:
                     break
-                block = data[r0:r1, c0:c1].compute(scheduler=dask.threaded.get)
+                block = data[r0:r1, c0:c1].compute(scheduler=scheduler)
                 pending.put((r0, c0, block))
     finally:
         pending.put(None)

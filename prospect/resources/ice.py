@@ -833,7 +833,7 @@ def write_ice(dataset: xr.Dataset, outdir: str | os.PathLike[str], *, cog: bool 
     moves them into place only when all are complete: an error leaves no partial outputs. Returns ``{map name: path}`` plus
     ``"provenance"``.
     """
-    from prospect.io.writers import TiledGeoTIFFs, _groups, atomic_write
+    from prospect.io.writers import TiledGeoTIFFs, _groups, atomic_write, window_scheduler
 
     if not isinstance(dataset, xr.Dataset):
         raise ConfigError(f"write_ice takes the Dataset of ice_favourability / ice_monte_carlo, not "
@@ -879,7 +879,7 @@ def write_ice(dataset: xr.Dataset, outdir: str | os.PathLike[str], *, cog: bool 
             for c0, c1 in col_spans:
                 window = [data[k][r0:r1, c0:c1] for k in names]
                 if chunks is not None:
-                    window = dask.compute(*window, scheduler="threads")
+                    window = dask.compute(*window, scheduler=window_scheduler())
                 for k, block in zip(names, window):
                     dst.write(k, r0, c0, block)
         tmp_provenance.write_text(json.dumps(record, indent=2, default=str, sort_keys=True), encoding="utf-8")
