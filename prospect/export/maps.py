@@ -62,7 +62,7 @@ SPECS: dict[str, MapSpec] = {
 
 #: ``ranking.json`` input roles whose maps are exported, and the stem each becomes.
 ROLE_STEMS: dict[str, str] = {
-    "dem": "dem_m", "illumination_fraction": "illumination_fraction", "longest_darkness_h": "longest_darkness_h",
+    "dem": "dem_m", "slope_deg": "slope_deg", "illumination_fraction": "illumination_fraction", "longest_darkness_h": "longest_darkness_h",
     "earth_visibility_fraction": "earth_visibility_fraction", "psr_fraction": "psr_fraction",
     "ice_favourability": "ice_favourability", "ice_class": "ice_stability_class", "he3_ppb": "he3_ppb",
 }
@@ -138,7 +138,7 @@ def _source_tags(prov: Mapping[str, Any] | None, source: str) -> dict[str, Any]:
 
 def export_maps(inputs: Mapping[str, str], out_dir: Path, *, provenance: Mapping[str, Mapping[str, Any]] | None = None,
                 progress: bool = False) -> dict[str, Path]:
-    """Write every raster input of a ranking, plus slope and hillshade of its DEM, to ``out_dir``.
+    """Write every raster input of a run, plus slope (unless given) and hillshade of its DEM, to ``out_dir``.
 
     ``inputs`` is ``ranking.json`` ``inputs`` (role -> source); ``provenance`` maps a
     role to its :func:`prospect.export.provenance.input_record`. Returns stem -> COG path
@@ -150,8 +150,8 @@ def export_maps(inputs: Mapping[str, str], out_dir: Path, *, provenance: Mapping
 
     prov = provenance or {}
     stems = raster_sources(inputs)
-    if "dem_m" not in stems:
-        raise InputNotFoundError("ranking.json: inputs has no raster 'dem'; the maps need the run's DEM")
+    if not stems:
+        raise InputNotFoundError("the run's inputs hold no raster map to export")
     out_dir.mkdir(parents=True, exist_ok=True)
     role_of = {stem: role for role, stem in ROLE_STEMS.items()}
     written: dict[str, Path] = {}
@@ -163,6 +163,8 @@ def export_maps(inputs: Mapping[str, str], out_dir: Path, *, provenance: Mapping
         if stem == "dem_m":
             dem_tags = _source_tags(prov.get("dem"), source)
             for derived, how in DERIVED.items():
+                if derived in stems:  # already made by the terrain stage
+                    continue
                 layer = slope_deg(arr) if derived == "slope_deg" else hillshade(arr) * 254.0 + 1.0
                 written[derived] = write_map(layer, derived, out_dir,
                                              tags={**dem_tags, "prospect_derivation": how},

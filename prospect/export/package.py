@@ -80,8 +80,8 @@ def read_record(run_dir: Path) -> dict[str, Any]:
     return record
 
 
-def _vector_layers(record: Mapping[str, Any], run_dir: Path, grid: Any) -> dict[str, Any]:
-    """The GeoPackage layers: ranked sites and candidates, then the vector inputs on the grid."""
+def _vector_layers(record: Mapping[str, Any], run_dir: Path, grid: Any, *, sites: bool = True) -> dict[str, Any]:
+    """The GeoPackage layers: ranked sites and candidates (``sites``), then the vector inputs on the grid."""
     import geopandas as gpd
     import pyogrio
     import shapely
@@ -90,10 +90,12 @@ def _vector_layers(record: Mapping[str, Any], run_dir: Path, grid: Any) -> dict[
     from prospect.sites.learn import region_polygons
 
     gpkg = run_dir / "sites.gpkg"
-    if not gpkg.is_file():
+    layers: dict[str, Any] = {}
+    if sites and not gpkg.is_file():
         raise InputNotFoundError(f"{gpkg}: no such file; the run folder is incomplete (rerun `prospect rank`)")
     try:
-        layers = {name: gpd.read_file(gpkg, layer=name, engine="pyogrio") for name in ("sites", "candidates")}
+        if sites:
+            layers = {name: gpd.read_file(gpkg, layer=name, engine="pyogrio") for name in ("sites", "candidates")}
     except (pyogrio.errors.DataLayerError, pyogrio.errors.DataSourceError) as exc:
         raise FormatError(f"{gpkg}: not a prospect site GeoPackage ({str(exc).splitlines()[0]})") from None
     frame = shapely.box(*grid.bounds)
@@ -128,7 +130,10 @@ def _project_layers(maps: Mapping[str, Path], vectors: Mapping[str, Any], grid: 
     from prospect.export.qgis import ProjectLayer
 
     out = []
-    for key, group, title, visible in PROJECT_LAYERS:
+    present = [row for row in PROJECT_LAYERS if row[0] in maps or row[0] in vectors]
+    if present and not any(row[3] for row in present):  # e.g. a He-3-only run: show its first map
+        present[0] = (*present[0][:3], True)
+    for key, group, title, visible in present:
         if key in maps:
             path = Path(maps[key])
             crs, extent = _raster_layer_info(path)
@@ -169,10 +174,15 @@ def existing_maps(run: Path) -> dict[str, Path]:
 
 
 def run_export(run_dir: str | os.PathLike[str], *, report: bool = True, pdf: bool = False,
-               progress: bool = False) -> dict[str, Path]:
+               progress: bool = False, record: Mapping[str, Any] | None = None,
+               properties: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Write the package of a ranked run into ``run_dir`` (see the module docstring).
 
-    Returns output key -> path (the assets of ``run.json``, plus ``run`` itself).
+    ``record`` replaces ``ranking.json`` for runs without a site stage (e.g. a global
+    He-3 map): ``inputs`` and ``grid`` only; then there is no ``sites`` layer and no
+    report, only maps, vector inputs, the project and ``run.json``. ``properties`` are
+    added to ``run.json`` (a pipeline's name, digest and stage keys). Returns output key
+    -> path (the assets of ``run.json``, plus ``run`` itself).
     """
     from prospect.export import provenance as prov_mod
     from prospect.export import stac, styles
@@ -182,26 +192,29 @@ def run_export(run_dir: str | os.PathLike[str], *, report: bool = True, pdf: boo
     from prospect.io.gpkg import write_gpkg
 
     run = Path(run_dir)
-    record = read_record(run)
+    ranked = record is None
+    record = read_record(run) if ranked else dict(record)
     grid = AnalysisGrid.from_dict(record["grid"])
     prov = prov_mod.collect(record, created=export_time())  # resolves and hashes every input first
     by_role = {p["role"]: p for p in prov["inputs"]}
-    vectors = _vector_layers(record, run, grid)
+    vectors = _vector_layers(record, run, grid, sites=ranked)
 
     maps = export_maps(record["inputs"], run / "maps", provenance=by_role, progress=progress)
     descriptions = {"sites": "ranked candidate base sites (ranking.json)", "candidates": "candidate site discs"}
+    layer_styles = {k: styles.vector_qml(k, geometry=_geometry(v)) for k, v in vectors.items()}
     descriptions.update({layer: f"input {record['inputs'][role]}" for role, layer in VECTOR_LAYERS.items()
                          if layer in vectors})
-    layer_styles = {k: styles.vector_qml(k, geometry=_geometry(v)) for k, v in vectors.items()}
-    write_gpkg(run / "sites.gpkg", vectors, layer_styles, crs=grid.crs, descriptions=descriptions)
+    if vectors:
+        write_gpkg(run / "sites.gpkg", vectors, layer_styles, crs=grid.crs, descriptions=descriptions)
     write_project(run / "project.qgz", _project_layers(maps, vectors, grid, run), crs=grid.crs,
                   title=f"prospect run {run.resolve().name}", extent=tuple(grid.bounds))
-    if report:
+    if report and ranked:
         from prospect.export.report import write_report
 
         write_report(run, maps=maps, provenance=prov, pdf=pdf)
     outputs = package_outputs(run)
-    outputs["run"] = stac.write_run_json(run, outputs, record=record, provenance=prov, grid=grid)
+    outputs["run"] = stac.write_run_json(run, outputs, record=record, provenance=prov, grid=grid,
+                                         properties=properties)
     return outputs
 
 

@@ -16,6 +16,7 @@ as USGS Astrogeology's. A grid containing a pole gets a bbox spanning all longit
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -77,8 +78,9 @@ def _asset(path: Path, root: Path, digest: str) -> Any:
 
 
 def build_item(run_dir: Path, outputs: Mapping[str, Path], *, record: Mapping[str, Any],
-               provenance: Mapping[str, Any], grid: Any) -> Any:
-    """The STAC Item of a run: one asset per output (key -> path inside ``run_dir``)."""
+               provenance: Mapping[str, Any], grid: Any, properties: Mapping[str, Any] | None = None) -> Any:
+    """The STAC Item of a run: one asset per output (key -> path inside ``run_dir``), plus
+    ``properties`` (e.g. ``prospect:pipeline``)."""
     import pystac
 
     from prospect.io.fetch import sha256_file
@@ -87,7 +89,9 @@ def build_item(run_dir: Path, outputs: Mapping[str, Path], *, record: Mapping[st
     bbox = lunar_bbox(grid)
     w, s, e, n = bbox
     geometry = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
-    ranking_sha = sha256_file(run_dir / "ranking.json")
+    identity = run_dir / "ranking.json" if (run_dir / "ranking.json").is_file() else None
+    ranking_sha = sha256_file(identity) if identity else hashlib.sha256(
+        json.dumps(dict(record), sort_keys=True, default=str).encode()).hexdigest()
     properties = {
         "title": "prospect site ranking",
         "created": provenance["created"],
@@ -102,6 +106,7 @@ def build_item(run_dir: Path, outputs: Mapping[str, Path], *, record: Mapping[st
         "prospect:inputs": list(provenance.get("inputs") or []),
         "prospect:passing_sites": record.get("passing_all"),
         "prospect:lattice_sites": record.get("lattice_sites"),
+        **dict(properties or {}),
     }
     item = pystac.Item(id=f"prospect-run-{ranking_sha[:16]}", geometry=geometry, bbox=bbox, datetime=created,
                        properties=properties, stac_extensions=[FILE_EXT, PROJECTION_EXT, RASTER_EXT, SSYS_EXT])
@@ -111,9 +116,9 @@ def build_item(run_dir: Path, outputs: Mapping[str, Path], *, record: Mapping[st
 
 
 def write_run_json(run_dir: Path, outputs: Mapping[str, Path], *, record: Mapping[str, Any],
-                   provenance: Mapping[str, Any], grid: Any) -> Path:
+                   provenance: Mapping[str, Any], grid: Any, properties: Mapping[str, Any] | None = None) -> Path:
     """Write ``run_dir/run.json`` (atomic); see :func:`build_item`."""
-    item = build_item(run_dir, outputs, record=record, provenance=provenance, grid=grid)
+    item = build_item(run_dir, outputs, record=record, provenance=provenance, grid=grid, properties=properties)
     path = run_dir / "run.json"
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False), indent=2,
