@@ -9,10 +9,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PROSPECT_SHARED_DATA ?= $(abspath ../shared/data)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv sysdeps test test-fast bench bench-illumination lint lock clean
+.PHONY: help venv sysdeps test test-fast bench bench-illumination demo south-pole south-pole-lola global-he3 lock clean
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 # The venv is rebuilt only when the dependency list or the lock changes.
 $(STAMP): pyproject.toml constraints.txt
@@ -48,6 +48,22 @@ test: $(STAMP) sysdeps ## Run the test suite (needs ../shared/data, or PROSPECT_
 test-fast: $(STAMP) ## Run the tests that do not need the shared real data
 	$(BIN)/python -m pytest -n 2 -m "not shared_data"
 
+# Pipelines: `prospect run` resumes a run folder (stages that are current are skipped).
+RUNS ?= runs
+RUN = @mkdir -p $(RUNS) && $(BIN)/prospect run --resume
+
+demo: $(STAMP) ## Run the embedded demo (synthetic south-polar scene, every stage, offline; a few minutes) into runs/demo
+	$(RUN) pipelines/demo.yaml --out $(RUNS)/demo
+
+south-pole: $(STAMP) ## Run the real coarse south-pole pipeline (LOLA 1.6 km, PSRs, craters, LP GRS, Artemis III) into runs/south_pole_coarse
+	$(RUN) pipelines/south_pole_coarse.yaml --out $(RUNS)/south_pole_coarse
+
+south-pole-lola: $(STAMP) ## Run the 20 m LOLA south-pole pipeline (downloads LDEM_875S_20M, or PROSPECT_MIRROR) into runs/south_pole_lola
+	$(RUN) pipelines/south_pole_lola.yaml --out $(RUNS)/south_pole_lola
+
+global-he3: $(STAMP) ## Map helium-3 globally from Lunar Prospector GRS Ti and FeO into runs/global_he3
+	$(RUN) pipelines/global_he3.yaml --out $(RUNS)/global_he3
+
 bench: $(BENCH_STAMP) sysdeps ## Benchmark slope vs gdaldem and xarray-spatial (1k, 4k, 7584^2, 30400^2 streamed); results in build/bench
 	$(BIN)/python -m prospect.bench --big --out build/bench
 
@@ -60,5 +76,5 @@ lock: ## Re-resolve dependencies and rewrite constraints.txt
 	{ echo "# Lock for reproducible installs: exact versions resolved on Python 3.11."; echo "# Regenerate with: make lock"; \
 	  /tmp/prospect-lock/bin/pip freeze | grep -v -i '^prospect'; } > constraints.txt
 
-clean: ## Remove the venv and caches
+clean: ## Remove the venv and caches (not the run folders in runs/)
 	rm -rf $(VENV) .pytest_cache build *.egg-info

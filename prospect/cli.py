@@ -353,6 +353,37 @@ def report_command(
         typer.echo(f"{path}: {key}")
 
 
+@app.command()
+def run(
+    pipeline: Annotated[Path, typer.Argument(help="A pipeline definition, e.g. pipelines/demo.yaml.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default: runs/<pipeline name>).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Address of a Dask scheduler to compute on "
+                                                     "(default: $DASK_SCHEDULER_ADDRESS, else local threads).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Local worker threads (default: all cores).")]
+    = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out: stages that are current are "
+                                         "skipped, the rest (re)computed.")] = False,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of every random draw (default: the "
+                                                "pipeline's).")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars on stderr.")] = True,
+) -> None:
+    """Run a whole pipeline: data -> terrain -> illumination -> resources -> sites -> exports, cached and resumable."""
+    from prospect.pipeline.runner import run_pipeline
+    from prospect.pipeline.spec import load_pipeline
+
+    spec = load_pipeline(pipeline)  # every check before anything is written
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {workers}")
+    if out is None:
+        out = Path("runs") / spec.name
+        out.parent.mkdir(exist_ok=True)
+    summary = run_pipeline(spec, out, scheduler=scheduler, workers=workers,
+                           resume=resume, seed=seed, progress=progress)
+    for name in ("report.html", "project.qgz", "run.json"):
+        if name in summary:
+            typer.echo(f"{summary[name]}: {name}")
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
     return f"prospect: warning: {message}\n"
 

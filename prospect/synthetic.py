@@ -47,6 +47,13 @@ hydrogen and TiO2 layers from it with documented rules, and :func:`write_scene` 
 the DEM as a LOLA-style PDS3 product and GeoTIFF, the layers as GeoTIFFs and the truth
 as JSON. Geometry is computed in the polar stereographic frame (conformal: ground
 distance = map distance / k with ``k = 2 / (1 + sin|lat|)``).
+
+**The embedded demo.** :func:`demo_products` writes the inputs of ``make demo`` into a
+cache folder: the :data:`DEMO_SCENE` (512 x 512 pixels of 100 m around the south pole)
+through :func:`write_scene`, plus a crater catalogue, the cold-trap list
+(:func:`cold_traps`) and expert-style labelled regions (:func:`expert_regions`, placed
+with :func:`illumination_proxy` by the rule of :class:`ExpertRule`) as lon/lat CSV
+tables, checksummed in ``products.json`` and reused while they match it.
 """
 
 from __future__ import annotations
@@ -81,14 +88,22 @@ from prospect.resources.ice import STEFAN_BOLTZMANN
 
 __all__ = [
     "Crater",
+    "DEMO_DATA_VERSION",
+    "DEMO_ROLES",
+    "DEMO_SCENE",
+    "ExpertRule",
     "LayerParams",
     "MAX_SUBSOLAR_LATITUDE_DEG",
     "Ridge",
     "SceneParams",
     "SyntheticScene",
+    "cold_traps",
+    "demo_products",
     "derived_layers",
+    "expert_regions",
     "fractal_surface",
     "geographic_scene",
+    "illumination_proxy",
     "make_scene",
     "max_sun_elevation_deg",
     "north_polar_scene",
@@ -1281,3 +1296,475 @@ def write_scene(
     with atomic_write(paths["truth_json"]) as tmp:
         tmp.write_text(text)
     return paths
+
+
+# --- the embedded demo's input products ----------------------------------------------------
+#
+# ``demo_products`` writes a deterministic south-polar scene and every input the pipeline
+# stages read (DEM, temperature, hydrogen, TiO2, crater catalogue, cold-trap list, expert
+# regions) into a cache folder, so ``make demo`` runs offline.
+
+#: Bumped whenever the demo products change for a given seed (a cached folder written by
+#: another version is regenerated).
+DEMO_DATA_VERSION = 1
+
+#: The demo scene (keywords of :func:`south_polar_scene`). 512 x 512 pixels of 100 m
+#: (51.2 km across, everything poleward of ~88.8 S) keeps the whole pipeline within a few
+#: minutes on 2 cores. Twelve craters (the two anchors and ten random ones; about half of
+#: the random ones come out shadowed by construction this close to the pole, where the
+#: Sun never rises more than ~2.7 deg) and three ridges (crests lit most of the time)
+#: give several cold traps and several lit, flat places near them. Crater radii default
+#: to 1.0-3.6 km (2-7 % of the scene); heights stay within about +-1 km, far inside
+#: LOLA's int16 DN range (+-16.4 km at 0.5 m per DN).
+DEMO_SCENE: dict[str, Any] = {
+    "shape": (512, 512),
+    "pixel_m": 100.0,
+    "n_craters": 12,
+    "n_ridges": 3,
+    "terrain_rms_m": 40.0,
+    "hurst": 0.8,
+}
+
+#: The roles :func:`demo_products` returns, in order.
+DEMO_ROLES = ("dem", "tmax", "hydrogen", "tio2", "craters", "cold_traps", "labels", "truth")
+
+_DEMO_MANIFEST = "products.json"
+
+
+@dataclass(frozen=True)
+class ExpertRule:
+    """How :func:`expert_regions` places the demo's expert-chosen regions (the learned site model's labels).
+
+    A stand-in for the expert judgement behind the Artemis III candidate regions (NASA
+    2022: ~15 x 15 km regions on lit ridges and crater rims within reach of permanently
+    shadowed craters; docs/science.md section 6), scaled to the 51 km demo scene:
+
+    1. a pixel qualifies as a region centre when, over its ``neighbourhood_px`` square
+       (500 m on the demo grid, about a landing zone), the mean slope is at most
+       ``max_slope_deg``, no pixel is permanently shadowed or inside a crater rim
+       (``truth_masks``), it lies within ``max_cold_trap_distance_m`` of a cold trap
+       (a crater whose floor is shadowed by construction), at least
+       ``min_pole_distance_m`` from the pole (so its lon/lat box stays a proper box) and
+       its region box at least ``edge_margin_m`` inside the scene edge (the horizon of
+       pixels near the edge misses the terrain beyond it, which would make them look
+       better lit than they are);
+    2. qualifying centres are taken greedily by decreasing mean
+       :func:`illumination_proxy` over the neighbourhood (the best-lit flat places:
+       ridge crests first, then high rims and plateaus), each at least
+       ``min_separation_m`` from those already taken, up to ``max_regions``;
+    3. each region is the lon/lat bounding box (the columns of the Artemis III table,
+       ``data_manifests/artemis3_regions_2022.yaml``) of the map square of ground
+       half-side ``box_half_m`` around its centre.
+
+    When fewer than ``min_regions`` centres qualify, the slope limit and cold-trap
+    distance are relaxed once to ``relaxed_max_slope_deg`` / ``relaxed_max_cold_trap_distance_m``.
+    The numbers are documented choices for the demo (status ?), not published values.
+    """
+
+    box_half_m: float = 1500.0
+    neighbourhood_px: int = 5
+    max_slope_deg: float = 5.0
+    max_cold_trap_distance_m: float = 8000.0
+    min_pole_distance_m: float = 5000.0
+    edge_margin_m: float = 8000.0
+    min_separation_m: float = 6000.0
+    max_regions: int = 6
+    min_regions: int = 4
+    relaxed_max_slope_deg: float = 8.0
+    relaxed_max_cold_trap_distance_m: float = 10_000.0
+
+
+def _polar_grid_or_raise(scene: SyntheticScene, what: str) -> _Grid:
+    grid = _grid_of(scene)
+    if grid.geographic:
+        raise ConfigError(f"{what} needs a polar stereographic scene (south_polar_scene / north_polar_scene)")
+    return grid
+
+
+def illumination_proxy(scene: SyntheticScene, *, n_longitudes: int = 36, n_latitudes: int = 8) -> xr.DataArray:
+    """Fraction of a grid of Sun positions whose centre stands above the local horizon (0..1), per pixel.
+
+    A cheap stand-in for the illumination stage, used to place the demo's expert
+    regions and to check them. The Sun is a point at sub-solar longitude ``lambda_s``
+    (``n_longitudes`` evenly spaced) and sub-solar latitude
+    ``delta = 1.54 sin(2 pi (j + 1/2) / n_latitudes)`` deg (the ``+-1.54`` deg range of
+    :data:`prospect.lunar.MAX_SUBSOLAR_LATITUDE_DEG`, docs/science.md section 3); its
+    elevation at a pixel of latitude ``phi`` and longitude ``lambda`` is
+    ``asin(sin phi sin delta + cos phi cos delta cos(lambda - lambda_s))`` and it is seen
+    in the map direction of the meridian ``lambda_s`` from the pole (exact at the pole,
+    within ~0.6 deg of the true azimuth 36 km from it). The horizon toward that azimuth
+    comes from :func:`prospect.illumination.horizon.horizon_angles` (curvature included);
+    where a ray leaves the scene at once nothing blocks the Sun (a lower bound at the
+    edge). No Sun disc, no Earth, no libration timing: every Sun position weighs the same.
+    Polar scenes only.
+    """
+    from prospect.illumination.horizon import horizon_angles
+
+    grid = _polar_grid_or_raise(scene, "illumination_proxy")
+    if n_longitudes < 4 or n_latitudes < 1:
+        raise ConfigError(f"illumination_proxy needs n_longitudes >= 4 and n_latitudes >= 1, got "
+                          f"{n_longitudes}, {n_latitudes}")
+    lam = (np.arange(n_longitudes) + 0.5) * 360.0 / n_longitudes - 180.0
+    ref_lat = -89.0 if grid.south else 89.0
+    ux, uy = transformer(_crs(IAU_GEOGRAPHIC), grid.crs).transform(lam, np.full(n_longitudes, ref_lat))
+    azimuth = np.mod(np.degrees(np.arctan2(np.asarray(ux), np.asarray(uy))), 360.0)
+    horizon = horizon_angles(scene.dem, azimuths_deg=azimuth, max_distance_m=150_000.0).values
+    horizon = np.where(np.isfinite(horizon), horizon, -90.0).astype(np.float32)
+    fx, fy = np.meshgrid(grid.x, grid.y)
+    lon, lat = grid.lonlat(fx, fy)
+    sin_phi = np.sin(np.radians(lat)).astype(np.float32)
+    cos_phi = np.cos(np.radians(lat)).astype(np.float32)
+    lon_rad = np.radians(lon)
+    delta = np.radians(MAX_SUBSOLAR_LATITUDE_DEG * np.sin(2.0 * np.pi * (np.arange(n_latitudes) + 0.5) / n_latitudes))
+    count = np.zeros(grid.shape, dtype=np.int32)
+    for i in range(n_longitudes):
+        cos_dl = np.cos(lon_rad - math.radians(lam[i])).astype(np.float32)
+        # sin(elevation) > sin(horizon) <=> elevation > horizon (both within +-90 deg)
+        sin_h = np.sin(np.radians(horizon[i]))
+        for d in delta:
+            count += (sin_phi * np.float32(math.sin(d)) + cos_phi * np.float32(math.cos(d)) * cos_dl) > sin_h
+    frac = (count / float(n_longitudes * n_latitudes)).astype(np.float32)
+    return xr.DataArray(
+        frac, dims=("y", "x"), coords={"y": scene.dem.y, "x": scene.dem.x}, name="illumination_proxy",
+        attrs={"units": "1", "crs": scene.crs.code, "synthetic": "true",
+               "long_name": "fraction of Sun positions above the horizon (synthetic illumination proxy)",
+               "sun_positions": f"{n_longitudes} sub-solar longitudes x {n_latitudes} sub-solar latitudes"},
+    )  # fmt: skip
+
+
+def _ground_slope_deg(scene: SyntheticScene, grid: _Grid) -> np.ndarray:
+    """Slope [deg] by central differences on ground distances (map spacing / k)."""
+    dem = np.asarray(scene.dem.values, dtype=np.float64)
+    gy, gx = np.gradient(dem, grid.px)
+    fx, fy = np.meshgrid(grid.x, grid.y)
+    k = lunar.polar_scale_factor_xy(fx, fy, grid.body_radius)
+    return np.degrees(np.arctan(np.hypot(gx, gy) * k))
+
+
+def cold_traps(scene: SyntheticScene) -> tuple[Crater, ...]:
+    """The craters whose floor centre is permanently shadowed by construction (``floor_psr_by_construction``)."""
+    return tuple(c for c in scene.craters if c.floor_psr_by_construction)
+
+
+def _lonlat_box(grid: _Grid, cx: float, cy: float, half_map: float) -> tuple[float, float, float, float]:
+    """Lon/lat bounding box (min_lon, min_lat, max_lon, max_lat) of a map square, rounded outward to 1e-6 deg.
+
+    The square must not contain the pole; ``min_lon > max_lon`` when it crosses the
+    antimeridian (the convention of :func:`prospect.sites.learn.region_membership`).
+    """
+    t = np.linspace(-1.0, 1.0, 65)
+    one = np.ones_like(t)
+    xs = cx + half_map * np.concatenate([t, one, -t, -one])
+    ys = cy + half_map * np.concatenate([-one, t, one, -t])
+    lon, lat = grid.lonlat(xs, ys)
+    clon, _ = grid.lonlat(cx, cy)
+    rel = normalize_longitude(np.asarray(lon) - float(clon), "180")
+    lo = float(normalize_longitude(float(clon) + float(rel.min()), "180"))
+    hi = float(normalize_longitude(float(clon) + float(rel.max()), "180"))
+    return (math.floor(lo * 1e6) / 1e6, math.floor(float(lat.min()) * 1e6) / 1e6,
+            math.ceil(hi * 1e6) / 1e6, math.ceil(float(lat.max()) * 1e6) / 1e6)
+
+
+def expert_regions(
+    scene: SyntheticScene, *, rule: ExpertRule | None = None, illumination: xr.DataArray | None = None
+) -> list[dict[str, Any]]:
+    """Expert-style candidate regions of a polar scene (the rule: :class:`ExpertRule`).
+
+    Returns one dict per region, best first: ``id``, ``name`` (``"R02 crest"`` on a ridge,
+    ``"C05 rim"`` within 1.5 radii of a crater, ``"Plateau <n>"`` otherwise),
+    ``center_lon``, ``center_lat``, the ``bbox_*`` columns of the Artemis III table,
+    ``nearest_cold_trap``, ``cold_trap_distance_km`` (ground distance from the centre),
+    ``illumination_proxy`` (neighbourhood mean), ``slope_deg`` (neighbourhood mean), and
+    the centre pixel ``row``, ``col`` and map ``x_m``, ``y_m``.
+    ``illumination`` defaults to :func:`illumination_proxy` of the scene.
+    """
+    from scipy import ndimage
+
+    rule = rule or ExpertRule()
+    grid = _polar_grid_or_raise(scene, "expert_regions")
+    traps = cold_traps(scene)
+    if not traps:
+        raise ConfigError("expert_regions: the scene has no cold trap (no crater shadowed by construction)")
+    lit = np.asarray((illumination if illumination is not None else illumination_proxy(scene)).values, np.float64)
+    masks = truth_masks(scene)
+    nb = int(rule.neighbourhood_px)
+    lit_nb = ndimage.uniform_filter(lit, nb, mode="nearest")
+    slope_nb = ndimage.uniform_filter(_ground_slope_deg(scene, grid), nb, mode="nearest")
+    excluded = ndimage.maximum_filter(masks["psr"].values | masks["crater_interior"].values, nb, mode="constant")
+    fx, fy = np.meshgrid(grid.x, grid.y)
+    k = lunar.polar_scale_factor_xy(fx, fy, grid.body_radius)
+    trap_dist = np.full(grid.shape, np.inf)
+    trap_idx = np.zeros(grid.shape, dtype=np.int64)
+    for j, c in enumerate(traps):
+        d = np.hypot(fx - c.x_m, fy - c.y_m) / k
+        closer = d < trap_dist
+        trap_dist[closer], trap_idx[closer] = d[closer], j
+    ny, nx = grid.shape
+    margin = (rule.edge_margin_m + rule.box_half_m) * k
+    inner = (np.abs(fx) <= nx * grid.px / 2.0 - margin) & (np.abs(fy) <= ny * grid.px / 2.0 - margin)
+    base = inner & ~excluded & (np.hypot(fx, fy) / k >= rule.min_pole_distance_m)
+
+    def pick(max_slope: float, max_dist: float) -> list[tuple[int, int]]:
+        ok = base & (slope_nb <= max_slope) & (trap_dist <= max_dist)
+        score = np.where(ok, lit_nb, -np.inf).ravel()
+        order = np.argsort(-score, kind="stable")
+        chosen: list[tuple[int, int]] = []
+        for idx in order[: int(ok.sum())]:
+            r, c = divmod(int(idx), nx)
+            if all(math.hypot(fx[r, c] - fx[a, b], fy[r, c] - fy[a, b]) / k[r, c] >= rule.min_separation_m
+                   for a, b in chosen):
+                chosen.append((r, c))
+                if len(chosen) >= rule.max_regions:
+                    break
+        return chosen
+
+    chosen = pick(rule.max_slope_deg, rule.max_cold_trap_distance_m)
+    if len(chosen) < rule.min_regions:
+        chosen = pick(rule.relaxed_max_slope_deg, rule.relaxed_max_cold_trap_distance_m)
+    if len(chosen) < rule.min_regions:
+        raise ConfigError(f"expert_regions: only {len(chosen)} places qualify (lit, flat, near a cold trap) in "
+                          f"scene seed {scene.seed}; need {rule.min_regions}: enlarge the scene or change the rule")
+
+    ridge_mask = masks["ridge"].values
+    regions: list[dict[str, Any]] = []
+    used: dict[str, int] = {}
+    for i, (r, c) in enumerate(chosen):
+        x, y = float(fx[r, c]), float(fy[r, c])
+        kk = float(k[r, c])
+        rims = [cr for cr in scene.craters if math.hypot(x - cr.x_m, y - cr.y_m) / kk <= 1.5 * cr.radius_m]
+        if ridge_mask[r, c] and scene.ridges:
+            near = min(scene.ridges, key=lambda rd: float(_segment_distance(x, y, rd.x0_m, rd.y0_m, rd.x1_m, rd.y1_m)))
+            kind = f"{near.name} crest"
+        elif rims:
+            kind = f"{min(rims, key=lambda cr: math.hypot(x - cr.x_m, y - cr.y_m)).name} rim"
+        else:
+            kind = "Plateau"
+        used[kind] = used.get(kind, 0) + 1
+        name = f"Plateau {used[kind]}" if kind == "Plateau" else kind if used[kind] == 1 else f"{kind} {used[kind]}"
+        lon, lat = grid.lonlat(x, y)
+        min_lon, min_lat, max_lon, max_lat = _lonlat_box(grid, x, y, rule.box_half_m * kk)
+        trap = traps[int(trap_idx[r, c])]
+        regions.append({
+            "id": i, "name": name, "center_lon": round(float(lon), 6), "center_lat": round(float(lat), 6),
+            "bbox_min_lon": min_lon, "bbox_min_lat": min_lat, "bbox_max_lon": max_lon, "bbox_max_lat": max_lat,
+            "nearest_cold_trap": trap.name, "cold_trap_distance_km": round(float(trap_dist[r, c]) / 1e3, 3),
+            "illumination_proxy": round(float(lit_nb[r, c]), 4), "slope_deg": round(float(slope_nb[r, c]), 3),
+            "row": int(r), "col": int(c), "x_m": x, "y_m": y,
+        })  # fmt: skip
+    return regions
+
+
+def _csv_text(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, float):
+            return repr(round(v, 6)) if math.isfinite(v) else ""
+        s = str(v)
+        return f'"{s}"' if ("," in s or '"' in s) else s
+
+    return "".join(",".join(cell(v) for v in row) + "\n" for row in [header, *rows])
+
+
+def _sha256_file(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _demo_meta(seed: int, name: str) -> dict[str, Any]:
+    return {
+        "generator": "prospect.synthetic.demo_products",
+        "version": DEMO_DATA_VERSION,
+        "seed": seed,
+        "name": name,
+        "scene": _jsonable(DEMO_SCENE),
+        "expert_rule": asdict(ExpertRule()),
+    }
+
+
+def _valid_demo_folder(folder: Path, meta: dict[str, Any]) -> dict[str, Path] | None:
+    """The role -> path map of a complete demo folder whose files match its manifest, else None."""
+    try:
+        record = json.loads((folder / _DEMO_MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or any(record.get(k) != v for k, v in meta.items()):
+        return None
+    files, roles = record.get("files"), record.get("roles")
+    if not isinstance(files, dict) or not isinstance(roles, dict) or set(roles) != set(DEMO_ROLES):
+        return None
+    if any(fname not in files for fname in roles.values()):
+        return None
+    for fname, digest in files.items():
+        path = folder / fname
+        if os.sep in fname or not path.is_file() or _sha256_file(path) != digest:
+            return None
+    return {role: folder / roles[role] for role in DEMO_ROLES}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _remove_stale(root: Path, final_name: str) -> None:
+    """Remove temporary / retired folders of ``final_name`` left by processes that no longer run."""
+    import shutil
+
+    for kind in ("tmp", "old"):
+        for p in root.glob(f".{final_name}.{kind}-*"):
+            try:
+                pid = int(p.name.rsplit(f".{kind}-", 1)[1].split("-", 1)[0])
+            except (IndexError, ValueError):
+                continue
+            if pid != os.getpid() and not _pid_alive(pid):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _write_demo(folder: Path, seed: int, name: str) -> dict[str, str]:
+    """Write every demo product into ``folder``; return role -> file name (manifest not included)."""
+    from prospect.io.writers import atomic_write
+
+    scene = south_polar_scene(seed=seed, **DEMO_SCENE)
+    written = write_scene(scene, folder)
+    grid = _grid_of(scene)
+    psr = truth_masks(scene)["psr"].values
+    fx, fy = np.meshgrid(grid.x, grid.y)
+    pixel_area_km2 = (grid.px / lunar.polar_scale_factor_xy(fx, fy, grid.body_radius)) ** 2 / 1e6
+
+    def write_text(fname: str, text: str) -> str:
+        with atomic_write(folder / fname) as tmp:
+            tmp.write_text(text, encoding="utf-8", newline="")
+        return fname
+
+    crater_rows = [[c.name, c.lon, c.lat, 2.0 * c.radius_m, c.depth_m, c.rim_height_m, c.floor_psr_by_construction]
+                   for c in scene.craters]
+    craters = write_text("craters.csv", _csv_text(
+        ["name", "lon", "lat", "Diameter_m", "depth_m", "rim_height_m", "floor_psr_by_construction"], crater_rows))
+    trap_rows = []
+    for c in cold_traps(scene):
+        rs, cs = grid.window(c.row, c.col, c.radius_m)
+        inside = np.hypot(fx[rs, cs] - c.x_m, fy[rs, cs] - c.y_m) / lunar.polar_scale_factor_xy(
+            fx[rs, cs], fy[rs, cs], grid.body_radius) <= c.radius_m
+        area = float((pixel_area_km2[rs, cs] * (psr[rs, cs] & inside)).sum())
+        trap_rows.append([c.name, c.lon, c.lat, 2.0 * c.radius_m, area])
+    traps = write_text("cold_traps.csv", _csv_text(["name", "lon", "lat", "Diameter_m", "psr_area_km2"], trap_rows))
+    regions = expert_regions(scene)
+    cols = ["id", "name", "center_lon", "center_lat", "bbox_min_lon", "bbox_min_lat", "bbox_max_lon",
+            "bbox_max_lat", "nearest_cold_trap", "cold_trap_distance_km", "illumination_proxy", "slope_deg"]
+    labels = write_text("expert_regions.csv", _csv_text(cols, [[reg[c] for c in cols] for reg in regions]))
+    return {
+        "dem": written["dem_lbl"].name,
+        "tmax": written["temperature_tif"].name,
+        "hydrogen": written["hydrogen_tif"].name,
+        "tio2": written["tio2_tif"].name,
+        "craters": craters,
+        "cold_traps": traps,
+        "labels": labels,
+        "truth": written["truth_json"].name,
+    }
+
+
+def demo_products(root: str | os.PathLike[str], *, seed: int = 0, name: str = "south_pole_demo") -> dict[str, Path]:
+    """Generate (or reuse) the embedded demo's input products under ``root / f"{name}-seed{seed}"``.
+
+    The scene is :func:`south_polar_scene` with :data:`DEMO_SCENE` (IAU_2015:30135,
+    centred on the pole) and the files are the real formats the stages read:
+
+    ========== ================================================================================
+    role       file
+    ========== ================================================================================
+    dem        LOLA-style PDS3 label (``.LBL``; the int16 ``.IMG`` beside it), heights in m
+    tmax       GeoTIFF, K: the annual-maximum temperature proxy (:class:`LayerParams`)
+    hydrogen   GeoTIFF, ppm H (PSR discs seen through a 45 km neutron footprint)
+    tio2       GeoTIFF, wt% (highland range 0.2-1 wt%)
+    craters    ``craters.csv``: every scene crater, ``name, lon, lat, Diameter_m, depth_m,
+               rim_height_m, floor_psr_by_construction`` (planetocentric deg, -180..180)
+    cold_traps ``cold_traps.csv``: the craters whose floor is shadowed by construction,
+               ``name, lon, lat, Diameter_m, psr_area_km2`` (the PSR area from ``truth_masks``)
+    labels     ``expert_regions.csv``: :func:`expert_regions` (rule: :class:`ExpertRule`) with
+               the Artemis III table's columns (``id, name, center_lon, center_lat,
+               bbox_min_lon, bbox_min_lat, bbox_max_lon, bbox_max_lat``) and the rule's numbers
+    truth      the scene's truth JSON (:func:`write_scene`; :func:`scene_from_truth` rebuilds it)
+    ========== ================================================================================
+
+    The folder also holds the float DEM GeoTIFF and ``products.json``: the generator
+    version, seed, scene and rule, the role -> file map and the sha256 of every file,
+    written last. Deterministic: the same seed gives byte-identical files.
+
+    Idempotent and crash-safe: when the folder exists and every file matches
+    ``products.json`` (and its version, seed and parameters are the current ones) it is
+    returned as is, without touching the files. Otherwise everything is generated in a
+    temporary sibling folder (``.<name>-seed<seed>.tmp-<pid>-<token>``), its files are
+    written with :func:`prospect.io.writers.atomic_write`, and the folder is renamed into
+    place at the end (an incomplete or corrupt folder is first renamed aside and then
+    removed), so a crash never leaves a folder that passes the check. Temporary folders
+    of processes that no longer run are removed on the next call.
+    """
+    import secrets
+    import shutil
+
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    if not isinstance(name, str) or not name or name.startswith(".") or any(ch in name for ch in "/\\\0"):
+        raise ConfigError(f"name must be a plain folder name (no path separators, not hidden), got {name!r}")
+    root = Path(root).expanduser()
+    final = root / f"{name}-seed{seed}"
+    meta = _demo_meta(seed, name)
+    found = _valid_demo_folder(final, meta)
+    if found is not None:
+        return found
+    root.mkdir(parents=True, exist_ok=True)
+    _remove_stale(root, final.name)
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = root / f".{final.name}.tmp-{token}"
+    retired = root / f".{final.name}.old-{token}"
+    try:
+        tmp.mkdir()
+        roles = _write_demo(tmp, seed, name)
+        files = {p.name: _sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file() and not p.name.startswith(".")}
+        record = {**meta, "roles": roles, "files": files,
+                  "sizes": {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.name in files}}
+        from prospect.io.writers import atomic_write
+
+        with atomic_write(tmp / _DEMO_MANIFEST) as t:
+            t.write_text(json.dumps(_jsonable(record), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        if final.exists():
+            try:
+                os.replace(final, retired)
+            except FileNotFoundError:  # another process retired it first
+                pass
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            # Another process put a folder in place between our rename-aside and ours.
+            done = _valid_demo_folder(final, meta)
+            if done is None:
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+            return done
+        try:
+            fd = os.open(root, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(retired, ignore_errors=True)
+    return {role: final / roles[role] for role in DEMO_ROLES}

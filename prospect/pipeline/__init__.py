@@ -1,0 +1,1 @@
+"""Pipelines: definitions (``spec``), the stage runner with its cache (``runner``)."""

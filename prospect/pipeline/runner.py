@@ -1,0 +1,483 @@
+"""``prospect run``: run a pipeline's stages with a cache, resumable after a crash.
+
+Layout of a run folder (fixed, so scripts can rely on it)::
+
+    DIR/maps/*.tif (+ .qml)   DIR/sites.gpkg   DIR/project.qgz   DIR/report.html
+    DIR/run.json              DIR/logs/run-<UTC time>.log
+    DIR/stages/<stage>/       each stage's own outputs and its stage.json (the cache)
+
+**Cache.** A stage's key is the sha256 of its name, its parameters, the seed, the
+sha256 of every input file it reads, the keys of the stages it reads from and the
+prospect version. A stage whose ``stage.json`` holds the same key (and whose listed
+outputs are all there with their recorded sizes) is skipped.
+
+**Crashes.** A stage computes into ``stages/.<stage>.partial/`` and only a finished
+stage (its ``stage.json`` written last) is renamed to ``stages/<stage>/``; the
+deliverables at the top of DIR are each written atomically. So a run killed at any
+point (``kill -9``) leaves no half-written output, and ``--resume`` recomputes exactly
+the stages that had not finished (the illumination stage also keeps its finished tiles
+in the partial folder and resumes from them). The export time written into
+``report.html`` / ``run.json`` is the run's first start, kept in ``.prospect-run.json``
+(or ``SOURCE_DATE_EPOCH``), so a resumed run's outputs are identical to an
+uninterrupted run's.
+
+**Dask.** Local threads by default (``workers`` of them); ``scheduler`` (or
+``DASK_SCHEDULER_ADDRESS``) connects a :class:`distributed.Client` to an existing
+cluster, which then computes the chunked stages; files are still written here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prospect.errors import OutputPathError
+from prospect.pipeline.spec import Pipeline, PipelineError
+
+STATE_FILE = ".prospect-run.json"
+LOGGER = "prospect.pipeline"
+
+
+@dataclass
+class RunContext:
+    """What a stage sees: the pipeline, resolved sources, the grid and earlier stages' folders."""
+
+    pipeline: Pipeline
+    out: Path
+    seed: int
+    sources: dict[str, str]
+    digests: dict[str, str]
+    grid: Any
+    progress: bool
+    stage_dirs: dict[str, Path] = field(default_factory=dict)
+    stage_keys: dict[str, str] = field(default_factory=dict)
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger(LOGGER))
+
+
+# --- sources -------------------------------------------------------------------------------
+
+
+def _resolve_sources(pipeline: Pipeline, progress: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """Role -> what the stages open (manifest id or path) and role -> sha256 of its files."""
+    from prospect.export.provenance import _files_of
+    from prospect.io.fetch import cache_dir, ensure_local, sha256_file
+    from prospect.io.manifests import load_manifest
+
+    sources: dict[str, str] = {}
+    digests: dict[str, str] = {}
+    demo: dict[str, Path] | None = None
+    for role, src in pipeline.data.items():
+        h = hashlib.sha256()
+        if src.manifest:
+            manifest = load_manifest(src.manifest)
+            local = ensure_local(manifest, progress=progress)  # mirror / cache / download, verified
+            files = [local[mf.name] for mf in manifest.files]
+            sources[role] = src.manifest
+        elif src.synthetic:
+            if demo is None:
+                from prospect.synthetic import demo_products
+
+                demo = demo_products(cache_dir() / "synthetic", seed=pipeline.seed, name=src.synthetic)
+            path = demo[role] if role in demo else None
+            if path is None:
+                raise PipelineError(f"{pipeline.path}: data.{role}: the synthetic scene {src.synthetic!r} has no "
+                                    f"{role} layer (it has {', '.join(sorted(demo))})")
+            files = _files_of(Path(path))
+            sources[role] = str(path)
+        else:
+            files = _files_of(Path(src.path))
+            sources[role] = str(src.path)
+        for f in files:
+            h.update(f"{Path(f).name}:{sha256_file(f)}\n".encode())
+        digests[role] = h.hexdigest()
+    return sources, digests
+
+
+def _analysis_grid(pipeline: Pipeline, sources: Mapping[str, str]) -> Any:
+    from prospect.grid import AnalysisGrid
+    from prospect.io.readers import open_product
+
+    if "global_resolution" in pipeline.grid:
+        return AnalysisGrid.global_geographic(float(pipeline.grid["global_resolution"]))
+    if "from" in pipeline.grid:
+        return AnalysisGrid.from_dataarray(open_product(sources[pipeline.grid["from"]]))
+    return AnalysisGrid.from_dict({k: pipeline.grid[k] for k in ("crs", "bounds", "resolution")})
+
+
+# --- the stages ------------------------------------------------------------------------------
+
+
+def _stage_terrain(ctx: RunContext, params: Mapping[str, Any], out: Path) -> None:
+    """The DEM on the analysis grid (bilinear when the grids differ) and its slope."""
+    from prospect.grid import AnalysisGrid, resample
+    from prospect.io.readers import open_product
+    from prospect.io.writers import stream_geotiff
+    from prospect.terrain import slope_deg
+
+    dem = open_product(ctx.sources["dem"])
+    if not AnalysisGrid.from_dataarray(dem).matches(ctx.grid):
+        dem = resample(dem, ctx.grid, method="bilinear")
+    tags = {"prospect_source": ctx.pipeline.data["dem"].describe(), "prospect_crs": ctx.grid.crs.code}
+    stream_geotiff(dem, out / "dem_m.tif", crs=ctx.grid.crs, transform=ctx.grid.transform, units="m",
+                   tags=tags, progress=ctx.progress, label="terrain: dem_m.tif")
+    slope = slope_deg(open_product(out / "dem_m.tif"), method=params.get("method", "horn"))
+    stream_geotiff(slope, out / "slope_deg.tif", crs=ctx.grid.crs, transform=ctx.grid.transform, units="deg",
+                   tags={**tags, **{f"prospect_{k}": v for k, v in slope.attrs.items()}}, progress=ctx.progress,
+                   label="terrain: slope_deg.tif")
+
+
+def _stage_illumination(ctx: RunContext, params: Mapping[str, Any], out: Path) -> None:
+    """Horizon maps and Sun/Earth visibility over the span (``prospect illumination``)."""
+    from prospect.illumination.ephemeris import default_times, sun_earth_directions
+    from prospect.illumination.maps import write_illumination
+    from prospect.illumination.products import SunSamples
+    from prospect.io.readers import open_product
+
+    dem = open_product(ctx.stage_dirs["terrain"] / "dem_m.tif")
+    se = sun_earth_directions(default_times(years=float(params.get("years", 18.6)),
+                                            step_hours=float(params.get("step", 6.0))))
+    write_illumination(dem, out, SunSamples.from_ephemeris(se), source=ctx.pipeline.data["dem"].describe(),
+                       progress=ctx.progress, n_azimuths=int(params.get("azimuths", 360)),
+                       max_distance_m=float(params.get("max_distance", 150_000.0)),
+                       observer_height_m=float(params.get("height", 0.0)), workers=2)
+
+
+def _stage_resources(ctx: RunContext, params: Mapping[str, Any], out: Path) -> None:
+    """Water ice (``resources/ice``) and helium-3 (``resources/he3``) on the analysis grid."""
+    src, ill = ctx.sources, ctx.stage_dirs.get("illumination")
+    dem = str(ctx.stage_dirs["terrain"] / "dem_m.tif") if "terrain" in ctx.stage_dirs else None
+    if "ice" in params:
+        from prospect.resources.ice import run_ice
+
+        ice = params["ice"] or {}
+        psr = src.get("psr") or (str(ill / "psr_mask.tif") if ill else None)
+        run_ice(out / "ice", dem=dem, psr=psr, tmax=src.get("tmax"), tmean=src.get("tmean"),
+                ice_depth=src.get("ice_depth"), illumination=str(ill / "illumination_fraction.tif") if ill else None,
+                hydrogen=src.get("hydrogen"), config={"ice": ice.get("config") or {}}, grid=ctx.grid,
+                mc_samples=int(ice.get("samples", 64)), seed=ctx.seed)
+    if "he3" in params:
+        from prospect.resources.he3 import run_he3
+
+        he3 = params["he3"] or {}
+        run_he3(src["tio2"], out / "he3", feo=src.get("feo"), maturity=src.get("maturity"),
+                maturity_kind=he3.get("maturity_kind", "index"), thickness=src.get("thickness"), grid=ctx.grid,
+                config={"he3": he3.get("config") or {}}, samples=int(he3.get("samples", 200)), seed=ctx.seed)
+
+
+def _stage_sites(ctx: RunContext, params: Mapping[str, Any], out: Path) -> None:
+    """Candidate sites, features, scores and uncertainty (``prospect rank``)."""
+    from prospect.io.vectors import is_vector_source
+    from prospect.sites.rank import run_rank
+
+    src, res = ctx.sources, ctx.stage_dirs.get("resources")
+    psr = src.get("psr")
+    ice = res / "ice" if res and (res / "ice").is_dir() else None
+    he3 = res / "he3" / "he3_ppb.tif" if res and (res / "he3" / "he3_ppb.tif").is_file() else None
+    run_rank(out, str(ctx.stage_dirs["terrain"] / "dem_m.tif"), config={"sites": params.get("config") or {}},
+             seed=ctx.seed, evaluate=bool(params.get("evaluate", True)),
+             illumination=ctx.stage_dirs.get("illumination"), psr=psr if psr and is_vector_source(psr) else None,
+             ice=ice, he3=he3, craters=src.get("craters"), cold_traps=src.get("cold_traps"),
+             labels=src.get("labels"))
+
+
+def _map_inputs(ctx: RunContext) -> dict[str, str]:
+    """Role -> source of the maps and vector inputs of a run without a site stage."""
+    inputs: dict[str, str] = {}
+    terrain, ill, res = (ctx.stage_dirs.get(s) for s in ("terrain", "illumination", "resources"))
+    if terrain:
+        inputs.update(dem=str(terrain / "dem_m.tif"), slope_deg=str(terrain / "slope_deg.tif"))
+    if ill:
+        inputs.update({n: str(ill / f"{n}.tif") for n in ("illumination_fraction", "longest_darkness_h",
+                                                          "earth_visibility_fraction")})
+        inputs["psr_fraction"] = str(ill / "psr_mask.tif")
+    if res and (res / "ice").is_dir():
+        inputs.update(ice_favourability=str(res / "ice" / "ice_favourability.tif"),
+                      ice_class=str(res / "ice" / "ice_stability_class.tif"))
+    if res and (res / "he3" / "he3_ppb.tif").is_file():
+        inputs["he3_ppb"] = str(res / "he3" / "he3_ppb.tif")
+    for role in ("psr", "craters", "cold_traps", "labels"):
+        if role in ctx.sources:
+            inputs["psr_fraction" if role == "psr" else "regions" if role == "labels" else role] = ctx.sources[role]
+    return inputs
+
+
+def _stage_exports(ctx: RunContext, params: Mapping[str, Any], out: Path) -> None:
+    """The deliverables at the top of the run folder (``prospect export``)."""
+    from prospect.export.package import run_export
+
+    properties = {"prospect:pipeline": {"name": ctx.pipeline.name, "file": ctx.pipeline.path.name,
+                                        "digest": ctx.pipeline.digest, "stages": dict(ctx.stage_keys)}}
+    sites = ctx.stage_dirs.get("sites")
+    if sites:
+        from prospect.io.writers import atomic_write
+
+        for name in ("ranking.json", "sites.gpkg", "model.skops"):
+            if (sites / name).is_file():
+                with atomic_write(ctx.out / name) as tmp:
+                    shutil.copyfile(sites / name, tmp)
+        if "slope_deg" not in json.loads((ctx.out / "ranking.json").read_text())["inputs"]:
+            _add_input(ctx.out / "ranking.json", "slope_deg", str(ctx.stage_dirs["terrain"] / "slope_deg.tif"))
+        run_export(ctx.out, report=bool(params.get("report", True)), pdf=bool(params.get("pdf", False)),
+                   progress=ctx.progress, properties=properties)
+    else:
+        record = {"inputs": _map_inputs(ctx), "grid": ctx.grid.to_dict(), "seed": ctx.seed, "parameters": []}
+        run_export(ctx.out, progress=ctx.progress, record=record, properties=properties)
+    (out / "outputs.json").write_text(json.dumps(sorted(
+        p.relative_to(ctx.out).as_posix() for p in ctx.out.rglob("*")
+        if p.is_file() and not p.relative_to(ctx.out).parts[0] in ("stages", "logs")
+        and p.name != STATE_FILE), indent=1))
+
+
+def _add_input(record_path: Path, role: str, source: str) -> None:
+    """Name the terrain stage's slope map in the run's ``ranking.json`` (the export reuses it)."""
+    from prospect.io.writers import atomic_write
+
+    record = json.loads(record_path.read_text())
+    record["inputs"][role] = source
+    with atomic_write(record_path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+
+
+STAGE_FUNCTIONS = {"terrain": _stage_terrain, "illumination": _stage_illumination, "resources": _stage_resources,
+                   "sites": _stage_sites, "exports": _stage_exports}
+#: The data roles and earlier stages each stage reads (its cache key covers them).
+STAGE_READS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "terrain": (("dem",), ()),
+    "illumination": ((), ("terrain",)),
+    "resources": (("psr", "tmax", "tmean", "ice_depth", "hydrogen", "tio2", "feo", "maturity", "thickness"),
+                  ("terrain", "illumination")),
+    "sites": (("psr", "craters", "cold_traps", "labels"), ("terrain", "illumination", "resources")),
+    "exports": (("psr", "craters", "cold_traps", "labels"), ("terrain", "illumination", "resources", "sites")),
+}
+
+
+# --- cache -----------------------------------------------------------------------------------
+
+
+def stage_key(ctx: RunContext, stage: str, params: Mapping[str, Any]) -> str:
+    """sha256 of everything a stage's result depends on (module docstring)."""
+    from importlib import metadata
+
+    roles, upstream = STAGE_READS[stage]
+    content = {
+        "stage": stage, "params": params, "seed": ctx.seed, "grid": ctx.grid.to_dict(),
+        "inputs": {r: ctx.digests[r] for r in roles if r in ctx.digests},
+        "upstream": {s: ctx.stage_keys[s] for s in upstream if s in ctx.stage_keys},
+        "prospect": metadata.version("prospect"),
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _listing(folder: Path) -> dict[str, int]:
+    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != "stage.json"}
+
+
+def _is_current(folder: Path, key: str) -> bool:
+    stamp = folder / "stage.json"
+    if not stamp.is_file():
+        return False
+    try:
+        record = json.loads(stamp.read_text())
+    except json.JSONDecodeError:
+        return False
+    if record.get("key") != key:
+        return False
+    base = folder.parent.parent if record.get("stage") == "exports" else folder
+    files = record.get("outputs", {})
+    return all((base / name).is_file() and (base / name).stat().st_size == size for name, size in files.items())
+
+
+def _run_stage(ctx: RunContext, stage: str, params: Mapping[str, Any]) -> tuple[bool, float]:
+    """Run one stage unless it is current; returns (ran, seconds)."""
+    stages = ctx.out / "stages"
+    final = stages / stage
+    key = stage_key(ctx, stage, params)
+    ctx.stage_keys[stage] = key
+    ctx.stage_dirs[stage] = final
+    if _is_current(final, key):
+        return False, 0.0
+    partial = stages / f".{stage}.partial"
+    if partial.exists() and not (stage == "illumination" and _partial_key(partial) == key):
+        shutil.rmtree(partial)
+    for folder in ([partial] if partial.exists() else []) + ([ctx.out, ctx.out / "maps"] if stage == "exports" else []):
+        _sweep_temporaries(folder)
+    partial.mkdir(parents=True, exist_ok=True)
+    (partial / ".key").write_text(key)
+    start = time.perf_counter()
+    ctx.stage_dirs[stage] = final if stage == "exports" else partial
+    STAGE_FUNCTIONS[stage](ctx, params, partial)
+    ctx.stage_dirs[stage] = final
+    seconds = time.perf_counter() - start
+    if stage == "exports":
+        listing = {n: (ctx.out / n).stat().st_size for n in json.loads((partial / "outputs.json").read_text())}
+    else:
+        (partial / ".key").unlink()
+        _repoint(partial, final)
+        listing = _listing(partial)
+    stamp = {"stage": stage, "key": key, "params": params, "outputs": listing,
+             "upstream": {s: ctx.stage_keys[s] for s in STAGE_READS[stage][1] if s in ctx.stage_keys}}
+    (partial / "stage.json").write_text(json.dumps(stamp, indent=2, sort_keys=True, default=str))
+    if final.exists():  # an outdated result: move it aside, publish the new one, then delete the old
+        old = stages / f".{stage}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(partial, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(partial, final)
+    return True, seconds
+
+
+#: The temporary files :func:`prospect.io.writers.atomic_write` makes (and GDAL's siblings of them).
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp(\..+)?$")
+
+
+def _sweep_temporaries(folder: Path) -> None:
+    """Delete the temporary files a killed run left in ``folder`` (and below); never a finished file."""
+    if folder.is_dir():
+        for path in folder.rglob(".*"):
+            if path.is_file() and _TEMPORARY.match(path.name):
+                path.unlink()
+
+
+def _partial_key(partial: Path) -> str | None:
+    marker = partial / ".key"
+    return marker.read_text() if marker.is_file() else None
+
+
+def _repoint(partial: Path, final: Path) -> None:
+    """JSON records a stage wrote may name the folder it wrote into: make them name the final one."""
+    old, new = str(partial), str(final)
+    for path in partial.rglob("*.json"):
+        text = path.read_text(encoding="utf-8")
+        if old in text:
+            path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def _utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _open_run(out: Path, pipeline: Pipeline, seed: int, resume: bool) -> dict[str, Any]:
+    """Create or reopen the run folder; refuse to mix runs unless ``resume``."""
+    state_path = out / STATE_FILE
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(f"{out}: exists and is not a folder")
+    if state_path.is_file():
+        state = json.loads(state_path.read_text())
+        if not resume:
+            raise OutputPathError(f"{out}: already holds a run of pipeline {state.get('pipeline')!r} (started "
+                                  f"{state.get('started')}); pass --resume to continue it or choose another --out")
+        return state
+    if out.is_dir() and any(out.iterdir()):
+        raise OutputPathError(f"{out}: is not empty and holds no prospect run; choose another --out")
+    if not out.parent.is_dir():
+        raise OutputPathError(f"{out}: parent directory {out.parent} does not exist")
+    out.mkdir(exist_ok=True)
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    started = (dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc).isoformat().replace("+00:00", "Z")
+               if epoch and epoch.isdigit() else _utc_now())
+    state = {"pipeline": pipeline.name, "file": str(pipeline.path), "seed": seed, "started": started}
+    state_path.write_text(json.dumps(state, indent=2))
+    return state
+
+
+@contextlib.contextmanager
+def _logging(out: Path) -> Iterator[logging.Logger]:
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+    log = logging.getLogger(LOGGER)
+    log.setLevel(logging.INFO)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    handlers = [logging.FileHandler(logs / f"run-{stamp}.log", encoding="utf-8"), logging.StreamHandler(sys.stderr)]
+    handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handlers[1].setFormatter(logging.Formatter("prospect run: %(message)s"))
+    for h in handlers:
+        log.addHandler(h)
+    try:
+        yield log
+    finally:
+        for h in handlers:
+            log.removeHandler(h)
+            h.close()
+
+
+@contextlib.contextmanager
+def _dask(scheduler: str | None, workers: int | None) -> Iterator[str]:
+    """Local threads (``workers`` of them), or a client of the cluster at ``scheduler``."""
+    import dask
+
+    address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    if address:
+        from distributed import Client
+
+        try:
+            client = Client(address, timeout="20s", set_as_default=True)
+        except OSError as exc:
+            raise OutputPathError(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
+        with client:
+            yield f"Dask cluster {address} ({len(client.scheduler_info()['workers'])} workers)"
+        return
+    with dask.config.set(scheduler="threads", num_workers=workers):
+        yield f"local threads ({workers or os.cpu_count()})"
+
+
+@contextlib.contextmanager
+def _export_time(started: str) -> Iterator[None]:
+    """The run's export time: its first start, as ``SOURCE_DATE_EPOCH`` (unless already set)."""
+    if os.environ.get("SOURCE_DATE_EPOCH"):
+        yield
+        return
+    when = dt.datetime.fromisoformat(started.replace("Z", "+00:00"))
+    os.environ["SOURCE_DATE_EPOCH"] = str(int(when.timestamp()))
+    try:
+        yield
+    finally:
+        del os.environ["SOURCE_DATE_EPOCH"]
+
+
+def run_pipeline(pipeline: Pipeline, out: str | os.PathLike[str], *, scheduler: str | None = None,
+                 workers: int | None = None, resume: bool = False, seed: int | None = None,
+                 progress: bool = True) -> dict[str, Any]:
+    """Run ``pipeline`` into ``out`` (module docstring). Returns a summary (stages, times, outputs)."""
+    out = Path(out).resolve()  # stages record the paths of their inputs: absolute, valid from anywhere
+    run_seed = pipeline.seed if seed is None else int(seed)
+    state = _open_run(out, pipeline, run_seed, resume)
+    if int(state.get("seed", run_seed)) != run_seed:
+        raise OutputPathError(f"{out}: the run there used seed {state['seed']}, not {run_seed}; choose another --out")
+    summary: dict[str, Any] = {"pipeline": pipeline.name, "out": str(out), "stages": {}}
+    with _logging(out) as log, _dask(scheduler, workers) as where, _export_time(state["started"]):
+        log.info("pipeline %s (%s), seed %d, into %s, on %s", pipeline.name, pipeline.path, run_seed, out, where)
+        sources, digests = _resolve_sources(pipeline, progress)
+        grid = _analysis_grid(pipeline, sources)
+        log.info("analysis grid %s, %d x %d px of %.0f m", grid.crs, grid.shape[0], grid.shape[1],
+                 grid.ground_resolution_m)
+        ctx = RunContext(pipeline, out, run_seed, sources, digests, grid, progress, log=log)
+        for i, (stage, params) in enumerate(pipeline.stages.items(), 1):
+            log.info("[%d/%d] %s ...", i, len(pipeline.stages), stage)
+            ran, seconds = _run_stage(ctx, stage, params)
+            log.info("[%d/%d] %s %s", i, len(pipeline.stages), stage,
+                     f"done in {seconds:.1f} s" if ran else "current (cached), skipped")
+            summary["stages"][stage] = {"ran": ran, "seconds": round(seconds, 1), "key": ctx.stage_keys[stage]}
+        for name in ("report.html", "project.qgz", "run.json"):
+            if (out / name).is_file():
+                summary[name] = str(out / name)
+        log.info("done: report %s, QGIS project %s", summary.get("report.html", "(none)"),
+                 summary.get("project.qgz", "(none)"))
+    return summary

@@ -1,0 +1,238 @@
+"""Pipeline definitions (``pipelines/*.yaml``): what data, which grid, which stages.
+
+A pipeline file names its data (data-manifest ids, paths relative to the file, or the
+package's synthetic demo scene), its analysis grid, and the stages to run with their
+parameters::
+
+    pipeline: south_pole_coarse          # name
+    description: ...
+    seed: 0
+    data:                                # role: source
+      dem: lunar_toolkit_lola_south_1600m
+      psr: lola_psr_south_5km2
+      labels: artemis3_regions_2022
+    grid:                                # or {from: dem}
+      crs: IAU_2015:30135
+      bounds: {value: [-340.8, -340.8, 340.8, 340.8], unit: km}
+      resolution: {value: 1600, unit: m}   # or {from: dem}, or {global_resolution: {value: 0.5, unit: deg}}
+    stages:                              # in data-flow order; a stage present runs
+      terrain: {}
+      illumination: {azimuths: 64, step: {value: 24, unit: h}}
+      resources: {ice: {samples: 32}, he3: {samples: 50}}
+      sites: {config: {candidate_spacing_m: 1600}}
+      exports: {report: true}
+
+The structure is checked against ``prospect/schemas/pipeline.schema.json``; then the
+meaning: quantities carry units that must fit (a length in m or km, a duration in h or
+d), every layer a stage needs must be in ``data`` (or made by an earlier stage), and the
+stage parameter sections (``resources.ice.config``, ``sites.config``, ...) are checked
+by :mod:`prospect.config`. Any problem is one :class:`PipelineError` line naming the
+file and the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prospect.errors import ConfigError, InputNotFoundError
+
+#: The stages in data-flow order.
+STAGES = ("terrain", "illumination", "resources", "sites", "exports")
+#: Data roles a pipeline may name, and what each is.
+ROLES = {
+    "dem": "DEM raster (heights in m)",
+    "psr": "permanently shadowed regions: polygons or a raster",
+    "tmax": "annual maximum surface temperature raster (K)",
+    "tmean": "annual mean surface temperature raster (K)",
+    "ice_depth": "depth to stable ice raster (m)",
+    "hydrogen": "hydrogen raster or Lunar Prospector table",
+    "tio2": "TiO2 (or Ti) raster or table, for He-3",
+    "feo": "FeO raster or table, for the regolith-thickness rule",
+    "maturity": "maturity raster (index, Is/FeO or OMAT)",
+    "thickness": "regolith thickness raster (m)",
+    "craters": "crater catalogue (points with diameters)",
+    "cold_traps": "named cold traps (points with names)",
+    "labels": "expert-chosen regions for the learned site model",
+}
+#: Length and duration units a pipeline may use, in metres / hours.
+LENGTH_UNITS = {"m": 1.0, "km": 1000.0}
+DURATION_UNITS = {"h": 1.0, "d": 24.0}
+#: Angle units (a global geographic grid's resolution), in degrees.
+ANGLE_UNITS = {"deg": 1.0, "arcmin": 1.0 / 60.0}
+
+
+class PipelineError(ConfigError):
+    """A pipeline file that cannot run: the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One data source: a manifest id, a path, or the synthetic demo scene (``synthetic``)."""
+
+    role: str
+    manifest: str | None = None
+    path: Path | None = None
+    synthetic: str | None = None
+
+    def describe(self) -> str:
+        return self.manifest or (str(self.path) if self.path else f"synthetic:{self.synthetic}")
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A validated pipeline definition (see the module docstring)."""
+
+    name: str
+    path: Path
+    description: str
+    seed: int
+    data: dict[str, Source]
+    grid: dict[str, Any]
+    stages: dict[str, dict[str, Any]]
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the definition's content (not of its path)."""
+        return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()
+
+
+_SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "pipeline.schema.json"
+
+
+def _schema() -> dict[str, Any]:
+    return json.loads(_SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def _where(error: Any) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    return path or "(top level)"
+
+
+def _check_schema(data: Any, src: Path) -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: (len(list(e.absolute_path)), str(e.absolute_path)))
+    if errors:
+        e = errors[0]
+        if e.validator == "additionalProperties":
+            extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
+            known = ", ".join(sorted(e.schema.get("properties", {})))
+            raise PipelineError(f"{src}: {_where(e)}: unknown key {extra[0]!r} (known: {known})")
+        raise PipelineError(f"{src}: {_where(e)}: {e.message}")
+
+
+def quantity(value: Any, units: Mapping[str, float], key: str, src: Path, kind: str) -> Any:
+    """A number (or list of numbers) from ``value`` or ``{value: V, unit: U}``, in the base unit of ``units``."""
+    if isinstance(value, Mapping):
+        unit = value.get("unit")
+        if unit not in units:
+            raise PipelineError(f"{src}: {key}: unit {unit!r} is not a {kind} ({', '.join(units)})")
+        factor, v = units[unit], value.get("value")
+    else:
+        factor, v = 1.0, value
+    if isinstance(v, list):
+        return [float(x) * factor for x in v]
+    return float(v) * factor
+
+
+def _source(role: str, value: Any, base: Path, src: Path) -> Source:
+    from prospect.io.manifests import is_manifest_id
+
+    if isinstance(value, Mapping):
+        if "synthetic" in value:
+            return Source(role, synthetic=str(value["synthetic"]))
+        if "manifest" in value:
+            value = value["manifest"]
+        else:
+            path = (base / str(value["path"])).resolve()
+            if not path.exists():
+                raise PipelineError(f"{src}: data.{role}: {path}: no such file")
+            return Source(role, path=path)
+    text = str(value)
+    if is_manifest_id(text):
+        return Source(role, manifest=text)
+    path = (base / text).resolve()
+    if path.exists():
+        return Source(role, path=path)
+    raise PipelineError(f"{src}: data.{role}: {text!r} is neither a data-manifest id nor an existing file")
+
+
+def _needs(stages: Mapping[str, Any], data: Mapping[str, Source], src: Path) -> None:
+    """Every layer a stage needs is in ``data`` or made by an earlier stage."""
+    def need(stage: str, role: str, why: str) -> None:
+        if role not in data:
+            raise PipelineError(f"{src}: stages.{stage} needs data.{role} ({why})")
+
+    for stage in ("terrain", "illumination", "sites"):
+        if stage in stages:
+            need(stage, "dem", ROLES["dem"])
+    res = stages.get("resources") or {}
+    if "he3" in res:
+        need("resources.he3", "tio2", ROLES["tio2"])
+    if "ice" in res and not ({"dem", "psr", "tmax", "tmean", "ice_depth"} & set(data)):
+        raise PipelineError(f"{src}: stages.resources.ice needs one of data.dem, psr, tmax, tmean, ice_depth")
+    if "exports" in stages and not ({"sites", "resources", "terrain", "illumination"} & set(stages)):
+        raise PipelineError(f"{src}: stages.exports has nothing to export: add a stage that makes maps or sites")
+
+
+def _check_configs(stages: Mapping[str, Any], src: Path) -> None:
+    """Stage parameter sections through :func:`prospect.config.load` (unknown keys, domains)."""
+    from prospect import config as cfg
+
+    sections = (("sites", stages.get("sites"), "sites"), ("ice", (stages.get("resources") or {}).get("ice"),
+                "resources.ice"), ("he3", (stages.get("resources") or {}).get("he3"), "resources.he3"))
+    for model, section, key in sections:
+        if not section or not section.get("config"):
+            continue
+        try:
+            cfg.load(model, {model: section["config"]})
+        except ConfigError as exc:
+            raise PipelineError(f"{src}: stages.{key}.config: {exc}") from None
+
+
+def load_pipeline(path: str | Path) -> Pipeline:
+    """Read and validate a pipeline file (one-line :class:`PipelineError` on any problem)."""
+    from prospect.io.manifests import parse_yaml
+
+    src = Path(path)
+    if not src.is_file():
+        raise InputNotFoundError(f"{src}: no such pipeline file")
+    data = parse_yaml(src.read_text(encoding="utf-8"), src, PipelineError)
+    _check_schema(data, src)
+    base = src.resolve().parent
+    sources = {role: _source(role, v, base, src) for role, v in (data.get("data") or {}).items()}
+    stages = {name: dict(data["stages"][name] or {}) for name in STAGES if name in data["stages"]}
+    _needs(stages, sources, src)
+    _check_configs(stages, src)
+    grid = dict(data.get("grid") or {"from": "dem"})
+    if "global_resolution" in grid:
+        grid["global_resolution"] = quantity(grid["global_resolution"], ANGLE_UNITS, "grid.global_resolution", src,
+                                             "angle")
+    elif "from" in grid:
+        if grid["from"] not in sources:
+            raise PipelineError(f"{src}: grid.from: no data.{grid['from']} to take the grid from")
+    else:
+        grid["bounds"] = quantity(grid["bounds"], LENGTH_UNITS, "grid.bounds", src, "length")
+        grid["resolution"] = quantity(grid["resolution"], LENGTH_UNITS, "grid.resolution", src, "length")
+        from prospect.errors import GridError
+        from prospect.grid import AnalysisGrid
+
+        try:
+            AnalysisGrid.from_dict(grid)
+        except (GridError, ConfigError) as exc:
+            raise PipelineError(f"{src}: grid: {exc}") from None
+    ill = stages.get("illumination")
+    if ill is not None:
+        for key, units, kind in (("step", DURATION_UNITS, "duration"), ("height", LENGTH_UNITS, "length"),
+                                 ("max_distance", LENGTH_UNITS, "length")):
+            if key in ill:
+                ill[key] = quantity(ill[key], units, f"stages.illumination.{key}", src, kind)
+    return Pipeline(name=str(data["pipeline"]), path=src.resolve(), description=str(data.get("description", "")),
+                    seed=int(data.get("seed", 0)), data=sources, grid=grid, stages=stages, raw=data)
