@@ -374,8 +374,8 @@ def _utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def _open_run(out: Path, pipeline: Pipeline, seed: int, resume: bool) -> dict[str, Any]:
-    """Create or reopen the run folder; refuse to mix runs unless ``resume``."""
+def _existing_run(out: Path, resume: bool) -> dict[str, Any] | None:
+    """The state of the run in ``out`` (None for a new run); refuse to mix runs unless ``resume``."""
     state_path = out / STATE_FILE
     if out.exists() and not out.is_dir():
         raise OutputPathError(f"{out}: exists and is not a folder")
@@ -389,6 +389,12 @@ def _open_run(out: Path, pipeline: Pipeline, seed: int, resume: bool) -> dict[st
         raise OutputPathError(f"{out}: is not empty and holds no prospect run; choose another --out")
     if not out.parent.is_dir():
         raise OutputPathError(f"{out}: parent directory {out.parent} does not exist")
+    return None
+
+
+def _new_run(out: Path, pipeline: Pipeline, seed: int) -> dict[str, Any]:
+    """Create the run folder and its state (the first start time)."""
+    state_path = out / STATE_FILE
     out.mkdir(exist_ok=True)
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     started = (dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc).isoformat().replace("+00:00", "Z")
@@ -458,14 +464,18 @@ def run_pipeline(pipeline: Pipeline, out: str | os.PathLike[str], *, scheduler: 
     """Run ``pipeline`` into ``out`` (module docstring). Returns a summary (stages, times, outputs)."""
     out = Path(out).resolve()  # stages record the paths of their inputs: absolute, valid from anywhere
     run_seed = pipeline.seed if seed is None else int(seed)
-    state = _open_run(out, pipeline, run_seed, resume)
-    if int(state.get("seed", run_seed)) != run_seed:
+    state = _existing_run(out, resume)
+    if state is not None and int(state.get("seed", run_seed)) != run_seed:
         raise OutputPathError(f"{out}: the run there used seed {state['seed']}, not {run_seed}; choose another --out")
+    # every input is found, downloaded and verified before the run folder is touched
+    sources, digests = _resolve_sources(pipeline, progress)
+    grid = _analysis_grid(pipeline, sources)
+    state = state or _new_run(out, pipeline, run_seed)
     summary: dict[str, Any] = {"pipeline": pipeline.name, "out": str(out), "stages": {}}
     with _logging(out) as log, _dask(scheduler, workers) as where, _export_time(state["started"]):
         log.info("pipeline %s (%s), seed %d, into %s, on %s", pipeline.name, pipeline.path, run_seed, out, where)
-        sources, digests = _resolve_sources(pipeline, progress)
-        grid = _analysis_grid(pipeline, sources)
+        log.info("inputs: %s", ", ".join(f"{r} {pipeline.data[r].describe()} (sha256 {d[:12]})"
+                                          for r, d in digests.items()))
         log.info("analysis grid %s, %d x %d px of %.0f m", grid.crs, grid.shape[0], grid.shape[1],
                  grid.ground_resolution_m)
         ctx = RunContext(pipeline, out, run_seed, sources, digests, grid, progress, log=log)
