@@ -72,6 +72,7 @@ from affine import Affine
 
 from prospect import lunar
 from prospect.errors import ConfigError
+from prospect.io.fetch import hash_file
 from prospect.lunar import (
     IAU_GEOGRAPHIC,
     IAU_NORTH_POLAR_STEREOGRAPHIC,
@@ -1566,16 +1567,6 @@ def _csv_text(header: list[str], rows: list[list[Any]]) -> str:
     return "".join(",".join(cell(v) for v in row) + "\n" for row in [header, *rows])
 
 
-def _sha256_file(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _demo_meta(seed: int, name: str) -> dict[str, Any]:
     return {
         "generator": "prospect.synthetic.demo_products",
@@ -1602,7 +1593,7 @@ def _valid_demo_folder(folder: Path, meta: dict[str, Any]) -> dict[str, Path] | 
         return None
     for fname, digest in files.items():
         path = folder / fname
-        if os.sep in fname or not path.is_file() or _sha256_file(path) != digest:
+        if os.sep in fname or not path.is_file() or hash_file(path) != digest:
             return None
     return {role: folder / roles[role] for role in DEMO_ROLES}
 
@@ -1733,7 +1724,7 @@ def demo_products(root: str | os.PathLike[str], *, seed: int = 0, name: str = "s
     try:
         tmp.mkdir()
         roles = _write_demo(tmp, seed, name)
-        files = {p.name: _sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file() and not p.name.startswith(".")}
+        files = {p.name: hash_file(p) for p in sorted(tmp.iterdir()) if p.is_file() and not p.name.startswith(".")}
         record = {**meta, "roles": roles, "files": files,
                   "sizes": {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.name in files}}
         from prospect.io.writers import atomic_write

@@ -17,7 +17,6 @@ software/date stamp). ``pdf=True`` prints the page with headless Chromium
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import re
@@ -31,6 +30,7 @@ import numpy as np
 
 from prospect.errors import ConfigError, FormatError, InputNotFoundError, OutputPathError
 from prospect.export import figures as fig
+from prospect.io.fetch import hash_file
 from prospect.io.writers import atomic_write
 from prospect.sites.rank import finite_or_none
 
@@ -96,14 +96,6 @@ def _read_sites(path: Path) -> tuple[Any, dict[str, Any]]:
         raise FormatError(f"{path}: layer 'sites' lacks columns {missing}")
     vectors = {name: pyogrio.read_dataframe(path, layer=name) for name in MAP_VECTORS if name in layers}
     return sites.sort_values("rank", kind="stable").reset_index(drop=True), vectors
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _map_info(stem: str, path: Path) -> dict[str, Any]:
@@ -274,7 +266,7 @@ def _provenance(provenance: Mapping[str, Any], run: Path) -> dict[str, Any]:
         entry = dict(item)
         entry["files"] = [dict(f) for f in item.get("files") or []]
         inputs.append(entry)
-    run_files = [{"name": name, "sha256": _sha256(run / name)} for name in ("ranking.json", "sites.gpkg", "model.skops")
+    run_files = [{"name": name, "sha256": hash_file(run / name)} for name in ("ranking.json", "sites.gpkg", "model.skops")
                  if (run / name).is_file()]
     return {"created": provenance.get("created"), "seed": provenance.get("seed"), "inputs": inputs,
             "software": dict(provenance.get("software") or {}), "run_files": run_files}

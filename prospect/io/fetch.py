@@ -97,6 +97,12 @@ def _hash_stream(path: Path, algorithm: str) -> str:
     return h.hexdigest()
 
 
+def hash_file(path: Path | str, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, streamed, without the memo index (for files being checked for
+    corruption, or outside the cache's concern)."""
+    return _hash_stream(Path(path), algorithm)
+
+
 def _stat_key(st: os.stat_result) -> dict[str, int]:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
 
