@@ -109,7 +109,8 @@ def test_bad_pipelines_fail_in_one_line_naming_file_and_key(tmp_path, change, me
     assert not (tmp_path / "out").exists()  # nothing written
 
 
-def test_a_run_folder_is_not_reused_without_resume(tmp_path):
+@pytest.mark.shared_data
+def test_a_run_folder_is_not_reused_without_resume(shared, tmp_path):
     spec = tmp_path / "p.yaml"
     spec.write_text("pipeline: p\ndata: {tio2: lp_grs_ti_5deg}\nstages: {resources: {he3: {samples: 0}}}\n"
                     "grid: {global_resolution: {value: 5, unit: deg}}\n")
