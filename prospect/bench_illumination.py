@@ -238,10 +238,11 @@ def far_field_accuracy(dem, max_distance_m: float, window: tuple[int, int, int, 
 def _warm_kernel() -> None:
     """Compile / load the cached numba kernel on a tiny planar grid (untimed)."""
     from prospect.illumination import _horizon_kernels as K
+    from prospect.lunar import MOON_RADIUS_M
 
     z = np.zeros((8, 8), dtype=np.float64)
     out = np.empty((8, 8), dtype=np.float32)
-    K.horizon_sweep(z, 0.3, K.PLANAR, 0.0, 0.0, 20.0, -20.0, 1737400.0, 1000.0, 0.0, out)
+    K.horizon_sweep(z, 0.3, K.PLANAR, 0.0, 0.0, 20.0, -20.0, MOON_RADIUS_M, 1000.0, 0.0, out)
 
 
 def run_stream_child(lbl: str, n_azimuths: int, max_distance_m: float, workers: int, *, tile_px: int = 0,

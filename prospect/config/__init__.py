@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from prospect.errors import ConfigError, InputNotFoundError
-from prospect.io.manifests import parse_yaml
+from prospect.io.manifests import read_yaml_file
 
 STATUS = ("S", "3P", "D", "?")
 _ENTRY_KEYS = {"value", "unit", "range", "source", "status", "note", "min", "max", "choices"}
@@ -167,16 +167,6 @@ def _parse_entry(name: str, entry: Any, where: str) -> Parameter:
                      min=entry.get("min"), max=entry.get("max"), choices=tuple(choices) if choices else None)
 
 
-def _read_yaml(path: Path | Any, label: str) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputNotFoundError(f"{label}: no such configuration file") from None
-    except OSError as exc:
-        raise ConfigError(f"{label}: cannot read ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{label}: not UTF-8 text (byte {exc.start}); configuration files are UTF-8 YAML") from None
-    return parse_yaml(text, label, ConfigError)
 
 
 def _models() -> set[str]:
@@ -191,7 +181,7 @@ def defaults(model: str) -> ParameterSet:
         raise ConfigError(f"no parameter set {model!r}; known: {sorted(files)}")
     ref = resources.files(__package__) / f"{model}.yaml"
     label = f"prospect/config/{model}.yaml"
-    data = _read_yaml(ref, label)
+    data = read_yaml_file(ref, label, ConfigError, kind="configuration", missing=InputNotFoundError)
     if not isinstance(data, Mapping):
         raise ConfigError(f"{label}: must be a mapping of parameters")
     params = {name: _parse_entry(name, entry, label) for name, entry in data.items()}
@@ -232,7 +222,8 @@ def load(model: str, config: str | Path | Mapping[str, Any] | None = None) -> Pa
         data, origin = config, "config"
     else:
         path = Path(config)
-        data, origin = _read_yaml(path, str(path)), str(path)
+        origin = str(path)
+        data = read_yaml_file(path, origin, ConfigError, kind="configuration", missing=InputNotFoundError)
         if data is None:
             return base
     if not isinstance(data, Mapping):

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from prospect import lunar
 from prospect.errors import InputNotFoundError
 from prospect.io.writers import atomic_write
 
@@ -54,7 +55,7 @@ SPECS: dict[str, MapSpec] = {
     "longest_darkness_h": MapSpec("h", "longest continuous darkness"),
     "slope_deg": MapSpec("deg", "slope (Horn 1981 on lunar ground distances, one-pixel baseline)",
                          style_range=(0.0, 30.0)),
-    "dem_m": MapSpec("m", "height above the 1737.4 km lunar sphere"),
+    "dem_m": MapSpec("m", f"height above the {lunar.MOON_RADIUS_M / 1000:g} km lunar sphere"),
     "hillshade": MapSpec("1", "shaded relief for display: 1 (dark) .. 255 (lit), 0 nodata; light from 315 deg "
                               "azimuth, 45 deg altitude", dtype="uint8", nodata=0, categorical=False,
                          style_range=(1.0, 255.0)),

@@ -160,15 +160,27 @@ def parse_yaml(text: str, source: Any, error: type[ProspectError]) -> Any:
         raise error(f"{source}:{where} not valid YAML ({' '.join(str(problem).split())})") from None
 
 
-def load_manifest_file(path: Path) -> Manifest:
-    """Parse and validate one manifest file."""
+def read_yaml_file(path: Any, label: Any, error: type[ProspectError], *, kind: str,
+                   missing: type[ProspectError] | None = None, missing_text: str | None = None) -> Any:
+    """A UTF-8 YAML file (manifest, parameter file, pipeline) to data, every problem one line.
+
+    A missing file is ``missing`` (default ``error``) saying ``missing_text`` (default
+    "no such <kind> file"); an unreadable or non-UTF-8 file and bad YAML are ``error``.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ManifestError(f"{path}: manifest file not found") from None
+        raise (missing or error)(f"{label}: {missing_text or f'no such {kind} file'}") from None
     except UnicodeDecodeError as exc:
-        raise ManifestError(f"{path}: not UTF-8 text (byte {exc.start}); manifests are UTF-8 YAML") from None
-    data = parse_yaml(text, path, ManifestError)
+        raise error(f"{label}: not UTF-8 text (byte {exc.start}); {kind} files are UTF-8 YAML") from None
+    except OSError as exc:
+        raise error(f"{label}: cannot read ({exc.strerror})") from None
+    return parse_yaml(text, label, error)
+
+
+def load_manifest_file(path: Path) -> Manifest:
+    """Parse and validate one manifest file."""
+    data = read_yaml_file(path, path, ManifestError, kind="manifest", missing_text="manifest file not found")
     if not isinstance(data, dict):
         raise ManifestError(f"{path}: a manifest must be a mapping of keys to values")
     validate(data, path)

@@ -199,12 +199,12 @@ def _check_configs(stages: Mapping[str, Any], src: Path) -> None:
 
 def load_pipeline(path: str | Path) -> Pipeline:
     """Read and validate a pipeline file (one-line :class:`PipelineError` on any problem)."""
-    from prospect.io.manifests import parse_yaml
+    from prospect.io.manifests import read_yaml_file
 
     src = Path(path)
-    if not src.is_file():
-        raise InputNotFoundError(f"{src}: no such pipeline file")
-    data = parse_yaml(src.read_text(encoding="utf-8"), src, PipelineError)
+    if src.is_dir():
+        raise InputNotFoundError(f"{src}: is a folder, not a pipeline file")
+    data = read_yaml_file(src, src, PipelineError, kind="pipeline", missing=InputNotFoundError)
     _check_schema(data, src)
     base = src.resolve().parent
     sources = {role: _source(role, v, base, src) for role, v in (data.get("data") or {}).items()}
