@@ -175,14 +175,18 @@ def existing_maps(run: Path) -> dict[str, Path]:
 
 def run_export(run_dir: str | os.PathLike[str], *, report: bool = True, pdf: bool = False,
                progress: bool = False, record: Mapping[str, Any] | None = None,
-               properties: Mapping[str, Any] | None = None) -> dict[str, Path]:
+               properties: Mapping[str, Any] | None = None, extra_inputs: Mapping[str, str] | None = None,
+               created: str | None = None) -> dict[str, Path]:
     """Write the package of a ranked run into ``run_dir`` (see the module docstring).
 
     ``record`` replaces ``ranking.json`` for runs without a site stage (e.g. a global
     He-3 map): ``inputs`` and ``grid`` only; then there is no ``sites`` layer and no
     report, only maps, vector inputs, the project and ``run.json``. ``properties`` are
-    added to ``run.json`` (a pipeline's name, digest and stage keys). Returns output key
-    -> path (the assets of ``run.json``, plus ``run`` itself).
+    added to ``run.json`` (a pipeline's name, digest and stage keys); ``extra_inputs``
+    (role -> source) are maps made outside the ranking to export too (a pipeline's slope
+    map); ``created`` is the export time written into the report and ``run.json``
+    (default :func:`export_time`). Returns output key -> path (the assets of
+    ``run.json``, plus ``run`` itself).
     """
     from prospect.export import provenance as prov_mod
     from prospect.export import stac, styles
@@ -195,11 +199,13 @@ def run_export(run_dir: str | os.PathLike[str], *, report: bool = True, pdf: boo
     ranked = record is None
     record = read_record(run) if ranked else dict(record)
     grid = AnalysisGrid.from_dict(record["grid"])
-    prov = prov_mod.collect(record, created=export_time())  # resolves and hashes every input first
+    # resolves and hashes every input first
+    prov = prov_mod.collect(record, created=created or export_time(), extra_inputs=extra_inputs)
     by_role = {p["role"]: p for p in prov["inputs"]}
     vectors = _vector_layers(record, run, grid, sites=ranked)
 
-    maps = export_maps(record["inputs"], run / "maps", provenance=by_role, progress=progress)
+    maps = export_maps({**record["inputs"], **(extra_inputs or {})}, run / "maps", provenance=by_role,
+                       progress=progress)
     descriptions = {"sites": "ranked candidate base sites (ranking.json)", "candidates": "candidate site discs"}
     layer_styles = {k: styles.vector_qml(k, geometry=_geometry(v)) for k, v in vectors.items()}
     descriptions.update({layer: f"input {record['inputs'][role]}" for role, layer in VECTOR_LAYERS.items()

@@ -16,8 +16,9 @@ time is in ``run.json``.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,22 +34,17 @@ FIXED_TIMESTAMP = "2000-01-01T00:00:00.000Z"
 GEOMETRY_COLUMN = "geom"
 
 
-def _gdal_options(**options: str) -> Any:
+@contextlib.contextmanager
+def _gdal_options(**options: str) -> Iterator[None]:
     """Set GDAL config options for pyogrio's GDAL during a block, then restore them."""
-    import contextlib
-
     import pyogrio
 
-    @contextlib.contextmanager
-    def scope() -> Any:
-        old = {k: pyogrio.get_gdal_config_option(k) for k in options}
-        pyogrio.set_gdal_config_options(options)
-        try:
-            yield
-        finally:
-            pyogrio.set_gdal_config_options(old)
-
-    return scope()
+    old = {k: pyogrio.get_gdal_config_option(k) for k in options}
+    pyogrio.set_gdal_config_options(options)
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options(old)
 
 
 def _layer_styles_frame(styles: Mapping[str, str], descriptions: Mapping[str, str]) -> Any:

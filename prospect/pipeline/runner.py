@@ -18,7 +18,7 @@ point (``kill -9``) leaves no half-written output, and ``--resume`` recomputes e
 the stages that had not finished (the illumination stage also keeps its finished tiles
 in the partial folder and resumes from them). The export time written into
 ``report.html`` / ``run.json`` is the run's first start, kept in ``.prospect-run.json``
-(or ``SOURCE_DATE_EPOCH``), so a resumed run's outputs are identical to an
+(``SOURCE_DATE_EPOCH`` when set then), so a resumed run's outputs are identical to an
 uninterrupted run's.
 
 **Dask.** Local threads by default (``workers`` of them); ``scheduler`` (or
@@ -61,6 +61,8 @@ class RunContext:
     digests: dict[str, str]
     grid: Any
     progress: bool
+    #: the run's first start (UTC ISO): the export time of its report and run.json
+    started: str
     stage_dirs: dict[str, Path] = field(default_factory=dict)
     stage_keys: dict[str, str] = field(default_factory=dict)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger(LOGGER))
@@ -70,38 +72,33 @@ class RunContext:
 
 
 def _resolve_sources(pipeline: Pipeline, progress: bool) -> tuple[dict[str, str], dict[str, str]]:
-    """Role -> what the stages open (manifest id or path) and role -> sha256 of its files."""
-    from prospect.export.provenance import _files_of
-    from prospect.io.fetch import cache_dir, ensure_local, sha256_file
+    """Role -> what the stages open (manifest id or path) and role -> sha256 over its files'
+    names and sha256 (:func:`prospect.export.provenance.input_record`, the run's provenance)."""
+    from prospect.export.provenance import input_record
+    from prospect.io.fetch import cache_dir, ensure_local
     from prospect.io.manifests import load_manifest
 
     sources: dict[str, str] = {}
-    digests: dict[str, str] = {}
     demo: dict[str, Path] | None = None
     for role, src in pipeline.data.items():
-        h = hashlib.sha256()
         if src.manifest:
-            manifest = load_manifest(src.manifest)
-            local = ensure_local(manifest, progress=progress)  # mirror / cache / download, verified
-            files = [local[mf.name] for mf in manifest.files]
+            ensure_local(load_manifest(src.manifest), progress=progress)  # mirror / cache / download, verified
             sources[role] = src.manifest
         elif src.synthetic:
             if demo is None:
                 from prospect.synthetic import demo_products
 
                 demo = demo_products(cache_dir() / "synthetic", seed=pipeline.seed, name=src.synthetic)
-            path = demo[role] if role in demo else None
-            if path is None:
+            if role not in demo:
                 raise PipelineError(f"{pipeline.path}: data.{role}: the synthetic scene {src.synthetic!r} has no "
                                     f"{role} layer (it has {', '.join(sorted(demo))})")
-            files = _files_of(Path(path))
-            sources[role] = str(path)
+            sources[role] = str(demo[role])
         else:
-            files = _files_of(Path(src.path))
             sources[role] = str(src.path)
-        for f in files:
-            h.update(f"{Path(f).name}:{sha256_file(f)}\n".encode())
-        digests[role] = h.hexdigest()
+    digests = {}
+    for role, source in sources.items():
+        files = input_record(role, source)["files"]
+        digests[role] = hashlib.sha256("".join(f"{f['name']}:{f['sha256']}\n" for f in files).encode()).hexdigest()
     return sources, digests
 
 
@@ -146,12 +143,13 @@ def _stage_illumination(ctx: RunContext, params: Mapping[str, Any], out: Path) -
     from prospect.io.readers import open_product
 
     dem = open_product(ctx.stage_dirs["terrain"] / "dem_m.tif")
-    se = sun_earth_directions(default_times(years=float(params.get("years", 18.6)),
-                                            step_hours=float(params.get("step", 6.0))))
+    span = {"years": float(params["years"])} if "years" in params else {}  # else the library's defaults
+    se = sun_earth_directions(default_times(**span, step_hours=params.get("step")))
+    options = {name: type_(params[key]) for key, name, type_ in (
+        ("azimuths", "n_azimuths", int), ("max_distance", "max_distance_m", float),
+        ("height", "observer_height_m", float)) if key in params}
     write_illumination(dem, out, SunSamples.from_ephemeris(se), source=ctx.pipeline.data["dem"].describe(),
-                       progress=ctx.progress, n_azimuths=int(params.get("azimuths", 360)),
-                       max_distance_m=float(params.get("max_distance", 150_000.0)),
-                       observer_height_m=float(params.get("height", 0.0)), workers=2)
+                       progress=ctx.progress, workers=2, **options)
 
 
 def _stage_resources(ctx: RunContext, params: Mapping[str, Any], out: Path) -> None:
@@ -166,14 +164,15 @@ def _stage_resources(ctx: RunContext, params: Mapping[str, Any], out: Path) -> N
         run_ice(out / "ice", dem=dem, psr=psr, tmax=src.get("tmax"), tmean=src.get("tmean"),
                 ice_depth=src.get("ice_depth"), illumination=str(ill / "illumination_fraction.tif") if ill else None,
                 hydrogen=src.get("hydrogen"), config={"ice": ice.get("config") or {}}, grid=ctx.grid,
-                mc_samples=int(ice.get("samples", 64)), seed=ctx.seed)
+                seed=ctx.seed, **({"mc_samples": int(ice["samples"])} if "samples" in ice else {}))
     if "he3" in params:
         from prospect.resources.he3 import run_he3
 
         he3 = params["he3"] or {}
+        options = {k: he3[k] for k in ("samples", "maturity_kind") if k in he3}  # else run_he3's defaults
         run_he3(src["tio2"], out / "he3", feo=src.get("feo"), maturity=src.get("maturity"),
-                maturity_kind=he3.get("maturity_kind", "index"), thickness=src.get("thickness"), grid=ctx.grid,
-                config={"he3": he3.get("config") or {}}, samples=int(he3.get("samples", 200)), seed=ctx.seed)
+                thickness=src.get("thickness"), grid=ctx.grid, config={"he3": he3.get("config") or {}},
+                seed=ctx.seed, **options)
 
 
 def _stage_sites(ctx: RunContext, params: Mapping[str, Any], out: Path) -> None:
@@ -227,27 +226,16 @@ def _stage_exports(ctx: RunContext, params: Mapping[str, Any], out: Path) -> Non
             if (sites / name).is_file():
                 with atomic_write(ctx.out / name) as tmp:
                     shutil.copyfile(sites / name, tmp)
-        if "slope_deg" not in json.loads((ctx.out / "ranking.json").read_text())["inputs"]:
-            _add_input(ctx.out / "ranking.json", "slope_deg", str(ctx.stage_dirs["terrain"] / "slope_deg.tif"))
         run_export(ctx.out, report=bool(params.get("report", True)), pdf=bool(params.get("pdf", False)),
-                   progress=ctx.progress, properties=properties)
+                   progress=ctx.progress, properties=properties, created=ctx.started,
+                   extra_inputs={"slope_deg": str(ctx.stage_dirs["terrain"] / "slope_deg.tif")})
     else:
         record = {"inputs": _map_inputs(ctx), "grid": ctx.grid.to_dict(), "seed": ctx.seed, "parameters": []}
-        run_export(ctx.out, progress=ctx.progress, record=record, properties=properties)
+        run_export(ctx.out, progress=ctx.progress, record=record, properties=properties, created=ctx.started)
     (out / "outputs.json").write_text(json.dumps(sorted(
         p.relative_to(ctx.out).as_posix() for p in ctx.out.rglob("*")
         if p.is_file() and not p.relative_to(ctx.out).parts[0] in ("stages", "logs")
         and p.name != STATE_FILE), indent=1))
-
-
-def _add_input(record_path: Path, role: str, source: str) -> None:
-    """Name the terrain stage's slope map in the run's ``ranking.json`` (the export reuses it)."""
-    from prospect.io.writers import atomic_write
-
-    record = json.loads(record_path.read_text())
-    record["inputs"][role] = source
-    with atomic_write(record_path) as tmp:
-        tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
 
 
 STAGE_FUNCTIONS = {"terrain": _stage_terrain, "illumination": _stage_illumination, "resources": _stage_resources,
@@ -317,9 +305,7 @@ def _run_stage(ctx: RunContext, stage: str, params: Mapping[str, Any]) -> tuple[
     partial.mkdir(parents=True, exist_ok=True)
     (partial / ".key").write_text(key)
     start = time.perf_counter()
-    ctx.stage_dirs[stage] = final if stage == "exports" else partial
     STAGE_FUNCTIONS[stage](ctx, params, partial)
-    ctx.stage_dirs[stage] = final
     seconds = time.perf_counter() - start
     if stage == "exports":
         listing = {n: (ctx.out / n).stat().st_size for n in json.loads((partial / "outputs.json").read_text())}
@@ -370,10 +356,6 @@ def _repoint(partial: Path, final: Path) -> None:
 # --- the run ---------------------------------------------------------------------------------
 
 
-def _utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
 def _existing_run(out: Path, resume: bool) -> dict[str, Any] | None:
     """The state of the run in ``out`` (None for a new run); refuse to mix runs unless ``resume``."""
     state_path = out / STATE_FILE
@@ -394,12 +376,11 @@ def _existing_run(out: Path, resume: bool) -> dict[str, Any] | None:
 
 def _new_run(out: Path, pipeline: Pipeline, seed: int) -> dict[str, Any]:
     """Create the run folder and its state (the first start time)."""
+    from prospect.export.package import export_time
+
     state_path = out / STATE_FILE
     out.mkdir(exist_ok=True)
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    started = (dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc).isoformat().replace("+00:00", "Z")
-               if epoch and epoch.isdigit() else _utc_now())
-    state = {"pipeline": pipeline.name, "file": str(pipeline.path), "seed": seed, "started": started}
+    state = {"pipeline": pipeline.name, "file": str(pipeline.path), "seed": seed, "started": export_time()}
     state_path.write_text(json.dumps(state, indent=2))
     return state
 
@@ -444,20 +425,6 @@ def _dask(scheduler: str | None, workers: int | None) -> Iterator[str]:
         yield f"local threads ({workers or os.cpu_count()})"
 
 
-@contextlib.contextmanager
-def _export_time(started: str) -> Iterator[None]:
-    """The run's export time: its first start, as ``SOURCE_DATE_EPOCH`` (unless already set)."""
-    if os.environ.get("SOURCE_DATE_EPOCH"):
-        yield
-        return
-    when = dt.datetime.fromisoformat(started.replace("Z", "+00:00"))
-    os.environ["SOURCE_DATE_EPOCH"] = str(int(when.timestamp()))
-    try:
-        yield
-    finally:
-        del os.environ["SOURCE_DATE_EPOCH"]
-
-
 def run_pipeline(pipeline: Pipeline, out: str | os.PathLike[str], *, scheduler: str | None = None,
                  workers: int | None = None, resume: bool = False, seed: int | None = None,
                  progress: bool = True) -> dict[str, Any]:
@@ -472,13 +439,13 @@ def run_pipeline(pipeline: Pipeline, out: str | os.PathLike[str], *, scheduler: 
     grid = _analysis_grid(pipeline, sources)
     state = state or _new_run(out, pipeline, run_seed)
     summary: dict[str, Any] = {"pipeline": pipeline.name, "out": str(out), "stages": {}}
-    with _logging(out) as log, _dask(scheduler, workers) as where, _export_time(state["started"]):
+    with _logging(out) as log, _dask(scheduler, workers) as where:
         log.info("pipeline %s (%s), seed %d, into %s, on %s", pipeline.name, pipeline.path, run_seed, out, where)
         log.info("inputs: %s", ", ".join(f"{r} {pipeline.data[r].describe()} (sha256 {d[:12]})"
                                           for r, d in digests.items()))
         log.info("analysis grid %s, %d x %d px of %.0f m", grid.crs, grid.shape[0], grid.shape[1],
                  grid.ground_resolution_m)
-        ctx = RunContext(pipeline, out, run_seed, sources, digests, grid, progress, log=log)
+        ctx = RunContext(pipeline, out, run_seed, sources, digests, grid, progress, state["started"], log=log)
         for i, (stage, params) in enumerate(pipeline.stages.items(), 1):
             log.info("[%d/%d] %s ...", i, len(pipeline.stages), stage)
             ran, seconds = _run_stage(ctx, stage, params)
