@@ -148,6 +148,13 @@ def _one_line_error(exc_info, path: Path, *words: str) -> str:
     return msg
 
 
+def _refused(path: Path, *words: str) -> str:
+    """``read_binned_table`` refuses ``path`` with one line naming the file and ``words``."""
+    with pytest.raises(CorruptProductError) as err:
+        read_binned_table(path)
+    return _one_line_error(err, path, *words)
+
+
 def test_a_good_synthetic_table_reads(tmp_path):
     path = _write(tmp_path / "good.data", _rows())
     table = read_binned_table(path)
@@ -174,24 +181,16 @@ def test_missing_file(tmp_path):
 def test_malformed_rows_name_their_line(tmp_path):
     # header is 7 lines, so data row k is on line 8 + k
     path = _write(tmp_path / "bad.data", _rows(), bad_line=(5, "  -90.00,  -60.00,  -30.00,  0.00,  abc"))
-    with pytest.raises(CorruptProductError) as err:
-        read_binned_table(path)
-    _one_line_error(err, path, "line 13", "malformed row")
+    _refused(path, "line 13", "malformed row")
     path = _write(tmp_path / "short.data", _rows(), bad_line=(40, "  0.00,  30.00,  0.00,  30.00"))
-    with pytest.raises(CorruptProductError) as err:
-        read_binned_table(path)
-    _one_line_error(err, path, "line 48", "4 fields")
+    _refused(path, "line 48", "4 fields")
     path = _write(tmp_path / "nan.data", _rows(), bad_line=(0, "  -90.00,  -60.00,  -180.00,  -150.00,  nan"))
-    with pytest.raises(CorruptProductError) as err:
-        read_binned_table(path)
-    _one_line_error(err, path, "line 8", "not a finite number")
+    _refused(path, "line 8", "not a finite number")
 
 
 def test_declared_count_that_lies(tmp_path):
     path = _write(tmp_path / "lies.data", _rows(), count=73)
-    with pytest.raises(CorruptProductError) as err:
-        read_binned_table(path)
-    _one_line_error(err, path, "73 binned values", "72 data rows")
+    _refused(path, "73 binned values", "72 data rows")
 
 
 def test_overlapping_cells(tmp_path):
@@ -199,64 +198,46 @@ def test_overlapping_cells(tmp_path):
     lat0, lat1, lon0, lon1, v = rows[14]  # band -60..-30, lon -120..-90
     rows[14] = (lat0, lat1, lon0, lon1 + 10.0, v)
     path = _write(tmp_path / "overlap.data", rows)
-    with pytest.raises(CorruptProductError) as err:
-        read_binned_table(path)
-    _one_line_error(err, path, "overlap", "latitude band -60..-30", "line 22", "line 23")
+    _refused(path, "overlap", "latitude band -60..-30", "line 22", "line 23")
     dup = _rows() + [_rows()[0]]  # the same cell twice
     path = _write(tmp_path / "dup.data", dup)
-    with pytest.raises(CorruptProductError) as err:
-        read_binned_table(path)
-    _one_line_error(err, path, "overlap", "latitude band -90..-60")
+    _refused(path, "overlap", "latitude band -90..-60")
     bands = _rows()
     bands[0] = (-90.0, -50.0, bands[0][2], bands[0][3], 1.0)  # one cell reaches into the next band
     path = _write(tmp_path / "bands.data", bands)
-    with pytest.raises(CorruptProductError) as err:
-        read_binned_table(path)
-    _one_line_error(err, path, "overlap")
+    _refused(path, "overlap")
 
 
 def test_gaps(tmp_path):
     rows = _rows()
     del rows[30]  # band -30..0, lon 0..30
     path = _write(tmp_path / "gap.data", rows)
-    with pytest.raises(CorruptProductError) as err:
-        read_binned_table(path)
-    _one_line_error(err, path, "gap", "latitude band -30..0", "between lon 0 ", "and 30")
+    _refused(path, "gap", "latitude band -30..0", "between lon 0 ", "and 30")
     rows = _rows()
     del rows[35]  # the last cell of the band: the band covers 330 of 360 deg
     path = _write(tmp_path / "edge.data", rows)
-    with pytest.raises(CorruptProductError) as err:
-        read_binned_table(path)
-    _one_line_error(err, path, "330 of 360", "missing 150..180")
+    _refused(path, "330 of 360", "missing 150..180")
     rows = [r for r in _rows() if r[0] != 60.0]  # the 60..90 band is gone
     path = _write(tmp_path / "cap.data", rows)
-    with pytest.raises(CorruptProductError) as err:
-        read_binned_table(path)
-    _one_line_error(err, path, "gap between latitude 60 and 90")
+    _refused(path, "gap between latitude 60 and 90")
 
 
 def test_latitudes_out_of_range_or_inverted(tmp_path):
     rows = _rows()
     rows[0] = (-95.0, -60.0, rows[0][2], rows[0][3], 1.0)
     path = _write(tmp_path / "south.data", rows)
-    with pytest.raises(CorruptProductError) as err:
-        read_binned_table(path)
-    _one_line_error(err, path, "line 8", "outside [-90, 90]")
+    _refused(path, "line 8", "outside [-90, 90]")
     rows = _rows()
     rows[3] = (-60.0, -90.0, rows[3][2], rows[3][3], 1.0)
     path = _write(tmp_path / "inverted.data", rows)
-    with pytest.raises(CorruptProductError) as err:
-        read_binned_table(path)
-    _one_line_error(err, path, "line 11", "lat_min -60 >= lat_max -90")
+    _refused(path, "line 11", "lat_min -60 >= lat_max -90")
 
 
 def test_truncated_gzip(tmp_path):
     good = _write(tmp_path / "t.data.gz", _rows(), gz=True).read_bytes()
     path = tmp_path / "truncated.data.gz"
     path.write_bytes(good[: len(good) // 2])
-    with pytest.raises(CorruptProductError) as err:
-        read_binned_table(path)
-    _one_line_error(err, path, "gzip")
+    _refused(path, "gzip")
     path.write_bytes(good[:10] + b"\x00" * 40 + good[50:])  # garbage in the deflate stream
     with pytest.raises(CorruptProductError):
         read_binned_table(path)
