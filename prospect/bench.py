@@ -66,15 +66,15 @@ from prospect.io.writers import atomic_write, pds3_lola_label, write_pds3_lola
 from prospect.lunar import IAU_SOUTH_POLAR_STEREOGRAPHIC, lunar_crs
 
 __all__ = [
-    "make_fractal_tile",
-    "mirror_index",
-    "write_dem",
-    "write_tiled_dem",
     "compare_slopes",
-    "measure",
-    "render_markdown",
-    "write_results",
     "main",
+    "make_fractal_tile",
+    "measure",
+    "mirror_index",
+    "render_markdown",
+    "write_dem",
+    "write_results",
+    "write_tiled_dem",
 ]
 
 SCHEMA = "prospect-bench-slope/1"
@@ -223,7 +223,11 @@ def write_dem(img_path: str | os.PathLike[str], size: int, *, seed: int = SEED) 
     """
     dn = make_fractal_tile(size, seed)
     return write_pds3_lola(
-        dn, img_path, crs=lunar_crs(CRS_CODE), map_scale_m=PIXEL_M, scale_units="m/pix",
+        dn,
+        img_path,
+        crs=lunar_crs(CRS_CODE),
+        map_scale_m=PIXEL_M,
+        scale_units="m/pix",
         product_id=f"BENCH_FRACTAL_{size}",
     )
 
@@ -260,8 +264,15 @@ def write_tiled_dem(
                 lo, hi = min(lo, int(strip.min())), max(hi, int(strip.max()))
                 strip.astype("<i2", copy=False).tofile(f)
         text = pds3_lola_label(
-            lines=size, samples=size, file_name=img.name, crs=lunar_crs(CRS_CODE), map_scale_m=PIXEL_M,
-            scale_units="m/pix", product_id=product_id or f"BENCH_FRACTAL_TILED_{size}", minimum=lo, maximum=hi,
+            lines=size,
+            samples=size,
+            file_name=img.name,
+            crs=lunar_crs(CRS_CODE),
+            map_scale_m=PIXEL_M,
+            scale_units="m/pix",
+            product_id=product_id or f"BENCH_FRACTAL_TILED_{size}",
+            minimum=lo,
+            maximum=hi,
         )
         with open(tmp_lbl, "w", encoding="ascii", newline="") as f:
             f.write(text)
@@ -339,9 +350,20 @@ def measure(
     """
     out_log, err_log = log_stem.with_suffix(".out"), log_stem.with_suffix(".err")
     res = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", _LAUNCHER, json.dumps(list(map(str, cmd))), str(out_log),
-         str(err_log), str(timeout)],
-        env=dict(env) if env is not None else None, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            _LAUNCHER,
+            json.dumps(list(map(str, cmd))),
+            str(out_log),
+            str(err_log),
+            str(timeout),
+        ],
+        env=dict(env) if env is not None else None,
+        capture_output=True,
+        text=True,
     )
     try:
         info = json.loads(res.stdout.strip().splitlines()[-1])
@@ -350,16 +372,20 @@ def measure(
     if "error" in info:
         return Measurement(math.nan, math.nan, -1, stderr_tail=info["error"])
     return Measurement(
-        seconds=float(info["seconds"]), peak_rss_mb=info["maxrss_kib"] * 1024 / 1e6, returncode=int(info["returncode"]),
-        timed_out=bool(info["timed_out"]), stderr_tail=_tail(err_log),
+        seconds=float(info["seconds"]),
+        peak_rss_mb=info["maxrss_kib"] * 1024 / 1e6,
+        returncode=int(info["returncode"]),
+        timed_out=bool(info["timed_out"]),
+        stderr_tail=_tail(err_log),
     )
 
 
 # --- comparing outputs ----------------------------------------------------------------
 
 
-def compare_slopes(a_path: str | os.PathLike[str], b_path: str | os.PathLike[str], *, border: int = 1,
-                   rows_per_block: int = 512) -> dict[str, Any]:
+def compare_slopes(
+    a_path: str | os.PathLike[str], b_path: str | os.PathLike[str], *, border: int = 1, rows_per_block: int = 512
+) -> dict[str, Any]:
     """Max and mean ``|a - b|`` (degrees) over interior pixels valid in both, read in row blocks.
 
     A ``border``-pixel frame and nodata/NaN pixels of either file are excluded;
@@ -427,8 +453,13 @@ def run_xrspatial(lbl: str, out: str, backend: str = "numpy") -> None:
     ny, nx = heights.shape
     xs = transform.c + transform.a * (np.arange(nx) + 0.5)
     ys = transform.f + transform.e * (np.arange(ny) + 0.5)
-    agg = xr.DataArray(heights, dims=("y", "x"), coords={"y": ys, "x": xs}, name="height",
-                       attrs={"res": (abs(transform.a), abs(transform.e))})
+    agg = xr.DataArray(
+        heights,
+        dims=("y", "x"),
+        coords={"y": ys, "x": xs},
+        name="height",
+        attrs={"res": (abs(transform.a), abs(transform.e))},
+    )
     if backend == "dask":
         agg = agg.chunk({"y": 2048, "x": 2048})
     elif backend != "numpy":
@@ -436,8 +467,14 @@ def run_xrspatial(lbl: str, out: str, backend: str = "numpy") -> None:
     result = xrspatial.slope(agg)
     values = np.asarray(result.data.compute() if backend == "dask" else result.data, dtype=np.float32)
     profile = {
-        "driver": "GTiff", "width": nx, "height": ny, "count": 1, "dtype": "float32", "crs": crs,
-        "transform": transform, "nodata": float("nan"),
+        "driver": "GTiff",
+        "width": nx,
+        "height": ny,
+        "count": 1,
+        "dtype": "float32",
+        "crs": crs,
+        "transform": transform,
+        "nodata": float("nan"),
         **{k.lower(): v for k, v in CREATION_OPTIONS.items()},
     }
     with rasterio.open(out, "w", **profile) as dst:
@@ -465,13 +502,18 @@ def run_prospect_compute(lbl: str, chunks: int = COMPUTE_CHUNKS) -> dict[str, An
     from prospect.terrain import slope_deg
 
     # start-up, not timed: numba loads its cached kernels on first use (~0.3 s), like an import
-    slope_deg(open_product(lbl, chunks=chunks)[:64, :64]).values
+    _ = slope_deg(open_product(lbl, chunks=chunks)[:64, :64]).values
     t0 = time.perf_counter()
     arr = open_product(lbl, chunks=chunks)
     values = slope_deg(arr).data.compute(scheduler=dask.threaded.get)
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "shape": list(values.shape), "dtype": str(values.dtype), "chunks": chunks,
-            "dask": dask.__version__}
+    return {
+        "seconds": seconds,
+        "shape": list(values.shape),
+        "dtype": str(values.dtype),
+        "chunks": chunks,
+        "dask": dask.__version__,
+    }
 
 
 # --- tools and their availability -----------------------------------------------------
@@ -528,8 +570,9 @@ def ensure_gdaldem(log: Path) -> tuple[str | None, str | None]:
 
 
 def _xrspatial_version(env: Mapping[str, str]) -> tuple[str | None, str]:
-    rc, text = _run_quiet([sys.executable, "-c", "import xrspatial; print(xrspatial.__version__)"], env=dict(env),
-                          timeout=300)
+    rc, text = _run_quiet(
+        [sys.executable, "-c", "import xrspatial; print(xrspatial.__version__)"], env=dict(env), timeout=300
+    )
     return (text.splitlines()[-1].strip(), "") if rc == 0 else (None, text)
 
 
@@ -593,30 +636,39 @@ def xrspatial_command(lbl: Path, out: Path, *, backend: str) -> list[str]:
     return [sys.executable, "-m", "prospect.bench", "--run-xrspatial", str(lbl), str(out), "--backend", backend]
 
 
-def build_tools(gdaldem: str | None, gdal_reason: str | None, xrs: str | None, xrs_reason: str | None,
-                env: dict[str, str]) -> dict[str, Tool]:
+def build_tools(
+    gdaldem: str | None, gdal_reason: str | None, xrs: str | None, xrs_reason: str | None, env: dict[str, str]
+) -> dict[str, Tool]:
     penv = dict(env, PROSPECT_BENCH="1")
     tools = {
-        "prospect": Tool("prospect", lambda lbl, out: prospect_command(lbl, out), penv),
+        "prospect": Tool("prospect", prospect_command, penv),
         "prospect_planar": Tool("prospect_planar", lambda lbl, out: prospect_command(lbl, out, planar=True), penv),
         "gdaldem": Tool("gdaldem", None, env, False, gdal_reason),
         "gdaldem_default": Tool("gdaldem_default", None, env, False, gdal_reason),
         "xrspatial": Tool("xrspatial", None, env, False, xrs_reason),
         "xrspatial_dask": Tool("xrspatial_dask", None, env, False, xrs_reason),
-        "prospect_compute": Tool("prospect_compute", lambda lbl, out: prospect_compute_command(lbl), penv,
-                                 writes_output=False, inprocess_seconds=True),
+        "prospect_compute": Tool(
+            "prospect_compute",
+            lambda lbl, out: prospect_compute_command(lbl),
+            penv,
+            writes_output=False,
+            inprocess_seconds=True,
+        ),
         "gdaldem_mem": Tool("gdaldem_mem", None, env, False, gdal_reason, writes_output=False),
     }
     if gdaldem:
         tools["gdaldem"] = Tool("gdaldem", lambda lbl, out: gdaldem_command(gdaldem, lbl, out, compressed=True), env)
         tools["gdaldem_default"] = Tool(
-            "gdaldem_default", lambda lbl, out: gdaldem_command(gdaldem, lbl, out, compressed=False), env)
-        tools["gdaldem_mem"] = Tool("gdaldem_mem", lambda lbl, out: gdaldem_mem_command(gdaldem, lbl), env,
-                                    writes_output=False)
+            "gdaldem_default", lambda lbl, out: gdaldem_command(gdaldem, lbl, out, compressed=False), env
+        )
+        tools["gdaldem_mem"] = Tool(
+            "gdaldem_mem", lambda lbl, out: gdaldem_mem_command(gdaldem, lbl), env, writes_output=False
+        )
     if xrs:
         tools["xrspatial"] = Tool("xrspatial", lambda lbl, out: xrspatial_command(lbl, out, backend="numpy"), env)
         tools["xrspatial_dask"] = Tool(
-            "xrspatial_dask", lambda lbl, out: xrspatial_command(lbl, out, backend="dask"), env)
+            "xrspatial_dask", lambda lbl, out: xrspatial_command(lbl, out, backend="dask"), env
+        )
     return tools
 
 
@@ -650,8 +702,9 @@ def _inprocess_seconds(out_log: Path) -> float | None:
     return None
 
 
-def _run_tool(tool: Tool, lbl: Path, out: Path, logs: Path, tag: str,
-              timeout: float) -> tuple[Measurement, float | None]:
+def _run_tool(
+    tool: Tool, lbl: Path, out: Path, logs: Path, tag: str, timeout: float
+) -> tuple[Measurement, float | None]:
     """Run one tool once; returns the measurement and, for an in-process timer, the child's wall time.
 
     For ``inprocess_seconds`` tools the measurement's ``seconds`` is replaced by the time
@@ -709,6 +762,7 @@ def run_size(
         else:
             entries[tid] = _Entry(tid, command=tool.build(lbl, work / f"{tid}_{size}.tif"))
     outputs = {tid: work / f"{tid}_{size}.tif" for tid in entries}
+
     # --planar is run once (not repeated): it exists for the comparison with gdaldem
     def runs_of(tid: str) -> int:
         return 1 if tid == "prospect_planar" else (compute_repeat if tid in COMPUTE_ONLY else repeat)
@@ -722,15 +776,18 @@ def run_size(
             if not m.ok:
                 e.status = "failed"
                 e.reason = ("timed out" if m.timed_out else f"exit {m.returncode}") + (
-                    f": {m.stderr_tail}" if m.stderr_tail else "")
+                    f": {m.stderr_tail}" if m.stderr_tail else ""
+                )
                 _log(f"{size}^2 {tid}: FAILED ({e.reason})")
                 continue
             e.runs.append(m)
             if wall is not None:
                 e.wall.append(wall)
-            _log(f"{size}^2 {tid} run {rep + 1}/{runs_of(tid)}: {m.seconds:.2f} s"
-                 + (f" in-process ({wall:.2f} s child wall)" if wall is not None else "")
-                 + f", peak RSS {m.peak_rss_mb:.0f} MB")
+            _log(
+                f"{size}^2 {tid} run {rep + 1}/{runs_of(tid)}: {m.seconds:.2f} s"
+                + (f" in-process ({wall:.2f} s child wall)" if wall is not None else "")
+                + f", peak RSS {m.peak_rss_mb:.0f} MB"
+            )
     for tid, e in entries.items():
         if e.status == "ok" and tools[tid].writes_output and outputs[tid].exists():
             e.output_mb = outputs[tid].stat().st_size / 1e6
@@ -754,14 +811,26 @@ def _summarise(size: int, entries: dict[str, _Entry], default_vs_planar: dict[st
     tools: dict[str, Any] = {}
     for tid, e in entries.items():
         row: dict[str, Any] = {
-            "label": TOOL_LABELS[tid], "status": e.status, "reason": e.reason, "seconds": None, "mpix_per_s": None,
-            "peak_rss_mb": None, "ratio_to_gdaldem": None, "ratio_to_gdaldem_default": None,
-            "ratio_to_gdaldem_mem": None, "max_abs_diff_deg_vs_gdaldem_planar": None, "runs": len(e.runs),
-            "all_seconds": [round(m.seconds, 4) for m in e.runs], "output_mb": e.output_mb, "command": e.command,
+            "label": TOOL_LABELS[tid],
+            "status": e.status,
+            "reason": e.reason,
+            "seconds": None,
+            "mpix_per_s": None,
+            "peak_rss_mb": None,
+            "ratio_to_gdaldem": None,
+            "ratio_to_gdaldem_default": None,
+            "ratio_to_gdaldem_mem": None,
+            "max_abs_diff_deg_vs_gdaldem_planar": None,
+            "runs": len(e.runs),
+            "all_seconds": [round(m.seconds, 4) for m in e.runs],
+            "output_mb": e.output_mb,
+            "command": e.command,
             "kind": "compute_only" if tid in COMPUTE_ONLY else "end_to_end",
         }
         if e.wall:
-            row["timing"] = "in-process (open_product + slope_deg compute; interpreter start-up, imports and numba kernel loading excluded)"
+            row["timing"] = (
+                "in-process (open_product + slope_deg compute; interpreter start-up, imports and numba kernel loading excluded)"
+            )
             row["child_wall_seconds"] = [round(w, 4) for w in e.wall]
         if e.runs:
             best = min(m.seconds for m in e.runs)
@@ -771,17 +840,23 @@ def _summarise(size: int, entries: dict[str, _Entry], default_vs_planar: dict[st
             row["diff_vs_gdaldem_planar"] = e.diff
         tools[tid] = row
     # end-to-end rows against the gdaldem runs that write a file; compute-only rows against -of MEM
-    for ref_id, key, group in (("gdaldem", "ratio_to_gdaldem", END_TO_END),
-                               ("gdaldem_default", "ratio_to_gdaldem_default", END_TO_END),
-                               ("gdaldem_mem", "ratio_to_gdaldem_mem", COMPUTE_ONLY)):
+    for ref_id, key, group in (
+        ("gdaldem", "ratio_to_gdaldem", END_TO_END),
+        ("gdaldem_default", "ratio_to_gdaldem_default", END_TO_END),
+        ("gdaldem_mem", "ratio_to_gdaldem_mem", COMPUTE_ONLY),
+    ):
         ref = tools.get(ref_id, {}).get("mpix_per_s")
         if ref:
             for tid, row in tools.items():
                 if tid in group and row["mpix_per_s"]:
                     row[key] = row["mpix_per_s"] / ref
     return {
-        "size": size, "pixels": size * size, "megapixels": mpix, "dem_mb": size * size * 2 / 1e6,
-        "tools": tools, "prospect_default_vs_planar": default_vs_planar,
+        "size": size,
+        "pixels": size * size,
+        "megapixels": mpix,
+        "dem_mb": size * size * 2 / 1e6,
+        "tools": tools,
+        "prospect_default_vs_planar": default_vs_planar,
     }
 
 
@@ -798,25 +873,31 @@ def evaluate_targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     targets = []
     for name, pid, rid, key, basis in SPEED_BASES:
         t: dict[str, Any] = {
-            "name": name, "basis": basis,
+            "name": name,
+            "basis": basis,
             "target": f"{basis}: {TOOL_LABELS[pid]} >= {SPEED_TARGET:g}x {TOOL_LABELS[rid]} at {REF_SIZE}^2",
             "value": None,
         }
         prow, rrow = tool(REF_SIZE, pid), tool(REF_SIZE, rid)
         ratio = prow.get(key)
         if ratio is not None:
-            t.update(value=round(ratio, 3), status="PASS" if ratio >= SPEED_TARGET else "FAIL",
-                     seconds={pid: round(prow["seconds"], 3), rid: round(rrow["seconds"], 3)},
-                     note=f"{prow['seconds']:.2f} s vs {rrow['seconds']:.2f} s; "
-                          f"{prow['mpix_per_s']:.1f} vs {rrow['mpix_per_s']:.1f} Mpix/s")
+            t.update(
+                value=round(ratio, 3),
+                status="PASS" if ratio >= SPEED_TARGET else "FAIL",
+                seconds={pid: round(prow["seconds"], 3), rid: round(rrow["seconds"], 3)},
+                note=f"{prow['seconds']:.2f} s vs {rrow['seconds']:.2f} s; "
+                f"{prow['mpix_per_s']:.1f} vs {rrow['mpix_per_s']:.1f} Mpix/s",
+            )
         elif str(REF_SIZE) not in sizes:
             t.update(status="NOT RUN", note=f"{REF_SIZE}^2 not run")
         elif prow.get("status") == "failed":  # prospect failing is a failure, not a missing number
             t.update(status="FAIL", note=f"{pid} failed: {prow.get('reason') or '?'}")
         else:
             missing = [(i, r) for i, r in ((pid, prow), (rid, rrow)) if r.get("status") != "ok" or not r.get("seconds")]
-            why = "; ".join(f"{i} {r.get('status', 'missing')}" + (f" ({r['reason']})" if r.get("reason") else "")
-                            for i, r in missing)
+            why = "; ".join(
+                f"{i} {r.get('status', 'missing')}" + (f" ({r['reason']})" if r.get("reason") else "")
+                for i, r in missing
+            )
             t.update(status="NOT RUN", note=why or "no timing")
         targets.append(t)
     big = tool(BIG_SIZE, "prospect").get("peak_rss_mb")
@@ -824,17 +905,40 @@ def evaluate_targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     ref_size = REF_SIZE if REF_SIZE in normal else (max(normal) if normal else None)
     ref_rss = tool(ref_size, "prospect").get("peak_rss_mb") if ref_size else None
     if big is None:
-        targets.append({"name": "memory", "target": f"prospect peak RSS <= {RSS_TARGET_MB:g} MB at {BIG_SIZE}^2",
-                        "value": None, "status": "NOT RUN", "note": "run with --big"})
-        targets.append({"name": "memory_scaling", "target": f"prospect peak RSS independent of size "
-                        f"({BIG_SIZE}^2 / {REF_SIZE}^2 <= {RSS_INDEPENDENCE:g})", "value": None, "status": "NOT RUN",
-                        "note": "run with --big"})
+        targets.append(
+            {
+                "name": "memory",
+                "target": f"prospect peak RSS <= {RSS_TARGET_MB:g} MB at {BIG_SIZE}^2",
+                "value": None,
+                "status": "NOT RUN",
+                "note": "run with --big",
+            }
+        )
+        targets.append(
+            {
+                "name": "memory_scaling",
+                "target": f"prospect peak RSS independent of size "
+                f"({BIG_SIZE}^2 / {REF_SIZE}^2 <= {RSS_INDEPENDENCE:g})",
+                "value": None,
+                "status": "NOT RUN",
+                "note": "run with --big",
+            }
+        )
     else:
-        targets.append({"name": "memory", "target": f"prospect peak RSS <= {RSS_TARGET_MB:g} MB at {BIG_SIZE}^2",
-                        "value": round(big, 1), "status": "PASS" if big <= RSS_TARGET_MB else "FAIL",
-                        "note": f"{big:.0f} MB"})
-        t = {"name": "memory_scaling", "target": f"prospect peak RSS independent of size "
-             f"({BIG_SIZE}^2 / {REF_SIZE}^2 <= {RSS_INDEPENDENCE:g})", "rss_mb": {str(BIG_SIZE): round(big, 1)}}
+        targets.append(
+            {
+                "name": "memory",
+                "target": f"prospect peak RSS <= {RSS_TARGET_MB:g} MB at {BIG_SIZE}^2",
+                "value": round(big, 1),
+                "status": "PASS" if big <= RSS_TARGET_MB else "FAIL",
+                "note": f"{big:.0f} MB",
+            }
+        )
+        t = {
+            "name": "memory_scaling",
+            "target": f"prospect peak RSS independent of size ({BIG_SIZE}^2 / {REF_SIZE}^2 <= {RSS_INDEPENDENCE:g})",
+            "rss_mb": {str(BIG_SIZE): round(big, 1)},
+        }
         if ref_rss:
             t["rss_mb"][str(ref_size)] = round(ref_rss, 1)
             t["value"] = round(big / ref_rss, 3)
@@ -863,8 +967,13 @@ def time_breakdown(results: Mapping[str, Any], size: int = REF_SIZE) -> dict[str
         return None
     startup = (results.get("startup") or {}).get("seconds")
     compute = tools.get("prospect_compute", {}).get("seconds")
-    out: dict[str, Any] = {"size": size, "end_to_end_s": e2e, "startup_imports_s": startup, "compute_s": compute,
-                           "rest_s": None}
+    out: dict[str, Any] = {
+        "size": size,
+        "end_to_end_s": e2e,
+        "startup_imports_s": startup,
+        "compute_s": compute,
+        "rest_s": None,
+    }
     if startup is not None and compute is not None:
         out["rest_s"] = e2e - startup - compute
     return out
@@ -884,26 +993,32 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     lines = [
         "# Slope benchmark: prospect vs gdaldem vs xarray-spatial",
         "",
-        f"{results.get('created', '')} | {m.get('cpu_model', '?')}, {m.get('cpu_count', '?')} CPUs, "
-        f"{_fmt(m.get('mem_total_gb'), '.0f')} GB RAM | Python {m.get('python', '?')} | "
-        f"prospect {m.get('prospect', '?')} (GDAL {m.get('rasterio_gdal', '?')} via rasterio) | "
-        f"gdaldem: {m.get('gdaldem_version') or 'unavailable'} | xarray-spatial {m.get('xarray_spatial') or 'unavailable'}",
+        (
+            f"{results.get('created', '')} | {m.get('cpu_model', '?')}, {m.get('cpu_count', '?')} CPUs, "
+            f"{_fmt(m.get('mem_total_gb'), '.0f')} GB RAM | Python {m.get('python', '?')} | "
+            f"prospect {m.get('prospect', '?')} (GDAL {m.get('rasterio_gdal', '?')} via rasterio) | "
+            f"gdaldem: {m.get('gdaldem_version') or 'unavailable'} | xarray-spatial {m.get('xarray_spatial') or 'unavailable'}"
+        ),
         "",
-        "Input: fractal int16 LOLA-style PDS3 DEM (heights = DN x 0.5 m), polar stereographic south "
-        "(IAU_2015:30135), 20 m pixels, pole-centred. Output: float32 slope GeoTIFF (degrees); "
-        f"creation options (prospect's, given to gdaldem as `-co`): `{co_text}`. "
-        "Time = best wall time of the repeats, including interpreter start-up; for the row "
-        "\"prospect slope_deg in-process\" it is the in-process time of open_product(chunks=2048) + "
-        "slope_deg(...).compute() only (start-up, imports and numba kernel loading excluded; the child's wall time is in the note). "
-        "Peak RSS = max `ru_maxrss` of the child. Ratios are throughput ratios: "
-        "x same-CO = / gdaldem slope with the same creation options, x defaults = / gdaldem slope with its "
-        "defaults (uncompressed output), both for the rows that write a file; "
-        "x MEM = / gdaldem slope -of MEM, for the compute-only rows. "
-        "max abs diff = max |difference| (deg) from gdaldem over interior pixels; compare `--planar` "
-        "(prospect's default uses ground distances, gdaldem is planar).",
+        (
+            "Input: fractal int16 LOLA-style PDS3 DEM (heights = DN x 0.5 m), polar stereographic south "
+            "(IAU_2015:30135), 20 m pixels, pole-centred. Output: float32 slope GeoTIFF (degrees); "
+            f"creation options (prospect's, given to gdaldem as `-co`): `{co_text}`. "
+            "Time = best wall time of the repeats, including interpreter start-up; for the row "
+            '"prospect slope_deg in-process" it is the in-process time of open_product(chunks=2048) + '
+            "slope_deg(...).compute() only (start-up, imports and numba kernel loading excluded; the child's wall time is in the note). "
+            "Peak RSS = max `ru_maxrss` of the child. Ratios are throughput ratios: "
+            "x same-CO = / gdaldem slope with the same creation options, x defaults = / gdaldem slope with its "
+            "defaults (uncompressed output), both for the rows that write a file; "
+            "x MEM = / gdaldem slope -of MEM, for the compute-only rows. "
+            "max abs diff = max |difference| (deg) from gdaldem over interior pixels; compare `--planar` "
+            "(prospect's default uses ground distances, gdaldem is planar)."
+        ),
         "",
-        "| size | tool | status | time s | Mpix/s | peak RSS MB | x same-CO | x defaults | x MEM "
-        "| max abs diff deg | output MB | note |",
+        (
+            "| size | tool | status | time s | Mpix/s | peak RSS MB | x same-CO | x defaults | x MEM "
+            "| max abs diff deg | output MB | note |"
+        ),
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for key in sorted(results.get("sizes", {}), key=int):
@@ -939,19 +1054,27 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         if tb.get("rest_s") is not None:
             lines.append(
                 f"prospect slope end-to-end {tb['end_to_end_s']:.2f} s = interpreter start-up + imports "
-                f"{tb['startup_imports_s']:.2f} s (best of {STARTUP_REPEAT}: `python -c \"{STARTUP_IMPORTS}\"`) "
+                f'{tb["startup_imports_s"]:.2f} s (best of {STARTUP_REPEAT}: `python -c "{STARTUP_IMPORTS}"`) '
                 f"+ compute {tb['compute_s']:.2f} s (in-process, chunks {COMPUTE_CHUNKS}) "
                 f"+ the rest {tb['rest_s']:.2f} s (reading in 1024-pixel chunks window by window, compressing and writing "
-                f"the GeoTIFF; approximate, as the compute-only run uses larger chunks).")
+                f"the GeoTIFF; approximate, as the compute-only run uses larger chunks)."
+            )
         else:
-            lines.append(f"prospect slope end-to-end {tb['end_to_end_s']:.2f} s; interpreter start-up + imports "
-                         f"{_fmt(tb.get('startup_imports_s'), '.2f')} s; in-process compute "
-                         f"{_fmt(tb.get('compute_s'), '.2f')} s (a missing part was not measured).")
+            lines.append(
+                f"prospect slope end-to-end {tb['end_to_end_s']:.2f} s; interpreter start-up + imports "
+                f"{_fmt(tb.get('startup_imports_s'), '.2f')} s; in-process compute "
+                f"{_fmt(tb.get('compute_s'), '.2f')} s (a missing part was not measured)."
+            )
     rss = results.get("prospect_peak_rss_mb_by_size") or {}
     if rss:
-        lines += ["", "## prospect peak RSS by size", "",
-                  "| " + " | ".join(f"{s}^2" for s in rss) + " |", "|" + "---:|" * len(rss),
-                  "| " + " | ".join(_fmt(v, ".0f") + " MB" for v in rss.values()) + " |"]
+        lines += [
+            "",
+            "## prospect peak RSS by size",
+            "",
+            "| " + " | ".join(f"{s}^2" for s in rss) + " |",
+            "|" + "---:|" * len(rss),
+            "| " + " | ".join(_fmt(v, ".0f") + " MB" for v in rss.values()) + " |",
+        ]
     if results.get("error"):
         lines += ["", f"**ERROR:** {results['error']}"]
     return "\n".join(lines) + "\n"
@@ -985,8 +1108,11 @@ def machine_info(gdaldem: str | None, xrs_version: str | None) -> dict[str, Any]
     info: dict[str, Any] = {
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": None, "mem_total_gb": None,
-        "platform": platform.platform(), "python": platform.python_version(), "python_executable": sys.executable,
+        "cpu_model": None,
+        "mem_total_gb": None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "python_executable": sys.executable,
         "prospect": None,
     }
     with contextlib.suppress(OSError):
@@ -1017,8 +1143,9 @@ def machine_info(gdaldem: str | None, xrs_version: str | None) -> dict[str, Any]
         first = text.splitlines()[0].strip() if text else ""
         info["gdaldem_version"] = first if first.startswith("GDAL") else None
     info["xarray_spatial"] = xrs_version
-    rc, text = _run_quiet(["git", "-C", str(Path(__file__).resolve().parents[1]), "describe", "--always", "--dirty"],
-                          timeout=30)
+    rc, text = _run_quiet(
+        ["git", "-C", str(Path(__file__).resolve().parents[1]), "describe", "--always", "--dirty"], timeout=30
+    )
     info["git"] = text if rc == 0 else None
     return info
 
@@ -1038,15 +1165,26 @@ def _parse_sizes(text: str) -> list[int]:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m prospect.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", type=_parse_sizes, default=list(DEFAULT_SIZES),
-                   help="comma-separated DEM sizes (pixels per side); default 1024,4096,7584")
-    p.add_argument("--big", action="store_true",
-                   help=f"also run {BIG_SIZE}^2 (1.85 GB int16, LDEM_80S_20M size): prospect and gdaldem "
-                        "end-to-end only, for peak RSS")
+    p.add_argument(
+        "--sizes",
+        type=_parse_sizes,
+        default=list(DEFAULT_SIZES),
+        help="comma-separated DEM sizes (pixels per side); default 1024,4096,7584",
+    )
+    p.add_argument(
+        "--big",
+        action="store_true",
+        help=f"also run {BIG_SIZE}^2 (1.85 GB int16, LDEM_80S_20M size): prospect and gdaldem "
+        "end-to-end only, for peak RSS",
+    )
     p.add_argument("--out", type=Path, default=Path("build/bench"), help="output directory (default build/bench)")
-    p.add_argument("--repeat", type=int, default=None,
-                   help="timed runs per tool and size, best kept (default 3 up to 4096^2, 1 above; "
-                        "the compute-only rows at least 3)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="timed runs per tool and size, best kept (default 3 up to 4096^2, 1 above; "
+        "the compute-only rows at least 3)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the DEMs, outputs and logs (in OUT/work-*)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds before a run is killed")
     p.add_argument("--seed", type=int, default=SEED, help="fractal terrain seed")
@@ -1056,15 +1194,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def measure_startup(env: Mapping[str, str], logs: Path, timeout: float,
-                    repeat: int = STARTUP_REPEAT) -> dict[str, Any]:
+def measure_startup(env: Mapping[str, str], logs: Path, timeout: float, repeat: int = STARTUP_REPEAT) -> dict[str, Any]:
     """Interpreter start-up + prospect's imports: ``python -c "import prospect.cli, ..."``, best of ``repeat``."""
     cmd = startup_command()
     runs = [measure(cmd, env=env, log_stem=logs / f"startup_{i}", timeout=timeout) for i in range(repeat)]
     ok = [m for m in runs if m.ok]
-    info: dict[str, Any] = {"command": cmd, "runs": len(ok), "all_seconds": [round(m.seconds, 4) for m in ok],
-                            "seconds": min(m.seconds for m in ok) if ok else None,
-                            "peak_rss_mb": max(m.peak_rss_mb for m in ok) if ok else None}
+    info: dict[str, Any] = {
+        "command": cmd,
+        "runs": len(ok),
+        "all_seconds": [round(m.seconds, 4) for m in ok],
+        "seconds": min(m.seconds for m in ok) if ok else None,
+        "peak_rss_mb": max(m.peak_rss_mb for m in ok) if ok else None,
+    }
     if not ok:
         info["error"] = runs[-1].stderr_tail or f"exit {runs[-1].returncode}"
         _log(f"start-up timing failed: {info['error']}")
@@ -1095,27 +1236,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_log = work / "setup.log"
     results: dict[str, Any] = {
         "schema": SCHEMA,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "config": {
-            "sizes": args.sizes, "big": args.big, "big_size": BIG_SIZE if args.big else None, "big_tile": BIG_TILE,
-            "repeat": {str(s): _repeat_for(s, args.repeat) for s in args.sizes}, "pixel_m": PIXEL_M,
-            "crs": f"IAU_2015:{CRS_CODE}", "dn_scale": DN_SCALE, "seed": args.seed, "fractal_beta": FRACTAL_BETA,
+            "sizes": args.sizes,
+            "big": args.big,
+            "big_size": BIG_SIZE if args.big else None,
+            "big_tile": BIG_TILE,
+            "repeat": {str(s): _repeat_for(s, args.repeat) for s in args.sizes},
+            "pixel_m": PIXEL_M,
+            "crs": f"IAU_2015:{CRS_CODE}",
+            "dn_scale": DN_SCALE,
+            "seed": args.seed,
+            "fractal_beta": FRACTAL_BETA,
             "relief_std_m_at_ref_size": RELIEF_STD_M,
             "creation_options": dict(_writers.STREAM_CREATION_OPTIONS),
             "creation_options_source": "prospect.io.writers.STREAM_CREATION_OPTIONS",
-            "compute_only_chunks": COMPUTE_CHUNKS, "startup_command": startup_command(),
-            "gdaldem_scale": GDALDEM_SCALE, "rss_unit": "MB = 10^6 bytes", "speed_target": SPEED_TARGET,
-            "rss_target_mb": RSS_TARGET_MB, "rss_independence_ratio": RSS_INDEPENDENCE,
+            "compute_only_chunks": COMPUTE_CHUNKS,
+            "startup_command": startup_command(),
+            "gdaldem_scale": GDALDEM_SCALE,
+            "rss_unit": "MB = 10^6 bytes",
+            "speed_target": SPEED_TARGET,
+            "rss_target_mb": RSS_TARGET_MB,
+            "rss_independence_ratio": RSS_INDEPENDENCE,
         },
         "sizes": {},
     }
     code = 0
     try:
-        rc, text = _run_quiet([*prospect_command(Path("x"), Path("y"))[:4], "--help"], timeout=300,
-                              env=dict(env, PROSPECT_BENCH="1"))
+        rc, text = _run_quiet(
+            [*prospect_command(Path("x"), Path("y"))[:4], "--help"], timeout=300, env=dict(env, PROSPECT_BENCH="1")
+        )
         if rc != 0:
-            raise ProspectFailed(f"`prospect slope --help` failed (exit {rc}): "
-                                 f"{text.splitlines()[-1] if text else 'no message'}")
+            raise ProspectFailed(
+                f"`prospect slope --help` failed (exit {rc}): {text.splitlines()[-1] if text else 'no message'}"
+            )
         gdaldem, gdal_reason = ensure_gdaldem(setup_log)
         xrs_version, xrs_reason = ensure_xrspatial(setup_log, env)
         results["machine"] = machine_info(gdaldem, xrs_version)
@@ -1146,9 +1300,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _log(f"generating {size}^2 DEM")
                 lbl = write_dem(img, size, seed=args.seed)
             results["sizes"][str(size)] = run_size(
-                size, lbl, tools, repeat=_repeat_for(size, args.repeat), timed=all_timed, skipped={}, work=work,
-                timeout=args.timeout, keep=args.keep,
-                compute_repeat=max(3, _repeat_for(size, args.repeat)) if args.repeat is None else args.repeat)
+                size,
+                lbl,
+                tools,
+                repeat=_repeat_for(size, args.repeat),
+                timed=all_timed,
+                skipped={},
+                work=work,
+                timeout=args.timeout,
+                keep=args.keep,
+                compute_repeat=max(3, _repeat_for(size, args.repeat)) if args.repeat is None else args.repeat,
+            )
             if not args.keep:
                 for p in (img, lbl):
                     p.unlink(missing_ok=True)
@@ -1164,14 +1326,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             lbl = write_tiled_dem(img, BIG_SIZE, tile)
             del tile
             why = f"skipped at {BIG_SIZE}^2: it would hold the whole DEM (1.85 GB int16, 3.7 GB float32) in RAM"
-            why_compute = (f"skipped at {BIG_SIZE}^2: compute only keeps the whole 3.7 GB float32 slope in RAM "
-                           "(no file to stream to), so it says nothing about streaming")
+            why_compute = (
+                f"skipped at {BIG_SIZE}^2: compute only keeps the whole 3.7 GB float32 slope in RAM "
+                "(no file to stream to), so it says nothing about streaming"
+            )
             results["sizes"][str(BIG_SIZE)] = run_size(
-                BIG_SIZE, lbl, tools, repeat=_repeat_for(BIG_SIZE, args.repeat),
+                BIG_SIZE,
+                lbl,
+                tools,
+                repeat=_repeat_for(BIG_SIZE, args.repeat),
                 timed=("prospect", "prospect_planar", "gdaldem", "gdaldem_default"),
-                skipped={"xrspatial": why, "xrspatial_dask": why,
-                         "prospect_compute": why_compute, "gdaldem_mem": why_compute},
-                work=work, timeout=args.timeout, keep=args.keep)
+                skipped={
+                    "xrspatial": why,
+                    "xrspatial_dask": why,
+                    "prospect_compute": why_compute,
+                    "gdaldem_mem": why_compute,
+                },
+                work=work,
+                timeout=args.timeout,
+                keep=args.keep,
+            )
             if not args.keep:
                 for p in (img, lbl):
                     p.unlink(missing_ok=True)

@@ -68,7 +68,6 @@ import numpy as np
 from prospect.bench import _fmt, write_report
 from prospect.grid import AnalysisGrid
 from prospect.illumination.tiles import FAR_FACTOR, NEAR_PX, TILE_PX
-from prospect.io.writers import atomic_write
 
 SCHEMA = "prospect-bench-illumination/1"
 REF_SIZE = 7584
@@ -153,8 +152,7 @@ def stream_horizon_stats(
     return {"max": acc_max, "mean": _mean(acc_sum, acc_cnt), "count": acc_cnt}
 
 
-def _fold(plane: np.ndarray, acc_max: np.ndarray, acc_sum: np.ndarray, acc_cnt: np.ndarray,
-          valid: np.ndarray) -> None:
+def _fold(plane: np.ndarray, acc_max: np.ndarray, acc_sum: np.ndarray, acc_cnt: np.ndarray, valid: np.ndarray) -> None:
     """Fold one horizon plane into running NaN-ignoring max, sum and count (``plane``'s NaN become 0)."""
     np.fmax(acc_max, plane, out=acc_max)
     np.isfinite(plane, out=valid)
@@ -168,8 +166,9 @@ def _mean(acc_sum: np.ndarray, acc_cnt: np.ndarray) -> np.ndarray:
         return np.where(acc_cnt > 0, acc_sum / np.maximum(acc_cnt, 1), np.nan).astype(np.float32)
 
 
-def tiled_horizon_stats(dem, n_azimuths: int, max_distance_m: float, *, tile_px: int, near_px: int,
-                        far_factor: int, workers: int = WORKERS) -> dict[str, Any]:
+def tiled_horizon_stats(
+    dem, n_azimuths: int, max_distance_m: float, *, tile_px: int, near_px: int, far_factor: int, workers: int = WORKERS
+) -> dict[str, Any]:
     """The production path: :class:`prospect.illumination.tiles.TiledHorizon` tile by tile.
 
     Each tile's ``(azimuth, y, x)`` cube (what the illumination products consume) is
@@ -178,8 +177,9 @@ def tiled_horizon_stats(dem, n_azimuths: int, max_distance_m: float, *, tile_px:
     """
     from prospect.illumination.tiles import TiledHorizon
 
-    th = TiledHorizon(dem, n_azimuths, max_distance_m, tile_px=tile_px, near_px=near_px, far_factor=far_factor,
-                      workers=workers)
+    th = TiledHorizon(
+        dem, n_azimuths, max_distance_m, tile_px=tile_px, near_px=near_px, far_factor=far_factor, workers=workers
+    )
     th.compute((0, 8, 0, 8))  # compile / load kernels and build the coarse DEM, untimed
     acc_max = np.full(dem.shape, np.nan, dtype=np.float32)
     acc_mean = np.full(dem.shape, np.nan, dtype=np.float32)
@@ -202,9 +202,18 @@ def tiled_horizon_stats(dem, n_azimuths: int, max_distance_m: float, *, tile_px:
     return {"max": acc_max, "mean": acc_mean, "seconds": seconds, "plan": th.plan.describe()}
 
 
-def far_field_accuracy(dem, max_distance_m: float, window: tuple[int, int, int, int], *, n_azimuths: int = 360,
-                       every: int = 10, tile_px: int = TILE_PX, near_px: int = NEAR_PX,
-                       far_factor: int = FAR_FACTOR, workers: int = WORKERS) -> dict[str, Any]:
+def far_field_accuracy(
+    dem,
+    max_distance_m: float,
+    window: tuple[int, int, int, int],
+    *,
+    n_azimuths: int = 360,
+    every: int = 10,
+    tile_px: int = TILE_PX,
+    near_px: int = NEAR_PX,
+    far_factor: int = FAR_FACTOR,
+    workers: int = WORKERS,
+) -> dict[str, Any]:
     """One production tile, multi-resolution against exact (full resolution to ``max_distance``).
 
     Uses every ``every``-th of the ``n_azimuths`` azimuths (the same azimuths as the run).
@@ -227,11 +236,18 @@ def far_field_accuracy(dem, max_distance_m: float, window: tuple[int, int, int, 
     ok = np.isfinite(d)
     ad = np.abs(d[ok])
     return {
-        "window": list(window), "azimuths": [float(x) for x in multi.az], "plan": multi.plan.describe(),
-        "multi_seconds": tm, "exact_seconds": te, "nan_mismatch": int((np.isnan(a) != np.isnan(b)).sum()),
-        "median_abs_diff_deg": float(np.median(ad)), "p99_abs_diff_deg": float(np.percentile(ad, 99)),
-        "p999_abs_diff_deg": float(np.percentile(ad, 99.9)), "max_abs_diff_deg": float(ad.max()),
-        "mean_diff_deg": float(d[ok].mean()), "fraction_within_0p1_deg": float((ad <= 0.1).mean()),
+        "window": list(window),
+        "azimuths": [float(x) for x in multi.az],
+        "plan": multi.plan.describe(),
+        "multi_seconds": tm,
+        "exact_seconds": te,
+        "nan_mismatch": int((np.isnan(a) != np.isnan(b)).sum()),
+        "median_abs_diff_deg": float(np.median(ad)),
+        "p99_abs_diff_deg": float(np.percentile(ad, 99)),
+        "p999_abs_diff_deg": float(np.percentile(ad, 99.9)),
+        "max_abs_diff_deg": float(ad.max()),
+        "mean_diff_deg": float(d[ok].mean()),
+        "fraction_within_0p1_deg": float((ad <= 0.1).mean()),
     }
 
 
@@ -245,8 +261,16 @@ def _warm_kernel() -> None:
     K.horizon_sweep(z, 0.3, K.PLANAR, 0.0, 0.0, 20.0, -20.0, MOON_RADIUS_M, 1000.0, 0.0, out)
 
 
-def run_stream_child(lbl: str, n_azimuths: int, max_distance_m: float, workers: int, *, tile_px: int = 0,
-                     near_px: int = NEAR_PX, far_factor: int = FAR_FACTOR) -> dict[str, Any]:
+def run_stream_child(
+    lbl: str,
+    n_azimuths: int,
+    max_distance_m: float,
+    workers: int,
+    *,
+    tile_px: int = 0,
+    near_px: int = NEAR_PX,
+    far_factor: int = FAR_FACTOR,
+) -> dict[str, Any]:
     """The child of step 2; returns timings + checksums.
 
     ``tile_px > 0`` (the default of ``main``): the production tiled path
@@ -267,8 +291,9 @@ def run_stream_child(lbl: str, n_azimuths: int, max_distance_m: float, workers: 
         dem = open_product(lbl)
         t_open = time.perf_counter() - t0
         t0 = time.perf_counter()
-        stats = tiled_horizon_stats(dem, n_azimuths, max_distance_m, tile_px=tile_px, near_px=near_px,
-                                    far_factor=far_factor, workers=workers)
+        stats = tiled_horizon_stats(
+            dem, n_azimuths, max_distance_m, tile_px=tile_px, near_px=near_px, far_factor=far_factor, workers=workers
+        )
         # everything else in the call: kernel load, coarse DEM and the per-tile reductions
         # (counted in the headline, which is therefore an upper bound of the cube time)
         t_prep = time.perf_counter() - t0 - stats["seconds"]
@@ -281,7 +306,7 @@ def run_stream_child(lbl: str, n_azimuths: int, max_distance_m: float, workers: 
         t_open = time.perf_counter() - t0
         az = H._azimuths(None, n_azimuths)
         t0 = time.perf_counter()
-        z, args, grid, desc = H._prepare(dem, False)
+        z, args, _grid, _desc = H._prepare(dem, False)
         del dem
         t_prep = time.perf_counter() - t0
         t1 = time.perf_counter()
@@ -290,25 +315,53 @@ def run_stream_child(lbl: str, n_azimuths: int, max_distance_m: float, workers: 
         shape = z.shape
     mx, mean = stats["max"], stats["mean"]
     return {
-        "shape": list(shape), "azimuths": int(n_azimuths), "max_distance_m": float(max_distance_m),
-        "workers": int(workers), "plan": plan, "warm_seconds": t_warm, "open_seconds": t_open,
-        "prepare_seconds": t_prep, "sweep_seconds": t_sweep, "seconds": t_prep + t_sweep,
-        "checksum_mean_of_max_deg": float(np.nanmean(mx)), "max_of_max_deg": float(np.nanmax(mx)),
-        "mean_horizon_deg": float(np.nanmean(mean)), "nan_pixels_in_max": int(np.isnan(mx).sum()),
+        "shape": list(shape),
+        "azimuths": int(n_azimuths),
+        "max_distance_m": float(max_distance_m),
+        "workers": int(workers),
+        "plan": plan,
+        "warm_seconds": t_warm,
+        "open_seconds": t_open,
+        "prepare_seconds": t_prep,
+        "sweep_seconds": t_sweep,
+        "seconds": t_prep + t_sweep,
+        "checksum_mean_of_max_deg": float(np.nanmean(mx)),
+        "max_of_max_deg": float(np.nanmax(mx)),
+        "mean_horizon_deg": float(np.nanmean(mean)),
+        "nan_pixels_in_max": int(np.isnan(mx).sum()),
         "inprocess_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6,
     }
 
 
-def run_stream(lbl: Path, n_azimuths: int, max_distance_m: float, logs: Path, workers: int = WORKERS,
-               tile_px: int = TILE_PX) -> dict[str, Any]:
+def run_stream(
+    lbl: Path, n_azimuths: int, max_distance_m: float, logs: Path, workers: int = WORKERS, tile_px: int = TILE_PX
+) -> dict[str, Any]:
     from prospect.bench import measure
 
-    cmd = [sys.executable, "-m", "prospect.bench_illumination", "--run-stream", str(lbl), "--azimuths",
-           str(n_azimuths), "--max-distance-km", repr(max_distance_m / 1000.0), "--workers", str(workers),
-           "--tile", str(tile_px)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "prospect.bench_illumination",
+        "--run-stream",
+        str(lbl),
+        "--azimuths",
+        str(n_azimuths),
+        "--max-distance-km",
+        repr(max_distance_m / 1000.0),
+        "--workers",
+        str(workers),
+        "--tile",
+        str(tile_px),
+    ]
     m = measure(cmd, log_stem=logs / "stream", timeout=4 * 3600)
-    res: dict[str, Any] = {"command": " ".join(cmd), "wall_seconds": m.seconds, "peak_rss_mb": m.peak_rss_mb,
-                           "returncode": m.returncode, "timed_out": m.timed_out, "ok": m.ok}
+    res: dict[str, Any] = {
+        "command": " ".join(cmd),
+        "wall_seconds": m.seconds,
+        "peak_rss_mb": m.peak_rss_mb,
+        "returncode": m.returncode,
+        "timed_out": m.timed_out,
+        "ok": m.ok,
+    }
     if not m.ok:
         res["error"] = m.stderr_tail
         return res
@@ -348,8 +401,9 @@ def _sweep_timed(dem, az: np.ndarray, dmax: float) -> tuple[np.ndarray, float]:
     return cube, time.perf_counter() - t0
 
 
-def brute_force_ratios(dem, dmax: float, sizes: Sequence[int] = CROP_SIZES,
-                       counts: dict | None = None) -> list[dict[str, Any]]:
+def brute_force_ratios(
+    dem, dmax: float, sizes: Sequence[int] = CROP_SIZES, counts: dict | None = None
+) -> list[dict[str, Any]]:
     """Per-azimuth time of the sweep vs both brute-force samplings on central crops."""
     from prospect.illumination import horizon as H
 
@@ -375,15 +429,22 @@ def brute_force_ratios(dem, dmax: float, sizes: Sequence[int] = CROP_SIZES,
             nan_mismatch = int((np.isnan(sweep) != np.isnan(ref)).sum())
             dd = d[finite]
             row = {
-                "size": size, "sampling": sampling, "azimuths": [float(a) for a in az], "n_azimuths": int(n),
-                "sweep_s_per_az": ts / n, "brute_s_per_az": tb / n, "ratio": (tb / ts) if ts > 0 else None,
+                "size": size,
+                "sampling": sampling,
+                "azimuths": [float(a) for a in az],
+                "n_azimuths": int(n),
+                "sweep_s_per_az": ts / n,
+                "brute_s_per_az": tb / n,
+                "ratio": (tb / ts) if ts > 0 else None,
                 "max_abs_diff_deg": float(dd.max()) if dd.size else None,
                 "median_abs_diff_deg": float(np.median(dd)) if dd.size else None,
                 "p95_abs_diff_deg": float(np.percentile(dd, 95)) if dd.size else None,
                 "nan_mismatch": nan_mismatch,
             }
-            _log(f"brute {sampling} {size}^2 x {n} az: sweep {ts / n:.4f} s/az, brute {tb / n:.3f} s/az, "
-                 f"ratio {row['ratio']:.1f}, max|d| {row['max_abs_diff_deg']}")
+            _log(
+                f"brute {sampling} {size}^2 x {n} az: sweep {ts / n:.4f} s/az, brute {tb / n:.3f} s/az, "
+                f"ratio {row['ratio']:.1f}, max|d| {row['max_abs_diff_deg']}"
+            )
             rows.append(row)
     return rows
 
@@ -410,8 +471,10 @@ def ensure_grass(log: Path, timeout: float = GRASS_INSTALL_TIMEOUT_S) -> tuple[s
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     deadline = time.monotonic() + timeout
     with open(log, "ab") as f:
-        for cmd in (pre + ["apt-get", "update", "-qq"],
-                    pre + ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "grass-core"]):
+        for cmd in (
+            pre + ["apt-get", "update", "-qq"],
+            pre + ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "grass-core"],
+        ):
             left = deadline - time.monotonic()
             if left <= 0:
                 return None, f"gave up installing grass-core after {timeout:.0f} s"
@@ -438,8 +501,17 @@ def _write_geotiff(dem, path: Path) -> None:
         raise ValueError("expected x increasing and y decreasing coordinates")
     data = np.asarray(dem.values, dtype=np.float32)
     crs = AnalysisGrid.from_dataarray(dem).crs.to_rasterio()  # the lunar CRS: GRASS builds its location from it
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[1], height=data.shape[0], count=1, crs=crs,
-                       dtype="float32", transform=from_origin(x[0] - dx / 2, y[0] + dy / 2, dx, dy)) as ds:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[1],
+        height=data.shape[0],
+        count=1,
+        crs=crs,
+        dtype="float32",
+        transform=from_origin(x[0] - dx / 2, y[0] + dy / 2, dx, dy),
+    ) as ds:
         ds.write(data, 1)
 
 
@@ -466,8 +538,15 @@ def _parse_grass_angle(name: str, step: float) -> float | None:
         return None
 
 
-def run_grass(dem, dmax: float, work: Path, logs: Path, sweep_s_per_az: float | None,
-              step: float = GRASS_STEP_DEG, skip: bool = False) -> dict[str, Any]:
+def run_grass(
+    dem,
+    dmax: float,
+    work: Path,
+    logs: Path,
+    sweep_s_per_az: float | None,
+    step: float = GRASS_STEP_DEG,
+    skip: bool = False,
+) -> dict[str, Any]:
     res: dict[str, Any] = {"status": "skipped", "reason": "--skip-grass"}
     if skip:
         return res
@@ -491,8 +570,15 @@ def run_grass(dem, dmax: float, work: Path, logs: Path, sweep_s_per_az: float | 
         t0 = time.perf_counter()
         rc, text = _run(cmd, timeout=GRASS_RUN_TIMEOUT_S, log=logs / "grass_run.log")
         wall = time.perf_counter() - t0
-        res.update({"command": " ".join(cmd), "wall_seconds_session": wall, "size": int(dem.shape[0]),
-                    "step_deg": step, "maxdistance_map_units": dmax})
+        res.update(
+            {
+                "command": " ".join(cmd),
+                "wall_seconds_session": wall,
+                "size": int(dem.shape[0]),
+                "step_deg": step,
+                "maxdistance_map_units": dmax,
+            }
+        )
         secs = [ln.split()[1] for ln in text.splitlines() if ln.startswith("RHORIZON_SECONDS")]
         if rc != 0 or not secs:
             res.update(status="failed", reason=f"grass session exited {rc}: {text.strip()[-400:]}")
@@ -500,8 +586,7 @@ def run_grass(dem, dmax: float, work: Path, logs: Path, sweep_s_per_az: float | 
         tr = float(secs[-1])
         files = sorted(outdir.glob("hz_*.tif"))
         n = len(files)
-        res.update(status="ok", r_horizon_seconds=tr, n_maps=n,
-                   r_horizon_s_per_az=tr / n if n else None)
+        res.update(status="ok", r_horizon_seconds=tr, n_maps=n, r_horizon_s_per_az=tr / n if n else None)
         if n and sweep_s_per_az:
             res["ratio_vs_sweep"] = (tr / n) / sweep_s_per_az
         res["comparison"] = _compare_grass(dem, files, dmax, step)
@@ -542,11 +627,18 @@ def _compare_grass(dem, files: list[Path], dmax: float, step: float) -> dict[str
     ny, nx = dem.shape
     pts = [(ny // 2, nx // 2), (ny // 3, 2 * nx // 3), (2 * ny // 3, nx // 4)]
     samples = []
-    for (r, c) in pts:
+    for r, c in pts:
         for k in (0, len(g_az) // 4, len(g_az) // 2):
-            samples.append({"row": r, "col": c, "grass_az_ccw_from_east": float(g_az[k]),
-                            "prospect_az_cw_from_up": float(ours_az[k]),
-                            "grass_deg": float(grass[k, r, c]), "prospect_deg": float(sweep[k, r, c])})
+            samples.append(
+                {
+                    "row": r,
+                    "col": c,
+                    "grass_az_ccw_from_east": float(g_az[k]),
+                    "prospect_az_cw_from_up": float(ours_az[k]),
+                    "grass_deg": float(grass[k, r, c]),
+                    "prospect_deg": float(sweep[k, r, c]),
+                }
+            )
     return {
         "convention": "prospect azimuth = (90 - r.horizon azimuth) mod 360; edge band of 32 px excluded",
         "n_values": int(d.size),
@@ -581,55 +673,94 @@ def _run(cmd: Sequence[str], timeout: float, log: Path | None = None) -> tuple[i
 def render_markdown(results: dict[str, Any]) -> str:
     s = results.get("stream", {})
     lines = [f"# Horizon benchmark ({results.get('date', '')})", ""]
-    lines.append(f"Target: {results['n_azimuths']} azimuths on a {results['size']}^2 DEM in <= {TARGET_S:.0f} s "
-                 f"on {results['workers']} cores; max distance {results['max_distance_km']} km.")
+    lines.append(
+        f"Target: {results['n_azimuths']} azimuths on a {results['size']}^2 DEM in <= {TARGET_S:.0f} s "
+        f"on {results['workers']} cores; max distance {results['max_distance_km']} km."
+    )
     lines.append("")
     lines += ["| run | seconds | Mpix*az/s | peak RSS MB | result |", "|---|---:|---:|---:|---|"]
-    lines.append(f"| streamed sweep, {results['size']}^2 x {results['n_azimuths']} az, {results['workers']} threads "
-                 f"(in-process: horizon cubes of every tile + coarse DEM + per-tile max/mean reductions) | {_fmt(s.get('seconds'), '.1f')} | "
-                 f"{_fmt(s.get('mpix_az_per_s'), '.1f')} | {_fmt(s.get('peak_rss_mb'), '.0f')} | "
-                 f"**{results.get('verdict', '-')}** |")
-    lines.append(f"| same child, wall (interpreter + imports + open DEM + above) | {_fmt(s.get('wall_seconds'), '.1f')} "
-                 f"| | | |")
+    lines.append(
+        f"| streamed sweep, {results['size']}^2 x {results['n_azimuths']} az, {results['workers']} threads "
+        f"(in-process: horizon cubes of every tile + coarse DEM + per-tile max/mean reductions) | {_fmt(s.get('seconds'), '.1f')} | "
+        f"{_fmt(s.get('mpix_az_per_s'), '.1f')} | {_fmt(s.get('peak_rss_mb'), '.0f')} | "
+        f"**{results.get('verdict', '-')}** |"
+    )
+    lines.append(
+        f"| same child, wall (interpreter + imports + open DEM + above) | {_fmt(s.get('wall_seconds'), '.1f')} | | | |"
+    )
     lines += ["", f"Timed path: {s.get('plan', '-')}."]
     acc = results.get("accuracy")
     if acc:
-        lines += ["", f"Multi-resolution against exact on tile {acc['window']} ({len(acc['azimuths'])} azimuths, "
-                  f"exact = full resolution to max distance, {_fmt(acc['exact_seconds'], '.1f')} s vs "
-                  f"{_fmt(acc['multi_seconds'], '.1f')} s): |difference| median {acc['median_abs_diff_deg']:.4f} deg, "
-                  f"p99 {acc['p99_abs_diff_deg']:.3f}, p99.9 {acc['p999_abs_diff_deg']:.3f}, max "
-                  f"{acc['max_abs_diff_deg']:.2f}; mean difference {acc['mean_diff_deg']:+.4f} deg; "
-                  f"{acc['fraction_within_0p1_deg']:.2%} within 0.1 deg; NaN mismatches {acc['nan_mismatch']}."]
+        lines += [
+            "",
+            (
+                f"Multi-resolution against exact on tile {acc['window']} ({len(acc['azimuths'])} azimuths, "
+                f"exact = full resolution to max distance, {_fmt(acc['exact_seconds'], '.1f')} s vs "
+                f"{_fmt(acc['multi_seconds'], '.1f')} s): |difference| median {acc['median_abs_diff_deg']:.4f} deg, "
+                f"p99 {acc['p99_abs_diff_deg']:.3f}, p99.9 {acc['p999_abs_diff_deg']:.3f}, max "
+                f"{acc['max_abs_diff_deg']:.2f}; mean difference {acc['mean_diff_deg']:+.4f} deg; "
+                f"{acc['fraction_within_0p1_deg']:.2%} within 0.1 deg; NaN mismatches {acc['nan_mismatch']}."
+            ),
+        ]
     if not s.get("ok", False):
         lines.append(f"\nStreamed run failed: {s.get('error', '')}")
-    lines += ["", "Brute-force reference (single thread, central crops; ratio = brute s/az / sweep s/az, "
-              "measured on the listed number of azimuths and extrapolated per azimuth):", "",
-              "| crop | sampling | azimuths timed | sweep s/az | brute s/az | ratio | max abs diff deg | "
-              "median / p95 abs diff deg |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    lines += [
+        "",
+        (
+            "Brute-force reference (single thread, central crops; ratio = brute s/az / sweep s/az, "
+            "measured on the listed number of azimuths and extrapolated per azimuth):"
+        ),
+        "",
+        (
+            "| crop | sampling | azimuths timed | sweep s/az | brute s/az | ratio | max abs diff deg | "
+            "median / p95 abs diff deg |"
+        ),
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
     for r in results.get("brute_force", []):
-        lines.append(f"| {r['size']}^2 | {r['sampling']} | {r['n_azimuths']} | {_fmt(r['sweep_s_per_az'], '.4f')} | "
-                     f"{_fmt(r['brute_s_per_az'], '.3f')} | {_fmt(r['ratio'], '.1f')}x | "
-                     f"{_fmt(r['max_abs_diff_deg'], '.3g')} | {_fmt(r['median_abs_diff_deg'], '.3g')} / "
-                     f"{_fmt(r['p95_abs_diff_deg'], '.3g')} |")
+        lines.append(
+            f"| {r['size']}^2 | {r['sampling']} | {r['n_azimuths']} | {_fmt(r['sweep_s_per_az'], '.4f')} | "
+            f"{_fmt(r['brute_s_per_az'], '.3f')} | {_fmt(r['ratio'], '.1f')}x | "
+            f"{_fmt(r['max_abs_diff_deg'], '.3g')} | {_fmt(r['median_abs_diff_deg'], '.3g')} / "
+            f"{_fmt(r['p95_abs_diff_deg'], '.3g')} |"
+        )
     g = results.get("grass", {})
-    lines += ["", f"GRASS r.horizon: **{g.get('status', '-')}**"
-              + (f" ({g.get('version')})" if g.get("version") else "")
-              + (f": {g.get('reason')}" if g.get("reason") else "")]
+    lines += [
+        "",
+        f"GRASS r.horizon: **{g.get('status', '-')}**"
+        + (f" ({g.get('version')})" if g.get("version") else "")
+        + (f": {g.get('reason')}" if g.get("reason") else ""),
+    ]
     if g.get("status") == "ok":
-        lines += ["", "| tool | crop | maps | s/az | ratio (r.horizon / sweep) |", "|---|---|---:|---:|---:|",
-                  f"| r.horizon -d step={g['step_deg']:g} maxdistance={g['maxdistance_map_units']:g} | "
-                  f"{g['size']}^2 | {g['n_maps']} | {_fmt(g.get('r_horizon_s_per_az'), '.3f')} | "
-                  f"{_fmt(g.get('ratio_vs_sweep'), '.1f')}x |"]
+        lines += [
+            "",
+            "| tool | crop | maps | s/az | ratio (r.horizon / sweep) |",
+            "|---|---|---:|---:|---:|",
+            (
+                f"| r.horizon -d step={g['step_deg']:g} maxdistance={g['maxdistance_map_units']:g} | "
+                f"{g['size']}^2 | {g['n_maps']} | {_fmt(g.get('r_horizon_s_per_az'), '.3f')} | "
+                f"{_fmt(g.get('ratio_vs_sweep'), '.1f')}x |"
+            ),
+        ]
         c = g.get("comparison", {})
         if c.get("n_values"):
-            lines += ["", f"Values (prospect - r.horizon, {c['convention']}): median {c['median_diff_deg']:.3f} deg, "
-                      f"median |d| {c['median_abs_diff_deg']:.3f}, p95 |d| {c['p95_abs_diff_deg']:.3f}, "
-                      f"max |d| {c['max_abs_diff_deg']:.3f}; within 0.5 deg: {c['fraction_within_0p5_deg']:.1%}, within 2 deg: "
-                      f"{c['fraction_within_2_deg']:.1%}; {c['n_grass_minus90_excluded']} r.horizon values of -90 "
-                      "excluded. r.horizon: no lunar radius option (Earth-based "
-                      "curvature), its own ray sampling; differences are expected, not errors."]
-    lines += ["", f"Total harness time: {_fmt(results.get('total_seconds'), '.0f')} s. Peak RSS: `ru_maxrss` of the "
-              "child (os.wait4). Machine: " + str(results.get("machine", {}).get("cpu_model")), ""]
+            lines += [
+                "",
+                (
+                    f"Values (prospect - r.horizon, {c['convention']}): median {c['median_diff_deg']:.3f} deg, "
+                    f"median |d| {c['median_abs_diff_deg']:.3f}, p95 |d| {c['p95_abs_diff_deg']:.3f}, "
+                    f"max |d| {c['max_abs_diff_deg']:.3f}; within 0.5 deg: {c['fraction_within_0p5_deg']:.1%}, within 2 deg: "
+                    f"{c['fraction_within_2_deg']:.1%}; {c['n_grass_minus90_excluded']} r.horizon values of -90 "
+                    "excluded. r.horizon: no lunar radius option (Earth-based "
+                    "curvature), its own ray sampling; differences are expected, not errors."
+                ),
+            ]
+    lines += [
+        "",
+        f"Total harness time: {_fmt(results.get('total_seconds'), '.0f')} s. Peak RSS: `ru_maxrss` of the "
+        "child (os.wait4). Machine: " + str(results.get("machine", {}).get("cpu_model")),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -663,8 +794,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-grass", action="store_true")
     p.add_argument("--workers", type=int, default=WORKERS)
     p.add_argument("--crop-sizes", default=",".join(map(str, CROP_SIZES)), help=argparse.SUPPRESS)
-    p.add_argument("--tile", type=int, default=TILE_PX, help="output tile [px] of the timed run; 0 = whole "
-                   "raster in memory, exact")
+    p.add_argument(
+        "--tile", type=int, default=TILE_PX, help="output tile [px] of the timed run; 0 = whole raster in memory, exact"
+    )
     p.add_argument("--skip-accuracy", action="store_true")
     p.add_argument("--run-stream", metavar="LBL", help=argparse.SUPPRESS)
     return p
@@ -685,11 +817,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     crop_sizes = [int(s) for s in a.crop_sizes.split(",") if s.strip()]
     results: dict[str, Any] = {
-        "schema": SCHEMA, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "size": a.size, "n_azimuths": a.azimuths, "max_distance_km": a.max_distance_km, "workers": a.workers,
-        "target_seconds": TARGET_S, "machine": _machine(),
+        "schema": SCHEMA,
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "size": a.size,
+        "n_azimuths": a.azimuths,
+        "max_distance_km": a.max_distance_km,
+        "workers": a.workers,
+        "target_seconds": TARGET_S,
+        "machine": _machine(),
         "timing_note": "stream.seconds = in-process horizon cubes of every tile + preparation in a child (numba warm-up and "
-                       "DEM read excluded); stream.wall_seconds = the child's whole wall time; peak RSS from os.wait4",
+        "DEM read excluded); stream.wall_seconds = the child's whole wall time; peak RSS from os.wait4",
     }
     with tempfile.TemporaryDirectory(prefix="prospect-bench-illum-") as tmpd:
         work = Path(tmpd)
@@ -706,8 +843,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not a.skip_accuracy and a.size >= 2 * TILE_PX:
             c = (a.size // 2 // TILE_PX) * TILE_PX  # a production tile near the centre
             _log(f"far-field accuracy on tile rows/cols {c}:{c + TILE_PX}")
-            results["accuracy"] = far_field_accuracy(dem, dmax, (c, c + TILE_PX, c, c + TILE_PX),
-                                                     n_azimuths=a.azimuths, workers=a.workers)
+            results["accuracy"] = far_field_accuracy(
+                dem, dmax, (c, c + TILE_PX, c, c + TILE_PX), n_azimuths=a.azimuths, workers=a.workers
+            )
         try:
             results["brute_force"] = brute_force_ratios(dem, dmax, crop_sizes)
         except Exception as exc:

@@ -70,8 +70,9 @@ import math
 import operator
 import threading
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import dask
 import dask.array as da
@@ -189,7 +190,7 @@ class AnalysisGrid:
     # --- constructors -----------------------------------------------------------------
 
     @classmethod
-    def from_bounds(cls, crs: Any, bounds: tuple[float, float, float, float], *, resolution: Any) -> "AnalysisGrid":
+    def from_bounds(cls, crs: Any, bounds: tuple[float, float, float, float], *, resolution: Any) -> AnalysisGrid:
         """The grid anchored at the top-left corner of ``bounds = (left, bottom, right, top)``.
 
         ``resolution`` (required: never guessed, see ``docs/platform.md``) is the pixel
@@ -214,8 +215,9 @@ class AnalysisGrid:
         return cls(lcrs, Affine(xres, 0.0, left, 0.0, -yres, top), (rows, cols))
 
     @classmethod
-    def polar_cap(cls, pole: Literal["south", "north"] = "south", lat_limit: float | None = None, *,
-                  resolution_m: float) -> "AnalysisGrid":
+    def polar_cap(
+        cls, pole: Literal["south", "north"] = "south", lat_limit: float | None = None, *, resolution_m: float
+    ) -> AnalysisGrid:
         """A square polar stereographic grid centred on the pole covering the cap to ``lat_limit``.
 
         ``lat_limit`` defaults to -80 (south) / 80 (north); its sign must match ``pole``.
@@ -248,7 +250,7 @@ class AnalysisGrid:
         return cls(crs, Affine(res, 0.0, -extent, 0.0, -res, extent), (2 * half, 2 * half))
 
     @classmethod
-    def global_geographic(cls, res_deg: float, lon_convention: Literal["180", "360"] = "180") -> "AnalysisGrid":
+    def global_geographic(cls, res_deg: float, lon_convention: Literal["180", "360"] = "180") -> AnalysisGrid:
         """A global planetocentric lon/lat grid (IAU_2015:30100), lon -180..180 or 0..360, lat 90..-90."""
         try:
             res = float(res_deg)
@@ -266,7 +268,7 @@ class AnalysisGrid:
         return cls(lunar.lunar_crs(lunar.IAU_GEOGRAPHIC), Affine(res, 0.0, left, 0.0, -res, 90.0), (rows, 2 * rows))
 
     @classmethod
-    def from_dataarray(cls, arr: xr.DataArray) -> "AnalysisGrid":
+    def from_dataarray(cls, arr: xr.DataArray) -> AnalysisGrid:
         """The grid of a georeferenced 2-D DataArray (e.g. from :func:`prospect.io.readers.open_product`).
 
         The CRS comes from ``attrs['crs']`` when it is an IAU_2015 code (as the readers
@@ -297,7 +299,7 @@ class AnalysisGrid:
         return cls(crs, t, (rows, cols))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "AnalysisGrid":
+    def from_dict(cls, data: Mapping[str, Any]) -> AnalysisGrid:
         """A grid from a config mapping: ``crs`` plus ``transform`` (6 numbers) and ``shape``,
         or ``crs`` plus ``bounds`` and ``resolution`` (as :meth:`from_bounds`)."""
         if not isinstance(data, Mapping):
@@ -351,10 +353,13 @@ class AnalysisGrid:
         """Pixel size ``(x, y)`` in CRS units (degrees or metres), both positive."""
         return self.transform.a, -self.transform.e
 
-    def matches(self, other: "AnalysisGrid") -> bool:
+    def matches(self, other: AnalysisGrid) -> bool:
         """Whether ``other`` is this grid: same lunar CRS and shape, transform equal to 1e-6 pixel."""
-        return (self.shape == other.shape and _same_crs(self.crs, other.crs)
-                and self.transform.almost_equals(other.transform, precision=1e-6 * abs(self.transform.a)))
+        return (
+            self.shape == other.shape
+            and _same_crs(self.crs, other.crs)
+            and self.transform.almost_equals(other.transform, precision=1e-6 * abs(self.transform.a))
+        )
 
     @property
     def ground_resolution_m(self) -> float:
@@ -377,8 +382,7 @@ class AnalysisGrid:
         """Pixel-centre y coordinates (float64, decreasing: north-up)."""
         return self.transform.f + self.transform.e * (np.arange(self.shape[0], dtype="float64") + 0.5)
 
-    def lonlat(self, *, chunks: Any = None, lon_convention: Literal["180", "360"] = "180"
-               ) -> tuple[Any, Any]:
+    def lonlat(self, *, chunks: Any = None, lon_convention: Literal["180", "360"] = "180") -> tuple[Any, Any]:
         """2-D planetocentric ``(lon, lat)`` [deg] of the pixel centres.
 
         numpy arrays for grids up to ~4 Mpx (unless ``chunks`` is given), else chunked
@@ -405,8 +409,9 @@ class AnalysisGrid:
         # or lat alone (and expressions on them) cull and compute correctly
         layers = {pair_name: pairs, lon_name: lons, lat_name: lats}
         deps = {pair_name: set(), lon_name: {pair_name}, lat_name: {pair_name}}
-        lon = da.Array(HighLevelGraph(layers, {**deps, lat_name: {pair_name}}), lon_name, chunks=chunk_sizes,
-                       dtype="float64")
+        lon = da.Array(
+            HighLevelGraph(layers, {**deps, lat_name: {pair_name}}), lon_name, chunks=chunk_sizes, dtype="float64"
+        )
         lat = da.Array(HighLevelGraph(layers, deps), lat_name, chunks=chunk_sizes, dtype="float64")
         return lon, lat
 
@@ -437,18 +442,30 @@ class AnalysisGrid:
                     "form (scale, true-scale latitude or false origin differ); reproject onto an IAU polar grid"
                 )
         else:
-            raise GridError(f"cell_area_m2: no pixel-area rule for a {kind} CRS ({self.crs}); "
-                            "use a geographic, equirectangular or polar stereographic grid")
+            raise GridError(
+                f"cell_area_m2: no pixel-area rule for a {kind} CRS ({self.crs}); "
+                "use a geographic, equirectangular or polar stereographic grid"
+            )
         cy, cx = _normalise_chunks(chunks, self.shape)
         row_spans, col_spans = _split(self.shape[0], cy), _split(self.shape[1], cx)
         name = "cell-area-" + dask.base.tokenize(self, cy, cx)
-        layer = {(name, i, j): (_cell_area_block, self, r0, r1, c0, c1)
-                 for i, (r0, r1) in enumerate(row_spans) for j, (c0, c1) in enumerate(col_spans)}
+        layer = {
+            (name, i, j): (_cell_area_block, self, r0, r1, c0, c1)
+            for i, (r0, r1) in enumerate(row_spans)
+            for j, (c0, c1) in enumerate(col_spans)
+        }
         graph = HighLevelGraph.from_collections(name, layer, dependencies=[])
-        data = da.Array(graph, name, chunks=(tuple(b - a for a, b in row_spans), tuple(b - a for a, b in col_spans)),
-                        dtype="float64")
-        return self._wrap(data, name="cell_area", attrs={"units": "m2", "long_name": "pixel area on the lunar sphere",
-                                                          "method": method})
+        data = da.Array(
+            graph,
+            name,
+            chunks=(tuple(b - a for a, b in row_spans), tuple(b - a for a, b in col_spans)),
+            dtype="float64",
+        )
+        return self._wrap(
+            data,
+            name="cell_area",
+            attrs={"units": "m2", "long_name": "pixel area on the lunar sphere", "method": method},
+        )
 
     def template(self, *, chunks: Any = None, name: str | None = None, dtype: Any = "float32") -> xr.DataArray:
         """A lazy DataArray of NaN on this grid: dims (y, x), centre coords, CRS and transform written."""
@@ -466,8 +483,7 @@ class AnalysisGrid:
         return arr
 
     def __repr__(self) -> str:
-        return (f"AnalysisGrid(crs={self.crs}, shape={self.shape}, resolution={self.resolution}, "
-                f"bounds={self.bounds})")
+        return f"AnalysisGrid(crs={self.crs}, shape={self.shape}, resolution={self.resolution}, bounds={self.bounds})"
 
 
 def _split(n: int, size: int) -> list[tuple[int, int]]:
@@ -479,8 +495,9 @@ def _lunar_geographic() -> lunar.LunarCRS:
     return lunar.lunar_crs(lunar.IAU_GEOGRAPHIC)
 
 
-def _lonlat_block(grid: AnalysisGrid, r0: int, r1: int, c0: int, c1: int, lon_convention: str
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def _lonlat_block(
+    grid: AnalysisGrid, r0: int, r1: int, c0: int, c1: int, lon_convention: str
+) -> tuple[np.ndarray, np.ndarray]:
     xx, yy = np.meshgrid(grid.x[c0:c1], grid.y[r0:r1])
     if grid.crs.is_geographic:
         lon, lat = xx, yy
@@ -526,8 +543,9 @@ def _cell_area_block(grid: AnalysisGrid, r0: int, r1: int, c0: int, c1: int) -> 
         t = grid.transform
         x = t.c + t.a * np.arange(c0, c1 + 1, dtype="float64")
         y = t.f + t.e * np.arange(r0, r1 + 1, dtype="float64")
-        return lunar.polar_stereographic_area_m2(x[None, :-1], x[None, 1:], y[1:, None], y[:-1, None],
-                                                 radius_m=grid.crs.radius_m)
+        return lunar.polar_stereographic_area_m2(
+            x[None, :-1], x[None, 1:], y[1:, None], y[:-1, None], radius_m=grid.crs.radius_m
+        )
     _, lat = _lonlat_edges(grid, r0, r1, c0, c1)
     lat = np.clip(lat, -90.0, 90.0)
     rows = lunar.cell_area_m2(lat[1:], lat[:-1], _lon_step_deg(grid), radius_m=grid.crs.radius_m)
@@ -544,8 +562,9 @@ def _transform_from_coords(arr: xr.DataArray, xdim: str, ydim: str) -> Affine:
         e = (ys[-1] - ys[0]) / (rows - 1)
         if a == 0 or e == 0:
             raise GridError(f"DataArray {arr.name!r} has repeated x or y coordinates")
-        if (np.max(np.abs(xs - (xs[0] + a * np.arange(cols)))) > 1e-6 * abs(a)
-                or np.max(np.abs(ys - (ys[0] + e * np.arange(rows)))) > 1e-6 * abs(e)):
+        if np.max(np.abs(xs - (xs[0] + a * np.arange(cols)))) > 1e-6 * abs(a) or np.max(
+            np.abs(ys - (ys[0] + e * np.arange(rows)))
+        ) > 1e-6 * abs(e):
             raise GridError(f"DataArray {arr.name!r} has irregular x/y coordinates: not a grid")
         return Affine(a, 0.0, xs[0] - a / 2, 0.0, e, ys[0] - e / 2)
     t = arr.rio.transform()
@@ -574,7 +593,7 @@ class _SourceGeometry:
     reflect_south: bool
 
     @classmethod
-    def of(cls, grid: AnalysisGrid) -> "_SourceGeometry":
+    def of(cls, grid: AnalysisGrid) -> _SourceGeometry:
         crs, t = grid.crs, grid.transform
         rows, cols = grid.shape
         period = None
@@ -632,8 +651,9 @@ def _same_crs(a: lunar.LunarCRS, b: lunar.LunarCRS) -> bool:
     return (a.code is not None and a.code == b.code) or a.wkt == b.wkt
 
 
-def _to_source(target: lunar.LunarCRS, source: lunar.LunarCRS, x: np.ndarray, y: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray]:
+def _to_source(
+    target: lunar.LunarCRS, source: lunar.LunarCRS, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     if _same_crs(target, source):
         return x, y
     with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -672,17 +692,27 @@ def _source_poles_in_target(grid: AnalysisGrid, src: _SourceGeometry) -> list[tu
     return poles
 
 
-def _chunk_window(grid: AnalysisGrid, src: _SourceGeometry, poles: list[tuple[float, float, float]],
-                  r0: int, r1: int, c0: int, c1: int, margin: int) -> _Window | None:
+def _chunk_window(
+    grid: AnalysisGrid,
+    src: _SourceGeometry,
+    poles: list[tuple[float, float, float]],
+    r0: int,
+    r1: int,
+    c0: int,
+    c1: int,
+    margin: int,
+) -> _Window | None:
     """The source window an output chunk needs, from its edges and a coarse interior sample."""
     rows = np.arange(r0, r1)
     cols = np.arange(c0, c1)
     inner_r = rows[::_INTERIOR_SAMPLE_STRIDE]
     inner_c = cols[::_INTERIOR_SAMPLE_STRIDE]
-    rr = np.concatenate([np.full(cols.size, r0), np.full(cols.size, r1 - 1), rows, rows,
-                         np.repeat(inner_r, inner_c.size)])
-    cc = np.concatenate([cols, cols, np.full(rows.size, c0), np.full(rows.size, c1 - 1),
-                         np.tile(inner_c, inner_r.size)])
+    rr = np.concatenate(
+        [np.full(cols.size, r0), np.full(cols.size, r1 - 1), rows, rows, np.repeat(inner_r, inner_c.size)]
+    )
+    cc = np.concatenate(
+        [cols, cols, np.full(rows.size, c0), np.full(rows.size, c1 - 1), np.tile(inner_c, inner_r.size)]
+    )
     t = grid.transform
     x = t.c + t.a * (cc + 0.5)
     y = t.f + t.e * (rr + 0.5)
@@ -698,8 +728,7 @@ def _chunk_window(grid: AnalysisGrid, src: _SourceGeometry, poles: list[tuple[fl
 
     full_width = False
     # a source pole inside the chunk (or within a pixel of it): all longitudes, rows to the pole
-    left, bottom, right, top = (t.c + t.a * (c0 - 1), t.f + t.e * (r1 + 1),
-                                t.c + t.a * (c1 + 1), t.f + t.e * (r0 - 1))
+    left, bottom, right, top = (t.c + t.a * (c0 - 1), t.f + t.e * (r1 + 1), t.c + t.a * (c1 + 1), t.f + t.e * (r0 - 1))
     for px, py, pole_row in poles:
         if left <= px <= right and bottom <= py <= top:
             full_width = True
@@ -738,8 +767,7 @@ def _chunk_window(grid: AnalysisGrid, src: _SourceGeometry, poles: list[tuple[fl
     return _Window(row0, row1, col0, col1 - col0)
 
 
-def _gather(block: np.ndarray, src: _SourceGeometry, win: _Window, rows: np.ndarray, cols: np.ndarray
-            ) -> np.ndarray:
+def _gather(block: np.ndarray, src: _SourceGeometry, win: _Window, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Source values at integer (row, col) with seam wrap, pole reflection and edge clamping."""
     h, w = src.height, src.width
     if src.reflect_north or src.reflect_south:
@@ -762,8 +790,17 @@ def _gather(block: np.ndarray, src: _SourceGeometry, win: _Window, rows: np.ndar
     return np.where(inside, vals, np.nan)
 
 
-def _sample_block(block: np.ndarray, grid: AnalysisGrid, src: _SourceGeometry, win: _Window,
-                  r0: int, r1: int, c0: int, c1: int, method: str) -> np.ndarray:
+def _sample_block(
+    block: np.ndarray,
+    grid: AnalysisGrid,
+    src: _SourceGeometry,
+    win: _Window,
+    r0: int,
+    r1: int,
+    c0: int,
+    c1: int,
+    method: str,
+) -> np.ndarray:
     """One output chunk: target centres -> source CRS -> fractional indices -> sample."""
     block = np.asarray(block)
     t = grid.transform
@@ -812,8 +849,10 @@ def _average_factor(src_grid: AnalysisGrid, grid: AnalysisGrid, geom: _SourceGeo
     if geom.periodic:
         while factor > 1 and not (
             geom.width % factor == 0
-            and (not (geom.reflect_north or geom.reflect_south)
-                 or (geom.height % factor == 0 and (geom.width // factor) % 2 == 0))
+            and (
+                not (geom.reflect_north or geom.reflect_south)
+                or (geom.height % factor == 0 and (geom.width // factor) % 2 == 0)
+            )
         ):
             factor -= 1
     return factor
@@ -823,8 +862,9 @@ def _coarsened(src_grid: AnalysisGrid, factor: int) -> AnalysisGrid:
     """The grid of ``factor x factor`` blocks aligned to pixel (0, 0) (partial blocks at the far edges)."""
     t = src_grid.transform
     rows, cols = src_grid.shape
-    return AnalysisGrid(src_grid.crs, Affine(t.a * factor, 0.0, t.c, 0.0, t.e * factor, t.f),
-                        (-(-rows // factor), -(-cols // factor)))
+    return AnalysisGrid(
+        src_grid.crs, Affine(t.a * factor, 0.0, t.c, 0.0, t.e * factor, t.f), (-(-rows // factor), -(-cols // factor))
+    )
 
 
 def _overlapping_chunks(bounds: np.ndarray, start: int, stop: int) -> list[tuple[int, int, int]]:
@@ -841,8 +881,9 @@ def _overlapping_chunks(bounds: np.ndarray, start: int, stop: int) -> list[tuple
     return out
 
 
-def _window_pieces(data: da.Array, win: _Window, sample_width: int, factor: int
-                   ) -> tuple[list[tuple], tuple[tuple[int, ...], ...], tuple[int, int]]:
+def _window_pieces(
+    data: da.Array, win: _Window, sample_width: int, factor: int
+) -> tuple[list[tuple], tuple[tuple[int, ...], ...], tuple[int, int]]:
     """Source chunk keys and where each lands in the (fine-resolution) window of ``win``.
 
     ``win`` is in sampling-grid pixels (source pixels, or blocks of ``factor`` of them);
@@ -868,9 +909,20 @@ def _window_pieces(data: da.Array, win: _Window, sample_width: int, factor: int
     return keys, tuple(layout), ((win.row1 - win.row0) * factor, win.ncols * factor)
 
 
-def _resample_chunk(pieces: list[np.ndarray], layout: tuple[tuple[int, ...], ...], fine_shape: tuple[int, int],
-                    factor: int, grid: AnalysisGrid, src: _SourceGeometry, win: _Window,
-                    r0: int, r1: int, c0: int, c1: int, method: str) -> np.ndarray:
+def _resample_chunk(
+    pieces: list[np.ndarray],
+    layout: tuple[tuple[int, ...], ...],
+    fine_shape: tuple[int, int],
+    factor: int,
+    grid: AnalysisGrid,
+    src: _SourceGeometry,
+    win: _Window,
+    r0: int,
+    r1: int,
+    c0: int,
+    c1: int,
+    method: str,
+) -> np.ndarray:
     """One output chunk: assemble the source window from its chunks, block-average, sample."""
     window = np.full(fine_shape, np.nan, dtype="float32")  # NaN pads partial edge blocks
     for piece, (dr0, dr1, dc0, dc1, sr0, sr1, sc0, sc1) in zip(pieces, layout):
@@ -887,11 +939,14 @@ def _nan_chunk(shape: tuple[int, int]) -> np.ndarray:
 def as_dask(layer: Any) -> da.Array:
     """The dask array behind a layer (DataArray or array); in-memory data gets ``DEFAULT_CHUNK`` chunks."""
     data = layer.data if isinstance(layer, xr.DataArray) else layer
-    return data if isinstance(data, da.Array) else da.from_array(np.asarray(data), chunks=(DEFAULT_CHUNK, DEFAULT_CHUNK))
+    return (
+        data if isinstance(data, da.Array) else da.from_array(np.asarray(data), chunks=(DEFAULT_CHUNK, DEFAULT_CHUNK))
+    )
 
 
-def resample(arr: xr.DataArray, grid: AnalysisGrid, *, method: ResamplingMethod = "bilinear",
-             chunks: Any = None) -> xr.DataArray:
+def resample(
+    arr: xr.DataArray, grid: AnalysisGrid, *, method: ResamplingMethod = "bilinear", chunks: Any = None
+) -> xr.DataArray:
     """Resample a georeferenced 2-D layer onto ``grid``, lazily and chunk by chunk.
 
     Parameters
@@ -948,19 +1003,34 @@ def resample(arr: xr.DataArray, grid: AnalysisGrid, *, method: ResamplingMethod 
                 layer[(name, i, j)] = (_nan_chunk, (r1 - r0, c1 - c0))
                 continue
             keys, layout, fine_shape = _window_pieces(data, win, geom.width, factor)
-            layer[(name, i, j)] = (_resample_chunk, keys, layout, fine_shape, factor, grid, geom, win,
-                                   r0, r1, c0, c1, sample_method)
+            layer[(name, i, j)] = (
+                _resample_chunk,
+                keys,
+                layout,
+                fine_shape,
+                factor,
+                grid,
+                geom,
+                win,
+                r0,
+                r1,
+                c0,
+                c1,
+                sample_method,
+            )
     graph = HighLevelGraph.from_collections(name, layer, dependencies=[data])
-    out = da.Array(graph, name, chunks=(tuple(b - a for a, b in row_spans), tuple(b - a for a, b in col_spans)),
-                   dtype="float32")
+    out = da.Array(
+        graph, name, chunks=(tuple(b - a for a, b in row_spans), tuple(b - a for a, b in col_spans)), dtype="float32"
+    )
     attrs = dict(arr.attrs)
     attrs.pop("longitude_convention", None)  # described the source's lon coordinate, which is gone
     attrs["resampling"] = method
     return grid._wrap(out, name=arr.name, attrs=attrs)
 
 
-def on_grid(arr: xr.DataArray, grid: AnalysisGrid, *, method: ResamplingMethod = "average",
-            chunks: Any = None) -> xr.DataArray:
+def on_grid(
+    arr: xr.DataArray, grid: AnalysisGrid, *, method: ResamplingMethod = "average", chunks: Any = None
+) -> xr.DataArray:
     """``arr`` itself when it is already on ``grid`` (:meth:`AnalysisGrid.matches`), else :func:`resample`."""
     try:
         same = AnalysisGrid.from_dataarray(arr).matches(grid)

@@ -213,9 +213,7 @@ def identify(crs: Any, *, source: str = "input", crs_override: str | int | None 
     if crs_override is not None:
         return lunar_crs(crs_override)
     if crs is None or (isinstance(crs, str) and not crs.strip()):
-        raise CRSError(
-            f"{source}: no coordinate reference system; give one (e.g. crs_override='IAU_2015:30135')"
-        )
+        raise CRSError(f"{source}: no coordinate reference system; give one (e.g. crs_override='IAU_2015:30135')")
     try:
         p = _proj_params(crs)
     except Exception as exc:  # pyproj raises its own CRSError for garbage
@@ -225,8 +223,10 @@ def identify(crs: Any, *, source: str = "input", crs_override: str | int | None 
     authority = p["_authority"]
     if a is None:
         raise CRSError(f"{source}: CRS {name!r} has no ellipsoid; cannot tell which body it is on")
-    if 6.3e6 < a < 6.4e6 or (authority and authority[0] == "EPSG") or any(
-        w in name.upper() for w in _EARTH_DATUM_WORDS
+    if (
+        6.3e6 < a < 6.4e6
+        or (authority and authority[0] == "EPSG")
+        or any(w in name.upper() for w in _EARTH_DATUM_WORDS)
     ):
         raise EarthCRSError(
             f"{source}: declares an Earth CRS ({name}, semi-major axis {a:.0f} m), not a lunar one; "
@@ -305,7 +305,9 @@ def _classify(p: dict[str, Any]) -> tuple[CRSKind, int | None, float, float]:
         if _close(abs(lat_0), 90):
             kind: CRSKind = "polar_south" if lat_0 < 0 else "polar_north"
             canonical = no_offsets and _close(lon_0, 0) and _close(k, 1) and true_scale_at_pole
-            code = (IAU_SOUTH_POLAR_STEREOGRAPHIC if lat_0 < 0 else IAU_NORTH_POLAR_STEREOGRAPHIC) if canonical else None
+            code = (
+                (IAU_SOUTH_POLAR_STEREOGRAPHIC if lat_0 < 0 else IAU_NORTH_POLAR_STEREOGRAPHIC) if canonical else None
+            )
             return kind, code, lat_0, lon_0
     return "other", None, 0.0, lon_0
 
@@ -431,8 +433,9 @@ def _gauss_legendre_order(size_m: float, radius_m: float) -> int:
     return int(min(_MAX_AUTO_GL_ORDER, max(2, math.ceil(8.0 / math.log10(ratio)))))
 
 
-def polar_stereographic_area_m2(x0: Any, x1: Any, y0: Any, y1: Any, *, radius_m: float = MOON_RADIUS_M,
-                                order: int | None = None) -> Any:
+def polar_stereographic_area_m2(
+    x0: Any, x1: Any, y0: Any, y1: Any, *, radius_m: float = MOON_RADIUS_M, order: int | None = None
+) -> Any:
     """Area on the sphere [m^2] of the polar stereographic map rectangle ``[x0, x1] x [y0, y1]``.
 
     The polar stereographic projection with k0 = 1 (IAU_2015:30130 / 30135, no false

@@ -58,6 +58,7 @@ tables, checksummed in ``products.json`` and reused while they match it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -88,13 +89,13 @@ from prospect.lunar import (
 from prospect.resources.ice import STEFAN_BOLTZMANN
 
 __all__ = [
-    "Crater",
     "DEMO_DATA_VERSION",
     "DEMO_ROLES",
     "DEMO_SCENE",
+    "MAX_SUBSOLAR_LATITUDE_DEG",
+    "Crater",
     "ExpertRule",
     "LayerParams",
-    "MAX_SUBSOLAR_LATITUDE_DEG",
     "Ridge",
     "SceneParams",
     "SyntheticScene",
@@ -975,7 +976,9 @@ def geographic_scene(
         ny_f, nx_f = (lat_hi - lat_lo) / res, (lon_e - lon_w) / res
         ny, nx = int(round(ny_f)), int(round(nx_f))
         if abs(ny - ny_f) > 1e-6 or abs(nx - nx_f) > 1e-6:
-            raise ConfigError(f"lat_range {lat_range} and lon_range {lon_range} are not whole multiples of res_deg {res}")
+            raise ConfigError(
+                f"lat_range {lat_range} and lon_range {lon_range} are not whole multiples of res_deg {res}"
+            )
         if shape is not None and (int(shape[0]), int(shape[1])) != (ny, nx):
             raise ConfigError(f"shape {shape} disagrees with res_deg {res} over the ranges (expected {(ny, nx)})")
     params = SceneParams(
@@ -1075,9 +1078,7 @@ def _psr_equivalent_radius(c: Crater) -> float:
     return c.radius_m * max(0.0, 1.0 - ratio)
 
 
-def derived_layers(
-    scene: SyntheticScene, layer_params: LayerParams | None = None
-) -> dict[str, xr.DataArray]:
+def derived_layers(scene: SyntheticScene, layer_params: LayerParams | None = None) -> dict[str, xr.DataArray]:
     """Temperature (K), hydrogen (ppm H) and TiO2 (wt%) layers derived from the scene (rules: :class:`LayerParams`).
 
     Keys ``temperature_k``, ``hydrogen_ppm``, ``tio2_wt_pct``; float32, same grid as the DEM.
@@ -1257,7 +1258,11 @@ def write_scene(
         tags={**common, "quantity": "height above the reference sphere"},
     )  # fmt: skip
     layers = derived_layers(scene, lp)
-    for key, name in (("temperature_tif", "temperature_k"), ("hydrogen_tif", "hydrogen_ppm"), ("tio2_tif", "tio2_wt_pct")):
+    for key, name in (
+        ("temperature_tif", "temperature_k"),
+        ("hydrogen_tif", "hydrogen_ppm"),
+        ("tio2_tif", "tio2_wt_pct"),
+    ):
         da = layers[name]
         paths[key] = write_geotiff(
             da, out / f"{stem}_{name}.tif", crs=scene.crs, transform=t, units=da.attrs["units"],
@@ -1284,7 +1289,10 @@ def write_scene(
         "craters": [asdict(c) for c in scene.craters],
         "ridges": [asdict(r) for r in scene.ridges],
         "layers": {
-            "temperature_k": {"units": "K", "rule": "LayerParams docstring: equilibrium at the highest Sun; PSR = shadow"},
+            "temperature_k": {
+                "units": "K",
+                "rule": "LayerParams docstring: equilibrium at the highest Sun; PSR = shadow",
+            },
             "hydrogen_ppm": {"units": "ppm H", "rule": "background + PSR discs blurred by the neutron footprint"},
             "tio2_wt_pct": {"units": "wt%", "rule": "smooth random field mapped onto tio2_range_wt_pct"},
             "dem_pds3": {"units": "m", "rule": "DN = round(height / 0.5), int16; HEIGHT = DN * SCALING_FACTOR"},
@@ -1403,8 +1411,9 @@ def illumination_proxy(scene: SyntheticScene, *, n_longitudes: int = 36, n_latit
 
     grid = _polar_grid_or_raise(scene, "illumination_proxy")
     if n_longitudes < 4 or n_latitudes < 1:
-        raise ConfigError(f"illumination_proxy needs n_longitudes >= 4 and n_latitudes >= 1, got "
-                          f"{n_longitudes}, {n_latitudes}")
+        raise ConfigError(
+            f"illumination_proxy needs n_longitudes >= 4 and n_latitudes >= 1, got {n_longitudes}, {n_latitudes}"
+        )
     lam = (np.arange(n_longitudes) + 0.5) * 360.0 / n_longitudes - 180.0
     ref_lat = -89.0 if grid.south else 89.0
     ux, uy = transformer(_crs(IAU_GEOGRAPHIC), grid.crs).transform(lam, np.full(n_longitudes, ref_lat))
@@ -1462,8 +1471,12 @@ def _lonlat_box(grid: _Grid, cx: float, cy: float, half_map: float) -> tuple[flo
     rel = normalize_longitude(np.asarray(lon) - float(clon), "180")
     lo = float(normalize_longitude(float(clon) + float(rel.min()), "180"))
     hi = float(normalize_longitude(float(clon) + float(rel.max()), "180"))
-    return (math.floor(lo * 1e6) / 1e6, math.floor(float(lat.min()) * 1e6) / 1e6,
-            math.ceil(hi * 1e6) / 1e6, math.ceil(float(lat.max()) * 1e6) / 1e6)
+    return (
+        math.floor(lo * 1e6) / 1e6,
+        math.floor(float(lat.min()) * 1e6) / 1e6,
+        math.ceil(hi * 1e6) / 1e6,
+        math.ceil(float(lat.max()) * 1e6) / 1e6,
+    )
 
 
 def expert_regions(
@@ -1512,8 +1525,10 @@ def expert_regions(
         chosen: list[tuple[int, int]] = []
         for idx in order[: int(ok.sum())]:
             r, c = divmod(int(idx), nx)
-            if all(math.hypot(fx[r, c] - fx[a, b], fy[r, c] - fy[a, b]) / k[r, c] >= rule.min_separation_m
-                   for a, b in chosen):
+            if all(
+                math.hypot(fx[r, c] - fx[a, b], fy[r, c] - fy[a, b]) / k[r, c] >= rule.min_separation_m
+                for a, b in chosen
+            ):
                 chosen.append((r, c))
                 if len(chosen) >= rule.max_regions:
                     break
@@ -1523,8 +1538,10 @@ def expert_regions(
     if len(chosen) < rule.min_regions:
         chosen = pick(rule.relaxed_max_slope_deg, rule.relaxed_max_cold_trap_distance_m)
     if len(chosen) < rule.min_regions:
-        raise ConfigError(f"expert_regions: only {len(chosen)} places qualify (lit, flat, near a cold trap) in "
-                          f"scene seed {scene.seed}; need {rule.min_regions}: enlarge the scene or change the rule")
+        raise ConfigError(
+            f"expert_regions: only {len(chosen)} places qualify (lit, flat, near a cold trap) in "
+            f"scene seed {scene.seed}; need {rule.min_regions}: enlarge the scene or change the rule"
+        )
 
     ridge_mask = masks["ridge"].values
     regions: list[dict[str, Any]] = []
@@ -1638,21 +1655,42 @@ def _write_demo(folder: Path, seed: int, name: str) -> dict[str, str]:
             tmp.write_text(text, encoding="utf-8", newline="")
         return fname
 
-    crater_rows = [[c.name, c.lon, c.lat, 2.0 * c.radius_m, c.depth_m, c.rim_height_m, c.floor_psr_by_construction]
-                   for c in scene.craters]
-    craters = write_text("craters.csv", _csv_text(
-        ["name", "lon", "lat", "Diameter_m", "depth_m", "rim_height_m", "floor_psr_by_construction"], crater_rows))
+    crater_rows = [
+        [c.name, c.lon, c.lat, 2.0 * c.radius_m, c.depth_m, c.rim_height_m, c.floor_psr_by_construction]
+        for c in scene.craters
+    ]
+    craters = write_text(
+        "craters.csv",
+        _csv_text(
+            ["name", "lon", "lat", "Diameter_m", "depth_m", "rim_height_m", "floor_psr_by_construction"], crater_rows
+        ),
+    )
     trap_rows = []
     for c in cold_traps(scene):
         rs, cs = grid.window(c.row, c.col, c.radius_m)
-        inside = np.hypot(fx[rs, cs] - c.x_m, fy[rs, cs] - c.y_m) / lunar.polar_scale_factor_xy(
-            fx[rs, cs], fy[rs, cs], grid.body_radius) <= c.radius_m
+        inside = (
+            np.hypot(fx[rs, cs] - c.x_m, fy[rs, cs] - c.y_m)
+            / lunar.polar_scale_factor_xy(fx[rs, cs], fy[rs, cs], grid.body_radius)
+            <= c.radius_m
+        )
         area = float((pixel_area_km2[rs, cs] * (psr[rs, cs] & inside)).sum())
         trap_rows.append([c.name, c.lon, c.lat, 2.0 * c.radius_m, area])
     traps = write_text("cold_traps.csv", _csv_text(["name", "lon", "lat", "Diameter_m", "psr_area_km2"], trap_rows))
     regions = expert_regions(scene)
-    cols = ["id", "name", "center_lon", "center_lat", "bbox_min_lon", "bbox_min_lat", "bbox_max_lon",
-            "bbox_max_lat", "nearest_cold_trap", "cold_trap_distance_km", "illumination_proxy", "slope_deg"]
+    cols = [
+        "id",
+        "name",
+        "center_lon",
+        "center_lat",
+        "bbox_min_lon",
+        "bbox_min_lat",
+        "bbox_max_lon",
+        "bbox_max_lat",
+        "nearest_cold_trap",
+        "cold_trap_distance_km",
+        "illumination_proxy",
+        "slope_deg",
+    ]
     labels = write_text("expert_regions.csv", _csv_text(cols, [[reg[c] for c in cols] for reg in regions]))
     return {
         "dem": written["dem_lbl"].name,
@@ -1725,17 +1763,19 @@ def demo_products(root: str | os.PathLike[str], *, seed: int = 0, name: str = "s
         tmp.mkdir()
         roles = _write_demo(tmp, seed, name)
         files = {p.name: hash_file(p) for p in sorted(tmp.iterdir()) if p.is_file() and not p.name.startswith(".")}
-        record = {**meta, "roles": roles, "files": files,
-                  "sizes": {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.name in files}}
+        record = {
+            **meta,
+            "roles": roles,
+            "files": files,
+            "sizes": {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.name in files},
+        }
         from prospect.io.writers import atomic_write
 
         with atomic_write(tmp / _DEMO_MANIFEST) as t:
             t.write_text(json.dumps(_jsonable(record), indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if final.exists():
-            try:
+            with contextlib.suppress(FileNotFoundError):  # another process retired it first
                 os.replace(final, retired)
-            except FileNotFoundError:  # another process retired it first
-                pass
         try:
             os.rename(tmp, final)
         except OSError:

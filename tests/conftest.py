@@ -27,7 +27,9 @@ def shared() -> Path:
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own cache so the user's ~/.cache is never touched."""
-    if "PROSPECT_CACHE" not in os.environ or not os.environ["PROSPECT_CACHE"].startswith(str(tmp_path_factory.getbasetemp())):
+    if "PROSPECT_CACHE" not in os.environ or not os.environ["PROSPECT_CACHE"].startswith(
+        str(tmp_path_factory.getbasetemp())
+    ):
         monkeypatch.setenv("PROSPECT_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv("PROSPECT_MIRROR", raising=False)
 
@@ -35,8 +37,9 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run ``prospect`` as a user would (a separate process) and capture its output."""
     full_env = dict(os.environ, **(env or {}))
-    return subprocess.run([sys.executable, "-m", "prospect.cli", *args], capture_output=True, text=True,
-                          env=full_env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "prospect.cli", *args], capture_output=True, text=True, env=full_env, timeout=300
+    )
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +65,14 @@ def real_site_run(shared, tmp_path_factory):
             dst.update_tags(1, **src.tags(1), units="m")  # the manifest (matched by checksum) said so
     res = run_cli("illumination", str(tmp / "dem.tif"), str(tmp / "ill"), "--azimuths", "64", "--step-hours", "24")
     assert res.returncode == 0, res.stderr
-    ranking, paths = run_rank(tmp / "out", str(tmp / "dem.tif"), illumination=tmp / "ill", psr="lola_psr_south_5km2",
-                              craters="hkpolyu_craters_60_90s", cold_traps="cold_trap_craters",
-                              labels="artemis3_regions_2022", config={"sites": {"mc_samples": 64, "dem_draws": 2}})
+    ranking, paths = run_rank(
+        tmp / "out",
+        str(tmp / "dem.tif"),
+        illumination=tmp / "ill",
+        psr="lola_psr_south_5km2",
+        craters="hkpolyu_craters_60_90s",
+        cold_traps="cold_trap_craters",
+        labels="artemis3_regions_2022",
+        config={"sites": {"mc_samples": 64, "dem_draws": 2}},
+    )
     return ranking, paths, tmp

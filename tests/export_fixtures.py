@@ -23,8 +23,16 @@ from tests.test_sites import BEST, FAST, OTHERS, _grid, scene
 
 
 def _write(arr, path: Path, units: str, grid, *, dtype="float32", nodata=-9999.0, tags=None) -> Path:
-    return write_geotiff(np.asarray(arr), path, crs=grid.crs, transform=grid.transform, nodata=nodata, units=units,
-                         dtype=dtype, tags=tags)
+    return write_geotiff(
+        np.asarray(arr),
+        path,
+        crs=grid.crs,
+        transform=grid.transform,
+        nodata=nodata,
+        units=units,
+        dtype=dtype,
+        tags=tags,
+    )
 
 
 def make_synthetic_run(root: Path, *, seed: int = 7) -> Path:
@@ -35,8 +43,11 @@ def make_synthetic_run(root: Path, *, seed: int = 7) -> Path:
     dem = _write(s.dem, root / "dem.tif", "m", grid)
     ill = root / "illumination"
     ill.mkdir(parents=True, exist_ok=True)
-    for name, units in (("illumination_fraction", "1"), ("longest_darkness_h", "h"),
-                        ("earth_visibility_fraction", "1")):
+    for name, units in (
+        ("illumination_fraction", "1"),
+        ("longest_darkness_h", "h"),
+        ("earth_visibility_fraction", "1"),
+    ):
         _write(getattr(s, name), ill / f"{name}.tif", units, grid, tags=tags)
     psr = np.asarray(s.psr_fraction)
     _write(psr, ill / "psr_mask.tif", "1", grid, tags=tags)
@@ -53,11 +64,22 @@ def make_synthetic_run(root: Path, *, seed: int = 7) -> Path:
     write_gpkg(craters, {"craters": s.craters}, crs=lunar.lunar_crs(lunar.IAU_GEOGRAPHIC))
     traps = root / "cold_traps.csv"
     t = s.cold_traps
-    pd.DataFrame({"name": t["Crater Name"], "lon": t["PSR centroid Lon (deg)"],
-                  "lat": t["PSR centroid Lat (deg)"]}).to_csv(traps, index=False)
+    pd.DataFrame(
+        {"name": t["Crater Name"], "lon": t["PSR centroid Lon (deg)"], "lat": t["PSR centroid Lat (deg)"]}
+    ).to_csv(traps, index=False)
     regions = root / "regions.csv"
     s.regions.to_csv(regions, index=False)  # centre lon/lat and lon/lat boxes, like the Artemis III table
     run = root / "run"
-    run_rank(run, str(dem), config=FAST, seed=seed, illumination=ill, ice=ice, he3=he3, craters=str(craters),
-             cold_traps=str(traps), labels=str(regions))
+    run_rank(
+        run,
+        str(dem),
+        config=FAST,
+        seed=seed,
+        illumination=ill,
+        ice=ice,
+        he3=he3,
+        craters=str(craters),
+        cold_traps=str(traps),
+        labels=str(regions),
+    )
     return run

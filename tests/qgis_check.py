@@ -69,8 +69,15 @@ def _crs_info(crs) -> dict:
     sphere = _sphere(crs) if crs.isValid() else None
     description = crs.description() or ""
     lunar = bool(sphere and abs(sphere[0] - MOON_RADIUS_M) <= 1.0) or "moon" in description.lower()
-    return {"valid": crs.isValid(), "authid": crs.authid(), "description": description, "proj": crs.toProj(),
-            "semi_major_m": sphere[0] if sphere else None, "is_lunar": lunar, "is_geographic": crs.isGeographic()}
+    return {
+        "valid": crs.isValid(),
+        "authid": crs.authid(),
+        "description": description,
+        "proj": crs.toProj(),
+        "semi_major_m": sphere[0] if sphere else None,
+        "is_lunar": lunar,
+        "is_geographic": crs.isGeographic(),
+    }
 
 
 def _scan(text: str):
@@ -107,13 +114,15 @@ def _base_geographic_wkt(crs) -> str | None:
     m = re.search(r"BASEGEO[GD]CRS\[", wkt)
     if not m:
         return None
-    body = wkt[m.end():]
+    body = wkt[m.end() :]
     close = next((i for i, _, depth, _ in _scan(body) if depth < 0), len(body))  # the node's own "]"
     items = _top_level(body[:close])
     keep = [items[0]] + [it for it in items[1:] if re.match(r"(DATUM|ENSEMBLE|PRIMEM|TRF|GEODETICDATUM)\[", it)]
-    return ("GEOGCRS[" + ",".join(keep) + ',CS[ellipsoidal,2],AXIS["geodetic longitude (Lon)",east,ORDER[1],'
-            'ANGLEUNIT["degree",0.0174532925199433]],AXIS["geodetic latitude (Lat)",north,ORDER[2],'
-            'ANGLEUNIT["degree",0.0174532925199433]]]')
+    return (
+        "GEOGCRS[" + ",".join(keep) + ',CS[ellipsoidal,2],AXIS["geodetic longitude (Lon)",east,ORDER[1],'
+        'ANGLEUNIT["degree",0.0174532925199433]],AXIS["geodetic latitude (Lat)",north,ORDER[2],'
+        'ANGLEUNIT["degree",0.0174532925199433]]]'
+    )
 
 
 def _geographic_of(crs, context):
@@ -138,8 +147,14 @@ def _geographic_of(crs, context):
     if base:
         candidates.append((QgsCoordinateReferenceSystem.fromWkt(base), "BASEGEOGCRS of the CRS WKT"))
     sphere = _sphere(crs) or (MOON_RADIUS_M, MOON_RADIUS_M)
-    candidates.append((QgsCoordinateReferenceSystem.fromProj(
-        f"+proj=longlat +a={sphere[0]!r} +b={sphere[1]!r} +no_defs +type=crs"), "PROJ +proj=longlat on the CRS sphere"))
+    candidates.append(
+        (
+            QgsCoordinateReferenceSystem.fromProj(
+                f"+proj=longlat +a={sphere[0]!r} +b={sphere[1]!r} +no_defs +type=crs"
+            ),
+            "PROJ +proj=longlat on the CRS sphere",
+        )
+    )
     for cand, how in candidates:
         if not cand.isValid():
             continue
@@ -166,7 +181,7 @@ def _pixels(image):
     stride = img.bytesPerLine()
     out = []
     for y in range(h):
-        row = memoryview(raw[y * stride:y * stride + 4 * w]).cast("I")
+        row = memoryview(raw[y * stride : y * stride + 4 * w]).cast("I")
         out.extend(row.tolist())
     return out, w, h
 
@@ -204,8 +219,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=10, help="how many top-ranked sites to look for in the render")
     args = parser.parse_args(argv)
 
-    from qgis.core import (QgsApplication, QgsCoordinateTransform, QgsDistanceArea, QgsFeatureRequest,
-                           QgsGeometry, QgsMapLayerType, QgsPointXY, QgsProject, QgsRectangle)
+    from qgis.core import (
+        QgsApplication,
+        QgsCoordinateTransform,
+        QgsDistanceArea,
+        QgsFeatureRequest,
+        QgsGeometry,
+        QgsMapLayerType,
+        QgsPointXY,
+        QgsProject,
+        QgsRectangle,
+    )
 
     app = QgsApplication([], False)
     app.initQgis()
@@ -233,11 +257,15 @@ def main(argv: list[str] | None = None) -> int:
     if geo is not None:
         da.setSourceCrs(geo, project.transformContext())
     da.setEllipsoid(project.ellipsoid())
-    report["project"]["geographic_crs"] = {"how": how, "proj": geo.toProj() if geo else None,
-                                           "authid": geo.authid() if geo else None}
+    report["project"]["geographic_crs"] = {
+        "how": how,
+        "proj": geo.toProj() if geo else None,
+        "authid": geo.authid() if geo else None,
+    }
     report["project"]["will_use_ellipsoid"] = da.willUseEllipsoid()
-    report["project"]["one_degree_latitude_m"] = (da.measureLine(QgsPointXY(0.0, -45.5), QgsPointXY(0.0, -44.5))
-                                                  if geo is not None else None)
+    report["project"]["one_degree_latitude_m"] = (
+        da.measureLine(QgsPointXY(0.0, -45.5), QgsPointXY(0.0, -44.5)) if geo is not None else None
+    )
 
     root = project.layerTreeRoot()
     tree_layers = [node.layer() for node in root.findLayers()]
@@ -245,11 +273,24 @@ def main(argv: list[str] | None = None) -> int:
     for lay in tree_layers:
         if lay is None:
             continue
-        info = {"name": lay.name(), "id": lay.id(), "valid": lay.isValid(), "provider": lay.providerType(),
-                "source": lay.source(), "visible": lay.id() in checked}
+        info = {
+            "name": lay.name(),
+            "id": lay.id(),
+            "valid": lay.isValid(),
+            "provider": lay.providerType(),
+            "source": lay.source(),
+            "visible": lay.id() in checked,
+        }
         crs = _crs_info(lay.crs())
-        info.update({"crs_valid": crs["valid"], "crs_is_lunar": crs["is_lunar"], "crs_authid": crs["authid"],
-                     "crs_description": crs["description"], "crs_proj": crs["proj"]})
+        info.update(
+            {
+                "crs_valid": crs["valid"],
+                "crs_is_lunar": crs["is_lunar"],
+                "crs_authid": crs["authid"],
+                "crs_description": crs["description"],
+                "crs_proj": crs["proj"],
+            }
+        )
         renderer = lay.renderer() if lay.isValid() else None
         info["renderer"] = renderer.type() if renderer is not None else None
         if lay.type() == QgsMapLayerType.VectorLayer:
@@ -273,12 +314,16 @@ def main(argv: list[str] | None = None) -> int:
         image.save(args.png, "PNG")
         pixels, w, h = _pixels(image)
         bg = 0xFF000000 | (BACKGROUND[0] << 16) | (BACKGROUND[1] << 8) | BACKGROUND[2]
-        report["render"] = {"png": os.path.abspath(args.png), "width": w, "height": h,
-                            "distinct_colours": len(set(pixels)),
-                            "non_background_fraction": 1.0 - pixels.count(bg) / float(len(pixels)),
-                            "layers_rendered": [lay.name() for lay in visible],
-                            "extent": [view.xMinimum(), view.yMinimum(), view.xMaximum(), view.yMaximum()],
-                            "errors": render_errors}
+        report["render"] = {
+            "png": os.path.abspath(args.png),
+            "width": w,
+            "height": h,
+            "distinct_colours": len(set(pixels)),
+            "non_background_fraction": 1.0 - pixels.count(bg) / float(len(pixels)),
+            "layers_rendered": [lay.name() for lay in visible],
+            "extent": [view.xMinimum(), view.yMinimum(), view.xMaximum(), view.yMaximum()],
+            "errors": render_errors,
+        }
     else:
         report["render"] = {"png": None, "error": "no valid visible layer or empty extent"}
 
@@ -287,8 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     for lay in tree_layers:
         if lay is None or lay.type() != QgsMapLayerType.VectorLayer:
             continue
-        if lay.name() == args.sites_layer or re.search(rf"\|layername={re.escape(args.sites_layer)}(\||$)",
-                                                       lay.source()):
+        if lay.name() == args.sites_layer or re.search(
+            rf"\|layername={re.escape(args.sites_layer)}(\||$)", lay.source()
+        ):
             sites = lay
             break
     if sites is None or not sites.isValid():
@@ -315,10 +361,20 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 dist = g.distance(QgsGeometry.fromPointXY(p))
             rank = f["rank"] if "rank" in fields else None
-            rows.append({"fid": f.id(), "site_id": str(f["site_id"]) if "site_id" in fields else str(f.id()),
-                         "rank": rank, "lon": lon, "lat": lat, "distance_m": dist, "point": [p.x(), p.y()]})
-        good = [r for r in rows if "distance_m" in r and r["distance_m"] is not None
-                and not math.isnan(r["distance_m"])]
+            rows.append(
+                {
+                    "fid": f.id(),
+                    "site_id": str(f["site_id"]) if "site_id" in fields else str(f.id()),
+                    "rank": rank,
+                    "lon": lon,
+                    "lat": lat,
+                    "distance_m": dist,
+                    "point": [p.x(), p.y()],
+                }
+            )
+        good = [
+            r for r in rows if "distance_m" in r and r["distance_m"] is not None and not math.isnan(r["distance_m"])
+        ]
         ranked = sorted(good, key=lambda r: (r["rank"] is None, r["rank"] if r["rank"] is not None else 0))
         top = ranked[: args.top]
         visibility = []
@@ -333,14 +389,29 @@ def main(argv: list[str] | None = None) -> int:
                 px, py = int(math.floor(q.x())), int(math.floor(q.y()))
                 inside = 0 <= px < w and 0 <= py < h
                 alpha = (pixels[py * w + px] >> 24) & 0xFF if inside else 0
-                visibility.append({"site_id": r["site_id"], "rank": r["rank"], "px": px, "py": py,
-                                   "inside": inside, "alpha": alpha, "visible": inside and alpha > 0})
-        report["sites"] = {"found": True, "valid": True, "layer": sites.name(), "features": len(rows),
-                           "geographic_crs": {"how": how, "proj": geo.toProj(), "authid": geo.authid()},
-                           "has_lon_lat": "lon" in fields and "lat" in fields,
-                           "max_distance_m": max((r["distance_m"] for r in good), default=None),
-                           "rows_without_geometry": len(rows) - len(good), "top": visibility,
-                           "all_top_visible": bool(visibility) and all(v["visible"] for v in visibility)}
+                visibility.append(
+                    {
+                        "site_id": r["site_id"],
+                        "rank": r["rank"],
+                        "px": px,
+                        "py": py,
+                        "inside": inside,
+                        "alpha": alpha,
+                        "visible": inside and alpha > 0,
+                    }
+                )
+        report["sites"] = {
+            "found": True,
+            "valid": True,
+            "layer": sites.name(),
+            "features": len(rows),
+            "geographic_crs": {"how": how, "proj": geo.toProj(), "authid": geo.authid()},
+            "has_lon_lat": "lon" in fields and "lat" in fields,
+            "max_distance_m": max((r["distance_m"] for r in good), default=None),
+            "rows_without_geometry": len(rows) - len(good),
+            "top": visibility,
+            "all_top_visible": bool(visibility) and all(v["visible"] for v in visibility),
+        }
 
     QgsApplication.messageLog().messageReceived.disconnect(log)
     print(json.dumps(report, default=str))

@@ -89,27 +89,40 @@ def test_tiled_dem_is_mirrored_continuous_and_written_strip_by_strip(tmp_path):
 
 def _fake_results() -> dict:
     def row(tid, seconds, rss, ratio=None, diff=None, status="ok", reason=None, ratio_default=None, ratio_mem=None):
-        return {"label": bench.TOOL_LABELS[tid], "status": status, "reason": reason, "seconds": seconds,
-                "mpix_per_s": None if seconds is None else 57.5 / seconds, "peak_rss_mb": rss,
-                "ratio_to_gdaldem": ratio, "ratio_to_gdaldem_default": ratio_default, "ratio_to_gdaldem_mem": ratio_mem,
-                "max_abs_diff_deg_vs_gdaldem_planar": diff, "runs": 1 if seconds else 0,
-                "output_mb": 100.0 if seconds and tid not in bench.COMPUTE_ONLY else None}
+        return {
+            "label": bench.TOOL_LABELS[tid],
+            "status": status,
+            "reason": reason,
+            "seconds": seconds,
+            "mpix_per_s": None if seconds is None else 57.5 / seconds,
+            "peak_rss_mb": rss,
+            "ratio_to_gdaldem": ratio,
+            "ratio_to_gdaldem_default": ratio_default,
+            "ratio_to_gdaldem_mem": ratio_mem,
+            "max_abs_diff_deg_vs_gdaldem_planar": diff,
+            "runs": 1 if seconds else 0,
+            "output_mb": 100.0 if seconds and tid not in bench.COMPUTE_ONLY else None,
+        }
 
     def size_entry(size, prospect_rss, ratio):
-        return {"size": size, "pixels": size * size, "tools": {
-            "prospect": row("prospect", 2.0, prospect_rss, ratio, 0.3, ratio_default=1.5),
-            "prospect_planar": row("prospect_planar", 2.1, prospect_rss, ratio, 2e-5, ratio_default=1.4),
-            "gdaldem": row("gdaldem", 5.0, 60.0, 1.0, ratio_default=0.6),
-            "gdaldem_default": row("gdaldem_default", 3.0, 60.0, 1.6, ratio_default=1.0),
-            "xrspatial": row("xrspatial", None, None, status="skipped", reason="skipped | too big"),
-            "xrspatial_dask": row("xrspatial_dask", None, None, status="unavailable", reason="not installed"),
-            "prospect_compute": {**row("prospect_compute", 0.5, 500.0, ratio_mem=2.6),
-                                 "child_wall_seconds": [1.6]},
-            "gdaldem_mem": row("gdaldem_mem", 1.3, 300.0, ratio_mem=1.0),
-        }}
+        return {
+            "size": size,
+            "pixels": size * size,
+            "tools": {
+                "prospect": row("prospect", 2.0, prospect_rss, ratio, 0.3, ratio_default=1.5),
+                "prospect_planar": row("prospect_planar", 2.1, prospect_rss, ratio, 2e-5, ratio_default=1.4),
+                "gdaldem": row("gdaldem", 5.0, 60.0, 1.0, ratio_default=0.6),
+                "gdaldem_default": row("gdaldem_default", 3.0, 60.0, 1.6, ratio_default=1.0),
+                "xrspatial": row("xrspatial", None, None, status="skipped", reason="skipped | too big"),
+                "xrspatial_dask": row("xrspatial_dask", None, None, status="unavailable", reason="not installed"),
+                "prospect_compute": {**row("prospect_compute", 0.5, 500.0, ratio_mem=2.6), "child_wall_seconds": [1.6]},
+                "gdaldem_mem": row("gdaldem_mem", 1.3, 300.0, ratio_mem=1.0),
+            },
+        }
 
     return {
-        "schema": bench.SCHEMA, "created": "2025-01-01T00:00:00+00:00",
+        "schema": bench.SCHEMA,
+        "created": "2025-01-01T00:00:00+00:00",
         "machine": {"cpu_count": 2, "python": "3.11", "gdaldem_version": "GDAL 3.6.2", "xarray_spatial": None},
         "startup": {"seconds": 1.0, "runs": 3},
         "sizes": {"7584": size_entry(7584, 900.0, 2.5), "30400": size_entry(30400, 1000.0, 2.2)},
@@ -124,8 +137,15 @@ def test_results_writer_json_and_markdown(tmp_path):
     assert {"schema", "machine", "sizes", "targets", "prospect_peak_rss_mb_by_size"} <= set(data)
     for entry in data["sizes"].values():
         for row in entry["tools"].values():
-            assert {"seconds", "mpix_per_s", "peak_rss_mb", "ratio_to_gdaldem",
-                    "max_abs_diff_deg_vs_gdaldem_planar", "status", "reason"} <= set(row)
+            assert {
+                "seconds",
+                "mpix_per_s",
+                "peak_rss_mb",
+                "ratio_to_gdaldem",
+                "max_abs_diff_deg_vs_gdaldem_planar",
+                "status",
+                "reason",
+            } <= set(row)
     targets = {t["name"]: t for t in data["targets"]}
     assert targets["speed"]["status"] == "PASS" and targets["speed"]["value"] == 2.5
     assert targets["speed"]["seconds"] == {"prospect": 2.0, "gdaldem": 5.0}
@@ -133,8 +153,13 @@ def test_results_writer_json_and_markdown(tmp_path):
     assert targets["speed_vs_defaults"]["status"] == "FAIL" and targets["speed_vs_defaults"]["value"] == 1.5
     assert targets["speed_compute_only"]["status"] == "PASS" and targets["speed_compute_only"]["value"] == 2.6
     assert "0.50 s vs 1.30 s" in targets["speed_compute_only"]["note"]
-    assert data["time_breakdown"] == {"size": 7584, "end_to_end_s": 2.0, "startup_imports_s": 1.0,
-                                      "compute_s": 0.5, "rest_s": 0.5}
+    assert data["time_breakdown"] == {
+        "size": 7584,
+        "end_to_end_s": 2.0,
+        "startup_imports_s": 1.0,
+        "compute_s": 0.5,
+        "rest_s": 0.5,
+    }
     assert targets["memory"]["status"] == "PASS" and targets["memory"]["value"] == 1000.0
     assert targets["memory_scaling"]["status"] == "PASS"
     assert targets["memory_scaling"]["rss_mb"] == {"30400": 1000.0, "7584": 900.0}
@@ -152,10 +177,10 @@ def test_targets_fail_and_not_run():
     results = _fake_results()
     results["sizes"]["30400"]["tools"]["prospect"]["peak_rss_mb"] = 2000.0
     results["sizes"]["7584"]["tools"]["prospect"]["ratio_to_gdaldem"] = 1.5
-    results["sizes"]["7584"]["tools"]["prospect_compute"].update(status="failed", reason="exit 1", seconds=None,
-                                                                 ratio_to_gdaldem_mem=None)
-    results["sizes"]["7584"]["tools"]["gdaldem_default"].update(status="unavailable", seconds=None,
-                                                                reason="no gdaldem")
+    results["sizes"]["7584"]["tools"]["prospect_compute"].update(
+        status="failed", reason="exit 1", seconds=None, ratio_to_gdaldem_mem=None
+    )
+    results["sizes"]["7584"]["tools"]["gdaldem_default"].update(status="unavailable", seconds=None, reason="no gdaldem")
     results["sizes"]["7584"]["tools"]["prospect"]["ratio_to_gdaldem_default"] = None
     targets = {t["name"]: t for t in bench.evaluate_targets(results)}
     assert targets["speed"]["status"] == "FAIL"
@@ -181,7 +206,16 @@ def test_gdaldem_gets_exactly_prospects_creation_options(monkeypatch):
     assert "ZSTD_LEVEL=9" in bench.gdaldem_command("gdaldem", Path("a"), Path("b"), compressed=True)
     assert "ZSTD" in bench.TOOL_LABELS["gdaldem"] and "DEFLATE" not in bench.TOOL_LABELS["gdaldem"]
     assert bench.gdaldem_mem_command("gdaldem", Path("DEM.LBL")) == [
-        "gdaldem", "slope", "-q", "-s", "2", "-of", "MEM", "DEM.LBL", "mem"]
+        "gdaldem",
+        "slope",
+        "-q",
+        "-s",
+        "2",
+        "-of",
+        "MEM",
+        "DEM.LBL",
+        "mem",
+    ]
 
 
 def test_prospect_compute_child_times_and_reports_json(tmp_path):

@@ -71,8 +71,9 @@ def test_tiled_child_equals_the_in_memory_child(tmp_path):
 
 
 def test_far_field_accuracy_report(dem64):
-    acc = B.far_field_accuracy(dem64, 50_000.0, (16, 48, 16, 48), n_azimuths=36, every=6, tile_px=32,
-                               near_px=8, far_factor=4)
+    acc = B.far_field_accuracy(
+        dem64, 50_000.0, (16, 48, 16, 48), n_azimuths=36, every=6, tile_px=32, near_px=8, far_factor=4
+    )
     assert len(acc["azimuths"]) == 6 and acc["nan_mismatch"] == 0
     assert 0.0 <= acc["median_abs_diff_deg"] <= acc["p99_abs_diff_deg"] <= acc["max_abs_diff_deg"] < 20.0
     assert "averaged 4x4" in acc["plan"]
@@ -92,13 +93,29 @@ def test_grass_skip_never_fails(dem64, tmp_path):
 
 def _fake_results():
     return {
-        "schema": B.SCHEMA, "date": "2025-01-01T00:00:00+00:00", "size": 64, "n_azimuths": 8,
-        "max_distance_km": 5.0, "workers": 2, "target_seconds": B.TARGET_S, "machine": {"cpu_model": "x"},
+        "schema": B.SCHEMA,
+        "date": "2025-01-01T00:00:00+00:00",
+        "size": 64,
+        "n_azimuths": 8,
+        "max_distance_km": 5.0,
+        "workers": 2,
+        "target_seconds": B.TARGET_S,
+        "machine": {"cpu_model": "x"},
         "stream": {"ok": True, "seconds": 1.0, "wall_seconds": 2.0, "mpix_az_per_s": 3.0, "peak_rss_mb": 100.0},
         "verdict": "PASS",
-        "brute_force": [{"size": 32, "sampling": "lines", "n_azimuths": 4, "sweep_s_per_az": 0.001,
-                         "brute_s_per_az": 0.01, "ratio": 10.0, "max_abs_diff_deg": 0.0,
-                         "median_abs_diff_deg": 0.0, "p95_abs_diff_deg": 0.0}],
+        "brute_force": [
+            {
+                "size": 32,
+                "sampling": "lines",
+                "n_azimuths": 4,
+                "sweep_s_per_az": 0.001,
+                "brute_s_per_az": 0.01,
+                "ratio": 10.0,
+                "max_abs_diff_deg": 0.0,
+                "median_abs_diff_deg": 0.0,
+                "p95_abs_diff_deg": 0.0,
+            }
+        ],
         "grass": {"status": "unavailable", "reason": "not installed"},
         "total_seconds": 5.0,
     }
@@ -108,8 +125,20 @@ def test_write_results_keys_and_markdown(tmp_path):
     jp, mp = B.write_results(_fake_results(), tmp_path / "out")
     assert jp.name == "illumination.json" and mp.name == "illumination.md"
     data = json.loads(jp.read_text())
-    for key in ("schema", "size", "n_azimuths", "max_distance_km", "workers", "target_seconds", "stream", "verdict",
-                "brute_force", "grass", "total_seconds", "machine"):
+    for key in (
+        "schema",
+        "size",
+        "n_azimuths",
+        "max_distance_km",
+        "workers",
+        "target_seconds",
+        "stream",
+        "verdict",
+        "brute_force",
+        "grass",
+        "total_seconds",
+        "machine",
+    ):
         assert key in data
     md = mp.read_text()
     assert "**PASS**" in md and "| 32^2 | lines |" in md and "unavailable" in md

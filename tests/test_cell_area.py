@@ -115,8 +115,9 @@ def test_polar_quadrature_against_scipy_on_a_large_pixel():
     from scipy.integrate import dblquad
 
     x0, x1, y0, y1 = 200e3, 700e3, -900e3, -300e3
-    ref, err = dblquad(lambda y, x: 1.0 / lunar.polar_scale_factor_xy(x, y) ** 2, x0, x1, y0, y1,
-                       epsabs=0.0, epsrel=1e-13)
+    ref, _err = dblquad(
+        lambda y, x: 1.0 / lunar.polar_scale_factor_xy(x, y) ** 2, x0, x1, y0, y1, epsabs=0.0, epsrel=1e-13
+    )
     assert lunar.polar_stereographic_area_m2(x0, x1, y0, y1) == pytest.approx(ref, rel=1e-12)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -30,8 +29,16 @@ from prospect.io.vectors import open_vector
 from prospect.lunar import IAU_SOUTH_POLAR_STEREOGRAPHIC, great_circle_distance_m, lonlat_to_xy, lunar_crs
 
 SOUTH = lunar_crs(IAU_SOUTH_POLAR_STEREOGRAPHIC)
-REGION_COLUMNS = ["id", "name", "center_lon", "center_lat", "bbox_min_lon", "bbox_min_lat", "bbox_max_lon",
-                  "bbox_max_lat"]
+REGION_COLUMNS = [
+    "id",
+    "name",
+    "center_lon",
+    "center_lat",
+    "bbox_min_lon",
+    "bbox_min_lat",
+    "bbox_max_lon",
+    "bbox_max_lat",
+]
 
 
 def _sha(path: Path) -> str:
@@ -77,7 +84,10 @@ def test_roles_layout_and_manifest(demo):
     assert all(p.parent == folder and p.is_file() for p in demo.values())
     assert demo["dem"].suffix == ".LBL" and demo["dem"].with_suffix(".IMG").is_file()
     assert (demo["craters"].name, demo["cold_traps"].name, demo["labels"].name) == (
-        "craters.csv", "cold_traps.csv", "expert_regions.csv")
+        "craters.csv",
+        "cold_traps.csv",
+        "expert_regions.csv",
+    )
     record = json.loads((folder / "products.json").read_text())
     assert record["seed"] == 0 and record["version"] == S.DEMO_DATA_VERSION
     assert record["roles"] == {k: v.name for k, v in demo.items()}
@@ -123,8 +133,9 @@ def test_corrupt_or_incomplete_folder_is_regenerated(demo, tmp_path):
     data[len(data) // 2] ^= 0xFF
     victim.write_bytes(bytes(data))
     # a temporary folder of a generator that died (its process no longer runs)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     stale = root / f".{folder.name}.tmp-{int(dead.stdout)}-deadbeef"
     stale.mkdir()
     (stale / "half_written.tif").write_bytes(b"II*\0")
@@ -161,7 +172,7 @@ def test_readers_open_everything_with_units_and_crs(demo, scene):
     h = open_product(demo["hydrogen"]).values
     assert h.min() >= 50.0 - 1e-3
     tio2 = open_product(demo["tio2"]).values
-    assert 0.2 - 1e-5 <= tio2.min() and tio2.max() <= 1.0 + 1e-5
+    assert tio2.min() >= 0.2 - 1e-5 and tio2.max() <= 1.0 + 1e-5
     for role in ("craters", "cold_traps", "labels"):
         gdf = open_vector(demo[role])
         assert gdf.attrs["crs_code"] == "IAU_2015:30100", role
@@ -234,15 +245,15 @@ def test_stages_accept_the_products(demo, tmp_path):
     assert he3["inventory_kg"] > 0 and Path(he3["maps"]["he3_ppb"]).is_file()
     assert "TiO2 as given" in he3["inputs"]["tio2"]
 
-    inputs = load_site_inputs(demo["dem"], craters=demo["craters"], cold_traps=demo["cold_traps"],
-                              labels=demo["labels"])
+    inputs = load_site_inputs(
+        demo["dem"], craters=demo["craters"], cold_traps=demo["cold_traps"], labels=demo["labels"]
+    )
     assert inputs.grid.crs.code == "IAU_2015:30135"
     assert len(inputs.craters) == len(pd.read_csv(demo["craters"]))
     diam = F.diameters_m(inputs.craters, "craters")
     assert (diam >= 1000).all()  # counted by the crater density (crater_min_diameter_m = 1 km)
     regions = inputs.regions
-    names, dist = F.nearest_named(regions["center_lon"].to_numpy(), regions["center_lat"].to_numpy(),
-                                  inputs.cold_traps)
+    names, dist = F.nearest_named(regions["center_lon"].to_numpy(), regions["center_lat"].to_numpy(), inputs.cold_traps)
     assert (names != "").all() and (dist <= 10.0).all()
     assert list(names) == list(regions["nearest_cold_trap"])
     # every region holds lattice candidates of the site stage's 200 m lattice

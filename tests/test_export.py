@@ -40,9 +40,10 @@ def _system_python_has(module: str) -> bool:
     return subprocess.run([SYSTEM_PYTHON, "-c", f"import {module}"], capture_output=True).returncode == 0
 
 
-needs_gdal_utils = pytest.mark.skipif(not _system_python_has("osgeo_utils.samples.validate_cloud_optimized_geotiff"),
-                                      reason="Debian python3-gdal (GDAL's COG/GPKG validators) is not installed; "
-                                             "`make sysdeps` installs it")
+needs_gdal_utils = pytest.mark.skipif(
+    not _system_python_has("osgeo_utils.samples.validate_cloud_optimized_geotiff"),
+    reason="Debian python3-gdal (GDAL's COG/GPKG validators) is not installed; `make sysdeps` installs it",
+)
 
 
 def _sha(path: Path) -> str:
@@ -71,8 +72,18 @@ def test_package_layout(exported):
     for name in ("sites.gpkg", "project.qgz", "report.html", "run.json", "ranking.json", "model.skops"):
         assert (run / name).is_file(), name
     stems = {p.stem for p in (run / "maps").glob("*.tif")}
-    assert stems == {"dem_m", "hillshade", "slope_deg", "illumination_fraction", "earth_visibility_fraction",
-                     "longest_darkness_h", "psr_fraction", "ice_favourability", "ice_stability_class", "he3_ppb"}
+    assert stems == {
+        "dem_m",
+        "hillshade",
+        "slope_deg",
+        "illumination_fraction",
+        "earth_visibility_fraction",
+        "longest_darkness_h",
+        "psr_fraction",
+        "ice_favourability",
+        "ice_stability_class",
+        "he3_ppb",
+    }
     assert {p.stem for p in (run / "maps").glob("*.qml")} == stems
     assert not list(run.rglob("*.tmp")) and not list(run.rglob(".*tmp*"))
     assert set(outputs) >= {"run", "sites", "project", "report", "map_slope_deg", "style_slope_deg"}
@@ -83,8 +94,11 @@ def test_maps_are_valid_cogs_with_lunar_crs_units_and_provenance(exported):
     run, _, _ = exported
     record = json.loads((run / "ranking.json").read_text())
     for tif in sorted((run / "maps").glob("*.tif")):
-        res = subprocess.run([SYSTEM_PYTHON, "-m", "osgeo_utils.samples.validate_cloud_optimized_geotiff", "-q",
-                              str(tif)], capture_output=True, text=True)
+        res = subprocess.run(
+            [SYSTEM_PYTHON, "-m", "osgeo_utils.samples.validate_cloud_optimized_geotiff", "-q", str(tif)],
+            capture_output=True,
+            text=True,
+        )
         assert res.returncode == 0, f"{tif.name}: {res.stdout}{res.stderr}"
         with rasterio.open(tif) as src:
             tags = src.tags()
@@ -119,14 +133,19 @@ def test_every_map_has_a_qml_style_of_the_right_kind(exported):
 def test_geopackage_is_gpkg_13_with_an_authority_free_lunar_crs_and_default_styles(exported):
     run, _, before = exported
     gpkg = run / "sites.gpkg"
-    res = subprocess.run([SYSTEM_PYTHON, "-m", "osgeo_utils.samples.validate_gpkg", str(gpkg)],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [SYSTEM_PYTHON, "-m", "osgeo_utils.samples.validate_gpkg", str(gpkg)], capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     con = sqlite3.connect(gpkg)
     try:
         assert con.execute("pragma user_version").fetchone()[0] == 10300
-        srs = dict(con.execute("select c.table_name, s.definition from gpkg_geometry_columns c "
-                               "join gpkg_spatial_ref_sys s on s.srs_id = c.srs_id").fetchall())
+        srs = dict(
+            con.execute(
+                "select c.table_name, s.definition from gpkg_geometry_columns c "
+                "join gpkg_spatial_ref_sys s on s.srs_id = c.srs_id"
+            ).fetchall()
+        )
     finally:
         con.close()
     assert set(srs) == {"sites", "candidates", "craters", "cold_traps", "regions"}
@@ -148,11 +167,12 @@ def test_vector_inputs_are_on_the_run_grid(exported):
     regions = gpd.read_file(run / "sites.gpkg", layer="regions")
     source = gpd.read_file(run.parent / "regions.csv")
     assert len(regions) == len(source) == 4 and set(regions.geom_type) == {"Polygon"}
-    cx, cy = lunar.lonlat_to_xy(lunar.lunar_crs(30135), source["center_lon"].astype(float),
-                                source["center_lat"].astype(float))
+    cx, cy = lunar.lonlat_to_xy(
+        lunar.lunar_crs(30135), source["center_lon"].astype(float), source["center_lat"].astype(float)
+    )
     assert all(poly.contains(gpd.points_from_xy([x], [y])[0]) for poly, x, y in zip(regions.geometry, cx, cy))
     craters = gpd.read_file(run / "sites.gpkg", layer="craters")
-    x0, y0, x1, y1 = gpd.read_file(run / "sites.gpkg", layer="candidates").total_bounds
+    x0, _y0, x1, _y1 = gpd.read_file(run / "sites.gpkg", layer="candidates").total_bounds
     assert len(craters) > 100
     assert craters.geometry.x.between(x0 - 1000, x1 + 1000).all()
     traps = gpd.read_file(run / "sites.gpkg", layer="cold_traps")
@@ -162,9 +182,9 @@ def test_vector_inputs_are_on_the_run_grid(exported):
 def test_run_json_is_a_stac_item_describing_every_output_and_input(exported):
     import pystac
 
-    run, outputs, _ = exported
+    run, _outputs, _ = exported
     text = (run / "run.json").read_text()
-    assert not re.search(r'EPSG\W*4326', text)  # no Earth CRS (EPSG ids of projection methods are fine)
+    assert not re.search(r"EPSG\W*4326", text)  # no Earth CRS (EPSG ids of projection methods are fine)
     item = pystac.Item.from_dict(json.loads(text))
     assert item.properties["ssys:targets"] == ["Moon"]
     assert item.properties["proj:code"] == "IAU_2015:30135"
@@ -233,8 +253,9 @@ def _qgis_check(project: Path, png: Path) -> dict:
     if not _system_python_has("qgis.core"):
         pytest.skip("QGIS (python3-qgis) is not installed for /usr/bin/python3; `make sysdeps` installs it")
     script = Path(__file__).with_name("qgis_check.py")
-    res = subprocess.run([SYSTEM_PYTHON, str(script), str(project), str(png)], capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(
+        [SYSTEM_PYTHON, str(script), str(project), str(png)], capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     return json.loads(res.stdout)
 
@@ -269,8 +290,11 @@ def test_real_package_opens_in_qgis_with_lunar_crs_and_sites_in_place(real_expor
 def test_real_package_maps_and_provenance(real_export):
     run = real_export
     for tif in sorted((run / "maps").glob("*.tif")):
-        res = subprocess.run([SYSTEM_PYTHON, "-m", "osgeo_utils.samples.validate_cloud_optimized_geotiff", "-q",
-                              str(tif)], capture_output=True, text=True)
+        res = subprocess.run(
+            [SYSTEM_PYTHON, "-m", "osgeo_utils.samples.validate_cloud_optimized_geotiff", "-q", str(tif)],
+            capture_output=True,
+            text=True,
+        )
         assert res.returncode == 0, f"{tif.name}: {res.stdout}{res.stderr}"
     item = json.loads((run / "run.json").read_text())
     inputs = {i["role"]: i for i in item["properties"]["prospect:inputs"]}

@@ -39,7 +39,7 @@ class _Server:
         outer = self
 
         class Handler(http.server.SimpleHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 outer.requests.append(self.path)
                 super().do_GET()
 
@@ -51,8 +51,7 @@ class _Server:
         )
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self.thread.start()
 
     def close(self) -> None:
@@ -86,8 +85,7 @@ def closed_url() -> str:
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     """Isolated manifest dir and cache; no proxies, no mirror from the environment."""
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy",
-                "PROSPECT_MIRROR"):
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy", "PROSPECT_MIRROR"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
@@ -99,8 +97,15 @@ def env(tmp_path, monkeypatch):
     return {"manifests": mdir, "cache": cache, "tmp": tmp_path}
 
 
-def write_manifest(mdir: Path, mid: str, base_url: str, *, shared: bool = False,
-                   null_checksum: str | None = None, names: dict[str, str] | None = None) -> Manifest:
+def write_manifest(
+    mdir: Path,
+    mid: str,
+    base_url: str,
+    *,
+    shared: bool = False,
+    null_checksum: str | None = None,
+    names: dict[str, str] | None = None,
+) -> Manifest:
     """A copy of lola_ldem_4.yaml under a new id whose URLs point at ``base_url``."""
     data = yaml.safe_load(REPO_MANIFEST.read_text())
     data["id"] = mid
@@ -185,9 +190,14 @@ def test_corrupt_download_refused_and_not_cached(env, serve):
 
 def test_network_error_names_url(env, closed_url):
     m = Manifest(
-        id="nowhere", path=env["manifests"] / "nowhere.yaml", format="pds3", open="A.IMG",
-        files=(ManifestFile("A.IMG", f"{closed_url}/a.img", None),), units="m",
-        crs="IAU_2015:30115", nodata=None,
+        id="nowhere",
+        path=env["manifests"] / "nowhere.yaml",
+        format="pds3",
+        open="A.IMG",
+        files=(ManifestFile("A.IMG", f"{closed_url}/a.img", None),),
+        units="m",
+        crs="IAU_2015:30115",
+        nodata=None,
     )
     with pytest.raises(FetchError, match=rf"{closed_url}/a.img"):
         F.ensure_local(m, progress=False)
@@ -197,9 +207,14 @@ def test_network_error_names_url(env, closed_url):
 def test_http_404_is_fetch_error(env, serve, tmp_path):
     server = serve(tmp_path)
     m = Manifest(
-        id="missing", path=env["manifests"] / "missing.yaml", format="pds3", open="A.IMG",
-        files=(ManifestFile("A.IMG", f"{server.url}/nope/a.img", None),), units="m",
-        crs="IAU_2015:30115", nodata=None,
+        id="missing",
+        path=env["manifests"] / "missing.yaml",
+        format="pds3",
+        open="A.IMG",
+        files=(ManifestFile("A.IMG", f"{server.url}/nope/a.img", None),),
+        units="m",
+        crs="IAU_2015:30115",
+        nodata=None,
     )
     with pytest.raises(FetchError, match=r"/nope/a.img.*HTTP 404"):
         F.ensure_local(m, progress=False)
@@ -287,9 +302,14 @@ def test_mirror_local_folder_skips_corrupt_candidate(env, closed_url):
 
 def test_bad_mirror_value(env, tmp_path):
     m = Manifest(
-        id="x", path=env["manifests"] / "x.yaml", format="pds3", open="A.IMG",
-        files=(ManifestFile("A.IMG", "http://127.0.0.1:9/a.img", None),), units="m",
-        crs="IAU_2015:30115", nodata=None,
+        id="x",
+        path=env["manifests"] / "x.yaml",
+        format="pds3",
+        open="A.IMG",
+        files=(ManifestFile("A.IMG", "http://127.0.0.1:9/a.img", None),),
+        units="m",
+        crs="IAU_2015:30115",
+        nodata=None,
     )
     with pytest.raises(FetchError, match="neither an http"):
         F.ensure_local(m, mirror=str(tmp_path / "does-not-exist"), progress=False)
@@ -324,11 +344,13 @@ def test_strict_refuses_null_checksum_nonstrict_warns(env, serve):
 def test_verify_file_messages(env, tmp_path):
     p = tmp_path / "f.bin"
     p.write_bytes(b"hello")
-    good = ManifestFile("f.bin", "http://x/f.bin",
-                        "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824")
+    good = ManifestFile(
+        "f.bin", "http://x/f.bin", "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    )
     assert F.verify_file(p, good, strict=True) is True
-    assert F.verify_file(p, ManifestFile("f.bin", "http://x", "md5:5d41402abc4b2a76b9719d911017c592"),
-                         strict=True) is True
+    assert (
+        F.verify_file(p, ManifestFile("f.bin", "http://x", "md5:5d41402abc4b2a76b9719d911017c592"), strict=True) is True
+    )
     bad = ManifestFile("f.bin", "http://x/f.bin", "sha256:" + "0" * 64)
     with pytest.raises(ChecksumError) as info:
         F.verify_file(p, bad, strict=False)
@@ -351,9 +373,14 @@ def test_escaping_file_name_refused(env, serve, tmp_path, name):
     (src / "evil.img").write_bytes(b"evil")
     server = serve(src)
     m = Manifest(
-        id="evil_test", path=env["manifests"] / "evil_test.yaml", format="pds3", open=name,
-        files=(ManifestFile(name, f"{server.url}/evil.img", None),), units="m",
-        crs="IAU_2015:30115", nodata=None,
+        id="evil_test",
+        path=env["manifests"] / "evil_test.yaml",
+        format="pds3",
+        open=name,
+        files=(ManifestFile(name, f"{server.url}/evil.img", None),),
+        units="m",
+        crs="IAU_2015:30115",
+        nodata=None,
     )
     before = files_under(tmp_path)
     with pytest.raises(CachePathError, match="outside the cache"):
@@ -365,9 +392,14 @@ def test_escaping_file_name_refused(env, serve, tmp_path, name):
 
 def test_escaping_manifest_id_refused(env):
     m = Manifest(
-        id="..", path=env["manifests"] / "x.yaml", format="pds3", open="a.img",
-        files=(ManifestFile("a.img", "http://127.0.0.1:9/a.img", None),), units="m",
-        crs="IAU_2015:30115", nodata=None,
+        id="..",
+        path=env["manifests"] / "x.yaml",
+        format="pds3",
+        open="a.img",
+        files=(ManifestFile("a.img", "http://127.0.0.1:9/a.img", None),),
+        units="m",
+        crs="IAU_2015:30115",
+        nodata=None,
     )
     with pytest.raises(CachePathError):
         F.ensure_local(m, progress=False)

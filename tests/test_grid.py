@@ -127,8 +127,9 @@ def test_grid_is_immutable_hashable_and_validated():
         AnalysisGrid(SOUTH, Affine(10.0, 0, 0, 0, 10.0, 0), (3, 3))
 
 
-@pytest.mark.parametrize("pole,lat_limit,res", [("south", -80.0, 1600.0), ("south", -87.5, 240.0),
-                                                ("north", 75.0, 5000.0)])
+@pytest.mark.parametrize(
+    "pole,lat_limit,res", [("south", -80.0, 1600.0), ("south", -87.5, 240.0), ("north", 75.0, 5000.0)]
+)
 def test_polar_cap_covers_the_cap_to_lat_limit(pole, lat_limit, res):
     g = AnalysisGrid.polar_cap(pole, lat_limit, resolution_m=res)
     south = pole == "south"
@@ -262,7 +263,7 @@ def test_geographic_to_north_polar_cap():
     assert np.abs(got - want).max() < UNIT_VECTOR_TOL_1DEG
     # the four pixels around the pole
     c = target.shape[0] // 2
-    np.testing.assert_allclose(got[:, c - 1:c + 1, c - 1:c + 1], want[:, c - 1:c + 1, c - 1:c + 1], atol=1e-4)
+    np.testing.assert_allclose(got[:, c - 1 : c + 1, c - 1 : c + 1], want[:, c - 1 : c + 1, c - 1 : c + 1], atol=1e-4)
 
 
 def test_seam_interpolates_between_last_and_first_column():
@@ -273,8 +274,9 @@ def test_seam_interpolates_between_last_and_first_column():
     target = AnalysisGrid.from_bounds(GEO, (-1.0, -1.0, 1.0, 1.0), resolution=0.5)  # lon -0.75..0.75
     out = resample(src, target).values
     # lon 0.25 -> col -0.25 -> 0.25 * col 359 + 0.75 * col 0; lon -0.75 -> col 358.75
-    expected_row = np.array([358.75 * 0 + 358 * 0.25 + 359 * 0.75, 0.75 * 359 + 0.25 * 0,
-                             0.25 * 359 + 0.75 * 0, 0.0 * 359 + 0.25])
+    expected_row = np.array(
+        [358.75 * 0 + 358 * 0.25 + 359 * 0.75, 0.75 * 359 + 0.25 * 0, 0.25 * 359 + 0.75 * 0, 0.0 * 359 + 0.25]
+    )
     np.testing.assert_allclose(out, np.tile(expected_row, (4, 1)).astype("float32"), rtol=1e-6)
     nearest = resample(src, target, method="nearest").values
     np.testing.assert_array_equal(nearest[0], [359, 359, 0, 0])
@@ -307,8 +309,9 @@ def test_south_polar_to_geographic():
 def test_equirectangular_centred_on_180E_to_geographic():
     """IAU_2015:30115 (x = 0 at 180 E; the seam at lon 0 is the source's left/right edge)."""
     px = 2 * math.pi * R / 360.0  # one degree
-    source_grid = AnalysisGrid.from_bounds(EQC_180, (-math.pi * R, -math.pi * R / 2, math.pi * R, math.pi * R / 2),
-                                           resolution=px)
+    source_grid = AnalysisGrid.from_bounds(
+        EQC_180, (-math.pi * R, -math.pi * R / 2, math.pi * R, math.pi * R / 2), resolution=px
+    )
     assert source_grid.shape == (180, 360)
     lon_s, _ = source_grid.lonlat(lon_convention="360")
     assert lon_s[0, 0] == pytest.approx(0.5) and lon_s[0, -1] == pytest.approx(359.5)
@@ -345,8 +348,10 @@ def test_result_does_not_depend_on_chunking(method):
     values[rng.random(source_grid.shape) < 0.01] = np.nan
     values[:, 0] = np.nan  # NaN on the seam column and in chunk corners
     if method == "average":  # downsampling: 0.25 deg -> 2 deg (factor 8)
-        targets = [AnalysisGrid.global_geographic(2.0),
-                   AnalysisGrid.from_bounds(SOUTH, (-305e3, -305e3, 305e3, 305e3), resolution=61e3)]
+        targets = [
+            AnalysisGrid.global_geographic(2.0),
+            AnalysisGrid.from_bounds(SOUTH, (-305e3, -305e3, 305e3, 305e3), resolution=61e3),
+        ]
     else:
         targets = [south_grid_with_pole_pixel(), AnalysisGrid.from_bounds(GEO, (-20, -90, 20, -60), resolution=0.7)]
     numpy_src = grid_with_values(source_grid, values)

@@ -27,6 +27,7 @@ def _layer(grid: AnalysisGrid, values, units: str = "wt%") -> xr.DataArray:
 
 # --- fluence ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("d", [0.0, 10.0, 30.0, 45.0, 80.0])
 def test_fluence_nearside_farside_ratio_is_one_minus_sin_d(d):
     near = he3.fluence_factor(0.0, 0.0, d)
@@ -50,6 +51,7 @@ def test_fluence_falls_as_cos_latitude_and_matches_numerical_integral():
 
 # --- calibration --------------------------------------------------------------------------------
 
+
 def test_calibration_reproduces_the_anchors_and_is_traceable():
     params = config.load("he3")
     coef = he3.calibrate(params)
@@ -68,8 +70,10 @@ def test_calibration_refuses_anchors_that_cannot_fix_the_model():
     same_ti = [dict(anchors[0]), {**anchors[1], "tio2_wt": anchors[0]["tio2_wt"]}]
     with pytest.raises(ConfigError, match="two different TiO2"):
         he3.calibrate(params.replace(calibration_anchors=same_ti))
-    falling = [dict(anchors[0], he3_ppb=2.0, he3_ppb_range=[1.0, 3.0]), dict(anchors[1], he3_ppb=20.0,
-                                                                          he3_ppb_range=[15.0, 30.0])]
+    falling = [
+        dict(anchors[0], he3_ppb=2.0, he3_ppb_range=[1.0, 3.0]),
+        dict(anchors[1], he3_ppb=20.0, he3_ppb_range=[15.0, 30.0]),
+    ]
     with pytest.raises(ConfigError, match="does not rise with TiO2"):
         he3.calibrate(params.replace(calibration_anchors=falling))
 
@@ -85,8 +89,12 @@ def test_config_errors_name_the_key():
 
 @pytest.mark.shared_data
 def test_configured_soil_values_are_the_apollo_soils_table(shared):
-    rows = {r["site_column"]: r for r in csv.DictReader(open(shared / "apollo_soils" /
-                                                             "lunar_sourcebook_table7_15_soils.csv"))}
+    rows = {
+        r["site_column"]: r
+        for r in csv.DictReader(
+            (shared / "apollo_soils" / "lunar_sourcebook_table7_15_soils.csv").read_text().splitlines()
+        )
+    }
     p = config.load("he3")
     anchors = {a["name"].split(" (")[0]: a for a in p["calibration_anchors"]}
     assert anchors["Apollo 11"]["tio2_wt"] == float(rows["11"]["TiO2"])
@@ -98,6 +106,7 @@ def test_configured_soil_values_are_the_apollo_soils_table(shared):
 
 
 # --- maps, Monte Carlo, inventory ----------------------------------------------------------------
+
 
 def test_inventory_of_a_uniform_moon_is_four_pi_r2_times_column():
     for res in (1.0, 0.25):
@@ -175,6 +184,7 @@ def test_block_streaming_equals_one_block(tmp_path):
 
 # --- the real Lunar Prospector Ti map ----------------------------------------------------------
 
+
 def _value_at(arr: xr.DataArray, lon: float, lat: float) -> float:
     return float(arr.sel(x=lon, y=lat, method="nearest"))
 
@@ -193,19 +203,25 @@ def test_global_he3_from_lp_ti_mare_over_highlands_and_apollo11(shared, tmp_path
 
     ppb = xr.open_dataarray(out / "he3_ppb.tif", engine="rasterio").squeeze("band", drop=True)
     tio2 = xr.open_dataarray(out / "tio2_wt.tif", engine="rasterio").squeeze("band", drop=True)
-    tranq = _value_at(ppb, 31.4, 8.5)        # Mare Tranquillitatis
-    highlands = _value_at(ppb, 5.0, -15.0)   # nearside central highlands
+    tranq = _value_at(ppb, 31.4, 8.5)  # Mare Tranquillitatis
+    highlands = _value_at(ppb, 5.0, -15.0)  # nearside central highlands
     assert tranq > 2 * highlands
     a11_cell = _value_at(tio2, 23.473, 0.674)
-    rows = {r["site_column"]: r for r in csv.DictReader(open(shared / "apollo_soils" /
-                                                             "lunar_sourcebook_table7_15_soils.csv"))}
+    rows = {
+        r["site_column"]: r
+        for r in csv.DictReader(
+            (shared / "apollo_soils" / "lunar_sourcebook_table7_15_soils.csv").read_text().splitlines()
+        )
+    }
     ratio = a11_cell / float(rows["11"]["TiO2"])
     # the 5-deg LP cell (~150 km) dilutes the high-Ti soil with its surroundings
     assert 0.3 < ratio < 1.0
     with capsys.disabled():
-        print(f"\nLP Ti -> He-3: Tranquillitatis {tranq:.1f} ppb, central highlands {highlands:.1f} ppb; Apollo 11 "
-              f"cell TiO2 {a11_cell:.2f} wt% vs soil {rows['11']['TiO2']} (ratio {ratio:.2f}); inventory "
-              f"{summary['inventory_kg']:.3g} kg [{summary['inventory_kg_p05']:.3g}, {summary['inventory_kg_p95']:.3g}]")
+        print(
+            f"\nLP Ti -> He-3: Tranquillitatis {tranq:.1f} ppb, central highlands {highlands:.1f} ppb; Apollo 11 "
+            f"cell TiO2 {a11_cell:.2f} wt% vs soil {rows['11']['TiO2']} (ratio {ratio:.2f}); inventory "
+            f"{summary['inventory_kg']:.3g} kg [{summary['inventory_kg_p05']:.3g}, {summary['inventory_kg_p95']:.3g}]"
+        )
 
 
 def test_cli_bad_inputs_one_line_exit_2(tmp_path):
@@ -225,8 +241,7 @@ def test_he3_on_a_polar_analysis_grid_matches_the_global_map(shared, tmp_path):
     grid gives the same inventory poleward of 80 S: areas and the area-weighted ingest agree."""
     polar = AnalysisGrid.polar_cap("south", -79.0, resolution_m=5000.0)
     s_polar = he3.run_he3("lp_grs_ti_5deg", tmp_path / "polar", feo="lp_grs_feo_halfdeg", grid=polar, samples=0)
-    glob = he3.run_he3("lp_grs_ti_5deg", tmp_path / "global", feo="lp_grs_feo_halfdeg", resolution_deg=0.1,
-                       samples=0)
+    glob = he3.run_he3("lp_grs_ti_5deg", tmp_path / "global", feo="lp_grs_feo_halfdeg", resolution_deg=0.1, samples=0)
     import rioxarray  # noqa: F401
 
     totals = []
@@ -245,8 +260,9 @@ def test_inventory_over_a_region_of_polygons():
 
     grid = AnalysisGrid.global_geographic(1.0)
     column = _layer(grid, 1e-5, units="kg m-2")
-    quadrant = gpd.GeoDataFrame(geometry=[box(0.0, 0.0, 90.0, 90.0)], crs=lunar.lunar_crs(lunar.IAU_GEOGRAPHIC)
-                                .to_pyproj())
+    quadrant = gpd.GeoDataFrame(
+        geometry=[box(0.0, 0.0, 90.0, 90.0)], crs=lunar.lunar_crs(lunar.IAU_GEOGRAPHIC).to_pyproj()
+    )
     quadrant.attrs["crs_code"] = "IAU_2015:30100"
     assert he3.inventory_kg(column, region=quadrant) == pytest.approx(SPHERE_M2 * 1e-5 / 8, rel=1e-6)
 

@@ -55,11 +55,15 @@ def _analytic_deg(rise_m: float, r_m: float) -> float:
 # --- flat ground: curvature only ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("grid", [
-    AnalysisGrid.polar_cap("south", -89.0, resolution_m=400.0),  # k ~ 1
-    _grid_at(30135, 300_000.0, 64, 100.0),  # ~ -80 deg, k ~ 1.0075
-    _grid_at(30130, 300_000.0, 64, 100.0),  # north pole grid
-], ids=["south-89", "south-80", "north-80"])
+@pytest.mark.parametrize(
+    "grid",
+    [
+        AnalysisGrid.polar_cap("south", -89.0, resolution_m=400.0),  # k ~ 1
+        _grid_at(30135, 300_000.0, 64, 100.0),  # ~ -80 deg, k ~ 1.0075
+        _grid_at(30130, 300_000.0, 64, 100.0),  # north pole grid
+    ],
+    ids=["south-89", "south-80", "north-80"],
+)
 def test_flat_plane_sees_only_the_curvature_drop(grid):
     az = np.array([0.0, 30.0, 45.0, 90.0, 135.0, 200.0, 270.0, 333.0])
     hz = horizon_angles(_dem(grid, np.zeros(grid.shape)), az, max_distance_m=50_000.0)
@@ -103,8 +107,13 @@ def test_conical_peak_matches_analytic_horizon(code):
     hz = horizon_angles(dem, az, max_distance_m=150_000.0)
     flat = -0.01
     for n in (30, 50, 70, 95):
-        cases = [((ar + n, ac), 0.0), ((ar, ac - n), 90.0), ((ar - n, ac), 180.0), ((ar, ac + n), 270.0),
-                 ((ar + n, ac + n), 315.0)]
+        cases = [
+            ((ar + n, ac), 0.0),
+            ((ar, ac - n), 90.0),
+            ((ar - n, ac), 180.0),
+            ((ar, ac + n), 270.0),
+            ((ar + n, ac + n), 315.0),
+        ]
         for (r, c), a in cases:
             if not (0 <= r < grid.shape[0] and 0 <= c < grid.shape[1]):
                 continue
@@ -251,8 +260,9 @@ def test_output_metadata_and_units():
     km.attrs["units"] = "km"
     np.testing.assert_allclose(horizon_angles(km, n_azimuths=8, max_distance_m=5_000.0).values, hz.values, atol=1e-4)
     # threads over azimuths give the same answer
-    np.testing.assert_array_equal(horizon_angles(dem, n_azimuths=8, max_distance_m=5_000.0, workers=2).values,
-                                  hz.values)
+    np.testing.assert_array_equal(
+        horizon_angles(dem, n_azimuths=8, max_distance_m=5_000.0, workers=2).values, hz.values
+    )
 
 
 def test_bad_inputs_are_errors():
@@ -285,8 +295,10 @@ def test_speed_report():
     t0 = time.perf_counter()
     horizon_brute_force(small, n_azimuths=36)
     tb = time.perf_counter() - t0
-    print(f"\n512^2 x 360 azimuths, 1 thread: {dt:.2f} s = {512 * 512 * 360 / dt / 1e6:.1f} Mpixel*azimuth/s; "
-          f"96^2 x 36: brute force (lines) / sweep = {tb / ts:.1f}x")
+    print(
+        f"\n512^2 x 360 azimuths, 1 thread: {dt:.2f} s = {512 * 512 * 360 / dt / 1e6:.1f} Mpixel*azimuth/s; "
+        f"96^2 x 36: brute force (lines) / sweep = {tb / ts:.1f}x"
+    )
 
 
 def test_a_raised_observer_sees_the_curvature_horizon():

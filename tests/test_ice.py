@@ -79,10 +79,14 @@ def _scene(resolution_m: float = 2000.0) -> Scene:
     illum = np.where(trap, 0.0, 0.25 + 0.25 * (1.0 + np.sin(xx / 20e3) * np.cos(yy / 25e3)))
     hydrogen = 50.0 + sum(1600.0 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 20e3**2)) for cx, cy, _ in TRAPS)
     dem_da = _on(grid, dem, "m", "dem")
-    layers = IceLayers(tmax_k=_on(grid, tmax, "K", "tmax"), psr=_on(grid, trap, "1", "psr"),
-                       illumination_fraction=_on(grid, illum, "1", "illumination_fraction"),
-                       hydrogen_ppm=_on(grid, hydrogen, "ppm", "hydrogen"),
-                       slope_deg=slope_deg(dem_da), aspect_deg=aspect_deg(dem_da))
+    layers = IceLayers(
+        tmax_k=_on(grid, tmax, "K", "tmax"),
+        psr=_on(grid, trap, "1", "psr"),
+        illumination_fraction=_on(grid, illum, "1", "illumination_fraction"),
+        hydrogen_ppm=_on(grid, hydrogen, "ppm", "hydrogen"),
+        slope_deg=slope_deg(dem_da),
+        aspect_deg=aspect_deg(dem_da),
+    )
     return Scene(grid, layers, trap, illum)
 
 
@@ -246,8 +250,7 @@ def test_monte_carlo_ordered_deterministic_and_seeded(scene):
     other = ice_monte_carlo(scene.layers, n=32, seed=2)
     for name in mc.data_vars:
         np.testing.assert_array_equal(mc[name].values, again[name].values)
-    assert not np.array_equal(mc["ice_favourability_p50"].values, other["ice_favourability_p50"].values,
-                              equal_nan=True)
+    assert not np.array_equal(mc["ice_favourability_p50"].values, other["ice_favourability_p50"].values, equal_nan=True)
     assert mc.attrs["mc_samples"] == 32 and "cold_trap_tmax_k" in mc.attrs["mc_parameters_varied"]
     # the cold traps stay favourable across the parameter ranges
     assert np.all(p05[scene.trap] >= FAVOURABLE)
@@ -260,9 +263,10 @@ def test_dask_layers_stay_lazy_and_any_chunking_gives_the_same_maps(scene):
         assert dsd[name].chunks is not None, name
         np.testing.assert_array_equal(ds[name].values, dsd[name].values)
     lazy_proxy = ice_favourability(dataclasses.replace(chunked, tmax_k=None))
-    np.testing.assert_array_equal(lazy_proxy["thermal_proxy_k"].values,
-                                  ice_favourability(dataclasses.replace(scene.layers, tmax_k=None))
-                                  ["thermal_proxy_k"].values)
+    np.testing.assert_array_equal(
+        lazy_proxy["thermal_proxy_k"].values,
+        ice_favourability(dataclasses.replace(scene.layers, tmax_k=None))["thermal_proxy_k"].values,
+    )
     mc, mcd = ice_monte_carlo(scene.layers, n=8, seed=4), ice_monte_carlo(chunked, n=8, seed=4)
     assert mcd["ice_favourability_p50"].chunks is not None
     for name in mc.data_vars:
@@ -317,7 +321,7 @@ def test_polygon_fraction_of_a_square():
     gdf = gpd.GeoDataFrame(geometry=[box(0.0, 0.0, 2500.0, 2000.0)], crs=crs.to_pyproj())
     frac = polygon_fraction(gdf, grid)
     col, row = (int(round(v)) for v in ~grid.transform @ (0.0, 2000.0))  # the box's top-left corner
-    block = frac.values[row:row + 2, col:col + 3]
+    block = frac.values[row : row + 2, col : col + 3]
     np.testing.assert_allclose(block, [[1, 1, 0.5], [1, 1, 0.5]])
     assert math.isclose(float(frac.sum()) * 1e6, 2500.0 * 2000.0)
     np.testing.assert_array_equal(frac.values, polygon_fraction(gdf, grid, chunks=7).values)
@@ -330,8 +334,15 @@ def test_polygon_fraction_of_a_square():
 def test_write_ice_files_units_and_class_nodata(scene, tmp_path):
     ds = ice_favourability(scene.layers).assign(ice_monte_carlo(scene.layers, n=8).data_vars)
     paths = write_ice(ds, tmp_path / "ice", source_info={"psr": "synthetic"})
-    for name in ("ice_favourability", "ice_stability_class", "coverage", "ice_favourability_p05",
-                 "ice_favourability_p50", "ice_favourability_p95", "thermal_proxy_k"):
+    for name in (
+        "ice_favourability",
+        "ice_stability_class",
+        "coverage",
+        "ice_favourability_p05",
+        "ice_favourability_p50",
+        "ice_favourability_p95",
+        "thermal_proxy_k",
+    ):
         assert paths[name].exists(), name
     with rasterio.open(paths["ice_stability_class"]) as src:
         assert src.dtypes[0] == "uint8" and src.nodata == 255
@@ -387,14 +398,29 @@ def test_run_ice_from_files_with_resampling(scene, tmp_path):
     """The stage reads rasters from files (a psr_mask.tif and a coarser hydrogen map) and writes COGs."""
     g = scene.grid
     write_geotiff(scene.layers.psr, tmp_path / "psr_mask.tif", crs=g.crs, transform=g.transform, units="1")
-    write_geotiff(scene.layers.illumination_fraction, tmp_path / "illumination_fraction.tif", crs=g.crs,
-                  transform=g.transform, units="1")
+    write_geotiff(
+        scene.layers.illumination_fraction,
+        tmp_path / "illumination_fraction.tif",
+        crs=g.crs,
+        transform=g.transform,
+        units="1",
+    )
     coarse = AnalysisGrid.polar_cap("south", -85.0, resolution_m=8000.0)
-    write_geotiff(np.full(coarse.shape, 1670.0, dtype="float32"), tmp_path / "h.tif", crs=coarse.crs,
-                  transform=coarse.transform, units="ppm")
-    paths = run_ice(tmp_path / "out", psr=tmp_path / "psr_mask.tif",
-                    illumination=tmp_path / "illumination_fraction.tif", hydrogen=tmp_path / "h.tif",
-                    mc_samples=4, cog=True)
+    write_geotiff(
+        np.full(coarse.shape, 1670.0, dtype="float32"),
+        tmp_path / "h.tif",
+        crs=coarse.crs,
+        transform=coarse.transform,
+        units="ppm",
+    )
+    paths = run_ice(
+        tmp_path / "out",
+        psr=tmp_path / "psr_mask.tif",
+        illumination=tmp_path / "illumination_fraction.tif",
+        hydrogen=tmp_path / "h.tif",
+        mc_samples=4,
+        cog=True,
+    )
     with rasterio.open(paths["ice_stability_class"]) as src:
         cls = src.read(1)
         assert src.tags()["prospect_thermal_source"] == PROXY_LABEL
@@ -430,8 +456,9 @@ def test_real_named_cold_traps_score_in_the_top_decile(shared, record_property):
     craters = pd.read_csv(shared / CRATERS)
     big = craters[(craters["PSR Area (km^2)"] > 100) & craters["PSR centroid Lat (deg)"].notna()]
     assert len(big) >= 10
-    x, y = lunar.lonlat_to_xy(grid.crs, big["PSR centroid Lon (deg)"].to_numpy(),
-                              big["PSR centroid Lat (deg)"].to_numpy())
+    x, y = lunar.lonlat_to_xy(
+        grid.crs, big["PSR centroid Lon (deg)"].to_numpy(), big["PSR centroid Lat (deg)"].to_numpy()
+    )
     inverse = ~grid.transform
     percentiles = {}
     for name, xi, yi in zip(big["Crater Name"], x, y):
@@ -457,7 +484,7 @@ def test_real_run_ice_stage(shared, tmp_path):
     for q in ("05", "50", "95"):
         with rasterio.open(paths[f"ice_favourability_p{q}"]) as src:
             assert src.tags(1)["units"] == "1"
-    assert 0.0 <= float(fav.min()) and float(fav.max()) <= 1.0
+    assert float(fav.min()) >= 0.0 and float(fav.max()) <= 1.0
 
 
 @pytest.mark.shared_data
@@ -471,9 +498,11 @@ def test_cli_ice_real_layers_and_bad_input(shared, tmp_path):
     with rasterio.open(out / "ice_favourability.tif") as src:
         assert src.tags(1)["units"] == "1" and "psr" in src.tags()["prospect_layers_used"]
     # nothing to work with, a bad config key, a missing file: one line, exit 2, no output folder
-    for args, text in (((), "at least one of"),
-                       (("--dem", dem, "--config", str(tmp_path / "c.yaml")), "unknown ice parameter"),
-                       (("--psr", str(tmp_path / "nope.shp")), "no such file")):
+    for args, text in (
+        ((), "at least one of"),
+        (("--dem", dem, "--config", str(tmp_path / "c.yaml")), "unknown ice parameter"),
+        (("--psr", str(tmp_path / "nope.shp")), "no such file"),
+    ):
         (tmp_path / "c.yaml").write_text("ice:\n  cold_trap_tmax: 110\n")
         r = run_cli("ice", str(tmp_path / "o2"), *args)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and text in r.stderr, r.stderr
@@ -485,10 +514,20 @@ def test_water_inventory_from_a_hydrogen_table(scene, tmp_path):
     WEH/100 x density x depth integrates to the analytic mass over the map."""
     import gzip
 
-    rows = [f"  {a:7.2f}, {a + 10:9.2f}, {b:9.2f}, {b + 10:9.2f}, {1670.0:11.5f}"
-            for a in range(-90, 90, 10) for b in range(-180, 180, 10)]
-    header = ["#", "# Hydrogen data as described by a test", "#", f"# This file contains {len(rows)} binned values",
-              '# for the Lunar Prospector "Hydrogen_test" dataset.', "# These data are in units of ppm.", "#"]
+    rows = [
+        f"  {a:7.2f}, {a + 10:9.2f}, {b:9.2f}, {b + 10:9.2f}, {1670.0:11.5f}"
+        for a in range(-90, 90, 10)
+        for b in range(-180, 180, 10)
+    ]
+    header = [
+        "#",
+        "# Hydrogen data as described by a test",
+        "#",
+        f"# This file contains {len(rows)} binned values",
+        '# for the Lunar Prospector "Hydrogen_test" dataset.',
+        "# These data are in units of ppm.",
+        "#",
+    ]
     table = tmp_path / "hydrogen.data.gz"
     table.write_bytes(gzip.compress(("\n".join(header + rows) + "\n").encode()))
     g = scene.grid

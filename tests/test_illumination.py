@@ -73,8 +73,14 @@ def test_real_south_polar_psrs_are_found(shared, tmp_path):
         transform = ds.transform
         assert ds.tags(1)["units"] == "1"
     polys = open_vector(shared / "lola_psr_south_5km2" / "LOLA_PSR_75S_120M_82S_060M_5KM2_FINAL.shp")
-    ids = rasterize(((g, i + 1) for i, g in enumerate(polys.geometry)), out_shape=ours.shape, transform=transform,
-                    fill=0, all_touched=True, dtype="int32")
+    ids = rasterize(
+        ((g, i + 1) for i, g in enumerate(polys.geometry)),
+        out_shape=ours.shape,
+        transform=transform,
+        fill=0,
+        all_touched=True,
+        dtype="int32",
+    )
     hit = np.array([ours[ids == i + 1].any() for i in range(len(polys))])
     large = polys["area"].to_numpy() > 100.0
     assert hit[large].all()  # every PSR over 100 km^2
@@ -85,7 +91,9 @@ def test_real_south_polar_psrs_are_found(shared, tmp_path):
     table["key"] = table["Crater Name"].str.strip().str.lower()
     for name in names:
         row = table[table["key"] == name.lower()].iloc[0]
-        x, y = lonlat_to_xy(lunar_crs(30135), float(row["PSR centroid Lon (deg)"]), float(row["PSR centroid Lat (deg)"]))
+        x, y = lonlat_to_xy(
+            lunar_crs(30135), float(row["PSR centroid Lon (deg)"]), float(row["PSR centroid Lat (deg)"])
+        )
         col, r = ~transform * (x, y)
         assert ours[int(r), int(col)], f"{name}: PSR centroid not permanently shadowed"
 
@@ -139,5 +147,4 @@ def test_flat_plane_illumination_follows_from_the_sun_geometry_alone():
         assert ds.illumination_fraction.values[r, c] == pytest.approx(want, abs=5e-3)
         assert 0.3 < want < 0.7  # within a degree of the pole the Sun is up about half the time
         _, eel = earth_azimuth_elevation(lon[r, c], lat[r, c], se.earth, se.earth_distance_km)
-        assert ds.earth_visibility_fraction.values[r, c] == pytest.approx(float((np.asarray(eel) > 0).mean()),
-                                                                          abs=0.02)
+        assert ds.earth_visibility_fraction.values[r, c] == pytest.approx(float((np.asarray(eel) > 0).mean()), abs=0.02)

@@ -67,8 +67,14 @@ def ensemble(sites):
 
 
 def test_region_membership_antimeridian_and_outside():
-    regions = pd.DataFrame({"bbox_min_lon": [170.0, 10.0], "bbox_min_lat": [-80.0, -80.0],
-                            "bbox_max_lon": [-170.0, 20.0], "bbox_max_lat": [-70.0, -70.0]})
+    regions = pd.DataFrame(
+        {
+            "bbox_min_lon": [170.0, 10.0],
+            "bbox_min_lat": [-80.0, -80.0],
+            "bbox_max_lon": [-170.0, 20.0],
+            "bbox_max_lat": [-70.0, -70.0],
+        }
+    )
     lon = [175.0, -175.0, 180.0, 185.0, 15.0, 375.0, 160.0, 0.0, 175.0, np.nan]
     lat = [-75.0, -75.0, -75.0, -75.0, -75.0, -75.0, -75.0, -75.0, -60.0, -75.0]
     np.testing.assert_array_equal(learn.region_membership(lon, lat, regions), [0, 0, 0, 0, 1, 1, -1, -1, -1, -1])
@@ -127,7 +133,7 @@ def test_same_seed_same_probabilities(sites, ensemble):
 
 
 def test_fit_and_predict_refuse_bad_input(sites, ensemble):
-    X, region, x, y = sites
+    X, _region, x, y = sites
     blocks = learn.spatial_blocks(x, y, 20e3)
     with pytest.raises(ConfigError, match="no labelled site falls on a candidate"):
         learn.fit_pu(X, np.zeros(len(X), bool), blocks)
@@ -138,7 +144,7 @@ def test_fit_and_predict_refuse_bad_input(sites, ensemble):
 
 
 def test_few_positive_blocks_fall_back_to_stratified_calibration(sites):
-    X, region, x, y = sites
+    X, region, _x, _y = sites
     ens = learn.fit_pu(X, region == 0, np.zeros(len(X), int), **FAST)  # one block holds everything
     assert ens.info["calibration"] == {"spatial": 0, "stratified": FAST["members"], "none": 0}
     assert np.isfinite(learn.predict(ens, X)[0]).all()
@@ -221,8 +227,9 @@ class Smuggled:
 
 def test_load_refuses_a_disallowed_type(tmp_path, ensemble):
     path = tmp_path / "evil.skops"
-    sio.dump({"members": list(ensemble.members) + [Smuggled()], "feature_names": ensemble.feature_names,
-              "info": {}}, path)
+    sio.dump(
+        {"members": list(ensemble.members) + [Smuggled()], "feature_names": ensemble.feature_names, "info": {}}, path
+    )
     with pytest.raises(FormatError, match=r"evil\.skops.*Smuggled"):
         learn.load_model(path)
 
@@ -237,11 +244,11 @@ def test_load_refuses_files_that_are_not_models(tmp_path, kind):
             zf.writestr("readme.txt", "hello")
     else:
         sio.dump({"members": [], "feature_names": [], "info": {}}, path)
-    with pytest.raises(FormatError, match="model.skops") as err:
+    with pytest.raises(FormatError, match=r"model\.skops") as err:
         learn.load_model(path)
     assert "\n" not in str(err.value)
 
 
 def test_load_missing_file(tmp_path):
-    with pytest.raises(InputNotFoundError, match="absent.skops"):
+    with pytest.raises(InputNotFoundError, match=r"absent\.skops"):
         learn.load_model(tmp_path / "absent.skops")

@@ -14,7 +14,7 @@ from prospect.errors import CRSError, EarthCRSError
 def test_constants_follow_science_md():
     assert lunar.MOON_RADIUS_M == 1_737_400.0
     # science.md quotes 30,323.6 m per degree; 2 pi R / 360 is 30,323.35 m
-    assert lunar.METRES_PER_DEGREE == pytest.approx(30323.6, abs=0.3)
+    assert pytest.approx(30323.6, abs=0.3) == lunar.METRES_PER_DEGREE
     assert lunar.polar_scale_factor(-80.0) == pytest.approx(1.0077, abs=1e-4)
     assert lunar.polar_scale_factor(75.0) == pytest.approx(1.0173, abs=1e-4)
     assert lunar.polar_scale_factor(-90.0) == pytest.approx(1.0)
@@ -31,9 +31,16 @@ def test_cell_areas_sum_to_the_sphere():
     assert areas.sum() == pytest.approx(4 * math.pi * lunar.MOON_RADIUS_M**2, rel=1e-9)
 
 
-@pytest.mark.parametrize("code,kind", [(30100, "geographic"), (30110, "equirectangular"),
-                                       (30115, "equirectangular"), (30130, "polar_north"),
-                                       (30135, "polar_south")])
+@pytest.mark.parametrize(
+    "code,kind",
+    [
+        (30100, "geographic"),
+        (30110, "equirectangular"),
+        (30115, "equirectangular"),
+        (30130, "polar_north"),
+        (30135, "polar_south"),
+    ],
+)
 def test_iau_codes_round_trip(code, kind):
     crs = lunar.lunar_crs(code)
     assert crs.code == f"IAU_2015:{code}" and crs.kind == kind
@@ -43,10 +50,12 @@ def test_iau_codes_round_trip(code, kind):
 
 
 def test_gdal_pds_polar_wkt_is_recognised():
-    wkt = ('PROJCS["POLAR_STEREOGRAPHIC MOON",GEOGCS["GCS_MOON",DATUM["D_MOON",SPHEROID["MOON",1737400,0]],'
-           'PRIMEM["Reference_Meridian",0],UNIT["degree",0.0174532925199433]],PROJECTION["Polar_Stereographic"],'
-           'PARAMETER["latitude_of_origin",-90],PARAMETER["central_meridian",0],PARAMETER["scale_factor",1],'
-           'PARAMETER["false_easting",0],PARAMETER["false_northing",0],UNIT["unknown",1]]')
+    wkt = (
+        'PROJCS["POLAR_STEREOGRAPHIC MOON",GEOGCS["GCS_MOON",DATUM["D_MOON",SPHEROID["MOON",1737400,0]],'
+        'PRIMEM["Reference_Meridian",0],UNIT["degree",0.0174532925199433]],PROJECTION["Polar_Stereographic"],'
+        'PARAMETER["latitude_of_origin",-90],PARAMETER["central_meridian",0],PARAMETER["scale_factor",1],'
+        'PARAMETER["false_easting",0],PARAMETER["false_northing",0],UNIT["unknown",1]]'
+    )
     assert lunar.identify(wkt).code == "IAU_2015:30135"
     # GeoTIFFs written with 30135 read back as the lat_ts=-90 form (docs/platform.md)
     assert lunar.identify("+proj=stere +lat_0=-90 +lat_ts=-90 +lon_0=0 +R=1737400").code == "IAU_2015:30135"
@@ -57,9 +66,18 @@ def test_non_canonical_lunar_crs_has_no_code():
     assert crs.code is None and crs.kind == "equirectangular" and crs.lat_ts == 30
 
 
-@pytest.mark.parametrize("earth", ["EPSG:4326", "EPSG:3031", "+proj=longlat +ellps=WGS84",
-                                   'GEOGCS["GCS_WGS_1984",DATUM["D_WGS_1984",SPHEROID["WGS_1984",6378137.0,'
-                                   '298.257223563]],PRIMEM["Greenwich",0.0],UNIT["Degree",0.0174532925199433]]'])
+@pytest.mark.parametrize(
+    "earth",
+    [
+        "EPSG:4326",
+        "EPSG:3031",
+        "+proj=longlat +ellps=WGS84",
+        (
+            'GEOGCS["GCS_WGS_1984",DATUM["D_WGS_1984",SPHEROID["WGS_1984",6378137.0,'
+            '298.257223563]],PRIMEM["Greenwich",0.0],UNIT["Degree",0.0174532925199433]]'
+        ),
+    ],
+)
 def test_earth_crs_is_refused_with_the_override_named(earth):
     with pytest.raises(EarthCRSError) as exc:
         lunar.identify(earth, source="craters.prj")

@@ -116,9 +116,7 @@ def test_required_thematic_products_present(manifests):
         return " ".join(str(m.get(k, "")) for k in ("instrument", "product_id", "description")).lower()
 
     diviner = _any(manifests, lambda m: "diviner" in text(m) and m.units == "K")
-    hydrogen = _any(
-        manifests, lambda m: "neutron" in text(m) and "hydrogen" in text(m) and m.units == "ppm"
-    )
+    hydrogen = _any(manifests, lambda m: "neutron" in text(m) and "hydrogen" in text(m) and m.units == "ppm")
     tio2 = _any(manifests, lambda m: "tio2" in text(m) and m.units == "wt%")
     ce2_dem = _any(
         manifests,

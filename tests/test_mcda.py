@@ -24,9 +24,16 @@ def _weight_keys() -> list[str]:
 
 # --- criteria ---------------------------------------------------------------------------------
 
+
 def test_criteria_renormalise_and_report_dropped():
-    features = pd.DataFrame({"illumination_fraction": [0.5, 0.9], "slope_mean_deg": [3.0, 6.0],
-                             "roughness_m": [np.nan, np.nan], "unrelated": [1.0, 2.0]})
+    features = pd.DataFrame(
+        {
+            "illumination_fraction": [0.5, 0.9],
+            "slope_mean_deg": [3.0, 6.0],
+            "roughness_m": [np.nan, np.nan],
+            "unrelated": [1.0, 2.0],
+        }
+    )
     crits, dropped = mcda.criteria(config.load("sites"), features)
     by_name = {c.name: c for c in crits}
     assert set(by_name) == {"illumination_fraction", "slope_mean_deg"}  # default weights 0.20 and 0.10
@@ -39,7 +46,7 @@ def test_criteria_renormalise_and_report_dropped():
     assert dropped["longest_darkness_h"] == "no such feature"
     assert dropped["he3_ppb"] == "weight 0"
     assert "unrelated" not in dropped
-    assert set(dropped) | set(by_name) == {k[len("weight_"):] for k in _weight_keys()}
+    assert set(dropped) | set(by_name) == {k[len("weight_") :] for k in _weight_keys()}
 
 
 def test_criteria_config_weight_zero_drops_and_nothing_usable_is_config_error():
@@ -49,10 +56,10 @@ def test_criteria_config_weight_zero_drops_and_nothing_usable_is_config_error():
     assert [c.name for c in crits] == ["illumination_fraction"] and crits[0].weight == 1.0
     assert dropped["slope_mean_deg"] == "weight 0"
 
-    all_zero = config.load("sites", {"sites": {k: 0 for k in _weight_keys()}})
-    with pytest.raises(ConfigError, match="no scoring criterion.*weight_illumination_fraction \\(weight 0\\)"):
+    all_zero = config.load("sites", {"sites": dict.fromkeys(_weight_keys(), 0)})
+    with pytest.raises(ConfigError, match=r"no scoring criterion.*weight_illumination_fraction \(weight 0\)"):
         mcda.criteria(all_zero, features)
-    with pytest.raises(ConfigError, match="weight_slope_mean_deg \\(no such feature\\)"):
+    with pytest.raises(ConfigError, match=r"weight_slope_mean_deg \(no such feature\)"):
         mcda.criteria(config.load("sites"), pd.DataFrame({"other": [1.0]}))
 
 
@@ -62,6 +69,7 @@ def test_negative_weight_is_config_error():
 
 
 # --- weighted sum, contributions ----------------------------------------------------------------
+
 
 def test_benefit_matrix_scaling_nan_and_constant():
     features = pd.DataFrame({"a": [1.0, 3.0, np.nan], "b": [10.0, 20.0, 30.0], "c": [5.0, 5.0, 5.0]})
@@ -81,8 +89,9 @@ def test_cost_and_benefit_directions_flip_the_order():
 
 
 def test_dominant_site_scores_one_and_is_first():
-    features = pd.DataFrame({"illum": [0.9, 0.5, 0.7, 0.6], "slope": [1.0, 4.0, 2.0, 9.0],
-                             "dist": [0.5, 3.0, 8.0, 1.0]})
+    features = pd.DataFrame(
+        {"illum": [0.9, 0.5, 0.7, 0.6], "slope": [1.0, 4.0, 2.0, 9.0], "dist": [0.5, 3.0, 8.0, 1.0]}
+    )
     crits = [_crit("illum", 0.5), _crit("slope", 0.3, "cost"), _crit("dist", 0.2, "cost")]
     ws = mcda.weighted_sum(features, crits)
     ts = mcda.topsis(features, crits)
@@ -116,6 +125,7 @@ def test_weighted_sum_and_topsis_broadcast_weight_draws():
 
 # --- TOPSIS -----------------------------------------------------------------------------------
 
+
 def test_topsis_hand_computed_3x2():
     # a benefit, b cost, w = (0.6, 0.4)
     # a = [3, 4, 0]: norm 5  -> r = [0.6, 0.8, 0.0] -> v = [0.36, 0.48, 0.00]; ideal 0.48, anti 0
@@ -144,6 +154,7 @@ def test_topsis_nan_is_worst_value_and_degenerate_cases():
 
 # --- Dirichlet weights, ranks, summaries ---------------------------------------------------------
 
+
 def test_dirichlet_weights_sum_to_one_and_centre_on_w0():
     crits = [_crit("a", 0.5), _crit("b", 0.3), _crit("c", 0.2)]
     w = mcda.dirichlet_weights(crits, 20000, np.random.default_rng(0), concentration=50)
@@ -163,11 +174,9 @@ def test_ranks_ties_tiebreak_and_draws():
 
 
 def test_summarise_draws_hand_made():
-    draws = np.array([[0.9, 0.1, 0.5],
-                      [0.8, 0.9, 0.5],
-                      [0.7, 0.8, 0.5],
-                      [0.6, 0.2, 0.5],
-                      [0.5, 0.3, 0.5]])  # last draw: sites 0 and 2 tie for first
+    draws = np.array(
+        [[0.9, 0.1, 0.5], [0.8, 0.9, 0.5], [0.7, 0.8, 0.5], [0.6, 0.2, 0.5], [0.5, 0.3, 0.5]]
+    )  # last draw: sites 0 and 2 tie for first
     # ranks per draw: site 0 [1,2,2,1,1], site 1 [3,1,1,3,3], site 2 [2,3,3,2,1]
     # linear percentiles of 5 values: p05 at index 0.2, p50 at 2, p95 at 3.8 of the sorted values
     out = mcda.summarise_draws(draws, k=1)
@@ -181,8 +190,9 @@ def test_summarise_draws_hand_made():
 
 
 def _monte_carlo(seed: int) -> pd.DataFrame:
-    features = pd.DataFrame({"illum": [0.9, 0.6, 0.6, 0.4, 0.7], "slope": [2.0, 3.0, 3.0, 8.0, 1.0],
-                             "dist": [4.0, 2.0, 2.0, 9.0, 6.0]})
+    features = pd.DataFrame(
+        {"illum": [0.9, 0.6, 0.6, 0.4, 0.7], "slope": [2.0, 3.0, 3.0, 8.0, 1.0], "dist": [4.0, 2.0, 2.0, 9.0, 6.0]}
+    )
     crits = [_crit("illum", 0.5), _crit("slope", 0.3, "cost"), _crit("dist", 0.2, "cost")]
     w = mcda.dirichlet_weights(crits, 300, np.random.default_rng(seed), concentration=5)
     return mcda.summarise_draws(mcda.topsis(features, crits, w), k=2)

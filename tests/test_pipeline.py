@@ -50,8 +50,11 @@ stages:
 
 
 def _tree(run: Path) -> dict[str, str]:
-    return {p.relative_to(run).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(run.rglob("*")) if p.is_file() and p.relative_to(run).parts[0] != "logs"}
+    return {
+        p.relative_to(run).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(run.rglob("*"))
+        if p.is_file() and p.relative_to(run).parts[0] != "logs"
+    }
 
 
 def _assert_layout(run: Path, *, maps: set[str]) -> None:
@@ -84,19 +87,32 @@ def test_every_shipped_pipeline_validates():
 BASE = {"pipeline": "t", "data": {"dem": "lunar_toolkit_lola_south_1600m"}, "stages": {"terrain": {}}}
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"stagez": {}}, "(top level): unknown key 'stagez'"),
-    ({"stages": {"illumination": {"azimuth": 64}}}, "stages.illumination: unknown key 'azimuth'"),
-    ({"stages": {"illumination": {"step": {"value": 24, "unit": "kg"}}}},
-     "stages.illumination.step: unit 'kg' is not a duration"),
-    ({"grid": {"crs": "IAU_2015:30135", "bounds": {"value": [-1, -1, 1, 1], "unit": "furlong"},
-               "resolution": 100}}, "grid.bounds: unit 'furlong' is not a length"),
-    ({"stages": {"resources": {"he3": {}}}}, "stages.resources.he3 needs data.tio2"),
-    ({"data": {"tio2": "lp_grs_ti_5deg"}, "stages": {"sites": {}}}, "stages.sites needs data.dem"),
-    ({"stages": {"sites": {"config": {"site_radius": 100}}}}, "stages.sites.config:"),
-    ({"data": {"dem": "no_such_product"}}, "data.dem: 'no_such_product' is neither a data-manifest id"),
-    ({"grid": {"crs": "EPSG:4326", "bounds": [0, 0, 1, 1], "resolution": 1}}, "grid"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"stagez": {}}, "(top level): unknown key 'stagez'"),
+        ({"stages": {"illumination": {"azimuth": 64}}}, "stages.illumination: unknown key 'azimuth'"),
+        (
+            {"stages": {"illumination": {"step": {"value": 24, "unit": "kg"}}}},
+            "stages.illumination.step: unit 'kg' is not a duration",
+        ),
+        (
+            {
+                "grid": {
+                    "crs": "IAU_2015:30135",
+                    "bounds": {"value": [-1, -1, 1, 1], "unit": "furlong"},
+                    "resolution": 100,
+                }
+            },
+            "grid.bounds: unit 'furlong' is not a length",
+        ),
+        ({"stages": {"resources": {"he3": {}}}}, "stages.resources.he3 needs data.tio2"),
+        ({"data": {"tio2": "lp_grs_ti_5deg"}, "stages": {"sites": {}}}, "stages.sites needs data.dem"),
+        ({"stages": {"sites": {"config": {"site_radius": 100}}}}, "stages.sites.config:"),
+        ({"data": {"dem": "no_such_product"}}, "data.dem: 'no_such_product' is neither a data-manifest id"),
+        ({"grid": {"crs": "EPSG:4326", "bounds": [0, 0, 1, 1], "resolution": 1}}, "grid"),
+    ],
+)
 def test_bad_pipelines_fail_in_one_line_naming_file_and_key(tmp_path, change, message):
     import yaml
 
@@ -112,8 +128,10 @@ def test_bad_pipelines_fail_in_one_line_naming_file_and_key(tmp_path, change, me
 @pytest.mark.shared_data
 def test_a_run_folder_is_not_reused_without_resume(shared, tmp_path):
     spec = tmp_path / "p.yaml"
-    spec.write_text("pipeline: p\ndata: {tio2: lp_grs_ti_5deg}\nstages: {resources: {he3: {samples: 0}}}\n"
-                    "grid: {global_resolution: {value: 5, unit: deg}}\n")
+    spec.write_text(
+        "pipeline: p\ndata: {tio2: lp_grs_ti_5deg}\nstages: {resources: {he3: {samples: 0}}}\n"
+        "grid: {global_resolution: {value: 5, unit: deg}}\n"
+    )
     res = run_cli("run", str(spec), "--out", str(tmp_path / "r"), "--no-progress")
     assert res.returncode == 0, res.stderr
     res = run_cli("run", str(spec), "--out", str(tmp_path / "r"))
@@ -136,11 +154,18 @@ def test_make_demo_runs_the_demo_pipeline():
 def test_demo_pipeline_produces_the_full_layout_offline(tmp_path):
     """What `make demo` runs, from an empty cache: the synthetic scene is generated, every stage runs."""
     run = tmp_path / "demo"
-    res = run_cli("run", str(PIPELINES / "demo.yaml"), "--out", str(run), "--no-progress",
-                  env=_env(PROSPECT_CACHE=str(tmp_path / "cache")))
+    res = run_cli(
+        "run",
+        str(PIPELINES / "demo.yaml"),
+        "--out",
+        str(run),
+        "--no-progress",
+        env=_env(PROSPECT_CACHE=str(tmp_path / "cache")),
+    )
     assert res.returncode == 0, res.stderr[-3000:]
-    _assert_layout(run, maps={"dem_m", "hillshade", "slope_deg", "illumination_fraction", "ice_favourability",
-                              "he3_ppb"})
+    _assert_layout(
+        run, maps={"dem_m", "hillshade", "slope_deg", "illumination_fraction", "ice_favourability", "he3_ppb"}
+    )
     assert f"{run / 'report.html'}: report.html" in res.stdout and f"{run / 'project.qgz'}" in res.stdout
     record = json.loads((run / "ranking.json").read_text())
     assert record["passing_all"] > 1000 and record["learned"]["positives"] > 0
@@ -155,14 +180,26 @@ def test_real_coarse_pipeline_full_layout_then_a_rerun_is_all_cached(shared, tmp
     run = tmp_path / "south_pole"
     res = run_cli("run", str(PIPELINES / "south_pole_coarse.yaml"), "--out", str(run), "--no-progress", env=_env())
     assert res.returncode == 0, res.stderr[-3000:]
-    _assert_layout(run, maps={"dem_m", "hillshade", "slope_deg", "illumination_fraction", "longest_darkness_h",
-                              "ice_favourability", "ice_stability_class", "he3_ppb"})
+    _assert_layout(
+        run,
+        maps={
+            "dem_m",
+            "hillshade",
+            "slope_deg",
+            "illumination_fraction",
+            "longest_darkness_h",
+            "ice_favourability",
+            "ice_stability_class",
+            "he3_ppb",
+        },
+    )
     record = json.loads((run / "ranking.json").read_text())
     assert record["learned"]["regions_with_candidates"] == 13
     assert record["inputs"]["psr_fraction"] == "lola_psr_south_5km2"
     first = _tree(run)
-    res = run_cli("run", str(PIPELINES / "south_pole_coarse.yaml"), "--out", str(run), "--no-progress", "--resume",
-                  env=_env())
+    res = run_cli(
+        "run", str(PIPELINES / "south_pole_coarse.yaml"), "--out", str(run), "--no-progress", "--resume", env=_env()
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stderr.count("current (cached), skipped") == 5, res.stderr
     assert _tree(run) == first
@@ -188,9 +225,12 @@ def _kill_during(root: Path, run: Path, marker: str, after_s: float) -> str:
     """Start the run, SIGKILL its process group ``after_s`` seconds after ``marker`` is logged."""
     err_path = root / "killed.err"
     with open(err_path, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "prospect.cli", "run", str(root / "tiny.yaml"), "--out",
-                                 str(run), "--no-progress"], stderr=err, env={**os.environ, **_env()},
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "prospect.cli", "run", str(root / "tiny.yaml"), "--out", str(run), "--no-progress"],
+            stderr=err,
+            env={**os.environ, **_env()},
+            start_new_session=True,
+        )
         while marker not in err_path.read_text():
             assert proc.poll() is None, "the run ended before the stage to interrupt"
             time.sleep(0.05)
@@ -233,8 +273,13 @@ def test_process_worker_local_cluster_gives_identical_outputs(tiny):
     shutil.rmtree(run, ignore_errors=True)
     script = root / "cluster.py"
     script.write_text(CLUSTER)
-    res = subprocess.run([sys.executable, str(script), str(root / "tiny.yaml"), str(run)], capture_output=True,
-                         text=True, env={**os.environ, **_env()}, timeout=600)
+    res = subprocess.run(
+        [sys.executable, str(script), str(root / "tiny.yaml"), str(run)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **_env()},
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "on Dask cluster tcp://" in res.stderr and "(2 workers)" in res.stderr
     assert _tree(run) == reference

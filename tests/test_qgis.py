@@ -27,8 +27,18 @@ from prospect.export.qgis import ProjectLayer, layer_id, project_xml, write_proj
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 CHECK_SCRIPT = Path(__file__).with_name("qgis_check.py")
-RASTER_STEMS = ["dem_m", "hillshade", "slope_deg", "illumination_fraction", "earth_visibility_fraction",
-                "longest_darkness_h", "psr_fraction", "ice_favourability", "ice_stability_class", "he3_ppb"]
+RASTER_STEMS = [
+    "dem_m",
+    "hillshade",
+    "slope_deg",
+    "illumination_fraction",
+    "earth_visibility_fraction",
+    "longest_darkness_h",
+    "psr_fraction",
+    "ice_favourability",
+    "ice_stability_class",
+    "he3_ppb",
+]
 
 
 def _parse(qml: str) -> ET.Element:
@@ -37,7 +47,7 @@ def _parse(qml: str) -> ET.Element:
 
 
 def _luminance(hex_colour: str) -> float:
-    r, g, b = (int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    r, g, b = (int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5))
     return colorsys.rgb_to_hls(r, g, b)[1]
 
 
@@ -63,8 +73,11 @@ def test_raster_qml_parses_with_the_renderer_for_its_stem(stem):
 
 
 def test_each_known_stem_has_its_own_ramp_and_unknown_stems_get_viridis():
-    ramps = {s: tuple(i.get("color") for i in _parse(styles.raster_qml(s, vmin=0, vmax=1)).iter("item"))
-             for s in RASTER_STEMS if styles.renderer_type(s) == "singlebandpseudocolor"}
+    ramps = {
+        s: tuple(i.get("color") for i in _parse(styles.raster_qml(s, vmin=0, vmax=1)).iter("item"))
+        for s in RASTER_STEMS
+        if styles.renderer_type(s) == "singlebandpseudocolor"
+    }
     assert len(set(ramps.values())) == len(ramps)
     generic = [i.get("color") for i in _parse(styles.raster_qml("mystery", vmin=0, vmax=1)).iter("item")]
     assert generic[0] == "#440154" and generic[-1] == "#fde725"  # viridis ends
@@ -77,9 +90,9 @@ def test_ramp_directions_fit_the_quantity():
         return items[0], items[-1]
 
     lo, hi = ends("illumination_fraction")
-    assert _luminance(lo.get("color")) < 0.05 < 0.8 < _luminance(hi.get("color"))  # never lit = black
+    assert _luminance(lo.get("color")) < 0.05 and _luminance(hi.get("color")) > 0.8  # never lit = black
     lo, hi = ends("longest_darkness_h")
-    assert _luminance(lo.get("color")) > 0.8 > 0.05 > _luminance(hi.get("color"))  # long nights dark
+    assert _luminance(lo.get("color")) > 0.8 and _luminance(hi.get("color")) < 0.05  # long nights dark
     lo, hi = ends("slope_deg")
     assert int(lo.get("color")[3:5], 16) > int(lo.get("color")[1:3], 16)  # flat: green
     assert int(hi.get("color")[1:3], 16) > int(hi.get("color")[3:5], 16)  # steep: red
@@ -101,7 +114,10 @@ def test_hillshade_is_grey_and_ice_classes_are_paletted():
     assert pal.get("type") == "paletted"
     entries = {e.get("value"): e for e in pal.iter("paletteEntry")}
     assert {k: e.get("label") for k, e in entries.items()} == {
-        "0": "not stable", "1": "shallow subsurface", "2": "surface"}
+        "0": "not stable",
+        "1": "shallow subsurface",
+        "2": "surface",
+    }
     assert entries["0"].get("alpha") == "0" and entries["2"].get("alpha") != "0"
 
 
@@ -188,8 +204,17 @@ EXTENT = (-16000.0, -16000.0, 16000.0, 16000.0)
 def _layer(name, group, kind="raster", source=None, **kw):
     source = source or (f"maps/{name}.tif" if kind == "raster" else f"sites.gpkg|layername={name}")
     qml = styles.raster_qml(name, vmin=0, vmax=1) if kind == "raster" else styles.vector_qml(kw.pop("style", "sites"))
-    return ProjectLayer(name=name, source=source, kind=kind, group=group, style_qml=qml, crs=CRS, extent=EXTENT,
-                        geometry=kw.pop("geometry", "Point" if kind == "vector" else None), **kw)
+    return ProjectLayer(
+        name=name,
+        source=source,
+        kind=kind,
+        group=group,
+        style_qml=qml,
+        crs=CRS,
+        extent=EXTENT,
+        geometry=kw.pop("geometry", "Point" if kind == "vector" else None),
+        **kw,
+    )
 
 
 def _qgs_of(path: Path) -> ET.Element:
@@ -201,8 +226,12 @@ def _qgs_of(path: Path) -> ET.Element:
 
 
 def test_project_xml_crs_ellipsoid_paths_and_tree(tmp_path):
-    layers = [_layer("sites", "Sites", "vector"), _layer("slope_deg", "Terrain"),
-              _layer("ice_stability_class", "Resources", visible=False), _layer("hillshade", "Terrain")]
+    layers = [
+        _layer("sites", "Sites", "vector"),
+        _layer("slope_deg", "Terrain"),
+        _layer("ice_stability_class", "Resources", visible=False),
+        _layer("hillshade", "Terrain"),
+    ]
     out = write_project(tmp_path / "project.qgz", layers, crs=CRS, title="t", extent=EXTENT)
     root = _qgs_of(out)
     text = ET.tostring(root, encoding="unicode")
@@ -215,8 +244,11 @@ def test_project_xml_crs_ellipsoid_paths_and_tree(tmp_path):
     assert root.find("properties/SpatialRefSys/ProjectionsEnabled").text == "1"  # else QGIS ignores projectCrs
     assert root.find("properties/Paths/Absolute").text == "false"
     assert [d.text for d in root.iter("datasource")] == [
-        "./sites.gpkg|layername=sites", "./maps/slope_deg.tif", "./maps/ice_stability_class.tif",
-        "./maps/hillshade.tif"]
+        "./sites.gpkg|layername=sites",
+        "./maps/slope_deg.tif",
+        "./maps/ice_stability_class.tif",
+        "./maps/hillshade.tif",
+    ]
     groups = root.findall("layer-tree-group/layer-tree-group")
     assert [g.get("name") for g in groups] == ["Sites", "Terrain", "Resources"]
     assert [n.get("name") for n in groups[1].findall("layer-tree-layer")] == ["slope_deg", "hillshade"]
@@ -260,8 +292,11 @@ def test_project_refuses_bad_layers_and_leaves_no_partial_file(tmp_path):
         [_layer("slope_deg", "Terrain"), _layer("slope_deg", "Terrain")],  # same layer twice
         [ProjectLayer("x", "maps/x.tif", "mesh", "G", styles.raster_qml("x", vmin=0, vmax=1), CRS, EXTENT)],
         [ProjectLayer("x", "maps/x.tif", "raster", "G", "<not xml", CRS, EXTENT)],
-        [ProjectLayer("x", "maps/x.tif", "raster", "G", styles.raster_qml("x", vmin=0, vmax=1), CRS,
-                      (1.0, 0.0, 0.0, 1.0))],
+        [
+            ProjectLayer(
+                "x", "maps/x.tif", "raster", "G", styles.raster_qml("x", vmin=0, vmax=1), CRS, (1.0, 0.0, 0.0, 1.0)
+            )
+        ],
     ]
     for layers in bad_cases:
         with pytest.raises(ValueError):
@@ -278,8 +313,13 @@ def test_project_refuses_bad_layers_and_leaves_no_partial_file(tmp_path):
 @pytest.fixture(scope="session")
 def qgis_python() -> str:
     try:
-        probe = subprocess.run([SYSTEM_PYTHON, "-c", "import qgis.core"], capture_output=True, text=True,
-                               timeout=120, env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"})
+        probe = subprocess.run(
+            [SYSTEM_PYTHON, "-c", "import qgis.core"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"},
+        )
     except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
         pytest.skip(f"{SYSTEM_PYTHON} is not usable ({exc}); QGIS 3.22 checks need Debian's python3-qgis")
     if probe.returncode != 0:
@@ -288,8 +328,9 @@ def qgis_python() -> str:
 
 
 def _run_check(python: str, project: Path, png: Path, *extra: str) -> dict:
-    proc = subprocess.run([python, str(CHECK_SCRIPT), str(project), str(png), *extra], capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [python, str(CHECK_SCRIPT), str(project), str(png), *extra], capture_output=True, text=True, timeout=300
+    )
     assert proc.stdout.strip(), f"qgis_check printed nothing; stderr:\n{proc.stderr[-2000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -320,37 +361,105 @@ def _build_package(run: Path, *, lon_shift_deg: float = 0.0, missing_raster: boo
     ranges = {"slope_deg": (0.0, 30.0, "deg"), "hillshade": (0.0, 255.0, ""), "ice_stability_class": (0.0, 2.0, "")}
     for stem, data in maps.items():
         nodata = {"slope_deg": -9999.0, "ice_stability_class": 255}.get(stem)
-        with rasterio.open(run / "maps" / f"{stem}.tif", "w", driver="COG", width=GRID_N, height=GRID_N, count=1,
-                           dtype=data.dtype.name, crs=CRS.to_rasterio(), transform=transform, nodata=nodata) as ds:
+        with rasterio.open(
+            run / "maps" / f"{stem}.tif",
+            "w",
+            driver="COG",
+            width=GRID_N,
+            height=GRID_N,
+            count=1,
+            dtype=data.dtype.name,
+            crs=CRS.to_rasterio(),
+            transform=transform,
+            nodata=nodata,
+        ) as ds:
             ds.write(data, 1)
         vmin, vmax, units = ranges[stem]
-        (run / "maps" / f"{stem}.qml").write_text(styles.raster_qml(stem, vmin=vmin, vmax=vmax, units=units),
-                                                  encoding="utf-8")
+        (run / "maps" / f"{stem}.qml").write_text(
+            styles.raster_qml(stem, vmin=vmin, vmax=vmax, units=units), encoding="utf-8"
+        )
     x, y = lunar.lonlat_to_xy(CRS, SITE_LON, SITE_LAT)
     n = len(SITE_LON)
-    sites = gpd.GeoDataFrame({"site_id": [f"S{i:02d}" for i in range(1, n + 1)], "rank": np.arange(1, n + 1),
-                              "score": np.linspace(1.0, 0.1, n), "lon": SITE_LON + lon_shift_deg, "lat": SITE_LAT},
-                             geometry=shapely.points(x, y), crs=CRS.to_pyproj())
+    sites = gpd.GeoDataFrame(
+        {
+            "site_id": [f"S{i:02d}" for i in range(1, n + 1)],
+            "rank": np.arange(1, n + 1),
+            "score": np.linspace(1.0, 0.1, n),
+            "lon": SITE_LON + lon_shift_deg,
+            "lat": SITE_LAT,
+        },
+        geometry=shapely.points(x, y),
+        crs=CRS.to_pyproj(),
+    )
     candidates = gpd.GeoDataFrame(sites[["site_id", "rank"]].copy(), geometry=sites.buffer(800.0), crs=CRS.to_pyproj())
-    write_gpkg(run / "sites.gpkg", {"sites": sites, "candidates": candidates},
-               {"sites": styles.vector_qml("sites"), "candidates": styles.vector_qml("candidates")}, crs=CRS)
+    write_gpkg(
+        run / "sites.gpkg",
+        {"sites": sites, "candidates": candidates},
+        {"sites": styles.vector_qml("sites"), "candidates": styles.vector_qml("candidates")},
+        crs=CRS,
+    )
     grid_extent = (GRID_X0, GRID_Y0 - GRID_N * GRID_RES, GRID_X0 + GRID_N * GRID_RES, GRID_Y0)
     layers = [
-        ProjectLayer("Sites", "sites.gpkg|layername=sites", "vector", "Sites", styles.vector_qml("sites"), CRS,
-                     tuple(float(v) for v in sites.total_bounds), "Point"),
-        ProjectLayer("Candidate discs", "sites.gpkg|layername=candidates", "vector", "Sites",
-                     styles.vector_qml("candidates"), CRS, tuple(float(v) for v in candidates.total_bounds),
-                     "Polygon"),
-        ProjectLayer("Ice stability", "maps/ice_stability_class.tif", "raster", "Resources",
-                     (run / "maps" / "ice_stability_class.qml").read_text(encoding="utf-8"), CRS, grid_extent),
-        ProjectLayer("Slope", "maps/slope_deg.tif", "raster", "Terrain",
-                     (run / "maps" / "slope_deg.qml").read_text(encoding="utf-8"), CRS, grid_extent),
-        ProjectLayer("Hillshade", "maps/hillshade.tif", "raster", "Terrain",
-                     (run / "maps" / "hillshade.qml").read_text(encoding="utf-8"), CRS, grid_extent),
+        ProjectLayer(
+            "Sites",
+            "sites.gpkg|layername=sites",
+            "vector",
+            "Sites",
+            styles.vector_qml("sites"),
+            CRS,
+            tuple(float(v) for v in sites.total_bounds),
+            "Point",
+        ),
+        ProjectLayer(
+            "Candidate discs",
+            "sites.gpkg|layername=candidates",
+            "vector",
+            "Sites",
+            styles.vector_qml("candidates"),
+            CRS,
+            tuple(float(v) for v in candidates.total_bounds),
+            "Polygon",
+        ),
+        ProjectLayer(
+            "Ice stability",
+            "maps/ice_stability_class.tif",
+            "raster",
+            "Resources",
+            (run / "maps" / "ice_stability_class.qml").read_text(encoding="utf-8"),
+            CRS,
+            grid_extent,
+        ),
+        ProjectLayer(
+            "Slope",
+            "maps/slope_deg.tif",
+            "raster",
+            "Terrain",
+            (run / "maps" / "slope_deg.qml").read_text(encoding="utf-8"),
+            CRS,
+            grid_extent,
+        ),
+        ProjectLayer(
+            "Hillshade",
+            "maps/hillshade.tif",
+            "raster",
+            "Terrain",
+            (run / "maps" / "hillshade.qml").read_text(encoding="utf-8"),
+            CRS,
+            grid_extent,
+        ),
     ]
     if missing_raster:
-        layers.append(ProjectLayer("Missing", "maps/missing.tif", "raster", "Terrain",
-                                   styles.raster_qml("dem_m", vmin=0, vmax=1), CRS, grid_extent))
+        layers.append(
+            ProjectLayer(
+                "Missing",
+                "maps/missing.tif",
+                "raster",
+                "Terrain",
+                styles.raster_qml("dem_m", vmin=0, vmax=1),
+                CRS,
+                grid_extent,
+            )
+        )
     return write_project(run / "project.qgz", layers, crs=CRS, title="test run", extent=grid_extent)
 
 
@@ -371,8 +480,13 @@ def test_qgis_opens_every_layer_valid_with_a_lunar_crs(qgis_report):
         assert "+R=1737400" in lay["crs_proj"], lay
         assert lay["source"].startswith(str(Path(qgis_report["render"]["png"]).parent)), lay  # relative -> resolved
     renderers = {lay["name"]: lay["renderer"] for lay in layers}
-    assert renderers == {"Sites": "RuleRenderer", "Candidate discs": "singleSymbol", "Ice stability": "paletted",
-                         "Slope": "singlebandpseudocolor", "Hillshade": "singlebandgray"}
+    assert renderers == {
+        "Sites": "RuleRenderer",
+        "Candidate discs": "singleSymbol",
+        "Ice stability": "paletted",
+        "Slope": "singlebandpseudocolor",
+        "Hillshade": "singlebandgray",
+    }
     assert layers[0]["features"] == len(SITE_LON) and layers[0]["labels"]
 
 
@@ -432,8 +546,18 @@ def test_styles_load_in_qgis(qgis_python, tmp_path):
     from rasterio.transform import from_origin
 
     tif = tmp_path / "grid.tif"
-    with rasterio.open(tif, "w", driver="GTiff", width=8, height=8, count=1, dtype="float32", crs=CRS.to_rasterio(),
-                       transform=from_origin(0, 8000, 1000, 1000), nodata=-9999.0) as ds:
+    with rasterio.open(
+        tif,
+        "w",
+        driver="GTiff",
+        width=8,
+        height=8,
+        count=1,
+        dtype="float32",
+        crs=CRS.to_rasterio(),
+        transform=from_origin(0, 8000, 1000, 1000),
+        nodata=-9999.0,
+    ) as ds:
         ds.write(np.arange(64, dtype="float32").reshape(8, 8), 1)
     expected = {}
     for stem in RASTER_STEMS + ["mystery_quantity"]:
@@ -442,8 +566,9 @@ def test_styles_load_in_qgis(qgis_python, tmp_path):
     for kind, geometry in styles.VECTOR_KINDS.items():
         (tmp_path / f"v_{geometry}_{kind}.qml").write_text(styles.vector_qml(kind), encoding="utf-8")
         expected[f"v_{geometry}_{kind}"] = "RuleRenderer" if kind == "sites" else "singleSymbol"
-    (tmp_path / "v_Point_regions-as-points.qml").write_text(styles.vector_qml("regions", geometry="Point"),
-                                                            encoding="utf-8")
+    (tmp_path / "v_Point_regions-as-points.qml").write_text(
+        styles.vector_qml("regions", geometry="Point"), encoding="utf-8"
+    )
     expected["v_Point_regions-as-points"] = "singleSymbol"
     script = textwrap.dedent(f"""
         import glob, json, os, tempfile

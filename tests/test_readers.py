@@ -14,7 +14,7 @@ import rasterio
 from affine import Affine
 
 from prospect import lunar
-from prospect.errors import CorruptProductError, EarthCRSError, LabelError, UnitsError
+from prospect.errors import EarthCRSError, LabelError, UnitsError
 from prospect.io import pds3
 from prospect.io.readers import describe, open_product
 from prospect.io.vectors import open_vector
@@ -25,6 +25,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 # --- real LOLA LDEM_4 -------------------------------------------------------------------
+
 
 @pytest.mark.shared_data
 def test_ldem4_heights_are_dn_times_scaling_factor(shared):
@@ -55,7 +56,11 @@ def test_ldem4_georeferencing_is_lunar_and_pixel_registered(shared):
 @pytest.mark.shared_data
 def test_ldem4_jp2_gives_the_same_heights_at_the_same_lonlat(shared):
     img = open_product("lola_ldem_4")
-    for jp2_source in ("lola_ldem_4_jp2", shared / "lola_ldem4" / "LDEM_4.JP2", shared / "lola_ldem4" / "LDEM_4_JP2.LBL"):
+    for jp2_source in (
+        "lola_ldem_4_jp2",
+        shared / "lola_ldem4" / "LDEM_4.JP2",
+        shared / "lola_ldem4" / "LDEM_4_JP2.LBL",
+    ):
         jp2 = open_product(jp2_source)
         assert jp2.attrs["crs"] == "IAU_2015:30110" and jp2.attrs["units"] == "m"
         # every pixel: same lon/lat -> same height within one DN (0.5 m; JP2 is not exactly lossless)
@@ -84,14 +89,17 @@ def test_our_transform_matches_gdal_where_the_label_is_exact(shared):
     with rasterio.open(shared / "lola_ldem4" / "LDEM_4.LBL") as ds:
         assert ds.transform.a == pytest.approx(7580.84)
     assert open_product(shared / "lola_ldem4" / "LDEM_4.LBL").rio.transform().a == pytest.approx(
-        2 * math.pi * lunar.MOON_RADIUS_M / 1440)
+        2 * math.pi * lunar.MOON_RADIUS_M / 1440
+    )
 
 
 # --- real polar GeoTIFFs ------------------------------------------------------------------
 
+
 @pytest.mark.shared_data
-@pytest.mark.parametrize("name,code,south", [("lola_dem_south.tif", "IAU_2015:30135", True),
-                                             ("lola_dem_north.tif", "IAU_2015:30130", False)])
+@pytest.mark.parametrize(
+    "name,code,south", [("lola_dem_south.tif", "IAU_2015:30135", True), ("lola_dem_north.tif", "IAU_2015:30130", False)]
+)
 def test_polar_geotiffs_are_iau_polar_stereographic(shared, name, code, south):
     arr = open_product(shared / "lola_polar_1600m" / name)
     assert arr.attrs["crs"] == code and arr.attrs["units"] == "m"  # units from the matching manifest
@@ -114,10 +122,20 @@ def test_polar_geotiffs_are_iau_polar_stereographic(shared, name, code, south):
 
 # --- PDS3 geometry of the big LOLA polar products -------------------------------------------
 
+
 def _sparse_lola_product(tmp_path: Path, n: int, scale_m: float, units: str) -> Path:
     crs = lunar.lunar_crs(lunar.IAU_SOUTH_POLAR_STEREOGRAPHIC)
-    label = pds3_lola_label(lines=n, samples=n, file_name="LDEM_875S_20M.IMG", crs=crs, map_scale_m=scale_m,
-                            scale_units=units, product_id="LDEM_875S_20M", minimum=-100, maximum=100)
+    label = pds3_lola_label(
+        lines=n,
+        samples=n,
+        file_name="LDEM_875S_20M.IMG",
+        crs=crs,
+        map_scale_m=scale_m,
+        scale_units=units,
+        product_id="LDEM_875S_20M",
+        minimum=-100,
+        maximum=100,
+    )
     (tmp_path / "LDEM_875S_20M.LBL").write_text(label)
     with open(tmp_path / "LDEM_875S_20M.IMG", "wb") as fh:  # sparse: right size, no disk used
         fh.truncate(n * n * 2)
@@ -130,7 +148,7 @@ def test_ldem_875s_20m_geometry_edge_and_corner_latitudes(tmp_path, units):
     assert "3791.5" in label.read_text()
     arr = open_product(label)
     assert arr.shape == (7584, 7584) and arr.attrs["crs"] == "IAU_2015:30135"
-    left, bottom, right, top = arr.rio.bounds()
+    left, _bottom, _right, top = arr.rio.bounds()
     crs = lunar.identify(arr.rio.crs)
     _, edge_lat = lunar.xy_to_lonlat(crs, 0.0, top)
     _, corner_lat = lunar.xy_to_lonlat(crs, left, top)
@@ -144,8 +162,7 @@ def test_ldem_875s_20m_geometry_edge_and_corner_latitudes(tmp_path, units):
 def test_synthetic_lola_product_round_trip_and_chunk_invariance(tmp_path):
     rng = np.random.default_rng(3)
     dn = rng.integers(-20000, 20000, size=(61, 47), dtype=np.int16)
-    label = write_pds3_lola(dn, tmp_path / "TEST.IMG", crs=lunar.lunar_crs(30135), map_scale_m=80.0,
-                            product_id="TEST")
+    label = write_pds3_lola(dn, tmp_path / "TEST.IMG", crs=lunar.lunar_crs(30135), map_scale_m=80.0, product_id="TEST")
     a = open_product(label, chunks=(7, 11))
     b = open_product(label, chunks=64)
     assert a.data.chunks[0][0] == 7
@@ -155,6 +172,7 @@ def test_synthetic_lola_product_round_trip_and_chunk_invariance(tmp_path):
 
 
 # --- Chang'e dialect ------------------------------------------------------------------------
+
 
 def _change_product(tmp_path: Path, *, lines=40, samples=32, row_suffix=None, unit="METER") -> tuple[Path, np.ndarray]:
     """A Chang'e-2 DEM-style product with the dialect of the real CE1 label in shared/change_labels:
@@ -176,7 +194,7 @@ def _change_product(tmp_path: Path, *, lines=40, samples=32, row_suffix=None, un
         "PRODUCT_NAME                   = CE2 GRAS DEM Science Data Product\r\n"
         "PRODUCT_ID                     = CE2_GRAS_DEM_TEST_A\r\n"
         "PRODUCT_CREATION_TIME          = 2012-02-24T00:38:45.000z\r\n"
-        "SPACECRAFT_NAME                = \"CE2\"\r\n"
+        'SPACECRAFT_NAME                = "CE2"\r\n'
         "INSTRUMENT_ID                  = CCD\r\n"
         "  OBJECT\t\t\t\t\t\t = IMAGE_PREFIX\r\n"
         "  INTERCHANGE_FORMAT\t\t\t = Binary\r\n"
@@ -185,7 +203,7 @@ def _change_product(tmp_path: Path, *, lines=40, samples=32, row_suffix=None, un
         f"  ROW_SUFFIX_BYTES\t\t\t = {row_suffix if row_suffix is not None else samples * 4}\r\n"
         "  COLUMNS\t\t\t\t\t\t = 1\r\n"
         "  OBJECT\t\t\t\t\t\t = COLUMN\r\n"
-        "    NAME\t\t        \t     = \"Time\"\r\n"
+        '    NAME\t\t        \t     = "Time"\r\n'
         "    DATA_TYPE\t\t\t\t\t = DATE\r\n"
         "    START_BYTE\t\t\t\t = 1\r\n"
         "    BYTES\t\t\t\t\t\t = 24\r\n"
@@ -201,7 +219,7 @@ def _change_product(tmp_path: Path, *, lines=40, samples=32, row_suffix=None, un
         "    MISSING_CONSTANT\t\t\t = -3.4028227e38\r\n"
         "  END_OBJECT\t\t\t\t\t = IMAGE\r\n"
         "  OBJECT\t\t\t\t\t\t = IMAGE_MAP_PROJECTION\r\n"
-        "    MAP_PROJECTION_TYPE\t\t = \"POLAR STEREOGRAPHIC\"\r\n"
+        '    MAP_PROJECTION_TYPE\t\t = "POLAR STEREOGRAPHIC"\r\n'
         "    A_AXIS_RADIUS\t\t\t = 1737.4 <KM>\r\n"
         "    CENTER_LATITUDE\t\t\t = -90.0 <DEG>\r\n"
         "    CENTER_LONGITUDE\t\t\t = 0.0 <DEG>\r\n"
@@ -267,12 +285,24 @@ def test_our_label_parser_agrees_with_pvl(shared):
 
 # --- PDS4, ISIS3, GeoTIFF through GDAL ------------------------------------------------------
 
-def _write_gdal(path: Path, driver: str, data: np.ndarray, *, code=30135, nodata=None, scale=1.0, offset=0.0,
-                unit="m", **opts) -> Path:
+
+def _write_gdal(
+    path: Path, driver: str, data: np.ndarray, *, code=30135, nodata=None, scale=1.0, offset=0.0, unit="m", **opts
+) -> Path:
     crs = lunar.lunar_crs(code).to_rasterio()
-    with rasterio.open(path, "w", driver=driver, width=data.shape[1], height=data.shape[0], count=1,
-                       dtype=data.dtype, crs=crs, transform=Affine(100, 0, -2000, 0, -100, 3000),
-                       nodata=nodata, **opts) as ds:
+    with rasterio.open(
+        path,
+        "w",
+        driver=driver,
+        width=data.shape[1],
+        height=data.shape[0],
+        count=1,
+        dtype=data.dtype,
+        crs=crs,
+        transform=Affine(100, 0, -2000, 0, -100, 3000),
+        nodata=nodata,
+        **opts,
+    ) as ds:
         ds.scales = (scale,)  # before the pixels: GDAL's ISIS3 writer fixes Base/Multiplier then
         ds.offsets = (offset,)
         if unit:
@@ -305,8 +335,17 @@ def test_isis3_float_special_pixels_are_nan(tmp_path):
 
 def test_earth_geotiff_is_refused(tmp_path):
     path = tmp_path / "earth.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=4, height=4, count=1, dtype="float32", crs="EPSG:4326",
-                       transform=Affine(1, 0, 0, 0, -1, 4)) as ds:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=4,
+        height=4,
+        count=1,
+        dtype="float32",
+        crs="EPSG:4326",
+        transform=Affine(1, 0, 0, 0, -1, 4),
+    ) as ds:
         ds.write(np.zeros((1, 4, 4), "float32"))
     with pytest.raises(EarthCRSError):
         open_product(path)
@@ -314,6 +353,7 @@ def test_earth_geotiff_is_refused(tmp_path):
 
 
 # --- vectors ----------------------------------------------------------------------------------
+
 
 @pytest.mark.shared_data
 def test_crater_shapefile_with_wgs84_prj_is_refused_then_loaded_with_override(shared):
@@ -343,6 +383,7 @@ def test_vector_manifests_psr_polygons_and_csv_tables(shared):
 
 
 # --- bad input through the CLI: one line, exit 2, no traceback ---------------------------------
+
 
 def _assert_one_line_error(result, *needles):
     assert result.returncode == 2, result.stderr
@@ -427,8 +468,11 @@ def _manifest_env(tmp_path: Path, shared: Path, *, name="LDEM_4.IMG", checksum=N
     mirror.mkdir()
     for f in ("LDEM_4.LBL", "LDEM_4.IMG"):
         shutil.copy(shared / "lola_ldem4" / f, mirror / f)
-    return {"PROSPECT_MANIFEST_DIR": str(mdir), "PROSPECT_MIRROR": str(mirror),
-            "PROSPECT_CACHE": str(tmp_path / "cache")}
+    return {
+        "PROSPECT_MANIFEST_DIR": str(mdir),
+        "PROSPECT_MIRROR": str(mirror),
+        "PROSPECT_CACHE": str(tmp_path / "cache"),
+    }
 
 
 @pytest.mark.shared_data

@@ -31,10 +31,17 @@ from prospect.sites.rank import rank_sites, write_ranking
 from tests.test_sites import BEST, FAST, OTHERS, scene
 
 CHROMIUM = Path("/usr/bin/chromium")
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"]
-needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),
-                                    reason="/usr/bin/chromium is absent: the report's browser checks need Chromium")
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="/usr/bin/chromium is absent: the report's browser checks need Chromium"
+)
 ARTIFACTS = Path(__file__).resolve().parents[1] / "build" / "test-artifacts"
 #: site map, layer panels, score intervals, criteria, permutation importances, reliability
 N_FIGURES = 6
@@ -51,41 +58,79 @@ def run(tmp_path_factory):
     inputs = scene([BEST], OTHERS, experts=OTHERS)
     with threadpool_limits(1):  # small L-BFGS fits: BLAS threads only contend (3x slower on a busy machine)
         ranking = rank_sites(inputs, FAST, seed=7)
-    ranking.record["inputs"] = {"dem": "synthetic dem_m.tif", "illumination_fraction": "synthetic",
-                                "psr_fraction": "synthetic PSR discs", "regions": "synthetic expert boxes"}
+    ranking.record["inputs"] = {
+        "dem": "synthetic dem_m.tif",
+        "illumination_fraction": "synthetic",
+        "psr_fraction": "synthetic PSR discs",
+        "regions": "synthetic expert boxes",
+    }
     ranking.record["grid"] = inputs.grid.to_dict()
     write_ranking(ranking, root, inputs.grid)
     grid = inputs.grid
     # the expert regions as the export writes them into sites.gpkg (map CRS, with names)
     boxes = [shapely.box(x - 1500.0, y - 1500.0, x + 1500.0, y + 1500.0) for x, y in OTHERS]
-    regions = gpd.GeoDataFrame({"name": [f"Expert {i}" for i in range(len(boxes))]}, geometry=boxes,
-                               crs=grid.crs.to_pyproj())
+    regions = gpd.GeoDataFrame(
+        {"name": [f"Expert {i}" for i in range(len(boxes))]}, geometry=boxes, crs=grid.crs.to_pyproj()
+    )
     pyogrio.write_dataframe(regions, root / "sites.gpkg", layer="regions", driver="GPKG")
     maps_dir = root / "maps"
     maps_dir.mkdir()
     psr = inputs.psr_fraction.values
     ice = np.where(psr >= 0.5, CLASS_SURFACE, np.where(psr > 0.0, CLASS_SHALLOW, CLASS_NOT_STABLE)).astype("uint8")
     ice[:3, :] = CLASS_NODATA
-    layers = {"dem_m": (inputs.dem.values, "m", -32768.0, None), "illumination_fraction":
-              (inputs.illumination_fraction.values, "1", -9999.0, None),
-              "psr_fraction": (psr, "1", -9999.0, None), "ice_stability_class": (ice, "1", CLASS_NODATA, "uint8")}
+    layers = {
+        "dem_m": (inputs.dem.values, "m", -32768.0, None),
+        "illumination_fraction": (inputs.illumination_fraction.values, "1", -9999.0, None),
+        "psr_fraction": (psr, "1", -9999.0, None),
+        "ice_stability_class": (ice, "1", CLASS_NODATA, "uint8"),
+    }
     maps = {}
     for stem, (values, units, nodata, dtype) in layers.items():
-        maps[stem] = write_geotiff(values, maps_dir / f"{stem}.tif", crs=grid.crs, transform=grid.transform,
-                                   nodata=nodata, units=units, dtype=dtype,
-                                   tags={"PROSPECT_SOURCE": "tests/test_sites.py scene", "PROSPECT_QUANTITY": stem})
+        maps[stem] = write_geotiff(
+            values,
+            maps_dir / f"{stem}.tif",
+            crs=grid.crs,
+            transform=grid.transform,
+            nodata=nodata,
+            units=units,
+            dtype=dtype,
+            tags={"PROSPECT_SOURCE": "tests/test_sites.py scene", "PROSPECT_QUANTITY": stem},
+        )
     dem_sha = _sha256(maps["dem_m"])
     provenance = {
-        "created": "2026-11-24T12:00:00Z", "seed": 7,
+        "created": "2026-11-24T12:00:00Z",
+        "seed": 7,
         "inputs": [
-            {"role": "dem", "source": str(maps["dem_m"]), "manifest_id": "synthetic_dem", "product_id": "SCENE_DEM",
-             "mission": "LRO", "instrument": "LOLA", "citation": "Smith et al. (2010), GRL 37, L18204",
-             "licence": "public domain", "landing_page": "https://pds-geosciences.wustl.edu/missions/lro/lola.htm",
-             "files": [{"name": "dem_m.tif", "sha256": dem_sha, "verified": True}]},
-            {"role": "illumination_fraction", "source": str(maps["illumination_fraction"]), "manifest_id": None,
-             "product_id": None, "mission": None, "instrument": None, "citation": None, "licence": None,
-             "landing_page": None, "files": [{"name": "illumination_fraction.tif",
-                                              "sha256": _sha256(maps["illumination_fraction"]), "verified": None}]},
+            {
+                "role": "dem",
+                "source": str(maps["dem_m"]),
+                "manifest_id": "synthetic_dem",
+                "product_id": "SCENE_DEM",
+                "mission": "LRO",
+                "instrument": "LOLA",
+                "citation": "Smith et al. (2010), GRL 37, L18204",
+                "licence": "public domain",
+                "landing_page": "https://pds-geosciences.wustl.edu/missions/lro/lola.htm",
+                "files": [{"name": "dem_m.tif", "sha256": dem_sha, "verified": True}],
+            },
+            {
+                "role": "illumination_fraction",
+                "source": str(maps["illumination_fraction"]),
+                "manifest_id": None,
+                "product_id": None,
+                "mission": None,
+                "instrument": None,
+                "citation": None,
+                "licence": None,
+                "landing_page": None,
+                "files": [
+                    {
+                        "name": "illumination_fraction.tif",
+                        "sha256": _sha256(maps["illumination_fraction"]),
+                        "verified": None,
+                    }
+                ],
+            },
         ],
         "software": {"prospect": "0.1.0", "python": platform.python_version(), "numpy": np.__version__},
         "parameters": ranking.record["parameters"],
@@ -93,8 +138,16 @@ def run(tmp_path_factory):
     out = write_report(root, maps=maps, provenance=provenance)
     sites = pyogrio.read_dataframe(root / "sites.gpkg", layer="sites").sort_values("rank")
     record = json.loads((root / "ranking.json").read_text())
-    return {"dir": root, "maps": maps, "provenance": provenance, "html": out["html"],
-            "html_bytes": out["html"].read_bytes(), "sites": sites, "record": record, "dem_sha": dem_sha}
+    return {
+        "dir": root,
+        "maps": maps,
+        "provenance": provenance,
+        "html": out["html"],
+        "html_bytes": out["html"].read_bytes(),
+        "sites": sites,
+        "record": record,
+        "dem_sha": dem_sha,
+    }
 
 
 class _Collector(HTMLParser):
@@ -149,9 +202,14 @@ def test_html_is_self_contained(run):
 def test_report_states_where_its_numbers_come_from(run):
     text = run["html_bytes"].decode("utf-8")
     rec, top = run["record"], run["sites"].iloc[0]
-    for source in ("From ranking.json: lattice_sites, constraints, passing_each, passing_all",
-                   "From sites.gpkg, layer sites", "ranking.json learned.spatial_cv", "learned.leave_one_region_out",
-                   "ranking.json learned.permutation_importances", "From ranking.json criteria"):
+    for source in (
+        "From ranking.json: lattice_sites, constraints, passing_each, passing_all",
+        "From sites.gpkg, layer sites",
+        "ranking.json learned.spatial_cv",
+        "learned.leave_one_region_out",
+        "ranking.json learned.permutation_importances",
+        "From ranking.json criteria",
+    ):
         assert source in text
     tightest = min(rec["passing_each"].items(), key=lambda kv: (kv[1], kv[0]))[0]
     assert f"The tightest constraint is <strong>{tightest}</strong>" in text
@@ -186,8 +244,9 @@ def test_missing_map_and_missing_browser_are_one_line_errors(run, tmp_path):
     with pytest.raises(InputNotFoundError, match=r"map 'he3_ppb' not found"):
         write_report(run["dir"], maps={"he3_ppb": tmp_path / "he3_ppb.tif"}, provenance=run["provenance"])
     with pytest.raises(ProspectError, match=r"Chromium not found") as info:
-        write_report(run["dir"], maps=run["maps"], provenance=run["provenance"], pdf=True,
-                     chromium=tmp_path / "no-chromium")
+        write_report(
+            run["dir"], maps=run["maps"], provenance=run["provenance"], pdf=True, chromium=tmp_path / "no-chromium"
+        )
     assert "\n" not in str(info.value)
 
 
@@ -205,8 +264,9 @@ def browser_page(run):
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("console", lambda m: m.type in ("error", "warning")
-                    and events["console"].append(f"{m.type}: {m.text}"))
+            page.on(
+                "console", lambda m: m.type in ("error", "warning") and events["console"].append(f"{m.type}: {m.text}")
+            )
             page.on("pageerror", lambda e: events["page_errors"].append(str(e)))
             page.on("requestfailed", lambda r: events["failed"].append(r.url[:100]))
             page.on("request", lambda r: events["requests"].append(r.url[:100]))

@@ -24,9 +24,18 @@ HALF = 15000.0
 AXIS_X = 100.0  # pixel centres at 100 + 200 j and the 600 m lattice at 100 + 600 k: both symmetric about x = 100 m
 
 #: small but complete: a 600 m lattice of 300 m discs (9 pixels each), 48 Monte Carlo draws
-FAST = {"sites": {"site_radius_m": 300, "candidate_spacing_m": 600, "min_flat_area_m2": 2.0e6, "mc_samples": 48,
-                  "dem_draws": 2, "ensemble_members": 4, "max_site_slope_deg": 6,
-                  "spatial_block_m": 4000}}
+FAST = {
+    "sites": {
+        "site_radius_m": 300,
+        "candidate_spacing_m": 600,
+        "min_flat_area_m2": 2.0e6,
+        "mc_samples": 48,
+        "dem_draws": 2,
+        "ensemble_members": 4,
+        "max_site_slope_deg": 6,
+        "spatial_block_m": 4000,
+    }
+}
 
 
 def _grid():
@@ -50,9 +59,18 @@ def _regions(centres, half_m=1500.0):
         ys = np.array([cy - half_m, cy - half_m, cy + half_m, cy + half_m])
         lon, lat = lunar.xy_to_lonlat(lunar.lunar_crs(30135), xs, ys)
         clon, clat = lunar.xy_to_lonlat(lunar.lunar_crs(30135), cx, cy)
-        rows.append({"id": i, "name": f"E{i}", "center_lon": float(clon), "center_lat": float(clat),
-                     "bbox_min_lon": lon.min(), "bbox_min_lat": lat.min(), "bbox_max_lon": lon.max(),
-                     "bbox_max_lat": lat.max()})
+        rows.append(
+            {
+                "id": i,
+                "name": f"E{i}",
+                "center_lon": float(clon),
+                "center_lat": float(clat),
+                "bbox_min_lon": lon.min(),
+                "bbox_min_lat": lat.min(),
+                "bbox_max_lon": lon.max(),
+                "bbox_max_lat": lat.max(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -87,17 +105,28 @@ def scene(best, others=(), experts=(), psr_offset=(0.0, -5000.0)):
     for bx, by in (*best, *others):
         far &= np.hypot(cx_ - bx, cy_ - by) > 6000.0
     clon, clat = lunar.xy_to_lonlat(grid.crs, cx_[far], cy_[far])
-    craters = gpd.GeoDataFrame({"Diameter_m": np.full(far.sum(), 1500.0)},
-                               geometry=gpd.points_from_xy(clon, clat), crs=lunar.lunar_crs(30100).to_pyproj())
-    names = pd.DataFrame({"Crater Name": [f"Trap{i}" for i in range(len(traps))],
-                          "PSR centroid Lon (deg)": [lunar.xy_to_lonlat(grid.crs, t.centroid.x, t.centroid.y)[0]
-                                                     for t in traps],
-                          "PSR centroid Lat (deg)": [lunar.xy_to_lonlat(grid.crs, t.centroid.x, t.centroid.y)[1]
-                                                     for t in traps]})
-    return SiteInputs(dem=wrap(dem, "dem", "m"), illumination_fraction=wrap(illum, "illum", "1"),
-                      longest_darkness_h=wrap(dark, "dark", "h"), earth_visibility_fraction=wrap(earth, "earth", "1"),
-                      psr_fraction=polygon_fraction(psr, grid), craters=craters, cold_traps=names,
-                      regions=_regions(experts) if experts else None)
+    craters = gpd.GeoDataFrame(
+        {"Diameter_m": np.full(far.sum(), 1500.0)},
+        geometry=gpd.points_from_xy(clon, clat),
+        crs=lunar.lunar_crs(30100).to_pyproj(),
+    )
+    names = pd.DataFrame(
+        {
+            "Crater Name": [f"Trap{i}" for i in range(len(traps))],
+            "PSR centroid Lon (deg)": [lunar.xy_to_lonlat(grid.crs, t.centroid.x, t.centroid.y)[0] for t in traps],
+            "PSR centroid Lat (deg)": [lunar.xy_to_lonlat(grid.crs, t.centroid.x, t.centroid.y)[1] for t in traps],
+        }
+    )
+    return SiteInputs(
+        dem=wrap(dem, "dem", "m"),
+        illumination_fraction=wrap(illum, "illum", "1"),
+        longest_darkness_h=wrap(dark, "dark", "h"),
+        earth_visibility_fraction=wrap(earth, "earth", "1"),
+        psr_fraction=polygon_fraction(psr, grid),
+        craters=craters,
+        cold_traps=names,
+        regions=_regions(experts) if experts else None,
+    )
 
 
 def _site_at(sites: pd.DataFrame, x: float, y: float) -> pd.Series:
@@ -136,8 +165,20 @@ def test_known_best_site_ranks_first_under_every_scoring(best_ranking):
 
 def test_every_rank_is_traceable(best_ranking):
     sites, rec = best_ranking.sites, best_ranking.record
-    for col in ("site_id", "rank", "score", "score_p05", "score_p95", "p_top10", "lon", "lat",
-                "score_weighted_sum", "score_topsis", "score_learned", "explanation"):
+    for col in (
+        "site_id",
+        "rank",
+        "score",
+        "score_p05",
+        "score_p95",
+        "p_top10",
+        "lon",
+        "lat",
+        "score_weighted_sum",
+        "score_topsis",
+        "score_learned",
+        "explanation",
+    ):
         assert col in sites
     assert sites["site_id"].is_unique and list(sites["rank"]) == list(range(1, len(sites) + 1))
     contrib = sites[[c for c in sites if c.startswith("contrib_")]].sum(axis=1)
@@ -163,8 +204,9 @@ def test_same_seed_same_ranking_different_seed_different_draws():
     one, two = rank_sites(inputs, FAST, seed=5), rank_sites(inputs, FAST, seed=5)
     pd.testing.assert_frame_equal(one.sites, two.sites)
     three = rank_sites(inputs, FAST, seed=6)
-    assert not np.allclose(one.sites.sort_values("site_id")["score_p05"],
-                           three.sites.sort_values("site_id")["score_p05"])
+    assert not np.allclose(
+        one.sites.sort_values("site_id")["score_p05"], three.sites.sort_values("site_id")["score_p05"]
+    )
 
 
 def test_no_candidate_names_the_binding_constraint():
@@ -177,12 +219,15 @@ def test_no_candidate_names_the_binding_constraint():
         rank_sites(inputs, cfg)
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"weight_slope_mean_deg": -0.1}, "below the allowed minimum 0"),
-    ({"weight_slope_mean_deg": "heavy"}, "must be a finite number"),
-    ({"direction_slope_mean_deg": "up"}, "must be one of"),
-    ({"weight_slopes": 1}, "unknown sites parameter 'weight_slopes'"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"weight_slope_mean_deg": -0.1}, "below the allowed minimum 0"),
+        ({"weight_slope_mean_deg": "heavy"}, "must be a finite number"),
+        ({"direction_slope_mean_deg": "up"}, "must be one of"),
+        ({"weight_slopes": 1}, "unknown sites parameter 'weight_slopes'"),
+    ],
+)
 def test_bad_weights_are_config_errors(bad, message):
     with pytest.raises(ConfigError, match=message):
         config.load("sites", {"sites": bad})
@@ -201,8 +246,13 @@ def test_lattice_ids_are_stable_across_windows():
     for g in (big, small):
         lat = C.Lattice.of(g, 600)
         x, y = lat.xy()
-        ids.update({(round(a), round(b)): i for a, b, i in zip(x.ravel(), y.ravel(), lat.ids().ravel())
-                    if (round(a), round(b)) not in ids or ids[(round(a), round(b))] == i})
+        ids.update(
+            {
+                (round(a), round(b)): i
+                for a, b, i in zip(x.ravel(), y.ravel(), lat.ids().ravel())
+                if (round(a), round(b)) not in ids or ids[(round(a), round(b))] == i
+            }
+        )
         for a, b, i in zip(x.ravel(), y.ravel(), lat.ids().ravel()):
             assert ids[(round(a), round(b))] == i
     assert len(set(ids.values())) == len(ids)
@@ -258,19 +308,22 @@ def test_traverse_cost_is_ground_length_on_flat_ground_and_penalises_slope():
     src = np.zeros(grid.shape, dtype=bool)
     src[:, 0] = True
     rows, cols = np.array([5, 5]), np.array([50, 99])
-    cost, res = F.traverse_cost_km(flat, grid._wrap(src), rows, cols, grid, scale_deg=5, max_slope_deg=25,
-                                   max_cells=1e6)
+    cost, res = F.traverse_cost_km(
+        flat, grid._wrap(src), rows, cols, grid, scale_deg=5, max_slope_deg=25, max_cells=1e6
+    )
     k = lunar.polar_scale_factor_xy(grid.x[cols], grid.y[rows])
     assert res == 200.0
     np.testing.assert_allclose(cost, (cols * 200.0 / k) / 1e3, rtol=2e-3)
     steep = grid._wrap(np.full(grid.shape, 5.0))
-    cost5, _ = F.traverse_cost_km(steep, grid._wrap(src), rows, cols, grid, scale_deg=5, max_slope_deg=25,
-                                  max_cells=1e6)
+    cost5, _ = F.traverse_cost_km(
+        steep, grid._wrap(src), rows, cols, grid, scale_deg=5, max_slope_deg=25, max_cells=1e6
+    )
     np.testing.assert_allclose(cost5, 2 * cost, rtol=1e-9)
     wall = np.zeros(grid.shape)
     wall[:, 30] = 40.0
-    blocked, _ = F.traverse_cost_km(grid._wrap(wall), grid._wrap(src), rows, cols, grid, scale_deg=5,
-                                    max_slope_deg=25, max_cells=1e6)
+    blocked, _ = F.traverse_cost_km(
+        grid._wrap(wall), grid._wrap(src), rows, cols, grid, scale_deg=5, max_slope_deg=25, max_cells=1e6
+    )
     assert np.isnan(blocked).all()
 
 
@@ -306,17 +359,26 @@ def real_ranking(real_site_run):
 
 @pytest.mark.shared_data
 def test_real_artemis_regions_all_hold_candidates_and_are_recalled(real_ranking):
-    ranking, paths = real_ranking
+    ranking, _paths = real_ranking
     learned = ranking.record["learned"]
     # every one of the 13 Artemis III regions (2022) holds sites that pass the default constraints
     assert learned["regions_with_candidates"] == 13
     loro = pd.DataFrame(learned["leave_one_region_out"])
     base = pd.DataFrame(learned["baseline_weighted_sum"])
-    print("\nleave-one-region-out best percentile, learned:", loro["best_percentile"].round(2).tolist(),
-          "recall", learned["loro_recall"], "\nweighted sum:", base["best_percentile"].round(2).tolist(),
-          "recall", learned["baseline_weighted_sum_recall"], "TOPSIS recall", learned["baseline_topsis_recall"],
-          "\nimportances:", [(r["feature"], round(r["importance_mean"], 3))
-                              for r in learned["permutation_importances"][:5]])
+    print(
+        "\nleave-one-region-out best percentile, learned:",
+        loro["best_percentile"].round(2).tolist(),
+        "recall",
+        learned["loro_recall"],
+        "\nweighted sum:",
+        base["best_percentile"].round(2).tolist(),
+        "recall",
+        learned["baseline_weighted_sum_recall"],
+        "TOPSIS recall",
+        learned["baseline_topsis_recall"],
+        "\nimportances:",
+        [(r["feature"], round(r["importance_mean"], 3)) for r in learned["permutation_importances"][:5]],
+    )
     # a held-out expert region's best site lands far above chance (median 50 %) under both scorings
     assert loro["best_percentile"].median() < 5.0 and base["best_percentile"].median() < 5.0
     assert learned["spatial_cv"]["roc_auc"] > 0.7

@@ -277,7 +277,7 @@ def test_derived_layers(scene):
     anchor = scene.crater("PSR-anchor")
     assert hyd.values[anchor.row, anchor.col] > float(hyd.min()) + 0.2
     assert float(hyd.min()) >= 50.0
-    assert 0.2 - 1e-6 <= float(tio2.min()) and float(tio2.max()) <= 1.0 + 1e-6
+    assert float(tio2.min()) >= 0.2 - 1e-6 and float(tio2.max()) <= 1.0 + 1e-6
     again = S.derived_layers(scene)
     for k in layers:
         np.testing.assert_array_equal(again[k].values, layers[k].values)

@@ -21,7 +21,12 @@ from affine import Affine
 
 from prospect import lunar
 from prospect.errors import (
-    CorruptProductError, FormatError, InputNotFoundError, LabelError, ProspectError, UnitsError,
+    CorruptProductError,
+    FormatError,
+    InputNotFoundError,
+    LabelError,
+    ProspectError,
+    UnitsError,
 )
 from prospect.grid import AnalysisGrid
 from prospect.io.readers import open_product
@@ -83,9 +88,13 @@ def test_real_feo_table_reads_fast(shared, feo):
 
 
 @pytest.mark.shared_data
-@pytest.mark.parametrize("mid,quantity,units,n", [
-    ("lp_grs_al_5deg", "Al", "wt%", 1790), ("lp_grs_th_halfdeg", "Th", "ppm", 259200),
-])
+@pytest.mark.parametrize(
+    "mid,quantity,units,n",
+    [
+        ("lp_grs_al_5deg", "Al", "wt%", 1790),
+        ("lp_grs_th_halfdeg", "Th", "ppm", 259200),
+    ],
+)
 def test_other_real_tables(shared, mid, quantity, units, n):
     table = read_binned_table(mid)  # Th's header says only "units of ppm": the element comes from its first line
     assert (len(table), table.quantity, table.units) == (n, quantity, units)
@@ -100,7 +109,7 @@ def test_value_at_agrees_with_a_brute_force_search(ti):
     got = ti.value_at(lon, lat)
     lon180 = lunar.normalize_longitude(lon)
     for k in range(lon.size):
-        hit = ((ti.lat_min <= lat[k]) & (lat[k] < ti.lat_max) & (ti.lon_min <= lon180[k]) & (lon180[k] < ti.lon_max))
+        hit = (ti.lat_min <= lat[k]) & (lat[k] < ti.lat_max) & (ti.lon_min <= lon180[k]) & (lon180[k] < ti.lon_max)
         assert hit.sum() == 1 and got[k] == ti.value[hit][0]
     assert np.isnan(ti.value_at(0.0, 91.0)) and ti.value_at(0.0, 90.0) == ti.value[-1]
     assert ti.value_at(lon.reshape(20, 20), lat.reshape(20, 20)).shape == (20, 20)
@@ -108,7 +117,7 @@ def test_value_at_agrees_with_a_brute_force_search(ti):
 
 @pytest.mark.shared_data
 def test_open_product_points_to_the_table_reader(shared):
-    with pytest.raises(FormatError, match="prospect.io.tables.read_binned_table"):
+    with pytest.raises(FormatError, match=r"prospect\.io\.tables\.read_binned_table"):
         open_product(shared / "lp_grs" / "MoonTi.data.gz")
 
 
@@ -123,12 +132,24 @@ def _rows(step: float = 30.0) -> list[tuple[float, float, float, float, float]]:
     return rows
 
 
-def _write(path: Path, rows, *, count: int | None = None, units: str = "Ti weight percent",
-           bad_line: tuple[int, str] | None = None, gz: bool = False) -> Path:
-    header = ["#", "# Titanium data as described by nobody, a test", "#",
-              f"# This file contains {len(rows) if count is None else count} binned values",
-              '# for the Lunar Prospector "Test_30deg" dataset of today.', f"# These data are in units of {units}.",
-              "#"]
+def _write(
+    path: Path,
+    rows,
+    *,
+    count: int | None = None,
+    units: str = "Ti weight percent",
+    bad_line: tuple[int, str] | None = None,
+    gz: bool = False,
+) -> Path:
+    header = [
+        "#",
+        "# Titanium data as described by nobody, a test",
+        "#",
+        f"# This file contains {len(rows) if count is None else count} binned values",
+        '# for the Lunar Prospector "Test_30deg" dataset of today.',
+        f"# These data are in units of {units}.",
+        "#",
+    ]
     body = [f"  {a:7.2f}, {b:9.2f}, {c:9.2f}, {d:9.2f}, {v:11.5f}" for a, b, c, d, v in rows]
     if bad_line is not None:
         body[bad_line[0]] = bad_line[1]
@@ -256,8 +277,13 @@ def test_units_unknown_or_contradicting_the_manifest(tmp_path, monkeypatch):
     manifest = yaml.safe_load((MANIFESTS / "lp_grs_ti_5deg.yaml").read_text())
     manifest.pop("shared_path")
     manifest.update(id="liar_table", open="liar.data", units="ppm")
-    manifest["files"] = [{"name": "liar.data", "url": "https://example.invalid/liar.data",
-                          "checksum": "sha256:" + hashlib.sha256(table.read_bytes()).hexdigest()}]
+    manifest["files"] = [
+        {
+            "name": "liar.data",
+            "url": "https://example.invalid/liar.data",
+            "checksum": "sha256:" + hashlib.sha256(table.read_bytes()).hexdigest(),
+        }
+    ]
     mdir = tmp_path / "manifests"
     mdir.mkdir()
     (mdir / "liar_table.yaml").write_text(yaml.safe_dump(manifest))

@@ -114,7 +114,7 @@ def test_geographic_east_west_plane_uses_cos_latitude(lat0):
     theta = 10.0
     # 31 x 31 pixels, the centre pixel at (0, lat0)
     grid = AnalysisGrid.from_bounds(lunar.lunar_crs(30100), (-1.55, lat0 - 1.55, 1.55, lat0 + 1.55), resolution=0.1)
-    lon, lat = _lonlat(grid)
+    lon, _lat = _lonlat(grid)
     dem = _dem(grid, np.tan(np.radians(theta)) * MPD * np.cos(np.radians(lat0)) * lon)
     s = slope_deg(dem).values
     row = 15
@@ -130,8 +130,9 @@ def test_equirectangular_grid_uses_the_true_scale_parallel():
     theta = 8.0
     lat0 = 60.0
     y0 = R * math.radians(lat0)
-    grid = AnalysisGrid.from_bounds(lunar.lunar_crs(30110), (-20250.0, y0 - 20250.0, 20250.0, y0 + 20250.0),
-                                    resolution=500.0)
+    grid = AnalysisGrid.from_bounds(
+        lunar.lunar_crs(30110), (-20250.0, y0 - 20250.0, 20250.0, y0 + 20250.0), resolution=500.0
+    )
     xs, ys = np.meshgrid(grid.x, grid.y)
     north = _dem(grid, np.tan(np.radians(theta)) * (ys - y0))
     assert np.nanmax(np.abs(_interior(slope_deg(north).values, 1) - theta)) < 1e-4
@@ -171,7 +172,7 @@ def test_lola_baselines_on_a_20_m_grid():
     # a plane has the same slope at every baseline; the stencil reach grows with it
     for i, n in enumerate((1, 6, 14)):
         layer = stack.isel(baseline=i).values
-        assert np.isnan(layer[: n, :]).all() and np.isfinite(layer[n, n:-n]).all()
+        assert np.isnan(layer[:n, :]).all() and np.isfinite(layer[n, n:-n]).all()
         k = lunar.polar_scale_factor_xy(xs, 0.0)
         assert np.nanmax(np.abs(np.tan(np.radians(layer[n:-n, n:-n])) - 0.1 * k[n:-n, n:-n])) < 1e-5
 
@@ -228,10 +229,10 @@ def rough_polar_dem() -> xr.DataArray:
 @pytest.mark.parametrize(
     "fn",
     [
-        lambda d: slope_deg(d),
+        slope_deg,
         lambda d: slope_deg(d, method="zt", baseline_m=1500.0),
-        lambda d: aspect_deg(d),
-        lambda d: hillshade(d),
+        aspect_deg,
+        hillshade,
         lambda d: rms_deviation(d, baseline_m=900.0),
         lambda d: terrain_ruggedness(d, baseline_m=600.0),
         lambda d: slope_baselines(d, (600.0, 3000.0)),
@@ -391,8 +392,18 @@ def test_slope_command_streams_a_tiled_compressed_lunar_geotiff(synthetic_lbl, t
 def test_slope_command_options(synthetic_lbl, tmp_path):
     dem = open_product(synthetic_lbl)
     out = tmp_path / "zt.tif"
-    res = run_cli("slope", str(synthetic_lbl), str(out), "--method", "zt", "--planar", "--baseline", "200",
-                  "--cog", "--no-progress")
+    res = run_cli(
+        "slope",
+        str(synthetic_lbl),
+        str(out),
+        "--method",
+        "zt",
+        "--planar",
+        "--baseline",
+        "200",
+        "--cog",
+        "--no-progress",
+    )
     assert res.returncode == 0, res.stderr
     with rasterio.open(out) as ds:
         assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
@@ -429,7 +440,7 @@ def test_chunks_read_with_their_halo_from_the_file_equal_the_halo_exchange(synth
     assert window_source(dem) is not None
     changed = dem.copy(data=dem.data + np.float32(0.0))
     assert window_source(changed) is None and window_source(dem.chunk({"y": 64})) is None
-    for fn in (lambda d: slope_deg(d), lambda d: rms_deviation(d, baseline_m=200.0), lambda d: aspect_deg(d)):
+    for fn in (slope_deg, lambda d: rms_deviation(d, baseline_m=200.0), aspect_deg):
         from_file = fn(dem)
         assert "stencil-window" in from_file.data.name
         exchanged = fn(changed)

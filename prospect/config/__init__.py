@@ -87,10 +87,19 @@ class ParameterSet:
 
     def table(self) -> list[dict[str, Any]]:
         """Rows for reports: name, value, unit, range, status, source."""
-        return [{"name": p.name, "value": p.value, "unit": p.unit, "range": list(p.range) if p.range else None,
-                 "status": p.status, "source": p.source} for p in self.params.values()]
+        return [
+            {
+                "name": p.name,
+                "value": p.value,
+                "unit": p.unit,
+                "range": list(p.range) if p.range else None,
+                "status": p.status,
+                "source": p.source,
+            }
+            for p in self.params.values()
+        ]
 
-    def replace(self, **values: Any) -> "ParameterSet":
+    def replace(self, **values: Any) -> ParameterSet:
         """A copy with some values replaced (validated like an override file)."""
         return apply_overrides(self, values, origin="replace()")
 
@@ -124,8 +133,10 @@ def _check_value(value: Any, template: Parameter | None, where: str, entry: Mapp
             merged[k] = _check_range(_check_number(v, f"{where}.{k}"), lo, hi, f"{where}.{k}")
         return merged
     if isinstance(value, list):
-        return [_check_value(v, None, f"{where}[{i}]") if not isinstance(v, Mapping) else dict(v)
-                for i, v in enumerate(value)]
+        return [
+            _check_value(v, None, f"{where}[{i}]") if not isinstance(v, Mapping) else dict(v)
+            for i, v in enumerate(value)
+        ]
     if template is not None and isinstance(template.value, Mapping):
         raise ConfigError(f"{where}: must be a mapping like {dict(template.value)}, not {value!r}")
     if isinstance(value, str) and (template is None or isinstance(template.value, str)):
@@ -162,11 +173,18 @@ def _parse_entry(name: str, entry: Any, where: str) -> Parameter:
         rng = (lo, hi)
     value = _check_value(entry["value"], None, f"{where}: {name}", entry)
     choices = entry.get("choices")
-    return Parameter(name=name, value=value, unit=str(entry["unit"]), source=str(entry["source"]).strip(),
-                     status=str(entry["status"]), range=rng, note=str(entry.get("note", "")).strip(),
-                     min=entry.get("min"), max=entry.get("max"), choices=tuple(choices) if choices else None)
-
-
+    return Parameter(
+        name=name,
+        value=value,
+        unit=str(entry["unit"]),
+        source=str(entry["source"]).strip(),
+        status=str(entry["status"]),
+        range=rng,
+        note=str(entry.get("note", "")).strip(),
+        min=entry.get("min"),
+        max=entry.get("max"),
+        choices=tuple(choices) if choices else None,
+    )
 
 
 def _models() -> set[str]:
@@ -202,8 +220,13 @@ def apply_overrides(base: ParameterSet, overrides: Mapping[str, Any] | None, *, 
         if isinstance(value, Mapping) and "value" in value and not isinstance(old.value, Mapping):
             value = value["value"]
         new_value = _check_value(value, old, f"{origin}: {base.model}.{name}")
-        params[name] = Parameter(**{**old.__dict__, "value": new_value,
-                                    "source": f"user override in {origin} (default: {old.value}; {old.source})"})
+        params[name] = Parameter(
+            **{
+                **old.__dict__,
+                "value": new_value,
+                "source": f"user override in {origin} (default: {old.value}; {old.source})",
+            }
+        )
     merged = {**dict(base.overrides), **dict(overrides)}
     return ParameterSet(model=base.model, params=params, origin=f"{base.origin} + {origin}", overrides=merged)
 

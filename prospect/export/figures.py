@@ -22,9 +22,10 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -79,19 +80,28 @@ STYLES: dict[str, _Style] = {
     "longest_darkness_h": _Style("magma_r", "longest continuous darkness"),
     "psr_fraction": _Style("Blues", "permanently shadowed fraction", 0.0, 1.0),
     "ice_favourability": _Style("GnBu", "ice favourability", 0.0, 1.0),
-    "ice_stability_class": _Style("ice", "ice stability class", CLASS_SHALLOW - 0.5, CLASS_SURFACE + 0.5,
-                                  categorical=True),
+    "ice_stability_class": _Style(
+        "ice", "ice stability class", CLASS_SHALLOW - 0.5, CLASS_SURFACE + 0.5, categorical=True
+    ),
     "he3_ppb": _Style("YlOrBr", "He-3 concentration"),
     "slope_deg": _Style("plasma", "slope", 0.0, None),
     "dem_m": _Style("gist_earth", "elevation"),
     "hillshade": _Style("gray", "hillshade", 0.0, 1.0),
 }
 #: Preference order of the layer drawn over the hillshade on the main map.
-OVERLAY_ORDER = ("ice_favourability", "illumination_fraction", "he3_ppb", "earth_visibility_fraction",
-                 "longest_darkness_h", "slope_deg")
+OVERLAY_ORDER = (
+    "ice_favourability",
+    "illumination_fraction",
+    "he3_ppb",
+    "earth_visibility_fraction",
+    "longest_darkness_h",
+    "slope_deg",
+)
 #: Classes of ``ice_stability_class`` (prospect.resources.ice): value -> (colour, label).
-ICE_CLASSES = {CLASS_SHALLOW: ("#67e8f9", "stable in the shallow subsurface"),
-               CLASS_SURFACE: ("#0e7490", "stable at the surface")}
+ICE_CLASSES = {
+    CLASS_SHALLOW: ("#67e8f9", "stable in the shallow subsurface"),
+    CLASS_SURFACE: ("#0e7490", "stable at the surface"),
+}
 
 
 # --- figure plumbing -----------------------------------------------------------------------
@@ -128,8 +138,9 @@ def _style(stem: str) -> _Style:
 # --- rasters --------------------------------------------------------------------------------
 
 
-def read_map(path: str | os.PathLike[str], *, bounds: Extent | None = None, max_px: int = MAX_PX,
-             categorical: bool | None = None) -> xr.DataArray:
+def read_map(
+    path: str | os.PathLike[str], *, bounds: Extent | None = None, max_px: int = MAX_PX, categorical: bool | None = None
+) -> xr.DataArray:
     """A GeoTIFF (or a window ``bounds = (xmin, xmax, ymin, ymax)`` of it) read decimated.
 
     At most ``max_px`` pixels a side: a rasterio read with ``out_shape`` (GDAL picks the
@@ -171,10 +182,18 @@ def read_map(path: str | os.PathLike[str], *, bounds: Extent | None = None, max_
         out_shape = (max(1, math.ceil(h / factor)), max(1, math.ceil(w / factor)))
         is_int = np.issubdtype(np.dtype(src.dtypes[0]), np.integer)
         # class maps take the nearest class; integer-coded continuous maps (uint8 hillshade) are averaged
-        nearest = categorical if categorical is not None else (
-            _style(p.stem).categorical or (is_int and p.stem not in STYLES))
-        data = src.read(1, window=win, out_shape=out_shape, masked=True,
-                        resampling=Resampling.nearest if nearest else Resampling.average)
+        nearest = (
+            categorical
+            if categorical is not None
+            else (_style(p.stem).categorical or (is_int and p.stem not in STYLES))
+        )
+        data = src.read(
+            1,
+            window=win,
+            out_shape=out_shape,
+            masked=True,
+            resampling=Resampling.nearest if nearest else Resampling.average,
+        )
         values = np.ma.filled(data.astype("float64"), np.nan)
         scale, offset = (src.scales[0] or 1.0), (src.offsets[0] or 0.0)
         if scale != 1.0 or offset != 0.0:
@@ -184,9 +203,20 @@ def read_map(path: str | os.PathLike[str], *, bounds: Extent | None = None, max_
         wkt = src.crs.to_wkt() if src.crs else ""
     xs = t.c + t.a * (np.arange(out_shape[1]) + 0.5)
     ys = t.f + t.e * (np.arange(out_shape[0]) + 0.5)
-    return xr.DataArray(values.astype("float32"), dims=("y", "x"), coords={"y": ys, "x": xs}, name=p.stem,
-                        attrs={"units": units, "crs_wkt": wkt, "transform": tuple(t)[:6], "source": str(p),
-                               "decimation": factor, "categorical": bool(nearest)})
+    return xr.DataArray(
+        values.astype("float32"),
+        dims=("y", "x"),
+        coords={"y": ys, "x": xs},
+        name=p.stem,
+        attrs={
+            "units": units,
+            "crs_wkt": wkt,
+            "transform": tuple(t)[:6],
+            "source": str(p),
+            "decimation": factor,
+            "categorical": bool(nearest),
+        },
+    )
 
 
 def _bounds_of(arr: xr.DataArray) -> Extent:
@@ -208,11 +238,14 @@ def _view(layer: Any, bounds: Extent | None, max_px: int, categorical: bool) -> 
         arr = arr.sel(x=slice(xmin, xmax), y=ysl)
     factor = max(1, math.ceil(max(arr.shape) / max_px))
     if factor > 1:
-        arr = (arr[::factor, ::factor] if categorical
-               else arr.coarsen(y=factor, x=factor, boundary="trim").mean())
-    out = xr.DataArray(np.asarray(arr.values, dtype="float32"), dims=("y", "x"),
-                       coords={"y": arr["y"].to_numpy(), "x": arr["x"].to_numpy()}, name=layer.name,
-                       attrs=dict(layer.attrs))
+        arr = arr[::factor, ::factor] if categorical else arr.coarsen(y=factor, x=factor, boundary="trim").mean()
+    out = xr.DataArray(
+        np.asarray(arr.values, dtype="float32"),
+        dims=("y", "x"),
+        coords={"y": arr["y"].to_numpy(), "x": arr["x"].to_numpy()},
+        name=layer.name,
+        attrs=dict(layer.attrs),
+    )
     if out.shape[0] > 1 and out["y"].values[0] < out["y"].values[-1]:
         out = out.isel(y=slice(None, None, -1))
     return out
@@ -257,8 +290,9 @@ def _xy(frame: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(frame.geometry.x, float), np.asarray(frame.geometry.y, float)
 
 
-def zoom_extent(sites: Any, top_k: int, *, limit: Extent | None = None, min_size_m: float = 20_000.0,
-                margin: float = 0.25) -> Extent:
+def zoom_extent(
+    sites: Any, top_k: int, *, limit: Extent | None = None, min_size_m: float = 20_000.0, margin: float = 0.25
+) -> Extent:
     """A square-ish view around the ``top_k`` sites: their box plus ``margin`` of its size each side.
 
     Never smaller than ``min_size_m`` a side (a lone site still shows its surroundings);
@@ -331,8 +365,18 @@ def _graticule(ax: Any, crs: Any, extent: Extent, *, colour: str = "white") -> N
         inside = (x > extent[0]) & (x < extent[1]) & (y > extent[2]) & (y < extent[3])
         if inside.any():
             i = np.flatnonzero(inside)[np.argmax(y[inside] - 0.3 * x[inside])]
-            ax.text(x[i], y[i], f"{lat:g}°", color=colour, fontsize=7, ha="left", va="bottom", zorder=3,
-                    alpha=0.9, clip_on=True)
+            ax.text(
+                x[i],
+                y[i],
+                f"{lat:g}°",
+                color=colour,
+                fontsize=7,
+                ha="left",
+                va="bottom",
+                zorder=3,
+                alpha=0.9,
+                clip_on=True,
+            )
     if inside_pole or span > 4:
         r = np.linspace(0, 1, 2)
         rho = max(abs(v) for v in extent) * 1.5
@@ -342,11 +386,27 @@ def _graticule(ax: Any, crs: Any, extent: Extent, *, colour: str = "white") -> N
             ax.plot(r * rho * math.cos(ang), r * rho * math.sin(ang), color=colour, lw=0.4, alpha=0.5, zorder=3)
 
 
-def _raster(ax: Any, arr: xr.DataArray, *, style: _Style, alpha: float = 1.0, vmin: float | None = None,
-            vmax: float | None = None, zorder: int = 1) -> Any:
-    return ax.imshow(np.ma.masked_invalid(arr.values), extent=_bounds_of(arr), origin="upper",
-                     cmap=_cmap(style), vmin=vmin, vmax=vmax, alpha=alpha, interpolation="nearest",
-                     zorder=zorder)
+def _raster(
+    ax: Any,
+    arr: xr.DataArray,
+    *,
+    style: _Style,
+    alpha: float = 1.0,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    zorder: int = 1,
+) -> Any:
+    return ax.imshow(
+        np.ma.masked_invalid(arr.values),
+        extent=_bounds_of(arr),
+        origin="upper",
+        cmap=_cmap(style),
+        vmin=vmin,
+        vmax=vmax,
+        alpha=alpha,
+        interpolation="nearest",
+        zorder=zorder,
+    )
 
 
 def _limits(stem: str, arr: xr.DataArray) -> tuple[float, float]:
@@ -362,16 +422,33 @@ def _psr(ax: Any, arr: xr.DataArray, zorder: int = 2, *, outline: bool = False) 
 
     if outline:
         if min(arr.shape) >= 2:
-            ax.contour(arr["x"].to_numpy(), arr["y"].to_numpy(), np.nan_to_num(arr.values),
-                       levels=[PSR_DRAW_THRESHOLD], colors=[PSR_COLOUR], linewidths=1.2, zorder=zorder + 1)
+            ax.contour(
+                arr["x"].to_numpy(),
+                arr["y"].to_numpy(),
+                np.nan_to_num(arr.values),
+                levels=[PSR_DRAW_THRESHOLD],
+                colors=[PSR_COLOUR],
+                linewidths=1.2,
+                zorder=zorder + 1,
+            )
         return
     mask = np.ma.masked_where(~(np.nan_to_num(arr.values) >= PSR_DRAW_THRESHOLD), np.ones(arr.shape))
-    ax.imshow(mask, extent=_bounds_of(arr), origin="upper", cmap=ListedColormap([PSR_COLOUR]), alpha=0.75,
-              interpolation="nearest", zorder=zorder, vmin=0, vmax=1)
+    ax.imshow(
+        mask,
+        extent=_bounds_of(arr),
+        origin="upper",
+        cmap=ListedColormap([PSR_COLOUR]),
+        alpha=0.75,
+        interpolation="nearest",
+        zorder=zorder,
+        vmin=0,
+        vmax=1,
+    )
 
 
-def _place_labels(ax: Any, x: np.ndarray, y: np.ndarray, labels: Sequence[str], *, fontsize: float = 9,
-                  colour: str = TOP_COLOUR) -> None:
+def _place_labels(
+    ax: Any, x: np.ndarray, y: np.ndarray, labels: Sequence[str], *, fontsize: float = 9, colour: str = TOP_COLOUR
+) -> None:
     """Number the markers; a greedy search moves each label off the labels and markers already drawn."""
     ax.apply_aspect()
     to_disp = ax.transData.transform
@@ -381,8 +458,11 @@ def _place_labels(ax: Any, x: np.ndarray, y: np.ndarray, labels: Sequence[str], 
     r_mark = 5 * scale
     for (px, py), _ in zip(pts, labels):
         placed.append((px - r_mark, py - r_mark, px + r_mark, py + r_mark))
-    offsets = [(d * math.cos(a), d * math.sin(a)) for d in (10, 18, 28, 40, 55)
-               for a in np.deg2rad([45, 135, -45, -135, 90, -90, 0, 180, 22, 158, -22, -158])]
+    offsets = [
+        (d * math.cos(a), d * math.sin(a))
+        for d in (10, 18, 28, 40, 55)
+        for a in np.deg2rad([45, 135, -45, -135, 90, -90, 0, 180, 22, 158, -22, -158])
+    ]
     for (px, py), text, xi, yi in zip(pts, labels, x, y):
         w, h = (0.62 * fontsize * len(text) + 4) * scale, (fontsize + 4) * scale
         chosen = offsets[0]
@@ -397,18 +477,29 @@ def _place_labels(ax: Any, x: np.ndarray, y: np.ndarray, labels: Sequence[str], 
             cx, cy = px + chosen[0] * scale, py + chosen[1] * scale
             placed.append((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
         far = math.hypot(*chosen) > 12
-        ax.annotate(text, (xi, yi), xytext=chosen, textcoords="offset points", ha="center", va="center",
-                    fontsize=fontsize, fontweight="bold", color="black", zorder=7,
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": colour, "lw": 0.8, "alpha": 0.9},
-                    arrowprops={"arrowstyle": "-", "color": "white", "lw": 0.8} if far else None)
+        ax.annotate(
+            text,
+            (xi, yi),
+            xytext=chosen,
+            textcoords="offset points",
+            ha="center",
+            va="center",
+            fontsize=fontsize,
+            fontweight="bold",
+            color="black",
+            zorder=7,
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": colour, "lw": 0.8, "alpha": 0.9},
+            arrowprops={"arrowstyle": "-", "color": "white", "lw": 0.8} if far else None,
+        )
 
 
 def overlay_stem(layers: Mapping[str, Any]) -> str | None:
     """The layer :func:`site_map_png` lays over the hillshade: the first of :data:`OVERLAY_ORDER` present."""
     overlay = next((s for s in OVERLAY_ORDER if s in layers), None)
     if overlay is None:
-        overlay = next((s for s in layers if s not in ("psr_fraction", "ice_stability_class", "hillshade", "dem_m")),
-                       None)
+        overlay = next(
+            (s for s in layers if s not in ("psr_fraction", "ice_stability_class", "hillshade", "dem_m")), None
+        )
     return overlay
 
 
@@ -474,8 +565,9 @@ def _in_map_crs(gdf: Any, sites: Any) -> Any:
     return gdf
 
 
-def _polygons(ax: Any, gdf: Any, extent: Extent | None, *, face: str | None, edge: str, lw: float, alpha: float,
-              zorder: int) -> None:
+def _polygons(
+    ax: Any, gdf: Any, extent: Extent | None, *, face: str | None, edge: str, lw: float, alpha: float, zorder: int
+) -> None:
     """Polygons of ``gdf`` (holes kept) as one PathCollection, clipped to ``extent``'s box first."""
     import shapely
     from matplotlib.collections import PathCollection
@@ -497,12 +589,21 @@ def _polygons(ax: Any, gdf: Any, extent: Extent | None, *, face: str | None, edg
                 codes.append(np.r_[MPath.MOVETO, np.full(len(xy) - 2, MPath.LINETO), MPath.CLOSEPOLY])
             paths.append(MPath(np.concatenate(verts), np.concatenate(codes).astype(np.uint8)))
     if paths:
-        ax.add_collection(PathCollection(paths, facecolors=face or "none", edgecolors=edge, linewidths=lw,
-                                         alpha=alpha, zorder=zorder))
+        ax.add_collection(
+            PathCollection(paths, facecolors=face or "none", edgecolors=edge, linewidths=lw, alpha=alpha, zorder=zorder)
+        )
 
 
-def site_map_png(hillshade: Any, layers: Mapping[str, Any], sites: Any, *, top_k: int, extent: Extent | None = None,
-                 vectors: Mapping[str, Any] | None = None, max_px: int = MAX_PX) -> bytes:
+def site_map_png(
+    hillshade: Any,
+    layers: Mapping[str, Any],
+    sites: Any,
+    *,
+    top_k: int,
+    extent: Extent | None = None,
+    vectors: Mapping[str, Any] | None = None,
+    max_px: int = MAX_PX,
+) -> bytes:
     """The top sites over the hillshade and the main resource layer: a zoomed map and an overview.
 
     ``hillshade`` and each value of ``layers`` (keyed by map stem: ``illumination_fraction``,
@@ -529,7 +630,7 @@ def site_map_png(hillshade: Any, layers: Mapping[str, Any], sites: Any, *, top_k
     ext = extent or zoom_extent(sites, top_k, limit=full, min_size_m=_min_view_m(base))
     zoom_base = _base_view(base, kind, ext, max_px)
     crs = lunar_crs_of(sites)
-    crs_name = (crs.code if crs is not None and crs.code else "map grid")
+    crs_name = crs.code if crs is not None and crs.code else "map grid"
     overlay, psr, ice_class = _split_layers(layers)
 
     # main map sized to the view's aspect; the overview and the legend in a column to its right
@@ -543,8 +644,9 @@ def site_map_png(hillshade: Any, layers: Mapping[str, Any], sites: Any, *, top_k
     ax = fig.add_axes((left / width, bottom / height, map_w / width, map_h / height))
     ov_h = 3.5
     ov = fig.add_axes(((left + map_w + gap) / width, (height - top - ov_h) / height, side_w / width, ov_h / height))
-    leg = fig.add_axes(((left + map_w + gap) / width, bottom / height, side_w / width,
-                        (height - top - ov_h - 0.7 - bottom) / height))
+    leg = fig.add_axes(
+        ((left + map_w + gap) / width, bottom / height, side_w / width, (height - top - ov_h - 0.7 - bottom) / height)
+    )
     leg.axis("off")
 
     handles = []
@@ -559,19 +661,22 @@ def site_map_png(hillshade: Any, layers: Mapping[str, Any], sites: Any, *, top_k
                 cax = leg.inset_axes((0.0, 0.86, 1.0, 0.07))
                 cb = fig.colorbar(im, cax=cax, orientation="horizontal")
                 units = str(arr.attrs.get("units", "") or "")
-                cb.set_label(f"{_style(overlay).label} [{units or '1'}] (overlay, {OVERLAY_ALPHA:.0%} opaque)",
-                             fontsize=8)
+                cb.set_label(
+                    f"{_style(overlay).label} [{units or '1'}] (overlay, {OVERLAY_ALPHA:.0%} opaque)", fontsize=8
+                )
                 cb.ax.tick_params(labelsize=8)
         if ice_class is not None:
             arr = _view(ice_class, bnds, max_px, categorical=True)
             st = _style("ice_stability_class")
-            _raster(a, arr.where(arr.isin(list(ICE_CLASSES))), style=st, alpha=0.85, vmin=st.vmin, vmax=st.vmax,
-                    zorder=2)
+            _raster(
+                a, arr.where(arr.isin(list(ICE_CLASSES))), style=st, alpha=0.85, vmin=st.vmin, vmax=st.vmax, zorder=2
+            )
         if psr is not None:  # outlined when ice classes fill the cold traps, else filled
             _psr(a, _view(psr, bnds, max_px, categorical=False), outline=ice_class is not None)
     if psr is not None and ice_class is not None:
-        handles.append(Line2D([], [], color=PSR_COLOUR, lw=1.2,
-                              label=f"PSR outline (psr_fraction >= {PSR_DRAW_THRESHOLD:g})"))
+        handles.append(
+            Line2D([], [], color=PSR_COLOUR, lw=1.2, label=f"PSR outline (psr_fraction >= {PSR_DRAW_THRESHOLD:g})")
+        )
     elif psr is not None:
         handles.append(Patch(color=PSR_COLOUR, alpha=0.75, label=f"PSR (psr_fraction >= {PSR_DRAW_THRESHOLD:g})"))
     if ice_class is not None:
@@ -580,22 +685,39 @@ def site_map_png(hillshade: Any, layers: Mapping[str, Any], sites: Any, *, top_k
     psr_poly = _in_map_crs(vectors.get("psr"), sites) if psr is None else None
     if psr_poly is not None:
         for a, bnds in ((ax, ext), (ov, None)):
-            _polygons(a, psr_poly, bnds, face=None if ice_class is not None else PSR_COLOUR, edge=PSR_COLOUR,
-                      lw=0.8 if a is ax else 0.3, alpha=0.75, zorder=2)
+            _polygons(
+                a,
+                psr_poly,
+                bnds,
+                face=None if ice_class is not None else PSR_COLOUR,
+                edge=PSR_COLOUR,
+                lw=0.8 if a is ax else 0.3,
+                alpha=0.75,
+                zorder=2,
+            )
         handles.append(Patch(color=PSR_COLOUR, alpha=0.75, label="PSR polygons (sites.gpkg layer psr)"))
     regions = _in_map_crs(vectors.get("regions"), sites)
     if regions is not None:
         for a, bnds in ((ax, ext), (ov, None)):
-            _polygons(a, regions, bnds, face=None, edge=REGION_COLOUR, lw=1.3 if a is ax else 0.6, alpha=0.95,
-                      zorder=5)
+            _polygons(a, regions, bnds, face=None, edge=REGION_COLOUR, lw=1.3 if a is ax else 0.6, alpha=0.95, zorder=5)
         handles.append(Line2D([], [], color=REGION_COLOUR, lw=1.3, label="expert regions (sites.gpkg layer regions)"))
         if "name" in regions.columns:  # names above each region's box, clear of the site markers inside
             for name, (x0, _y0, x1, y1) in zip(regions["name"], regions.geometry.bounds.to_numpy()):
                 cx = (x0 + x1) / 2
                 if ext[0] < cx < ext[1] and ext[2] < y1 < ext[3]:
-                    ax.text(cx, y1, str(name), color=REGION_COLOUR, fontsize=7, ha="center", va="bottom",
-                            zorder=5, clip_on=True, fontweight="bold",
-                            bbox={"boxstyle": "round,pad=0.1", "fc": "black", "ec": "none", "alpha": 0.4})
+                    ax.text(
+                        cx,
+                        y1,
+                        str(name),
+                        color=REGION_COLOUR,
+                        fontsize=7,
+                        ha="center",
+                        va="bottom",
+                        zorder=5,
+                        clip_on=True,
+                        fontweight="bold",
+                        bbox={"boxstyle": "round,pad=0.1", "fc": "black", "ec": "none", "alpha": 0.4},
+                    )
 
     x_all, y_all = _xy(sites)
     top = top_sites(sites, top_k)
@@ -603,20 +725,28 @@ def site_map_png(hillshade: Any, layers: Mapping[str, Any], sites: Any, *, top_k
     ranks = [str(int(r)) for r in top["rank"]]
     inside = (x_all >= ext[0]) & (x_all <= ext[1]) & (y_all >= ext[2]) & (y_all <= ext[3])
     ax.scatter(x_all[inside], y_all[inside], s=2.5, c=CANDIDATE_COLOUR, alpha=0.6, lw=0, zorder=4)
-    handles.append(ax.scatter([], [], s=9, c=CANDIDATE_COLOUR, lw=0, label=f"candidates passing all constraints "
-                                                                     f"({len(sites)})"))
+    handles.append(
+        ax.scatter([], [], s=9, c=CANDIDATE_COLOUR, lw=0, label=f"candidates passing all constraints ({len(sites)})")
+    )
     ax.scatter(tx, ty, s=46, facecolor=TOP_COLOUR, edgecolor="white", lw=1.0, zorder=6)
-    handles.append(ax.scatter([], [], s=46, facecolor=TOP_COLOUR, edgecolor="white", lw=1.0,
-                              label=f"top {len(top)} sites (label = rank)"))
+    handles.append(
+        ax.scatter(
+            [], [], s=46, facecolor=TOP_COLOUR, edgecolor="white", lw=1.0, label=f"top {len(top)} sites (label = rank)"
+        )
+    )
     _km_axes(ax, crs_name, ext)
     _graticule(ax, crs, ext)
     _place_labels(ax, tx, ty, ranks)
-    ax.set_title(f"Top {len(top)} sites over the {'hillshade' if kind in ('hillshade', 'dem_m') else kind}"
-                 + (f" and {_style(overlay).label}" if overlay else ""), fontsize=10)
+    ax.set_title(
+        f"Top {len(top)} sites over the {'hillshade' if kind in ('hillshade', 'dem_m') else kind}"
+        + (f" and {_style(overlay).label}" if overlay else ""),
+        fontsize=10,
+    )
 
     ov.scatter(tx, ty, s=14, facecolor=TOP_COLOUR, edgecolor="white", lw=0.5, zorder=6)
-    ov.add_patch(Rectangle((ext[0], ext[2]), ext[1] - ext[0], ext[3] - ext[2], fill=False, ec="white", lw=1.2,
-                           zorder=7))
+    ov.add_patch(
+        Rectangle((ext[0], ext[2]), ext[1] - ext[0], ext[3] - ext[2], fill=False, ec="white", lw=1.2, zorder=7)
+    )
     _km_axes(ov, crs_name, full, labels=False)
     _graticule(ov, crs, full)
     ov.set_title("Overview (white box: the map on the left)", fontsize=9)
@@ -624,8 +754,16 @@ def site_map_png(hillshade: Any, layers: Mapping[str, Any], sites: Any, *, top_k
     return _png(fig)
 
 
-def layers_png(hillshade: Any, layers: Mapping[str, Any], sites: Any, *, top_k: int, extent: Extent | None = None,
-               max_px: int = MAX_PX, ncols: int = 4) -> bytes | None:
+def layers_png(
+    hillshade: Any,
+    layers: Mapping[str, Any],
+    sites: Any,
+    *,
+    top_k: int,
+    extent: Extent | None = None,
+    max_px: int = MAX_PX,
+    ncols: int = 4,
+) -> bytes | None:
     """One small panel per resource map (its own ramp and units) over the zoomed view, top sites marked.
 
     Same inputs as :func:`site_map_png`; ``hillshade`` and ``dem_m`` get no panel of their
@@ -713,14 +851,24 @@ def criteria_png(record: Mapping[str, Any]) -> bytes | None:
     colours = {"benefit": "#16a34a", "cost": "#dc2626"}
     fig = _figure(7.5, 0.9 + 0.32 * len(crits))
     ax = fig.add_axes((0.33, 0.12 if len(crits) > 6 else 0.2, 0.62, 0.78 if len(crits) > 6 else 0.68))
-    ax.barh(np.arange(len(crits)), [float(c["weight"]) for c in crits], height=0.65,
-            color=[colours.get(c.get("direction"), "#6b7280") for c in crits])
+    ax.barh(
+        np.arange(len(crits)),
+        [float(c["weight"]) for c in crits],
+        height=0.65,
+        color=[colours.get(c.get("direction"), "#6b7280") for c in crits],
+    )
     ax.set_yticks(np.arange(len(crits)), [f"{c['name']} [{c.get('unit') or '1'}]" for c in crits], fontsize=8)
     ax.set_xlabel("weight (sums to 1)", fontsize=8)
     ax.tick_params(axis="x", labelsize=8)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(handles=[Patch(color=colours["benefit"], label="benefit (higher is better)"),
-                       Patch(color=colours["cost"], label="cost (lower is better)")], fontsize=8, loc="lower right")
+    ax.legend(
+        handles=[
+            Patch(color=colours["benefit"], label="benefit (higher is better)"),
+            Patch(color=colours["cost"], label="cost (lower is better)"),
+        ],
+        fontsize=8,
+        loc="lower right",
+    )
     return _png(fig)
 
 
@@ -749,8 +897,15 @@ def intervals_png(sites: Any, top_k: int, *, p_col: str | None = None) -> bytes:
     if p_col and p_col in top:
         k = p_col.removeprefix("p_top")
         for yi, p in zip(y, top[p_col].to_numpy(float)):
-            ax.annotate(f"P(top {k}) {p:.0%}", (1.0, yi), xycoords=("axes fraction", "data"), xytext=(6, 0),
-                        textcoords="offset points", va="center", fontsize=8)
+            ax.annotate(
+                f"P(top {k}) {p:.0%}",
+                (1.0, yi),
+                xycoords=("axes fraction", "data"),
+                xytext=(6, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+            )
     ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=3, frameon=False)
     return _png(fig)
 
@@ -761,8 +916,9 @@ def reliability_png(record: Mapping[str, Any]) -> bytes | None:
     Mean predicted probability against the observed fraction of expert-region candidates
     per bin (DeGroot & Fienberg 1983); marker area ~ count. None when absent.
     """
-    rows = [r for r in ((record.get("learned") or {}).get("spatial_cv") or {}).get("reliability") or []
-            if r.get("count")]
+    rows = [
+        r for r in ((record.get("learned") or {}).get("spatial_cv") or {}).get("reliability") or [] if r.get("count")
+    ]
     if not rows:
         return None
     pred = np.array([float(r["mean_predicted"]) for r in rows])
@@ -772,8 +928,14 @@ def reliability_png(record: Mapping[str, Any]) -> bytes | None:
     ax = fig.add_axes((0.16, 0.13, 0.78, 0.8))
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="perfectly calibrated")
     ax.plot(pred, obs, "-", color="#2563eb", lw=1)
-    ax.scatter(pred, obs, s=12 + 200 * np.sqrt(count / count.max()), color="#2563eb", zorder=3,
-               label="bins (area ~ candidates)")
+    ax.scatter(
+        pred,
+        obs,
+        s=12 + 200 * np.sqrt(count / count.max()),
+        color="#2563eb",
+        zorder=3,
+        label="bins (area ~ candidates)",
+    )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_aspect("equal")

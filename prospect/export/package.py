@@ -58,8 +58,7 @@ PROJECT_LAYERS: tuple[tuple[str, str, str, bool], ...] = (
 def export_time() -> str:
     """UTC time of the export (ISO 8601, seconds): ``SOURCE_DATE_EPOCH`` when set, else now."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    when = (dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc) if epoch and epoch.isdigit()
-            else dt.datetime.now(dt.timezone.utc))
+    when = dt.datetime.fromtimestamp(int(epoch), dt.UTC) if epoch and epoch.isdigit() else dt.datetime.now(dt.UTC)
     return when.replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
@@ -137,17 +136,35 @@ def _project_layers(maps: Mapping[str, Path], vectors: Mapping[str, Any], grid: 
         if key in maps:
             path = Path(maps[key])
             crs, extent = _raster_layer_info(path)
-            out.append(ProjectLayer(name=title, source=path.relative_to(run_dir).as_posix(), kind="raster",
-                                    group=group, style_qml=path.with_suffix(".qml").read_text(encoding="utf-8"),
-                                    crs=crs, extent=extent, visible=visible))
+            out.append(
+                ProjectLayer(
+                    name=title,
+                    source=path.relative_to(run_dir).as_posix(),
+                    kind="raster",
+                    group=group,
+                    style_qml=path.with_suffix(".qml").read_text(encoding="utf-8"),
+                    crs=crs,
+                    extent=extent,
+                    visible=visible,
+                )
+            )
         elif key in vectors:
             gdf = vectors[key]
             geom = _geometry(gdf)
             bounds = tuple(float(v) for v in gdf.total_bounds) if len(gdf) else tuple(grid.bounds)
-            out.append(ProjectLayer(name=title, source=f"sites.gpkg|layername={key}", kind="vector", group=group,
-                                    style_qml=styles.vector_qml(key, geometry=geom), crs=grid.crs, extent=bounds,
-                                    geometry=geom,
-                                    visible=visible))
+            out.append(
+                ProjectLayer(
+                    name=title,
+                    source=f"sites.gpkg|layername={key}",
+                    kind="vector",
+                    group=group,
+                    style_qml=styles.vector_qml(key, geometry=geom),
+                    crs=grid.crs,
+                    extent=bounds,
+                    geometry=geom,
+                    visible=visible,
+                )
+            )
     return out
 
 
@@ -155,8 +172,14 @@ def package_outputs(run: Path) -> dict[str, Path]:
     """Every deliverable present in a run folder, by asset key (what ``run.json`` describes)."""
     from prospect.export.maps import SPECS
 
-    named = {"ranking": "ranking.json", "sites": "sites.gpkg", "project": "project.qgz", "model": "model.skops",
-             "report": "report.html", "report_pdf": "report.pdf"}
+    named = {
+        "ranking": "ranking.json",
+        "sites": "sites.gpkg",
+        "project": "project.qgz",
+        "model": "model.skops",
+        "report": "report.html",
+        "report_pdf": "report.pdf",
+    }
     out = {key: run / name for key, name in named.items() if (run / name).is_file()}
     for stem in SPECS:
         for prefix, suffix in (("map", ".tif"), ("style", ".qml")):
@@ -173,10 +196,17 @@ def existing_maps(run: Path) -> dict[str, Path]:
     return {stem: run / "maps" / f"{stem}.tif" for stem in SPECS if (run / "maps" / f"{stem}.tif").is_file()}
 
 
-def run_export(run_dir: str | os.PathLike[str], *, report: bool = True, pdf: bool = False,
-               progress: bool = False, record: Mapping[str, Any] | None = None,
-               properties: Mapping[str, Any] | None = None, extra_inputs: Mapping[str, str] | None = None,
-               created: str | None = None) -> dict[str, Path]:
+def run_export(
+    run_dir: str | os.PathLike[str],
+    *,
+    report: bool = True,
+    pdf: bool = False,
+    progress: bool = False,
+    record: Mapping[str, Any] | None = None,
+    properties: Mapping[str, Any] | None = None,
+    extra_inputs: Mapping[str, str] | None = None,
+    created: str | None = None,
+) -> dict[str, Path]:
     """Write the package of a ranked run into ``run_dir`` (see the module docstring).
 
     ``record`` replaces ``ranking.json`` for runs without a site stage (e.g. a global
@@ -204,23 +234,29 @@ def run_export(run_dir: str | os.PathLike[str], *, report: bool = True, pdf: boo
     by_role = {p["role"]: p for p in prov["inputs"]}
     vectors = _vector_layers(record, run, grid, sites=ranked)
 
-    maps = export_maps({**record["inputs"], **(extra_inputs or {})}, run / "maps", provenance=by_role,
-                       progress=progress)
+    maps = export_maps(
+        {**record["inputs"], **(extra_inputs or {})}, run / "maps", provenance=by_role, progress=progress
+    )
     descriptions = {"sites": "ranked candidate base sites (ranking.json)", "candidates": "candidate site discs"}
     layer_styles = {k: styles.vector_qml(k, geometry=_geometry(v)) for k, v in vectors.items()}
-    descriptions.update({layer: f"input {record['inputs'][role]}" for role, layer in VECTOR_LAYERS.items()
-                         if layer in vectors})
+    descriptions.update(
+        {layer: f"input {record['inputs'][role]}" for role, layer in VECTOR_LAYERS.items() if layer in vectors}
+    )
     if vectors:
         write_gpkg(run / "sites.gpkg", vectors, layer_styles, crs=grid.crs, descriptions=descriptions)
-    write_project(run / "project.qgz", _project_layers(maps, vectors, grid, run), crs=grid.crs,
-                  title=f"prospect run {run.resolve().name}", extent=tuple(grid.bounds))
+    write_project(
+        run / "project.qgz",
+        _project_layers(maps, vectors, grid, run),
+        crs=grid.crs,
+        title=f"prospect run {run.resolve().name}",
+        extent=tuple(grid.bounds),
+    )
     if report and ranked:
         from prospect.export.report import write_report
 
         write_report(run, maps=maps, provenance=prov, pdf=pdf)
     outputs = package_outputs(run)
-    outputs["run"] = stac.write_run_json(run, outputs, record=record, provenance=prov, grid=grid,
-                                         properties=properties)
+    outputs["run"] = stac.write_run_json(run, outputs, record=record, provenance=prov, grid=grid, properties=properties)
     return outputs
 
 

@@ -21,8 +21,25 @@ from typing import Any
 from prospect.errors import InputNotFoundError
 
 #: Distributions whose versions a run records (the numerical and geospatial stack).
-SOFTWARE = ("prospect", "numpy", "scipy", "xarray", "dask", "rasterio", "rioxarray", "pyproj", "pyogrio",
-            "geopandas", "shapely", "scikit-learn", "skops", "numba", "matplotlib", "jinja2", "pystac")
+SOFTWARE = (
+    "prospect",
+    "numpy",
+    "scipy",
+    "xarray",
+    "dask",
+    "rasterio",
+    "rioxarray",
+    "pyproj",
+    "pyogrio",
+    "geopandas",
+    "shapely",
+    "scikit-learn",
+    "skops",
+    "numba",
+    "matplotlib",
+    "jinja2",
+    "pystac",
+)
 #: Files that travel with a path input (PDS3 labels and images, shapefile parts).
 _SIDECARS = (".lbl", ".img", ".shp", ".shx", ".dbf", ".prj", ".cpg", ".xml", ".cub")
 
@@ -49,8 +66,9 @@ def _files_of(path: Path) -> list[Path]:
     """``path`` and the files with its stem that belong to it (label + image, shapefile parts)."""
     if path.suffix.lower() not in _SIDECARS:
         return [path]
-    return sorted(p for p in path.parent.glob(path.stem + ".*")
-                  if p.suffix.lower() in _SIDECARS and p.stem == path.stem)
+    return sorted(
+        p for p in path.parent.glob(path.stem + ".*") if p.suffix.lower() in _SIDECARS and p.stem == path.stem
+    )
 
 
 def _manifest_fields(manifest: Any) -> dict[str, Any]:
@@ -58,9 +76,15 @@ def _manifest_fields(manifest: Any) -> dict[str, Any]:
         value = manifest.get(key)
         return " ".join(str(value).split()) if value is not None else None
 
-    return {"manifest_id": manifest.id, "product_id": text("product_id"), "mission": text("mission"),
-            "instrument": text("instrument"), "citation": text("citation"), "licence": text("licence"),
-            "landing_page": text("landing_page")}
+    return {
+        "manifest_id": manifest.id,
+        "product_id": text("product_id"),
+        "mission": text("mission"),
+        "instrument": text("instrument"),
+        "citation": text("citation"),
+        "licence": text("licence"),
+        "landing_page": text("landing_page"),
+    }
 
 
 def _stage_tags(path: Path) -> dict[str, str]:
@@ -81,9 +105,18 @@ def input_record(role: str, source: str) -> dict[str, Any]:
     from prospect.io.fetch import ensure_local, sha256_file
     from prospect.io.manifests import is_manifest_id, load_manifest, manifest_for_file
 
-    rec: dict[str, Any] = {"role": role, "source": str(source), "manifest_id": None, "product_id": None,
-                           "mission": None, "instrument": None, "citation": None, "licence": None,
-                           "landing_page": None, "files": []}
+    rec: dict[str, Any] = {
+        "role": role,
+        "source": str(source),
+        "manifest_id": None,
+        "product_id": None,
+        "mission": None,
+        "instrument": None,
+        "citation": None,
+        "licence": None,
+        "landing_page": None,
+        "files": [],
+    }
     if is_manifest_id(str(source)):
         manifest = load_manifest(str(source))
         rec.update(_manifest_fields(manifest))
@@ -91,8 +124,13 @@ def input_record(role: str, source: str) -> dict[str, Any]:
         for mf in manifest.files:
             digest = sha256_file(local[mf.name])
             published = mf.checksum if mf.checksum and mf.checksum.startswith("sha256:") else None
-            rec["files"].append({"name": mf.name, "sha256": digest,
-                                 "verified": None if published is None else published == f"sha256:{digest}"})
+            rec["files"].append(
+                {
+                    "name": mf.name,
+                    "sha256": digest,
+                    "verified": None if published is None else published == f"sha256:{digest}",
+                }
+            )
         return rec
     path = Path(str(source)).expanduser()
     if not path.exists():
@@ -112,8 +150,9 @@ def input_record(role: str, source: str) -> dict[str, Any]:
     return rec
 
 
-def collect(record: Mapping[str, Any], *, created: str, extra_inputs: Mapping[str, str] | None = None
-            ) -> dict[str, Any]:
+def collect(
+    record: Mapping[str, Any], *, created: str, extra_inputs: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """The provenance of a ranked run from its ``ranking.json`` ``record``.
 
     ``created`` is the ISO time of the export (UTC); ``extra_inputs`` adds role -> source

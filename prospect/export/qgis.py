@@ -36,15 +36,15 @@ import uuid
 import warnings
 import xml.etree.ElementTree as ET
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Sequence
 
 from prospect import lunar
 from prospect.export.styles import element, qgis_number
 from prospect.io.writers import atomic_write
 
-__all__ = ["ProjectLayer", "write_project", "project_xml", "layer_id"]
+__all__ = ["ProjectLayer", "layer_id", "project_xml", "write_project"]
 
 #: The QGIS version a written project claims (QGIS upgrades projects only from < 3.0).
 QGIS_VERSION = "3.22.0-Białowieża"
@@ -102,8 +102,14 @@ def _check_extent(extent: Sequence[float], what: str) -> tuple[float, float, flo
 
 def _rect(tag: str, extent: Sequence[float]) -> ET.Element:
     xmin, ymin, xmax, ymax = extent
-    return element(tag, None, element("xmin", text=qgis_number(xmin)), element("ymin", text=qgis_number(ymin)),
-               element("xmax", text=qgis_number(xmax)), element("ymax", text=qgis_number(ymax)))
+    return element(
+        tag,
+        None,
+        element("xmin", text=qgis_number(xmin)),
+        element("ymin", text=qgis_number(ymin)),
+        element("xmax", text=qgis_number(xmax)),
+        element("ymax", text=qgis_number(ymax)),
+    )
 
 
 # --- CRS -----------------------------------------------------------------------------
@@ -131,16 +137,19 @@ def _spatialrefsys(crs: lunar.LunarCRS) -> ET.Element:
         params = p.to_dict()
     if abs(crs.radius_m - 6.378e6) < 1e5 or p.ellipsoid is None:
         raise ValueError(f"not a lunar CRS: {p.name}")  # LunarCRS guarantees this; belt and braces
-    return element("spatialrefsys", None,
-               element("wkt", text=_crs_wkt(crs)),
-               element("proj4", text=proj4),
-               element("srsid", text="0"),
-               element("srid", text="0"),
-               element("authid", text=crs.code or ""),
-               element("description", text=p.name or str(crs)),
-               element("projectionacronym", text=str(params.get("proj", ""))),
-               element("ellipsoidacronym", text=lunar.qgis_ellipsoid(crs.radius_m)),
-               element("geographicflag", text="true" if crs.is_geographic else "false"))
+    return element(
+        "spatialrefsys",
+        None,
+        element("wkt", text=_crs_wkt(crs)),
+        element("proj4", text=proj4),
+        element("srsid", text="0"),
+        element("srid", text="0"),
+        element("authid", text=crs.code or ""),
+        element("description", text=p.name or str(crs)),
+        element("projectionacronym", text=str(params.get("proj", ""))),
+        element("ellipsoidacronym", text=lunar.qgis_ellipsoid(crs.radius_m)),
+        element("geographicflag", text="true" if crs.is_geographic else "false"),
+    )
 
 
 def _map_units(crs: lunar.LunarCRS) -> str:
@@ -165,7 +174,7 @@ def _relative_source(source: str, folder: Path) -> str:
     if p.is_absolute():
         p = Path(os.path.relpath(p, folder.resolve()))
     posix = PurePosixPath(*p.parts).as_posix() if p.parts else "."
-    if posix.startswith("../") or posix.startswith("./") or posix == "..":
+    if posix.startswith(("../", "./")) or posix == "..":
         rel = posix
     else:
         rel = "./" + posix
@@ -191,24 +200,28 @@ def _maplayer(layer: ProjectLayer, lid: str, source: str) -> ET.Element:
     qml = _parse_qml(layer.style_qml, f"layer {layer.name!r}")
     attrs = {k: v for k, v in qml.attrib.items() if k not in _QML_ROOT_SKIP}
     attrs["type"] = layer.kind
-    if layer.kind == "vector":
-        if layer.geometry is not None:
-            if layer.geometry not in _WKB_TYPES:
-                raise ValueError(f"layer {layer.name!r}: unknown geometry {layer.geometry!r}")
-            attrs["geometry"] = layer.geometry.replace("Multi", "")
-            attrs["wkbType"] = layer.geometry
+    if layer.kind == "vector" and layer.geometry is not None:
+        if layer.geometry not in _WKB_TYPES:
+            raise ValueError(f"layer {layer.name!r}: unknown geometry {layer.geometry!r}")
+        attrs["geometry"] = layer.geometry.replace("Multi", "")
+        attrs["wkbType"] = layer.geometry
     provider = _PROVIDERS[layer.kind]
-    e = element("maplayer", attrs,
-            _rect("extent", extent),
-            element("id", text=lid),
-            element("datasource", text=source),
-            element("keywordList", None, element("value", text="")),
-            element("layername", text=layer.name),
-            element("srs", None, _spatialrefsys(layer.crs)),
-            element("provider", {"encoding": "UTF-8"} if layer.kind == "vector" else None, text=provider))
+    e = element(
+        "maplayer",
+        attrs,
+        _rect("extent", extent),
+        element("id", text=lid),
+        element("datasource", text=source),
+        element("keywordList", None, element("value", text="")),
+        element("layername", text=layer.name),
+        element("srs", None, _spatialrefsys(layer.crs)),
+        element("provider", {"encoding": "UTF-8"} if layer.kind == "vector" else None, text=provider),
+    )
     if layer.kind == "raster":
         e.append(element("noData", None, element("noDataList", {"bandNo": "1", "useSrcNoData": "1"})))
-    e.append(element("map-layer-style-manager", {"current": "default"}, element("map-layer-style", {"name": "default"})))
+    e.append(
+        element("map-layer-style-manager", {"current": "default"}, element("map-layer-style", {"name": "default"}))
+    )
     for child in qml:
         if child.tag not in _QML_CHILD_SKIP:
             e.append(child)
@@ -216,11 +229,21 @@ def _maplayer(layer: ProjectLayer, lid: str, source: str) -> ET.Element:
 
 
 def _tree_layer(layer: ProjectLayer, lid: str, source: str) -> ET.Element:
-    return element("layer-tree-layer", {
-        "checked": "Qt::Checked" if layer.visible else "Qt::Unchecked", "expanded": "1" if layer.visible else "0",
-        "id": lid, "legend_exp": "", "legend_split_behavior": "0", "name": layer.name, "patch_size": "-1,-1",
-        "providerKey": _PROVIDERS[layer.kind], "source": source},
-        element("customproperties", None, element("Option")))
+    return element(
+        "layer-tree-layer",
+        {
+            "checked": "Qt::Checked" if layer.visible else "Qt::Unchecked",
+            "expanded": "1" if layer.visible else "0",
+            "id": lid,
+            "legend_exp": "",
+            "legend_split_behavior": "0",
+            "name": layer.name,
+            "patch_size": "-1,-1",
+            "providerKey": _PROVIDERS[layer.kind],
+            "source": source,
+        },
+        element("customproperties", None, element("Option")),
+    )
 
 
 def _property(tag: str, kind: str, value: str) -> ET.Element:
@@ -230,8 +253,14 @@ def _property(tag: str, kind: str, value: str) -> ET.Element:
 # --- project -------------------------------------------------------------------------
 
 
-def project_xml(layers: Sequence[ProjectLayer], *, crs: lunar.LunarCRS, title: str,
-                extent: Sequence[float], folder: str | os.PathLike[str] = ".") -> str:
+def project_xml(
+    layers: Sequence[ProjectLayer],
+    *,
+    crs: lunar.LunarCRS,
+    title: str,
+    extent: Sequence[float],
+    folder: str | os.PathLike[str] = ".",
+) -> str:
     """The ``.qgs`` XML document of a project (see :func:`write_project`)."""
     if not isinstance(crs, lunar.LunarCRS):
         raise TypeError("crs must be a prospect.lunar.LunarCRS (the run's lunar CRS)")
@@ -259,9 +288,11 @@ def project_xml(layers: Sequence[ProjectLayer], *, crs: lunar.LunarCRS, title: s
     for i, layer in enumerate(layers):
         if layer.group:
             if layer.group not in groups:
-                groups[layer.group] = element("layer-tree-group", {"checked": "Qt::Checked", "expanded": "1",
-                                                               "name": layer.group},
-                                          element("customproperties", None, element("Option")))
+                groups[layer.group] = element(
+                    "layer-tree-group",
+                    {"checked": "Qt::Checked", "expanded": "1", "name": layer.group},
+                    element("customproperties", None, element("Option")),
+                )
                 slots.append((layer.group, []))
             next(s for g, s in slots if g == layer.group).append(i)
         else:
@@ -275,52 +306,94 @@ def project_xml(layers: Sequence[ProjectLayer], *, crs: lunar.LunarCRS, title: s
             parent.append(_tree_layer(layers[i], ids[i], sources[i]))
             tree_order.append(ids[i])
     # rendering order = the given order; QGIS follows the tree unless a custom order is on
-    custom = element("custom-order", {"enabled": "0" if tree_order == ids else "1"},
-                 *(element("item", text=lid) for lid in ids))
+    custom = element(
+        "custom-order", {"enabled": "0" if tree_order == ids else "1"}, *(element("item", text=lid) for lid in ids)
+    )
     tree.append(custom)
 
     srs = _spatialrefsys(crs)
-    view_extent = element("DefaultViewExtent", {"xmax": qgis_number(extent[2]), "xmin": qgis_number(extent[0]),
-                                             "ymax": qgis_number(extent[3]), "ymin": qgis_number(extent[1])}, _spatialrefsys(crs))
-    canvas = element("mapcanvas", {"annotationsVisible": "1", "name": "theMapCanvas"},
-                 element("units", text=_map_units(crs)), _rect("extent", extent), element("rotation", text="0"),
-                 element("destinationsrs", None, _spatialrefsys(crs)), element("rendermaptile", text="0"),
-                 element("expressionContextScope"))
-    properties = element("properties", None,
-                     element("Gui", None, _property("CanvasColorBluePart", "int", "255"),
-                         _property("CanvasColorGreenPart", "int", "255"),
-                         _property("CanvasColorRedPart", "int", "255")),
-                     element("Measure", None, _property("Ellipsoid", "QString", lunar.qgis_ellipsoid(crs.radius_m))),
-                     element("Measurement", None, _property("AreaUnits", "QString", "km2"),
-                         _property("DistanceUnits", "QString", "meters")),
-                     element("Paths", None, _property("Absolute", "bool", "false")),
-                     element("SpatialRefSys", None, _property("ProjectionsEnabled", "int", "1")))
-    root = element("qgis", {"projectname": title, "version": QGIS_VERSION},
-               element("homePath", {"path": ""}),
-               element("title", text=title),
-               element("autotransaction", {"active": "0"}),
-               element("evaluateDefaultValues", {"active": "0"}),
-               element("trust", {"active": "0"}),
-               element("projectCrs", None, srs),
-               tree,
-               canvas,
-               element("projectlayers", None, *(_maplayer(layer, lid, src)
-                                              for layer, lid, src in zip(layers, ids, sources))),
-               element("layerorder", None, *(element("layer", {"id": lid}) for lid in ids)),
-               properties,
-               element("visibility-presets"),
-               element("transformContext"),
-               element("projectMetadata", None, element("identifier", text=""), element("parentidentifier", text=""),
-                   element("language", text=""), element("type", text=""), element("title", text=title),
-                   element("abstract", text=""), element("links")),
-               element("ProjectViewSettings", {"UseProjectScales": "0", "rotation": "0"}, element("Scales"), view_extent))
+    view_extent = element(
+        "DefaultViewExtent",
+        {
+            "xmax": qgis_number(extent[2]),
+            "xmin": qgis_number(extent[0]),
+            "ymax": qgis_number(extent[3]),
+            "ymin": qgis_number(extent[1]),
+        },
+        _spatialrefsys(crs),
+    )
+    canvas = element(
+        "mapcanvas",
+        {"annotationsVisible": "1", "name": "theMapCanvas"},
+        element("units", text=_map_units(crs)),
+        _rect("extent", extent),
+        element("rotation", text="0"),
+        element("destinationsrs", None, _spatialrefsys(crs)),
+        element("rendermaptile", text="0"),
+        element("expressionContextScope"),
+    )
+    properties = element(
+        "properties",
+        None,
+        element(
+            "Gui",
+            None,
+            _property("CanvasColorBluePart", "int", "255"),
+            _property("CanvasColorGreenPart", "int", "255"),
+            _property("CanvasColorRedPart", "int", "255"),
+        ),
+        element("Measure", None, _property("Ellipsoid", "QString", lunar.qgis_ellipsoid(crs.radius_m))),
+        element(
+            "Measurement",
+            None,
+            _property("AreaUnits", "QString", "km2"),
+            _property("DistanceUnits", "QString", "meters"),
+        ),
+        element("Paths", None, _property("Absolute", "bool", "false")),
+        element("SpatialRefSys", None, _property("ProjectionsEnabled", "int", "1")),
+    )
+    root = element(
+        "qgis",
+        {"projectname": title, "version": QGIS_VERSION},
+        element("homePath", {"path": ""}),
+        element("title", text=title),
+        element("autotransaction", {"active": "0"}),
+        element("evaluateDefaultValues", {"active": "0"}),
+        element("trust", {"active": "0"}),
+        element("projectCrs", None, srs),
+        tree,
+        canvas,
+        element("projectlayers", None, *(_maplayer(layer, lid, src) for layer, lid, src in zip(layers, ids, sources))),
+        element("layerorder", None, *(element("layer", {"id": lid}) for lid in ids)),
+        properties,
+        element("visibility-presets"),
+        element("transformContext"),
+        element(
+            "projectMetadata",
+            None,
+            element("identifier", text=""),
+            element("parentidentifier", text=""),
+            element("language", text=""),
+            element("type", text=""),
+            element("title", text=title),
+            element("abstract", text=""),
+            element("links"),
+        ),
+        element("ProjectViewSettings", {"UseProjectScales": "0", "rotation": "0"}, element("Scales"), view_extent),
+    )
     _sort_attributes(root)
     ET.indent(root, space="  ")
     return _DOCTYPE + "\n" + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def write_project(path: str | os.PathLike[str], layers: Sequence[ProjectLayer], *, crs: lunar.LunarCRS,
-                  title: str, extent: Sequence[float]) -> Path:
+def write_project(
+    path: str | os.PathLike[str],
+    layers: Sequence[ProjectLayer],
+    *,
+    crs: lunar.LunarCRS,
+    title: str,
+    extent: Sequence[float],
+) -> Path:
     """Write a QGIS 3.22 project of ``layers`` to ``path`` (``.qgz``; ``.qgs`` writes the bare XML).
 
     Layers appear in the layer tree and are drawn in the given order, top to bottom

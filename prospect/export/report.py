@@ -23,8 +23,9 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -38,8 +39,15 @@ __all__ = ["CHROMIUM_FLAGS", "STATUS_MEANING", "print_pdf", "render_report", "wr
 
 TEMPLATE = "report.html.j2"
 #: Chromium flags for headless printing in a sandbox-less container (docs/platform.md, "Browser").
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 #: Where Chromium is looked for when no path is given.
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
 #: Seconds headless Chromium may take to print the PDF (a hung browser is an error, not a hang).
@@ -52,8 +60,18 @@ STATUS_MEANING = {
     "?": "not found in the science reference: a documented, configurable choice",
 }
 #: Map stems the report knows, in the order their panels appear (others follow, sorted).
-MAP_ORDER = ("hillshade", "dem_m", "slope_deg", "illumination_fraction", "earth_visibility_fraction",
-             "longest_darkness_h", "psr_fraction", "ice_favourability", "ice_stability_class", "he3_ppb")
+MAP_ORDER = (
+    "hillshade",
+    "dem_m",
+    "slope_deg",
+    "illumination_fraction",
+    "earth_visibility_fraction",
+    "longest_darkness_h",
+    "psr_fraction",
+    "ice_favourability",
+    "ice_stability_class",
+    "he3_ppb",
+)
 
 
 # --- inputs ---------------------------------------------------------------------------------
@@ -104,11 +122,17 @@ def _map_info(stem: str, path: Path) -> dict[str, Any]:
     with rasterio.open(path) as src:
         tags = src.tags()
         units = src.tags(1).get("units") or (src.units[0] if src.units and src.units[0] else "")
-        return {"stem": stem, "file": path.name, "path": str(path), "units": units or "1",
-                "shape": f"{src.height} x {src.width}", "resolution_m": abs(src.transform.a),
-                "source": tags.get("PROSPECT_SOURCE") or tags.get("prospect_source") or "",
-                "sha256": tags.get("PROSPECT_SHA256") or "",
-                "quantity": tags.get("PROSPECT_QUANTITY") or tags.get("prospect_long_name") or ""}
+        return {
+            "stem": stem,
+            "file": path.name,
+            "path": str(path),
+            "units": units or "1",
+            "shape": f"{src.height} x {src.width}",
+            "resolution_m": abs(src.transform.a),
+            "source": tags.get("PROSPECT_SOURCE") or tags.get("prospect_source") or "",
+            "sha256": tags.get("PROSPECT_SHA256") or "",
+            "quantity": tags.get("PROSPECT_QUANTITY") or tags.get("prospect_long_name") or "",
+        }
 
 
 def _ordered_maps(maps: Mapping[str, Any]) -> dict[str, Path]:
@@ -182,16 +206,27 @@ def _summary(record: Mapping[str, Any], sites: Any, k: int, p_col: str | None) -
     constraints = record.get("constraints") or {}
     each = record.get("passing_each") or {}
     lattice = finite_or_none(record.get("lattice_sites"))
-    rows = [{"name": n, "text": constraints.get(n, ""), "passing": int(c),
-             "share": (c / lattice if lattice else None)} for n, c in each.items()]
+    rows = [
+        {"name": n, "text": constraints.get(n, ""), "passing": int(c), "share": (c / lattice if lattice else None)}
+        for n, c in each.items()
+    ]
     tightest = min(rows, key=lambda r: (r["passing"], r["name"])) if rows else None
     for r in rows:
         r["tightest"] = tightest is not None and r["name"] == tightest["name"]
     top = sites.iloc[0] if len(sites) else None
-    return {"lattice_sites": record.get("lattice_sites"), "passing_all": record.get("passing_all"),
-            "n_sites": len(sites), "constraints": rows, "tightest": tightest, "top": top, "k": k, "p_col": p_col,
-            "spacing_m": (record.get("lattice") or {}).get("spacing_m"), "site_radius_m": record.get("site_radius_m"),
-            "support_m2": record.get("support_m2")}
+    return {
+        "lattice_sites": record.get("lattice_sites"),
+        "passing_all": record.get("passing_all"),
+        "n_sites": len(sites),
+        "constraints": rows,
+        "tightest": tightest,
+        "top": top,
+        "k": k,
+        "p_col": p_col,
+        "spacing_m": (record.get("lattice") or {}).get("spacing_m"),
+        "site_radius_m": record.get("site_radius_m"),
+        "support_m2": record.get("support_m2"),
+    }
 
 
 def _feature_rows(row: Any, crits: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -203,10 +238,19 @@ def _feature_rows(row: Any, crits: Mapping[str, Mapping[str, Any]]) -> list[dict
             continue
         c = crits.get(name)
         contrib = finite_or_none(row.get(f"contrib_{name}"))
-        out.append({"name": name, "value": row[name], "unit": unit, "meaning": meaning,
-                    "criterion": c is not None, "direction": c.get("direction") if c else "",
-                    "weight": c.get("weight") if c else None, "contribution": contrib,
-                    "bar_px": int(round(max(contrib or 0.0, 0.0) * 300))})
+        out.append(
+            {
+                "name": name,
+                "value": row[name],
+                "unit": unit,
+                "meaning": meaning,
+                "criterion": c is not None,
+                "direction": c.get("direction") if c else "",
+                "weight": c.get("weight") if c else None,
+                "contribution": contrib,
+                "bar_px": int(round(max(contrib or 0.0, 0.0) * 300)),
+            }
+        )
     return out
 
 
@@ -215,22 +259,39 @@ def _feature_matrix(top: Any, record: Mapping[str, Any]) -> list[dict[str, Any]]
     from prospect.sites.rank import FEATURES
 
     crits = {c["name"]: c for c in record.get("criteria") or []}
-    return [{"name": n, "unit": unit, "criterion": n in crits, "direction": crits.get(n, {}).get("direction", ""),
-             "values": list(top[n])} for n, (unit, _) in FEATURES.items() if n in top.columns]
+    return [
+        {
+            "name": n,
+            "unit": unit,
+            "criterion": n in crits,
+            "direction": crits.get(n, {}).get("direction", ""),
+            "values": list(top[n]),
+        }
+        for n, (unit, _) in FEATURES.items()
+        if n in top.columns
+    ]
 
 
 def _cards(top: Any, record: Mapping[str, Any], p_col: str | None) -> list[dict[str, Any]]:
     crits = {c["name"]: c for c in record.get("criteria") or []}
     cards = []
     for _, row in top.iterrows():
-        methods = [{"name": label, "score": row.get(f"score_{m}"), "rank": row.get(f"rank_{m}")}
-                   for m, label in (("weighted_sum", "weighted sum"), ("topsis", "TOPSIS"), ("learned", "learned"))
-                   if f"score_{m}" in row.index]
+        methods = [
+            {"name": label, "score": row.get(f"score_{m}"), "rank": row.get(f"rank_{m}")}
+            for m, label in (("weighted_sum", "weighted sum"), ("topsis", "TOPSIS"), ("learned", "learned"))
+            if f"score_{m}" in row.index
+        ]
         cold = row.get("nearest_cold_trap")
-        cards.append({"row": row, "features": _feature_rows(row, crits), "methods": methods,
-                      "p": row.get(p_col) if p_col else None,
-                      "cold_trap": cold if isinstance(cold, str) and cold else None,
-                      "contrib_sum": sum(float(row.get(f"contrib_{n}", 0.0) or 0.0) for n in crits)})
+        cards.append(
+            {
+                "row": row,
+                "features": _feature_rows(row, crits),
+                "methods": methods,
+                "p": row.get(p_col) if p_col else None,
+                "cold_trap": cold if isinstance(cold, str) and cold else None,
+                "contrib_sum": sum(float(row.get(f"contrib_{n}", 0.0) or 0.0) for n in crits),
+            }
+        )
     return cards
 
 
@@ -247,17 +308,25 @@ def _learned(record: Mapping[str, Any], regions: Any) -> dict[str, Any] | None:
     loro = []
     for r in learned.get("leave_one_region_out") or []:
         rid = int(r["region"])
-        loro.append({**r, "name": names.get(rid, ""), "ws": base["weighted_sum"].get(rid),
-                     "topsis": base["topsis"].get(rid)})
+        loro.append(
+            {**r, "name": names.get(rid, ""), "ws": base["weighted_sum"].get(rid), "topsis": base["topsis"].get(rid)}
+        )
     params = {p["name"]: p for p in record.get("parameters") or []}
     top_fraction = (params.get("recall_top_fraction") or {}).get("value")
-    return {"cv": learned.get("spatial_cv") or {}, "loro": loro, "loro_recall": learned.get("loro_recall"),
-            "ws_recall": learned.get("baseline_weighted_sum_recall"),
-            "topsis_recall": learned.get("baseline_topsis_recall"),
-            "importances": learned.get("permutation_importances") or [], "positives": learned.get("positives"),
-            "regions": learned.get("regions_with_candidates"), "top_fraction": top_fraction,
-            "share": record.get("learned_share"), "block_m": (params.get("spatial_block_m") or {}).get("value"),
-            "named": any(r["name"] for r in loro)}
+    return {
+        "cv": learned.get("spatial_cv") or {},
+        "loro": loro,
+        "loro_recall": learned.get("loro_recall"),
+        "ws_recall": learned.get("baseline_weighted_sum_recall"),
+        "topsis_recall": learned.get("baseline_topsis_recall"),
+        "importances": learned.get("permutation_importances") or [],
+        "positives": learned.get("positives"),
+        "regions": learned.get("regions_with_candidates"),
+        "top_fraction": top_fraction,
+        "share": record.get("learned_share"),
+        "block_m": (params.get("spatial_block_m") or {}).get("value"),
+        "named": any(r["name"] for r in loro),
+    }
 
 
 def _provenance(provenance: Mapping[str, Any], run: Path) -> dict[str, Any]:
@@ -266,17 +335,31 @@ def _provenance(provenance: Mapping[str, Any], run: Path) -> dict[str, Any]:
         entry = dict(item)
         entry["files"] = [dict(f) for f in item.get("files") or []]
         inputs.append(entry)
-    run_files = [{"name": name, "sha256": hash_file(run / name)} for name in ("ranking.json", "sites.gpkg", "model.skops")
-                 if (run / name).is_file()]
-    return {"created": provenance.get("created"), "seed": provenance.get("seed"), "inputs": inputs,
-            "software": dict(provenance.get("software") or {}), "run_files": run_files}
+    run_files = [
+        {"name": name, "sha256": hash_file(run / name)}
+        for name in ("ranking.json", "sites.gpkg", "model.skops")
+        if (run / name).is_file()
+    ]
+    return {
+        "created": provenance.get("created"),
+        "seed": provenance.get("seed"),
+        "inputs": inputs,
+        "software": dict(provenance.get("software") or {}),
+        "run_files": run_files,
+    }
 
 
 # --- figures --------------------------------------------------------------------------------
 
 
-def _figures(maps: Mapping[str, Path], sites: Any, vectors: Mapping[str, Any], record: Mapping[str, Any], k: int,
-             p_col: str | None) -> dict[str, str | None]:
+def _figures(
+    maps: Mapping[str, Path],
+    sites: Any,
+    vectors: Mapping[str, Any],
+    record: Mapping[str, Any],
+    k: int,
+    p_col: str | None,
+) -> dict[str, str | None]:
     hill = maps.get("hillshade")
     layers = {s: p for s, p in maps.items() if s != "hillshade"}
     out: dict[str, str | None] = {"site_map": None, "layers": None}
@@ -299,12 +382,15 @@ def _chromium(path: str | os.PathLike[str] | None) -> str:
         found = shutil.which(c) if os.sep not in c else (c if os.access(c, os.X_OK) else None)
         if found:
             return found
-    raise InputNotFoundError(f"cannot print report.pdf: Chromium not found (looked for {', '.join(candidates)}); "
-                             "install it (Debian: apt-get install chromium) or run without --pdf")
+    raise InputNotFoundError(
+        f"cannot print report.pdf: Chromium not found (looked for {', '.join(candidates)}); "
+        "install it (Debian: apt-get install chromium) or run without --pdf"
+    )
 
 
-def print_pdf(html: str | os.PathLike[str], pdf: str | os.PathLike[str], *,
-              chromium: str | os.PathLike[str] | None = None) -> Path:
+def print_pdf(
+    html: str | os.PathLike[str], pdf: str | os.PathLike[str], *, chromium: str | os.PathLike[str] | None = None
+) -> Path:
     """Print a local HTML file to ``pdf`` with headless Chromium, atomically.
 
     A fresh, throw-away profile (``--user-data-dir``) per call keeps runs independent.
@@ -315,8 +401,15 @@ def print_pdf(html: str | os.PathLike[str], pdf: str | os.PathLike[str], *,
         raise InputNotFoundError(f"{src}: HTML to print not found")
     final = Path(pdf)
     with tempfile.TemporaryDirectory(prefix="prospect-chromium-") as profile, atomic_write(final) as tmp:
-        cmd = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--no-pdf-header-footer",
-               "--run-all-compositor-stages-before-draw", f"--print-to-pdf={tmp}", src.as_uri()]
+        cmd = [
+            exe,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "--no-pdf-header-footer",
+            "--run-all-compositor-stages-before-draw",
+            f"--print-to-pdf={tmp}",
+            src.as_uri(),
+        ]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=PDF_TIMEOUT_S, check=False)
         except subprocess.TimeoutExpired:
@@ -334,16 +427,28 @@ def print_pdf(html: str | os.PathLike[str], pdf: str | os.PathLike[str], *,
 def _environment() -> Any:
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
-                             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                             keep_trailing_newline=True)
-    env.filters.update(fmt=fmt, fixed=fixed, pct=pct, lon=lon_text, lat=lat_text,
-                       km=lambda v: fixed(finite_or_none(v) / 1000.0 if finite_or_none(v) is not None else None, 1))
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(
+        fmt=fmt,
+        fixed=fixed,
+        pct=pct,
+        lon=lon_text,
+        lat=lat_text,
+        km=lambda v: fixed(finite_or_none(v) / 1000.0 if finite_or_none(v) is not None else None, 1),
+    )
     return env
 
 
-def render_report(run_dir: str | os.PathLike[str], *, maps: Mapping[str, Any], provenance: Mapping[str, Any],
-                  top_k: int | None = None) -> str:
+def render_report(
+    run_dir: str | os.PathLike[str], *, maps: Mapping[str, Any], provenance: Mapping[str, Any], top_k: int | None = None
+) -> str:
     """The report's HTML text (see :func:`write_report`)."""
     run = Path(run_dir)
     if not run.is_dir():
@@ -361,7 +466,10 @@ def render_report(run_dir: str | os.PathLike[str], *, maps: Mapping[str, Any], p
         "run": {"name": run.resolve().name},  # the folder's name only: the page does not depend on where it lies
         "record": record,
         "summary": _summary(record, sites, k, p_col),
-        "top": top, "k": k, "p_col": p_col, "p_k": p_col.removeprefix("p_top") if p_col else None,
+        "top": top,
+        "k": k,
+        "p_col": p_col,
+        "p_k": p_col.removeprefix("p_top") if p_col else None,
         "cards": _cards(top, record, p_col),
         "feature_matrix": _feature_matrix(top, record),
         "criteria": record.get("criteria") or [],
@@ -382,9 +490,15 @@ def render_report(run_dir: str | os.PathLike[str], *, maps: Mapping[str, Any], p
     return _environment().get_template(TEMPLATE).render(**context)
 
 
-def write_report(run_dir: str | os.PathLike[str], *, maps: Mapping[str, Any], provenance: Mapping[str, Any],
-                 pdf: bool = False, top_k: int | None = None,
-                 chromium: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+def write_report(
+    run_dir: str | os.PathLike[str],
+    *,
+    maps: Mapping[str, Any],
+    provenance: Mapping[str, Any],
+    pdf: bool = False,
+    top_k: int | None = None,
+    chromium: str | os.PathLike[str] | None = None,
+) -> dict[str, Path]:
     """Write ``run_dir/report.html`` (and ``report.pdf`` with ``pdf=True``); return their paths.
 
     ``run_dir`` holds ``ranking.json`` and ``sites.gpkg`` (layer ``sites``; when present,

@@ -71,27 +71,38 @@ def _asset(path: Path, root: Path, digest: str) -> Any:
         import rasterio
 
         with rasterio.open(path) as src:
-            extra["raster:bands"] = [{"nodata": src.nodata, "unit": src.units[0] or src.tags(1).get("units"),
-                                      "data_type": src.dtypes[0]}]
+            extra["raster:bands"] = [
+                {"nodata": src.nodata, "unit": src.units[0] or src.tags(1).get("units"), "data_type": src.dtypes[0]}
+            ]
             extra["title"] = src.tags().get("prospect_long_name")
     return pystac.Asset(href=path.relative_to(root).as_posix(), media_type=media, roles=roles, extra_fields=extra)
 
 
-def build_item(run_dir: Path, outputs: Mapping[str, Path], *, record: Mapping[str, Any],
-               provenance: Mapping[str, Any], grid: Any, properties: Mapping[str, Any] | None = None) -> Any:
+def build_item(
+    run_dir: Path,
+    outputs: Mapping[str, Path],
+    *,
+    record: Mapping[str, Any],
+    provenance: Mapping[str, Any],
+    grid: Any,
+    properties: Mapping[str, Any] | None = None,
+) -> Any:
     """The STAC Item of a run: one asset per output (key -> path inside ``run_dir``), plus
     ``properties`` (e.g. ``prospect:pipeline``)."""
     import pystac
 
     from prospect.io.fetch import sha256_file
 
-    created = dt.datetime.fromisoformat(str(provenance["created"]).replace("Z", "+00:00"))
+    created = dt.datetime.fromisoformat(str(provenance["created"]))
     bbox = lunar_bbox(grid)
     w, s, e, n = bbox
     geometry = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
     identity = run_dir / "ranking.json" if (run_dir / "ranking.json").is_file() else None
-    ranking_sha = sha256_file(identity) if identity else hashlib.sha256(
-        json.dumps(dict(record), sort_keys=True, default=str).encode()).hexdigest()
+    ranking_sha = (
+        sha256_file(identity)
+        if identity
+        else hashlib.sha256(json.dumps(dict(record), sort_keys=True, default=str).encode()).hexdigest()
+    )
     properties = {
         "title": "prospect site ranking",
         "created": provenance["created"],
@@ -108,21 +119,37 @@ def build_item(run_dir: Path, outputs: Mapping[str, Path], *, record: Mapping[st
         "prospect:lattice_sites": record.get("lattice_sites"),
         **dict(properties or {}),
     }
-    item = pystac.Item(id=f"prospect-run-{ranking_sha[:16]}", geometry=geometry, bbox=bbox, datetime=created,
-                       properties=properties, stac_extensions=[FILE_EXT, PROJECTION_EXT, RASTER_EXT, SSYS_EXT])
+    item = pystac.Item(
+        id=f"prospect-run-{ranking_sha[:16]}",
+        geometry=geometry,
+        bbox=bbox,
+        datetime=created,
+        properties=properties,
+        stac_extensions=[FILE_EXT, PROJECTION_EXT, RASTER_EXT, SSYS_EXT],
+    )
     for key, path in outputs.items():
         item.add_asset(key, _asset(Path(path), run_dir, sha256_file(path)))
     return item
 
 
-def write_run_json(run_dir: Path, outputs: Mapping[str, Path], *, record: Mapping[str, Any],
-                   provenance: Mapping[str, Any], grid: Any, properties: Mapping[str, Any] | None = None) -> Path:
+def write_run_json(
+    run_dir: Path,
+    outputs: Mapping[str, Path],
+    *,
+    record: Mapping[str, Any],
+    provenance: Mapping[str, Any],
+    grid: Any,
+    properties: Mapping[str, Any] | None = None,
+) -> Path:
     """Write ``run_dir/run.json`` (atomic); see :func:`build_item`."""
     item = build_item(run_dir, outputs, record=record, provenance=provenance, grid=grid, properties=properties)
     path = run_dir / "run.json"
     with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False), indent=2,
-                                  default=_json_default) + "\n", encoding="utf-8")
+        tmp.write_text(
+            json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False), indent=2, default=_json_default)
+            + "\n",
+            encoding="utf-8",
+        )
     return path
 
 
@@ -138,5 +165,7 @@ def verify_assets(run_json: str | os.PathLike[str]) -> dict[str, bool]:
 
     path = Path(run_json)
     item = json.loads(path.read_text(encoding="utf-8"))
-    return {key: sha256_file(path.parent / a["href"]) == a["file:checksum"][len(SHA256_MULTIHASH):]
-            for key, a in item["assets"].items()}
+    return {
+        key: sha256_file(path.parent / a["href"]) == a["file:checksum"][len(SHA256_MULTIHASH) :]
+        for key, a in item["assets"].items()
+    }

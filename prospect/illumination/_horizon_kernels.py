@@ -70,8 +70,10 @@ def fast_atan(x):
         ax = (ax - _INV_SQRT3) / (1.0 + _INV_SQRT3 * ax)
         off = math.pi / 6.0
     y2 = ax * ax
-    p = ax * (1.0 + y2 * (-1.0 / 3.0 + y2 * (0.2 + y2 * (-1.0 / 7.0 + y2 * (1.0 / 9.0 + y2 * (
-        -1.0 / 11.0 + y2 * (1.0 / 13.0)))))))
+    p = ax * (
+        1.0
+        + y2 * (-1.0 / 3.0 + y2 * (0.2 + y2 * (-1.0 / 7.0 + y2 * (1.0 / 9.0 + y2 * (-1.0 / 11.0 + y2 * (1.0 / 13.0))))))
+    )
     r = off + p
     if big:
         r = 0.5 * math.pi - r
@@ -112,8 +114,9 @@ def _pixel(z, swap, minor, major):
 
 
 @njit(nogil=True, cache=True)
-def _line_samples(z, swap, M, N, sign, t, vx, vy, k, mode, x0, y0, a, e, radius, sig, hgt, zobs, pmin, pmaj,
-                  mlo=0, mhi=-1):
+def _line_samples(
+    z, swap, M, N, sign, t, vx, vy, k, mode, x0, y0, a, e, radius, sig, hgt, zobs, pmin, pmaj, mlo=0, mhi=-1
+):
     """Fill the samples of line ``k`` in view order; returns their number ``n``.
 
     ``sig`` ground distance along the line (increasing in the view direction, 0 at the
@@ -150,8 +153,7 @@ def _line_samples(z, swap, M, N, sign, t, vx, vy, k, mode, x0, y0, a, e, radius,
     if mode == POLAR:
         pu = px0 * ux + py0 * uy
         d2 = px0 * px0 + py0 * py0 - pu * pu
-        if d2 < 0.0:
-            d2 = 0.0
+        d2 = max(d2, 0.0)
         A = math.sqrt(4.0 * radius * radius + d2)
         C = 4.0 * radius * radius / A
         sc = -pu
@@ -265,8 +267,9 @@ def _first_in_block(sig, n, inv_width, block):
 
 
 @njit(nogil=True, cache=True)
-def _sweep_line(n, sig, hgt, zobs, radius, dmin, dmax, jlo, jhi, res, dist,
-                ss, sg, ps, pg, lsize, lpos, lold_s, lold_g):
+def _sweep_line(
+    n, sig, hgt, zobs, radius, dmin, dmax, jlo, jhi, res, dist, ss, sg, ps, pg, lsize, lpos, lold_s, lold_g
+):
     """Horizon tangents of observers ``jlo..jhi`` of one line (samples in view order).
 
     Curvature absorbed exactly: observer at ``s0`` with height ``z0``, target at
@@ -380,8 +383,9 @@ def _sweep_line(n, sig, hgt, zobs, radius, dmin, dmax, jlo, jhi, res, dist,
 
 
 @njit(nogil=True, cache=True)
-def horizon_sweep_window(z, az_rad, mode, x0, y0, a, e, radius, dmin, dmax, obs_height,
-                         row0, col0, out, out_b, form, grow0=0, gcol0=0):
+def horizon_sweep_window(
+    z, az_rad, mode, x0, y0, a, e, radius, dmin, dmax, obs_height, row0, col0, out, out_b, form, grow0=0, gcol0=0
+):
     """Horizon of the observers in one window of ``z`` toward one azimuth.
 
     The window is ``out.shape`` pixels from ``(row0, col0)``; the rest of ``z`` is halo
@@ -438,8 +442,9 @@ def horizon_sweep_window(z, az_rad, mode, x0, y0, a, e, radius, dmin, dmax, obs_
     deg = 180.0 / math.pi
     for kk in range(kmin, kmax + 1):
         k = kk + phase
-        n = _line_samples(z, swap, M, N, sign, t, vx, vy, k, mode, x0, y0, a, e, radius,
-                          sig, hgt, zobs, pmin, pmaj, mlo, mhi)
+        n = _line_samples(
+            z, swap, M, N, sign, t, vx, vy, k, mode, x0, y0, a, e, radius, sig, hgt, zobs, pmin, pmaj, mlo, mhi
+        )
         if n == 0:
             continue
         # observers in the window: samples are in view order, so they are one run
@@ -456,8 +461,9 @@ def horizon_sweep_window(z, az_rad, mode, x0, y0, a, e, radius, dmin, dmax, obs_
         if obs_height != 0.0:
             for j in range(jlo, jhi + 1):
                 zobs[j] += obs_height
-        _sweep_line(n, sig, hgt, zobs, radius, dmin, dmax, jlo, jhi, res, dist,
-                    ss, sg, ps, pg, lsize, lpos, lold_s, lold_g)
+        _sweep_line(
+            n, sig, hgt, zobs, radius, dmin, dmax, jlo, jhi, res, dist, ss, sg, ps, pg, lsize, lpos, lold_s, lold_g
+        )
         for j in range(jlo, jhi + 1):
             p = pmin[j] - wn0
             m = pmaj[j] - wm0
@@ -575,8 +581,7 @@ def horizon_brute_lines(z, az_rad, mode, x0, y0, a, e, radius, dmax, out, dmin=0
     kmin, kmax = _k_range(t, M, N)
     deg = 180.0 / math.pi
     for k in range(kmin, kmax + 1):
-        n = _line_samples(z, swap, M, N, sign, t, vx, vy, k, mode, x0, y0, a, e, radius,
-                          sig, hgt, zobs, pmin, pmaj)
+        n = _line_samples(z, swap, M, N, sign, t, vx, vy, k, mode, x0, y0, a, e, radius, sig, hgt, zobs, pmin, pmaj)
         for j in range(n):
             z0 = zobs[j]
             best = -np.inf
@@ -592,8 +597,7 @@ def horizon_brute_lines(z, az_rad, mode, x0, y0, a, e, radius, dmax, out, dmin=0
                     if r <= dmin:
                         continue
                     v = (h - z0 - r * r / (2.0 * radius)) / r
-                    if v > best:
-                        best = v
+                    best = max(best, v)
             v = math.atan(best) * deg if best > -np.inf else np.nan
             if swap:
                 out[pmaj[j], pmin[j]] = v
@@ -673,6 +677,5 @@ def horizon_brute_ray(z, az_rad, mode, x0, y0, a, e, radius, dmax, step_px, out)
                     if h != h:
                         continue
                     v = (h - z0 - r * r / (2.0 * radius)) / r
-                    if v > best:
-                        best = v
+                    best = max(best, v)
             out[row, col] = math.atan(best) * deg if best > -np.inf else np.nan

@@ -126,8 +126,11 @@ def _wrap(dem: xr.DataArray, data: np.ndarray, az: np.ndarray, attrs: dict) -> x
     out = xr.DataArray(
         data,
         dims=("azimuth", ydim, xdim),
-        coords={"azimuth": ("azimuth", az, {"units": "deg", "long_name": "grid azimuth, clockwise from grid up"}),
-                ydim: dem[ydim].values, xdim: dem[xdim].values},
+        coords={
+            "azimuth": ("azimuth", az, {"units": "deg", "long_name": "grid azimuth, clockwise from grid up"}),
+            ydim: dem[ydim].values,
+            xdim: dem[xdim].values,
+        },
         name="horizon",
     )
     for c in (ydim, xdim):
@@ -196,7 +199,7 @@ def horizon_angles(
     """
     az = _azimuths(azimuths_deg, n_azimuths)
     dmax = _check_distance(max_distance_m)
-    z, args, grid, desc = _prepare(dem, planar)
+    z, args, _grid, desc = _prepare(dem, planar)
     _check_height(observer_height_m)
     data = _run(K.horizon_sweep, z, az, (*args, dmax, float(observer_height_m)), int(workers))
     return _wrap(dem, data, az, horizon_attrs(args, desc, dmax, observer_height_m))
@@ -238,7 +241,7 @@ def horizon_brute_force(
     """
     az = _azimuths(azimuths_deg, n_azimuths)
     dmax = _check_distance(max_distance_m)
-    z, args, grid, desc = _prepare(dem, planar)
+    z, args, _grid, _desc = _prepare(dem, planar)
     if sampling == "lines":
         data = _run(K.horizon_brute_lines, z, az, (*args, dmax), 1)
         method = "brute force on the sweep's line samples"
@@ -250,11 +253,16 @@ def horizon_brute_force(
         method = f"brute force: ray from each pixel centre, bilinear heights every {step} px"
     else:
         raise ConfigError(f"sampling must be 'lines' or 'ray', not {sampling!r}")
-    return _wrap(dem, data, az, {
-        "units": "deg",
-        "long_name": "horizon elevation angle (brute-force reference)",
-        "azimuth_convention": "degrees clockwise from grid up (map +y)",
-        "method": method,
-        "max_distance_m": dmax,
-        "curvature": f"included: r^2/(2R), R = {args[5]} m",
-    })
+    return _wrap(
+        dem,
+        data,
+        az,
+        {
+            "units": "deg",
+            "long_name": "horizon elevation angle (brute-force reference)",
+            "azimuth_convention": "degrees clockwise from grid up (map +y)",
+            "method": method,
+            "max_distance_m": dmax,
+            "curvature": f"included: r^2/(2R), R = {args[5]} m",
+        },
+    )

@@ -17,6 +17,7 @@ folder is removed once the GeoTIFFs are in place.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -44,8 +45,11 @@ def run_key(dem: xr.DataArray, samples: SunSamples, params: Mapping[str, Any]) -
     """A short hash of the DEM's identity (checksum or name and shape), the ephemeris and the parameters."""
     h = hashlib.sha256()
     ident = {k: str(dem.attrs.get(k, "")) for k in ("source_sha256", "product_id", "source_path")}
-    h.update(json.dumps({"dem": ident, "shape": list(dem.shape), "params": dict(params)}, sort_keys=True,
-                        default=str).encode())
+    h.update(
+        json.dumps(
+            {"dem": ident, "shape": list(dem.shape), "params": dict(params)}, sort_keys=True, default=str
+        ).encode()
+    )
     for arr in (samples.beta_deg, samples.lambda_deg, samples.earth_lon_deg, samples.earth_lat_deg):
         h.update(np.ascontiguousarray(arr, dtype="float64").tobytes())
     h.update(repr(samples.step_h).encode())
@@ -71,13 +75,22 @@ def illumination_tiles(
     With ``checkpoint_dir``, each tile is saved there when done and loaded from there
     if present (see the module docstring). ``progress`` prints a line per tile on stderr.
     """
-    th = TiledHorizon(dem, n_azimuths, max_distance_m, tile_px=tile_px, near_px=near_px, far_factor=far_factor,
-                      workers=workers, observer_height_m=observer_height_m)
+    th = TiledHorizon(
+        dem,
+        n_azimuths,
+        max_distance_m,
+        tile_px=tile_px,
+        near_px=near_px,
+        far_factor=far_factor,
+        workers=workers,
+        observer_height_m=observer_height_m,
+    )
     yield from _tiles(th, samples, checkpoint_dir, progress)
 
 
-def _tiles(th: TiledHorizon, samples: SunSamples, checkpoint_dir: str | os.PathLike[str] | None,
-           progress: bool) -> Iterator[tuple[tuple[int, int, int, int], xr.Dataset]]:
+def _tiles(
+    th: TiledHorizon, samples: SunSamples, checkpoint_dir: str | os.PathLike[str] | None, progress: bool
+) -> Iterator[tuple[tuple[int, int, int, int], xr.Dataset]]:
     dem = th.dem
     windows = th.plan.windows()
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -103,14 +116,20 @@ def _tiles(th: TiledHorizon, samples: SunSamples, checkpoint_dir: str | os.PathL
             ds = illumination_products(th.compute(w), samples)
             if saved is not None:
                 with atomic_write(saved) as tmp, open(tmp, "wb") as fh:
-                    np.savez(fh, attrs=json.dumps({n: ds[n].attrs for n in PRODUCTS}, default=str),
-                             **{n: ds[n].values for n in PRODUCTS})
+                    np.savez(
+                        fh,
+                        attrs=json.dumps({n: ds[n].attrs for n in PRODUCTS}, default=str),
+                        **{n: ds[n].values for n in PRODUCTS},
+                    )
         for name in PRODUCTS:
             ds[name].attrs["horizon_tiling"] = th.plan.describe()
         if progress:
             el = time.monotonic() - t_start
-            print(f"illumination: tile {i + 1}/{len(windows)} rows {r0}:{r1} cols {c0}:{c1} ({el:.0f} s)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"illumination: tile {i + 1}/{len(windows)} rows {r0}:{r1} cols {c0}:{c1} ({el:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
         yield w, ds
 
 
@@ -129,8 +148,7 @@ def write_illumination(
     ``observer_height_m``, ``tile_px``, ``near_px``, ``far_factor``, ``workers``).
     Resumable (module docstring). Returns ``{product: path}``.
     """
-    tiling = {k: params[k] for k in ("tile_px", "near_px", "far_factor", "workers", "observer_height_m")
-              if k in params}
+    tiling = {k: params[k] for k in ("tile_px", "near_px", "far_factor", "workers", "observer_height_m") if k in params}
     th = TiledHorizon(dem, params.get("n_azimuths", 360), params.get("max_distance_m", 150_000.0), **tiling)
     out = Path(outdir)  # created only once the parameters have been accepted
     out.mkdir(exist_ok=True)
@@ -140,7 +158,7 @@ def write_illumination(
     paths = {name: out / f"{name}.tif" for name in PRODUCTS}
     first = True
     with TiledGeoTIFFs(paths, crs=grid.crs, transform=grid.transform, shape=dem.shape, units=UNITS) as dst:
-        for (r0, r1, c0, c1), ds in _tiles(th, samples, ckpt, progress):
+        for (r0, _r1, c0, _c1), ds in _tiles(th, samples, ckpt, progress):
             for name in PRODUCTS:
                 layer = ds[name]
                 dst.write(name, r0, c0, layer.values)
@@ -151,8 +169,6 @@ def write_illumination(
                     dst.set_tags(name, tags)
             first = False
     shutil.rmtree(ckpt, ignore_errors=True)
-    try:
+    with contextlib.suppress(OSError):
         (out / PARTIAL_DIR).rmdir()
-    except OSError:
-        pass
     return paths

@@ -60,15 +60,22 @@ class SunSamples:
     earth_distance_km: np.ndarray
 
     @classmethod
-    def from_ephemeris(cls, se: SunEarth) -> "SunSamples":
+    def from_ephemeris(cls, se: SunEarth) -> SunSamples:
         jd = np.asarray(se.jd_tt, dtype="float64")
         steps = np.diff(jd) * 24.0
         if len(jd) < 2 or np.ptp(steps) > 1e-6 * max(1.0, steps.mean()):
             raise ConfigError("illumination products need uniformly spaced time samples (default_times)")
         lam, beta = se.subsolar_lon_lat
         elon, elat = se.subearth_lon_lat
-        return cls(np.asarray(beta), np.asarray(lam), np.asarray(se.sun_angular_radius_deg), float(steps.mean()),
-                   np.asarray(elon), np.asarray(elat), np.asarray(se.earth_distance_km))
+        return cls(
+            np.asarray(beta),
+            np.asarray(lam),
+            np.asarray(se.sun_angular_radius_deg),
+            float(steps.mean()),
+            np.asarray(elon),
+            np.asarray(elat),
+            np.asarray(se.earth_distance_km),
+        )
 
 
 def _disk_fraction(d: np.ndarray) -> np.ndarray:
@@ -101,9 +108,33 @@ def _horizon_at(hz, r, c, az_deg, step):
 
 
 @njit(parallel=True, cache=True)
-def _products_kernel(hz, az_step, lat, lon, gamma, lam_c, beta_max, rho_max, rho_mean,
-                     table, k0, dk, u0, du, t_bin, t_beta, e_lon, e_lat, e_w, e_dist, radius_km,
-                     frac, dark, psr, earth):
+def _products_kernel(
+    hz,
+    az_step,
+    lat,
+    lon,
+    gamma,
+    lam_c,
+    beta_max,
+    rho_max,
+    rho_mean,
+    table,
+    k0,
+    dk,
+    u0,
+    du,
+    t_bin,
+    t_beta,
+    e_lon,
+    e_lat,
+    e_w,
+    e_dist,
+    radius_km,
+    frac,
+    dark,
+    psr,
+    earth,
+):
     h_rows, w_cols = lat.shape
     nlam = lam_c.shape[0]
     nk, nu = table.shape
@@ -140,10 +171,8 @@ def _products_kernel(hz, az_step, lat, lon, gamma, lam_c, beta_max, rho_max, rho
                 u = (e0 - h) / rho_mean
                 x = (kp - k0) / dk
                 y = (u - u0) / du
-                if x < 0.0:
-                    x = 0.0
-                if x > nk - 1.000001:
-                    x = nk - 1.000001
+                x = max(x, 0.0)
+                x = min(x, nk - 1.000001)
                 if y <= 0.0:
                     continue  # the whole beta range keeps the Sun below the horizon
                 if y >= nu - 1.000001:
@@ -153,8 +182,12 @@ def _products_kernel(hz, az_step, lat, lon, gamma, lam_c, beta_max, rho_max, rho
                 iy = int(y)
                 fx = x - ix
                 fy = y - iy
-                v = ((1 - fx) * (1 - fy) * table[ix, iy] + fx * (1 - fy) * table[ix + 1, iy]
-                     + (1 - fx) * fy * table[ix, iy + 1] + fx * fy * table[ix + 1, iy + 1])
+                v = (
+                    (1 - fx) * (1 - fy) * table[ix, iy]
+                    + fx * (1 - fy) * table[ix + 1, iy]
+                    + (1 - fx) * fy * table[ix, iy + 1]
+                    + fx * fy * table[ix + 1, iy + 1]
+                )
                 acc += v
             if bad:
                 frac[r, c] = np.nan
@@ -173,8 +206,7 @@ def _products_kernel(hz, az_step, lat, lon, gamma, lam_c, beta_max, rho_max, rho
                     run = 0
                 else:
                     run += 1
-                    if run > best:
-                        best = run
+                    best = max(best, run)
             dark[r, c] = best
             # Earth: centre above the horizon, with the observer's parallax
             nx, ny, nz = cth * math.cos(ph), cth * math.sin(ph), sth
@@ -210,8 +242,9 @@ def grid_north_azimuth_deg(grid: AnalysisGrid) -> np.ndarray:
     raise GridError(f"illumination products need a polar stereographic grid, not {grid.crs}")
 
 
-def illumination_products(horizon: xr.DataArray, samples: SunSamples, *, n_lambda: int = 720,
-                          earth_bin_deg: float = 0.5) -> xr.Dataset:
+def illumination_products(
+    horizon: xr.DataArray, samples: SunSamples, *, n_lambda: int = 720, earth_bin_deg: float = 0.5
+) -> xr.Dataset:
     """The four products from a horizon cube (``horizon_angles``) and ephemeris samples.
 
     ``n_lambda`` sub-solar longitudes (0.5 deg by default, finer than the Sun's ~1 deg
@@ -247,11 +280,13 @@ def illumination_products(horizon: xr.DataArray, samples: SunSamples, *, n_lambd
     # Earth: 2-D histogram of sub-Earth points, mean distance per bin
     elon = np.mod(samples.earth_lon_deg + 180.0, 360.0) - 180.0
     lon_edges = np.arange(math.floor(elon.min()), math.ceil(elon.max()) + earth_bin_deg, earth_bin_deg)
-    lat_edges = np.arange(math.floor(samples.earth_lat_deg.min()), math.ceil(samples.earth_lat_deg.max())
-                          + earth_bin_deg, earth_bin_deg)
+    lat_edges = np.arange(
+        math.floor(samples.earth_lat_deg.min()), math.ceil(samples.earth_lat_deg.max()) + earth_bin_deg, earth_bin_deg
+    )
     counts, _, _ = np.histogram2d(elon, samples.earth_lat_deg, bins=(lon_edges, lat_edges))
-    dsum, _, _ = np.histogram2d(elon, samples.earth_lat_deg, bins=(lon_edges, lat_edges),
-                                weights=samples.earth_distance_km)
+    dsum, _, _ = np.histogram2d(
+        elon, samples.earth_lat_deg, bins=(lon_edges, lat_edges), weights=samples.earth_distance_km
+    )
     keep = counts > 0
     lc = 0.5 * (lon_edges[:-1] + lon_edges[1:])
     bc = 0.5 * (lat_edges[:-1] + lat_edges[1:])
@@ -265,15 +300,43 @@ def illumination_products(horizon: xr.DataArray, samples: SunSamples, *, n_lambd
     dark = np.empty(shape, np.float32)
     psr = np.empty(shape, np.uint8)
     earth = np.empty(shape, np.float32)
-    _products_kernel(hz, step, lat, lon, gamma, lam_c, beta_max, rho_max, rho_mean, table, kappas[0],
-                     kappas[1] - kappas[0], us[0], us[1] - us[0], t_bin, beta, e_lon, e_lat, e_w, e_dist,
-                     grid.crs.radius_m / 1000.0, frac, dark, psr, earth)
+    _products_kernel(
+        hz,
+        step,
+        lat,
+        lon,
+        gamma,
+        lam_c,
+        beta_max,
+        rho_max,
+        rho_mean,
+        table,
+        kappas[0],
+        kappas[1] - kappas[0],
+        us[0],
+        us[1] - us[0],
+        t_bin,
+        beta,
+        e_lon,
+        e_lat,
+        e_w,
+        e_dist,
+        grid.crs.radius_m / 1000.0,
+        frac,
+        dark,
+        psr,
+        earth,
+    )
     dark_h = np.where(np.isnan(dark), np.nan, dark * samples.step_h).astype("float32")
     span_years = len(beta) * samples.step_h / (24.0 * 365.25)
     common = {
-        "span_years": round(span_years, 3), "time_step_h": samples.step_h, "n_time_samples": int(len(beta)),
-        "n_azimuths": int(len(az)), "max_distance_m": horizon.attrs.get("max_distance_m"),
-        "max_subsolar_latitude_deg": round(beta_max, 4), "ephemeris": "prospect.illumination.ephemeris (ME frame)",
+        "span_years": round(span_years, 3),
+        "time_step_h": samples.step_h,
+        "n_time_samples": int(len(beta)),
+        "n_azimuths": int(len(az)),
+        "max_distance_m": horizon.attrs.get("max_distance_m"),
+        "max_subsolar_latitude_deg": round(beta_max, 4),
+        "ephemeris": "prospect.illumination.ephemeris (ME frame)",
         "crs": template.attrs.get("crs", horizon.attrs.get("crs", "")),
     }
 
@@ -283,16 +346,26 @@ def illumination_products(horizon: xr.DataArray, samples: SunSamples, *, n_lambd
         da.attrs = dict(common, units=units, long_name=long_name)
         return da
 
-    psr_da = wrap(np.where(psr == 255, np.nan, psr).astype("float32"), "psr_mask", "1",
-                  "permanently shadowed (1) over the span, NaN where the horizon is unknown")
-    return xr.Dataset({
-        "illumination_fraction": wrap(frac, "illumination_fraction", "1",
-                                      "time-averaged visible fraction of the solar disk"),
-        "longest_darkness_h": wrap(dark_h, "longest_darkness_h", "h", "longest continuous darkness (no solar limb)"),
-        "psr_mask": psr_da,
-        "earth_visibility_fraction": wrap(earth, "earth_visibility_fraction", "1",
-                                          "fraction of time the Earth's centre is above the horizon"),
-    })
+    psr_da = wrap(
+        np.where(psr == 255, np.nan, psr).astype("float32"),
+        "psr_mask",
+        "1",
+        "permanently shadowed (1) over the span, NaN where the horizon is unknown",
+    )
+    return xr.Dataset(
+        {
+            "illumination_fraction": wrap(
+                frac, "illumination_fraction", "1", "time-averaged visible fraction of the solar disk"
+            ),
+            "longest_darkness_h": wrap(
+                dark_h, "longest_darkness_h", "h", "longest continuous darkness (no solar limb)"
+            ),
+            "psr_mask": psr_da,
+            "earth_visibility_fraction": wrap(
+                earth, "earth_visibility_fraction", "1", "fraction of time the Earth's centre is above the horizon"
+            ),
+        }
+    )
 
 
 def products_at_pixels_brute_force(horizon: xr.DataArray, se: SunEarth, pixels: list[tuple[int, int]]) -> dict:
@@ -325,7 +398,8 @@ def products_at_pixels_brute_force(horizon: xr.DataArray, se: SunEarth, pixels: 
         eh = np.array([_horizon_at(hz, r, c, a + gamma[r, c], step) for a in np.asarray(eaz)])
         jd = np.asarray(se.jd_tt)
         out[(r, c)] = {
-            "illumination_fraction": float(f.mean()), "psr": bool(not lit.any()),
+            "illumination_fraction": float(f.mean()),
+            "psr": bool(not lit.any()),
             "longest_darkness_h": best * float(np.diff(jd).mean() * 24.0),
             "earth_visibility_fraction": float((np.asarray(eel) > eh).mean()),
         }

@@ -50,7 +50,14 @@ import xarray as xr
 
 from prospect.errors import ConfigError
 from prospect.illumination import _horizon_kernels as K
-from prospect.illumination.horizon import _azimuths, _check_distance, _check_height, _geometry_args, _wrap, horizon_attrs
+from prospect.illumination.horizon import (
+    _azimuths,
+    _check_distance,
+    _check_height,
+    _geometry_args,
+    _wrap,
+    horizon_attrs,
+)
 from prospect.lunar import polar_scale_factor_xy
 from prospect.terrain.metric import heights_in_metres
 
@@ -91,9 +98,11 @@ class TilePlan:
     def describe(self) -> str:
         if not self.multiresolution:
             return f"tiles of {self.tile_px} px with a {self.halo_px} px halo covering max_distance (exact)"
-        return (f"tiles of {self.tile_px} px; full resolution within {self.near_distance_m:.0f} m "
-                f"({self.halo_px} px halo), DEM averaged {self.far_factor}x{self.far_factor} for "
-                f"{self.far_inner_m:.0f} m < r <= {self.max_distance_m:.0f} m")
+        return (
+            f"tiles of {self.tile_px} px; full resolution within {self.near_distance_m:.0f} m "
+            f"({self.halo_px} px halo), DEM averaged {self.far_factor}x{self.far_factor} for "
+            f"{self.far_inner_m:.0f} m < r <= {self.max_distance_m:.0f} m"
+        )
 
 
 def _int_param(value, name: str, minimum: int) -> int:
@@ -181,10 +190,29 @@ class TiledHorizon:
         dmax = plan.max_distance_m
 
         if not plan.multiresolution:
+
             def one(i: int) -> None:
                 azr = math.radians(float(self.az[i]) % 360.0)
-                K.horizon_sweep_window(zwin, azr, mode, gx0, gy0, a, e, radius, 0.0, dmax, hobs,
-                                       r0 - rr0, c0 - cc0, cube[i], cube[i], K.DEGREES, rr0, cc0)
+                K.horizon_sweep_window(
+                    zwin,
+                    azr,
+                    mode,
+                    gx0,
+                    gy0,
+                    a,
+                    e,
+                    radius,
+                    0.0,
+                    dmax,
+                    hobs,
+                    r0 - rr0,
+                    c0 - cc0,
+                    cube[i],
+                    cube[i],
+                    K.DEGREES,
+                    rr0,
+                    cc0,
+                )
         else:
             f = plan.far_factor
             zc = self.coarse_heights()
@@ -202,18 +230,54 @@ class TiledHorizon:
             wr0, wr1, wc0, wc1 = max(0, or0 - H), min(cny, or1 + H), max(0, oc0 - H), min(cnx, oc1 + H)
             zcw = np.ascontiguousarray(zc[wr0:wr1, wc0:wc1])
             cx0, cy0 = x0 + wc0 * a * f, y0 + wr0 * e * f
-            zf = np.ascontiguousarray(zwin[r0 - rr0:r1 - rr0, c0 - cc0:c1 - cc0])
+            zf = np.ascontiguousarray(zwin[r0 - rr0 : r1 - rr0, c0 - cc0 : c1 - cc0])
             inner = plan.far_inner_m
 
             def one(i: int) -> None:
                 azr = math.radians(float(self.az[i]) % 360.0)
                 near = np.empty((th, tw), dtype=np.float32)
-                K.horizon_sweep_window(zwin, azr, mode, gx0, gy0, a, e, radius, 0.0, dmax, hobs,
-                                       r0 - rr0, c0 - cc0, near, near, K.TANGENT, rr0, cc0)
+                K.horizon_sweep_window(
+                    zwin,
+                    azr,
+                    mode,
+                    gx0,
+                    gy0,
+                    a,
+                    e,
+                    radius,
+                    0.0,
+                    dmax,
+                    hobs,
+                    r0 - rr0,
+                    c0 - cc0,
+                    near,
+                    near,
+                    K.TANGENT,
+                    rr0,
+                    cc0,
+                )
                 A = np.empty((or1 - or0, oc1 - oc0), dtype=np.float32)
                 B = np.empty_like(A)
-                K.horizon_sweep_window(zcw, azr, mode, cx0, cy0, a * f, e * f, radius, inner, dmax, 0.0,
-                                       or0 - wr0, oc0 - wc0, A, B, K.FAR, wr0, wc0)
+                K.horizon_sweep_window(
+                    zcw,
+                    azr,
+                    mode,
+                    cx0,
+                    cy0,
+                    a * f,
+                    e * f,
+                    radius,
+                    inner,
+                    dmax,
+                    0.0,
+                    or0 - wr0,
+                    oc0 - wc0,
+                    A,
+                    B,
+                    K.FAR,
+                    wr0,
+                    wc0,
+                )
                 K.combine_far(near, A, B, ri, rw, ci, cw, zf, hobs, cube[i])
 
         if self.workers == 1:

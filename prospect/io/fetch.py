@@ -43,7 +43,12 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from prospect.errors import (
-    CachePathError, ChecksumError, FetchError, InputNotFoundError, ManifestError, UnverifiedFileError,
+    CachePathError,
+    ChecksumError,
+    FetchError,
+    InputNotFoundError,
+    ManifestError,
+    UnverifiedFileError,
 )
 from prospect.io.manifests import Manifest, ManifestFile, load_manifest, shared_data_dir
 
@@ -184,8 +189,7 @@ def sha256_file(path: Path | str, *, cache: Path | str | None = None) -> str:
     return file_digest(path, "sha256", cache=cache)
 
 
-def _record_digest(path: Path, algorithm: str, digest: str, cache: Path | str | None,
-                   drop: Path | None = None) -> None:
+def _record_digest(path: Path, algorithm: str, digest: str, cache: Path | str | None, drop: Path | None = None) -> None:
     """Record a digest already known for ``path`` (e.g. verified while downloading)."""
     p = path.resolve()
     entry: dict[str, Any] = _stat_key(p.stat())
@@ -222,14 +226,21 @@ def _unverified(mf: ManifestFile, manifest: Manifest | None, *, strict: bool, la
     )
 
 
-def _check(path: Path, mf: ManifestFile, manifest: Manifest | None, *, strict: bool,
-           label: str, advice: str, cache: Path | str | None) -> bool:
+def _check(
+    path: Path,
+    mf: ManifestFile,
+    manifest: Manifest | None,
+    *,
+    strict: bool,
+    label: str,
+    advice: str,
+    cache: Path | str | None,
+) -> bool:
     """Verify ``path`` against ``mf``; ``label`` names the file in messages."""
     if not mf.checksum:
         if mf.size is not None and path.stat().st_size != mf.size:
             raise ChecksumError(
-                f"{label}: {path.stat().st_size} bytes but {_where(manifest)} says {mf.size} "
-                f"for {mf.name}; {advice}"
+                f"{label}: {path.stat().st_size} bytes but {_where(manifest)} says {mf.size} for {mf.name}; {advice}"
             )
         _unverified(mf, manifest, strict=strict, label=label)
         return False
@@ -237,8 +248,7 @@ def _check(path: Path, mf: ManifestFile, manifest: Manifest | None, *, strict: b
     expected = expected.lower()
     if algorithm not in _ALGORITHMS:
         raise ManifestError(
-            f"{_where(manifest)}: file {mf.name!r}: unsupported checksum algorithm {algorithm!r}; "
-            f"use sha256: or md5:"
+            f"{_where(manifest)}: file {mf.name!r}: unsupported checksum algorithm {algorithm!r}; use sha256: or md5:"
         )
     actual = file_digest(path, algorithm, cache=cache)
     if actual != expected:
@@ -251,8 +261,14 @@ def _check(path: Path, mf: ManifestFile, manifest: Manifest | None, *, strict: b
     return True
 
 
-def verify_file(path: Path | str, manifest_file: ManifestFile, *, strict: bool,
-                manifest: Manifest | None = None, cache: Path | str | None = None) -> bool:
+def verify_file(
+    path: Path | str,
+    manifest_file: ManifestFile,
+    *,
+    strict: bool,
+    manifest: Manifest | None = None,
+    cache: Path | str | None = None,
+) -> bool:
     """Check ``path`` against the checksum of ``manifest_file``.
 
     Returns True when the checksum matched, False when the manifest publishes no checksum
@@ -345,14 +361,23 @@ class _RichBar:
     def total(self, value: int) -> None:
         from rich.console import Console
         from rich.progress import (
-            BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
         )
 
         self._total = int(value) or None
         if self._progress is None:
             self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
             )
             self._progress.start()
             self._task = self._progress.add_task(self.description, total=self._total)
@@ -435,8 +460,9 @@ def _net_reason(exc: BaseException) -> str:
     return "connection failed" if "Max retries exceeded" in text else text
 
 
-def _download(url: str, manifest: Manifest, mf: ManifestFile, final: Path, *, strict: bool,
-              progress: bool, cache: Path) -> Path:
+def _download(
+    url: str, manifest: Manifest, mf: ManifestFile, final: Path, *, strict: bool, progress: bool, cache: Path
+) -> Path:
     """Download ``url`` to a staging folder, verify, then move it to ``final``."""
     import pooch
     import requests
@@ -450,8 +476,7 @@ def _download(url: str, manifest: Manifest, mf: ManifestFile, final: Path, *, st
         log.info("downloading %s -> %s", url, final)
         try:
             with _quiet_pooch():
-                got = Path(pooch.retrieve(url, known_hash=mf.checksum, fname=mf.name, path=staging,
-                                          progressbar=bar))
+                got = Path(pooch.retrieve(url, known_hash=mf.checksum, fname=mf.name, path=staging, progressbar=bar))
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else None
             if status in (404, 410):
@@ -495,8 +520,7 @@ def _download(url: str, manifest: Manifest, mf: ManifestFile, final: Path, *, st
     return final
 
 
-def _copy_in(src: Path, manifest: Manifest, mf: ManifestFile, final: Path, *, strict: bool,
-             cache: Path) -> Path:
+def _copy_in(src: Path, manifest: Manifest, mf: ManifestFile, final: Path, *, strict: bool, cache: Path) -> Path:
     """Copy a local mirror file into the cache: staging copy, verify, then move into place."""
     advice = (
         f"the mirror copy is corrupt or a different version: fix or remove it, or fetch from "
@@ -592,9 +616,15 @@ def _mirror_urls(base: str, name: str, shared_path: str | None) -> list[str]:
 # --------------------------------------------------------------------------- public API
 
 
-def ensure_local(manifest: Manifest, *, strict: bool = False,
-                 mirror: str | os.PathLike[str] | None = None, cache: Path | str | None = None,
-                 progress: bool = True, download: bool = True) -> dict[str, Path]:
+def ensure_local(
+    manifest: Manifest,
+    *,
+    strict: bool = False,
+    mirror: str | os.PathLike[str] | None = None,
+    cache: Path | str | None = None,
+    progress: bool = True,
+    download: bool = True,
+) -> dict[str, Path]:
     """The local, verified path of every file of ``manifest`` (file name -> path).
 
     Looks in the shared data folder (``shared_path``), the cache, the mirror (argument or
@@ -624,15 +654,29 @@ def ensure_local(manifest: Manifest, *, strict: bool = False,
         # (1) shared data folder: verify in place, never copy.
         if shared is not None and (shared / mf.name).is_file():
             src = shared / mf.name
-            _check(src, mf, manifest, strict=strict, label=f"shared file {src}", cache=root,
-                   advice=f"the shared copy differs from the manifest: correct the checksum in "
-                          f"{manifest.path} or point PROSPECT_SHARED_DATA at an intact copy")
+            _check(
+                src,
+                mf,
+                manifest,
+                strict=strict,
+                label=f"shared file {src}",
+                cache=root,
+                advice=f"the shared copy differs from the manifest: correct the checksum in "
+                f"{manifest.path} or point PROSPECT_SHARED_DATA at an intact copy",
+            )
             out[mf.name] = src
             continue
         # (2) cache.
         if final.is_file():
-            _check(final, mf, manifest, strict=strict, label=f"cached file {final}", cache=root,
-                   advice=f"the cached copy is corrupt or outdated: delete it and run {fetch_hint}")
+            _check(
+                final,
+                mf,
+                manifest,
+                strict=strict,
+                label=f"cached file {final}",
+                cache=root,
+                advice=f"the cached copy is corrupt or outdated: delete it and run {fetch_hint}",
+            )
             out[mf.name] = final
             continue
         tried: list[str] = []
@@ -676,8 +720,7 @@ def ensure_local(manifest: Manifest, *, strict: bool = False,
             if from_mirror and mirror_dead:
                 continue
             try:
-                out[mf.name] = _download(url, manifest, mf, final, strict=strict,
-                                         progress=progress, cache=root)
+                out[mf.name] = _download(url, manifest, mf, final, strict=strict, progress=progress, cache=root)
                 break
             except _NotFound as exc:
                 tried.append(str(exc))
@@ -703,8 +746,14 @@ def ensure_local(manifest: Manifest, *, strict: bool = False,
     return out
 
 
-def fetch(ids: list[str], *, strict: bool = False, mirror: str | os.PathLike[str] | None = None,
-          cache: Path | str | None = None, progress: bool = True) -> dict[str, dict[str, Path]]:
+def fetch(
+    ids: list[str],
+    *,
+    strict: bool = False,
+    mirror: str | os.PathLike[str] | None = None,
+    cache: Path | str | None = None,
+    progress: bool = True,
+) -> dict[str, dict[str, Path]]:
     """Download and verify the files of the data manifests ID... into the cache.
 
     Files already present in the shared data folder or in the cache (PROSPECT_CACHE,
@@ -716,7 +765,4 @@ def fetch(ids: list[str], *, strict: bool = False, mirror: str | os.PathLike[str
     Returns ``{manifest id: {file name: local path}}``.
     """
     manifests = [load_manifest(i) for i in ids]  # unknown ids fail before any download
-    return {
-        m.id: ensure_local(m, strict=strict, mirror=mirror, cache=cache, progress=progress)
-        for m in manifests
-    }
+    return {m.id: ensure_local(m, strict=strict, mirror=mirror, cache=cache, progress=progress) for m in manifests}

@@ -51,18 +51,32 @@ def _layer_styles_frame(styles: Mapping[str, str], descriptions: Mapping[str, st
     import pandas as pd
 
     names = list(styles)
-    return pd.DataFrame({
-        "f_table_catalog": [""] * len(names), "f_table_schema": [""] * len(names),
-        "f_table_name": names, "f_geometry_column": [GEOMETRY_COLUMN] * len(names),
-        "styleName": names, "styleQML": [styles[n] for n in names], "styleSLD": [""] * len(names),
-        "useAsDefault": [True] * len(names), "description": [descriptions.get(n, "") for n in names],
-        "owner": ["prospect"] * len(names), "ui": [""] * len(names),
-        "update_time": pd.to_datetime([FIXED_TIMESTAMP] * len(names)),
-    })
+    return pd.DataFrame(
+        {
+            "f_table_catalog": [""] * len(names),
+            "f_table_schema": [""] * len(names),
+            "f_table_name": names,
+            "f_geometry_column": [GEOMETRY_COLUMN] * len(names),
+            "styleName": names,
+            "styleQML": [styles[n] for n in names],
+            "styleSLD": [""] * len(names),
+            "useAsDefault": [True] * len(names),
+            "description": [descriptions.get(n, "") for n in names],
+            "owner": ["prospect"] * len(names),
+            "ui": [""] * len(names),
+            "update_time": pd.to_datetime([FIXED_TIMESTAMP] * len(names)),
+        }
+    )
 
 
-def write_gpkg(path: str | os.PathLike[str], layers: Mapping[str, Any], styles: Mapping[str, str] | None = None, *,
-               crs: lunar.LunarCRS | None = None, descriptions: Mapping[str, str] | None = None) -> Path:
+def write_gpkg(
+    path: str | os.PathLike[str],
+    layers: Mapping[str, Any],
+    styles: Mapping[str, str] | None = None,
+    *,
+    crs: lunar.LunarCRS | None = None,
+    descriptions: Mapping[str, str] | None = None,
+) -> Path:
     """Write GeoDataFrames as the layers of one GeoPackage QGIS 3.22 opens without a fix-up.
 
     Every layer is reprojected to ``crs`` (default: the first layer's CRS, which must be
@@ -94,12 +108,22 @@ def write_gpkg(path: str | os.PathLike[str], layers: Mapping[str, Any], styles: 
                     # (the authority-free WKT1 reads back as an equivalent but different PROJ pipeline).
                     same = source.code is not None and source.code == target.code
                     out = (gdf if same else gdf.to_crs(target_pyproj)).set_crs(wkt1, allow_override=True)
-                    pyogrio.write_dataframe(out, staging, layer=name, driver="GPKG",
-                                            dataset_options={"VERSION": GPKG_VERSION},
-                                            layer_options={"GEOMETRY_NAME": GEOMETRY_COLUMN})
+                    pyogrio.write_dataframe(
+                        out,
+                        staging,
+                        layer=name,
+                        driver="GPKG",
+                        dataset_options={"VERSION": GPKG_VERSION},
+                        layer_options={"GEOMETRY_NAME": GEOMETRY_COLUMN},
+                    )
                 if styles:
-                    pyogrio.write_dataframe(_layer_styles_frame(styles, descriptions or {}), staging,
-                                            layer="layer_styles", driver="GPKG", layer_options={"FID": "id"})
+                    pyogrio.write_dataframe(
+                        _layer_styles_frame(styles, descriptions or {}),
+                        staging,
+                        layer="layer_styles",
+                        driver="GPKG",
+                        layer_options={"FID": "id"},
+                    )
             os.replace(staging, tmp)
         finally:
             staging.unlink(missing_ok=True)

@@ -142,9 +142,7 @@ class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyam
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -160,8 +158,15 @@ def parse_yaml(text: str, source: Any, error: type[ProspectError]) -> Any:
         raise error(f"{source}:{where} not valid YAML ({' '.join(str(problem).split())})") from None
 
 
-def read_yaml_file(path: Any, label: Any, error: type[ProspectError], *, kind: str,
-                   missing: type[ProspectError] | None = None, missing_text: str | None = None) -> Any:
+def read_yaml_file(
+    path: Any,
+    label: Any,
+    error: type[ProspectError],
+    *,
+    kind: str,
+    missing: type[ProspectError] | None = None,
+    missing_text: str | None = None,
+) -> Any:
     """A UTF-8 YAML file (manifest, parameter file, pipeline) to data, every problem one line.
 
     A missing file is ``missing`` (default ``error``) saying ``missing_text`` (default
@@ -186,15 +191,26 @@ def load_manifest_file(path: Path) -> Manifest:
     validate(data, path)
     files = tuple(
         ManifestFile(
-            name=f["name"], url=f["url"], checksum=f["checksum"], size=f.get("size"),
+            name=f["name"],
+            url=f["url"],
+            checksum=f["checksum"],
+            size=f.get("size"),
             checksum_source=f.get("checksum_source"),
         )
         for f in data["files"]
     )
     return Manifest(
-        id=data["id"], path=path, format=data["format"], open=data["open"], files=files,
-        units=data["units"], crs=data["crs"], nodata=data["nodata"],
-        scale=float(data.get("scale", 1.0)), offset=float(data.get("offset", 0.0)), raw=data,
+        id=data["id"],
+        path=path,
+        format=data["format"],
+        open=data["open"],
+        files=files,
+        units=data["units"],
+        crs=data["crs"],
+        nodata=data["nodata"],
+        scale=float(data.get("scale", 1.0)),
+        offset=float(data.get("offset", 0.0)),
+        raw=data,
     )
 
 

@@ -16,11 +16,11 @@ file and line.
 from __future__ import annotations
 
 import os
-
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -63,14 +63,14 @@ class Block:
             raise LabelError(f"{source}: label has no {key} in {self.kind} {self.name} (line {self.line})")
         return v
 
-    def blocks(self, name: str | None = None) -> list["Block"]:
+    def blocks(self, name: str | None = None) -> list[Block]:
         return [v for _, v in self.items if isinstance(v, Block) and (name is None or v.name == name.upper())]
 
-    def block(self, name: str) -> "Block | None":
+    def block(self, name: str) -> Block | None:
         found = self.blocks(name)
         return found[0] if found else None
 
-    def walk(self) -> Iterator["Block"]:
+    def walk(self) -> Iterator[Block]:
         yield self
         for b in self.blocks():
             yield from b.walk()
@@ -108,7 +108,7 @@ def _tokens(text: str, source: str) -> list[tuple[str, str, int]]:
             raise LabelError(f"{source}: line {line}: comment opened with /* is never closed (truncated label?)")
         if kind == "opendq":
             raise LabelError(f"{source}: line {line}: quoted string is never closed (truncated label?)")
-        if kind in ("nl",):
+        if kind == "nl":
             out.append(("nl", tok, line))
         elif kind not in ("ws", "comment"):
             out.append((kind, tok, line))
@@ -171,7 +171,9 @@ class _Parser:
             while True:
                 n = self.peek()
                 if n is None:
-                    raise LabelError(f"{self.source}: line {tline}: {tok} is never closed with {close} (truncated label?)")
+                    raise LabelError(
+                        f"{self.source}: line {tline}: {tok} is never closed with {close} (truncated label?)"
+                    )
                 if n[1] == close:
                     self.next()
                     break
@@ -286,12 +288,26 @@ def read_label(path: Path) -> Block:
 # --- pointers and raw arrays --------------------------------------------------------
 
 _SAMPLE_TYPES: dict[str, str] = {
-    "LSB_INTEGER": "<i", "PC_INTEGER": "<i", "VAX_INTEGER": "<i",
-    "MSB_INTEGER": ">i", "SUN_INTEGER": ">i", "MAC_INTEGER": ">i", "INTEGER": ">i",
-    "LSB_UNSIGNED_INTEGER": "<u", "PC_UNSIGNED_INTEGER": "<u", "VAX_UNSIGNED_INTEGER": "<u",
-    "MSB_UNSIGNED_INTEGER": ">u", "SUN_UNSIGNED_INTEGER": ">u", "MAC_UNSIGNED_INTEGER": ">u",
+    "LSB_INTEGER": "<i",
+    "PC_INTEGER": "<i",
+    "VAX_INTEGER": "<i",
+    "MSB_INTEGER": ">i",
+    "SUN_INTEGER": ">i",
+    "MAC_INTEGER": ">i",
+    "INTEGER": ">i",
+    "LSB_UNSIGNED_INTEGER": "<u",
+    "PC_UNSIGNED_INTEGER": "<u",
+    "VAX_UNSIGNED_INTEGER": "<u",
+    "MSB_UNSIGNED_INTEGER": ">u",
+    "SUN_UNSIGNED_INTEGER": ">u",
+    "MAC_UNSIGNED_INTEGER": ">u",
     "UNSIGNED_INTEGER": ">u",
-    "PC_REAL": "<f", "IEEE_REAL": ">f", "FLOAT": ">f", "REAL": ">f", "MSB_REAL": ">f", "LSB_REAL": "<f",
+    "PC_REAL": "<f",
+    "IEEE_REAL": ">f",
+    "FLOAT": ">f",
+    "REAL": ">f",
+    "MSB_REAL": ">f",
+    "LSB_REAL": "<f",
 }
 
 
@@ -483,7 +499,11 @@ def image_layout(label: Block, label_path: Path, *, pointer: str = "IMAGE") -> I
             f"{expected_end:,}; the label does not describe this file"
         )
     source = RawImageSource(
-        path=str(data_path), offset=offset, shape=(lines, samples), dtype=dtype,
-        line_prefix=prefix, line_stride=stride,
+        path=str(data_path),
+        offset=offset,
+        shape=(lines, samples),
+        dtype=dtype,
+        line_prefix=prefix,
+        line_stride=stride,
     )
     return ImageLayout(source=source, image=image, label=label, data_path=data_path)

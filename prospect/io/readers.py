@@ -28,21 +28,25 @@ to ``lon_convention`` (default -180..180).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dask.array as da
 import numpy as np
-import rioxarray  # noqa: F401  (registers the .rio accessor)
+import rioxarray
 import xarray as xr
 from affine import Affine
 
 from prospect import lunar
 from prospect.errors import (
-    CRSError, FormatError, InputNotFoundError, LabelError, UnitsError,
+    CRSError,
+    FormatError,
+    InputNotFoundError,
+    LabelError,
+    UnitsError,
 )
 from prospect.io import pds3
 from prospect.io.manifests import Manifest, is_manifest_id, load_manifest, manifest_for_file
@@ -51,16 +55,43 @@ DEFAULT_CHUNK = 2048
 
 #: Unit spellings found in PDS3/PDS4/ISIS labels and GeoTIFF tags -> prospect's unit strings.
 UNIT_ALIASES: dict[str, str] = {
-    "m": "m", "meter": "m", "meters": "m", "metre": "m", "metres": "m",
-    "km": "km", "kilometer": "km", "kilometers": "km",
-    "k": "K", "kelvin": "K",
-    "deg": "deg", "degree": "deg", "degrees": "deg",
-    "ppm": "ppm", "ppm h": "ppm", "ppb": "ppb",
-    "wt%": "wt%", "wt.%": "wt%", "weight percent": "wt%", "percent": "%", "%": "%",
-    "1": "1", "none": "1", "n/a": "1", "unitless": "1", "dimensionless": "1", "fraction": "1",
-    "dn": "DN", "w/m**2": "W m-2", "w m-2": "W m-2",
+    "m": "m",
+    "meter": "m",
+    "meters": "m",
+    "metre": "m",
+    "metres": "m",
+    "km": "km",
+    "kilometer": "km",
+    "kilometers": "km",
+    "k": "K",
+    "kelvin": "K",
+    "deg": "deg",
+    "degree": "deg",
+    "degrees": "deg",
+    "ppm": "ppm",
+    "ppm h": "ppm",
+    "ppb": "ppb",
+    "wt%": "wt%",
+    "wt.%": "wt%",
+    "weight percent": "wt%",
+    "percent": "%",
+    "%": "%",
+    "1": "1",
+    "none": "1",
+    "n/a": "1",
+    "unitless": "1",
+    "dimensionless": "1",
+    "fraction": "1",
+    "dn": "DN",
+    "w/m**2": "W m-2",
+    "w m-2": "W m-2",
     # what prospect's own maps declare (illumination, ice, He-3), so a stage reads its predecessor's output
-    "h": "h", "hour": "h", "hours": "h", "kg m-2": "kg m-2", "kg/m**2": "kg m-2", "kg/m2": "kg m-2",
+    "h": "h",
+    "hour": "h",
+    "hours": "h",
+    "kg m-2": "kg m-2",
+    "kg/m**2": "kg m-2",
+    "kg/m2": "kg m-2",
 }
 
 _ISIS_SPECIAL_FLOOR = -3.4028e38  # ISIS3 float special pixels (NULL, LRS, LIS, ...) lie below
@@ -93,6 +124,7 @@ def _chunks(chunks: Any) -> tuple[int, int] | str:
 
 # --- PDS3 georeferencing -------------------------------------------------------------
 
+
 def _quantity(v: Any) -> tuple[float, str]:
     if isinstance(v, pds3.Quantity):
         return float(v.value), v.unit.strip().lower()
@@ -112,8 +144,9 @@ def _map_scale_m(proj: pds3.Block, src: str) -> float:
     raise UnitsError(f"{src}: MAP_SCALE unit <{unit}> is neither km/pixel nor m/pixel")
 
 
-def pds3_georeference(label: pds3.Block, src: str, shape: tuple[int, int], *, crs_override: Any = None
-                      ) -> tuple[lunar.LunarCRS, Affine, dict[str, Any]]:
+def pds3_georeference(
+    label: pds3.Block, src: str, shape: tuple[int, int], *, crs_override: Any = None
+) -> tuple[lunar.LunarCRS, Affine, dict[str, Any]]:
     """CRS and affine transform from a PDS3 IMAGE_MAP_PROJECTION object.
 
     PDS3 convention (DSMAP.CAT / DSMAP_POLAR.CAT): the centre of 1-based sample I, line J
@@ -149,14 +182,18 @@ def pds3_georeference(label: pds3.Block, src: str, shape: tuple[int, int], *, cr
                     f"({exact:.3f} m/px on the {radius_m / 1000:.1f} km sphere): the label contradicts itself"
                 )
             scale = exact
-        proj4 = (f"+proj=eqc +lat_ts={center_lat} +lat_0=0 +lon_0={center_lon} +x_0=0 +y_0=0 "
-                 f"+R={radius_m} +units=m +no_defs +type=crs")
+        proj4 = (
+            f"+proj=eqc +lat_ts={center_lat} +lat_0=0 +lon_0={center_lon} +x_0=0 +y_0=0 "
+            f"+R={radius_m} +units=m +no_defs +type=crs"
+        )
         extra["native_longitude_convention"] = _lon_convention(proj)
     elif ptype == "POLAR STEREOGRAPHIC":
         if abs(abs(center_lat) - 90) > 1e-9:
             raise LabelError(f"{src}: POLAR STEREOGRAPHIC with CENTER_LATITUDE {center_lat} (must be +-90)")
-        proj4 = (f"+proj=stere +lat_0={center_lat} +lon_0={center_lon} +k=1 +x_0=0 +y_0=0 "
-                 f"+R={radius_m} +units=m +no_defs +type=crs")
+        proj4 = (
+            f"+proj=stere +lat_0={center_lat} +lon_0={center_lon} +k=1 +x_0=0 +y_0=0 "
+            f"+R={radius_m} +units=m +no_defs +type=crs"
+        )
     else:
         raise FormatError(f"{src}: MAP_PROJECTION_TYPE {ptype!r} is not supported yet")
     crs = lunar.identify(proj4, source=src, crs_override=crs_override)
@@ -177,6 +214,7 @@ def _lon_convention(proj: pds3.Block) -> str:
 
 
 # --- building the DataArray ----------------------------------------------------------
+
 
 def _coords(transform: Affine, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     xs = transform.c + transform.a * (np.arange(shape[1]) + 0.5)
@@ -207,9 +245,15 @@ def _to_physical(raw: da.Array, *, scale: float, offset: float, nodata: list[flo
     not a chain of dask element-wise operations: that chain made four full-size
     temporaries per chunk and doubled the cost of reading a DEM.
     """
-    return raw.map_blocks(_physical_block, scale=float(scale), offset=float(offset),
-                          marks=_nodata_marks(raw.dtype, nodata), isis=isis,
-                          dtype=np.float32, meta=np.empty((0, 0), dtype=np.float32))
+    return raw.map_blocks(
+        _physical_block,
+        scale=float(scale),
+        offset=float(offset),
+        marks=_nodata_marks(raw.dtype, nodata),
+        isis=isis,
+        dtype=np.float32,
+        meta=np.empty((0, 0), dtype=np.float32),
+    )
 
 
 class _Float32Image2D:
@@ -239,8 +283,9 @@ class PhysicalWindowSource(_Float32Image2D):
         return self.raw.shape
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        return _physical_block(np.asarray(self.raw[key]), scale=self.scale, offset=self.offset, marks=self.marks,
-                               isis=False)
+        return _physical_block(
+            np.asarray(self.raw[key]), scale=self.scale, offset=self.offset, marks=self.marks, isis=False
+        )
 
 
 @dataclass(frozen=True)
@@ -303,8 +348,9 @@ def _physical_block(raw: np.ndarray, *, scale: float, offset: float, marks: tupl
     return values
 
 
-def _assemble(data: da.Array, crs: lunar.LunarCRS, transform: Affine, attrs: dict[str, Any],
-              lon_convention: str) -> xr.DataArray:
+def _assemble(
+    data: da.Array, crs: lunar.LunarCRS, transform: Affine, attrs: dict[str, Any], lon_convention: str
+) -> xr.DataArray:
     xs, ys = _coords(transform, data.shape)
     arr = xr.DataArray(data, dims=("y", "x"), coords={"y": ys, "x": xs}, name=attrs.get("product_id"))
     if crs.kind == "equirectangular":
@@ -334,12 +380,18 @@ def _base_attrs(path: Path, manifest: Manifest | None, fmt: str) -> dict[str, An
     if manifest is None:
         manifest = manifest_for_file(path, digest)
     attrs: dict[str, Any] = {
-        "source_file": path.name, "source_path": str(path), "source_sha256": digest, "format": fmt,
+        "source_file": path.name,
+        "source_path": str(path),
+        "source_sha256": digest,
+        "format": fmt,
     }
     if manifest is not None:
         attrs.update(
-            manifest_id=manifest.id, product_id=manifest["product_id"], instrument=manifest["instrument"],
-            mission=manifest["mission"], citation=" ".join(str(manifest["citation"]).split()),
+            manifest_id=manifest.id,
+            product_id=manifest["product_id"],
+            instrument=manifest["instrument"],
+            mission=manifest["mission"],
+            citation=" ".join(str(manifest["citation"]).split()),
             value_rule=" ".join(str(manifest["value_rule"]).split()),
         )
     return attrs
@@ -347,8 +399,10 @@ def _base_attrs(path: Path, manifest: Manifest | None, fmt: str) -> dict[str, An
 
 # --- format handlers -----------------------------------------------------------------
 
-def _open_pds3(label_path: Path, manifest: Manifest | None, chunks: Any, crs_override: Any,
-               lon_convention: str) -> xr.DataArray:
+
+def _open_pds3(
+    label_path: Path, manifest: Manifest | None, chunks: Any, crs_override: Any, lon_convention: str
+) -> xr.DataArray:
     label = pds3.read_label(label_path)
     src = label_path.name
     compressed = next((b for b in label.walk() if b.name == "COMPRESSED_FILE"), None)
@@ -362,10 +416,12 @@ def _open_pds3(label_path: Path, manifest: Manifest | None, chunks: Any, crs_ove
     scale, offset, attrs_rule = _pds3_value_rule(image, src, manifest, crs)
     nodata = _pds3_nodata(image, manifest)
     units = _units(image.get("UNIT"), manifest, src)
-    physical = PhysicalWindowSource(layout.source, float(scale), float(offset),
-                                    _nodata_marks(layout.source.dtype, nodata))
-    data = da.from_array(physical, chunks=_chunks(chunks), lock=False, asarray=True, name=False,
-                         meta=np.empty((0, 0), dtype=np.float32))
+    physical = PhysicalWindowSource(
+        layout.source, float(scale), float(offset), _nodata_marks(layout.source.dtype, nodata)
+    )
+    data = da.from_array(
+        physical, chunks=_chunks(chunks), lock=False, asarray=True, name=False, meta=np.empty((0, 0), dtype=np.float32)
+    )
     attrs = _base_attrs(layout.data_path, manifest, "PDS3")
     attrs.setdefault("product_id", str(label.get("PRODUCT_ID", label_path.stem)))
     attrs.setdefault("instrument", str(label.get("INSTRUMENT_ID", label.get("INSTRUMENT_NAME", "unknown"))))
@@ -377,8 +433,9 @@ def _open_pds3(label_path: Path, manifest: Manifest | None, chunks: Any, crs_ove
     return arr
 
 
-def _pds3_value_rule(image: pds3.Block, src: str, manifest: Manifest | None, crs: lunar.LunarCRS
-                     ) -> tuple[float, float, dict[str, Any]]:
+def _pds3_value_rule(
+    image: pds3.Block, src: str, manifest: Manifest | None, crs: lunar.LunarCRS
+) -> tuple[float, float, dict[str, Any]]:
     """Scale and offset of a PDS3 image; OFFSET equal to the body radius is never added.
 
     LOLA labels: ``HEIGHT = DN * SCALING_FACTOR``; ``PLANETARY_RADIUS = HEIGHT + OFFSET``
@@ -390,9 +447,7 @@ def _pds3_value_rule(image: pds3.Block, src: str, manifest: Manifest | None, crs
     attrs: dict[str, Any] = {"scaling_factor": sf}
     if manifest is not None and "scale" in manifest.raw:
         if abs(manifest.scale - sf) > 1e-12 and "SCALING_FACTOR" in image:
-            raise LabelError(
-                f"{src}: label SCALING_FACTOR {sf} but manifest {manifest.id} says scale {manifest.scale}"
-            )
+            raise LabelError(f"{src}: label SCALING_FACTOR {sf} but manifest {manifest.id} says scale {manifest.scale}")
         sf = manifest.scale
     radius_like = any(abs(off - r) < 1000.0 for r in (lunar.MOON_RADIUS_M, lunar.LEGACY_MOON_RADIUS_M))
     if radius_like:
@@ -426,23 +481,29 @@ def _units(label_unit: Any, manifest: Manifest | None, src: str) -> str:
             raise UnitsError(f"{src}: the file says units {label_u!r} but manifest {manifest.id} says {man_u!r}")
         return man_u
     if label_u is None:
-        warnings.warn(f"{src}: no units in the file and no manifest: units recorded as 'unspecified'",
-                      stacklevel=3)
+        warnings.warn(f"{src}: no units in the file and no manifest: units recorded as 'unspecified'", stacklevel=3)
         return "unspecified"
     return label_u
 
 
 def _check_manifest_shape(manifest: Manifest | None, shape: tuple[int, int], src: str) -> None:
     if manifest is not None and manifest.get("shape") and tuple(manifest["shape"]) != tuple(shape):
-        raise LabelError(f"{src}: raster is {shape[0]} x {shape[1]} but manifest {manifest.id} says {manifest['shape']}")
+        raise LabelError(
+            f"{src}: raster is {shape[0]} x {shape[1]} but manifest {manifest.id} says {manifest['shape']}"
+        )
 
 
 def _gdal_dask(path: Path, chunks: Any, band: int = 1) -> tuple[da.Array, Any]:
-    import rioxarray
 
     try:
-        rx = rioxarray.open_rasterio(path, chunks=dict(zip(("y", "x"), _chunks(chunks))) if _chunks(chunks) != "auto" else True,
-                                     masked=False, mask_and_scale=False, lock=False, cache=False)
+        rx = rioxarray.open_rasterio(
+            path,
+            chunks=dict(zip(("y", "x"), _chunks(chunks))) if _chunks(chunks) != "auto" else True,
+            masked=False,
+            mask_and_scale=False,
+            lock=False,
+            cache=False,
+        )
     except Exception as exc:
         raise FormatError(f"{path}: GDAL cannot read this file ({str(exc).splitlines()[0]})") from None
     if "band" in rx.dims:
@@ -452,8 +513,15 @@ def _gdal_dask(path: Path, chunks: Any, band: int = 1) -> tuple[da.Array, Any]:
     return rx.data, rx
 
 
-def _open_jp2_with_label(jp2: Path, label: pds3.Block, label_path: Path, manifest: Manifest | None,
-                         chunks: Any, crs_override: Any, lon_convention: str) -> xr.DataArray:
+def _open_jp2_with_label(
+    jp2: Path,
+    label: pds3.Block,
+    label_path: Path,
+    manifest: Manifest | None,
+    chunks: Any,
+    crs_override: Any,
+    lon_convention: str,
+) -> xr.DataArray:
     """A JPEG2000 file described by a PDS3 label: pixels from GDAL, meaning from the label."""
     import rasterio
 
@@ -463,8 +531,10 @@ def _open_jp2_with_label(jp2: Path, label: pds3.Block, label_path: Path, manifes
     image = next((b for b in label.walk() if b.name == "IMAGE" and b.kind == "OBJECT"), None)
     compressed = next(b for b in label.walk() if b.name == "COMPRESSED_FILE")
     if image is not None and (int(image.get("LINES", shape[0])), int(image.get("LINE_SAMPLES", shape[1]))) != shape:
-        raise LabelError(f"{src}: label says {image.get('LINES')} x {image.get('LINE_SAMPLES')} but {jp2.name} is "
-                         f"{shape[0]} x {shape[1]}")
+        raise LabelError(
+            f"{src}: label says {image.get('LINES')} x {image.get('LINE_SAMPLES')} but {jp2.name} is "
+            f"{shape[0]} x {shape[1]}"
+        )
     rule_block = compressed if "SCALING_FACTOR" in compressed else (image or compressed)
     crs, transform, extra = pds3_georeference(label, src, shape, crs_override=crs_override)
     raw, _ = _gdal_dask(jp2, chunks)
@@ -480,8 +550,9 @@ def _open_jp2_with_label(jp2: Path, label: pds3.Block, label_path: Path, manifes
     return _assemble(data, crs, transform, attrs, lon_convention)
 
 
-def _open_gdal(path: Path, manifest: Manifest | None, chunks: Any, crs_override: Any, lon_convention: str,
-               fmt: str, band: int = 1) -> xr.DataArray:
+def _open_gdal(
+    path: Path, manifest: Manifest | None, chunks: Any, crs_override: Any, lon_convention: str, fmt: str, band: int = 1
+) -> xr.DataArray:
     """GeoTIFF/COG, PDS4, ISIS3, JPEG2000 (no label): GDAL reads pixels, CRS, scale/offset, nodata."""
     import rasterio
 
@@ -504,8 +575,11 @@ def _open_gdal(path: Path, manifest: Manifest | None, chunks: Any, crs_override:
         crs_override = manifest.get("crs_override")
     if crs_in is None and crs_override is None:
         raise CRSError(f"{path}: the file has no CRS; pass crs_override='IAU_2015:NNNNN' (CLI: --assume-crs)")
-    crs = lunar.identify(crs_in.to_wkt() if crs_in is not None else None, source=str(path),
-                         crs_override=crs_override or (manifest.get("crs_override") if manifest else None))
+    crs = lunar.identify(
+        crs_in.to_wkt() if crs_in is not None else None,
+        source=str(path),
+        crs_override=crs_override or (manifest.get("crs_override") if manifest else None),
+    )
     raw, _ = _gdal_dask(path, chunks, band)
     scale, offset = float(gdal_scale or 1.0), float(gdal_offset or 0.0)
     if manifest is not None and "scale" in manifest.raw:
@@ -593,8 +667,15 @@ def _resolve(source: str | Path, strict: bool) -> tuple[Path, Manifest | None]:
     return path, None
 
 
-def open_product(source: str | Path, *, chunks: Any = None, crs_override: str | int | None = None,
-                 strict: bool = False, lon_convention: str = "180", band: int = 1) -> xr.DataArray:
+def open_product(
+    source: str | Path,
+    *,
+    chunks: Any = None,
+    crs_override: str | int | None = None,
+    strict: bool = False,
+    lon_convention: str = "180",
+    band: int = 1,
+) -> xr.DataArray:
     """Open a lunar raster product lazily.
 
     Parameters
@@ -625,9 +706,11 @@ def open_product(source: str | Path, *, chunks: Any = None, crs_override: str | 
     if fmt in ("geotiff", "cog", "jp2") and _sniff(path) == "pds3":
         fmt = "pds3"  # a manifest whose 'open' is the PDS3 label of a JP2/TIFF twin
     if fmt == "lp-grs-table":
-        raise FormatError(f"{path}: is a binned lat/lon table ({fmt}), not a raster; read it with "
-                          "prospect.io.tables.read_binned_table (and rasterize it with "
-                          "prospect.resources.binned.rasterize_binned)")
+        raise FormatError(
+            f"{path}: is a binned lat/lon table ({fmt}), not a raster; read it with "
+            "prospect.io.tables.read_binned_table (and rasterize it with "
+            "prospect.resources.binned.rasterize_binned)"
+        )
     if fmt in _VECTOR_FORMATS or fmt == "vector":
         raise FormatError(f"{path}: is a vector/table product ({fmt}); open it with prospect.io.vectors.open_vector")
     if fmt in ("pds3", "pds3-change"):

@@ -72,9 +72,20 @@ _RULE_QUANTITY_RE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9]*)_(?:ppm|ppb|wt%)", re
 _UNIT_PHRASES = ("weight percent", "wt.%", "wt%", "ppm", "ppb")
 #: Element names in LP headers and product ids -> symbols.
 _ELEMENTS = {
-    "titanium": "Ti", "aluminum": "Al", "aluminium": "Al", "iron": "Fe", "thorium": "Th", "hydrogen": "H",
-    "potassium": "K", "uranium": "U", "magnesium": "Mg", "calcium": "Ca", "oxygen": "O", "silicon": "Si",
-    "samarium": "Sm", "gadolinium": "Gd",
+    "titanium": "Ti",
+    "aluminum": "Al",
+    "aluminium": "Al",
+    "iron": "Fe",
+    "thorium": "Th",
+    "hydrogen": "H",
+    "potassium": "K",
+    "uranium": "U",
+    "magnesium": "Mg",
+    "calcium": "Ca",
+    "oxygen": "O",
+    "silicon": "Si",
+    "samarium": "Sm",
+    "gadolinium": "Gd",
 }
 
 
@@ -151,9 +162,17 @@ def _fmt(v: float) -> str:
     return f"{v:g}"
 
 
-def build_cell_index(lat_min: np.ndarray, lat_max: np.ndarray, lon_min: np.ndarray, lon_max: np.ndarray,
-                     value: np.ndarray, *, source: str, lines: np.ndarray | None = None,
-                     radius_m: float = lunar.MOON_RADIUS_M) -> _CellIndex:
+def build_cell_index(
+    lat_min: np.ndarray,
+    lat_max: np.ndarray,
+    lon_min: np.ndarray,
+    lon_max: np.ndarray,
+    value: np.ndarray,
+    *,
+    source: str,
+    lines: np.ndarray | None = None,
+    radius_m: float = lunar.MOON_RADIUS_M,
+) -> _CellIndex:
     """Check that the cells tile the sphere and index them; :class:`CorruptProductError` otherwise.
 
     ``lines`` (the 1-based file line of each row) makes messages point at lines.
@@ -161,36 +180,50 @@ def build_cell_index(lat_min: np.ndarray, lat_max: np.ndarray, lon_min: np.ndarr
     tol = EDGE_TOLERANCE_DEG
     n = lat_min.size
     if n == 0:
-        raise CorruptProductError(f"{source}: no data rows: a binned table has rows lat_min, lat_max, lon_min, "
-                                  "lon_max, value")
-    for name, arr in (("lat_min", lat_min), ("lat_max", lat_max), ("lon_min", lon_min), ("lon_max", lon_max),
-                      ("value", value)):
+        raise CorruptProductError(
+            f"{source}: no data rows: a binned table has rows lat_min, lat_max, lon_min, lon_max, value"
+        )
+    for name, arr in (
+        ("lat_min", lat_min),
+        ("lat_max", lat_max),
+        ("lon_min", lon_min),
+        ("lon_max", lon_max),
+        ("value", value),
+    ):
         bad = np.flatnonzero(~np.isfinite(arr))
         if bad.size:
             r = int(bad[0])
-            raise CorruptProductError(f"{source}: {_line_ref(lines, r)}: {name} is {arr[r]!r}, not a finite number "
-                                      "(these tables have no fill value)")
-    bad = np.flatnonzero((lat_min < -90.0 - tol) | (lat_min > 90.0 + tol) | (lat_max < -90.0 - tol)
-                         | (lat_max > 90.0 + tol))
+            raise CorruptProductError(
+                f"{source}: {_line_ref(lines, r)}: {name} is {arr[r]!r}, not a finite number "
+                "(these tables have no fill value)"
+            )
+    bad = np.flatnonzero(
+        (lat_min < -90.0 - tol) | (lat_min > 90.0 + tol) | (lat_max < -90.0 - tol) | (lat_max > 90.0 + tol)
+    )
     if bad.size:
         r = int(bad[0])
-        raise CorruptProductError(f"{source}: {_line_ref(lines, r)}: latitude {_fmt(lat_min[r])}..{_fmt(lat_max[r])} "
-                                  "is outside [-90, 90]")
+        raise CorruptProductError(
+            f"{source}: {_line_ref(lines, r)}: latitude {_fmt(lat_min[r])}..{_fmt(lat_max[r])} is outside [-90, 90]"
+        )
     bad = np.flatnonzero(lat_min >= lat_max)
     if bad.size:
         r = int(bad[0])
-        raise CorruptProductError(f"{source}: {_line_ref(lines, r)}: lat_min {_fmt(lat_min[r])} >= lat_max "
-                                  f"{_fmt(lat_max[r])}")
+        raise CorruptProductError(
+            f"{source}: {_line_ref(lines, r)}: lat_min {_fmt(lat_min[r])} >= lat_max {_fmt(lat_max[r])}"
+        )
     bad = np.flatnonzero(lon_min >= lon_max)
     if bad.size:
         r = int(bad[0])
-        raise CorruptProductError(f"{source}: {_line_ref(lines, r)}: lon_min {_fmt(lon_min[r])} >= lon_max "
-                                  f"{_fmt(lon_max[r])}")
+        raise CorruptProductError(
+            f"{source}: {_line_ref(lines, r)}: lon_min {_fmt(lon_min[r])} >= lon_max {_fmt(lon_max[r])}"
+        )
     bad = np.flatnonzero(lon_max - lon_min > 360.0 + tol)
     if bad.size:
         r = int(bad[0])
-        raise CorruptProductError(f"{source}: {_line_ref(lines, r)}: cell {_fmt(lon_min[r])}..{_fmt(lon_max[r])} "
-                                  "is wider than 360 deg of longitude")
+        raise CorruptProductError(
+            f"{source}: {_line_ref(lines, r)}: cell {_fmt(lon_min[r])}..{_fmt(lon_max[r])} "
+            "is wider than 360 deg of longitude"
+        )
 
     order = np.lexsort((lon_min, lat_max, lat_min))
     bmin_s, bmax_s = lat_min[order], lat_max[order]
@@ -205,11 +238,13 @@ def build_cell_index(lat_min: np.ndarray, lat_max: np.ndarray, lon_min: np.ndarr
 
     # the bands follow one another from -90 to 90
     if abs(bmin[0] + 90.0) > tol:
-        raise CorruptProductError(f"{source}: cells do not tile the sphere: gap between latitude -90 and "
-                                  f"{_fmt(bmin[0])} (no cell there)")
+        raise CorruptProductError(
+            f"{source}: cells do not tile the sphere: gap between latitude -90 and {_fmt(bmin[0])} (no cell there)"
+        )
     if abs(bmax[-1] - 90.0) > tol:
-        raise CorruptProductError(f"{source}: cells do not tile the sphere: gap between latitude {_fmt(bmax[-1])} "
-                                  "and 90 (no cell there)")
+        raise CorruptProductError(
+            f"{source}: cells do not tile the sphere: gap between latitude {_fmt(bmax[-1])} and 90 (no cell there)"
+        )
     step = bmin[1:] - bmax[:-1]
     bad = np.flatnonzero(np.abs(step) > tol)
     if bad.size:
@@ -218,9 +253,12 @@ def build_cell_index(lat_min: np.ndarray, lat_max: np.ndarray, lon_min: np.ndarr
         if step[k] < 0:
             raise CorruptProductError(
                 f"{source}: cells overlap: {band_name(k)} ({_line_ref(lines, first)}) and {band_name(k + 1)} "
-                f"({_line_ref(lines, second)}) share latitudes {_fmt(bmin[k + 1])}..{_fmt(min(bmax[k], bmax[k + 1]))}")
-        raise CorruptProductError(f"{source}: cells do not tile the sphere: gap between latitude {_fmt(bmax[k])} and "
-                                  f"{_fmt(bmin[k + 1])} (no cell there)")
+                f"({_line_ref(lines, second)}) share latitudes {_fmt(bmin[k + 1])}..{_fmt(min(bmax[k], bmax[k + 1]))}"
+            )
+        raise CorruptProductError(
+            f"{source}: cells do not tile the sphere: gap between latitude {_fmt(bmax[k])} and "
+            f"{_fmt(bmin[k + 1])} (no cell there)"
+        )
 
     # within a band, longitude intervals are contiguous...
     lo_s, hi_s = lon_min[order], lon_max[order]
@@ -234,10 +272,12 @@ def build_cell_index(lat_min: np.ndarray, lat_max: np.ndarray, lon_min: np.ndarr
         if step[p] < 0:
             raise CorruptProductError(
                 f"{source}: cells overlap in {band_name(k)}: lon {_fmt(lo_s[p])}..{_fmt(hi_s[p])} "
-                f"({_line_ref(lines, a)}) and {_fmt(lo_s[p + 1])}..{_fmt(hi_s[p + 1])} ({_line_ref(lines, b)})")
+                f"({_line_ref(lines, a)}) and {_fmt(lo_s[p + 1])}..{_fmt(hi_s[p + 1])} ({_line_ref(lines, b)})"
+            )
         raise CorruptProductError(
             f"{source}: cells do not tile the sphere: gap in {band_name(k)} between lon {_fmt(hi_s[p])} "
-            f"({_line_ref(lines, a)}) and {_fmt(lo_s[p + 1])} ({_line_ref(lines, b)})")
+            f"({_line_ref(lines, a)}) and {_fmt(lo_s[p + 1])} ({_line_ref(lines, b)})"
+        )
     # ... and cover exactly one turn
     span = hi_s[ptr[1:] - 1] - lo_s[ptr[:-1]]
     bad = np.flatnonzero(np.abs(span - 360.0) > tol)
@@ -248,17 +288,20 @@ def build_cell_index(lat_min: np.ndarray, lat_max: np.ndarray, lon_min: np.ndarr
             raise CorruptProductError(
                 f"{source}: cells overlap in {band_name(k)}: lon {_fmt(lo_s[first])}..{_fmt(hi_s[last])} wraps "
                 f"{_fmt(span[k] - 360.0)} deg past a full turn ({_line_ref(lines, int(order[first]))} and "
-                f"{_line_ref(lines, int(order[last]))})")
+                f"{_line_ref(lines, int(order[last]))})"
+            )
         raise CorruptProductError(
             f"{source}: cells do not tile the sphere: {band_name(k)} covers lon {_fmt(lo_s[first])}.."
-            f"{_fmt(hi_s[last])}, {_fmt(span[k])} of 360 deg (missing {_fmt(hi_s[last])}..{_fmt(lo_s[first] + 360.0)})")
+            f"{_fmt(hi_s[last])}, {_fmt(span[k])} of 360 deg (missing {_fmt(hi_s[last])}..{_fmt(lo_s[first] + 360.0)})"
+        )
 
     # the exact areas add up to the sphere
     area = float(np.sum(lunar.cell_area_m2(lat_min, lat_max, lon_max - lon_min, radius_m=radius_m)))
     sphere = 4.0 * np.pi * radius_m**2
     if abs(area / sphere - 1.0) > AREA_TOLERANCE:
-        raise CorruptProductError(f"{source}: cells do not tile the sphere: their exact areas sum to "
-                                  f"{area / sphere:.12f} of 4 pi R^2")
+        raise CorruptProductError(
+            f"{source}: cells do not tile the sphere: their exact areas sum to {area / sphere:.12f} of 4 pi R^2"
+        )
 
     band_of_pos = np.repeat(np.arange(starts.size), np.diff(ptr))
     band_lon0 = lo_s[starts]
@@ -270,8 +313,16 @@ def build_cell_index(lat_min: np.ndarray, lat_max: np.ndarray, lon_min: np.ndarr
     cum = np.concatenate(([0.0], csum[:-1])) - band_base[band_of_pos]
     total = csum[ptr[1:] - 1] - band_base
     return _CellIndex(
-        band_lat=np.append(bmin, bmax[-1]), band_lon0=band_lon0, ptr=ptr, order=order, offset=offset,
-        key=band_of_pos * _KEY_STRIDE + offset, value=val_s, width=hi_s - lo_s, cum=cum, total=total,
+        band_lat=np.append(bmin, bmax[-1]),
+        band_lon0=band_lon0,
+        ptr=ptr,
+        order=order,
+        offset=offset,
+        key=band_of_pos * _KEY_STRIDE + offset,
+        value=val_s,
+        width=hi_s - lo_s,
+        cum=cum,
+        total=total,
     )
 
 
@@ -309,17 +360,26 @@ class BinnedTable:
             object.__setattr__(self, name, arr)
         sizes = {getattr(self, n).shape for n in ("lat_min", "lat_max", "lon_min", "lon_max", "value")}
         if len(sizes) != 1 or len(next(iter(sizes))) != 1:
-            raise FormatError(f"{self.source_path}: lat_min, lat_max, lon_min, lon_max and value must be 1-D arrays "
-                              f"of one length, not shapes {sorted(sizes)}")
-        object.__setattr__(self, "_index", build_cell_index(self.lat_min, self.lat_max, self.lon_min, self.lon_max,
-                                                            self.value, source=self.source_path))
+            raise FormatError(
+                f"{self.source_path}: lat_min, lat_max, lon_min, lon_max and value must be 1-D arrays "
+                f"of one length, not shapes {sorted(sizes)}"
+            )
+        object.__setattr__(
+            self,
+            "_index",
+            build_cell_index(
+                self.lat_min, self.lat_max, self.lon_min, self.lon_max, self.value, source=self.source_path
+            ),
+        )
 
     def __len__(self) -> int:
         return int(self.value.size)
 
     def __repr__(self) -> str:
-        return (f"BinnedTable({self.product_id!r}: {len(self)} cells of {self.quantity} [{self.units}] "
-                f"from {Path(self.source_path).name})")
+        return (
+            f"BinnedTable({self.product_id!r}: {len(self)} cells of {self.quantity} [{self.units}] "
+            f"from {Path(self.source_path).name})"
+        )
 
     def cell_areas_m2(self) -> np.ndarray:
         """Exact area of every cell on the lunar sphere [m^2] (:func:`prospect.lunar.cell_area_m2`)."""
@@ -382,8 +442,15 @@ def _parse_rows(data: list[str], numbers: np.ndarray, source: str) -> np.ndarray
     import pandas as pd
 
     try:
-        frame = pd.read_csv(io.StringIO("\n".join(data)), header=None, names=range(5), dtype=np.float64,
-                            engine="c", skipinitialspace=True, na_filter=False)
+        frame = pd.read_csv(
+            io.StringIO("\n".join(data)),
+            header=None,
+            names=range(5),
+            dtype=np.float64,
+            engine="c",
+            skipinitialspace=True,
+            na_filter=False,
+        )
         values = frame.to_numpy(dtype=np.float64)
         if values.shape != (len(data), 5):
             raise ValueError("row count")
@@ -402,8 +469,10 @@ def _parse_rows(data: list[str], numbers: np.ndarray, source: str) -> np.ndarray
 def _malformed(source: str, line: int, text: str, what: str) -> None:
     shown = text.strip()
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
-    raise CorruptProductError(f"{source}: line {line}: malformed row {shown!r} ({what}); expected 5 comma-separated "
-                              "numbers lat_min, lat_max, lon_min, lon_max, value")
+    raise CorruptProductError(
+        f"{source}: line {line}: malformed row {shown!r} ({what}); expected 5 comma-separated "
+        "numbers lat_min, lat_max, lon_min, lon_max, value"
+    )
 
 
 def _header_units(header: list[str], source: str) -> tuple[str | None, str | None]:
@@ -432,8 +501,9 @@ def _element(word: str | None) -> str | None:
     return _ELEMENTS.get(head)
 
 
-def _quantity(header: list[str], header_q: str | None, manifest: Manifest | None, header_product: str | None
-              ) -> str | None:
+def _quantity(
+    header: list[str], header_q: str | None, manifest: Manifest | None, header_product: str | None
+) -> str | None:
     """What the table measures: the header's units line, else its first line, else the manifest."""
     if header_q:
         return header_q
@@ -477,8 +547,10 @@ def read_binned_table(source: str | Path, *, strict: bool = False) -> BinnedTabl
         manifest = manifest_for_file(path, digest)
     src = str(path)
     if manifest is not None and manifest.format not in TABLE_FORMATS:
-        raise FormatError(f"{src}: manifest {manifest.id} says format {manifest.format!r}, not a binned table "
-                          f"({', '.join(TABLE_FORMATS)}); open rasters with prospect.io.readers.open_product")
+        raise FormatError(
+            f"{src}: manifest {manifest.id} says format {manifest.format!r}, not a binned table "
+            f"({', '.join(TABLE_FORMATS)}); open rasters with prospect.io.readers.open_product"
+        )
     lines = _read_text(path).splitlines()
     header, data, numbers = [], [], []
     for i, line in enumerate(lines, start=1):
@@ -492,8 +564,9 @@ def read_binned_table(source: str | Path, *, strict: bool = False) -> BinnedTabl
             numbers.append(i)
     line_numbers = np.asarray(numbers, dtype=np.int64)
     if not data:
-        raise CorruptProductError(f"{src}: no data rows (only {len(header)} header lines): the file is truncated "
-                                  "or not a binned table")
+        raise CorruptProductError(
+            f"{src}: no data rows (only {len(header)} header lines): the file is truncated or not a binned table"
+        )
     values = _parse_rows(data, line_numbers, src)
 
     header_text = "\n".join(header)
@@ -501,18 +574,19 @@ def read_binned_table(source: str | Path, *, strict: bool = False) -> BinnedTabl
     if count and int(count.group(1)) != len(data):
         raise CorruptProductError(
             f"{src}: the header says it contains {int(count.group(1))} binned values but the file has {len(data)} "
-            f"data rows: truncated, padded, or a header that lies")
+            f"data rows: truncated, padded, or a header that lies"
+        )
     header_q, header_units = _header_units(header, src)
     if manifest is not None:
         if header_units is not None and header_units != manifest.units:
-            raise UnitsError(f"{src}: the header says units {header_units!r} but manifest {manifest.id} says "
-                             f"{manifest.units!r}")
+            raise UnitsError(
+                f"{src}: the header says units {header_units!r} but manifest {manifest.id} says {manifest.units!r}"
+            )
         units = manifest.units
     elif header_units is not None:
         units = header_units
     else:
-        warnings.warn(f"{src}: no units in the header and no manifest: units recorded as 'unspecified'",
-                      stacklevel=2)
+        warnings.warn(f"{src}: no units in the header and no manifest: units recorded as 'unspecified'", stacklevel=2)
         units = "unspecified"
     product = _PRODUCT_RE.search(header_text)
     header_product = product.group(1) if product else None
@@ -520,8 +594,10 @@ def read_binned_table(source: str | Path, *, strict: bool = False) -> BinnedTabl
     if manifest is not None:
         rule = _RULE_QUANTITY_RE.match(str(manifest.get("value_rule", "")))
         if rule and quantity and rule.group(1).lower() != quantity.lower():
-            raise LabelError(f"{src}: the header says the values are {quantity} but manifest {manifest.id} "
-                             f"says {rule.group(1)} ({' '.join(str(manifest['value_rule']).split())[:60]}...)")
+            raise LabelError(
+                f"{src}: the header says the values are {quantity} but manifest {manifest.id} "
+                f"says {rule.group(1)} ({' '.join(str(manifest['value_rule']).split())[:60]}...)"
+            )
     lat_min, lat_max, lon_min, lon_max, value = (np.ascontiguousarray(values[:, k]) for k in range(5))
     build_cell_index(lat_min, lat_max, lon_min, lon_max, value, source=src, lines=line_numbers)  # errors name lines
     if manifest is not None:
@@ -532,17 +608,25 @@ def read_binned_table(source: str | Path, *, strict: bool = False) -> BinnedTabl
         described = next((h for h in header if "as described" in h.lower()), None)
         citation = described
     return BinnedTable(
-        lat_min=lat_min, lat_max=lat_max, lon_min=lon_min, lon_max=lon_max, value=value,
-        quantity=quantity or "unknown", units=units, product_id=product_id, source_path=src,
-        source_sha256=digest, manifest_id=manifest.id if manifest is not None else None, citation=citation,
+        lat_min=lat_min,
+        lat_max=lat_max,
+        lon_min=lon_min,
+        lon_max=lon_max,
+        value=value,
+        quantity=quantity or "unknown",
+        units=units,
+        product_id=product_id,
+        source_path=src,
+        source_sha256=digest,
+        manifest_id=manifest.id if manifest is not None else None,
+        citation=citation,
         header=header_text,
     )
 
 
 def _looks_like_table(path: Path) -> bool:
     try:
-        with (gzip.open(path, "rt", errors="replace") if path.suffix == ".gz" else
-              open(path, errors="replace")) as fh:
+        with gzip.open(path, "rt", errors="replace") if path.suffix == ".gz" else open(path, errors="replace") as fh:
             head = fh.read(256)
     except (OSError, EOFError):
         return False

@@ -52,8 +52,9 @@ def _pick(columns: list[str], wanted: str | None, names: tuple[str, ...], role: 
     raise ConfigError(f"{src}: cannot tell which column holds {role}; name it (columns: {columns})")
 
 
-def _read_csv(path: Path, manifest: Manifest | None, lon_column: str | None, lat_column: str | None,
-              lon_convention: str) -> Any:
+def _read_csv(
+    path: Path, manifest: Manifest | None, lon_column: str | None, lat_column: str | None, lon_convention: str
+) -> Any:
     import geopandas as gpd
     import pandas as pd
 
@@ -70,8 +71,10 @@ def _read_csv(path: Path, manifest: Manifest | None, lon_column: str | None, lat
     bad = ~np.isfinite(lon) | ~np.isfinite(lat) | (np.abs(lat) > 90) | (lon < -180) | (lon > 360)
     if bad.any():
         row = int(np.flatnonzero(bad)[0]) + 2  # header is line 1
-        raise FormatError(f"{path}: line {row}: longitude/latitude {df[lon_c].iloc[row - 2]!r}, "
-                          f"{df[lat_c].iloc[row - 2]!r} is not a position in degrees")
+        raise FormatError(
+            f"{path}: line {row}: longitude/latitude {df[lon_c].iloc[row - 2]!r}, "
+            f"{df[lat_c].iloc[row - 2]!r} is not a position in degrees"
+        )
     source_conv = "0-360" if (lon > 180).any() else "-180-180"
     norm = lunar.normalize_longitude(lon, lon_convention)
     df = df.assign(lon=norm, lat=lat)
@@ -109,9 +112,16 @@ def _read_ogr(paths: list[Path], crs_override: Any, layer: str | None) -> Any:
     return gdf
 
 
-def open_vector(source: str | Path, *, crs_override: str | int | None = None, lon_column: str | None = None,
-                lat_column: str | None = None, layer: str | None = None, lon_convention: str = "180",
-                strict: bool = False) -> Any:
+def open_vector(
+    source: str | Path,
+    *,
+    crs_override: str | int | None = None,
+    lon_column: str | None = None,
+    lat_column: str | None = None,
+    layer: str | None = None,
+    lon_convention: str = "180",
+    strict: bool = False,
+) -> Any:
     """Open a vector product (path or manifest id) as a GeoDataFrame with a lunar CRS.
 
     Shapefiles and GeoPackages keep their (lunar) CRS, identified to an IAU_2015 code;
@@ -126,8 +136,11 @@ def open_vector(source: str | Path, *, crs_override: str | int | None = None, lo
         manifest = load_manifest(s)
         local = ensure_local(manifest, strict=strict)
         ext = Path(manifest.open).suffix.lower()
-        paths = ([local[f.name] for f in manifest.files if Path(f.name).suffix.lower() == ext]
-                 if manifest.get("open_all") else [local[manifest.open]])
+        paths = (
+            [local[f.name] for f in manifest.files if Path(f.name).suffix.lower() == ext]
+            if manifest.get("open_all")
+            else [local[manifest.open]]
+        )
         crs_override = crs_override or manifest.get("crs_override")
         fmt = manifest.format
     else:
@@ -145,6 +158,9 @@ def open_vector(source: str | Path, *, crs_override: str | int | None = None, lo
         gdf = _read_ogr(paths, crs_override, layer)
     else:
         raise FormatError(f"{paths[0]}: manifest format {fmt!r} is not a vector format open_vector reads")
-    gdf.attrs.update(source_files=[p.name for p in paths], manifest_id=manifest.id if manifest else None,
-                     crs_override=str(crs_override) if crs_override else None)
+    gdf.attrs.update(
+        source_files=[p.name for p in paths],
+        manifest_id=manifest.id if manifest else None,
+        crs_override=str(crs_override) if crs_override else None,
+    )
     return gdf

@@ -171,9 +171,7 @@ def _projection_geometry(
         else:
             rho_lo, rho_hi = rho_near_outside, rho_far
             corners = [(x, y) for x in (x_min, x_max) for y in (y_min, y_max)]
-            lons = [
-                math.degrees(math.atan2(x, y if south else -y)) + crs.lon_0 for x, y in corners
-            ]
+            lons = [math.degrees(math.atan2(x, y if south else -y)) + crs.lon_0 for x, y in corners]
             west, east = min(lons), max(lons)
         lat_a = float(polar_stereographic_latitude(rho_lo, south=south, radius_m=crs.radius_m))
         lat_b = float(polar_stereographic_latitude(rho_hi, south=south, radius_m=crs.radius_m))
@@ -200,8 +198,10 @@ def _projection_geometry(
             "west": crs.lon_0 + x_min / x_scale,
             "east": crs.lon_0 + x_max / x_scale,
         }
-    raise CRSError(f"cannot write a PDS3 map projection for a {crs.kind} CRS ({crs}); use a polar, "
-                   "equirectangular or geographic IAU_2015 CRS")
+    raise CRSError(
+        f"cannot write a PDS3 map projection for a {crs.kind} CRS ({crs}); use a polar, "
+        "equirectangular or geographic IAU_2015 CRS"
+    )
 
 
 def pds3_lola_label(
@@ -485,8 +485,14 @@ STREAM_GDAL_CACHE_MB = 128
 #: the issue 3 note); QGIS >= 3.22 / GDAL >= 3.6 read it. ``make bench`` gives gdaldem
 #: the same options so the comparison is like for like.
 STREAM_CREATION_OPTIONS: dict[str, str] = {
-    "TILED": "YES", "BLOCKXSIZE": "512", "BLOCKYSIZE": "512", "COMPRESS": "ZSTD", "ZSTD_LEVEL": "1",
-    "PREDICTOR": "3", "NUM_THREADS": "ALL_CPUS", "BIGTIFF": "IF_SAFER",
+    "TILED": "YES",
+    "BLOCKXSIZE": "512",
+    "BLOCKYSIZE": "512",
+    "COMPRESS": "ZSTD",
+    "ZSTD_LEVEL": "1",
+    "PREDICTOR": "3",
+    "NUM_THREADS": "ALL_CPUS",
+    "BIGTIFF": "IF_SAFER",
 }
 
 
@@ -576,12 +582,19 @@ def _stream_windows(data: Any, write: Any, window_px: int) -> None:
         raise failure[0]
 
 
-def _stream_profile(crs: LunarCRS, transform: Any, shape: tuple[int, int], nodata: float,
-                    dtype: str = "float32") -> dict[str, Any]:
+def _stream_profile(
+    crs: LunarCRS, transform: Any, shape: tuple[int, int], nodata: float, dtype: str = "float32"
+) -> dict[str, Any]:
     """rasterio profile of one band with :data:`STREAM_CREATION_OPTIONS` (integer bands: predictor 2)."""
     profile = {
-        "driver": "GTiff", "width": shape[1], "height": shape[0], "count": 1, "dtype": dtype,
-        "crs": crs.to_rasterio(), "transform": transform, "nodata": nodata,
+        "driver": "GTiff",
+        "width": shape[1],
+        "height": shape[0],
+        "count": 1,
+        "dtype": dtype,
+        "crs": crs.to_rasterio(),
+        "transform": transform,
+        "nodata": nodata,
         **{k.lower(): v for k, v in STREAM_CREATION_OPTIONS.items()},
     }
     if not np.issubdtype(np.dtype(dtype), np.floating):
@@ -593,8 +606,18 @@ def _to_cog(staging: Path, dest: Path, *, categorical: bool = False) -> None:
     """Rewrite a tiled GeoTIFF as a Cloud Optimized GeoTIFF with overviews (nearest for classes)."""
     from rasterio.shutil import copy as rio_copy
 
-    rio_copy(staging, dest, driver="COG", compress="ZSTD", level="1", predictor="YES", num_threads="ALL_CPUS",
-             blocksize="512", overview_resampling="NEAREST" if categorical else "AVERAGE", bigtiff="IF_SAFER")
+    rio_copy(
+        staging,
+        dest,
+        driver="COG",
+        compress="ZSTD",
+        level="1",
+        predictor="YES",
+        num_threads="ALL_CPUS",
+        blocksize="512",
+        overview_resampling="NEAREST" if categorical else "AVERAGE",
+        bigtiff="IF_SAFER",
+    )
 
 
 def _write_window(dst: Any, row0: int, col0: int, block: np.ndarray, nodata: float) -> None:
@@ -624,8 +647,13 @@ class _Progress:
         if enabled and sys.stderr.isatty():
             from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                                 TimeRemainingColumn(), transient=True)
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TimeRemainingColumn(),
+                transient=True,
+            )
             self._task = self._bar.add_task(label, total=self.total)
             self._bar.start()
 
@@ -739,10 +767,19 @@ class TiledGeoTIFFs:
     cache plus the caller's window.
     """
 
-    def __init__(self, paths: Mapping[str, str | os.PathLike[str]], *, crs: LunarCRS, transform: Any,
-                 shape: tuple[int, int], units: Mapping[str, str], tags: Mapping[str, Mapping[str, Any]] | None = None,
-                 nodata: float | Mapping[str, float] = -9999.0, dtypes: Mapping[str, str] | None = None,
-                 cog: bool = False) -> None:
+    def __init__(
+        self,
+        paths: Mapping[str, str | os.PathLike[str]],
+        *,
+        crs: LunarCRS,
+        transform: Any,
+        shape: tuple[int, int],
+        units: Mapping[str, str],
+        tags: Mapping[str, Mapping[str, Any]] | None = None,
+        nodata: float | Mapping[str, float] = -9999.0,
+        dtypes: Mapping[str, str] | None = None,
+        cog: bool = False,
+    ) -> None:
         self.paths = {k: Path(v) for k, v in paths.items()}
         self.crs, self.transform, self.shape = crs, transform, shape
         self.units = dict(units)
@@ -753,7 +790,7 @@ class TiledGeoTIFFs:
         self._stack: contextlib.ExitStack | None = None
         self._dst: dict[str, Any] = {}
 
-    def __enter__(self) -> "TiledGeoTIFFs":
+    def __enter__(self) -> TiledGeoTIFFs:
         import rasterio
 
         stack = contextlib.ExitStack()
@@ -765,8 +802,7 @@ class TiledGeoTIFFs:
                 if self.cog:
                     target = tmp.with_name(tmp.name + ".tiled.tif")
                     # runs after the dataset closes and before atomic_write publishes (LIFO)
-                    stack.push(self._cog_exit(target, tmp, not np.issubdtype(np.dtype(self.dtypes[name]),
-                                                                             np.floating)))
+                    stack.push(self._cog_exit(target, tmp, not np.issubdtype(np.dtype(self.dtypes[name]), np.floating)))
                 profile = _stream_profile(self.crs, self.transform, self.shape, self.nodata[name], self.dtypes[name])
                 self._dst[name] = stack.enter_context(rasterio.open(target, "w", **profile))
         except BaseException:
@@ -777,13 +813,14 @@ class TiledGeoTIFFs:
 
     @staticmethod
     def _cog_exit(staging: Path, dest: Path, categorical: bool) -> Any:
-        def finish(exc_type, exc, tb) -> bool:  # noqa: ANN001
+        def finish(exc_type, exc, tb) -> bool:
             try:
                 if exc_type is None:
                     _to_cog(staging, dest, categorical=categorical)
             finally:
                 staging.unlink(missing_ok=True)
             return False
+
         return finish
 
     def set_tags(self, name: str, tags: Mapping[str, Any]) -> None:

@@ -90,8 +90,10 @@ def _resolve_sources(pipeline: Pipeline, progress: bool) -> tuple[dict[str, str]
 
                 demo = demo_products(cache_dir() / "synthetic", seed=pipeline.seed, name=src.synthetic)
             if role not in demo:
-                raise PipelineError(f"{pipeline.path}: data.{role}: the synthetic scene {src.synthetic!r} has no "
-                                    f"{role} layer (it has {', '.join(sorted(demo))})")
+                raise PipelineError(
+                    f"{pipeline.path}: data.{role}: the synthetic scene {src.synthetic!r} has no "
+                    f"{role} layer (it has {', '.join(sorted(demo))})"
+                )
             sources[role] = str(demo[role])
         else:
             sources[role] = str(src.path)
@@ -127,12 +129,27 @@ def _stage_terrain(ctx: RunContext, params: Mapping[str, Any], out: Path) -> Non
     if not AnalysisGrid.from_dataarray(dem).matches(ctx.grid):
         dem = resample(dem, ctx.grid, method="bilinear")
     tags = {"prospect_source": ctx.pipeline.data["dem"].describe(), "prospect_crs": ctx.grid.crs.code}
-    stream_geotiff(dem, out / "dem_m.tif", crs=ctx.grid.crs, transform=ctx.grid.transform, units="m",
-                   tags=tags, progress=ctx.progress, label="terrain: dem_m.tif")
+    stream_geotiff(
+        dem,
+        out / "dem_m.tif",
+        crs=ctx.grid.crs,
+        transform=ctx.grid.transform,
+        units="m",
+        tags=tags,
+        progress=ctx.progress,
+        label="terrain: dem_m.tif",
+    )
     slope = slope_deg(open_product(out / "dem_m.tif"), method=params.get("method", "horn"))
-    stream_geotiff(slope, out / "slope_deg.tif", crs=ctx.grid.crs, transform=ctx.grid.transform, units="deg",
-                   tags={**tags, **{f"prospect_{k}": v for k, v in slope.attrs.items()}}, progress=ctx.progress,
-                   label="terrain: slope_deg.tif")
+    stream_geotiff(
+        slope,
+        out / "slope_deg.tif",
+        crs=ctx.grid.crs,
+        transform=ctx.grid.transform,
+        units="deg",
+        tags={**tags, **{f"prospect_{k}": v for k, v in slope.attrs.items()}},
+        progress=ctx.progress,
+        label="terrain: slope_deg.tif",
+    )
 
 
 def _stage_illumination(ctx: RunContext, params: Mapping[str, Any], out: Path) -> None:
@@ -145,11 +162,24 @@ def _stage_illumination(ctx: RunContext, params: Mapping[str, Any], out: Path) -
     dem = open_product(ctx.stage_dirs["terrain"] / "dem_m.tif")
     span = {"years": float(params["years"])} if "years" in params else {}  # else the library's defaults
     se = sun_earth_directions(default_times(**span, step_hours=params.get("step")))
-    options = {name: type_(params[key]) for key, name, type_ in (
-        ("azimuths", "n_azimuths", int), ("max_distance", "max_distance_m", float),
-        ("height", "observer_height_m", float)) if key in params}
-    write_illumination(dem, out, SunSamples.from_ephemeris(se), source=ctx.pipeline.data["dem"].describe(),
-                       progress=ctx.progress, workers=2, **options)
+    options = {
+        name: type_(params[key])
+        for key, name, type_ in (
+            ("azimuths", "n_azimuths", int),
+            ("max_distance", "max_distance_m", float),
+            ("height", "observer_height_m", float),
+        )
+        if key in params
+    }
+    write_illumination(
+        dem,
+        out,
+        SunSamples.from_ephemeris(se),
+        source=ctx.pipeline.data["dem"].describe(),
+        progress=ctx.progress,
+        workers=2,
+        **options,
+    )
 
 
 def _stage_resources(ctx: RunContext, params: Mapping[str, Any], out: Path) -> None:
@@ -161,18 +191,36 @@ def _stage_resources(ctx: RunContext, params: Mapping[str, Any], out: Path) -> N
 
         ice = params["ice"] or {}
         psr = src.get("psr") or (str(ill / "psr_mask.tif") if ill else None)
-        run_ice(out / "ice", dem=dem, psr=psr, tmax=src.get("tmax"), tmean=src.get("tmean"),
-                ice_depth=src.get("ice_depth"), illumination=str(ill / "illumination_fraction.tif") if ill else None,
-                hydrogen=src.get("hydrogen"), config={"ice": ice.get("config") or {}}, grid=ctx.grid,
-                seed=ctx.seed, **({"mc_samples": int(ice["samples"])} if "samples" in ice else {}))
+        run_ice(
+            out / "ice",
+            dem=dem,
+            psr=psr,
+            tmax=src.get("tmax"),
+            tmean=src.get("tmean"),
+            ice_depth=src.get("ice_depth"),
+            illumination=str(ill / "illumination_fraction.tif") if ill else None,
+            hydrogen=src.get("hydrogen"),
+            config={"ice": ice.get("config") or {}},
+            grid=ctx.grid,
+            seed=ctx.seed,
+            **({"mc_samples": int(ice["samples"])} if "samples" in ice else {}),
+        )
     if "he3" in params:
         from prospect.resources.he3 import run_he3
 
         he3 = params["he3"] or {}
         options = {k: he3[k] for k in ("samples", "maturity_kind") if k in he3}  # else run_he3's defaults
-        run_he3(src["tio2"], out / "he3", feo=src.get("feo"), maturity=src.get("maturity"),
-                thickness=src.get("thickness"), grid=ctx.grid, config={"he3": he3.get("config") or {}},
-                seed=ctx.seed, **options)
+        run_he3(
+            src["tio2"],
+            out / "he3",
+            feo=src.get("feo"),
+            maturity=src.get("maturity"),
+            thickness=src.get("thickness"),
+            grid=ctx.grid,
+            config={"he3": he3.get("config") or {}},
+            seed=ctx.seed,
+            **options,
+        )
 
 
 def _stage_sites(ctx: RunContext, params: Mapping[str, Any], out: Path) -> None:
@@ -184,11 +232,20 @@ def _stage_sites(ctx: RunContext, params: Mapping[str, Any], out: Path) -> None:
     psr = src.get("psr")
     ice = res / "ice" if res and (res / "ice").is_dir() else None
     he3 = res / "he3" / "he3_ppb.tif" if res and (res / "he3" / "he3_ppb.tif").is_file() else None
-    run_rank(out, str(ctx.stage_dirs["terrain"] / "dem_m.tif"), config={"sites": params.get("config") or {}},
-             seed=ctx.seed, evaluate=bool(params.get("evaluate", True)),
-             illumination=ctx.stage_dirs.get("illumination"), psr=psr if psr and is_vector_source(psr) else None,
-             ice=ice, he3=he3, craters=src.get("craters"), cold_traps=src.get("cold_traps"),
-             labels=src.get("labels"))
+    run_rank(
+        out,
+        str(ctx.stage_dirs["terrain"] / "dem_m.tif"),
+        config={"sites": params.get("config") or {}},
+        seed=ctx.seed,
+        evaluate=bool(params.get("evaluate", True)),
+        illumination=ctx.stage_dirs.get("illumination"),
+        psr=psr if psr and is_vector_source(psr) else None,
+        ice=ice,
+        he3=he3,
+        craters=src.get("craters"),
+        cold_traps=src.get("cold_traps"),
+        labels=src.get("labels"),
+    )
 
 
 def _map_inputs(ctx: RunContext) -> dict[str, str]:
@@ -198,12 +255,18 @@ def _map_inputs(ctx: RunContext) -> dict[str, str]:
     if terrain:
         inputs.update(dem=str(terrain / "dem_m.tif"), slope_deg=str(terrain / "slope_deg.tif"))
     if ill:
-        inputs.update({n: str(ill / f"{n}.tif") for n in ("illumination_fraction", "longest_darkness_h",
-                                                          "earth_visibility_fraction")})
+        inputs.update(
+            {
+                n: str(ill / f"{n}.tif")
+                for n in ("illumination_fraction", "longest_darkness_h", "earth_visibility_fraction")
+            }
+        )
         inputs["psr_fraction"] = str(ill / "psr_mask.tif")
     if res and (res / "ice").is_dir():
-        inputs.update(ice_favourability=str(res / "ice" / "ice_favourability.tif"),
-                      ice_class=str(res / "ice" / "ice_stability_class.tif"))
+        inputs.update(
+            ice_favourability=str(res / "ice" / "ice_favourability.tif"),
+            ice_class=str(res / "ice" / "ice_stability_class.tif"),
+        )
     if res and (res / "he3" / "he3_ppb.tif").is_file():
         inputs["he3_ppb"] = str(res / "he3" / "he3_ppb.tif")
     for role in ("psr", "craters", "cold_traps", "labels"):
@@ -216,8 +279,14 @@ def _stage_exports(ctx: RunContext, params: Mapping[str, Any], out: Path) -> Non
     """The deliverables at the top of the run folder (``prospect export``)."""
     from prospect.export.package import run_export
 
-    properties = {"prospect:pipeline": {"name": ctx.pipeline.name, "file": ctx.pipeline.path.name,
-                                        "digest": ctx.pipeline.digest, "stages": dict(ctx.stage_keys)}}
+    properties = {
+        "prospect:pipeline": {
+            "name": ctx.pipeline.name,
+            "file": ctx.pipeline.path.name,
+            "digest": ctx.pipeline.digest,
+            "stages": dict(ctx.stage_keys),
+        }
+    }
     sites = ctx.stage_dirs.get("sites")
     if sites:
         from prospect.io.writers import atomic_write
@@ -226,26 +295,45 @@ def _stage_exports(ctx: RunContext, params: Mapping[str, Any], out: Path) -> Non
             if (sites / name).is_file():
                 with atomic_write(ctx.out / name) as tmp:
                     shutil.copyfile(sites / name, tmp)
-        run_export(ctx.out, report=bool(params.get("report", True)), pdf=bool(params.get("pdf", False)),
-                   progress=ctx.progress, properties=properties, created=ctx.started,
-                   extra_inputs={"slope_deg": str(ctx.stage_dirs["terrain"] / "slope_deg.tif")})
+        run_export(
+            ctx.out,
+            report=bool(params.get("report", True)),
+            pdf=bool(params.get("pdf", False)),
+            progress=ctx.progress,
+            properties=properties,
+            created=ctx.started,
+            extra_inputs={"slope_deg": str(ctx.stage_dirs["terrain"] / "slope_deg.tif")},
+        )
     else:
         record = {"inputs": _map_inputs(ctx), "grid": ctx.grid.to_dict(), "seed": ctx.seed, "parameters": []}
         run_export(ctx.out, progress=ctx.progress, record=record, properties=properties, created=ctx.started)
-    (out / "outputs.json").write_text(json.dumps(sorted(
-        p.relative_to(ctx.out).as_posix() for p in ctx.out.rglob("*")
-        if p.is_file() and not p.relative_to(ctx.out).parts[0] in ("stages", "logs")
-        and p.name != STATE_FILE), indent=1))
+    (out / "outputs.json").write_text(
+        json.dumps(
+            sorted(
+                p.relative_to(ctx.out).as_posix()
+                for p in ctx.out.rglob("*")
+                if p.is_file() and p.relative_to(ctx.out).parts[0] not in ("stages", "logs") and p.name != STATE_FILE
+            ),
+            indent=1,
+        )
+    )
 
 
-STAGE_FUNCTIONS = {"terrain": _stage_terrain, "illumination": _stage_illumination, "resources": _stage_resources,
-                   "sites": _stage_sites, "exports": _stage_exports}
+STAGE_FUNCTIONS = {
+    "terrain": _stage_terrain,
+    "illumination": _stage_illumination,
+    "resources": _stage_resources,
+    "sites": _stage_sites,
+    "exports": _stage_exports,
+}
 #: The data roles and earlier stages each stage reads (its cache key covers them).
 STAGE_READS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "terrain": (("dem",), ()),
     "illumination": ((), ("terrain",)),
-    "resources": (("psr", "tmax", "tmean", "ice_depth", "hydrogen", "tio2", "feo", "maturity", "thickness"),
-                  ("terrain", "illumination")),
+    "resources": (
+        ("psr", "tmax", "tmean", "ice_depth", "hydrogen", "tio2", "feo", "maturity", "thickness"),
+        ("terrain", "illumination"),
+    ),
     "sites": (("psr", "craters", "cold_traps", "labels"), ("terrain", "illumination", "resources")),
     "exports": (("psr", "craters", "cold_traps", "labels"), ("terrain", "illumination", "resources", "sites")),
 }
@@ -260,7 +348,10 @@ def stage_key(ctx: RunContext, stage: str, params: Mapping[str, Any]) -> str:
 
     roles, upstream = STAGE_READS[stage]
     content = {
-        "stage": stage, "params": params, "seed": ctx.seed, "grid": ctx.grid.to_dict(),
+        "stage": stage,
+        "params": params,
+        "seed": ctx.seed,
+        "grid": ctx.grid.to_dict(),
         "inputs": {r: ctx.digests[r] for r in roles if r in ctx.digests},
         "upstream": {s: ctx.stage_keys[s] for s in upstream if s in ctx.stage_keys},
         "prospect": metadata.version("prospect"),
@@ -269,8 +360,11 @@ def stage_key(ctx: RunContext, stage: str, params: Mapping[str, Any]) -> str:
 
 
 def _listing(folder: Path) -> dict[str, int]:
-    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != "stage.json"}
+    return {
+        p.relative_to(folder).as_posix(): p.stat().st_size
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "stage.json"
+    }
 
 
 def _is_current(folder: Path, key: str) -> bool:
@@ -313,8 +407,13 @@ def _run_stage(ctx: RunContext, stage: str, params: Mapping[str, Any]) -> tuple[
         (partial / ".key").unlink()
         _repoint(partial, final)
         listing = _listing(partial)
-    stamp = {"stage": stage, "key": key, "params": params, "outputs": listing,
-             "upstream": {s: ctx.stage_keys[s] for s in STAGE_READS[stage][1] if s in ctx.stage_keys}}
+    stamp = {
+        "stage": stage,
+        "key": key,
+        "params": params,
+        "outputs": listing,
+        "upstream": {s: ctx.stage_keys[s] for s in STAGE_READS[stage][1] if s in ctx.stage_keys},
+    }
     (partial / "stage.json").write_text(json.dumps(stamp, indent=2, sort_keys=True, default=str))
     if final.exists():  # an outdated result: move it aside, publish the new one, then delete the old
         old = stages / f".{stage}.old"
@@ -364,8 +463,10 @@ def _existing_run(out: Path, resume: bool) -> dict[str, Any] | None:
     if state_path.is_file():
         state = json.loads(state_path.read_text())
         if not resume:
-            raise OutputPathError(f"{out}: already holds a run of pipeline {state.get('pipeline')!r} (started "
-                                  f"{state.get('started')}); pass --resume to continue it or choose another --out")
+            raise OutputPathError(
+                f"{out}: already holds a run of pipeline {state.get('pipeline')!r} (started "
+                f"{state.get('started')}); pass --resume to continue it or choose another --out"
+            )
         return state
     if out.is_dir() and any(out.iterdir()):
         raise OutputPathError(f"{out}: is not empty and holds no prospect run; choose another --out")
@@ -391,7 +492,7 @@ def _logging(out: Path) -> Iterator[logging.Logger]:
     logs.mkdir(exist_ok=True)
     log = logging.getLogger(LOGGER)
     log.setLevel(logging.INFO)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     handlers = [logging.FileHandler(logs / f"run-{stamp}.log", encoding="utf-8"), logging.StreamHandler(sys.stderr)]
     handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     handlers[1].setFormatter(logging.Formatter("prospect run: %(message)s"))
@@ -425,9 +526,16 @@ def _dask(scheduler: str | None, workers: int | None) -> Iterator[str]:
         yield f"local threads ({workers or os.cpu_count()})"
 
 
-def run_pipeline(pipeline: Pipeline, out: str | os.PathLike[str], *, scheduler: str | None = None,
-                 workers: int | None = None, resume: bool = False, seed: int | None = None,
-                 progress: bool = True) -> dict[str, Any]:
+def run_pipeline(
+    pipeline: Pipeline,
+    out: str | os.PathLike[str],
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    resume: bool = False,
+    seed: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run ``pipeline`` into ``out`` (module docstring). Returns a summary (stages, times, outputs)."""
     out = Path(out).resolve()  # stages record the paths of their inputs: absolute, valid from anywhere
     run_seed = pipeline.seed if seed is None else int(seed)
@@ -441,20 +549,30 @@ def run_pipeline(pipeline: Pipeline, out: str | os.PathLike[str], *, scheduler: 
     summary: dict[str, Any] = {"pipeline": pipeline.name, "out": str(out), "stages": {}}
     with _logging(out) as log, _dask(scheduler, workers) as where:
         log.info("pipeline %s (%s), seed %d, into %s, on %s", pipeline.name, pipeline.path, run_seed, out, where)
-        log.info("inputs: %s", ", ".join(f"{r} {pipeline.data[r].describe()} (sha256 {d[:12]})"
-                                          for r, d in digests.items()))
-        log.info("analysis grid %s, %d x %d px of %.0f m", grid.crs, grid.shape[0], grid.shape[1],
-                 grid.ground_resolution_m)
+        log.info(
+            "inputs: %s", ", ".join(f"{r} {pipeline.data[r].describe()} (sha256 {d[:12]})" for r, d in digests.items())
+        )
+        log.info(
+            "analysis grid %s, %d x %d px of %.0f m", grid.crs, grid.shape[0], grid.shape[1], grid.ground_resolution_m
+        )
         ctx = RunContext(pipeline, out, run_seed, sources, digests, grid, progress, state["started"], log=log)
         for i, (stage, params) in enumerate(pipeline.stages.items(), 1):
             log.info("[%d/%d] %s ...", i, len(pipeline.stages), stage)
             ran, seconds = _run_stage(ctx, stage, params)
-            log.info("[%d/%d] %s %s", i, len(pipeline.stages), stage,
-                     f"done in {seconds:.1f} s" if ran else "current (cached), skipped")
+            log.info(
+                "[%d/%d] %s %s",
+                i,
+                len(pipeline.stages),
+                stage,
+                f"done in {seconds:.1f} s" if ran else "current (cached), skipped",
+            )
             summary["stages"][stage] = {"ran": ran, "seconds": round(seconds, 1), "key": ctx.stage_keys[stage]}
         for name in ("report.html", "project.qgz", "run.json"):
             if (out / name).is_file():
                 summary[name] = str(out / name)
-        log.info("done: report %s, QGIS project %s", summary.get("report.html", "(none)"),
-                 summary.get("project.qgz", "(none)"))
+        log.info(
+            "done: report %s, QGIS project %s",
+            summary.get("report.html", "(none)"),
+            summary.get("project.qgz", "(none)"),
+        )
     return summary

@@ -166,6 +166,7 @@ def _source(role: str, value: Any, base: Path, src: Path) -> Source:
 
 def _needs(stages: Mapping[str, Any], data: Mapping[str, Source], src: Path) -> None:
     """Every layer a stage needs is in ``data`` or made by an earlier stage."""
+
     def need(stage: str, role: str, why: str) -> None:
         if role not in data:
             raise PipelineError(f"{src}: stages.{stage} needs data.{role} ({why})")
@@ -186,8 +187,11 @@ def _check_configs(stages: Mapping[str, Any], src: Path) -> None:
     """Stage parameter sections through :func:`prospect.config.load` (unknown keys, domains)."""
     from prospect import config as cfg
 
-    sections = (("sites", stages.get("sites"), "sites"), ("ice", (stages.get("resources") or {}).get("ice"),
-                "resources.ice"), ("he3", (stages.get("resources") or {}).get("he3"), "resources.he3"))
+    sections = (
+        ("sites", stages.get("sites"), "sites"),
+        ("ice", (stages.get("resources") or {}).get("ice"), "resources.ice"),
+        ("he3", (stages.get("resources") or {}).get("he3"), "resources.he3"),
+    )
     for model, section, key in sections:
         if not section or not section.get("config"):
             continue
@@ -213,8 +217,9 @@ def load_pipeline(path: str | Path) -> Pipeline:
     _check_configs(stages, src)
     grid = dict(data.get("grid") or {"from": "dem"})
     if "global_resolution" in grid:
-        grid["global_resolution"] = quantity(grid["global_resolution"], ANGLE_UNITS, "grid.global_resolution", src,
-                                             "angle")
+        grid["global_resolution"] = quantity(
+            grid["global_resolution"], ANGLE_UNITS, "grid.global_resolution", src, "angle"
+        )
     elif "from" in grid:
         if grid["from"] not in sources:
             raise PipelineError(f"{src}: grid.from: no data.{grid['from']} to take the grid from")
@@ -230,9 +235,20 @@ def load_pipeline(path: str | Path) -> Pipeline:
             raise PipelineError(f"{src}: grid: {exc}") from None
     ill = stages.get("illumination")
     if ill is not None:
-        for key, units, kind in (("step", DURATION_UNITS, "duration"), ("height", LENGTH_UNITS, "length"),
-                                 ("max_distance", LENGTH_UNITS, "length")):
+        for key, units, kind in (
+            ("step", DURATION_UNITS, "duration"),
+            ("height", LENGTH_UNITS, "length"),
+            ("max_distance", LENGTH_UNITS, "length"),
+        ):
             if key in ill:
                 ill[key] = quantity(ill[key], units, f"stages.illumination.{key}", src, kind)
-    return Pipeline(name=str(data["pipeline"]), path=src.resolve(), description=str(data.get("description", "")),
-                    seed=int(data.get("seed", 0)), data=sources, grid=grid, stages=stages, raw=data)
+    return Pipeline(
+        name=str(data["pipeline"]),
+        path=src.resolve(),
+        description=str(data.get("description", "")),
+        seed=int(data.get("seed", 0)),
+        data=sources,
+        grid=grid,
+        stages=stages,
+        raw=data,
+    )

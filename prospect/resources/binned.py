@@ -162,8 +162,9 @@ def _polar_lonlat(grid: AnalysisGrid, x: np.ndarray, y: np.ndarray) -> tuple[np.
     return np.asarray(lon, dtype="float64"), np.asarray(lat, dtype="float64")
 
 
-def _supersampled_chunk(table: BinnedTable, grid: AnalysisGrid, s: int, r0: int, r1: int, c0: int, c1: int
-                        ) -> np.ndarray:
+def _supersampled_chunk(
+    table: BinnedTable, grid: AnalysisGrid, s: int, r0: int, r1: int, c0: int, c1: int
+) -> np.ndarray:
     """Area-weighted means by ``s x s`` sub-points per pixel weighted by ``1/k^2`` (polar stereographic)."""
     t = grid.transform
     cols = np.arange(c0, c1, dtype="float64")
@@ -202,8 +203,9 @@ def _auto_supersample(table: BinnedTable, grid: AnalysisGrid) -> int:
     return int(min(MAX_SUPERSAMPLE, max(MIN_SUPERSAMPLE, math.ceil(SAMPLES_PER_CELL * pixel_m / cell_m))))
 
 
-def rasterize_binned(table: BinnedTable, grid: AnalysisGrid, *, chunks: Any = None,
-                     supersample: int | None = None) -> xr.DataArray:
+def rasterize_binned(
+    table: BinnedTable, grid: AnalysisGrid, *, chunks: Any = None, supersample: int | None = None
+) -> xr.DataArray:
     """``table`` on ``grid``, each pixel the area-weighted mean of the cells it overlaps (lazy, float32).
 
     Exact on geographic (IAU_2015:30100, global or regional, longitudes -180..180 or
@@ -214,15 +216,18 @@ def rasterize_binned(table: BinnedTable, grid: AnalysisGrid, *, chunks: Any = No
     cell edge crosses). ``chunks`` as for :meth:`AnalysisGrid.template`.
     """
     if not isinstance(table, BinnedTable):
-        raise GridError(f"rasterize_binned needs a BinnedTable (prospect.io.tables.read_binned_table), "
-                        f"not {type(table).__name__}")
+        raise GridError(
+            f"rasterize_binned needs a BinnedTable (prospect.io.tables.read_binned_table), not {type(table).__name__}"
+        )
     if not isinstance(grid, AnalysisGrid):
         raise GridError(f"grid must be an AnalysisGrid, not {type(grid).__name__}")
     kind = grid.crs.kind
     if kind in ("geographic", "equirectangular"):
         if supersample is not None:
-            raise GridError(f"supersample applies to polar stereographic grids; on a {kind} grid the "
-                            "area-weighted mean is computed exactly")
+            raise GridError(
+                f"supersample applies to polar stereographic grids; on a {kind} grid the "
+                "area-weighted mean is computed exactly"
+            )
         s = None
         resampling = EXACT_RESAMPLING
     elif grid.crs.is_polar:
@@ -235,17 +240,22 @@ def rasterize_binned(table: BinnedTable, grid: AnalysisGrid, *, chunks: Any = No
                 raise GridError(f"supersample must be a positive integer, not {supersample!r}") from None
             if s < 1 or s != supersample:
                 raise GridError(f"supersample must be a positive integer, not {supersample!r}")
-        resampling = (f"area-weighted, {s}x{s} sub-samples per pixel weighted by 1/k^2 (polar stereographic): "
-                      f"exact as the sub-sampling grows; error <= |value step| / {2 * s} where a cell edge "
-                      "crosses a pixel")
+        resampling = (
+            f"area-weighted, {s}x{s} sub-samples per pixel weighted by 1/k^2 (polar stereographic): "
+            f"exact as the sub-sampling grows; error <= |value step| / {2 * s} where a cell edge "
+            "crosses a pixel"
+        )
     else:
-        raise GridError(f"rasterize_binned: no area rule for a {kind} grid ({grid.crs}); use a geographic, "
-                        "equirectangular or polar stereographic grid")
+        raise GridError(
+            f"rasterize_binned: no area rule for a {kind} grid ({grid.crs}); use a geographic, "
+            "equirectangular or polar stereographic grid"
+        )
 
     cy, cx = _normalise_chunks(chunks, grid.shape)
     row_spans, col_spans = _split(grid.shape[0], cy), _split(grid.shape[1], cx)
-    token = dask.base.tokenize(table.source_sha256, table.value, table.lat_min, table.lat_max, table.lon_min,
-                               table.lon_max, grid, cy, cx, s)
+    token = dask.base.tokenize(
+        table.source_sha256, table.value, table.lat_min, table.lat_max, table.lon_min, table.lon_max, grid, cy, cx, s
+    )
     name = "rasterize-binned-" + token
     layer: dict[tuple, Any] = {}
     for i, (r0, r1) in enumerate(row_spans):
@@ -255,8 +265,9 @@ def rasterize_binned(table: BinnedTable, grid: AnalysisGrid, *, chunks: Any = No
             else:
                 layer[(name, i, j)] = (_supersampled_chunk, table, grid, s, r0, r1, c0, c1)
     graph = HighLevelGraph.from_collections(name, layer, dependencies=[])
-    data = da.Array(graph, name, chunks=(tuple(b - a for a, b in row_spans), tuple(b - a for a, b in col_spans)),
-                    dtype="float32")
+    data = da.Array(
+        graph, name, chunks=(tuple(b - a for a, b in row_spans), tuple(b - a for a, b in col_spans)), dtype="float32"
+    )
     attrs = {
         "units": table.units,
         "quantity": table.quantity,

@@ -63,6 +63,7 @@ _ANCHOR_KEYS = {"name", "lon_deg", "lat_deg", "tio2_wt", "maturity", "he3_ppb", 
 
 # --- solar-wind fluence ---------------------------------------------------------------------
 
+
 def fluence_factor(lat_deg: Any, lon_deg: Any, half_width_deg: float) -> Any:
     """Lunation-mean solar-wind fluence relative to the unshielded equator (docs/science.md section 5, [D]).
 
@@ -84,6 +85,7 @@ def fluence_factor(lat_deg: Any, lon_deg: Any, half_width_deg: float) -> Any:
 
 # --- calibration ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Coefficients:
     """``C = f (a TiO2 + b M + c)`` coefficients and how they were obtained."""
@@ -98,9 +100,13 @@ class Coefficients:
         return fluence * (self.a_ppb_per_wt * tio2 + self.b_ppb * maturity + self.c_ppb)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"a_ppb_per_wt_tio2": self.a_ppb_per_wt, "b_ppb": self.b_ppb, "c_ppb": self.c_ppb,
-                "magnetotail_half_width_deg": self.magnetotail_half_width_deg,
-                "anchors": [dict(a) for a in self.anchors]}
+        return {
+            "a_ppb_per_wt_tio2": self.a_ppb_per_wt,
+            "b_ppb": self.b_ppb,
+            "c_ppb": self.c_ppb,
+            "magnetotail_half_width_deg": self.magnetotail_half_width_deg,
+            "anchors": [dict(a) for a in self.anchors],
+        }
 
 
 def anchors_of(params: ParameterSet) -> list[dict[str, Any]]:
@@ -133,8 +139,9 @@ def anchors_of(params: ParameterSet) -> list[dict[str, Any]]:
     return out
 
 
-def calibrate(params: ParameterSet, *, he3_ppb: Any = None, half_width_deg: float | None = None,
-              b_ppb: float | None = None) -> Coefficients:
+def calibrate(
+    params: ParameterSet, *, he3_ppb: Any = None, half_width_deg: float | None = None, b_ppb: float | None = None
+) -> Coefficients:
     """Fit ``a`` and ``c`` of ``C = f (a TiO2 + b M + c)`` through the calibration anchors.
 
     Least squares on ``C_k / f_k - b (M_k - 1) = a TiO2_k + (b + c)`` (exact for two
@@ -153,12 +160,15 @@ def calibrate(params: ParameterSet, *, he3_ppb: Any = None, half_width_deg: floa
     design = np.column_stack([t, np.ones_like(t)])
     (a_coef, offset), *_ = np.linalg.lstsq(design, rhs, rcond=None)
     if not a_coef > 0:
-        raise ConfigError(f"{params.origin}: he3.calibration_anchors imply He-3 that does not rise with TiO2 "
-                          f"(a = {a_coef:.3g} ppb/wt%)")
+        raise ConfigError(
+            f"{params.origin}: he3.calibration_anchors imply He-3 that does not rise with TiO2 "
+            f"(a = {a_coef:.3g} ppb/wt%)"
+        )
     return Coefficients(float(a_coef), b, float(offset - b), d, tuple(anchors))
 
 
 # --- layers ---------------------------------------------------------------------------------
+
 
 def maturity_index(layer: xr.DataArray, kind: MaturityKind, params: ParameterSet) -> xr.DataArray:
     """A maturity layer as the index M in 0 (immature) .. 1 (mature).
@@ -217,8 +227,10 @@ class He3Inputs:
                 continue
             other = AnalysisGrid.from_dataarray(layer)
             if not other.matches(self.grid):
-                raise GridError(f"he3 layer {name!r} is not on the TiO2 grid ({other.shape} vs {self.grid.shape}); "
-                                "resample it with prospect.grid.resample first")
+                raise GridError(
+                    f"he3 layer {name!r} is not on the TiO2 grid ({other.shape} vs {self.grid.shape}); "
+                    "resample it with prospect.grid.resample first"
+                )
         _check_wt_pct(self.tio2_wt, "TiO2 layer")
         if self.feo_wt is not None:
             _check_wt_pct(self.feo_wt, "FeO layer")
@@ -238,8 +250,15 @@ class He3Inputs:
         return "assumed maturity (no OMAT or Is/FeO layer given)"
 
 
-def _fields(tio2: np.ndarray, feo: np.ndarray | None, mat: np.ndarray | None, thick: np.ndarray | None,
-            lon: np.ndarray, lat: np.ndarray, p: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def _fields(
+    tio2: np.ndarray,
+    feo: np.ndarray | None,
+    mat: np.ndarray | None,
+    thick: np.ndarray | None,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    p: Mapping[str, Any],
+) -> dict[str, np.ndarray]:
     """The model on one block for one parameter draw ``p`` (numpy; float64 inside)."""
     t = np.clip(tio2.astype("float64"), 0.0, None)
     f = fluence_factor(lat, lon, p["half_width_deg"])
@@ -255,18 +274,33 @@ def _fields(tio2: np.ndarray, feo: np.ndarray | None, mat: np.ndarray | None, th
             mare = _mix(t, p["highland_tio2_wt"], p["mare_tio2_wt"])
         h = mare * p["t_mare"] + (1.0 - mare) * p["t_high"]
     column = conc * 1e-9 * p["rho"] * h
-    return {"he3_ppb": conc, "he3_column_kg_m2": column, "regolith_thickness_m": h, "mare_fraction": mare,
-            "fluence_factor": f, "maturity_index": np.broadcast_to(m, t.shape)}
+    return {
+        "he3_ppb": conc,
+        "he3_column_kg_m2": column,
+        "regolith_thickness_m": h,
+        "mare_fraction": mare,
+        "fluence_factor": f,
+        "maturity_index": np.broadcast_to(m, t.shape),
+    }
 
 
 def central_draw(params: ParameterSet) -> dict[str, float]:
     """The default-parameter draw: configured values, anchors at their central He-3."""
     coef = calibrate(params)
-    return {"a": coef.a_ppb_per_wt, "b": coef.b_ppb, "c": coef.c_ppb, "half_width_deg": coef.magnetotail_half_width_deg,
-            "assumed_maturity": float(params["assumed_maturity"]), "t_mare": float(params["regolith_thickness_mare_m"]),
-            "t_high": float(params["regolith_thickness_highland_m"]), "rho": float(params["bulk_density_kg_m3"]),
-            "mare_feo_wt": float(params["mare_feo_wt"]), "highland_feo_wt": float(params["highland_feo_wt"]),
-            "mare_tio2_wt": float(params["mare_tio2_wt"]), "highland_tio2_wt": float(params["highland_tio2_wt"])}
+    return {
+        "a": coef.a_ppb_per_wt,
+        "b": coef.b_ppb,
+        "c": coef.c_ppb,
+        "half_width_deg": coef.magnetotail_half_width_deg,
+        "assumed_maturity": float(params["assumed_maturity"]),
+        "t_mare": float(params["regolith_thickness_mare_m"]),
+        "t_high": float(params["regolith_thickness_highland_m"]),
+        "rho": float(params["bulk_density_kg_m3"]),
+        "mare_feo_wt": float(params["mare_feo_wt"]),
+        "highland_feo_wt": float(params["highland_feo_wt"]),
+        "mare_tio2_wt": float(params["mare_tio2_wt"]),
+        "highland_tio2_wt": float(params["highland_tio2_wt"]),
+    }
 
 
 def sample_parameters(params: ParameterSet, n: int, seed: int) -> list[dict[str, float]]:
@@ -282,20 +316,31 @@ def sample_parameters(params: ParameterSet, n: int, seed: int) -> list[dict[str,
     rng = np.random.default_rng(seed)
     base = central_draw(params)
     anchors = anchors_of(params)
-    keys = {"half_width_deg": "magnetotail_half_width_deg", "b": "maturity_coefficient_ppb",
-            "assumed_maturity": "assumed_maturity", "t_mare": "regolith_thickness_mare_m",
-            "t_high": "regolith_thickness_highland_m", "rho": "bulk_density_kg_m3"}
+    keys = {
+        "half_width_deg": "magnetotail_half_width_deg",
+        "b": "maturity_coefficient_ppb",
+        "assumed_maturity": "assumed_maturity",
+        "t_mare": "regolith_thickness_mare_m",
+        "t_high": "regolith_thickness_highland_m",
+        "rho": "bulk_density_kg_m3",
+    }
     columns: dict[str, np.ndarray] = {}
     for key, name in keys.items():  # fixed order: the draws depend only on the seed
         r = params.param(name).range
         columns[key] = rng.uniform(r[0], r[1], n) if r else np.full(n, base[key])
-    he3 = np.column_stack([rng.triangular(a["he3_ppb_range"][0], a["he3_ppb"], a["he3_ppb_range"][1], n)
-                           if a["he3_ppb_range"][1] > a["he3_ppb_range"][0] else np.full(n, a["he3_ppb"])
-                           for a in anchors])
+    he3 = np.column_stack(
+        [
+            rng.triangular(a["he3_ppb_range"][0], a["he3_ppb"], a["he3_ppb_range"][1], n)
+            if a["he3_ppb_range"][1] > a["he3_ppb_range"][0]
+            else np.full(n, a["he3_ppb"])
+            for a in anchors
+        ]
+    )
     draws = []
     for i in range(n):
-        coef = calibrate(params, he3_ppb=he3[i], half_width_deg=float(columns["half_width_deg"][i]),
-                         b_ppb=float(columns["b"][i]))
+        coef = calibrate(
+            params, he3_ppb=he3[i], half_width_deg=float(columns["half_width_deg"][i]), b_ppb=float(columns["b"][i])
+        )
         d = dict(base)
         d.update({k: float(v[i]) for k, v in columns.items()})
         d.update(a=coef.a_ppb_per_wt, b=coef.b_ppb, c=coef.c_ppb)
@@ -305,8 +350,15 @@ def sample_parameters(params: ParameterSet, n: int, seed: int) -> list[dict[str,
 
 # --- maps -----------------------------------------------------------------------------------
 
-MAP_UNITS = {"he3_ppb": "ppb", "he3_column_kg_m2": "kg m-2", "regolith_thickness_m": "m", "mare_fraction": "1",
-             "fluence_factor": "1", "maturity_index": "1", "tio2_wt": "wt%"}
+MAP_UNITS = {
+    "he3_ppb": "ppb",
+    "he3_column_kg_m2": "kg m-2",
+    "regolith_thickness_m": "m",
+    "mare_fraction": "1",
+    "fluence_factor": "1",
+    "maturity_index": "1",
+    "tio2_wt": "wt%",
+}
 MAP_NAMES = {
     "he3_ppb": "He-3 concentration (mass ppb)",
     "he3_column_kg_m2": "He-3 column mass over the regolith thickness",
@@ -321,21 +373,32 @@ MAP_NAMES = {
 def _windows(grid: AnalysisGrid, block_px: int) -> list[tuple[int, int, int, int]]:
     """``(row0, row1, col0, col1)`` blocks of ``block_px`` covering the grid, row-major."""
     rows, cols = grid.shape
-    return [(r0, min(rows, r0 + block_px), c0, min(cols, c0 + block_px))
-            for r0 in range(0, rows, block_px) for c0 in range(0, cols, block_px)]
+    return [
+        (r0, min(rows, r0 + block_px), c0, min(cols, c0 + block_px))
+        for r0 in range(0, rows, block_px)
+        for c0 in range(0, cols, block_px)
+    ]
 
 
 def _read_block(inputs: He3Inputs, window: tuple[int, int, int, int]) -> dict[str, np.ndarray | None]:
     r0, r1, c0, c1 = window
-    sub = AnalysisGrid(inputs.grid.crs, inputs.grid.transform @ inputs.grid.transform.translation(c0, r0),
-                       (r1 - r0, c1 - c0))
+    sub = AnalysisGrid(
+        inputs.grid.crs, inputs.grid.transform @ inputs.grid.transform.translation(c0, r0), (r1 - r0, c1 - c0)
+    )
     lon, lat = sub.lonlat()
     out: dict[str, Any] = {"lon": np.asarray(lon), "lat": np.asarray(lat)}
     # each block is computed in its worker thread without dask's own pool (the blocks are the parallelism)
-    for key, layer in (("tio2", inputs.tio2_wt), ("feo", inputs.feo_wt), ("mat", inputs.maturity),
-                       ("thick", inputs.thickness_m)):
-        out[key] = None if layer is None else np.asarray(
-            layer.isel(y=slice(r0, r1), x=slice(c0, c1)).compute(scheduler="synchronous").values)
+    for key, layer in (
+        ("tio2", inputs.tio2_wt),
+        ("feo", inputs.feo_wt),
+        ("mat", inputs.maturity),
+        ("thick", inputs.thickness_m),
+    ):
+        out[key] = (
+            None
+            if layer is None
+            else np.asarray(layer.isel(y=slice(r0, r1), x=slice(c0, c1)).compute(scheduler="synchronous").values)
+        )
     out["area"] = np.asarray(sub.cell_area_m2().compute(scheduler="synchronous").values, dtype="float64")
     return out
 
@@ -350,16 +413,24 @@ class BlockResult:
     nodata_area_m2: float
 
 
-def compute_block(inputs: He3Inputs, window: tuple[int, int, int, int], central: Mapping[str, float],
-                  draws: list[dict[str, float]] | None, mask: xr.DataArray | None = None) -> BlockResult:
+def compute_block(
+    inputs: He3Inputs,
+    window: tuple[int, int, int, int],
+    central: Mapping[str, float],
+    draws: list[dict[str, float]] | None,
+    mask: xr.DataArray | None = None,
+) -> BlockResult:
     """The central maps, the Monte Carlo percentiles and the inventory partial sums of one block."""
     b = _read_block(inputs, window)
     fields = _fields(b["tio2"], b["feo"], b["mat"], b["thick"], b["lon"], b["lat"], central)
     weight = b["area"]
     if mask is not None:
         r0, r1, c0, c1 = window
-        weight = weight * np.nan_to_num(np.asarray(
-            mask.isel(y=slice(r0, r1), x=slice(c0, c1)).compute(scheduler="synchronous").values, dtype="float64"))
+        weight = weight * np.nan_to_num(
+            np.asarray(
+                mask.isel(y=slice(r0, r1), x=slice(c0, c1)).compute(scheduler="synchronous").values, dtype="float64"
+            )
+        )
     valid = np.isfinite(fields["he3_column_kg_m2"])
     inv = float(np.sum(np.where(valid, fields["he3_column_kg_m2"] * weight, 0.0)))
     maps = {k: v.astype("float32") for k, v in fields.items()}
@@ -395,23 +466,36 @@ class He3Result:
         self.area_m2 += res.area_m2
         self.nodata_area_m2 += res.nodata_area_m2
         if res.inventory_samples_kg is not None:
-            self.inventory_samples_kg = (res.inventory_samples_kg.copy() if self.inventory_samples_kg is None
-                                         else self.inventory_samples_kg + res.inventory_samples_kg)
+            self.inventory_samples_kg = (
+                res.inventory_samples_kg.copy()
+                if self.inventory_samples_kg is None
+                else self.inventory_samples_kg + res.inventory_samples_kg
+            )
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"inventory_kg": self.inventory_kg}
         if self.inventory_samples_kg is not None:
             p05, p50, p95 = np.percentile(self.inventory_samples_kg, PERCENTILES)
-            out.update(inventory_kg_p05=float(p05), inventory_kg_p50=float(p50), inventory_kg_p95=float(p95),
-                       samples=int(len(self.inventory_samples_kg)))
-        out.update(area_m2=self.area_m2, nodata_area_m2=self.nodata_area_m2,
-                   coefficients=self.coefficients.as_dict())
+            out.update(
+                inventory_kg_p05=float(p05),
+                inventory_kg_p50=float(p50),
+                inventory_kg_p95=float(p95),
+                samples=int(len(self.inventory_samples_kg)),
+            )
+        out.update(area_m2=self.area_m2, nodata_area_m2=self.nodata_area_m2, coefficients=self.coefficients.as_dict())
         return out
 
 
-def iter_blocks(inputs: He3Inputs, params: ParameterSet, *, samples: int = 0, seed: int = 0,
-                mask: xr.DataArray | None = None, block_px: int = MC_BLOCK_PX, workers: int = 2
-                ) -> Iterator[BlockResult]:
+def iter_blocks(
+    inputs: He3Inputs,
+    params: ParameterSet,
+    *,
+    samples: int = 0,
+    seed: int = 0,
+    mask: xr.DataArray | None = None,
+    block_px: int = MC_BLOCK_PX,
+    workers: int = 2,
+) -> Iterator[BlockResult]:
     """:func:`compute_block` over the grid, ``workers`` blocks at a time, in row-major order.
 
     Memory: ``samples x block_px^2 x 4`` bytes per worker, whatever the raster's size.
@@ -429,8 +513,14 @@ def iter_blocks(inputs: He3Inputs, params: ParameterSet, *, samples: int = 0, se
             yield fut.result()
 
 
-def he3_maps(inputs: He3Inputs, params: ParameterSet | None = None, *, samples: int = 0, seed: int = 0,
-             mask: xr.DataArray | None = None) -> He3Result:
+def he3_maps(
+    inputs: He3Inputs,
+    params: ParameterSet | None = None,
+    *,
+    samples: int = 0,
+    seed: int = 0,
+    mask: xr.DataArray | None = None,
+) -> He3Result:
     """All He-3 maps and the inventory, in memory (for grids that fit; :func:`write_he3` streams)."""
     params = params or load_config("he3")
     grid = inputs.grid
@@ -442,8 +532,12 @@ def he3_maps(inputs: He3Inputs, params: ParameterSet | None = None, *, samples: 
             arrays.setdefault(k, np.full(grid.shape, np.nan, dtype="float32"))[r0:r1, c0:c1] = v
         result.add(res)
     attrs = map_attrs(inputs, params, result.coefficients, samples=samples, seed=seed)
-    result.maps = xr.Dataset({k: grid._wrap(v, name=k, attrs={**attrs, "units": _units(k), "long_name": _long_name(k)})
-                              for k, v in arrays.items()})
+    result.maps = xr.Dataset(
+        {
+            k: grid._wrap(v, name=k, attrs={**attrs, "units": _units(k), "long_name": _long_name(k)})
+            for k, v in arrays.items()
+        }
+    )
     return result
 
 
@@ -457,20 +551,27 @@ def _long_name(name: str) -> str:
     return MAP_NAMES[name]
 
 
-def map_attrs(inputs: He3Inputs, params: ParameterSet, coef: Coefficients, *, samples: int, seed: int
-              ) -> dict[str, Any]:
+def map_attrs(
+    inputs: He3Inputs, params: ParameterSet, coef: Coefficients, *, samples: int, seed: int
+) -> dict[str, Any]:
     """Provenance attributes shared by every He-3 map."""
     return {
         "model": "C_He3 = f_SW(lat, lon) * (a TiO2 + b M + c); docs/science.md section 5",
-        "a_ppb_per_wt_tio2": round(coef.a_ppb_per_wt, 6), "b_ppb": round(coef.b_ppb, 6),
-        "c_ppb": round(coef.c_ppb, 6), "magnetotail_half_width_deg": coef.magnetotail_half_width_deg,
+        "a_ppb_per_wt_tio2": round(coef.a_ppb_per_wt, 6),
+        "b_ppb": round(coef.b_ppb, 6),
+        "c_ppb": round(coef.c_ppb, 6),
+        "magnetotail_half_width_deg": coef.magnetotail_half_width_deg,
         "calibration": "a, c fitted through the configured anchors (prospect.resources.he3.calibrate)",
-        "thickness_rule": inputs.thickness_rule, "maturity_rule": inputs.maturity_rule,
+        "thickness_rule": inputs.thickness_rule,
+        "maturity_rule": inputs.maturity_rule,
         "bulk_density_kg_m3": float(params["bulk_density_kg_m3"]),
-        "monte_carlo_samples": samples, "seed": seed,
+        "monte_carlo_samples": samples,
+        "seed": seed,
         "inputs": "; ".join(f"{k}={v}" for k, v in sorted(inputs.sources.items())) or "in-memory layers",
-        "citations": ("Johnson, Swindle & Lucey 1999 GRL 26:385; Fa & Jin 2007 Icarus 190:15; Cameron 1991; "
-                      "Jin, Fa & Wieczorek 2009; Lunar Sourcebook table 7.15"),
+        "citations": (
+            "Johnson, Swindle & Lucey 1999 GRL 26:385; Fa & Jin 2007 Icarus 190:15; Cameron 1991; "
+            "Jin, Fa & Wieczorek 2009; Lunar Sourcebook table 7.15"
+        ),
     }
 
 
@@ -480,9 +581,17 @@ def map_attrs(inputs: He3Inputs, params: ParameterSet, coef: Coefficients, *, sa
 OUTPUT_MAPS = ("he3_ppb", "he3_column_kg_m2", "regolith_thickness_m", "fluence_factor", "tio2_wt")
 
 
-def write_he3(inputs: He3Inputs, outdir: str | Path, params: ParameterSet | None = None, *, samples: int = 200,
-              seed: int = 0, mask: xr.DataArray | None = None, workers: int = 2,
-              block_px: int = MC_BLOCK_PX) -> dict[str, Any]:
+def write_he3(
+    inputs: He3Inputs,
+    outdir: str | Path,
+    params: ParameterSet | None = None,
+    *,
+    samples: int = 200,
+    seed: int = 0,
+    mask: xr.DataArray | None = None,
+    workers: int = 2,
+    block_px: int = MC_BLOCK_PX,
+) -> dict[str, Any]:
     """Stream the He-3 maps into ``outdir/<map>.tif`` block by block and return the inventory summary.
 
     The maps are :data:`OUTPUT_MAPS` plus ``he3_ppb_p05/p50/p95`` when ``samples`` > 0;
@@ -502,29 +611,34 @@ def write_he3(inputs: He3Inputs, outdir: str | Path, params: ParameterSet | None
     out.mkdir(parents=True, exist_ok=True)
     grid = inputs.grid
     attrs = map_attrs(inputs, params, coef, samples=samples, seed=seed)
-    tags = {n: {**{f"prospect_{k}": v for k, v in attrs.items()}, "prospect_long_name": _long_name(n)}
-            for n in names}
+    tags = {n: {**{f"prospect_{k}": v for k, v in attrs.items()}, "prospect_long_name": _long_name(n)} for n in names}
     result = He3Result(coef)
     paths = {n: out / f"{n}.tif" for n in names}
-    with TiledGeoTIFFs(paths, crs=grid.crs, transform=grid.transform, shape=grid.shape,
-                       units={n: _units(n) for n in names}, tags=tags) as dst:
-        for res in iter_blocks(inputs, params, samples=samples, seed=seed, mask=mask, block_px=block_px,
-                               workers=workers):
+    with TiledGeoTIFFs(
+        paths, crs=grid.crs, transform=grid.transform, shape=grid.shape, units={n: _units(n) for n in names}, tags=tags
+    ) as dst:
+        for res in iter_blocks(
+            inputs, params, samples=samples, seed=seed, mask=mask, block_px=block_px, workers=workers
+        ):
             r0, _, c0, _ = res.window
             for n in names:
                 dst.write(n, r0, c0, res.maps[n])
             result.add(res)
         summary = result.summary()
-        summary.update(maps={n: str(p) for n, p in paths.items()}, parameters=params.values(),
-                       thickness_rule=inputs.thickness_rule, maturity_rule=inputs.maturity_rule,
-                       inputs=dict(inputs.sources), seed=seed)
+        summary.update(
+            maps={n: str(p) for n, p in paths.items()},
+            parameters=params.values(),
+            thickness_rule=inputs.thickness_rule,
+            maturity_rule=inputs.maturity_rule,
+            inputs=dict(inputs.sources),
+            seed=seed,
+        )
         with atomic_write(out / "he3_inventory.json") as tmp:
             tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
 
-def load_layer(source: str, grid: AnalysisGrid | None, *, resolution_deg: float = 0.5
-               ) -> tuple[xr.DataArray, str]:
+def load_layer(source: str, grid: AnalysisGrid | None, *, resolution_deg: float = 0.5) -> tuple[xr.DataArray, str]:
     """A layer from a path or manifest id: a binned table rasterised (area-weighted) or a raster.
 
     Returns the layer on ``grid`` (a global geographic grid at ``resolution_deg`` when
@@ -533,7 +647,6 @@ def load_layer(source: str, grid: AnalysisGrid | None, *, resolution_deg: float 
     """
     from prospect.grid import on_grid
     from prospect.io.readers import open_product
-
     from prospect.io.tables import is_binned_table_source
 
     if is_binned_table_source(source):
@@ -559,10 +672,22 @@ def _quantity_of(arr: xr.DataArray) -> str:
     return ""
 
 
-def run_he3(tio2_source: str, outdir: str | Path, *, feo: str | None = None, maturity: str | None = None,
-            maturity_kind: MaturityKind = "index", thickness: str | None = None, quantity: str | None = None,
-            resolution_deg: float = 0.5, grid: AnalysisGrid | None = None, config: Any = None, samples: int = 200,
-            seed: int = 0, workers: int = 2) -> dict[str, Any]:
+def run_he3(
+    tio2_source: str,
+    outdir: str | Path,
+    *,
+    feo: str | None = None,
+    maturity: str | None = None,
+    maturity_kind: MaturityKind = "index",
+    thickness: str | None = None,
+    quantity: str | None = None,
+    resolution_deg: float = 0.5,
+    grid: AnalysisGrid | None = None,
+    config: Any = None,
+    samples: int = 200,
+    seed: int = 0,
+    workers: int = 2,
+) -> dict[str, Any]:
     """The He-3 stage: sources (paths or manifest ids) in, maps and inventory out (``prospect he3``).
 
     ``tio2_source`` holds Ti (converted with ``tio2_per_ti``, e.g. the LP GRS Ti table)

@@ -98,9 +98,9 @@ from prospect.resources.masks import polygon_fraction
 
 __all__ = [
     "CLASS_NAMES",
-    "IceLayers",
     "PROXY_LABEL",
     "SCORE_LAYERS",
+    "IceLayers",
     "ice_favourability",
     "ice_monte_carlo",
     "ice_stability",
@@ -116,8 +116,12 @@ __all__ = [
 STEFAN_BOLTZMANN = 5.670374419e-8
 
 CLASS_NOT_STABLE, CLASS_SHALLOW, CLASS_SURFACE, CLASS_NODATA = 0, 1, 2, 255
-CLASS_NAMES = {CLASS_NOT_STABLE: "not stable", CLASS_SHALLOW: "shallow-subsurface stable",
-               CLASS_SURFACE: "surface stable", CLASS_NODATA: "nodata"}
+CLASS_NAMES = {
+    CLASS_NOT_STABLE: "not stable",
+    CLASS_SHALLOW: "shallow-subsurface stable",
+    CLASS_SURFACE: "surface stable",
+    CLASS_NODATA: "nodata",
+}
 
 #: The score layers of the favourability, in the order of the ``weights`` parameter.
 SCORE_LAYERS = ("thermal", "psr", "hydrogen", "pole_facing")
@@ -145,8 +149,7 @@ _UNITS: dict[str, tuple[str, dict[str, float]]] = {
     "tmean_k": ("K", {"k": 1.0, "kelvin": 1.0}),
     "ice_depth_m": ("m", {"m": 1.0, "metre": 1.0, "metres": 1.0, "meter": 1.0, "meters": 1.0, "cm": 0.01}),
     "psr": ("1", {"1": 1.0, "fraction": 1.0, "none": 1.0, "": 1.0, "%": 0.01, "percent": 0.01}),
-    "illumination_fraction": ("1", {"1": 1.0, "fraction": 1.0, "none": 1.0, "": 1.0, "%": 0.01,
-                                    "percent": 0.01}),
+    "illumination_fraction": ("1", {"1": 1.0, "fraction": 1.0, "none": 1.0, "": 1.0, "%": 0.01, "percent": 0.01}),
     "hydrogen_ppm": ("ppm H", {"ppm": 1.0, "ppm h": 1.0, "ppmh": 1.0, "ppm_h": 1.0}),
     "slope_deg": ("deg", {"deg": 1.0, "degree": 1.0, "degrees": 1.0}),
     "aspect_deg": ("deg", {"deg": 1.0, "degree": 1.0, "degrees": 1.0}),
@@ -191,13 +194,16 @@ class IceLayers:
 
 def _check_grid(given: Mapping[str, xr.DataArray]) -> AnalysisGrid:
     if not given:
-        raise ConfigError("the ice model needs at least one layer (tmax_k, ice_depth_m, psr, illumination_fraction, "
-                          "hydrogen_ppm, slope_deg + aspect_deg, ...)")
+        raise ConfigError(
+            "the ice model needs at least one layer (tmax_k, ice_depth_m, psr, illumination_fraction, "
+            "hydrogen_ppm, slope_deg + aspect_deg, ...)"
+        )
     ref_name, ref_grid = None, None
     for name, arr in given.items():
         if not isinstance(arr, xr.DataArray):
-            raise GridError(f"ice layer {name!r} must be an xarray DataArray on the analysis grid, "
-                            f"not {type(arr).__name__}")
+            raise GridError(
+                f"ice layer {name!r} must be an xarray DataArray on the analysis grid, not {type(arr).__name__}"
+            )
         try:
             g = AnalysisGrid.from_dataarray(arr)
         except GridError as exc:
@@ -205,8 +211,10 @@ def _check_grid(given: Mapping[str, xr.DataArray]) -> AnalysisGrid:
         if ref_grid is None:
             ref_name, ref_grid = name, g
         elif not g.matches(ref_grid):
-            raise GridError(f"ice layer {name!r} is on {g}, not on the grid of {ref_name!r} ({ref_grid}); "
-                            "resample it first with prospect.grid.resample(layer, grid)")
+            raise GridError(
+                f"ice layer {name!r} is on {g}, not on the grid of {ref_name!r} ({ref_grid}); "
+                "resample it first with prospect.grid.resample(layer, grid)"
+            )
     assert ref_grid is not None
     return ref_grid
 
@@ -221,17 +229,22 @@ def _unit_factor(name: str, arr: xr.DataArray) -> tuple[float, bool]:
     if key in accepted:
         return accepted[key], False
     if want == "K" and key in _CELSIUS:
-        raise UnitsError(f"ice layer {name!r} is in {raw!r}: the ice model needs kelvin (K); add 273.15 and set "
-                         "attrs['units'] = 'K'")
-    raise UnitsError(f"ice layer {name!r} has units {raw!r}; the ice model needs {want!r} "
-                     f"(accepted: {sorted(k for k in accepted if k)})")
+        raise UnitsError(
+            f"ice layer {name!r} is in {raw!r}: the ice model needs kelvin (K); add 273.15 and set attrs['units'] = 'K'"
+        )
+    raise UnitsError(
+        f"ice layer {name!r} has units {raw!r}; the ice model needs {want!r} "
+        f"(accepted: {sorted(k for k in accepted if k)})"
+    )
 
 
 def _check_aspect(arr: xr.DataArray) -> None:
     ref = arr.attrs.get("azimuth_reference")
     if ref is not None and str(ref).strip().lower() != "true north":
-        raise UnitsError(f"ice layer 'aspect_deg' is referenced to {ref!r}; the pole-facing score needs aspect "
-                         "clockwise from true north (prospect.terrain.aspect_deg without planar=True)")
+        raise UnitsError(
+            f"ice layer 'aspect_deg' is referenced to {ref!r}; the pole-facing score needs aspect "
+            "clockwise from true north (prospect.terrain.aspect_deg without planar=True)"
+        )
 
 
 # --- parameters --------------------------------------------------------------------------
@@ -327,20 +340,54 @@ class _Rules:
     ignored: tuple[tuple[str, str], ...]
 
     @classmethod
-    def of(cls, given: set[str]) -> "_Rules":
-        surface = next((rule for rule, layer in (("tmax", "tmax_k"), ("depth", "ice_depth_m"), ("psr", "psr"),
-                                                 ("illumination", "illumination_fraction")) if layer in given), None)
+    def of(cls, given: set[str]) -> _Rules:
+        surface = next(
+            (
+                rule
+                for rule, layer in (
+                    ("tmax", "tmax_k"),
+                    ("depth", "ice_depth_m"),
+                    ("psr", "psr"),
+                    ("illumination", "illumination_fraction"),
+                )
+                if layer in given
+            ),
+            None,
+        )
         shallow = None
         if surface is not None:
-            shallow = next((rule for rule, layer in (("depth", "ice_depth_m"), ("tmean", "tmean_k"),
-                                                     ("proxy", "illumination_fraction")) if layer in given), None)
-        layers = tuple(k for k, ok in (("thermal", surface is not None), ("psr", "psr" in given),
-                                       ("hydrogen", "hydrogen_ppm" in given),
-                                       ("pole_facing", {"slope_deg", "aspect_deg"} <= given)) if ok)
+            shallow = next(
+                (
+                    rule
+                    for rule, layer in (
+                        ("depth", "ice_depth_m"),
+                        ("tmean", "tmean_k"),
+                        ("proxy", "illumination_fraction"),
+                    )
+                    if layer in given
+                ),
+                None,
+            )
+        layers = tuple(
+            k
+            for k, ok in (
+                ("thermal", surface is not None),
+                ("psr", "psr" in given),
+                ("hydrogen", "hydrogen_ppm" in given),
+                ("pole_facing", {"slope_deg", "aspect_deg"} <= given),
+            )
+            if ok
+        )
         ignored = []
         if "tmean_k" in given and shallow != "tmean":
-            ignored.append(("tmean_k", "the shallow class comes from ice_depth_m" if shallow == "depth"
-                            else "no surface-stability layer (tmax_k, ice_depth_m, psr, illumination_fraction)"))
+            ignored.append(
+                (
+                    "tmean_k",
+                    "the shallow class comes from ice_depth_m"
+                    if shallow == "depth"
+                    else "no surface-stability layer (tmax_k, ice_depth_m, psr, illumination_fraction)",
+                )
+            )
         if "illumination_fraction" in given and surface != "illumination" and shallow != "proxy":
             ignored.append(("illumination_fraction", "a temperature or depth layer decides the classes"))
         for a, b in (("slope_deg", "aspect_deg"), ("aspect_deg", "slope_deg")):
@@ -352,8 +399,9 @@ class _Rules:
 _SURFACE_LAYER = {"tmax": "tmax_k", "depth": "ice_depth_m", "psr": "psr", "illumination": "illumination_fraction"}
 
 
-def _evaluate(a: Mapping[str, Any], v: Mapping[str, Any], rules: _Rules, pole_azimuth: Any,
-              *, only: str | None = None) -> dict[str, Any]:
+def _evaluate(
+    a: Mapping[str, Any], v: Mapping[str, Any], rules: _Rules, pole_azimuth: Any, *, only: str | None = None
+) -> dict[str, Any]:
     """Classes, scores, favourability and coverage from arrays ``a`` (numpy or dask) and values ``v``.
 
     ``only="ice_favourability"`` / ``"ice_stability_class"`` skips what that output does not need.
@@ -381,18 +429,30 @@ def _evaluate(a: Mapping[str, Any], v: Mapping[str, Any], rules: _Rules, pole_az
                     y = _proxy(a["illumination_fraction"], a["lat_deg"], v)
                     out["thermal_proxy_k"] = y
                 shallow = y < v["shallow_tmean_max_k"]
-            cls = np.where(surface, _U8(CLASS_SURFACE),
-                           np.where(known & np.isfinite(y), np.where(shallow, _U8(CLASS_SHALLOW),
-                                                                     _U8(CLASS_NOT_STABLE)), _U8(CLASS_NODATA)))
+            cls = np.where(
+                surface,
+                _U8(CLASS_SURFACE),
+                np.where(
+                    known & np.isfinite(y),
+                    np.where(shallow, _U8(CLASS_SHALLOW), _U8(CLASS_NOT_STABLE)),
+                    _U8(CLASS_NODATA),
+                ),
+            )
         else:
             cls = np.where(surface, _U8(CLASS_SURFACE), np.where(known, _U8(CLASS_NOT_STABLE), _U8(CLASS_NODATA)))
         cls = cls.astype(_U8)
         out["ice_stability_class"] = cls
         if only == "ice_stability_class":
             return out
-        scores["thermal"] = np.where(cls == CLASS_SURFACE, _F32(v["surface_class_score"]),
-                                     np.where(cls == CLASS_SHALLOW, _F32(v["shallow_class_score"]),
-                                              np.where(cls == CLASS_NOT_STABLE, _F32(0.0), _F32(np.nan))))
+        scores["thermal"] = np.where(
+            cls == CLASS_SURFACE,
+            _F32(v["surface_class_score"]),
+            np.where(
+                cls == CLASS_SHALLOW,
+                _F32(v["shallow_class_score"]),
+                np.where(cls == CLASS_NOT_STABLE, _F32(0.0), _F32(np.nan)),
+            ),
+        )
     elif only == "ice_stability_class":
         return out
     if "psr" in rules.layers:
@@ -401,8 +461,9 @@ def _evaluate(a: Mapping[str, Any], v: Mapping[str, Any], rules: _Rules, pole_az
         weh = (a["hydrogen_ppm"] * v["weh_per_ppm_h"]).astype(_F32)
         out["weh_wt_pct"] = weh
         # water column [kg m-2] = WEH / 100 x bulk density x sensing depth (for inventories)
-        out["water_column_kg_m2"] = (weh * _F32(v["bulk_density_kg_m3"] * v["water_sensing_depth_m"] / 100.0)
-                                     ).astype(_F32)
+        out["water_column_kg_m2"] = (weh * _F32(v["bulk_density_kg_m3"] * v["water_sensing_depth_m"] / 100.0)).astype(
+            _F32
+        )
         scores["hydrogen"] = np.clip(weh / v["weh_reference_wt_pct"], _F32(0.0), _F32(1.0)).astype(_F32)
     if "pole_facing" in rules.layers:
         pole = pole_azimuth if pole_azimuth is not None else _F32(180.0) * (a["lat_deg"] < 0)
@@ -418,8 +479,10 @@ def _evaluate(a: Mapping[str, Any], v: Mapping[str, Any], rules: _Rules, pole_az
         den = wk if den is None else den + wk
         all_valid = ok if all_valid is None else all_valid & ok
     if num is None:
-        raise ConfigError("no score layer is available: supply at least one of a thermal layer (tmax_k, "
-                          "ice_depth_m, psr, illumination_fraction), psr, hydrogen_ppm, or slope_deg + aspect_deg")
+        raise ConfigError(
+            "no score layer is available: supply at least one of a thermal layer (tmax_k, "
+            "ice_depth_m, psr, illumination_fraction), psr, hydrogen_ppm, or slope_deg + aspect_deg"
+        )
     total_used = sum(w[k] for k in rules.layers)
     if total_used <= 0:
         raise ConfigError(f"the weights of the available layers {list(rules.layers)} are all zero")
@@ -453,9 +516,11 @@ def _prepare(layers: IceLayers) -> _Prepared:
     grid = _check_grid(given)
     rules = _Rules.of(set(given))
     if not rules.layers:
-        raise ConfigError("no score layer can be made from the layers supplied "
-                          f"({', '.join(given)}); supply a thermal layer (tmax_k, ice_depth_m, psr, "
-                          "illumination_fraction), hydrogen_ppm, or slope_deg + aspect_deg")
+        raise ConfigError(
+            "no score layer can be made from the layers supplied "
+            f"({', '.join(given)}); supply a thermal layer (tmax_k, ice_depth_m, psr, "
+            "illumination_fraction), hydrogen_ppm, or slope_deg + aspect_deg"
+        )
     arrays: dict[str, Any] = {}
     assumed = []
     for name, arr in given.items():
@@ -475,8 +540,9 @@ def _prepare(layers: IceLayers) -> _Prepared:
     elif grid.crs.kind == "polar_north":
         pole_azimuth = 0.0
     lat_source = "lat_deg layer" if "lat_deg" in arrays else "not needed"
-    if "lat_deg" not in arrays and (rules.shallow == "proxy" or ("pole_facing" in rules.layers
-                                                                 and pole_azimuth is None)):
+    if "lat_deg" not in arrays and (
+        rules.shallow == "proxy" or ("pole_facing" in rules.layers and pole_azimuth is None)
+    ):
         lat_source = "computed from the grid"
         arrays["lat_deg"] = "grid"
     chunked = [x for x in arrays.values() if isinstance(x, da.Array)]
@@ -512,12 +578,12 @@ def _wrap(prep: _Prepared, data: Any, name: str, attrs: Mapping[str, Any]) -> xr
 def _surface_text(rules: _Rules, v: Mapping[str, Any]) -> str:
     return {
         "tmax": f"tmax_k < {v['cold_trap_tmax_k']:g} K (annual maximum surface temperature; Paige et al. 2010, "
-                "Science 330:479; Li et al. 2018, PNAS 115:8907)",
+        "Science 330:479; Li et al. 2018, PNAS 115:8907)",
         "depth": "ice_depth_m <= 0 (stable ice at the surface; depth-to-ice layer)",
         "psr": f"psr >= {v['psr_fraction_threshold']:g} (permanent shadow as the surface-stability proxy: a PSR is "
-               "never directly lit; no temperature layer)",
+        "never directly lit; no temperature layer)",
         "illumination": "illumination_fraction == 0 (never lit over the span: permanent shadow as the "
-                        "surface-stability proxy; no temperature or PSR layer)",
+        "surface-stability proxy; no temperature or PSR layer)",
         None: "not evaluated: no temperature, depth, PSR or illumination layer",
     }[rules.surface]
 
@@ -528,9 +594,9 @@ def _shallow_text(rules: _Rules, v: Mapping[str, Any]) -> str:
     return {
         "depth": f"0 <= ice_depth_m <= {v['shallow_depth_max_m']:g} m (depth to stable ice)",
         "tmean": f"tmean_k < {v['shallow_tmean_max_k']:g} K (annual mean surface temperature; below the annual "
-                 "thermal skin depth temperatures approach the annual mean)",
+        "thermal skin depth temperatures approach the annual mean)",
         "proxy": f"thermal_proxy_k < {v['shallow_tmean_max_k']:g} K, thermal_proxy_k = ((1 - A) S0 F sin(e) / "
-                 "(eps sigma))^(1/4): " + PROXY_LABEL,
+        "(eps sigma))^(1/4): " + PROXY_LABEL,
         None: "not evaluated: no temperature, depth or illumination layer",
     }[rules.shallow]
 
@@ -539,8 +605,10 @@ def _thermal_source(rules: _Rules) -> str:
     if rules.surface == "tmax":
         if rules.shallow == "proxy":
             return "measured: tmax_k (annual maximum surface temperature); shallow class: " + PROXY_LABEL
-        extra = {"depth": "; ice_depth_m (depth to stable ice)", "tmean": "; tmean_k (annual mean surface "
-                                                                          "temperature)"}.get(rules.shallow, "")
+        extra = {
+            "depth": "; ice_depth_m (depth to stable ice)",
+            "tmean": "; tmean_k (annual mean surface temperature)",
+        }.get(rules.shallow, "")
         return "measured: tmax_k (annual maximum surface temperature)" + extra
     if rules.shallow == "proxy":
         return PROXY_LABEL
@@ -562,13 +630,13 @@ def _provenance(prep: _Prepared, p: ParameterSet, v: Mapping[str, Any]) -> dict[
     return {
         "layers_used": list(rules.layers),
         "layers_missing": missing,
-        "inputs": list(k for k in prep.arrays if not (k == "lat_deg" and prep.lat_source == "computed from the grid")),
-        "inputs_ignored": {k: why for k, why in rules.ignored},
+        "inputs": [k for k in prep.arrays if not (k == "lat_deg" and prep.lat_source == "computed from the grid")],
+        "inputs_ignored": dict(rules.ignored),
         "weights_configured": dict(w),
         "weights_effective": {k: w[k] / used_total for k in rules.layers},
         "coverage_of_configured_weights": used_total / sum(w.values()),
         "missing_layer_rule": "weights of missing layers dropped, the others renormalised; NaN where a supplied "
-                              "layer is NaN (coverage shows it)",
+        "layer is NaN (coverage shows it)",
         "thermal_source": _thermal_source(rules),
         "surface_class": _surface_text(rules, v),
         "shallow_class": _shallow_text(rules, v),
@@ -634,8 +702,11 @@ def _class_map(prep: _Prepared, out: Mapping[str, Any], prov: Mapping[str, Any])
     data = out.get("ice_stability_class")
     if data is None:
         ref = next(iter(prep.arrays.values()))
-        data = (da.full(ref.shape, CLASS_NODATA, dtype=_U8, chunks=ref.chunks) if isinstance(ref, da.Array)
-                else np.full(ref.shape, CLASS_NODATA, dtype=_U8))
+        data = (
+            da.full(ref.shape, CLASS_NODATA, dtype=_U8, chunks=ref.chunks)
+            if isinstance(ref, da.Array)
+            else np.full(ref.shape, CLASS_NODATA, dtype=_U8)
+        )
     return _wrap(prep, data, "ice_stability_class", _class_attrs(prov))
 
 
@@ -656,8 +727,15 @@ def ice_favourability(layers: IceLayers, params: Any = None) -> xr.Dataset:
     prov = _provenance(prep, p, v)
     out = _evaluate(prep.arrays, v, prep.rules, prep.pole_azimuth)
     data_vars = {}
-    for name in ("ice_favourability", "ice_stability_class", "coverage", *(f"score_{k}" for k in SCORE_LAYERS),
-                 "weh_wt_pct", "water_column_kg_m2", "thermal_proxy_k"):
+    for name in (
+        "ice_favourability",
+        "ice_stability_class",
+        "coverage",
+        *(f"score_{k}" for k in SCORE_LAYERS),
+        "weh_wt_pct",
+        "water_column_kg_m2",
+        "thermal_proxy_k",
+    ):
         if name == "ice_stability_class":
             data_vars[name] = _class_map(prep, out, prov)
             continue
@@ -667,8 +745,11 @@ def ice_favourability(layers: IceLayers, params: Any = None) -> xr.Dataset:
         if name in ("score_thermal", "thermal_proxy_k", "ice_favourability"):
             attrs["thermal_source"] = prov["thermal_source"]
         if name == "ice_favourability":
-            attrs.update(layers_used=prov["layers_used"], layers_missing=prov["layers_missing"],
-                         weights_effective=prov["weights_effective"])
+            attrs.update(
+                layers_used=prov["layers_used"],
+                layers_missing=prov["layers_missing"],
+                weights_effective=prov["weights_effective"],
+            )
         if name == "score_pole_facing" and layers.slope_deg is not None:
             attrs["slope_baseline_m"] = layers.slope_deg.attrs.get("baseline_m", "unknown")
         data_vars[name] = _wrap(prep, out[name], name, attrs)
@@ -692,8 +773,10 @@ def water_inventory_kg(dataset: xr.Dataset, params: Any = None) -> dict[str, flo
     v = _values(_params(params))
     column = dataset["water_column_kg_m2"]
     cls = dataset["ice_stability_class"]
-    out = {"map_kg": inventory_kg(column),
-           "stable_classes_kg": inventory_kg(column, mask=((cls == CLASS_SURFACE) | (cls == CLASS_SHALLOW)))}
+    out = {
+        "map_kg": inventory_kg(column),
+        "stable_classes_kg": inventory_kg(column, mask=((cls == CLASS_SURFACE) | (cls == CLASS_SHALLOW))),
+    }
     if "score_psr" in dataset:
         out["psr_kg"] = inventory_kg(column, mask=(dataset["score_psr"] >= v["psr_fraction_threshold"]))
     return out
@@ -734,14 +817,16 @@ def _draws(p: ParameterSet, v: Mapping[str, Any], n: int, seed: int) -> list[dic
         for j, name in enumerate(names):
             lo, hi = ranges[name]
             d[name] = lo + (hi - lo) * float(u[i, j])
-        d["weights"] = {k: 0.0 for k in SCORE_LAYERS} | {k: float(shares[i, j]) * total
-                                                         for j, k in enumerate(positive)}
+        d["weights"] = dict.fromkeys(SCORE_LAYERS, 0.0) | {
+            k: float(shares[i, j]) * total for j, k in enumerate(positive)
+        }
         draws.append(d)
     return draws
 
 
-def _mc_block(blocks: Mapping[str, np.ndarray], draws: list[dict[str, Any]], rules: _Rules,
-              pole_azimuth: float | None) -> np.ndarray:
+def _mc_block(
+    blocks: Mapping[str, np.ndarray], draws: list[dict[str, Any]], rules: _Rules, pole_azimuth: float | None
+) -> np.ndarray:
     """Percentile maps (3, rows, cols) of one chunk, evaluated strip by strip."""
     first = next(iter(blocks.values()))
     rows, cols = first.shape
@@ -784,25 +869,42 @@ def ice_monte_carlo(layers: IceLayers, params: Any = None, *, n: int = 64, seed:
 
     inputs = [prep.arrays[k] for k in names]
     if isinstance(inputs[0], da.Array):
-        token = dask.base.tokenize([x.name for x in inputs], json.dumps(draws, sort_keys=True, default=str),
-                                   rules, pole, MC_PERCENTILES)
-        stacked = da.map_blocks(block, *inputs, new_axis=0, chunks=((len(MC_PERCENTILES),),) + inputs[0].chunks,
-                                dtype=_F32, name=f"ice-monte-carlo-{token}", meta=np.empty((0, 0, 0), _F32))
+        token = dask.base.tokenize(
+            [x.name for x in inputs], json.dumps(draws, sort_keys=True, default=str), rules, pole, MC_PERCENTILES
+        )
+        stacked = da.map_blocks(
+            block,
+            *inputs,
+            new_axis=0,
+            chunks=((len(MC_PERCENTILES),),) + inputs[0].chunks,
+            dtype=_F32,
+            name=f"ice-monte-carlo-{token}",
+            meta=np.empty((0, 0, 0), _F32),
+        )
     else:
         stacked = block(*inputs)
     ranges = _mc_ranges(p)
     mc_attrs = {
-        "mc_samples": int(n), "mc_seed": int(seed),
+        "mc_samples": int(n),
+        "mc_seed": int(seed),
         "mc_parameters_varied": {k: list(r) for k, r in ranges.items()},
-        "mc_weights": f"Dirichlet(c w / sum w) x sum w, c = mc_weight_concentration = "
-                      f"{v['mc_weight_concentration']:g}",
+        "mc_weights": f"Dirichlet(c w / sum w) x sum w, c = mc_weight_concentration = {v['mc_weight_concentration']:g}",
     }
     data_vars = {}
     for i, q in enumerate(MC_PERCENTILES):
         name = f"ice_favourability_p{q:02d}"
-        data_vars[name] = _wrap(prep, stacked[i], name, {
-            "units": "1", "long_name": f"ice favourability, {q}th percentile of {n} Monte Carlo samples",
-            "percentile": q, "thermal_source": prov["thermal_source"], **mc_attrs})
+        data_vars[name] = _wrap(
+            prep,
+            stacked[i],
+            name,
+            {
+                "units": "1",
+                "long_name": f"ice favourability, {q}th percentile of {n} Monte Carlo samples",
+                "percentile": q,
+                "thermal_source": prov["thermal_source"],
+                **mc_attrs,
+            },
+        )
     return xr.Dataset(data_vars, attrs={**prov, **mc_attrs})
 
 
@@ -818,8 +920,14 @@ def _even(n: int, size: int) -> tuple[int, ...]:
     return tuple(min(size, n - s) for s in range(0, n, size))
 
 
-def write_ice(dataset: xr.Dataset, outdir: str | os.PathLike[str], *, cog: bool = False,
-              source_info: Mapping[str, Any] | None = None, window_px: int = WRITE_WINDOW_PX) -> dict[str, Path]:
+def write_ice(
+    dataset: xr.Dataset,
+    outdir: str | os.PathLike[str],
+    *,
+    cog: bool = False,
+    source_info: Mapping[str, Any] | None = None,
+    window_px: int = WRITE_WINDOW_PX,
+) -> dict[str, Path]:
     """Write every 2-D map of ``dataset`` as ``outdir/<name>.tif``, all or nothing.
 
     ``ice_stability_class`` is uint8 with nodata 255; the other maps float32 with NaN
@@ -836,8 +944,9 @@ def write_ice(dataset: xr.Dataset, outdir: str | os.PathLike[str], *, cog: bool 
     from prospect.io.writers import TiledGeoTIFFs, _groups, atomic_write, window_scheduler
 
     if not isinstance(dataset, xr.Dataset):
-        raise ConfigError(f"write_ice takes the Dataset of ice_favourability / ice_monte_carlo, not "
-                          f"{type(dataset).__name__}")
+        raise ConfigError(
+            f"write_ice takes the Dataset of ice_favourability / ice_monte_carlo, not {type(dataset).__name__}"
+        )
     names = [k for k in dataset.data_vars if dataset[k].ndim == 2]
     if not names:
         raise ConfigError("write_ice: the dataset has no 2-D maps to write")
@@ -862,19 +971,35 @@ def write_ice(dataset: xr.Dataset, outdir: str | os.PathLike[str], *, cog: bool 
     dtypes = {k: "uint8" if dataset[k].dtype == np.uint8 else "float32" for k in names}
     nodata = {k: CLASS_NODATA if dtypes[k] == "uint8" else FLOAT_NODATA for k in names}
     units = {k: str(dataset[k].attrs.get("units", "1")) for k in names}
-    tags = {k: {**common, **{f"prospect_{a}": _tag_value(val) for a, val in dataset[k].attrs.items() if a != "units"}}
-            for k in names}
+    tags = {
+        k: {**common, **{f"prospect_{a}": _tag_value(val) for a, val in dataset[k].attrs.items() if a != "units"}}
+        for k in names
+    }
     data = {k: dataset[k].data for k in names}
     chunks = next((x.chunks for x in data.values() if isinstance(x, da.Array)), None)
     row_spans = _groups(chunks[0] if chunks else _even(height, window_px), window_px)
     col_spans = _groups(chunks[1] if chunks else _even(width, window_px), window_px)
-    record = {"maps": {k: {"file": paths[k].name, "units": units[k],
-                           "attrs": {a: val for a, val in dataset[k].attrs.items()}} for k in names},
-              "provenance": dict(dataset.attrs), "source_info": dict(source_info or {}), "grid": grid.to_dict()}
+    record = {
+        "maps": {k: {"file": paths[k].name, "units": units[k], "attrs": dict(dataset[k].attrs.items())} for k in names},
+        "provenance": dict(dataset.attrs),
+        "source_info": dict(source_info or {}),
+        "grid": grid.to_dict(),
+    }
     # the maps are published when TiledGeoTIFFs exits, the provenance record right after; an error discards all
-    with atomic_write(provenance_path) as tmp_provenance, \
-            TiledGeoTIFFs(paths, crs=grid.crs, transform=grid.transform, shape=grid.shape, units=units, tags=tags,
-                          nodata=nodata, dtypes=dtypes, cog=cog) as dst:
+    with (
+        atomic_write(provenance_path) as tmp_provenance,
+        TiledGeoTIFFs(
+            paths,
+            crs=grid.crs,
+            transform=grid.transform,
+            shape=grid.shape,
+            units=units,
+            tags=tags,
+            nodata=nodata,
+            dtypes=dtypes,
+            cog=cog,
+        ) as dst,
+    ):
         for r0, r1 in row_spans:
             for c0, c1 in col_spans:
                 window = [data[k][r0:r1, c0:c1] for k in names]
@@ -898,10 +1023,22 @@ def _source_record(source: Any, arr: xr.DataArray | None = None, gdf: Any = None
     return rec
 
 
-def run_ice(outdir: str | os.PathLike[str], *, dem: Any = None, psr: Any = None, tmax: Any = None,
-            tmean: Any = None, ice_depth: Any = None, illumination: Any = None, hydrogen: Any = None,
-            config: Any = None, grid: AnalysisGrid | Mapping[str, Any] | None = None, mc_samples: int = 64,
-            seed: int = 0, cog: bool = False) -> dict[str, Path]:
+def run_ice(
+    outdir: str | os.PathLike[str],
+    *,
+    dem: Any = None,
+    psr: Any = None,
+    tmax: Any = None,
+    tmean: Any = None,
+    ice_depth: Any = None,
+    illumination: Any = None,
+    hydrogen: Any = None,
+    config: Any = None,
+    grid: AnalysisGrid | Mapping[str, Any] | None = None,
+    mc_samples: int = 64,
+    seed: int = 0,
+    cog: bool = False,
+) -> dict[str, Path]:
     """The ice pipeline stage: read the layers, model, Monte Carlo, write GeoTIFFs (``write_ice``).
 
     Each input is a path or a data-manifest id. Rasters are read with
@@ -930,11 +1067,17 @@ def run_ice(outdir: str | os.PathLike[str], *, dem: Any = None, psr: Any = None,
         grid = AnalysisGrid.from_dict(grid)
     elif grid is not None and not isinstance(grid, AnalysisGrid):
         raise ConfigError(f"grid must be an AnalysisGrid or a grid mapping, not {type(grid).__name__}")
-    inputs = {"dem": dem, "psr": psr, "tmax_k": tmax, "tmean_k": tmean, "ice_depth_m": ice_depth,
-              "illumination_fraction": illumination, "hydrogen_ppm": hydrogen}
+    inputs = {
+        "dem": dem,
+        "psr": psr,
+        "tmax_k": tmax,
+        "tmean_k": tmean,
+        "ice_depth_m": ice_depth,
+        "illumination_fraction": illumination,
+        "hydrogen_ppm": hydrogen,
+    }
     if all(v is None for v in inputs.values()):
-        raise ConfigError("run_ice needs at least one input (dem, psr, tmax, tmean, ice_depth, illumination, "
-                          "hydrogen)")
+        raise ConfigError("run_ice needs at least one input (dem, psr, tmax, tmean, ice_depth, illumination, hydrogen)")
     rasters: dict[str, xr.DataArray] = {}
     tables: dict[str, Any] = {}
     source_info: dict[str, Any] = {}
@@ -948,16 +1091,21 @@ def run_ice(outdir: str | os.PathLike[str], *, dem: Any = None, psr: Any = None,
             continue
         if is_binned_table_source(str(src)):
             tables[key] = read_binned_table(str(src))  # rasterised once the grid is known
-            source_info[key] = {"source": str(src), "product_id": tables[key].product_id,
-                                "manifest_id": tables[key].manifest_id, "source_sha256": tables[key].source_sha256,
-                                "units": tables[key].units}
+            source_info[key] = {
+                "source": str(src),
+                "product_id": tables[key].product_id,
+                "manifest_id": tables[key].manifest_id,
+                "source_sha256": tables[key].source_sha256,
+                "units": tables[key].units,
+            }
             continue
         rasters[key] = open_product(src)
         source_info[key] = _source_record(src, rasters[key])
     if grid is None:
         if not rasters:
-            raise ConfigError("run_ice: PSR polygons alone do not define a grid; pass grid= or a raster input "
-                              "(dem, tmax, ...)")
+            raise ConfigError(
+                "run_ice: PSR polygons alone do not define a grid; pass grid= or a raster input (dem, tmax, ...)"
+            )
         grid = AnalysisGrid.from_dataarray(rasters["dem"] if "dem" in rasters else next(iter(rasters.values())))
     fields_: dict[str, xr.DataArray] = {}
     for key, arr in rasters.items():
@@ -983,4 +1131,3 @@ def run_ice(outdir: str | os.PathLike[str], *, dem: Any = None, psr: Any = None,
     if "water_column_kg_m2" in ds:
         ds.attrs["water_inventory_kg"] = water_inventory_kg(ds, params)
     return write_ice(ds, outdir, cog=cog, source_info=source_info)
-

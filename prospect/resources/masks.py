@@ -39,8 +39,9 @@ __all__ = ["polygon_fraction"]
 _TILE_PX = 1024
 
 
-def _fraction_block(block: np.ndarray, geoms: list[Any], tree: Any, grid: AnalysisGrid, supersample: int,
-                    block_info: dict | None = None) -> np.ndarray:
+def _fraction_block(
+    block: np.ndarray, geoms: list[Any], tree: Any, grid: AnalysisGrid, supersample: int, block_info: dict | None = None
+) -> np.ndarray:
     """Covered fraction of the pixels of one chunk (``block`` only gives the shape and location)."""
     from rasterio.errors import NotGeoreferencedWarning
     from rasterio.features import rasterize
@@ -58,8 +59,13 @@ def _fraction_block(block: np.ndarray, geoms: list[Any], tree: Any, grid: Analys
     with warnings.catch_warnings():
         # rasterio's in-memory dataset warns "no geotransform" before it sets ours
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        fine = rasterize(((geoms[i], 1) for i in hits), out_shape=(h * s, w * s),
-                         transform=Affine(t.a / s, 0.0, left, 0.0, t.e / s, top), fill=0, dtype="uint8")
+        fine = rasterize(
+            ((geoms[i], 1) for i in hits),
+            out_shape=(h * s, w * s),
+            transform=Affine(t.a / s, 0.0, left, 0.0, t.e / s, top),
+            fill=0,
+            dtype="uint8",
+        )
     return fine.reshape(h, s, w, s).mean(axis=(1, 3), dtype="float32")
 
 
@@ -98,8 +104,10 @@ def polygon_fraction(gdf: Any, grid: AnalysisGrid, *, supersample: int = 4, chun
     elif gdf.crs is not None:
         crs = lunar.identify(gdf.crs.to_wkt(), source=source)
     else:
-        raise CRSError(f"{source}: the polygons have no CRS; open them with prospect.io.vectors.open_vector "
-                       "(crs_override=... for files without a .prj)")
+        raise CRSError(
+            f"{source}: the polygons have no CRS; open them with prospect.io.vectors.open_vector "
+            "(crs_override=... for files without a .prj)"
+        )
     frame = gdf.set_crs(crs.to_pyproj(), allow_override=True)
     same = (crs.code is not None and crs.code == grid.crs.code) or crs.wkt == grid.crs.wkt
     if not same:
@@ -117,8 +125,17 @@ def polygon_fraction(gdf: Any, grid: AnalysisGrid, *, supersample: int = 4, chun
     # that depends on the tile origin, so the tiles are fixed and then rechunked.
     template = grid.template(chunks=_TILE_PX)
     name = "polygon-fraction-" + dask.base.tokenize(digest, grid.to_dict(), supersample, _TILE_PX)
-    data = da.map_blocks(_fraction_block, template.data, geoms, tree, grid, supersample, dtype="float32",
-                         name=name, meta=np.empty((0, 0), dtype="float32"))
+    data = da.map_blocks(
+        _fraction_block,
+        template.data,
+        geoms,
+        tree,
+        grid,
+        supersample,
+        dtype="float32",
+        name=name,
+        meta=np.empty((0, 0), dtype="float32"),
+    )
     if chunks is not None:
         data = data.rechunk(grid.template(chunks=chunks).data.chunks)
     out = template.copy(data=data)
@@ -130,6 +147,6 @@ def polygon_fraction(gdf: Any, grid: AnalysisGrid, *, supersample: int = 4, chun
         n_polygons=len(geoms),
         supersample=supersample,
         method=f"rasterio.features.rasterize at {supersample}x{supersample} cells per pixel "
-               "(pixel-centre rule), block-averaged",
+        "(pixel-centre rule), block-averaged",
     )
     return out

@@ -70,11 +70,13 @@ class Lattice:
     shape: tuple[int, int]
 
     @classmethod
-    def of(cls, grid: AnalysisGrid, spacing_m: float) -> "Lattice":
+    def of(cls, grid: AnalysisGrid, spacing_m: float) -> Lattice:
         """The lattice of pixel centres whose CRS index ``floor(x / px)`` is a multiple of ``step``."""
         if grid.crs.kind == "geographic":
-            raise ConfigError(f"site candidates need a projected analysis grid (polar stereographic or "
-                              f"equirectangular, metres), not the geographic grid {grid.crs}")
+            raise ConfigError(
+                f"site candidates need a projected analysis grid (polar stereographic or "
+                f"equirectangular, metres), not the geographic grid {grid.crs}"
+            )
         px = abs(grid.transform.a)
         if not math.isclose(px, abs(grid.transform.e), rel_tol=1e-6):
             raise ConfigError(f"site candidates need square pixels, not {px:g} x {abs(grid.transform.e):g} m")
@@ -131,7 +133,7 @@ class Lattice:
 def disc_offsets(radius_px: float) -> tuple[np.ndarray, np.ndarray]:
     """Pixel offsets ``(dr, dc)`` whose centres lie within ``radius_px`` of the centre (always ``(0, 0)``)."""
     r = int(math.floor(radius_px))
-    dr, dc = np.mgrid[-r:r + 1, -r:r + 1]
+    dr, dc = np.mgrid[-r : r + 1, -r : r + 1]
     inside = dr**2 + dc**2 <= radius_px**2 + 1e-9
     return dr[inside], dc[inside]
 
@@ -177,8 +179,10 @@ def disc_stat(layer: xr.DataArray, lattice: Lattice, radius_m: float, stat: Stat
     dr, dc = disc_offsets(radius_px)
     if dr.size > MAX_DISC_OFFSETS:
         if stat != "mean":
-            raise ConfigError(f"disc_stat: a {stat} over a {radius_m:g} m disc ({dr.size} pixels) is not supported; "
-                              "only means over wide discs")
+            raise ConfigError(
+                f"disc_stat: a {stat} over a {radius_m:g} m disc ({dr.size} pixels) is not supported; "
+                "only means over wide discs"
+            )
         factor = max(1, int(math.ceil(radius_px / 64.0)))
         h, w = data.shape
         if factor > 1:
@@ -193,8 +197,9 @@ def disc_stat(layer: xr.DataArray, lattice: Lattice, radius_m: float, stat: Stat
     r = int(max(np.abs(dr).max(), np.abs(dc).max()))
     padded = da.pad(data, r, constant_values=np.nan)
     prow, pcol = rows + r, cols + r
-    pieces = [padded[prow[0] + a: prow[-1] + a + 1: step, pcol[0] + b: pcol[-1] + b + 1: step]
-              for a, b in zip(dr, dc)]
+    pieces = [
+        padded[prow[0] + a : prow[-1] + a + 1 : step, pcol[0] + b : pcol[-1] + b + 1 : step] for a, b in zip(dr, dc)
+    ]
     if len(pieces) == 1:
         return np.asarray(pieces[0].compute(), dtype="float64")
     stack = da.stack(pieces).rechunk({0: -1})
@@ -243,15 +248,19 @@ class ConstraintResult:
         if n > 0:
             detail = f"without it {n:,} of {total:,} lattice sites would pass"
         else:
-            detail = "more than one constraint binds; on its own it passes " \
-                     f"{int(self.masks[name].sum()):,} of {total:,}"
+            detail = (
+                f"more than one constraint binds; on its own it passes {int(self.masks[name].sum()):,} of {total:,}"
+            )
         counts = ", ".join(f"{k} {v:,}" for k, v in self.counts().items())
-        raise ConstraintError(f"no candidate site passes the constraints: the binding constraint is {name} "
-                              f"({self.descriptions[name]}); {detail} (sites passing each alone: {counts})")
+        raise ConstraintError(
+            f"no candidate site passes the constraints: the binding constraint is {name} "
+            f"({self.descriptions[name]}); {detail} (sites passing each alone: {counts})"
+        )
 
 
-def apply_constraints(stats: dict[str, np.ndarray], lat: np.ndarray, lattice: Lattice, params: ParameterSet
-                      ) -> ConstraintResult:
+def apply_constraints(
+    stats: dict[str, np.ndarray], lat: np.ndarray, lattice: Lattice, params: ParameterSet
+) -> ConstraintResult:
     """Evaluate the hard constraints on the lattice from zonal statistics.
 
     ``stats`` holds ``slope_mean_deg`` (required) and, when the layer exists,
@@ -285,8 +294,10 @@ def apply_constraints(stats: dict[str, np.ndarray], lat: np.ndarray, lattice: La
     patch = ndimage.sum_labels(cell, labels, index=np.arange(n + 1)) if n else np.zeros(1)
     flat_area = np.where(labels > 0, patch[labels], 0.0)
     masks["min_flat_area_m2"] = flat_area >= p["min_flat_area_m2"]
-    desc["min_flat_area_m2"] = (f"connected area passing the slope limit >= {p['min_flat_area_m2'] / 1e6:g} km2 "
-                                f"(lattice cells of {lattice.spacing_m:g} m)")
+    desc["min_flat_area_m2"] = (
+        f"connected area passing the slope limit >= {p['min_flat_area_m2'] / 1e6:g} km2 "
+        f"(lattice cells of {lattice.spacing_m:g} m)"
+    )
     masks["valid_data"] = valid
     desc["valid_data"] = "finite slope (and illumination) over the site: inside the DEM, away from its edge"
     return ConstraintResult(masks=masks, descriptions=desc, flat_area_m2=flat_area)
@@ -300,11 +311,22 @@ def candidate_frame(lattice: Lattice, passed: np.ndarray, radius_m: float) -> pd
     sel = np.nonzero(passed)
     r_px = radius_m * lattice.scale_factor() / lattice.pixel_m
     n_support = disc_offsets(r_px)[0].size
-    frame = pd.DataFrame({
-        "site_id": lattice.ids()[sel], "x": x[sel], "y": y[sel], "lon": lon[sel], "lat": lat[sel],
-        "row": rows[sel], "col": cols[sel],
-    })
-    frame.attrs.update(site_radius_m=float(radius_m), support_px=int(n_support),
-                       support_m2=float(n_support * lattice.pixel_m**2 / lattice.scale_factor() ** 2),
-                       spacing_m=lattice.spacing_m, step_px=lattice.step)
+    frame = pd.DataFrame(
+        {
+            "site_id": lattice.ids()[sel],
+            "x": x[sel],
+            "y": y[sel],
+            "lon": lon[sel],
+            "lat": lat[sel],
+            "row": rows[sel],
+            "col": cols[sel],
+        }
+    )
+    frame.attrs.update(
+        site_radius_m=float(radius_m),
+        support_px=int(n_support),
+        support_m2=float(n_support * lattice.pixel_m**2 / lattice.scale_factor() ** 2),
+        spacing_m=lattice.spacing_m,
+        step_px=lattice.step,
+    )
     return frame

@@ -46,8 +46,9 @@ def boundary_lonlat(mask: xr.DataArray | np.ndarray, grid: AnalysisGrid) -> tupl
     row_off = np.cumsum((0,) + edge.chunks[0])
     col_off = np.cumsum((0,) + edge.chunks[1])
     blocks = edge.to_delayed()
-    found = dask.compute(*[dask.delayed(np.nonzero)(blocks[i, j])
-                           for i in range(blocks.shape[0]) for j in range(blocks.shape[1])])
+    found = dask.compute(
+        *[dask.delayed(np.nonzero)(blocks[i, j]) for i in range(blocks.shape[0]) for j in range(blocks.shape[1])]
+    )
     rows, cols = [], []
     for (i, j), (r, c) in zip(np.ndindex(blocks.shape), found):
         rows.append(r + row_off[i])
@@ -57,8 +58,9 @@ def boundary_lonlat(mask: xr.DataArray | np.ndarray, grid: AnalysisGrid) -> tupl
     return lunar.xy_to_lonlat(grid.crs, grid.x[c], grid.y[r])
 
 
-def nearest_distance_km(lon: np.ndarray, lat: np.ndarray, target_lon: np.ndarray, target_lat: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def nearest_distance_km(
+    lon: np.ndarray, lat: np.ndarray, target_lon: np.ndarray, target_lat: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Great-circle distance [km] from each point to its nearest target, and that target's index.
 
     NaN (and index -1) everywhere when there is no target.
@@ -71,8 +73,14 @@ def nearest_distance_km(lon: np.ndarray, lat: np.ndarray, target_lon: np.ndarray
     return lunar.chord_to_arc_m(chord) / 1e3, np.asarray(idx, dtype=np.int64)
 
 
-def distance_to_mask_km(lon: np.ndarray, lat: np.ndarray, mask: xr.DataArray | np.ndarray, grid: AnalysisGrid,
-                        rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+def distance_to_mask_km(
+    lon: np.ndarray,
+    lat: np.ndarray,
+    mask: xr.DataArray | np.ndarray,
+    grid: AnalysisGrid,
+    rows: np.ndarray,
+    cols: np.ndarray,
+) -> np.ndarray:
     """Great-circle distance [km] from each point (pixel ``rows, cols``) to the nearest ``True`` pixel of ``mask``.
 
     0 for points on a ``True`` pixel; NaN everywhere when the mask is empty.
@@ -83,28 +91,45 @@ def distance_to_mask_km(lon: np.ndarray, lat: np.ndarray, mask: xr.DataArray | n
     return np.where(inside, 0.0, dist)
 
 
-def crater_density_km2(lon: np.ndarray, lat: np.ndarray, crater_lon: np.ndarray, crater_lat: np.ndarray,
-                       diameter_m: np.ndarray, *, radius_m: float, min_diameter_m: float) -> np.ndarray:
+def crater_density_km2(
+    lon: np.ndarray,
+    lat: np.ndarray,
+    crater_lon: np.ndarray,
+    crater_lat: np.ndarray,
+    diameter_m: np.ndarray,
+    *,
+    radius_m: float,
+    min_diameter_m: float,
+) -> np.ndarray:
     """Craters with ``D >= min_diameter_m`` per km2 within ``radius_m`` (great circle) of each point."""
     keep = np.asarray(diameter_m) >= min_diameter_m
     cap_km2 = lunar.spherical_cap_area_m2(radius_m) / 1e6
     if not keep.any():
         return np.zeros(np.size(lon))
     tree = cKDTree(lunar.unit_vectors(np.asarray(crater_lon)[keep], np.asarray(crater_lat)[keep]))
-    counts = tree.query_ball_point(lunar.unit_vectors(lon, lat), r=float(lunar.arc_to_chord(radius_m)),
-                                   return_length=True)
+    counts = tree.query_ball_point(
+        lunar.unit_vectors(lon, lat), r=float(lunar.arc_to_chord(radius_m)), return_length=True
+    )
     return np.asarray(counts, dtype="float64") / cap_km2
 
 
 def diameters_m(gdf: Any, source: str) -> np.ndarray:
     """Crater diameters [m] from a catalogue table (``Diameter_m``, ``diam_m`` or ``Diam (km)``)."""
     lower = {str(c).lower().strip(): c for c in gdf.columns}
-    for name, scale in (("diameter_m", 1.0), ("diam_m", 1.0), ("diameter", 1.0), ("diam (km)", 1e3),
-                        ("diameter_km", 1e3), ("diam_km", 1e3)):
+    for name, scale in (
+        ("diameter_m", 1.0),
+        ("diam_m", 1.0),
+        ("diameter", 1.0),
+        ("diam (km)", 1e3),
+        ("diameter_km", 1e3),
+        ("diam_km", 1e3),
+    ):
         if name in lower:
             return np.asarray(gdf[lower[name]], dtype="float64") * scale
-    raise ConfigError(f"{source}: no crater diameter column (Diameter_m, diam_m, Diam (km), diameter_km); "
-                      f"columns: {list(gdf.columns)}")
+    raise ConfigError(
+        f"{source}: no crater diameter column (Diameter_m, diam_m, Diam (km), diameter_km); "
+        f"columns: {list(gdf.columns)}"
+    )
 
 
 def point_lonlat(gdf: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -135,9 +160,17 @@ def nearest_named(lon: np.ndarray, lat: np.ndarray, named: Any) -> tuple[np.ndar
     return np.where(idx >= 0, names[np.clip(idx, 0, None)], ""), dist
 
 
-def traverse_cost_km(slope: xr.DataArray, sources: xr.DataArray, rows: np.ndarray, cols: np.ndarray,
-                     grid: AnalysisGrid, *, scale_deg: float, max_slope_deg: float, max_cells: float
-                     ) -> tuple[np.ndarray, float]:
+def traverse_cost_km(
+    slope: xr.DataArray,
+    sources: xr.DataArray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    grid: AnalysisGrid,
+    *,
+    scale_deg: float,
+    max_slope_deg: float,
+    max_cells: float,
+) -> tuple[np.ndarray, float]:
     """Least slope-weighted traverse cost [flat-ground km] from pixels ``(rows, cols)`` to any source.
 
     Returns the costs (NaN where no passable path exists or there is no source) and the
@@ -172,8 +205,9 @@ def traverse_cost_km(slope: xr.DataArray, sources: xr.DataArray, rows: np.ndarra
         heads.append(idx[a][ok])
         tails.append(idx[b][ok])
         weights.append((length * 0.5 * (factor[a] + factor[b]))[ok])
-    graph = sparse.coo_matrix((np.concatenate(weights), (np.concatenate(heads), np.concatenate(tails))),
-                              shape=(idx.size, idx.size)).tocsr()
+    graph = sparse.coo_matrix(
+        (np.concatenate(weights), (np.concatenate(heads), np.concatenate(tails))), shape=(idx.size, idx.size)
+    ).tocsr()
     start = idx[is_src]
     out = np.full(np.size(rows), np.nan)
     if start.size:

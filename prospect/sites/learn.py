@@ -57,12 +57,12 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 from sklearn.inspection import permutation_importance
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from prospect import lunar
 from prospect.errors import ConfigError, FormatError, InputNotFoundError, OutputPathError
@@ -87,22 +87,24 @@ _BBOX = ("bbox_min_lon", "bbox_min_lat", "bbox_max_lon", "bbox_max_lat")
 _CALIBRATION_FOLDS = 3
 
 #: Every non-default type a saved :class:`PUEnsemble` contains; :func:`load_model` refuses others.
-ALLOWED_TYPES = frozenset({
-    "sklearn._loss.link.Interval",
-    "sklearn._loss.link.LogitLink",
-    "sklearn._loss.loss.HalfBinomialLoss",
-    "sklearn.calibration.CalibratedClassifierCV",
-    "sklearn.calibration._CalibratedClassifier",
-    "sklearn.calibration._SigmoidCalibration",
-    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
-    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.impute._base.SimpleImputer",
-    "numpy.dtype",  # SimpleImputer keeps the dtype it was fitted on
-    "sklearn.linear_model._logistic.LogisticRegression",
-    "sklearn.pipeline.Pipeline",
-    "sklearn.preprocessing._data.StandardScaler",
-})
+ALLOWED_TYPES = frozenset(
+    {
+        "sklearn._loss.link.Interval",
+        "sklearn._loss.link.LogitLink",
+        "sklearn._loss.loss.HalfBinomialLoss",
+        "sklearn.calibration.CalibratedClassifierCV",
+        "sklearn.calibration._CalibratedClassifier",
+        "sklearn.calibration._SigmoidCalibration",
+        "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.impute._base.SimpleImputer",
+        "numpy.dtype",  # SimpleImputer keeps the dtype it was fitted on
+        "sklearn.linear_model._logistic.LogisticRegression",
+        "sklearn.pipeline.Pipeline",
+        "sklearn.preprocessing._data.StandardScaler",
+    }
+)
 
 #: Base models of :func:`fit_pu` (``estimator=``).
 ESTIMATORS = ("logistic", "hist_gradient_boosting")
@@ -136,8 +138,9 @@ def region_polygons(regions: Any, crs: lunar.LunarCRS, edge_points: int = 32) ->
         lo, hi = (float(lunar.normalize_longitude(row[c])) for c in ("bbox_min_lon", "bbox_max_lon"))
         s, n = float(row["bbox_min_lat"]), float(row["bbox_max_lat"])
         width = (hi - lo) % 360.0
-        lon = np.concatenate([lo + width * t, np.full(edge_points, lo + width), lo + width * (1 - t),
-                              np.full(edge_points, lo)])
+        lon = np.concatenate(
+            [lo + width * t, np.full(edge_points, lo + width), lo + width * (1 - t), np.full(edge_points, lo)]
+        )
         lat = np.concatenate([np.full(edge_points, s), s + (n - s) * t, np.full(edge_points, n), n - (n - s) * t])
         x, y = lunar.lonlat_to_xy(crs, lunar.normalize_longitude(lon), lat)
         polys.append(shapely.Polygon(np.column_stack([x, y])))
@@ -175,8 +178,9 @@ def region_membership(lon: Any, lat: Any, regions: pd.DataFrame) -> np.ndarray:
 
         geoms = getattr(regions, "geometry", None)
         if geoms is None or not geoms.geom_type.isin(["Polygon", "MultiPolygon"]).all():
-            raise ConfigError(f"regions: need columns {', '.join(_BBOX)} or polygon geometries "
-                              f"(columns: {list(regions.columns)})")
+            raise ConfigError(
+                f"regions: need columns {', '.join(_BBOX)} or polygon geometries (columns: {list(regions.columns)})"
+            )
         if not lunar.identify(regions.crs, source="regions").is_geographic:
             raise ConfigError("regions: polygon geometries must be in a lunar geographic CRS (IAU_2015:30100)")
         polys = list(geoms)
@@ -240,14 +244,27 @@ def _calibration_cv(y: np.ndarray, groups: np.ndarray, seed: int) -> tuple[Any, 
 
 def _base_model(estimator: str, seed: int, *, max_iter: int, max_depth: int, learning_rate: float) -> Any:
     if estimator == "logistic":
-        return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
-    return HistGradientBoostingClassifier(max_depth=max_depth, max_iter=max_iter, learning_rate=learning_rate,
-                                          early_stopping=False, random_state=seed)
+        return make_pipeline(
+            SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(C=1.0, max_iter=1000)
+        )
+    return HistGradientBoostingClassifier(
+        max_depth=max_depth, max_iter=max_iter, learning_rate=learning_rate, early_stopping=False, random_state=seed
+    )
 
 
-def fit_pu(X: pd.DataFrame, positive: Any, blocks: Any, *, members: int = 16, background_per_positive: int = 10,
-           seed: int = 0, estimator: str = "logistic", max_iter: int = 100, max_depth: int = 3,
-           learning_rate: float = 0.1) -> PUEnsemble:
+def fit_pu(
+    X: pd.DataFrame,
+    positive: Any,
+    blocks: Any,
+    *,
+    members: int = 16,
+    background_per_positive: int = 10,
+    seed: int = 0,
+    estimator: str = "logistic",
+    max_iter: int = 100,
+    max_depth: int = 3,
+    learning_rate: float = 0.1,
+) -> PUEnsemble:
     """Fit ``members`` calibrated classifiers, each on all positives + a background draw.
 
     ``estimator``: ``"logistic"`` or ``"hist_gradient_boosting"`` (see the module doc;
@@ -265,11 +282,14 @@ def fit_pu(X: pd.DataFrame, positive: Any, blocks: Any, *, members: int = 16, ba
     data = _features(X, "fit_pu")
     pos, unl = np.flatnonzero(positive), np.flatnonzero(~positive)
     if len(pos) == 0:
-        raise ConfigError(f"no labelled site falls on a candidate: 0 of {len(X)} candidates lie inside an expert "
-                          "region; check the region file and the candidate area")
+        raise ConfigError(
+            f"no labelled site falls on a candidate: 0 of {len(X)} candidates lie inside an expert "
+            "region; check the region file and the candidate area"
+        )
     if len(unl) == 0:
-        raise ConfigError(f"every one of the {len(X)} candidates is labelled positive; PU learning needs "
-                          "unlabelled background sites")
+        raise ConfigError(
+            f"every one of the {len(X)} candidates is labelled positive; PU learning needs unlabelled background sites"
+        )
     if estimator not in ESTIMATORS:
         raise ConfigError(f"learned_estimator must be one of {list(ESTIMATORS)}, not {estimator!r}")
     if members < 1 or background_per_positive < 1:
@@ -281,20 +301,33 @@ def fit_pu(X: pd.DataFrame, positive: Any, blocks: Any, *, members: int = 16, ba
         member_seed = int(rng.integers(2**31 - 1))
         rows = np.concatenate([pos, np.sort(rng.choice(unl, size=n_bg, replace=False))])
         y = positive[rows]
-        base = _base_model(estimator, member_seed, max_iter=max_iter, max_depth=max_depth,
-                           learning_rate=learning_rate)
+        base = _base_model(estimator, member_seed, max_iter=max_iter, max_depth=max_depth, learning_rate=learning_rate)
         cv, mode = _calibration_cv(y, blocks[rows], member_seed)
         calibration[mode] += 1
         model = base if cv is None else CalibratedClassifierCV(base, method="sigmoid", cv=cv)
         fitted.append(model.fit(data[rows], y))
     info = {
-        "seed": int(seed), "members": int(members), "background_per_positive": int(background_per_positive),
-        "n_rows": len(X), "n_positive": len(pos), "n_unlabelled": len(unl), "n_background_per_member": int(n_bg),
-        "n_blocks": int(len(np.unique(blocks))), "n_positive_blocks": int(len(np.unique(blocks[pos]))),
+        "seed": int(seed),
+        "members": int(members),
+        "background_per_positive": int(background_per_positive),
+        "n_rows": len(X),
+        "n_positive": len(pos),
+        "n_unlabelled": len(unl),
+        "n_background_per_member": int(n_bg),
+        "n_blocks": int(len(np.unique(blocks))),
+        "n_positive_blocks": int(len(np.unique(blocks[pos]))),
         "calibration": calibration,
-        "base": ({"estimator": "HistGradientBoostingClassifier", "max_depth": max_depth, "max_iter": max_iter,
-                  "learning_rate": learning_rate, "early_stopping": False} if estimator != "logistic" else
-                 {"estimator": "SimpleImputer(median) + StandardScaler + LogisticRegression(C=1, L2)"}),
+        "base": (
+            {
+                "estimator": "HistGradientBoostingClassifier",
+                "max_depth": max_depth,
+                "max_iter": max_iter,
+                "learning_rate": learning_rate,
+                "early_stopping": False,
+            }
+            if estimator != "logistic"
+            else {"estimator": "SimpleImputer(median) + StandardScaler + LogisticRegression(C=1, L2)"}
+        ),
         "sklearn_version": sklearn.__version__,
     }
     return PUEnsemble(members=fitted, feature_names=[str(c) for c in X.columns], info=info)
@@ -306,8 +339,10 @@ def predict(ens: PUEnsemble, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     if cols != ens.feature_names:
         missing = [c for c in ens.feature_names if c not in cols]
         extra = [c for c in cols if c not in ens.feature_names]
-        raise ConfigError(f"features do not match the model's {ens.feature_names}: missing {missing}, "
-                          f"unexpected {extra}" + ("" if missing or extra else ", order differs"))
+        raise ConfigError(
+            f"features do not match the model's {ens.feature_names}: missing {missing}, "
+            f"unexpected {extra}" + ("" if missing or extra else ", order differs")
+        )
     data = _features(X, "predict")
     per_member = np.stack([m.predict_proba(data)[:, 1] for m in ens.members])
     return per_member.mean(axis=0), per_member
@@ -322,14 +357,21 @@ def _reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str,
     for b in range(bins):
         sel = idx == b
         n = int(sel.sum())
-        table.append({"bin_lo": b / bins, "bin_hi": (b + 1) / bins, "count": n,
-                      "mean_predicted": float(p[sel].mean()) if n else None,
-                      "observed_fraction": float(y[sel].mean()) if n else None})
+        table.append(
+            {
+                "bin_lo": b / bins,
+                "bin_hi": (b + 1) / bins,
+                "count": n,
+                "mean_predicted": float(p[sel].mean()) if n else None,
+                "observed_fraction": float(y[sel].mean()) if n else None,
+            }
+        )
     return table
 
 
-def spatial_cv(X: pd.DataFrame, positive: Any, blocks: Any, *, folds: int = 5, seed: int = 0,
-               **fit_kw: Any) -> dict[str, Any]:
+def spatial_cv(
+    X: pd.DataFrame, positive: Any, blocks: Any, *, folds: int = 5, seed: int = 0, **fit_kw: Any
+) -> dict[str, Any]:
     """Out-of-fold scores with whole spatial blocks held out; metrics as a JSON-serialisable dict.
 
     Folds are :class:`~sklearn.model_selection.StratifiedGroupKFold` on ``blocks`` (group
@@ -344,8 +386,9 @@ def spatial_cv(X: pd.DataFrame, positive: Any, blocks: Any, *, folds: int = 5, s
     _check_rows(X, positive, blocks)
     n_pos_blocks = len(np.unique(blocks[positive]))
     if n_pos_blocks < 2:
-        raise ConfigError(f"spatial_cv: positives lie in {n_pos_blocks} spatial block(s); need at least 2 "
-                          "(use smaller blocks)")
+        raise ConfigError(
+            f"spatial_cv: positives lie in {n_pos_blocks} spatial block(s); need at least 2 (use smaller blocks)"
+        )
     k = min(folds, n_pos_blocks)
     oof, spread, fold_auc = np.full(len(X), np.nan), np.full(len(X), np.nan), []
     for i, (tr, te) in enumerate(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(X, positive, blocks)):
@@ -355,12 +398,16 @@ def spatial_cv(X: pd.DataFrame, positive: Any, blocks: Any, *, folds: int = 5, s
         yt = positive[te]
         fold_auc.append(float(roc_auc_score(yt, oof[te])) if 0 < yt.sum() < len(yt) else None)
     return {
-        "folds": k, "seed": int(seed), "n": len(X), "n_positive": int(positive.sum()),
+        "folds": k,
+        "seed": int(seed),
+        "n": len(X),
+        "n_positive": int(positive.sum()),
         "roc_auc": float(roc_auc_score(positive, oof)),
         "average_precision": float(average_precision_score(positive, oof)),
         "positive_fraction": float(positive.mean()),
         "brier": float(brier_score_loss(positive, oof)),
-        "fold_roc_auc": fold_auc, "mean_member_std": float(spread.mean()),
+        "fold_roc_auc": fold_auc,
+        "mean_member_std": float(spread.mean()),
         "reliability": _reliability(positive, oof),
     }
 
@@ -385,8 +432,15 @@ def region_recall(scores: Any, region: Any, top_fraction: float) -> pd.DataFrame
     for r in np.unique(region[region >= 0]):
         sel = region == r
         best = int(rank[sel].min())
-        rows.append({"region": int(r), "n_candidates": int(sel.sum()), "best_rank": best,
-                     "best_percentile": 100.0 * (best - 1) / len(s), "recalled": bool(best <= top_fraction * len(s))})
+        rows.append(
+            {
+                "region": int(r),
+                "n_candidates": int(sel.sum()),
+                "best_rank": best,
+                "best_percentile": 100.0 * (best - 1) / len(s),
+                "recalled": bool(best <= top_fraction * len(s)),
+            }
+        )
     table = pd.DataFrame(rows, columns=["region", "n_candidates", "best_rank", "best_percentile", "recalled"])
     table.attrs.update(recall_summary(table))
     return table
@@ -394,13 +448,25 @@ def region_recall(scores: Any, region: Any, top_fraction: float) -> pd.DataFrame
 
 def recall_summary(table: pd.DataFrame) -> dict[str, float | int]:
     """Share of regions recalled and median best percentile of a :func:`region_recall`-style table."""
-    return {"n_regions": len(table), "recall": float(table["recalled"].mean()) if len(table) else float("nan"),
-            "median_best_percentile": float(table["best_percentile"].median()) if len(table) else float("nan")}
+    return {
+        "n_regions": len(table),
+        "recall": float(table["recalled"].mean()) if len(table) else float("nan"),
+        "median_best_percentile": float(table["best_percentile"].median()) if len(table) else float("nan"),
+    }
 
 
-def leave_one_region_out(X: pd.DataFrame, positive_region: Any, x: Any, y: Any, *, buffer_m: float,
-                         top_fraction: float, seed: int = 0, block_m: float | None = None,
-                         **fit_kw: Any) -> pd.DataFrame:
+def leave_one_region_out(
+    X: pd.DataFrame,
+    positive_region: Any,
+    x: Any,
+    y: Any,
+    *,
+    buffer_m: float,
+    top_fraction: float,
+    seed: int = 0,
+    block_m: float | None = None,
+    **fit_kw: Any,
+) -> pd.DataFrame:
     """Hide each expert region in turn and check the model still ranks one of its sites high.
 
     ``positive_region``: region row position per site (-1 unlabelled, :func:`region_membership`).
@@ -456,8 +522,9 @@ class _EnsembleMean(ClassifierMixin, BaseEstimator):
     classes_ = np.array([0, 1])
 
 
-def permutation_importances(ens: PUEnsemble, X: pd.DataFrame, positive: Any, *, seed: int = 0,
-                            n_repeats: int = 10) -> pd.DataFrame:
+def permutation_importances(
+    ens: PUEnsemble, X: pd.DataFrame, positive: Any, *, seed: int = 0, n_repeats: int = 10
+) -> pd.DataFrame:
     """Drop in average precision of the ensemble mean when each feature is shuffled (descending).
 
     Evaluated on all positives plus an equal-sized (or all, if fewer) seeded draw of
@@ -470,10 +537,17 @@ def permutation_importances(ens: PUEnsemble, X: pd.DataFrame, positive: Any, *, 
         raise ConfigError("permutation_importances: need both positive and unlabelled rows")
     rng = np.random.default_rng(seed)
     rows = np.concatenate([pos, np.sort(rng.choice(unl, size=min(len(pos), len(unl)), replace=False))])
-    res = permutation_importance(_EnsembleMean(ens), X.iloc[rows], positive[rows].astype(int),
-                                 scoring="average_precision", n_repeats=n_repeats, random_state=seed)
-    table = pd.DataFrame({"feature": ens.feature_names, "importance_mean": res.importances_mean,
-                          "importance_std": res.importances_std})
+    res = permutation_importance(
+        _EnsembleMean(ens),
+        X.iloc[rows],
+        positive[rows].astype(int),
+        scoring="average_precision",
+        n_repeats=n_repeats,
+        random_state=seed,
+    )
+    table = pd.DataFrame(
+        {"feature": ens.feature_names, "importance_mean": res.importances_mean, "importance_std": res.importances_std}
+    )
     return table.sort_values("importance_mean", ascending=False, kind="stable").reset_index(drop=True)
 
 
@@ -507,8 +581,9 @@ def _reproducible_zip(data: bytes) -> bytes:
     order = sorted(others, key=lambda n: (schema.find(f'"{n}"') % (len(schema) + 1), n))
     rename = {old: f"{i:06d}{Path(old).suffix}" for i, old in enumerate(order)}
     if rename:
-        schema = re.sub("|".join(re.escape(f'"{n}"') for n in rename), lambda m: f'"{rename[m.group(0)[1:-1]]}"',
-                        schema)
+        schema = re.sub(
+            "|".join(re.escape(f'"{n}"') for n in rename), lambda m: f'"{rename[m.group(0)[1:-1]]}"', schema
+        )
     ids: dict[str, int] = {}  # object identities (memory addresses) become their order of first mention
 
     def renumber(m: re.Match) -> str:
@@ -518,7 +593,8 @@ def _reproducible_zip(data: bytes) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as dst:
         for name, content in [("schema.json", schema.encode("utf-8"))] + sorted(
-                (rename[n], src.read(n)) for n in others):
+            (rename[n], src.read(n)) for n in others
+        ):
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             dst.writestr(info, content)
@@ -535,20 +611,28 @@ def load_model(path: str | os.PathLike[str]) -> PUEnsemble:
     try:
         untrusted = sio.get_untrusted_types(file=p)
     except Exception as exc:
-        raise FormatError(f"{p}: not a skops model file ({type(exc).__name__}: "
-                          f"{(str(exc).splitlines() or [''])[0]})") from None
+        raise FormatError(
+            f"{p}: not a skops model file ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0]})"
+        ) from None
     refused = sorted(set(untrusted) - ALLOWED_TYPES)
     if refused:
-        raise FormatError(f"{p}: refusing to load type {refused[0]!r}, not one prospect writes "
-                          f"({len(refused)} disallowed type(s))")
+        raise FormatError(
+            f"{p}: refusing to load type {refused[0]!r}, not one prospect writes ({len(refused)} disallowed type(s))"
+        )
     try:
         obj = sio.load(p, trusted=list(untrusted))
     except Exception as exc:
-        raise FormatError(f"{p}: unreadable skops model ({type(exc).__name__}: "
-                          f"{(str(exc).splitlines() or [''])[0]})") from None
+        raise FormatError(
+            f"{p}: unreadable skops model ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0]})"
+        ) from None
     kinds = (CalibratedClassifierCV, HistGradientBoostingClassifier, Pipeline)
-    if not (isinstance(obj, Mapping) and {"members", "feature_names", "info"} <= set(obj) and len(obj["members"])
-            and all(isinstance(m, kinds) for m in obj["members"])):
+    if not (
+        isinstance(obj, Mapping)
+        and {"members", "feature_names", "info"} <= set(obj)
+        and len(obj["members"])
+        and all(isinstance(m, kinds) for m in obj["members"])
+    ):
         raise FormatError(f"{p}: not a prospect site model (expected a dict with members, feature_names, info)")
-    return PUEnsemble(members=list(obj["members"]), feature_names=[str(c) for c in obj["feature_names"]],
-                      info=dict(obj["info"]))
+    return PUEnsemble(
+        members=list(obj["members"]), feature_names=[str(c) for c in obj["feature_names"]], info=dict(obj["info"])
+    )

@@ -82,7 +82,7 @@ def criteria(params: ParameterSet, features: pd.DataFrame) -> tuple[list[Criteri
     for key in params.params:
         if not key.startswith(_PREFIX):
             continue
-        name, w = key[len(_PREFIX):], float(params[key])
+        name, w = key[len(_PREFIX) :], float(params[key])
         if w <= 0:
             dropped[name] = "weight 0"
         elif name not in features.columns:
@@ -98,8 +98,11 @@ def criteria(params: ParameterSet, features: pd.DataFrame) -> tuple[list[Criteri
     crits = []
     for name, w in kept:
         p = params.param(_PREFIX + name)
-        crits.append(Criterion(name=name, weight=w / total, direction=params[f"direction_{name}"],
-                               source=p.source, status=p.status))
+        crits.append(
+            Criterion(
+                name=name, weight=w / total, direction=params[f"direction_{name}"], source=p.source, status=p.status
+            )
+        )
     return crits, dropped
 
 
@@ -216,5 +219,13 @@ def summarise_draws(draws: np.ndarray, k: int) -> pd.DataFrame:
     r = _shared_ranks(d)
     s05, s50, s95 = np.percentile(d, [5, 50, 95], axis=0)
     r05, r95 = np.percentile(r, [5, 95], axis=0)
-    return pd.DataFrame({"score_p05": s05, "score_p50": s50, "score_p95": s95,
-                         f"p_top{k}": (r <= k).mean(axis=0), "rank_p05": r05, "rank_p95": r95})
+    return pd.DataFrame(
+        {
+            "score_p05": s05,
+            "score_p50": s50,
+            "score_p95": s95,
+            f"p_top{k}": (r <= k).mean(axis=0),
+            "rank_p05": r05,
+            "rank_p95": r95,
+        }
+    )

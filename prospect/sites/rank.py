@@ -30,9 +30,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import dask
 import dask.array as da
@@ -70,8 +71,15 @@ FEATURES: dict[str, tuple[str, str]] = {
     "nearest_cold_trap_km": ("km", "distance to the PSR centroid of the nearest named cold trap"),
 }
 
-_RASTERS = ("illumination_fraction", "longest_darkness_h", "earth_visibility_fraction", "psr_fraction",
-            "ice_favourability", "ice_class", "he3_ppb")
+_RASTERS = (
+    "illumination_fraction",
+    "longest_darkness_h",
+    "earth_visibility_fraction",
+    "psr_fraction",
+    "ice_favourability",
+    "ice_class",
+    "he3_ppb",
+)
 
 
 @dataclass
@@ -117,15 +125,16 @@ def _int_param(p: ParameterSet, name: str) -> int:
     return int(v)
 
 
-def terrain_stats(dem: xr.DataArray, lattice: Lattice, radius_m: float
-                  ) -> tuple[dict[str, np.ndarray], xr.DataArray]:
+def terrain_stats(dem: xr.DataArray, lattice: Lattice, radius_m: float) -> tuple[dict[str, np.ndarray], xr.DataArray]:
     """Mean and p95 slope and mean roughness over each site disc of the lattice, and the slope map."""
     from prospect.terrain import rms_deviation, slope_deg
 
     slope = slope_deg(dem)
-    stats = {"slope_mean_deg": disc_stat(slope, lattice, radius_m, "mean"),
-             "slope_p95_deg": disc_stat(slope, lattice, radius_m, "p95"),
-             "roughness_m": disc_stat(rms_deviation(dem), lattice, radius_m, "mean")}
+    stats = {
+        "slope_mean_deg": disc_stat(slope, lattice, radius_m, "mean"),
+        "slope_p95_deg": disc_stat(slope, lattice, radius_m, "p95"),
+        "roughness_m": disc_stat(rms_deviation(dem), lattice, radius_m, "mean"),
+    }
     return stats, slope
 
 
@@ -159,9 +168,13 @@ def site_features(inputs: SiteInputs, params: ParameterSet) -> tuple[pd.DataFram
     frame = candidate_frame(lattice, passed, radius)
     for k, v in terrain.items():
         frame[k] = v[sel]
-    for name, stat in (("illumination_fraction", "mean"), ("longest_darkness_h", "max"),
-                       ("earth_visibility_fraction", "mean"), ("psr_fraction", "mean"),
-                       ("ice_favourability", "mean")):
+    for name, stat in (
+        ("illumination_fraction", "mean"),
+        ("longest_darkness_h", "max"),
+        ("earth_visibility_fraction", "mean"),
+        ("psr_fraction", "mean"),
+        ("ice_favourability", "mean"),
+    ):
         if name in layers:
             frame[name] = (stats[name] if name in stats else disc_stat(layers[name], lattice, radius, stat))[sel]
     frame["flat_area_km2"] = result.flat_area_m2[sel] / 1e6
@@ -174,12 +187,21 @@ def site_features(inputs: SiteInputs, params: ParameterSet) -> tuple[pd.DataFram
         frame["psr_distance_km"] = F.distance_to_mask_km(lon, lat, psr_mask, grid, *at)
     cold = layers["ice_class"] == CLASS_SURFACE if "ice_class" in layers else psr_mask
     if cold is not None:
-        notes["cold_traps"] = ("ice stability class 2 (surface-stable)" if "ice_class" in layers else
-                               f"PSR pixels (psr_fraction >= {p['psr_fraction_threshold']:g})")
+        notes["cold_traps"] = (
+            "ice stability class 2 (surface-stable)"
+            if "ice_class" in layers
+            else f"PSR pixels (psr_fraction >= {p['psr_fraction_threshold']:g})"
+        )
         frame["cold_trap_distance_km"] = F.distance_to_mask_km(lon, lat, cold, grid, *at)
-        cost, res = F.traverse_cost_km(slope, cold, *at, grid,
-                                       scale_deg=p["traverse_slope_scale_deg"],
-                                       max_slope_deg=p["traverse_max_slope_deg"], max_cells=p["traverse_max_cells"])
+        cost, res = F.traverse_cost_km(
+            slope,
+            cold,
+            *at,
+            grid,
+            scale_deg=p["traverse_slope_scale_deg"],
+            max_slope_deg=p["traverse_max_slope_deg"],
+            max_cells=p["traverse_max_cells"],
+        )
         frame["traverse_cost_km"] = cost
         notes["traverse_resolution_m"] = f"{res:g}"
     for name, q in (("ice_favourability", "ice_favourable_quantile"), ("he3_ppb", "he3_high_quantile")):
@@ -194,16 +216,23 @@ def site_features(inputs: SiteInputs, params: ParameterSet) -> tuple[pd.DataFram
     if inputs.craters is not None:
         clon, clat = F.point_lonlat(inputs.craters)
         diam = F.diameters_m(inputs.craters, str(inputs.sources.get("craters", "craters")))
-        frame["crater_density_km2"] = F.crater_density_km2(lon, lat, clon, clat, diam, radius_m=p["crater_radius_m"],
-                                                           min_diameter_m=p["crater_min_diameter_m"])
+        frame["crater_density_km2"] = F.crater_density_km2(
+            lon, lat, clon, clat, diam, radius_m=p["crater_radius_m"], min_diameter_m=p["crater_min_diameter_m"]
+        )
     if inputs.cold_traps is not None:
         names, dist = F.nearest_named(lon, lat, inputs.cold_traps)
         frame["nearest_cold_trap"] = names
         frame["nearest_cold_trap_km"] = dist
-    record = {"constraints": result.descriptions, "lattice_sites": int(passed.size),
-              "passing_each": result.counts(), "passing_all": int(passed.sum()),
-              "lattice": {"spacing_m": lattice.spacing_m, "step_px": lattice.step, "shape": list(lattice.shape)},
-              "notes": notes, "scale_factor": lattice.scale_factor(), "_lattice": lattice}
+    record = {
+        "constraints": result.descriptions,
+        "lattice_sites": int(passed.size),
+        "passing_each": result.counts(),
+        "passing_all": int(passed.sum()),
+        "lattice": {"spacing_m": lattice.spacing_m, "step_px": lattice.step, "shape": list(lattice.shape)},
+        "notes": notes,
+        "scale_factor": lattice.scale_factor(),
+        "_lattice": lattice,
+    }
     frame.attrs["feature_units"] = {k: v[0] for k, v in FEATURES.items() if k in frame}
     return frame, record
 
@@ -236,8 +265,9 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
         if c not in frame:
             continue
         v = frame[c].to_numpy(dtype="float64")
-        if np.isfinite(v).any() and not any(np.array_equal(v, frame[o].to_numpy(dtype="float64"), equal_nan=True)
-                                            for o in cols):
+        if np.isfinite(v).any() and not any(
+            np.array_equal(v, frame[o].to_numpy(dtype="float64"), equal_nan=True) for o in cols
+        ):
             cols.append(c)
     return cols
 
@@ -251,8 +281,9 @@ class Ranking:
     model: Any = None
 
 
-def rank_sites(inputs: SiteInputs, config: Any = None, *, seed: int = 0, learned: bool = True,
-               evaluate: bool = True) -> Ranking:
+def rank_sites(
+    inputs: SiteInputs, config: Any = None, *, seed: int = 0, learned: bool = True, evaluate: bool = True
+) -> Ranking:
     """Candidates, features, the three scorings, the Monte Carlo and the explanations (see module doc)."""
     p = _params(config)
     n_mc, n_dem, k = _int_param(p, "mc_samples"), _int_param(p, "dem_draws"), _int_param(p, "top_k")
@@ -273,8 +304,12 @@ def rank_sites(inputs: SiteInputs, config: Any = None, *, seed: int = 0, learned
         region = learn.region_membership(frame["lon"].to_numpy(), frame["lat"].to_numpy(), inputs.regions)
         frame["expert_region"] = region
         blocks = learn.spatial_blocks(frame["x"].to_numpy(), frame["y"].to_numpy(), p["spatial_block_m"])
-        fit_kw = {"members": _int_param(p, "ensemble_members"), "estimator": p["learned_estimator"],
-                  "background_per_positive": _int_param(p, "background_per_positive"), "seed": seed}
+        fit_kw = {
+            "members": _int_param(p, "ensemble_members"),
+            "estimator": p["learned_estimator"],
+            "background_per_positive": _int_param(p, "background_per_positive"),
+            "seed": seed,
+        }
         ens = learn.fit_pu(frame[cols], region >= 0, blocks, **fit_kw)
         frame["score_learned"] = learn.predict(ens, frame[cols])[0]
         record["learned"] = _evaluate(frame, cols, region, blocks, p, fit_kw, ens) if evaluate else {}
@@ -293,22 +328,54 @@ def rank_sites(inputs: SiteInputs, config: Any = None, *, seed: int = 0, learned
             frame[f"rank_{m}"] = mcda.ranks(frame[f"score_{m}"].to_numpy(), tiebreak=ids)
     frame = frame.sort_values("rank", kind="stable").reset_index(drop=True)
     frame["explanation"] = [explain(row, crits, k) for _, row in frame.iterrows()]
-    record.update(criteria=[{"name": c.name, "weight": c.weight, "direction": c.direction, "source": c.source,
-                             "status": c.status, "unit": FEATURES.get(c.name, ("", ""))[0]} for c in crits],
-                  dropped_criteria=dropped, learned_share=share, seed=seed, mc_samples=n_mc, dem_draws=n_dem,
-                  top_k=k, features=cols, parameters=p.table(), site_radius_m=float(p["site_radius_m"]),
-                  support_m2=frame.attrs.get("support_m2"))
+    record.update(
+        criteria=[
+            {
+                "name": c.name,
+                "weight": c.weight,
+                "direction": c.direction,
+                "source": c.source,
+                "status": c.status,
+                "unit": FEATURES.get(c.name, ("", ""))[0],
+            }
+            for c in crits
+        ],
+        dropped_criteria=dropped,
+        learned_share=share,
+        seed=seed,
+        mc_samples=n_mc,
+        dem_draws=n_dem,
+        top_k=k,
+        features=cols,
+        parameters=p.table(),
+        site_radius_m=float(p["site_radius_m"]),
+        support_m2=frame.attrs.get("support_m2"),
+    )
     return Ranking(sites=frame, record=record, model=ens)
 
 
-def _evaluate(frame: pd.DataFrame, cols: list[str], region: np.ndarray, blocks: np.ndarray, p: ParameterSet,
-              fit_kw: Mapping[str, Any], ens: Any) -> dict[str, Any]:
+def _evaluate(
+    frame: pd.DataFrame,
+    cols: list[str],
+    region: np.ndarray,
+    blocks: np.ndarray,
+    p: ParameterSet,
+    fit_kw: Mapping[str, Any],
+    ens: Any,
+) -> dict[str, Any]:
     """Spatial CV, leave-one-region-out (learned vs the multi-criteria baselines) and importances."""
     top = float(p["recall_top_fraction"])
     out: dict[str, Any] = {"spatial_cv": learn.spatial_cv(frame[cols], region >= 0, blocks, **fit_kw)}
     if len(np.unique(region[region >= 0])) >= 2:
-        loro = learn.leave_one_region_out(frame[cols], region, frame["x"].to_numpy(), frame["y"].to_numpy(),
-                                          buffer_m=p["spatial_block_m"], top_fraction=top, **fit_kw)
+        loro = learn.leave_one_region_out(
+            frame[cols],
+            region,
+            frame["x"].to_numpy(),
+            frame["y"].to_numpy(),
+            buffer_m=p["spatial_block_m"],
+            top_fraction=top,
+            **fit_kw,
+        )
         out["leave_one_region_out"] = json.loads(loro.to_json(orient="records"))
         out["loro_recall"] = float(loro["recalled"].mean())
         for m in ("weighted_sum", "topsis"):
@@ -322,17 +389,31 @@ def _evaluate(frame: pd.DataFrame, cols: list[str], region: np.ndarray, blocks: 
     return out
 
 
-def _monte_carlo(inputs: SiteInputs, frame: pd.DataFrame, lattice: Lattice, p: ParameterSet, crits: list,
-                 cols: list[str], ens: Any, share: float, n: int, n_dem: int, rng: np.random.Generator,
-                 seed: int) -> np.ndarray:
+def _monte_carlo(
+    inputs: SiteInputs,
+    frame: pd.DataFrame,
+    lattice: Lattice,
+    p: ParameterSet,
+    crits: list,
+    cols: list[str],
+    ens: Any,
+    share: float,
+    n: int,
+    n_dem: int,
+    rng: np.random.Generator,
+    seed: int,
+) -> np.ndarray:
     """``(n, sites)`` combined-score draws over weights x DEM noise x ensemble members."""
     weights = mcda.dirichlet_weights(crits, n, rng, p["mc_weight_concentration"])
-    where = (np.searchsorted(lattice.rows, frame["row"].to_numpy()),
-             np.searchsorted(lattice.cols, frame["col"].to_numpy()))
+    where = (
+        np.searchsorted(lattice.rows, frame["row"].to_numpy()),
+        np.searchsorted(lattice.cols, frame["col"].to_numpy()),
+    )
     tables = []
     for d in range(n_dem):  # the site table under each DEM realisation (terrain features recomputed)
-        stats, _ = terrain_stats(_noisy_dem(inputs.dem, p["dem_noise_m"], seed * 1000 + d + 1), lattice,
-                                 p["site_radius_m"])
+        stats, _ = terrain_stats(
+            _noisy_dem(inputs.dem, p["dem_noise_m"], seed * 1000 + d + 1), lattice, p["site_radius_m"]
+        )
         tables.append(frame.assign(**{c: v[where] for c, v in stats.items()}))
     tables = tables or [frame]
     draws = np.empty((n, len(frame)))
@@ -357,9 +438,13 @@ def finite_or_none(v: Any) -> float | None:
 
 
 #: (column, text, scale, format) of the values an explanation quotes, in order.
-_QUOTED = (("illumination_fraction", "{} % illumination", 100.0, ".0f"), ("slope_mean_deg", "{} deg slope", 1.0, ".1f"),
-           ("earth_visibility_fraction", "Earth visible {} %", 100.0, ".0f"),
-           ("longest_darkness_h", "longest night {} h", 1.0, ".0f"), ("psr_distance_km", "PSR {} km away", 1.0, ".1f"))
+_QUOTED = (
+    ("illumination_fraction", "{} % illumination", 100.0, ".0f"),
+    ("slope_mean_deg", "{} deg slope", 1.0, ".1f"),
+    ("earth_visibility_fraction", "Earth visible {} %", 100.0, ".0f"),
+    ("longest_darkness_h", "longest night {} h", 1.0, ".0f"),
+    ("psr_distance_km", "PSR {} km away", 1.0, ".1f"),
+)
 
 
 def explain(row: pd.Series, crits: list, k: int) -> str:
@@ -372,13 +457,17 @@ def explain(row: pd.Series, crits: list, k: int) -> str:
     name, dist = row.get("nearest_cold_trap"), finite_or_none(row.get("nearest_cold_trap_km"))
     if isinstance(name, str) and name and dist is not None:
         cost = finite_or_none(row.get("traverse_cost_km"))
-        parts.append(f"{dist:.0f} km from the {name} cold trap"
-                     + (f" (traverse {cost:.0f} flat-km to the nearest cold trap)" if cost is not None else ""))
+        parts.append(
+            f"{dist:.0f} km from the {name} cold trap"
+            + (f" (traverse {cost:.0f} flat-km to the nearest cold trap)" if cost is not None else "")
+        )
     top = sorted(((float(row.get(f"contrib_{c.name}", 0.0)), c.name) for c in crits), reverse=True)[:2]
     drivers = ", ".join(f"{n} +{v:.2f}" for v, n in top if v > 0)
     learned = finite_or_none(row.get("score_learned"))
-    head = (f"ranked {int(row['rank'])}: score {row['score']:.2f} (90 % interval {row['score_p05']:.2f}-"
-            f"{row['score_p95']:.2f}, P(top {k}) {row[f'p_top{k}']:.0%})")
+    head = (
+        f"ranked {int(row['rank'])}: score {row['score']:.2f} (90 % interval {row['score_p05']:.2f}-"
+        f"{row['score_p95']:.2f}, P(top {k}) {row[f'p_top{k}']:.0%})"
+    )
     tail = f"; strongest criteria {drivers}" if drivers else ""
     tail += f"; learned suitability {learned:.2f}" if learned is not None else ""
     return f"{head}: {', '.join(parts)}{tail}"
@@ -444,8 +533,17 @@ def _raster_in(source: Any, names: tuple[str, ...]) -> dict[str, Path]:
     return {names[0]: source}
 
 
-def load_site_inputs(dem: Any, *, illumination: Any = None, psr: Any = None, ice: Any = None, he3: Any = None,
-                     craters: Any = None, cold_traps: Any = None, labels: Any = None) -> SiteInputs:
+def load_site_inputs(
+    dem: Any,
+    *,
+    illumination: Any = None,
+    psr: Any = None,
+    ice: Any = None,
+    he3: Any = None,
+    craters: Any = None,
+    cold_traps: Any = None,
+    labels: Any = None,
+) -> SiteInputs:
     """Open the site stage's inputs (paths, stage output folders or data-manifest ids).
 
     ``illumination`` is the ``prospect illumination`` folder (illumination fraction,
@@ -467,23 +565,39 @@ def load_site_inputs(dem: Any, *, illumination: Any = None, psr: Any = None, ice
         (he3, ("he3_ppb",)),
     )
     rename = {"psr_mask": "psr_fraction", "ice_stability_class": "ice_class"}
-    files = {rename.get(n, n): src for stage, names in stage_names if stage is not None
-             for n, src in _raster_in(stage, names).items()}
+    files = {
+        rename.get(n, n): src
+        for stage, names in stage_names
+        if stage is not None
+        for n, src in _raster_in(stage, names).items()
+    }
     dem_arr = open_product(dem)
     layers = {k: open_product(src) for k, src in files.items()}
     if psr is not None:  # an explicit PSR layer replaces the illumination folder's psr_mask
         files["psr_fraction"] = psr
-        layers["psr_fraction"] = (polygon_fraction(open_vector(psr), AnalysisGrid.from_dataarray(dem_arr))
-                                  if is_vector_source(psr) else open_product(psr))
-    vector_files = {k: v for k, v in (("craters", craters), ("cold_traps", cold_traps), ("regions", labels))
-                    if v is not None}
+        layers["psr_fraction"] = (
+            polygon_fraction(open_vector(psr), AnalysisGrid.from_dataarray(dem_arr))
+            if is_vector_source(psr)
+            else open_product(psr)
+        )
+    vector_files = {
+        k: v for k, v in (("craters", craters), ("cold_traps", cold_traps), ("regions", labels)) if v is not None
+    }
     vectors = {k: open_vector(src) for k, src in vector_files.items()}
     sources = {k: str(v) for k, v in {"dem": dem, **files, **vector_files}.items()}
     return SiteInputs(dem=dem_arr, **layers, **vectors, sources=sources)
 
 
-def run_rank(outdir: str | os.PathLike[str], dem: Any, *, config: Any = None, seed: int = 0, learned: bool = True,
-             evaluate: bool = True, **sources: Any) -> tuple[Ranking, dict[str, Path]]:
+def run_rank(
+    outdir: str | os.PathLike[str],
+    dem: Any,
+    *,
+    config: Any = None,
+    seed: int = 0,
+    learned: bool = True,
+    evaluate: bool = True,
+    **sources: Any,
+) -> tuple[Ranking, dict[str, Path]]:
     """The site stage: check the parameters, open the inputs, rank, write (``write_ranking``)."""
     params = _params(config)
     inputs = load_site_inputs(dem, **sources)

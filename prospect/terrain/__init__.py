@@ -10,8 +10,8 @@ from prospect.terrain.roughness import rms_deviation, terrain_ruggedness
 from prospect.terrain.surface import LOLA_BASELINES_M, aspect_deg, hillshade, slope_baselines, slope_deg
 
 __all__ = [
-    "GroundMetric",
     "LOLA_BASELINES_M",
+    "GroundMetric",
     "aspect_deg",
     "ground_metric",
     "hillshade",

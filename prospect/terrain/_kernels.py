@@ -21,7 +21,7 @@ import math
 import numpy as np
 from numba import njit
 
-from prospect.terrain.metric import EQUIRECTANGULAR, GEOGRAPHIC, PLANAR, POLAR_NORTH, POLAR_SOUTH
+from prospect.terrain.metric import GEOGRAPHIC, PLANAR, POLAR_NORTH, POLAR_SOUTH
 
 HORN, ZEVENBERGEN_THORNE = 0, 1
 SLOPE, ASPECT, HILLSHADE = 0, 1, 2
@@ -34,7 +34,7 @@ def _metric(mode, x0, y0, a, e, radius, cos_lat_ts, row, col):
     y = y0 + (row + 0.5) * e
     if mode == PLANAR:
         return abs(a), abs(e), 0.0
-    if mode == POLAR_SOUTH or mode == POLAR_NORTH:
+    if mode in (POLAR_SOUTH, POLAR_NORTH):
         x = x0 + (col + 0.5) * a
         k = 1.0 + (x * x + y * y) / (4.0 * radius * radius)
         if mode == POLAR_SOUTH:
@@ -197,7 +197,7 @@ def tan_slope_block(z, row0, col0, n, method, mode, x0, y0, a, e, radius, cos_la
     h_out = hp - 2 * n
     w_out = wp - 2 * n
     out = np.empty((h_out, w_out), dtype=np.float32)
-    polar = mode == POLAR_SOUTH or mode == POLAR_NORTH
+    polar = mode in (POLAR_SOUTH, POLAR_NORTH)
     cpol = 1.0 / (4.0 * radius * radius) if polar else 0.0
     kx = np.empty(w_out, dtype=np.float64)  # 1 + x^2 / (4 R^2) on polar grids, else 1
     for c in range(w_out):
@@ -222,7 +222,9 @@ def tan_slope_block(z, row0, col0, n, method, mode, x0, y0, a, e, radius, cos_la
         if method == HORN:
             for c in range(w_out):
                 num_x = (float(top[c + m]) + 2.0 * mid[c + m] + bot[c + m]) - (float(top[c]) + 2.0 * mid[c] + bot[c])
-                num_y = (float(top[c]) + 2.0 * top[c + n] + top[c + m]) - (float(bot[c]) + 2.0 * bot[c + n] + bot[c + m])
+                num_y = (float(top[c]) + 2.0 * top[c + n] + top[c + m]) - (
+                    float(bot[c]) + 2.0 * bot[c + n] + bot[c + m]
+                )
                 k = kx[c] + ky
                 p = num_x * sx
                 q = num_y * sy

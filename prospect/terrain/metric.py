@@ -111,7 +111,9 @@ def ground_metric(grid: AnalysisGrid, *, planar: bool = False) -> GroundMetric:
         return GroundMetric(GEOGRAPHIC, **args)
     if crs.kind == "equirectangular":
         return GroundMetric(EQUIRECTANGULAR, cos_lat_ts=lunar.equirectangular_true_scale(crs.lat_ts), **args)
-    raise GridError(f"prospect does not know the ground distances of {crs}; reproject it or pass planar=True / --planar")
+    raise GridError(
+        f"prospect does not know the ground distances of {crs}; reproject it or pass planar=True / --planar"
+    )
 
 
 def heights_in_metres(dem: xr.DataArray) -> xr.DataArray:

@@ -68,13 +68,16 @@ def rms_deviation(dem: xr.DataArray, *, baseline_m: float | None = None) -> xr.D
     out = apply_stencil(heights, n, kernel)
     out.name = "rms_deviation"
     out.attrs = _attrs(dem, metric, n, baseline_m)
-    out.attrs.update(long_name=f"RMS deviation at {out.attrs['baseline_m']:g} m baseline",
-                     method="Shepard et al. (2001) RMS deviation, eq. 4; not detrended")
+    out.attrs.update(
+        long_name=f"RMS deviation at {out.attrs['baseline_m']:g} m baseline",
+        method="Shepard et al. (2001) RMS deviation, eq. 4; not detrended",
+    )
     return out
 
 
-def terrain_ruggedness(dem: xr.DataArray, *, baseline_m: float | None = None,
-                       alg: Literal["riley", "wilson"] = "riley") -> xr.DataArray:
+def terrain_ruggedness(
+    dem: xr.DataArray, *, baseline_m: float | None = None, alg: Literal["riley", "wilson"] = "riley"
+) -> xr.DataArray:
     """Terrain Ruggedness Index [m] with neighbours ``baseline_m`` away (Riley 1999 / Wilson 2007)."""
     algs = {"riley": K.TRI_RILEY, "wilson": K.TRI_WILSON}
     if str(alg).lower() not in algs:
@@ -90,7 +93,10 @@ def terrain_ruggedness(dem: xr.DataArray, *, baseline_m: float | None = None,
     out = apply_stencil(heights, n, kernel)
     out.name = "tri"
     out.attrs = _attrs(dem, metric, n, baseline_m)
-    source = "Riley et al. (1999): sqrt(sum (z_i - z_0)^2)" if code == K.TRI_RILEY else \
-        "Wilson et al. (2007): mean |z_i - z_0|"
+    source = (
+        "Riley et al. (1999): sqrt(sum (z_i - z_0)^2)"
+        if code == K.TRI_RILEY
+        else "Wilson et al. (2007): mean |z_i - z_0|"
+    )
     out.attrs.update(long_name=f"terrain ruggedness index at {out.attrs['baseline_m']:g} m", method=source)
     return out

@@ -107,8 +107,9 @@ def _window_map(data: da.Array, source, depth: int, kernel: BlockKernel, dtype) 
     return da.Array(graph, name, chunks=data.chunks, dtype=dtype, meta=np.empty((0, 0), dtype=dtype))
 
 
-def _run_window(kernel: BlockKernel, source, depth: int, r0: int, r1: int, c0: int, c1: int, height: int,
-                width: int) -> np.ndarray:
+def _run_window(
+    kernel: BlockKernel, source, depth: int, r0: int, r1: int, c0: int, c1: int, height: int, width: int
+) -> np.ndarray:
     padded = np.full((r1 - r0 + 2 * depth, c1 - c0 + 2 * depth), np.nan, dtype=np.float32)
     rr0, rr1 = max(r0 - depth, 0), min(r1 + depth, height)
     cc0, cc1 = max(c0 - depth, 0), min(c1 + depth, width)
@@ -116,8 +117,9 @@ def _run_window(kernel: BlockKernel, source, depth: int, r0: int, r1: int, c0: i
     return kernel(padded, r0, c0)
 
 
-def _run_block(kernel: BlockKernel, neighbours: list[list[np.ndarray | None]], depth: int, row0: int,
-               col0: int) -> np.ndarray:
+def _run_block(
+    kernel: BlockKernel, neighbours: list[list[np.ndarray | None]], depth: int, row0: int, col0: int
+) -> np.ndarray:
     return kernel(_assemble(neighbours, depth), row0, col0)
 
 

@@ -63,8 +63,16 @@ def _check_baseline(baseline_m: float) -> None:
         raise ConfigError(f"baseline must be a positive number of metres, not {baseline_m!r}")
 
 
-def _gradient_product(dem: xr.DataArray, *, output: int, method: str, baseline_m: float | None, planar: bool,
-                      sun_az: float = 315.0, sun_alt: float = 45.0) -> tuple[xr.DataArray, GroundMetric, int]:
+def _gradient_product(
+    dem: xr.DataArray,
+    *,
+    output: int,
+    method: str,
+    baseline_m: float | None,
+    planar: bool,
+    sun_az: float = 315.0,
+    sun_alt: float = 45.0,
+) -> tuple[xr.DataArray, GroundMetric, int]:
     code = _method_code(method)
     heights = heights_in_metres(dem)
     metric = metric_of(dem, planar=planar)
@@ -93,8 +101,9 @@ def _gradient_product(dem: xr.DataArray, *, output: int, method: str, baseline_m
     return out, metric, n
 
 
-def slope_deg(dem: xr.DataArray, *, method: Method = "horn", baseline_m: float | None = None,
-              planar: bool = False) -> xr.DataArray:
+def slope_deg(
+    dem: xr.DataArray, *, method: Method = "horn", baseline_m: float | None = None, planar: bool = False
+) -> xr.DataArray:
     """Slope [deg] of a DEM from ground distances on the lunar sphere.
 
     ``slope = atan(hypot(dz/dx, dz/dy))`` with Horn (default) or Zevenbergen-Thorne
@@ -113,8 +122,9 @@ def slope_deg(dem: xr.DataArray, *, method: Method = "horn", baseline_m: float |
     return out
 
 
-def aspect_deg(dem: xr.DataArray, *, method: Method = "horn", baseline_m: float | None = None,
-               planar: bool = False) -> xr.DataArray:
+def aspect_deg(
+    dem: xr.DataArray, *, method: Method = "horn", baseline_m: float | None = None, planar: bool = False
+) -> xr.DataArray:
     """Aspect [deg]: the azimuth the slope faces (downslope), clockwise from true north.
 
     On polar stereographic grids true north differs from grid up by the pixel's
@@ -126,13 +136,20 @@ def aspect_deg(dem: xr.DataArray, *, method: Method = "horn", baseline_m: float 
     out, metric, _ = _gradient_product(dem, output=K.ASPECT, method=method, baseline_m=baseline_m, planar=planar)
     out.name = "aspect"
     reference = "grid up" if metric.planar else "true north"
-    out.attrs.update(units="deg", long_name=f"aspect (downslope azimuth, clockwise from {reference})",
-                     azimuth_reference=reference)
+    out.attrs.update(
+        units="deg", long_name=f"aspect (downslope azimuth, clockwise from {reference})", azimuth_reference=reference
+    )
     return out
 
 
-def hillshade(dem: xr.DataArray, *, azimuth_deg: float = 315.0, altitude_deg: float = 45.0,
-              method: Method = "horn", planar: bool = False) -> xr.DataArray:
+def hillshade(
+    dem: xr.DataArray,
+    *,
+    azimuth_deg: float = 315.0,
+    altitude_deg: float = 45.0,
+    method: Method = "horn",
+    planar: bool = False,
+) -> xr.DataArray:
     """Shaded relief in [0, 1] for maps: ``max(0, n . s)`` with the unit surface normal ``n``.
 
     ``s`` points to a light source at ``azimuth_deg`` (clockwise from grid up, the map's
@@ -142,16 +159,19 @@ def hillshade(dem: xr.DataArray, *, azimuth_deg: float = 315.0, altitude_deg: fl
     """
     if not 0.0 <= float(altitude_deg) <= 90.0:
         raise ConfigError(f"hillshade altitude must be within 0..90 deg, not {altitude_deg!r}")
-    out, _, _ = _gradient_product(dem, output=K.HILLSHADE, method=method, baseline_m=None, planar=planar,
-                                  sun_az=azimuth_deg, sun_alt=altitude_deg)
+    out, _, _ = _gradient_product(
+        dem, output=K.HILLSHADE, method=method, baseline_m=None, planar=planar, sun_az=azimuth_deg, sun_alt=altitude_deg
+    )
     out.name = "hillshade"
-    out.attrs.update(units="1", long_name="hillshade", light_azimuth_deg=float(azimuth_deg),
-                     light_altitude_deg=float(altitude_deg))
+    out.attrs.update(
+        units="1", long_name="hillshade", light_azimuth_deg=float(azimuth_deg), light_altitude_deg=float(altitude_deg)
+    )
     return out
 
 
-def slope_baselines(dem: xr.DataArray, baselines_m: Sequence[float] = LOLA_BASELINES_M, *,
-                    method: Method = "horn", planar: bool = False) -> xr.DataArray:
+def slope_baselines(
+    dem: xr.DataArray, baselines_m: Sequence[float] = LOLA_BASELINES_M, *, method: Method = "horn", planar: bool = False
+) -> xr.DataArray:
     """Slope [deg] at several baselines, stacked along a ``baseline`` dimension.
 
     The default baselines are LOLA's 57 / 225 / 560 m (Rosenburg et al. 2011). The
@@ -167,7 +187,10 @@ def slope_baselines(dem: xr.DataArray, baselines_m: Sequence[float] = LOLA_BASEL
         effective_baseline_m=("baseline", [lay.attrs["baseline_m"] for lay in layers], {"units": "m"}),
     )
     stacked.name = "slope"
-    stacked.attrs = {k: v for k, v in layers[0].attrs.items() if k not in ("baseline_m", "baseline_requested_m",
-                                                                           "stencil_offset_px", "long_name")}
+    stacked.attrs = {
+        k: v
+        for k, v in layers[0].attrs.items()
+        if k not in ("baseline_m", "baseline_requested_m", "stencil_offset_px", "long_name")
+    }
     stacked.attrs["long_name"] = "slope at several baselines"
     return stacked
