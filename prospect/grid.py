@@ -70,7 +70,7 @@ import math
 import operator
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -82,6 +82,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from affine import Affine
 from dask.highlevelgraph import HighLevelGraph
+from dask.typing import Key
 
 from prospect import lunar
 from prospect.errors import GridError
@@ -122,7 +123,9 @@ def _pair(value: Any, what: str) -> tuple[float, float]:
         raise GridError(f"{what} must be a number or an (x, y) pair, not {value!r}") from None
 
 
-def _normalise_chunks(chunks: Any, shape: tuple[int, int]) -> tuple[int, int]:
+def normalise_chunks(chunks: Any, shape: tuple[int, int]) -> tuple[int, int]:
+    """``(rows, cols)`` chunk sizes from ``None`` (:data:`DEFAULT_CHUNK`), an int, a pair or
+    ``{'y':, 'x':}``, each clipped to ``shape``; anything else is a :class:`GridError`."""
     if chunks is None:
         cy, cx = DEFAULT_CHUNK, DEFAULT_CHUNK
     elif isinstance(chunks, (int, np.integer)):
@@ -392,14 +395,14 @@ class AnalysisGrid:
             raise GridError(f"lon_convention must be '180' or '360', not {lon_convention!r}")
         if chunks is None and self.shape[0] * self.shape[1] <= _LONLAT_EAGER_MAX_PIXELS:
             return _lonlat_block(self, 0, self.shape[0], 0, self.shape[1], lon_convention)
-        cy, cx = _normalise_chunks(chunks, self.shape)
-        row_spans, col_spans = _split(self.shape[0], cy), _split(self.shape[1], cx)
+        cy, cx = normalise_chunks(chunks, self.shape)
+        row_spans, col_spans = chunk_spans(self.shape[0], cy), chunk_spans(self.shape[1], cx)
         chunk_sizes = (tuple(b - a for a, b in row_spans), tuple(b - a for a, b in col_spans))
         token = dask.base.tokenize(self, cy, cx, lon_convention)
         lon_name, lat_name, pair_name = f"lon-{token}", f"lat-{token}", f"lonlat-{token}"
-        pairs: dict[tuple, Any] = {}
-        lons: dict[tuple, Any] = {}
-        lats: dict[tuple, Any] = {}
+        pairs: dict[Key, Any] = {}
+        lons: dict[Key, Any] = {}
+        lats: dict[Key, Any] = {}
         for i, (r0, r1) in enumerate(row_spans):
             for j, (c0, c1) in enumerate(col_spans):
                 pairs[(pair_name, i, j)] = (_lonlat_block, self, r0, r1, c0, c1, lon_convention)
@@ -446,10 +449,10 @@ class AnalysisGrid:
                 f"cell_area_m2: no pixel-area rule for a {kind} CRS ({self.crs}); "
                 "use a geographic, equirectangular or polar stereographic grid"
             )
-        cy, cx = _normalise_chunks(chunks, self.shape)
-        row_spans, col_spans = _split(self.shape[0], cy), _split(self.shape[1], cx)
+        cy, cx = normalise_chunks(chunks, self.shape)
+        row_spans, col_spans = chunk_spans(self.shape[0], cy), chunk_spans(self.shape[1], cx)
         name = "cell-area-" + dask.base.tokenize(self, cy, cx)
-        layer = {
+        layer: dict[Key, Any] = {
             (name, i, j): (_cell_area_block, self, r0, r1, c0, c1)
             for i, (r0, r1) in enumerate(row_spans)
             for j, (c0, c1) in enumerate(col_spans)
@@ -461,7 +464,7 @@ class AnalysisGrid:
             chunks=(tuple(b - a for a, b in row_spans), tuple(b - a for a, b in col_spans)),
             dtype="float64",
         )
-        return self._wrap(
+        return self.wrap(
             data,
             name="cell_area",
             attrs={"units": "m2", "long_name": "pixel area on the lunar sphere", "method": method},
@@ -469,11 +472,16 @@ class AnalysisGrid:
 
     def template(self, *, chunks: Any = None, name: str | None = None, dtype: Any = "float32") -> xr.DataArray:
         """A lazy DataArray of NaN on this grid: dims (y, x), centre coords, CRS and transform written."""
-        cy, cx = _normalise_chunks(chunks, self.shape)
+        cy, cx = normalise_chunks(chunks, self.shape)
         data = da.full(self.shape, np.nan, dtype=dtype, chunks=(cy, cx))
-        return self._wrap(data, name=name)
+        return self.wrap(data, name=name)
 
-    def _wrap(self, data: Any, *, name: str | None = None, attrs: Mapping[str, Any] | None = None) -> xr.DataArray:
+    def wrap(self, data: Any, *, name: Hashable | None = None, attrs: Mapping[str, Any] | None = None) -> xr.DataArray:
+        """``data`` (a ``(rows, cols)`` numpy or dask array) as a DataArray on this grid.
+
+        Dims ``(y, x)``, pixel-centre coords, CRS and transform written (rioxarray); the
+        attrs are ``attrs`` plus ``crs`` and ``resolution_m`` describing this grid.
+        """
         arr = xr.DataArray(data, dims=("y", "x"), coords={"y": self.y, "x": self.x}, name=name)
         arr = arr.rio.write_crs(self.crs.to_rasterio()).rio.write_transform(self.transform)
         out_attrs = dict(attrs or {})
@@ -486,7 +494,8 @@ class AnalysisGrid:
         return f"AnalysisGrid(crs={self.crs}, shape={self.shape}, resolution={self.resolution}, bounds={self.bounds})"
 
 
-def _split(n: int, size: int) -> list[tuple[int, int]]:
+def chunk_spans(n: int, size: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` of consecutive chunks of ``size`` covering ``range(n)`` (the last may be shorter)."""
     return [(s, min(s + size, n)) for s in range(0, n, size)]
 
 
@@ -496,7 +505,7 @@ def _lunar_geographic() -> lunar.LunarCRS:
 
 
 def _lonlat_block(
-    grid: AnalysisGrid, r0: int, r1: int, c0: int, c1: int, lon_convention: str
+    grid: AnalysisGrid, r0: int, r1: int, c0: int, c1: int, lon_convention: Literal["180", "360"]
 ) -> tuple[np.ndarray, np.ndarray]:
     xx, yy = np.meshgrid(grid.x[c0:c1], grid.y[r0:r1])
     if grid.crs.is_geographic:
@@ -508,7 +517,7 @@ def _lonlat_block(
     return lunar.normalize_longitude(lon, lon_convention), np.asarray(lat, dtype="float64")
 
 
-def _lonlat_edges(grid: AnalysisGrid, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+def lonlat_edges(grid: AnalysisGrid, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixel-edge longitudes (``c1 - c0 + 1``, increasing, not wrapped) and latitudes
     (``r1 - r0 + 1``, decreasing, not clipped) [deg] of a cylindrical grid's rows/columns.
 
@@ -546,7 +555,7 @@ def _cell_area_block(grid: AnalysisGrid, r0: int, r1: int, c0: int, c1: int) -> 
         return lunar.polar_stereographic_area_m2(
             x[None, :-1], x[None, 1:], y[1:, None], y[:-1, None], radius_m=grid.crs.radius_m
         )
-    _, lat = _lonlat_edges(grid, r0, r1, c0, c1)
+    _, lat = lonlat_edges(grid, r0, r1, c0, c1)
     lat = np.clip(lat, -90.0, 90.0)
     rows = lunar.cell_area_m2(lat[1:], lat[:-1], _lon_step_deg(grid), radius_m=grid.crs.radius_m)
     return np.repeat(rows[:, None], c1 - c0, axis=1)
@@ -991,11 +1000,11 @@ def resample(
     sample_method = "nearest" if method == "nearest" else "bilinear"
 
     # One task per output chunk, depending only on the source chunks its window overlaps.
-    cy, cx = _normalise_chunks(chunks, grid.shape)
-    row_spans, col_spans = _split(grid.shape[0], cy), _split(grid.shape[1], cx)
+    cy, cx = normalise_chunks(chunks, grid.shape)
+    row_spans, col_spans = chunk_spans(grid.shape[0], cy), chunk_spans(grid.shape[1], cx)
     name = "resample-" + dask.base.tokenize(data.name, grid, geom, factor, sample_method, cy, cx)
     poles = _source_poles_in_target(grid, geom)
-    layer: dict[tuple, Any] = {}
+    layer: dict[Key, Any] = {}
     for i, (r0, r1) in enumerate(row_spans):
         for j, (c0, c1) in enumerate(col_spans):
             win = _chunk_window(grid, geom, poles, r0, r1, c0, c1, _WINDOW_MARGIN_PX)
@@ -1018,14 +1027,16 @@ def resample(
                 c1,
                 sample_method,
             )
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=[data])
+    # dask's DaskCollection protocol types __dask_scheduler__ as a staticmethod attribute,
+    # which its own Array (a staticmethod in the class body) does not satisfy for mypy
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[data])  # type: ignore[list-item]
     out = da.Array(
         graph, name, chunks=(tuple(b - a for a, b in row_spans), tuple(b - a for a, b in col_spans)), dtype="float32"
     )
     attrs = dict(arr.attrs)
     attrs.pop("longitude_convention", None)  # described the source's lon coordinate, which is gone
     attrs["resampling"] = method
-    return grid._wrap(out, name=arr.name, attrs=attrs)
+    return grid.wrap(out, name=arr.name, attrs=attrs)
 
 
 def on_grid(

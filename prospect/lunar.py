@@ -300,8 +300,8 @@ def _classify(p: dict[str, Any]) -> tuple[CRSKind, int | None, float, float]:
         # A polar stereographic with lat_ts = +-90 is the k0 = 1 form; GeoTIFFs written
         # with IAU_2015:30135 read back this way (docs/platform.md).
         k = float(p.get("k", p.get("k_0", 1.0)))
-        lat_ts = p.get("lat_ts")
-        true_scale_at_pole = lat_ts is None or _close(abs(float(lat_ts)), 90)
+        stere_lat_ts = p.get("lat_ts")
+        true_scale_at_pole = stere_lat_ts is None or _close(abs(float(stere_lat_ts)), 90)
         if _close(abs(lat_0), 90):
             kind: CRSKind = "polar_south" if lat_0 < 0 else "polar_north"
             canonical = no_offsets and _close(lon_0, 0) and _close(k, 1) and true_scale_at_pole
@@ -488,17 +488,18 @@ def transformer(src: LunarCRS, dst: LunarCRS):
 
 def xy_to_lonlat(crs: LunarCRS, x: Any, y: Any) -> tuple[Any, Any]:
     """Map coordinates to planetocentric lon/lat [deg] on the same sphere."""
-    geo = lunar_crs(IAU_GEOGRAPHIC) if abs(crs.radius_m - MOON_RADIUS_M) <= _RADIUS_TOLERANCE_M else _geographic_of(crs)
+    geo = lunar_crs(IAU_GEOGRAPHIC) if abs(crs.radius_m - MOON_RADIUS_M) <= _RADIUS_TOLERANCE_M else geographic_of(crs)
     return transformer(crs, geo).transform(x, y)
 
 
 def lonlat_to_xy(crs: LunarCRS, lon: Any, lat: Any) -> tuple[Any, Any]:
     """Planetocentric lon/lat [deg] to map coordinates of ``crs``."""
-    geo = lunar_crs(IAU_GEOGRAPHIC) if abs(crs.radius_m - MOON_RADIUS_M) <= _RADIUS_TOLERANCE_M else _geographic_of(crs)
+    geo = lunar_crs(IAU_GEOGRAPHIC) if abs(crs.radius_m - MOON_RADIUS_M) <= _RADIUS_TOLERANCE_M else geographic_of(crs)
     return transformer(geo, crs).transform(lon, lat)
 
 
-def _geographic_of(crs: LunarCRS) -> LunarCRS:
+def geographic_of(crs: LunarCRS) -> LunarCRS:
+    """The planetocentric lon/lat CRS (``+proj=longlat``) on the sphere of ``crs`` (its radius)."""
     import pyproj
 
     wkt = pyproj.CRS.from_user_input(f"+proj=longlat +R={crs.radius_m} +no_defs +type=crs").to_wkt()

@@ -65,7 +65,7 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import xarray as xr
@@ -492,8 +492,8 @@ class _Grid:
     def frame_inside(self, fx: float, fy: float, margin_ground: float) -> bool:
         ny, nx = self.shape
         if self.geographic:
-            lon, lat = self.lonlat(fx, fy)
-            lon, lat = float(lon), float(lat)
+            lon_a, lat_a = self.lonlat(fx, fy)
+            lon, lat = float(lon_a), float(lat_a)
             (lat_lo, lat_hi), (lon_w, lon_e) = self.params.lat_range, self.params.lon_range  # type: ignore[misc]
             dlat = margin_ground / METRES_PER_DEGREE
             cos = math.cos(math.radians(lat))
@@ -999,13 +999,12 @@ def geographic_scene(
 
 def scene_from_truth(truth: dict[str, Any] | str | os.PathLike[str]) -> SyntheticScene:
     """Regenerate a scene from the truth JSON :func:`write_scene` wrote (or its parsed dict)."""
-    if not isinstance(truth, dict):
-        truth = json.loads(Path(truth).read_text())
-    p = dict(truth["params"])
+    data: dict[str, Any] = truth if isinstance(truth, dict) else json.loads(Path(truth).read_text())
+    p = dict(data["params"])
     for key in ("shape", "lat_range", "lon_range", "radius_range_m"):
         if p.get(key) is not None:
             p[key] = tuple(p[key])
-    return make_scene(SceneParams(**p), seed=int(truth["seed"]))
+    return make_scene(SceneParams(**p), seed=int(data["seed"]))
 
 
 # --- ground truth rasters and derived layers ---------------------------------------------
@@ -1110,6 +1109,10 @@ def derived_layers(scene: SyntheticScene, layer_params: LayerParams | None = Non
         rows = slice(r0, r1)
         inner = slice(r0 - a0, r0 - a0 + (r1 - r0))
         f32 = np.float32
+        dxg: np.ndarray
+        dyg: np.float32 | np.ndarray
+        ux: np.float32 | np.ndarray
+        uy: np.float32 | np.ndarray
         if grid.geographic:
             fx, fy = grid.frame_window(rows, slice(0, nx))
             lat = np.broadcast_to(grid.y[rows][:, None], (r1 - r0, nx)).astype(f32)
@@ -1126,7 +1129,8 @@ def derived_layers(scene: SyntheticScene, layer_params: LayerParams | None = Non
             ux = np.where(rho > 0, fx / safe, f32(0.0))
             uy = np.where(rho > 0, fy / safe, f32(1.0))
             del rho, safe
-        gy_rows, gx_cols = np.gradient(dem[a0:a1])
+        # numpy's stubs type gradient() as one array; of a 2-D array it is (d/drow, d/dcol)
+        gy_rows, gx_cols = cast(tuple[np.ndarray, np.ndarray], np.gradient(dem[a0:a1]))
         gx = gx_cols[inner] / dxg
         gy = -gy_rows[inner] / dyg  # rows run southward on the map (y decreases)
         del gx_cols, gy_rows
@@ -1509,8 +1513,8 @@ def expert_regions(
     k = lunar.polar_scale_factor_xy(fx, fy, grid.body_radius)
     trap_dist = np.full(grid.shape, np.inf)
     trap_idx = np.zeros(grid.shape, dtype=np.int64)
-    for j, c in enumerate(traps):
-        d = np.hypot(fx - c.x_m, fy - c.y_m) / k
+    for j, cold_trap in enumerate(traps):
+        d = np.hypot(fx - cold_trap.x_m, fy - cold_trap.y_m) / k
         closer = d < trap_dist
         trap_dist[closer], trap_idx[closer] = d[closer], j
     ny, nx = grid.shape

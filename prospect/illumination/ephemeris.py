@@ -166,7 +166,8 @@ def default_times(
         step_hours = COARSE_STEP_HOURS if coarse else DEFAULT_STEP_HOURS
     if step_hours <= 0 or years <= 0:
         raise ValueError("years and step_hours must be positive")
-    t0 = np.datetime64(start, "s")
+    # numpy's stubs lack the (datetime64, unit) overload that numpy itself accepts
+    t0 = np.datetime64(start, "s")  # type: ignore[call-overload]
     step_s = int(round(step_hours * 3600.0))
     n = int(np.floor(years * 365.25 * 86_400.0 / step_s)) + 1
     return t0 + np.arange(n, dtype="int64") * np.timedelta64(step_s, "s")

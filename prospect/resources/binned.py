@@ -10,7 +10,7 @@ area-weighted mean of a global raster (weights :meth:`AnalysisGrid.cell_area_m2`
 equals the table's own area-weighted mean: the resampling conserves the inventory.
 
 **Geographic and equirectangular grids: exact.** A pixel is a lon/lat rectangle
-(equirectangular x and y are linear in lon and lat, :func:`prospect.grid._lonlat_edges`).
+(equirectangular x and y are linear in lon and lat, :func:`prospect.grid.lonlat_edges`).
 The table's cells come in latitude bands; within band ``k`` the value depends on
 longitude only, so ``F_k(lon) = integral of value d(lon)`` from the band's start is
 piecewise linear (cumulative sums at the cell edges), extended periodically
@@ -55,10 +55,11 @@ import dask.base
 import numpy as np
 import xarray as xr
 from dask.highlevelgraph import HighLevelGraph
+from dask.typing import Key
 
 from prospect import lunar
 from prospect.errors import GridError
-from prospect.grid import AnalysisGrid, _lonlat_edges, _lunar_geographic, _normalise_chunks, _split
+from prospect.grid import AnalysisGrid, chunk_spans, lonlat_edges, normalise_chunks
 from prospect.io.tables import BinnedTable, _CellIndex
 
 #: Default sub-samples per smallest cell height (see the module docstring).
@@ -123,7 +124,7 @@ def _exact_block(idx: _CellIndex, lon_edges: np.ndarray, lat_edges: np.ndarray) 
 
 
 def _exact_chunk(idx: _CellIndex, grid: AnalysisGrid, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-    lon, lat = _lonlat_edges(grid, r0, r1, c0, c1)
+    lon, lat = lonlat_edges(grid, r0, r1, c0, c1)
     return _exact_block(idx, lon, lat).astype("float32")
 
 
@@ -134,9 +135,9 @@ def _transformer(grid: AnalysisGrid):
         cache = _local.cache = {}
     key = grid.crs.wkt
     if key not in cache:
-        geo = _lunar_geographic()
+        geo = lunar.lunar_crs(lunar.IAU_GEOGRAPHIC)
         if abs(grid.crs.radius_m - geo.radius_m) > 1.0:
-            geo = lunar._geographic_of(grid.crs)
+            geo = lunar.geographic_of(grid.crs)
         cache[key] = lunar.transformer(grid.crs, geo)
     return cache[key]
 
@@ -251,13 +252,13 @@ def rasterize_binned(
             "equirectangular or polar stereographic grid"
         )
 
-    cy, cx = _normalise_chunks(chunks, grid.shape)
-    row_spans, col_spans = _split(grid.shape[0], cy), _split(grid.shape[1], cx)
+    cy, cx = normalise_chunks(chunks, grid.shape)
+    row_spans, col_spans = chunk_spans(grid.shape[0], cy), chunk_spans(grid.shape[1], cx)
     token = dask.base.tokenize(
         table.source_sha256, table.value, table.lat_min, table.lat_max, table.lon_min, table.lon_max, grid, cy, cx, s
     )
     name = "rasterize-binned-" + token
-    layer: dict[tuple, Any] = {}
+    layer: dict[Key, Any] = {}
     for i, (r0, r1) in enumerate(row_spans):
         for j, (c0, c1) in enumerate(col_spans):
             if s is None:
@@ -268,7 +269,7 @@ def rasterize_binned(
     data = da.Array(
         graph, name, chunks=(tuple(b - a for a, b in row_spans), tuple(b - a for a, b in col_spans)), dtype="float32"
     )
-    attrs = {
+    attrs: dict[str, Any] = {
         "units": table.units,
         "quantity": table.quantity,
         "long_name": f"{table.quantity} ({table.units}), {table.product_id}, area-weighted mean of the table cells",
@@ -280,4 +281,4 @@ def rasterize_binned(
     }
     if s is not None:
         attrs["supersample"] = s
-    return grid._wrap(data, name=table.quantity, attrs=attrs)
+    return grid.wrap(data, name=table.quantity, attrs=attrs)

@@ -47,6 +47,7 @@ def _fraction_block(
     from rasterio.features import rasterize
     from shapely.geometry import box
 
+    assert block_info is not None, "dask.array.map_blocks passes block_info"
     (r0, r1), (c0, c1) = block_info[0]["array-location"]
     h, w = r1 - r0, c1 - c0
     t = grid.transform

@@ -228,8 +228,11 @@ class ConstraintResult:
 
     def binding(self) -> tuple[str, int]:
         """The constraint whose removal lets the most sites through (with that count)."""
-        best, best_n = None, -1
-        for name in self.masks:
+        names = list(self.masks)
+        if not names:
+            raise ValueError("binding() needs at least one constraint")
+        best, best_n = names[0], -1  # the first name always wins the first round (n >= 0)
+        for name in names:
             others = np.ones_like(self.passed)
             for k, m in self.masks.items():
                 if k != name:

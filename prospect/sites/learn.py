@@ -513,6 +513,8 @@ class _EnsembleMean(ClassifierMixin, BaseEstimator):
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        if self.ens is None:
+            raise ValueError("_EnsembleMean has no ensemble to average (pass ens=)")
         p = predict(self.ens, X)[0]
         return np.column_stack([1 - p, p])
 

@@ -31,14 +31,14 @@ from prospect.errors import ConfigError
 from prospect.terrain import _kernels as K
 from prospect.terrain.metric import GroundMetric, heights_in_metres, metric_of
 from prospect.terrain.stencil import apply_stencil
-from prospect.terrain.surface import _check_baseline
+from prospect.terrain.surface import check_baseline
 
 
 def lag_steps(metric: GroundMetric, baseline_m: float | None) -> int:
     """Lag ``n`` [pixels] for a roughness baseline ``L`` [m]: ``max(1, round(L / d))``; ``None`` = 1."""
     if baseline_m is None:
         return 1
-    _check_baseline(baseline_m)
+    check_baseline(baseline_m)
     return max(1, int(round(baseline_m / metric.nominal_spacing_m())))
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import accumulate
+from typing import Any
 
 import dask.array as da
 import numpy as np
 import xarray as xr
+from dask.typing import Key
 
 BlockKernel = Callable[[np.ndarray, int, int], np.ndarray]
 
@@ -40,6 +42,7 @@ def _widen(chunks: tuple[int, ...], depth: int) -> tuple[int, ...]:
 def _assemble(neighbours: list[list[np.ndarray | None]], depth: int) -> np.ndarray:
     """The centre block with a ``depth`` halo cut from its 8 neighbours (NaN where there are none)."""
     centre = neighbours[1][1]
+    assert centre is not None, "the centre chunk of a halo is always present"
     h, w = centre.shape
     out = np.empty((h + 2 * depth, w + 2 * depth), dtype=centre.dtype)
     rows = (slice(0, depth), slice(depth, depth + h), slice(depth + h, h + 2 * depth))
@@ -69,7 +72,7 @@ def _halo_map(data: da.Array, depth: int, kernel: BlockKernel, dtype) -> da.Arra
     name = f"stencil-{tokenize(data, depth, kernel)}"
     nrow, ncol = len(data.chunks[0]), len(data.chunks[1])
     rows0, cols0 = _offsets(data.chunks[0]), _offsets(data.chunks[1])
-    dsk = {}
+    dsk: dict[Key, Any] = {}
     for i in range(nrow):
         for j in range(ncol):
             neighbours = [
@@ -77,7 +80,9 @@ def _halo_map(data: da.Array, depth: int, kernel: BlockKernel, dtype) -> da.Arra
                 for ii in (i - 1, i, i + 1)
             ]
             dsk[(name, i, j)] = (_run_block, kernel, neighbours, depth, rows0[i], cols0[j])
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
+    # dask's DaskCollection protocol types __dask_scheduler__ as a staticmethod attribute,
+    # which its own Array (a staticmethod in the class body) does not satisfy for mypy
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])  # type: ignore[list-item]
     return da.Array(graph, name, chunks=data.chunks, dtype=dtype, meta=np.empty((0, 0), dtype=dtype))
 
 
@@ -99,7 +104,7 @@ def _window_map(data: da.Array, source, depth: int, kernel: BlockKernel, dtype) 
 
     name = f"stencil-window-{tokenize(data.name, depth, kernel)}"
     height, width = data.shape
-    dsk = {}
+    dsk: dict[Key, Any] = {}
     for i, (r0, h) in enumerate(zip(_offsets(data.chunks[0]), data.chunks[0])):
         for j, (c0, w) in enumerate(zip(_offsets(data.chunks[1]), data.chunks[1])):
             dsk[(name, i, j)] = (_run_window, kernel, source, depth, r0, r0 + h, c0, c0 + w, height, width)
@@ -135,6 +140,7 @@ def apply_stencil(dem: xr.DataArray, depth: int, kernel: BlockKernel, *, dtype=n
     if dem.ndim != 2:
         raise ValueError(f"terrain kernels take a 2-D (y, x) DEM, got dims {dem.dims}")
     source = _window_source(dem)
+    result: da.Array | np.ndarray
     if source is not None:
         result = _window_map(data, source, depth, kernel, dtype)
     elif isinstance(data, da.Array):

@@ -54,11 +54,12 @@ def gradient_steps(metric: GroundMetric, baseline_m: float | None) -> int:
     """
     if baseline_m is None:
         return 1
-    _check_baseline(baseline_m)
+    check_baseline(baseline_m)
     return max(1, int(round(baseline_m / (2.0 * metric.nominal_spacing_m()))))
 
 
-def _check_baseline(baseline_m: float) -> None:
+def check_baseline(baseline_m: float) -> None:
+    """Refuse (:class:`~prospect.errors.ConfigError`) a baseline that is not a positive finite number of metres."""
     if not (isinstance(baseline_m, (int, float)) and math.isfinite(baseline_m) and baseline_m > 0):
         raise ConfigError(f"baseline must be a positive number of metres, not {baseline_m!r}")
 
