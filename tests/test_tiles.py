@@ -11,7 +11,7 @@ import rasterio
 from prospect.bench import make_fractal_tile
 from prospect.illumination import _horizon_kernels as K
 from prospect.illumination.ephemeris import default_times, sun_earth_directions
-from prospect.illumination.horizon import _prepare, horizon_angles
+from prospect.illumination.horizon import horizon_angles, kernel_inputs
 from prospect.illumination.maps import PARTIAL_DIR, PRODUCTS, write_illumination
 from prospect.illumination.products import SunSamples, illumination_products
 from prospect.illumination.tiles import TiledHorizon
@@ -55,7 +55,7 @@ def test_every_pixel_is_written_at_cardinal_azimuths(az):
 
 def test_far_field_annulus_matches_brute_force(fractal_dem):
     """Targets only beyond dmin: the sweep's annulus against a direct march over the same samples."""
-    z, args, _, _ = _prepare(fractal_dem[:160, :170], False)
+    z, args, _, _ = kernel_inputs(fractal_dem[:160, :170], False)
     for az in (0.0, 33.0, 90.0, 200.0, 311.0):
         azr = math.radians(az)
         tan = np.empty(z.shape, np.float32)

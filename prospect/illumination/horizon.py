@@ -70,7 +70,11 @@ METHOD = (
 )
 
 
-def _azimuths(azimuths_deg: Sequence[float] | np.ndarray | float | None, n_azimuths: int) -> np.ndarray:
+def resolve_azimuths(azimuths_deg: Sequence[float] | np.ndarray | float | None, n_azimuths: int) -> np.ndarray:
+    """The azimuths [deg] to sweep: ``azimuths_deg`` as float64, or ``n_azimuths`` evenly spaced from 0.
+
+    A bad value is a :class:`~prospect.errors.ConfigError`.
+    """
     if azimuths_deg is None:
         if not isinstance(n_azimuths, (int, np.integer)) or n_azimuths < 1:
             raise ConfigError(f"n_azimuths must be a positive integer, not {n_azimuths!r}")
@@ -81,7 +85,8 @@ def _azimuths(azimuths_deg: Sequence[float] | np.ndarray | float | None, n_azimu
     return az
 
 
-def _check_distance(max_distance_m: float) -> float:
+def check_max_distance(max_distance_m: float) -> float:
+    """``max_distance_m`` as a float, refused (:class:`~prospect.errors.ConfigError`) unless positive."""
     try:
         d = float(max_distance_m)
     except (TypeError, ValueError):
@@ -91,7 +96,7 @@ def _check_distance(max_distance_m: float) -> float:
     return d
 
 
-def _geometry_args(dem: xr.DataArray, planar: bool) -> tuple[tuple, AnalysisGrid, str]:
+def kernel_geometry(dem: xr.DataArray, planar: bool) -> tuple[tuple, AnalysisGrid, str]:
     """The kernel's geometry arguments ``(mode, x0, y0, a, e, R)``, the grid and the metric's name."""
     grid = AnalysisGrid.from_dataarray(dem)
     metric = ground_metric(grid, planar=planar)
@@ -108,20 +113,22 @@ def _geometry_args(dem: xr.DataArray, planar: bool) -> tuple[tuple, AnalysisGrid
     return args, grid, metric.description
 
 
-def _check_height(observer_height_m: float) -> float:
+def check_observer_height(observer_height_m: float) -> float:
+    """``observer_height_m`` as a float, refused (:class:`~prospect.errors.ConfigError`) unless finite and >= 0."""
     if not (math.isfinite(observer_height_m) and observer_height_m >= 0.0):
         raise ConfigError(f"observer_height_m must be a non-negative number of metres, not {observer_height_m!r}")
     return float(observer_height_m)
 
 
-def _prepare(dem: xr.DataArray, planar: bool) -> tuple[np.ndarray, tuple, AnalysisGrid, str]:
-    """Heights in m as C-contiguous float64 plus the kernel's geometry arguments."""
-    args, grid, desc = _geometry_args(dem, planar)
+def kernel_inputs(dem: xr.DataArray, planar: bool) -> tuple[np.ndarray, tuple, AnalysisGrid, str]:
+    """Heights in m as C-contiguous float64 plus the kernel's geometry arguments, the grid and the metric's name."""
+    args, grid, desc = kernel_geometry(dem, planar)
     z = np.ascontiguousarray(np.asarray(heights_in_metres(dem).values, dtype=np.float64))
     return z, args, grid, desc
 
 
-def _wrap(dem: xr.DataArray, data: np.ndarray, az: np.ndarray, attrs: dict) -> xr.DataArray:
+def horizon_dataarray(dem: xr.DataArray, data: np.ndarray, az: np.ndarray, attrs: dict) -> xr.DataArray:
+    """A horizon cube ``data`` (azimuth, y, x) as a DataArray on ``dem``'s grid, with ``attrs``."""
     ydim, xdim = dem.dims
     out = xr.DataArray(
         data,
@@ -197,16 +204,16 @@ def horizon_angles(
     valid sample lies ahead (looking off the raster edge). Near the edge the value is a
     lower bound (terrain beyond the raster is unknown).
     """
-    az = _azimuths(azimuths_deg, n_azimuths)
-    dmax = _check_distance(max_distance_m)
-    z, args, _grid, desc = _prepare(dem, planar)
-    _check_height(observer_height_m)
+    az = resolve_azimuths(azimuths_deg, n_azimuths)
+    dmax = check_max_distance(max_distance_m)
+    z, args, _grid, desc = kernel_inputs(dem, planar)
+    check_observer_height(observer_height_m)
     data = _run(K.horizon_sweep, z, az, (*args, dmax, float(observer_height_m)), int(workers))
-    return _wrap(dem, data, az, horizon_attrs(args, desc, dmax, observer_height_m))
+    return horizon_dataarray(dem, data, az, horizon_attrs(args, desc, dmax, observer_height_m))
 
 
 def horizon_attrs(args: tuple, desc: str, dmax: float, observer_height_m: float) -> dict:
-    """Attributes of a horizon cube from the sweep (``args``, ``desc`` from :func:`_geometry_args`)."""
+    """Attributes of a horizon cube from the sweep (``args``, ``desc`` from :func:`kernel_geometry`)."""
     return {
         "observer_height_m": float(observer_height_m),
         "units": "deg",
@@ -239,9 +246,9 @@ def horizon_brute_force(
     with bilinear heights every ``step_px`` pixels, an independent check of the sweep's
     sampling convention. Same output as :func:`horizon_angles`.
     """
-    az = _azimuths(azimuths_deg, n_azimuths)
-    dmax = _check_distance(max_distance_m)
-    z, args, _grid, _desc = _prepare(dem, planar)
+    az = resolve_azimuths(azimuths_deg, n_azimuths)
+    dmax = check_max_distance(max_distance_m)
+    z, args, _grid, _desc = kernel_inputs(dem, planar)
     if sampling == "lines":
         data = _run(K.horizon_brute_lines, z, az, (*args, dmax), 1)
         method = "brute force on the sweep's line samples"
@@ -253,7 +260,7 @@ def horizon_brute_force(
         method = f"brute force: ray from each pixel centre, bilinear heights every {step} px"
     else:
         raise ConfigError(f"sampling must be 'lines' or 'ray', not {sampling!r}")
-    return _wrap(
+    return horizon_dataarray(
         dem,
         data,
         az,

@@ -51,12 +51,12 @@ import xarray as xr
 from prospect.errors import ConfigError
 from prospect.illumination import _horizon_kernels as K
 from prospect.illumination.horizon import (
-    _azimuths,
-    _check_distance,
-    _check_height,
-    _geometry_args,
-    _wrap,
+    check_max_distance,
+    check_observer_height,
     horizon_attrs,
+    horizon_dataarray,
+    kernel_geometry,
+    resolve_azimuths,
 )
 from prospect.lunar import polar_scale_factor_xy
 from prospect.terrain.metric import heights_in_metres
@@ -131,14 +131,14 @@ class TiledHorizon:
         workers: int = 1,
         observer_height_m: float = 0.0,
     ) -> None:
-        self.az = _azimuths(None, n_azimuths)
-        dmax = _check_distance(max_distance_m)
+        self.az = resolve_azimuths(None, n_azimuths)
+        dmax = check_max_distance(max_distance_m)
         tile_px = _int_param(tile_px, "tile_px", 16)
         near_px = _int_param(near_px, "near_px", 8)
         far_factor = _int_param(far_factor, "far_factor", 1)
-        _check_height(observer_height_m)
+        check_observer_height(observer_height_m)
         self.dem = dem
-        self.args, self.grid, self.desc = _geometry_args(dem, planar)
+        self.args, self.grid, self.desc = kernel_geometry(dem, planar)
         self.heights = heights_in_metres(dem)
         self.workers = max(1, int(workers))
         self.observer_height_m = float(observer_height_m)
@@ -288,7 +288,7 @@ class TiledHorizon:
                 list(pool.map(one, range(self.az.size)))
         attrs = horizon_attrs(self.args, self.desc, dmax, hobs)
         attrs["tiling"] = plan.describe()
-        return _wrap(self.dem[r0:r1, c0:c1], cube, self.az, attrs)
+        return horizon_dataarray(self.dem[r0:r1, c0:c1], cube, self.az, attrs)
 
     def __iter__(self) -> Iterator[tuple[tuple[int, int, int, int], xr.DataArray]]:
         for w in self.plan.windows():
