@@ -108,8 +108,40 @@ def _dotted(node: ast.AST) -> list[str] | None:
     return [node.id, *reversed(parts)]
 
 
-def private_name_uses(path: Path) -> list[str]:
-    """Every use in ``path`` of another prospect module's private name, as 'file:line: name'."""
+def private_attributes(path: Path) -> set[str]:
+    """Private attribute names ``path`` defines on its classes: methods, class-level fields, ``self._x = ...``."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    names.add(item.name)
+                elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                    names.add(item.target.id)
+                elif isinstance(item, ast.Assign):
+                    names.update(t.id for t in item.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                names.add(node.attr)
+        elif (
+            isinstance(node, ast.Call)
+            and _dotted(node.func) == ["object", "__setattr__"]
+            and len(node.args) > 1
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+        ):
+            names.add(node.args[1].value)  # frozen dataclasses set fields in __post_init__
+    return {n for n in names if _is_private(n)}
+
+
+def private_name_uses(path: Path, foreign_attributes: frozenset[str] = frozenset()) -> list[str]:
+    """Every use in ``path`` of another prospect module's private name, as 'file:line: name'.
+
+    Names reached through a module (``from prospect.grid import _x``, ``grid._x`` after
+    ``from prospect import grid``) are resolved exactly; on other objects
+    (``table._index``), an attribute in ``foreign_attributes`` (private attributes that
+    other modules' classes define and this one does not) is reported.
+    """
     module, package = _module_of(path)
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found: list[str] = []
@@ -140,9 +172,12 @@ def private_name_uses(path: Path) -> list[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute):
             chain = _dotted(node)
-            if chain is None or chain[0] not in bound:
-                continue
-            check(".".join([bound[chain[0]], *chain[1:]]), node.lineno)
+            if chain is not None and chain[0] in bound:
+                check(".".join([bound[chain[0]], *chain[1:]]), node.lineno)
+            elif node.attr in foreign_attributes and not (
+                isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+            ):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: .{node.attr} of another module's class")
     return sorted(set(found))
 
 
@@ -157,7 +192,7 @@ def test_private_name_checker_finds_what_it_should(tmp_path, monkeypatch):
         "from prospect import grid\n"
         "import prospect.sub.b as B\n"
         "x = grid._split(1) + B._helper() + K.kernel() + grid.public()\n"  # two uses
-        "def f(self):\n    return self._own\n"
+        "def f(self, table):\n    return self._own + table._index\n"
     )
     (pkg / "grid.py").write_text("from prospect.sub import _kernels\n")  # another package's private module
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
@@ -166,9 +201,25 @@ def test_private_name_checker_finds_what_it_should(tmp_path, monkeypatch):
         "prospect/sub/a.py:5: prospect.grid._split",
         "prospect/sub/a.py:5: prospect.sub.b._helper",
     ]
+    assert private_name_uses(pkg / "sub" / "a.py", frozenset({"_index", "_own"})) == [
+        "prospect/sub/a.py:2: prospect.grid._wrap",
+        "prospect/sub/a.py:5: prospect.grid._split",
+        "prospect/sub/a.py:5: prospect.sub.b._helper",
+        "prospect/sub/a.py:7: ._index of another module's class",
+    ]
+    (pkg / "sub" / "b.py").write_text(
+        "class T:\n    _index: int = 0\n    def _m(self):\n        self._cache = 1\n"
+        "    def __post_init__(self):\n        object.__setattr__(self, '_frozen', 2)\n"
+    )
+    assert private_attributes(pkg / "sub" / "b.py") == {"_index", "_m", "_cache", "_frozen"}
     assert private_name_uses(pkg / "grid.py") == ["prospect/grid.py:1: prospect.sub._kernels"]
 
 
 def test_no_module_uses_another_modules_private_names():
-    found = [hit for path in sorted(PKG.rglob("*.py")) for hit in private_name_uses(path)]
+    paths = sorted(PKG.rglob("*.py"))
+    defined = {path: private_attributes(path) for path in paths}
+    found = []
+    for path in paths:
+        foreign = set().union(*(names for other, names in defined.items() if other != path)) - defined[path]
+        found += private_name_uses(path, frozenset(foreign))
     assert not found, "private names used across modules (give them public names):\n" + "\n".join(found)
