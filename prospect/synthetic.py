@@ -65,7 +65,7 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 import xarray as xr
@@ -134,6 +134,7 @@ BLEND_EXTENT = 2.0
 
 _MAX_TRIES = 4000
 _GridKind = Literal["south_polar", "north_polar", "geographic"]
+_T = TypeVar("_T")
 
 
 # --- public data classes ----------------------------------------------------------------
@@ -301,6 +302,13 @@ def _crs(code: int) -> LunarCRS:
     return lunar_crs(code)
 
 
+def _required(value: _T | None, name: str) -> _T:
+    """A scene parameter the grid kind needs (:func:`_validate` has checked it is there)."""
+    if value is None:
+        raise ConfigError(f"this scene needs {name}")
+    return value
+
+
 def _spectral_field(
     rng: np.random.Generator, shape: tuple[int, int], dx_m: float, dy_m: float, amplitude_of_k2
 ) -> np.ndarray:
@@ -387,8 +395,10 @@ class _Grid:
         self.shape = (ny, nx)
         self.geographic = params.grid == "geographic"
         if self.geographic:
-            res = float(params.res_deg)  # type: ignore[arg-type]
-            (lat_lo, lat_hi), (lon_w, _lon_e) = params.lat_range, params.lon_range  # type: ignore[misc]
+            res = float(_required(params.res_deg, "res_deg"))
+            self.lat_range = _required(params.lat_range, "lat_range")
+            self.lon_range = _required(params.lon_range, "lon_range")
+            (lat_lo, lat_hi), (lon_w, _lon_e) = self.lat_range, self.lon_range
             self.crs = _crs(IAU_GEOGRAPHIC)
             self.south = (lat_lo + lat_hi) / 2.0 < 0
             self.frame = _crs(IAU_SOUTH_POLAR_STEREOGRAPHIC if self.south else IAU_NORTH_POLAR_STEREOGRAPHIC)
@@ -404,7 +414,7 @@ class _Grid:
             self.fx, self.fy = np.asarray(fx), np.asarray(fy)
             self._to_geo = transformer(self.frame, self.crs)
         else:
-            px = float(params.pixel_m)  # type: ignore[arg-type]
+            px = float(_required(params.pixel_m, "pixel_m"))
             self.south = params.grid == "south_polar"
             self.crs = _crs(IAU_SOUTH_POLAR_STEREOGRAPHIC if self.south else IAU_NORTH_POLAR_STEREOGRAPHIC)
             self.frame = self.crs
@@ -463,7 +473,7 @@ class _Grid:
         """Smallest ground extent of the scene [m] (geographic: at the poleward edge)."""
         ny, nx = self.shape
         if self.geographic:
-            lat_lo, lat_hi = self.params.lat_range  # type: ignore[misc]
+            lat_lo, lat_hi = self.lat_range
             edge = max(abs(lat_lo), abs(lat_hi))
             return min(ny * self.dy_ground, nx * self.dy_ground * max(math.cos(math.radians(edge)), 1e-6))
         return min(ny, nx) * self.px
@@ -494,7 +504,7 @@ class _Grid:
         if self.geographic:
             lon_a, lat_a = self.lonlat(fx, fy)
             lon, lat = float(lon_a), float(lat_a)
-            (lat_lo, lat_hi), (lon_w, lon_e) = self.params.lat_range, self.params.lon_range  # type: ignore[misc]
+            (lat_lo, lat_hi), (lon_w, lon_e) = self.lat_range, self.lon_range
             dlat = margin_ground / METRES_PER_DEGREE
             cos = math.cos(math.radians(lat))
             dlon = margin_ground / (METRES_PER_DEGREE * cos) if cos > 1e-9 else math.inf
@@ -676,7 +686,7 @@ class _Builder:
         return row, col
 
     def place_crater(self, name: str, region: str, kind: str) -> _Placed:
-        rlo, rhi = self.params.radius_range_m  # type: ignore[misc]
+        rlo, rhi = _required(self.params.radius_range_m, "radius_range_m")  # set by _resolve
         margin = self.params.psr_margin_deg
         for _ in range(_MAX_TRIES):
             if kind == "random":
@@ -965,7 +975,8 @@ def geographic_scene(
     if shape is None and res_deg is None:
         raise ConfigError("geographic_scene needs res_deg or shape")
     if res_deg is None:
-        ny, nx = int(shape[0]), int(shape[1])  # type: ignore[index]
+        dims = _required(shape, "shape")
+        ny, nx = int(dims[0]), int(dims[1])
         res = (lat_hi - lat_lo) / ny
         if not math.isclose(res, (lon_e - lon_w) / nx, rel_tol=1e-9):
             raise ConfigError(
@@ -1235,12 +1246,12 @@ def write_scene(
         )
     dn = dn_f.astype(np.int16)
     if p.grid == "geographic":
-        res = float(p.res_deg)  # type: ignore[arg-type]
+        res = float(_required(p.res_deg, "res_deg"))
         scale_m = res * METRES_PER_DEGREE
         sample_off = (scene.crs.lon_0 - t.c) / res - 0.5
         line_off = t.f / res - 0.5
     else:
-        scale_m = float(p.pixel_m)  # type: ignore[arg-type]
+        scale_m = float(_required(p.pixel_m, "pixel_m"))
         sample_off = -t.c / scale_m - 0.5
         line_off = t.f / scale_m - 0.5
     paths: dict[str, Path] = {}
