@@ -253,7 +253,7 @@ class AnalysisGrid:
         return cls(crs, Affine(res, 0.0, -extent, 0.0, -res, extent), (2 * half, 2 * half))
 
     @classmethod
-    def global_geographic(cls, res_deg: float, lon_convention: Literal["180", "360"] = "180") -> AnalysisGrid:
+    def global_geographic(cls, res_deg: float, lon_convention: lunar.LonConvention = "180") -> AnalysisGrid:
         """A global planetocentric lon/lat grid (IAU_2015:30100), lon -180..180 or 0..360, lat 90..-90."""
         try:
             res = float(res_deg)
@@ -385,7 +385,7 @@ class AnalysisGrid:
         """Pixel-centre y coordinates (float64, decreasing: north-up)."""
         return self.transform.f + self.transform.e * (np.arange(self.shape[0], dtype="float64") + 0.5)
 
-    def lonlat(self, *, chunks: Any = None, lon_convention: Literal["180", "360"] = "180") -> tuple[Any, Any]:
+    def lonlat(self, *, chunks: Any = None, lon_convention: lunar.LonConvention = "180") -> tuple[Any, Any]:
         """2-D planetocentric ``(lon, lat)`` [deg] of the pixel centres.
 
         numpy arrays for grids up to ~4 Mpx (unless ``chunks`` is given), else chunked
@@ -505,7 +505,7 @@ def _lunar_geographic() -> lunar.LunarCRS:
 
 
 def _lonlat_block(
-    grid: AnalysisGrid, r0: int, r1: int, c0: int, c1: int, lon_convention: Literal["180", "360"]
+    grid: AnalysisGrid, r0: int, r1: int, c0: int, c1: int, lon_convention: lunar.LonConvention
 ) -> tuple[np.ndarray, np.ndarray]:
     xx, yy = np.meshgrid(grid.x[c0:c1], grid.y[r0:r1])
     if grid.crs.is_geographic:

@@ -64,6 +64,8 @@ IAU_NORTH_POLAR_STEREOGRAPHIC = 30130
 IAU_SOUTH_POLAR_STEREOGRAPHIC = 30135
 
 CRSKind = Literal["geographic", "equirectangular", "polar_north", "polar_south", "other"]
+#: A longitude convention: east longitudes in [-180, 180) or [0, 360).
+LonConvention = Literal["180", "360"]
 
 #: The IAU_2015 codes prospect writes, with their PROJ definitions. The definitions are
 #: spelled out so that a code can be built identically by rasterio and pyproj.
@@ -365,7 +367,7 @@ def equirectangular_true_scale(lat_ts_deg: float) -> float:
     return math.cos(math.radians(lat_ts_deg))
 
 
-def normalize_longitude(lon: Any, convention: Literal["180", "360"] = "180") -> Any:
+def normalize_longitude(lon: Any, convention: LonConvention = "180") -> Any:
     """Longitudes east in ``[-180, 180)`` (``"180"``) or ``[0, 360)`` (``"360"``).
 
     Products differ: LOLA IMGs are 0..360 E (centre 180), their JPEG2000 twins and the
