@@ -324,7 +324,7 @@ def sample_dtype(sample_type: str, sample_bits: int, source: str) -> np.dtype:
     return np.dtype(f"{prefix}{nbytes}")
 
 
-def _find_file(directory: Path, name: str) -> Path:
+def find_file(directory: Path, name: str) -> Path:
     """A file beside the label, matching case-insensitively (PDS names are upper case, URLs lower)."""
     p = directory / name
     if p.exists():
@@ -351,7 +351,7 @@ def resolve_pointer(label: Block, pointer: str, label_path: Path) -> tuple[Path,
         file_name = value
     else:
         loc = value
-    path = _find_file(label_path.parent, file_name) if file_name else label_path
+    path = find_file(label_path.parent, file_name) if file_name else label_path
     if isinstance(loc, Quantity):
         if loc.unit.upper() not in ("BYTES", "BYTE"):
             raise LabelError(f"{src}: ^{pointer} unit <{loc.unit}> is not BYTES")
