@@ -287,7 +287,8 @@ def hillshade_of(dem: xr.DataArray) -> xr.DataArray:
     crs = lunar.identify(wkt, source=f"DEM {dem.name!r}")
     x, y = dem["x"].to_numpy(), dem["y"].to_numpy()
     dx, dy = float(x[1] - x[0]), float(y[1] - y[0])
-    grid = AnalysisGrid(crs, Affine(dx, 0.0, float(x[0]) - dx / 2, 0.0, dy, float(y[0]) - dy / 2), dem.shape)
+    shape = (int(dem.shape[0]), int(dem.shape[1]))
+    grid = AnalysisGrid(crs, Affine(dx, 0.0, float(x[0]) - dx / 2, 0.0, dy, float(y[0]) - dy / 2), shape)
     wrapped = grid.template(name="dem").copy(data=np.asarray(dem.values, dtype="float32"))
     wrapped.attrs["units"] = "m"
     shade = hillshade(wrapped).compute()
@@ -671,7 +672,7 @@ def site_map_png(
     )
     leg.axis("off")
 
-    handles = []
+    handles: list[Any] = []  # legend entries: Line2D, Patch and scatter collections
     lo, hi = _grey(overview_base)  # one stretch for both views
     for a, b, bnds in ((ax, zoom_base, ext), (ov, overview_base, None)):
         _raster(a, b, style=_style("hillshade"), vmin=lo, vmax=hi, zorder=0)

@@ -182,7 +182,8 @@ def _project_layers(maps: Mapping[str, Path], vectors: Mapping[str, Any], grid: 
         elif key in vectors:
             gdf = vectors[key]
             geom = _geometry(gdf)
-            bounds = tuple(float(v) for v in gdf.total_bounds) if len(gdf) else tuple(grid.bounds)
+            x0, y0, x1, y1 = (float(v) for v in (gdf.total_bounds if len(gdf) else grid.bounds))
+            bounds = (x0, y0, x1, y1)
             out.append(
                 ProjectLayer(
                     name=title,
@@ -258,7 +259,7 @@ def run_export(
 
     run = Path(run_dir)
     ranked = record is None
-    record = read_record(run) if ranked else dict(record)
+    record = read_record(run) if record is None else dict(record)
     grid = AnalysisGrid.from_dict(record["grid"])
     # resolves and hashes every input first
     prov = prov_mod.collect(record, created=created or export_time(), extra_inputs=extra_inputs)

@@ -176,6 +176,12 @@ def fixed(v: Any, decimals: int = 3) -> str:
     return "–" if f is None else f"{f:.{decimals}f}"
 
 
+def _km(v: Any) -> str:
+    """Metres as km with one decimal ("–" for no value)."""
+    f = finite_or_none(v)
+    return fixed(None if f is None else f / 1000.0, 1)
+
+
 def pct(v: Any, decimals: int = 0) -> str:
     f = finite_or_none(v)
     return "–" if f is None else f"{100 * f:.{decimals}f} %"
@@ -447,7 +453,7 @@ def _environment() -> Any:
         pct=pct,
         lon=lon_text,
         lat=lat_text,
-        km=lambda v: fixed(finite_or_none(v) / 1000.0 if finite_or_none(v) is not None else None, 1),
+        km=_km,
     )
     return env
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = ["RASTER_RAMPS", "RENDERERS", "VECTOR_KINDS", "raster_qml", "renderer_type", "vector_qml"]
 
@@ -178,7 +178,7 @@ _SYMBOL_TYPES = {"Point": "marker", "LineString": "line", "Polygon": "fill"}
 
 
 def element(
-    tag: str, attrib: dict[str, object] | None = None, *children: ET.Element | None, text: str | None = None
+    tag: str, attrib: Mapping[str, object] | None = None, *children: ET.Element | None, text: str | None = None
 ) -> ET.Element:
     """An element with its attributes in sorted order (deterministic output)."""
     e = ET.Element(tag, {k: str(v) for k, v in sorted((attrib or {}).items())})

@@ -32,7 +32,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dask.array as da
 import numpy as np
@@ -194,8 +194,9 @@ def _to_physical(raw: da.Array, *, scale: float, offset: float, nodata: list[flo
     not a chain of dask element-wise operations: that chain made four full-size
     temporaries per chunk and doubled the cost of reading a DEM.
     """
-    return raw.map_blocks(
+    return da.map_blocks(
         _physical_block,
+        raw,
         scale=float(scale),
         offset=float(offset),
         marks=_nodata_marks(raw.dtype, nodata),
@@ -298,7 +299,7 @@ def _physical_block(raw: np.ndarray, *, scale: float, offset: float, marks: tupl
 
 
 def _assemble(
-    data: da.Array, crs: lunar.LunarCRS, transform: Affine, attrs: dict[str, Any], lon_convention: str
+    data: da.Array, crs: lunar.LunarCRS, transform: Affine, attrs: dict[str, Any], lon_convention: Literal["180", "360"]
 ) -> xr.DataArray:
     xs, ys = _coords(transform, data.shape)
     arr = xr.DataArray(data, dims=("y", "x"), coords={"y": ys, "x": xs}, name=attrs.get("product_id"))
@@ -351,7 +352,7 @@ def _base_attrs(path: Path, manifest: Manifest | None, fmt: str) -> dict[str, An
 
 
 def _open_pds3(
-    label_path: Path, manifest: Manifest | None, chunks: Any, crs_override: Any, lon_convention: str
+    label_path: Path, manifest: Manifest | None, chunks: Any, crs_override: Any, lon_convention: Literal["180", "360"]
 ) -> xr.DataArray:
     label = pds3.read_label(label_path)
     src = label_path.name
@@ -456,6 +457,8 @@ def _gdal_dask(path: Path, chunks: Any, band: int = 1) -> tuple[da.Array, Any]:
         )
     except Exception as exc:
         raise FormatError(f"{path}: GDAL cannot read this file ({str(exc).splitlines()[0]})") from None
+    if not isinstance(rx, xr.DataArray):  # subdatasets (e.g. HDF, NetCDF) open as a Dataset or a list
+        raise FormatError(f"{path}: holds several subdatasets; open one of them (GDAL subdataset name)")
     if "band" in rx.dims:
         if band > rx.sizes["band"]:
             raise FormatError(f"{path}: band {band} requested but the file has {rx.sizes['band']}")
@@ -470,7 +473,7 @@ def _open_jp2_with_label(
     manifest: Manifest | None,
     chunks: Any,
     crs_override: Any,
-    lon_convention: str,
+    lon_convention: Literal["180", "360"],
 ) -> xr.DataArray:
     """A JPEG2000 file described by a PDS3 label: pixels from GDAL, meaning from the label."""
     import rasterio
@@ -501,7 +504,13 @@ def _open_jp2_with_label(
 
 
 def _open_gdal(
-    path: Path, manifest: Manifest | None, chunks: Any, crs_override: Any, lon_convention: str, fmt: str, band: int = 1
+    path: Path,
+    manifest: Manifest | None,
+    chunks: Any,
+    crs_override: Any,
+    lon_convention: Literal["180", "360"],
+    fmt: str,
+    band: int = 1,
 ) -> xr.DataArray:
     """GeoTIFF/COG, PDS4, ISIS3, JPEG2000 (no label): GDAL reads pixels, CRS, scale/offset, nodata."""
     import rasterio
@@ -628,7 +637,7 @@ def open_product(
     chunks: Any = None,
     crs_override: str | int | None = None,
     strict: bool = False,
-    lon_convention: str = "180",
+    lon_convention: Literal["180", "360"] = "180",
     band: int = 1,
 ) -> xr.DataArray:
     """Open a lunar raster product lazily.
@@ -708,7 +717,7 @@ def describe(arr: xr.DataArray) -> dict[str, Any]:
         "crs": arr.attrs.get("crs"),
         "width": int(arr.sizes["x"]),
         "height": int(arr.sizes["y"]),
-        "resolution_m": float(arr.attrs.get("resolution_m")),
+        "resolution_m": float(arr.attrs["resolution_m"]),
         "pixel_size": [float(tr.a), float(-tr.e)],
         "bounds": [float(v) for v in arr.rio.bounds()],
         "units": arr.attrs.get("units"),
