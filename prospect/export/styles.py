@@ -91,9 +91,9 @@ RASTER_RAMPS: dict[str, tuple[list[tuple[float, str, int]], str]] = {
         [(0.0, "#c6dbef", 0), (0.02, "#c6dbef", 170), (0.5, "#4292c6", 200), (1.0, "#08306b", 230)],
         "transparent at 0, light to deep blue as the cell is more permanently shadowed",
     ),
-    # The illumination stage's 0/1 mask: the PSR ramp, so 0 is transparent and 1 deep blue.
+    # The illumination stage's 0/1 mask: the ends of the PSR ramp, 0 transparent, 1 deep blue.
     "psr_mask": (
-        [(0.0, "#c6dbef", 0), (0.02, "#c6dbef", 170), (0.5, "#4292c6", 200), (1.0, "#08306b", 230)],
+        [(0.0, "#c6dbef", 0), (0.5, "#4292c6", 200), (1.0, "#08306b", 230)],
         "transparent at 0 (lit at some time), deep blue at 1 (permanently shadowed)",
     ),
     # Water ice: white/cyan (unfavourable, like frost) to deep blue (most favourable).
