@@ -252,7 +252,12 @@ def test_a_run_without_sites_exports_the_psr_mask_as_its_own_layer(exported, tmp
     record = json.loads((run / "ranking.json").read_text())
     out = tmp_path / "maps_only"
     out.mkdir()
-    inputs = {"dem": str(run.parent / "dem.tif"), "psr_mask": str(run.parent / "illumination" / "psr_mask.tif")}
+    with rasterio.open(run.parent / "illumination" / "psr_mask.tif") as src:  # the fixture holds fractions
+        profile, shadow = src.profile, src.read(1) >= 0.5
+    mask_tif = tmp_path / "psr_mask.tif"  # a 0/1 mask as the illumination stage writes it
+    with rasterio.open(mask_tif, "w", **profile) as dst:
+        dst.write(shadow.astype("float32"), 1)
+    inputs = {"dem": str(run.parent / "dem.tif"), "psr_mask": str(mask_tif)}
     outputs = run_export(out, record={"inputs": inputs, "grid": record["grid"]}, created="2026-11-18T00:00:00Z")
     assert {p.stem for p in (out / "maps").glob("*.tif")} == {"dem_m", "slope_deg", "hillshade", "psr_mask"}
     assert {"map_psr_mask", "style_psr_mask"} <= set(outputs) and "map_psr_fraction" not in outputs
@@ -261,7 +266,7 @@ def test_a_run_without_sites_exports_the_psr_mask_as_its_own_layer(exported, tmp
         tags = src.tags()
         assert tags["prospect_quantity"] == "psr_mask" and tags["prospect_long_name"] == mask.long_name
         assert src.units[0] == "1" and src.nodata == mask.nodata
-        assert set(np.unique(src.read(1, masked=True).compressed())) <= {0.0, 1.0}
+        np.testing.assert_array_equal(src.read(1), shadow.astype("float32"))
     qml = ET.fromstring((out / "maps" / "psr_mask.qml").read_text(encoding="utf-8"))
     entry = qml.find("pipe/rasterrenderer/rasterTransparency/singleValuePixelList/pixelListEntry")
     assert (entry.get("min"), entry.get("max"), entry.get("percentTransparent")) == ("0", "0", "100")
