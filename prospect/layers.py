@@ -1,9 +1,15 @@
 """The layer registry: every raster prospect reads or writes, named once.
 
 A :class:`Layer` holds a layer's facts: its name, file stem, units, long name, dtype,
-nodata, whether it is a class map, its fixed style range and the stage that makes it.
-Readers, writers, the pipeline runner, the exports and the report all look layers up
-here instead of typing file names, units and nodata themselves.
+nodata, whether it is a class map, its fixed style range, the stage that makes it,
+whether ``prospect export`` writes it as a map and its display title. Readers, writers,
+the pipeline runner, the exports and the report all look layers up here instead of
+typing file names, units and nodata themselves.
+
+A few layers carry two long names: ``long_name`` is what the exported map says,
+``stage_long_name`` what the producing stage writes into its own file (e.g. He-3's
+"He-3 concentration (mass ppb)" against the map's "helium-3 concentration in the
+regolith"). Both texts are kept so every file stays byte-identical.
 
 Units follow one vocabulary (:data:`UNITS`): UDUNITS-style strings as written into the
 GeoTIFF band (``"1"`` for dimensionless fractions, ``"m"``, ``"deg"``, ``"h"``, ``"K"``,
@@ -18,14 +24,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from prospect import lunar
 from prospect.errors import UnitsError
 
 __all__ = [
     "LAYERS",
+    "THERMAL_PROXY_LABEL",
     "UNITS",
     "UNIT_ALIASES",
     "Layer",
+    "exported_layers",
     "filename",
     "get",
     "normalise_units",
@@ -117,7 +127,9 @@ class Layer:
 
     name: str
     units: str
+    #: what the exported map (``maps/<stem>.tif``, ``prospect_long_name``) says the layer is
     long_name: str
+    #: the stage that makes the layer ("terrain", "illumination", "resources", "sites", "exports")
     stage: str
     dtype: str = "float32"
     nodata: float = -9999.0
@@ -126,24 +138,55 @@ class Layer:
     style_range: tuple[float, float] | None = None
     #: the file stem (default: the name)
     stem: str = ""
+    #: exported by ``prospect export`` as ``maps/<stem>.tif`` with a ``.qml`` style
+    exported: bool = False
+    #: short display name (QGIS layer tree, report), without units (default: the name)
+    title: str = ""
+    #: the long name the producing stage writes into its own file, where it differs from
+    #: ``long_name`` (default: ``long_name``); both texts are kept so files stay byte-identical
+    stage_long_name: str = ""
 
     def __post_init__(self) -> None:
         if self.units not in UNITS:
             raise ValueError(f"layer {self.name}: units {self.units!r} are not in prospect's vocabulary")
         if not self.stem:
             object.__setattr__(self, "stem", self.name)
+        if not self.title:
+            object.__setattr__(self, "title", self.name)
+        if not self.stage_long_name:
+            object.__setattr__(self, "stage_long_name", self.long_name)
+        kind = np.dtype(self.dtype)
+        if kind.kind == "u" or kind.kind == "i":
+            info = np.iinfo(kind)
+            if not (info.min <= self.nodata <= info.max and float(self.nodata).is_integer()):
+                raise ValueError(f"layer {self.name}: nodata {self.nodata!r} is not a {self.dtype} value")
+        elif kind.kind != "f":
+            raise ValueError(f"layer {self.name}: dtype {self.dtype!r} is neither an integer nor a float type")
+        if self.style_range is not None and not self.style_range[0] < self.style_range[1]:
+            raise ValueError(f"layer {self.name}: style range {self.style_range} is empty")
 
     @property
     def filename(self) -> str:
         """``<stem>.tif``."""
         return f"{self.stem}.tif"
 
+    @property
+    def display_name(self) -> str:
+        """The title with the units in brackets (none for dimensionless layers): ``"Slope [deg]"``."""
+        return self.title if self.units == "1" else f"{self.title} [{self.units}]"
+
 
 def _layers(*layers: Layer) -> dict[str, Layer]:
-    return {layer.name: layer for layer in layers}
+    table = {layer.name: layer for layer in layers}
+    stems = [layer.stem for layer in layers]
+    if len(table) != len(layers) or len(set(stems)) != len(stems):
+        raise ValueError("layer names and file stems must be unique")
+    return table
 
 
 _FRACTION = (0.0, 1.0)
+#: the label of the thermal proxy (``prospect.resources.ice``), part of thermal_proxy_k's long name
+THERMAL_PROXY_LABEL = "proxy: radiative equilibrium from illumination fraction (not a temperature measurement)"
 
 #: Every layer, by name. The order is the drawing order of exported maps (top first).
 LAYERS: dict[str, Layer] = _layers(
@@ -157,18 +200,53 @@ LAYERS: dict[str, Layer] = _layers(
         nodata=255,
         categorical=True,
         style_range=(0, 2),
+        exported=True,
+        title="Ice stability class",
+        stage_long_name="water-ice stability class: 0 not stable, 1 shallow-subsurface, 2 surface, 255 nodata",
     ),
-    Layer("ice_favourability", "1", "water-ice favourability", "resources", style_range=_FRACTION),
+    Layer(
+        "ice_favourability",
+        "1",
+        "water-ice favourability",
+        "resources",
+        style_range=_FRACTION,
+        exported=True,
+        title="Ice favourability",
+        stage_long_name="water-ice favourability (0..1): weighted mean of the available layer scores",
+    ),
     Layer("coverage", "1", "weight of the layers valid at the pixel / weight of all configured layers", "resources"),
     Layer("score_thermal", "1", "thermal score from the stability class", "resources"),
     Layer("score_psr", "1", "permanent-shadow score (PSR fraction)", "resources"),
-    Layer("score_hydrogen", "1", "hydrogen score clip(WEH / reference, 0, 1)", "resources"),
+    Layer(
+        "score_hydrogen",
+        "1",
+        "hydrogen score clip(WEH / reference, 0, 1) (neutron footprint 30-150 km: smooth)",
+        "resources",
+    ),
     Layer("score_pole_facing", "1", "pole-facing slope score", "resources"),
-    Layer("weh_wt_pct", "wt%", "water-equivalent hydrogen, 9e-4 x ppm H", "resources"),
-    Layer("thermal_proxy_k", "K", "PROXY annual mean surface temperature (radiative equilibrium)", "resources"),
-    Layer("water_column_kg_m2", "kg m-2", "water-equivalent column", "resources"),
+    Layer(
+        "weh_wt_pct",
+        "wt%",
+        "water-equivalent hydrogen, 9e-4 x ppm H (neutron footprint 30-150 km: smooth)",
+        "resources",
+    ),
+    Layer("thermal_proxy_k", "K", "PROXY annual mean surface temperature: " + THERMAL_PROXY_LABEL, "resources"),
+    Layer(
+        "water_column_kg_m2",
+        "kg m-2",
+        "water-equivalent column: WEH / 100 x bulk density x neutron sensing depth",
+        "resources",
+    ),
     # --- resources: helium-3 (prospect.resources.he3)
-    Layer("he3_ppb", "ppb", "helium-3 concentration in the regolith", "resources"),
+    Layer(
+        "he3_ppb",
+        "ppb",
+        "helium-3 concentration in the regolith",
+        "resources",
+        exported=True,
+        title="Helium-3",
+        stage_long_name="He-3 concentration (mass ppb)",
+    ),
     Layer("he3_column_kg_m2", "kg m-2", "He-3 column mass over the regolith thickness", "resources"),
     Layer("regolith_thickness_m", "m", "regolith thickness used for the column", "resources"),
     Layer("mare_fraction", "1", "mare fraction of the mare/highland thickness rule", "resources"),
@@ -177,13 +255,23 @@ LAYERS: dict[str, Layer] = _layers(
     Layer("tio2_wt", "wt%", "TiO2 used", "resources"),
     # --- permanent shadow: the fraction of a pixel inside PSR polygons (sites) and the
     # illumination stage's 0/1 mask are different quantities with different names
-    Layer("psr_fraction", "1", "permanently shadowed fraction of the pixel", "sites", style_range=_FRACTION),
+    Layer(
+        "psr_fraction",
+        "1",
+        "permanently shadowed fraction of the pixel",
+        "sites",
+        style_range=_FRACTION,
+        exported=True,
+        title="PSR fraction",
+    ),
     Layer(
         "psr_mask",
         "1",
-        "permanently shadowed (1) or not (0) at the pixel centre over the span",
+        "permanently shadowed (1) over the span, NaN where the horizon is unknown",
         "illumination",
         style_range=_FRACTION,
+        exported=True,
+        title="PSR mask",
     ),
     # --- illumination (prospect.illumination)
     Layer(
@@ -192,6 +280,8 @@ LAYERS: dict[str, Layer] = _layers(
         "time-averaged visible fraction of the solar disk",
         "illumination",
         style_range=_FRACTION,
+        exported=True,
+        title="Illumination fraction",
     ),
     Layer(
         "earth_visibility_fraction",
@@ -199,8 +289,19 @@ LAYERS: dict[str, Layer] = _layers(
         "fraction of time the Earth is above the horizon",
         "illumination",
         style_range=_FRACTION,
+        exported=True,
+        title="Earth visibility fraction",
+        stage_long_name="fraction of time the Earth's centre is above the horizon",
     ),
-    Layer("longest_darkness_h", "h", "longest continuous darkness", "illumination"),
+    Layer(
+        "longest_darkness_h",
+        "h",
+        "longest continuous darkness",
+        "illumination",
+        exported=True,
+        title="Longest darkness",
+        stage_long_name="longest continuous darkness (no solar limb)",
+    ),
     # --- terrain (prospect.terrain)
     Layer(
         "slope_deg",
@@ -208,8 +309,17 @@ LAYERS: dict[str, Layer] = _layers(
         "slope (Horn 1981 on lunar ground distances, one-pixel baseline)",
         "terrain",
         style_range=(0.0, 30.0),
+        exported=True,
+        title="Slope",
     ),
-    Layer("dem_m", "m", f"height above the {lunar.MOON_RADIUS_M / 1000:g} km lunar sphere", "terrain"),
+    Layer(
+        "dem_m",
+        "m",
+        f"height above the {lunar.MOON_RADIUS_M / 1000:g} km lunar sphere",
+        "terrain",
+        exported=True,
+        title="Elevation",
+    ),
     Layer(
         "hillshade",
         "1",
@@ -218,8 +328,13 @@ LAYERS: dict[str, Layer] = _layers(
         dtype="uint8",
         nodata=0,
         style_range=(1.0, 255.0),
+        exported=True,
+        title="Hillshade",
     ),
 )
+
+if not set(UNIT_ALIASES.values()) <= UNITS:  # the readers' spellings map into the vocabulary
+    raise ValueError(f"UNIT_ALIASES maps to units outside UNITS: {sorted(set(UNIT_ALIASES.values()) - UNITS)}")
 
 
 def get(name: str) -> Layer:
@@ -233,3 +348,8 @@ def get(name: str) -> Layer:
 def filename(name: str) -> str:
     """The file name of layer ``name`` (``<stem>.tif``)."""
     return get(name).filename
+
+
+def exported_layers() -> tuple[Layer, ...]:
+    """The layers ``prospect export`` writes as maps, in drawing order (top first)."""
+    return tuple(layer for layer in LAYERS.values() if layer.exported)

@@ -16,6 +16,7 @@ import re
 import sqlite3
 import subprocess
 import xml.etree.ElementTree as ET
+import zipfile
 from pathlib import Path
 
 import geopandas as gpd
@@ -23,10 +24,11 @@ import numpy as np
 import pytest
 import rasterio
 
-from prospect import lunar
+from prospect import layers, lunar
 from prospect.export import stac
 from prospect.export.package import run_export
 from prospect.io.gpkg import read_styles
+from prospect.io.writers import stream_geotiff
 from tests.conftest import run_cli
 from tests.export_fixtures import make_synthetic_run
 
@@ -232,6 +234,87 @@ def test_bad_runs_fail_in_one_line_without_partial_output(tmp_path, exported):
     assert sorted(p.name for p in moved.iterdir()) == ["ranking.json", "sites.gpkg"]
     res = run_cli("report", str(moved))
     assert res.returncode == 2 and "prospect export" in res.stderr, res.stderr
+
+
+def test_maps_carry_the_registry_facts(exported):
+    run, _, _ = exported
+    for tif in sorted((run / "maps").glob("*.tif")):
+        layer = layers.get(tif.stem)
+        with rasterio.open(tif) as src:
+            tags = src.tags()
+            assert tags["prospect_long_name"] == layer.long_name and tags["prospect_units"] == layer.units
+            assert src.units[0] == layer.units and src.dtypes[0] == layer.dtype and src.nodata == layer.nodata
+
+
+def test_a_run_without_sites_exports_the_psr_mask_as_its_own_layer(exported, tmp_path):
+    """The illumination stage's 0/1 mask is ``psr_mask``, not a PSR fraction: its own map, style and title."""
+    run, _, _ = exported
+    record = json.loads((run / "ranking.json").read_text())
+    out = tmp_path / "maps_only"
+    out.mkdir()
+    with rasterio.open(run.parent / "illumination" / "psr_mask.tif") as src:  # the fixture holds fractions
+        profile, shadow = src.profile, src.read(1) >= 0.5
+    mask_tif = tmp_path / "psr_mask.tif"  # a 0/1 mask as the illumination stage writes it
+    with rasterio.open(mask_tif, "w", **profile) as dst:
+        dst.write(shadow.astype("float32"), 1)
+    inputs = {"dem": str(run.parent / "dem.tif"), "psr_mask": str(mask_tif)}
+    outputs = run_export(out, record={"inputs": inputs, "grid": record["grid"]}, created="2026-11-18T00:00:00Z")
+    assert {p.stem for p in (out / "maps").glob("*.tif")} == {"dem_m", "slope_deg", "hillshade", "psr_mask"}
+    assert {"map_psr_mask", "style_psr_mask"} <= set(outputs) and "map_psr_fraction" not in outputs
+    mask = layers.get("psr_mask")
+    with rasterio.open(out / "maps" / "psr_mask.tif") as src:
+        tags = src.tags()
+        assert tags["prospect_quantity"] == "psr_mask" and tags["prospect_long_name"] == mask.long_name
+        assert src.units[0] == "1" and src.nodata == mask.nodata
+        np.testing.assert_array_equal(src.read(1), shadow.astype("float32"))
+    qml = ET.fromstring((out / "maps" / "psr_mask.qml").read_text(encoding="utf-8"))
+    entry = qml.find("pipe/rasterrenderer/rasterTransparency/singleValuePixelList/pixelListEntry")
+    assert (entry.get("min"), entry.get("max"), entry.get("percentTransparent")) == ("0", "0", "100")
+    with zipfile.ZipFile(out / "project.qgz") as zf:
+        project = ET.fromstring(zf.read(next(n for n in zf.namelist() if n.endswith(".qgs"))))
+    groups = {g.get("name"): g for g in project.iter("layer-tree-group") if g.get("name")}
+    assert [n.get("name") for n in groups["Illumination"].findall("layer-tree-layer")] == [mask.display_name]
+
+
+def _small_grid():
+    from affine import Affine
+
+    from prospect.grid import AnalysisGrid
+
+    return AnalysisGrid(lunar.lunar_crs(30135), Affine(100.0, 0.0, 0.0, 0.0, -100.0, 0.0), (64, 64))
+
+
+def test_stream_progress_counts_what_was_written(tmp_path, capsys):
+    """Progress lines in logs show the pixels written so far, rising to the total (not the total each time)."""
+    import dask.array as da
+
+    grid = _small_grid()
+    values = np.arange(64 * 64, dtype="float32").reshape(64, 64)
+    data = da.from_array(values, chunks=16)
+    tif = tmp_path / "p.tif"
+    # 16 windows of 256 pixels: 6.25 % each, so some windows pass a 10 % step and some do not
+    stream_geotiff(data, tif, crs=grid.crs, transform=grid.transform, units="1", progress=True, label="p", window_px=16)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("p: ")]
+    found = [re.fullmatch(r"p: (\d+)% \(([\d,]+)/([\d,]+) pixels\)", line) for line in lines]
+    assert lines and all(found), lines
+    pct = [int(m.group(1)) for m in found if m]
+    done = [int(m.group(2).replace(",", "")) for m in found if m]
+    assert {m.group(3) for m in found if m} == {"4,096"} and len(lines) == 10
+    assert done == sorted(set(done)) and done[-1] == 64 * 64  # strictly rising, ending at the total
+    assert pct == [100 * d // (64 * 64) for d in done] and pct[-1] == 100
+    with rasterio.open(tif) as src:
+        np.testing.assert_array_equal(src.read(1), values)
+
+
+def test_one_block_gives_one_progress_line(tmp_path, capsys):
+    grid = _small_grid()
+    ones = np.ones((64, 64), "float32")
+    stream_geotiff(
+        ones, tmp_path / "q.tif", crs=grid.crs, transform=grid.transform, units="1", progress=True, label="q"
+    )
+    assert [line for line in capsys.readouterr().err.splitlines() if line.startswith("q: ")] == [
+        "q: 100% (4,096/4,096 pixels)"
+    ]
 
 
 # --- real data: QGIS opens the package of a ranking of the LOLA polar DEM ------------------------

@@ -24,21 +24,12 @@ import pytest
 from prospect import lunar
 from prospect.export import styles
 from prospect.export.qgis import ProjectLayer, layer_id, project_xml, write_project
+from prospect.layers import exported_layers
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 CHECK_SCRIPT = Path(__file__).with_name("qgis_check.py")
-RASTER_STEMS = [
-    "dem_m",
-    "hillshade",
-    "slope_deg",
-    "illumination_fraction",
-    "earth_visibility_fraction",
-    "longest_darkness_h",
-    "psr_fraction",
-    "ice_favourability",
-    "ice_stability_class",
-    "he3_ppb",
-]
+#: every map an export writes (the layer registry's exported layers)
+RASTER_STEMS = [layer.name for layer in exported_layers()]
 
 
 def _parse(qml: str) -> ET.Element:
@@ -96,11 +87,12 @@ def test_ramp_directions_fit_the_quantity():
     lo, hi = ends("slope_deg")
     assert int(lo.get("color")[3:5], 16) > int(lo.get("color")[1:3], 16)  # flat: green
     assert int(hi.get("color")[1:3], 16) > int(hi.get("color")[3:5], 16)  # steep: red
-    lo, hi = ends("psr_fraction")
-    assert lo.get("alpha") == "0" and hi.get("alpha") != "0"
-    psr = _parse(styles.raster_qml("psr_fraction", vmin=0, vmax=1))
-    entry = psr.find("pipe/rasterrenderer/rasterTransparency/singleValuePixelList/pixelListEntry")
-    assert (entry.get("min"), entry.get("max"), entry.get("percentTransparent")) == ("0", "0", "100")
+    for name in ("psr_fraction", "psr_mask"):  # never shadowed (exactly 0) is transparent, shadow deep blue
+        lo, hi = ends(name)
+        assert lo.get("alpha") == "0" and hi.get("alpha") != "0" and hi.get("color") == "#08306b", name
+        psr = _parse(styles.raster_qml(name, vmin=0, vmax=1))
+        entry = psr.find("pipe/rasterrenderer/rasterTransparency/singleValuePixelList/pixelListEntry")
+        assert (entry.get("min"), entry.get("max"), entry.get("percentTransparent")) == ("0", "0", "100"), name
     lo, hi = ends("ice_favourability")
     assert _luminance(lo.get("color")) > _luminance(hi.get("color"))  # white/cyan -> deep blue
 

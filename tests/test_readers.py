@@ -16,7 +16,7 @@ from affine import Affine
 from prospect import lunar
 from prospect.errors import EarthCRSError, LabelError, UnitsError
 from prospect.io import pds3
-from prospect.io.readers import describe, open_product
+from prospect.io.readers import describe, open_product, resolve_source, sha256_of, sniff_format
 from prospect.io.vectors import open_vector
 from prospect.io.writers import pds3_lola_label, write_pds3_lola
 from tests.conftest import run_cli
@@ -169,6 +169,27 @@ def test_synthetic_lola_product_round_trip_and_chunk_invariance(tmp_path):
     np.testing.assert_array_equal(a.values, dn * np.float32(0.5))
     np.testing.assert_array_equal(a.values, b.values)
     np.testing.assert_array_equal(open_product(tmp_path / "TEST.IMG").values, a.values)  # label found beside the IMG
+
+
+def test_public_helpers_sniff_resolve_and_hash(tmp_path):
+    """The helpers other modules use (CLI ``info``, binned tables): format sniffing, source resolution, sha256."""
+    import hashlib
+
+    from prospect.errors import InputNotFoundError
+
+    label = write_pds3_lola(
+        np.zeros((4, 4), np.int16), tmp_path / "T.IMG", crs=lunar.lunar_crs(30135), map_scale_m=80.0, product_id="T"
+    )
+    tif = tmp_path / "t.tif"
+    with rasterio.open(tif, "w", driver="GTiff", width=2, height=2, count=1, dtype="float32") as dst:
+        dst.write(np.zeros((1, 2, 2), "float32"))
+    (tmp_path / "pts.csv").write_text("lon,lat\n0,0\n")
+    assert sniff_format(label) == "pds3" and sniff_format(tmp_path / "T.IMG") == "raw"
+    assert sniff_format(tif) == "geotiff" and sniff_format(tmp_path / "pts.csv") == "vector"
+    assert resolve_source(str(tif)) == (tif, None)
+    assert sha256_of(tif) == hashlib.sha256(tif.read_bytes()).hexdigest()
+    with pytest.raises(InputNotFoundError, match="no such file"):
+        resolve_source(tmp_path / "nope.tif")
 
 
 # --- Chang'e dialect ------------------------------------------------------------------------

@@ -24,7 +24,8 @@ import shapely
 from threadpoolctl import threadpool_limits
 
 from prospect.errors import InputNotFoundError, ProspectError
-from prospect.export.report import write_report
+from prospect.export import figures
+from prospect.export.report import render_report, write_report
 from prospect.io.writers import write_geotiff
 from prospect.resources.ice import CLASS_NODATA, CLASS_NOT_STABLE, CLASS_SHALLOW, CLASS_SURFACE
 from prospect.sites.rank import rank_sites, write_ranking
@@ -248,6 +249,27 @@ def test_missing_map_and_missing_browser_are_one_line_errors(run, tmp_path):
             run["dir"], maps=run["maps"], provenance=run["provenance"], pdf=True, chromium=tmp_path / "no-chromium"
         )
     assert "\n" not in str(info.value)
+
+
+def test_a_psr_mask_is_drawn_like_the_psr_fraction(run, tmp_path):
+    """A run without a site stage's PSR fraction has the illumination stage's 0/1 ``psr_mask``:
+    the report draws it as the PSR overlay and names it."""
+    import rasterio
+
+    with rasterio.open(run["maps"]["psr_fraction"]) as src:
+        profile, fraction = src.profile, src.read(1)
+    mask_path = tmp_path / "psr_mask.tif"
+    with rasterio.open(mask_path, "w", **profile) as dst:
+        dst.write(np.where(fraction == profile["nodata"], fraction, (fraction >= 0.5).astype("float32")), 1)
+    maps = {k: v for k, v in run["maps"].items() if k != "psr_fraction"}
+    assert figures.psr_layer(maps) is None and figures.psr_layer({**maps, "psr_mask": mask_path}) == "psr_mask"
+    assert figures.overlay_stem({"psr_mask": mask_path, "dem_m": run["maps"]["dem_m"]}) is None  # never the overlay
+    text = render_report(run["dir"], maps={**maps, "psr_mask": mask_path}, provenance=run["provenance"])
+    assert "permanently shadowed regions (psr_mask ≥ 0.5) in blue" in text
+    assert "<td><code>psr_mask</code></td>" in text
+    with_mask = figures.site_map_png(None, {**maps, "psr_mask": mask_path}, run["sites"], top_k=3, max_px=200)
+    without = figures.site_map_png(None, maps, run["sites"], top_k=3, max_px=200)
+    assert with_mask != without
 
 
 @pytest.fixture(scope="module")

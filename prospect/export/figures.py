@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from prospect import layers as registry
 from prospect.resources.ice import CLASS_SHALLOW, CLASS_SURFACE
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "layers_png",
     "lunar_crs_of",
     "overlay_stem",
+    "psr_layer",
     "read_map",
     "reliability_png",
     "site_map_png",
@@ -73,15 +75,21 @@ class _Style:
     categorical: bool = False
 
 
-#: How each map stem of the run folder is drawn (unknown stems: a generic sequential ramp).
+#: How each map of the run folder is drawn, by layer name (:mod:`prospect.layers`; unknown
+#: layers: a generic sequential ramp). The labels are the figures' own short texts.
 STYLES: dict[str, _Style] = {
     "illumination_fraction": _Style("inferno", "solar illumination fraction", 0.0, 1.0),
     "earth_visibility_fraction": _Style("viridis", "Earth visibility fraction", 0.0, 1.0),
     "longest_darkness_h": _Style("magma_r", "longest continuous darkness"),
     "psr_fraction": _Style("Blues", "permanently shadowed fraction", 0.0, 1.0),
+    "psr_mask": _Style("Blues", "permanently shadowed (0/1 mask)", 0.0, 1.0),
     "ice_favourability": _Style("GnBu", "ice favourability", 0.0, 1.0),
     "ice_stability_class": _Style(
-        "ice", "ice stability class", CLASS_SHALLOW - 0.5, CLASS_SURFACE + 0.5, categorical=True
+        "ice",
+        "ice stability class",
+        CLASS_SHALLOW - 0.5,
+        CLASS_SURFACE + 0.5,
+        categorical=registry.get("ice_stability_class").categorical,
     ),
     "he3_ppb": _Style("YlOrBr", "He-3 concentration"),
     "slope_deg": _Style("plasma", "slope", 0.0, None),
@@ -97,6 +105,11 @@ OVERLAY_ORDER = (
     "longest_darkness_h",
     "slope_deg",
 )
+#: The permanent-shadow layers, drawn blue over the map (not as the overlay), first present wins:
+#: the site stage's PSR fraction, else the illumination stage's 0/1 mask.
+PSR_LAYERS = ("psr_fraction", "psr_mask")
+#: Layers never chosen as the overlay of the main map.
+_NOT_OVERLAY = frozenset({*PSR_LAYERS, "ice_stability_class", "hillshade", "dem_m"})
 #: Classes of ``ice_stability_class`` (prospect.resources.ice): value -> (colour, label).
 ICE_CLASSES = {
     CLASS_SHALLOW: ("#67e8f9", "stable in the shallow subsurface"),
@@ -131,8 +144,16 @@ def _cmap(style: _Style) -> Any:
     return matplotlib.colormaps[style.cmap].with_extremes(bad=(0, 0, 0, 0))
 
 
-def _style(stem: str) -> _Style:
-    return STYLES.get(stem, _Style("cividis", stem.replace("_", " ")))
+def _style(name: str) -> _Style:
+    return STYLES.get(name, _Style("cividis", name.replace("_", " ")))
+
+
+def _units(name: str, arr: xr.DataArray) -> str:
+    """The units of a drawn layer: the map's own, else the registry's, else ``"1"``."""
+    units = str(arr.attrs.get("units", "") or "")
+    if not units and name in registry.LAYERS:
+        units = registry.get(name).units
+    return units or "1"
 
 
 # --- rasters --------------------------------------------------------------------------------
@@ -266,7 +287,8 @@ def hillshade_of(dem: xr.DataArray) -> xr.DataArray:
     crs = lunar.identify(wkt, source=f"DEM {dem.name!r}")
     x, y = dem["x"].to_numpy(), dem["y"].to_numpy()
     dx, dy = float(x[1] - x[0]), float(y[1] - y[0])
-    grid = AnalysisGrid(crs, Affine(dx, 0.0, float(x[0]) - dx / 2, 0.0, dy, float(y[0]) - dy / 2), dem.shape)
+    shape = (int(dem.shape[0]), int(dem.shape[1]))
+    grid = AnalysisGrid(crs, Affine(dx, 0.0, float(x[0]) - dx / 2, 0.0, dy, float(y[0]) - dy / 2), shape)
     wrapped = grid.template(name="dem").copy(data=np.asarray(dem.values, dtype="float32"))
     wrapped.attrs["units"] = "m"
     shade = hillshade(wrapped).compute()
@@ -497,14 +519,13 @@ def overlay_stem(layers: Mapping[str, Any]) -> str | None:
     """The layer :func:`site_map_png` lays over the hillshade: the first of :data:`OVERLAY_ORDER` present."""
     overlay = next((s for s in OVERLAY_ORDER if s in layers), None)
     if overlay is None:
-        overlay = next(
-            (s for s in layers if s not in ("psr_fraction", "ice_stability_class", "hillshade", "dem_m")), None
-        )
+        overlay = next((s for s in layers if s not in _NOT_OVERLAY), None)
     return overlay
 
 
-def _split_layers(layers: Mapping[str, Any]) -> tuple[str | None, Any, Any]:
-    return overlay_stem(layers), layers.get("psr_fraction"), layers.get("ice_stability_class")
+def psr_layer(layers: Mapping[str, Any]) -> str | None:
+    """The permanent-shadow layer :func:`site_map_png` draws in blue: the first of :data:`PSR_LAYERS` present."""
+    return next((s for s in PSR_LAYERS if s in layers), None)
 
 
 def _base(hillshade: Any, layers: Mapping[str, Any]) -> tuple[Any, str]:
@@ -606,7 +627,7 @@ def site_map_png(
 ) -> bytes:
     """The top sites over the hillshade and the main resource layer: a zoomed map and an overview.
 
-    ``hillshade`` and each value of ``layers`` (keyed by map stem: ``illumination_fraction``,
+    ``hillshade`` and each value of ``layers`` (keyed by layer name: ``illumination_fraction``,
     ``psr_fraction``, ``ice_favourability``, ...) is a GeoTIFF path or a georeferenced
     DataArray (dims ``y, x`` in map metres); ``hillshade`` may be None (then it is computed
     from ``layers['dem_m']``, else the first layer is drawn in grey). ``sites`` is the site
@@ -614,9 +635,9 @@ def site_map_png(
     get numbered markers (label = rank), the other candidates small dots. ``extent``
     ``(xmin, xmax, ymin, ymax)`` in metres sets the zoomed view (default :func:`zoom_extent`).
     The overlay is the first of :data:`OVERLAY_ORDER` present, semi-transparent; PSR pixels
-    (``psr_fraction >= 0.5``) are blue, ice stability classes light/dark cyan. ``vectors``
-    may hold GeoDataFrames (layers of sites.gpkg): ``psr`` polygons are drawn in blue when
-    there is no ``psr_fraction`` raster, ``regions`` (expert regions) as orange outlines,
+    (``psr_fraction >= 0.5``, or ``psr_mask >= 0.5`` without a fraction: :data:`PSR_LAYERS`)
+    are blue, ice stability classes light/dark cyan. ``vectors`` may hold GeoDataFrames
+    (layers of sites.gpkg): ``psr`` polygons are drawn in blue when there is no PSR raster, ``regions`` (expert regions) as orange outlines,
     named on the zoomed map when they have a ``name`` column.
     """
     from matplotlib.lines import Line2D
@@ -631,7 +652,9 @@ def site_map_png(
     zoom_base = _base_view(base, kind, ext, max_px)
     crs = lunar_crs_of(sites)
     crs_name = crs.code if crs is not None and crs.code else "map grid"
-    overlay, psr, ice_class = _split_layers(layers)
+    overlay, psr_name = overlay_stem(layers), psr_layer(layers)
+    psr = layers[psr_name] if psr_name is not None else None
+    ice_class = layers.get("ice_stability_class")
 
     # main map sized to the view's aspect; the overview and the legend in a column to its right
     map_h = 6.6
@@ -649,7 +672,7 @@ def site_map_png(
     )
     leg.axis("off")
 
-    handles = []
+    handles: list[Any] = []  # legend entries: Line2D, Patch and scatter collections
     lo, hi = _grey(overview_base)  # one stretch for both views
     for a, b, bnds in ((ax, zoom_base, ext), (ov, overview_base, None)):
         _raster(a, b, style=_style("hillshade"), vmin=lo, vmax=hi, zorder=0)
@@ -660,9 +683,9 @@ def site_map_png(
             if a is ax:
                 cax = leg.inset_axes((0.0, 0.86, 1.0, 0.07))
                 cb = fig.colorbar(im, cax=cax, orientation="horizontal")
-                units = str(arr.attrs.get("units", "") or "")
                 cb.set_label(
-                    f"{_style(overlay).label} [{units or '1'}] (overlay, {OVERLAY_ALPHA:.0%} opaque)", fontsize=8
+                    f"{_style(overlay).label} [{_units(overlay, arr)}] (overlay, {OVERLAY_ALPHA:.0%} opaque)",
+                    fontsize=8,
                 )
                 cb.ax.tick_params(labelsize=8)
         if ice_class is not None:
@@ -675,10 +698,10 @@ def site_map_png(
             _psr(a, _view(psr, bnds, max_px, categorical=False), outline=ice_class is not None)
     if psr is not None and ice_class is not None:
         handles.append(
-            Line2D([], [], color=PSR_COLOUR, lw=1.2, label=f"PSR outline (psr_fraction >= {PSR_DRAW_THRESHOLD:g})")
+            Line2D([], [], color=PSR_COLOUR, lw=1.2, label=f"PSR outline ({psr_name} >= {PSR_DRAW_THRESHOLD:g})")
         )
     elif psr is not None:
-        handles.append(Patch(color=PSR_COLOUR, alpha=0.75, label=f"PSR (psr_fraction >= {PSR_DRAW_THRESHOLD:g})"))
+        handles.append(Patch(color=PSR_COLOUR, alpha=0.75, label=f"PSR ({psr_name} >= {PSR_DRAW_THRESHOLD:g})"))
     if ice_class is not None:
         handles += [Patch(color=c, label=f"ice: {t}") for c, t in ICE_CLASSES.values()]
     vectors = vectors or {}
@@ -800,7 +823,7 @@ def layers_png(
             im = _raster(ax, arr, style=st, alpha=0.8, vmin=vmin, vmax=vmax)
         cb = fig.colorbar(im, ax=ax, shrink=0.9)
         cb.ax.tick_params(labelsize=7)
-        units = str(arr.attrs.get("units", "") or "1")
+        units = _units(stem, arr)
         if st.categorical:
             cb.set_ticks(list(ICE_CLASSES))
             cb.set_ticklabels(["subsurface", "surface"])

@@ -2,8 +2,8 @@
 
 From ``RUN_DIR/ranking.json`` (written by ``prospect rank``) and the inputs it names:
 
-- ``maps/<stem>.tif`` + ``maps/<stem>.qml``: COG maps with QGIS styles
-  (:mod:`prospect.export.maps`);
+- ``maps/<stem>.tif`` + ``maps/<stem>.qml``: COG maps with QGIS styles, one per layer of
+  the registry's exported layers (:mod:`prospect.export.maps`, :mod:`prospect.layers`);
 - ``sites.gpkg``: the ranked sites and candidate discs plus the vector inputs (PSR
   polygons, craters, named cold traps, expert regions) clipped to the run's grid, in
   the run's CRS, each with its default style (:mod:`prospect.io.gpkg`);
@@ -28,30 +28,61 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from prospect import layers
 from prospect.errors import FormatError, InputNotFoundError
 
-#: GeoPackage layer name of each vector input role of ``ranking.json``.
-VECTOR_LAYERS = {"psr_fraction": "psr", "craters": "craters", "cold_traps": "cold_traps", "regions": "regions"}
+#: GeoPackage layer name of each vector input role of ``ranking.json``. PSR polygons come
+#: as role ``psr`` or, from ``prospect rank``, as role ``psr_fraction`` (the site stage
+#: turns them into the raster layer psr_fraction).
+VECTOR_LAYERS = {
+    "psr": "psr",
+    "psr_fraction": "psr",
+    "craters": "craters",
+    "cold_traps": "cold_traps",
+    "regions": "regions",
+}
 
-#: (layer, group, display name, visible) of the QGIS project, top to bottom. Sites over
-#: context vectors over resource and illumination maps over terrain, hillshade last.
-PROJECT_LAYERS: tuple[tuple[str, str, str, bool], ...] = (
-    ("sites", "Sites", "Ranked sites", True),
-    ("candidates", "Sites", "Candidate discs", True),
-    ("cold_traps", "Context", "Named cold traps", True),
-    ("regions", "Context", "Artemis III candidate regions", True),
-    ("craters", "Context", "Craters", False),
-    ("psr", "Context", "Permanently shadowed regions", True),
-    ("ice_stability_class", "Resources", "Ice stability class", False),
-    ("ice_favourability", "Resources", "Ice favourability", False),
-    ("he3_ppb", "Resources", "Helium-3 [ppb]", False),
-    ("psr_fraction", "Illumination", "PSR fraction", False),
-    ("illumination_fraction", "Illumination", "Illumination fraction", True),
-    ("earth_visibility_fraction", "Illumination", "Earth visibility fraction", False),
-    ("longest_darkness_h", "Illumination", "Longest darkness [h]", False),
-    ("slope_deg", "Terrain", "Slope [deg]", False),
-    ("dem_m", "Terrain", "Elevation [m]", False),
-    ("hillshade", "Terrain", "Hillshade", True),
+#: Display names of the GeoPackage layers in the QGIS project (raster maps are named by
+#: the layer registry: :attr:`prospect.layers.Layer.display_name`).
+VECTOR_TITLES = {
+    "sites": "Ranked sites",
+    "candidates": "Candidate discs",
+    "cold_traps": "Named cold traps",
+    "regions": "Artemis III candidate regions",
+    "craters": "Craters",
+    "psr": "Permanently shadowed regions",
+}
+
+#: (layer, group, visible) of the QGIS project, top to bottom. Sites over context vectors
+#: over resource and illumination maps over terrain, hillshade last.
+PROJECT_TREE: tuple[tuple[str, str, bool], ...] = (
+    ("sites", "Sites", True),
+    ("candidates", "Sites", True),
+    ("cold_traps", "Context", True),
+    ("regions", "Context", True),
+    ("craters", "Context", False),
+    ("psr", "Context", True),
+    ("ice_stability_class", "Resources", False),
+    ("ice_favourability", "Resources", False),
+    ("he3_ppb", "Resources", False),
+    ("psr_fraction", "Illumination", False),
+    ("psr_mask", "Illumination", False),
+    ("illumination_fraction", "Illumination", True),
+    ("earth_visibility_fraction", "Illumination", False),
+    ("longest_darkness_h", "Illumination", False),
+    ("slope_deg", "Terrain", False),
+    ("dem_m", "Terrain", False),
+    ("hillshade", "Terrain", True),
+)
+
+
+def _title(key: str) -> str:
+    return VECTOR_TITLES[key] if key in VECTOR_TITLES else layers.get(key).display_name
+
+
+#: (layer, group, display name, visible) of the QGIS project, top to bottom.
+PROJECT_LAYERS: tuple[tuple[str, str, str, bool], ...] = tuple(
+    (key, group, _title(key), visible) for key, group, visible in PROJECT_TREE
 )
 
 
@@ -89,12 +120,12 @@ def _vector_layers(record: Mapping[str, Any], run_dir: Path, grid: Any, *, sites
     from prospect.sites.learn import region_polygons
 
     gpkg = run_dir / "sites.gpkg"
-    layers: dict[str, Any] = {}
+    found: dict[str, Any] = {}
     if sites and not gpkg.is_file():
         raise InputNotFoundError(f"{gpkg}: no such file; the run folder is incomplete (rerun `prospect rank`)")
     try:
         if sites:
-            layers = {name: gpd.read_file(gpkg, layer=name, engine="pyogrio") for name in ("sites", "candidates")}
+            found = {name: gpd.read_file(gpkg, layer=name, engine="pyogrio") for name in ("sites", "candidates")}
     except (pyogrio.errors.DataLayerError, pyogrio.errors.DataSourceError) as exc:
         raise FormatError(f"{gpkg}: not a prospect site GeoPackage ({str(exc).splitlines()[0]})") from None
     frame = shapely.box(*grid.bounds)
@@ -106,8 +137,8 @@ def _vector_layers(record: Mapping[str, Any], run_dir: Path, grid: Any, *, sites
         gdf = open_vector(source)
         gdf = region_polygons(gdf, grid.crs) if role == "regions" else gdf.to_crs(crs)
         gdf = gdf[gdf.intersects(frame)].reset_index(drop=True)
-        layers[layer] = gdf
-    return layers
+        found[layer] = gdf
+    return found
 
 
 def _geometry(gdf: Any) -> str | None:
@@ -151,7 +182,8 @@ def _project_layers(maps: Mapping[str, Path], vectors: Mapping[str, Any], grid: 
         elif key in vectors:
             gdf = vectors[key]
             geom = _geometry(gdf)
-            bounds = tuple(float(v) for v in gdf.total_bounds) if len(gdf) else tuple(grid.bounds)
+            x0, y0, x1, y1 = (float(v) for v in (gdf.total_bounds if len(gdf) else grid.bounds))
+            bounds = (x0, y0, x1, y1)
             out.append(
                 ProjectLayer(
                     name=title,
@@ -170,8 +202,6 @@ def _project_layers(maps: Mapping[str, Path], vectors: Mapping[str, Any], grid: 
 
 def package_outputs(run: Path) -> dict[str, Path]:
     """Every deliverable present in a run folder, by asset key (what ``run.json`` describes)."""
-    from prospect.export.maps import SPECS
-
     named = {
         "ranking": "ranking.json",
         "sites": "sites.gpkg",
@@ -181,19 +211,21 @@ def package_outputs(run: Path) -> dict[str, Path]:
         "report_pdf": "report.pdf",
     }
     out = {key: run / name for key, name in named.items() if (run / name).is_file()}
-    for stem in SPECS:
+    for layer in layers.exported_layers():
         for prefix, suffix in (("map", ".tif"), ("style", ".qml")):
-            path = run / "maps" / f"{stem}{suffix}"
+            path = run / "maps" / f"{layer.stem}{suffix}"
             if path.is_file():
-                out[f"{prefix}_{stem}"] = path
+                out[f"{prefix}_{layer.stem}"] = path
     return out
 
 
 def existing_maps(run: Path) -> dict[str, Path]:
-    """Stem -> COG of the maps an export wrote into ``run/maps``."""
-    from prospect.export.maps import SPECS
-
-    return {stem: run / "maps" / f"{stem}.tif" for stem in SPECS if (run / "maps" / f"{stem}.tif").is_file()}
+    """Layer name -> COG of the maps an export wrote into ``run/maps``."""
+    return {
+        layer.name: run / "maps" / layer.filename
+        for layer in layers.exported_layers()
+        if (run / "maps" / layer.filename).is_file()
+    }
 
 
 def run_export(
@@ -227,7 +259,7 @@ def run_export(
 
     run = Path(run_dir)
     ranked = record is None
-    record = read_record(run) if ranked else dict(record)
+    record = read_record(run) if record is None else dict(record)
     grid = AnalysisGrid.from_dict(record["grid"])
     # resolves and hashes every input first
     prov = prov_mod.collect(record, created=created or export_time(), extra_inputs=extra_inputs)
@@ -240,7 +272,11 @@ def run_export(
     descriptions = {"sites": "ranked candidate base sites (ranking.json)", "candidates": "candidate site discs"}
     layer_styles = {k: styles.vector_qml(k, geometry=_geometry(v)) for k, v in vectors.items()}
     descriptions.update(
-        {layer: f"input {record['inputs'][role]}" for role, layer in VECTOR_LAYERS.items() if layer in vectors}
+        {
+            layer: f"input {record['inputs'][role]}"
+            for role, layer in VECTOR_LAYERS.items()
+            if layer in vectors and role in record["inputs"]
+        }
     )
     if vectors:
         write_gpkg(run / "sites.gpkg", vectors, layer_styles, crs=grid.crs, descriptions=descriptions)

@@ -138,10 +138,10 @@ def input_record(role: str, source: str) -> dict[str, Any]:
     for f in _files_of(path):
         digest = sha256_file(f)
         rec["files"].append({"name": f.name, "sha256": digest, "verified": None})
-        manifest = manifest_for_file(f, digest)
-        if manifest is not None and rec["manifest_id"] is None:
-            rec.update(_manifest_fields(manifest))
-        if manifest is not None:
+        known = manifest_for_file(f, digest)
+        if known is not None and rec["manifest_id"] is None:
+            rec.update(_manifest_fields(known))
+        if known is not None:
             rec["files"][-1]["verified"] = True
     tags = _stage_tags(path)
     if tags:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from prospect import layers as registry
 from prospect.errors import ConfigError, FormatError, InputNotFoundError, OutputPathError
 from prospect.export import figures as fig
 from prospect.io.fetch import hash_file
@@ -59,7 +60,7 @@ STATUS_MEANING = {
     "D": "derived here from the physics",
     "?": "not found in the science reference: a documented, configurable choice",
 }
-#: Map stems the report knows, in the order their panels appear (others follow, sorted).
+#: Layers (:mod:`prospect.layers`) the report knows, in the order their panels appear (others follow, sorted).
 MAP_ORDER = (
     "hillshade",
     "dem_m",
@@ -68,6 +69,7 @@ MAP_ORDER = (
     "earth_visibility_fraction",
     "longest_darkness_h",
     "psr_fraction",
+    "psr_mask",
     "ice_favourability",
     "ice_stability_class",
     "he3_ppb",
@@ -116,22 +118,26 @@ def _read_sites(path: Path) -> tuple[Any, dict[str, Any]]:
     return sites.sort_values("rank", kind="stable").reset_index(drop=True), vectors
 
 
-def _map_info(stem: str, path: Path) -> dict[str, Any]:
+def _map_info(name: str, path: Path) -> dict[str, Any]:
+    """One row of the report's map table: the GeoTIFF's tags, else the registry's facts."""
     import rasterio
 
+    layer = registry.LAYERS.get(name)
     with rasterio.open(path) as src:
         tags = src.tags()
         units = src.tags(1).get("units") or (src.units[0] if src.units and src.units[0] else "")
         return {
-            "stem": stem,
+            "stem": name,
             "file": path.name,
             "path": str(path),
-            "units": units or "1",
+            "units": units or (layer.units if layer else "1"),
             "shape": f"{src.height} x {src.width}",
             "resolution_m": abs(src.transform.a),
             "source": tags.get("PROSPECT_SOURCE") or tags.get("prospect_source") or "",
             "sha256": tags.get("PROSPECT_SHA256") or "",
-            "quantity": tags.get("PROSPECT_QUANTITY") or tags.get("prospect_long_name") or "",
+            "quantity": tags.get("PROSPECT_QUANTITY")
+            or tags.get("prospect_long_name")
+            or (layer.long_name if layer else ""),
         }
 
 
@@ -168,6 +174,12 @@ def fmt(v: Any, digits: int = 4) -> str:
 def fixed(v: Any, decimals: int = 3) -> str:
     f = finite_or_none(v)
     return "–" if f is None else f"{f:.{decimals}f}"
+
+
+def _km(v: Any) -> str:
+    """Metres as km with one decimal ("–" for no value)."""
+    f = finite_or_none(v)
+    return fixed(None if f is None else f / 1000.0, 1)
 
 
 def pct(v: Any, decimals: int = 0) -> str:
@@ -441,7 +453,7 @@ def _environment() -> Any:
         pct=pct,
         lon=lon_text,
         lat=lat_text,
-        km=lambda v: fixed(finite_or_none(v) / 1000.0 if finite_or_none(v) is not None else None, 1),
+        km=_km,
     )
     return env
 
@@ -486,6 +498,7 @@ def render_report(
         "grid": record.get("grid") or {},
         "crs": (record.get("grid") or {}).get("crs") or getattr(fig.lunar_crs_of(sites), "code", "") or "map grid",
         "overlay": fig.overlay_stem({s: p for s, p in map_paths.items() if s != "hillshade"}),
+        "psr_layer": fig.psr_layer(map_paths),
     }
     return _environment().get_template(TEMPLATE).render(**context)
 
@@ -503,9 +516,9 @@ def write_report(
 
     ``run_dir`` holds ``ranking.json`` and ``sites.gpkg`` (layer ``sites``; when present,
     its ``regions`` layer is outlined on the map and names the leave-one-region-out rows,
-    and its ``psr`` polygons are drawn when no ``psr_fraction`` map is given). ``maps`` maps stems (``hillshade``, ``dem_m``,
-    ``illumination_fraction``, ``psr_fraction``, ``ice_favourability``, ``he3_ppb``, ...)
-    to GeoTIFFs; any subset, possibly none (then no map is drawn). Without ``hillshade`` a
+    and its ``psr`` polygons are drawn when no ``psr_fraction`` or ``psr_mask`` map is given).
+    ``maps`` maps layer names (``hillshade``, ``dem_m``, ``illumination_fraction``,
+    ``psr_fraction`` or ``psr_mask``, ``ice_favourability``, ``he3_ppb``, ...) to GeoTIFFs; any subset, possibly none (then no map is drawn). Without ``hillshade`` a
     hillshade is computed from ``dem_m``, else the first layer is shown in grey.
     ``provenance`` is the dict of :mod:`prospect.export.provenance` (``created``, ``seed``,
     ``inputs``, ``software``, ``parameters``). ``top_k`` defaults to ranking.json's

@@ -24,18 +24,18 @@ from __future__ import annotations
 import math
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["RASTER_RAMPS", "VECTOR_KINDS", "raster_qml", "renderer_type", "vector_qml"]
+__all__ = ["RASTER_RAMPS", "RENDERERS", "VECTOR_KINDS", "raster_qml", "renderer_type", "vector_qml"]
 
 #: What QGIS writes as the version of a style; QGIS upgrades styles only from 2.x/3.0.
 QGIS_VERSION = "3.22.0-Białowieża"
 _DOCTYPE = "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>"
 
-#: Colour ramp per raster stem: ``(stops, why)`` where ``stops`` is a list of
-#: ``(fraction of vmin..vmax, "#rrggbb", alpha 0..255)``. Stems not listed get
-#: ``_DEFAULT_RAMP`` (viridis); ``hillshade`` and ``ice_stability_class`` have their own
-#: renderers (grey and paletted) and are not ramps.
+#: Colour ramp per raster layer (by name, :mod:`prospect.layers`): ``(stops, why)`` where
+#: ``stops`` is a list of ``(fraction of vmin..vmax, "#rrggbb", alpha 0..255)``. Layers not
+#: listed get ``_DEFAULT_RAMP`` (viridis); ``hillshade`` and ``ice_stability_class`` have
+#: their own renderers (grey and paletted, :data:`RENDERERS`) and are not ramps.
 RASTER_RAMPS: dict[str, tuple[list[tuple[float, str, int]], str]] = {
     # Traffic-light convention for trafficability: flat (green) is good, the 15 deg
     # lander/rover limit yellow, steep red (ColorBrewer RdYlGn reversed).
@@ -91,6 +91,11 @@ RASTER_RAMPS: dict[str, tuple[list[tuple[float, str, int]], str]] = {
         [(0.0, "#c6dbef", 0), (0.02, "#c6dbef", 170), (0.5, "#4292c6", 200), (1.0, "#08306b", 230)],
         "transparent at 0, light to deep blue as the cell is more permanently shadowed",
     ),
+    # The illumination stage's 0/1 mask: the ends of the PSR ramp, 0 transparent, 1 deep blue.
+    "psr_mask": (
+        [(0.0, "#c6dbef", 0), (0.5, "#4292c6", 200), (1.0, "#08306b", 230)],
+        "transparent at 0 (lit at some time), deep blue at 1 (permanently shadowed)",
+    ),
     # Water ice: white/cyan (unfavourable, like frost) to deep blue (most favourable).
     "ice_favourability": (
         [
@@ -128,7 +133,7 @@ RASTER_RAMPS: dict[str, tuple[list[tuple[float, str, int]], str]] = {
         "matplotlib 'terrain' hypsometric tints, 50 % opacity over the hillshade",
     ),
 }
-#: Generic sequential ramp for stems prospect does not know: viridis (perceptually
+#: Generic sequential ramp for layers prospect does not know: viridis (perceptually
 #: uniform, colour-blind safe, monotonic lightness).
 _DEFAULT_RAMP: list[tuple[float, str, int]] = [
     (0.0, "#440154", 255),
@@ -138,8 +143,12 @@ _DEFAULT_RAMP: list[tuple[float, str, int]] = [
     (0.8, "#7ad151", 255),
     (1.0, "#fde725", 255),
 ]
-#: Layer opacity per stem (1 when not listed).
+#: Layer opacity per layer name (1 when not listed).
 _OPACITY = {"dem_m": 0.5}
+#: Raster layers whose exact 0 is fully transparent (never permanently shadowed).
+_ZERO_TRANSPARENT = frozenset({"psr_fraction", "psr_mask"})
+#: Raster layers with a renderer of their own (every other layer: a pseudocolour ramp).
+RENDERERS: dict[str, str] = {"hillshade": "singlebandgray", "ice_stability_class": "paletted"}
 #: Ice stability classes (``prospect.resources.ice``): value, label, colour, alpha.
 ICE_CLASSES: list[tuple[int, str, str, int]] = [
     (0, "not stable", "#000000", 0),
@@ -169,7 +178,7 @@ _SYMBOL_TYPES = {"Point": "marker", "LineString": "line", "Polygon": "fill"}
 
 
 def element(
-    tag: str, attrib: dict[str, object] | None = None, *children: ET.Element | None, text: str | None = None
+    tag: str, attrib: Mapping[str, object] | None = None, *children: ET.Element | None, text: str | None = None
 ) -> ET.Element:
     """An element with its attributes in sorted order (deterministic output)."""
     e = ET.Element(tag, {k: str(v) for k, v in sorted((attrib or {}).items())})
@@ -614,18 +623,18 @@ def _check_range(stem: str, vmin: float, vmax: float) -> tuple[float, float]:
     return vmin, vmax
 
 
-def raster_qml(stem: str, *, vmin: float, vmax: float, units: str = "") -> str:
-    """The full QGIS 3.22 ``.qml`` style of a single-band map ``maps/<stem>.tif``.
+def raster_qml(name: str, *, vmin: float, vmax: float, units: str = "") -> str:
+    """The full QGIS 3.22 ``.qml`` style of layer ``name``'s single-band map ``maps/<stem>.tif``.
 
     ``vmin``/``vmax`` fix the ends of the colour ramp (QGIS ``limits=None``, so the
     stretch does not change with the view); ``units`` is appended to the legend labels.
     ``hillshade`` gets a grey renderer, ``ice_stability_class`` a paletted one with the
-    three classes of :data:`ICE_CLASSES` (class 0 transparent); every other stem a
-    pseudocolour renderer with the ramp from :data:`RASTER_RAMPS` (unknown stems:
-    viridis). Nodata pixels are left transparent (QGIS default, ``nodataColor=""``).
+    three classes of :data:`ICE_CLASSES` (class 0 transparent); every other layer a
+    pseudocolour renderer with the ramp from :data:`RASTER_RAMPS` (unknown layers:
+    viridis), exact 0 transparent on the PSR layers. Nodata pixels are left transparent (QGIS default, ``nodataColor=""``).
     """
-    if stem == "hillshade":
-        vmin, vmax = _check_range(stem, vmin, vmax)
+    if name == "hillshade":
+        vmin, vmax = _check_range(name, vmin, vmax)
         ce = element(
             "contrastEnhancement",
             None,
@@ -649,7 +658,7 @@ def raster_qml(stem: str, *, vmin: float, vmax: float, units: str = "") -> str:
             _legend_settings(units),
         )
         return _raster_document(renderer, resample="bilinear")
-    if stem == "ice_stability_class":
+    if name == "ice_stability_class":
         palette = element(
             "colorPalette",
             None,
@@ -667,8 +676,8 @@ def raster_qml(stem: str, *, vmin: float, vmax: float, units: str = "") -> str:
         )
         return _raster_document(renderer, resample="nearestNeighbour")
 
-    vmin, vmax = _check_range(stem, vmin, vmax)
-    stops = RASTER_RAMPS[stem][0] if stem in RASTER_RAMPS else _DEFAULT_RAMP
+    vmin, vmax = _check_range(name, vmin, vmax)
+    stops = RASTER_RAMPS[name][0] if name in RASTER_RAMPS else _DEFAULT_RAMP
     items = []
     for frac, colour, alpha in stops:
         value = vmin + frac * (vmax - vmin)
@@ -704,7 +713,7 @@ def raster_qml(stem: str, *, vmin: float, vmax: float, units: str = "") -> str:
         _legend_settings(units),
     )
     transparency = element("rasterTransparency")
-    if stem == "psr_fraction":  # exactly 0 (never permanently shadowed) is fully transparent
+    if name in _ZERO_TRANSPARENT:  # exactly 0 (never permanently shadowed) is fully transparent
         transparency.append(
             element(
                 "singleValuePixelList",
@@ -720,7 +729,7 @@ def raster_qml(stem: str, *, vmin: float, vmax: float, units: str = "") -> str:
             "classificationMax": qgis_number(vmax),
             "classificationMin": qgis_number(vmin),
             "nodataColor": "",
-            "opacity": qgis_number(_OPACITY.get(stem, 1.0)),
+            "opacity": qgis_number(_OPACITY.get(name, 1.0)),
             "type": "singlebandpseudocolor",
         },
         transparency,
@@ -730,9 +739,9 @@ def raster_qml(stem: str, *, vmin: float, vmax: float, units: str = "") -> str:
     return _raster_document(renderer)
 
 
-def renderer_type(stem: str) -> str:
-    """The QGIS raster renderer type :func:`raster_qml` uses for ``stem``."""
-    return {"hillshade": "singlebandgray", "ice_stability_class": "paletted"}.get(stem, "singlebandpseudocolor")
+def renderer_type(name: str) -> str:
+    """The QGIS raster renderer type :func:`raster_qml` uses for layer ``name``."""
+    return RENDERERS.get(name, "singlebandpseudocolor")
 
 
 # --- vectors -------------------------------------------------------------------------

@@ -102,7 +102,7 @@ def _tokens(text: str, source: str) -> list[tuple[str, str, int]]:
         m = _TOKEN.match(text, pos)
         if m is None:
             raise LabelError(f"{source}: line {line}: unexpected character {text[pos]!r} in label")
-        kind = m.lastgroup
+        kind = m.lastgroup or ""  # every alternative of _TOKEN is a named group
         tok = m.group()
         if kind == "opencomment":
             raise LabelError(f"{source}: line {line}: comment opened with /* is never closed (truncated label?)")
@@ -159,12 +159,18 @@ class _Parser:
         self.i += 1
         return t
 
+    def take(self) -> tuple[str, str, int]:
+        """The next token, which :meth:`peek` has shown to exist."""
+        t = self.next()
+        if t is None:
+            raise LabelError(f"{self.source}: the label ends where a value should be (truncated label?)")
+        return t
+
     def value(self, line: int, *, in_list: bool = False) -> Any:
         t = self.peek(skip_nl=in_list)
         if t is None or t[0] == "nl":
             return None  # Chang'e dialect: an empty value
-        t = self.next()
-        kind, tok, tline = t
+        kind, tok, tline = self.take()
         if tok in ("{", "("):
             close = "}" if tok == "{" else ")"
             items: list[Any] = []
@@ -186,7 +192,7 @@ class _Parser:
             # Chang'e dialect: unquoted text with spaces (PRODUCT_NAME = CCD Stereo Camera ...)
             words = [tok]
             while self._same_line_word():
-                words.append(self.next()[1])
+                words.append(self.take()[1])
             val = " ".join(words)
         elif kind in ("word", "dq", "sq"):
             val = _scalar(tok, kind)
@@ -324,7 +330,7 @@ def sample_dtype(sample_type: str, sample_bits: int, source: str) -> np.dtype:
     return np.dtype(f"{prefix}{nbytes}")
 
 
-def _find_file(directory: Path, name: str) -> Path:
+def find_file(directory: Path, name: str) -> Path:
     """A file beside the label, matching case-insensitively (PDS names are upper case, URLs lower)."""
     p = directory / name
     if p.exists():
@@ -351,7 +357,7 @@ def resolve_pointer(label: Block, pointer: str, label_path: Path) -> tuple[Path,
         file_name = value
     else:
         loc = value
-    path = _find_file(label_path.parent, file_name) if file_name else label_path
+    path = find_file(label_path.parent, file_name) if file_name else label_path
     if isinstance(loc, Quantity):
         if loc.unit.upper() not in ("BYTES", "BYTE"):
             raise LabelError(f"{src}: ^{pointer} unit <{loc.unit}> is not BYTES")
@@ -421,7 +427,7 @@ class RawImageSource:
         fd = os.open(self.path, os.O_RDONLY)
         try:
             if width == stride:  # whole lines, no prefix: one contiguous read
-                got = os.preadv(fd, [buf], start)
+                got = os.preadv(fd, [buf], start)  # type: ignore[list-item]  # numpy's stubs lack __buffer__
                 short = got != buf.nbytes
             else:
                 short = False

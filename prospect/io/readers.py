@@ -32,7 +32,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dask.array as da
 import numpy as np
@@ -50,62 +50,11 @@ from prospect.errors import (
 )
 from prospect.io import pds3
 from prospect.io.manifests import Manifest, is_manifest_id, load_manifest, manifest_for_file
+from prospect.layers import normalise_units
 
 DEFAULT_CHUNK = 2048
 
-#: Unit spellings found in PDS3/PDS4/ISIS labels and GeoTIFF tags -> prospect's unit strings.
-UNIT_ALIASES: dict[str, str] = {
-    "m": "m",
-    "meter": "m",
-    "meters": "m",
-    "metre": "m",
-    "metres": "m",
-    "km": "km",
-    "kilometer": "km",
-    "kilometers": "km",
-    "k": "K",
-    "kelvin": "K",
-    "deg": "deg",
-    "degree": "deg",
-    "degrees": "deg",
-    "ppm": "ppm",
-    "ppm h": "ppm",
-    "ppb": "ppb",
-    "wt%": "wt%",
-    "wt.%": "wt%",
-    "weight percent": "wt%",
-    "percent": "%",
-    "%": "%",
-    "1": "1",
-    "none": "1",
-    "n/a": "1",
-    "unitless": "1",
-    "dimensionless": "1",
-    "fraction": "1",
-    "dn": "DN",
-    "w/m**2": "W m-2",
-    "w m-2": "W m-2",
-    # what prospect's own maps declare (illumination, ice, He-3), so a stage reads its predecessor's output
-    "h": "h",
-    "hour": "h",
-    "hours": "h",
-    "kg m-2": "kg m-2",
-    "kg/m**2": "kg m-2",
-    "kg/m2": "kg m-2",
-}
-
 _ISIS_SPECIAL_FLOOR = -3.4028e38  # ISIS3 float special pixels (NULL, LRS, LIS, ...) lie below
-
-
-def normalise_units(text: Any, source: str) -> str:
-    """A unit string from a label or tag in prospect's spelling; unknown units raise UnitsError."""
-    key = " ".join(str(text).strip().strip('"').lower().split())
-    if key in UNIT_ALIASES:
-        return UNIT_ALIASES[key]
-    raise UnitsError(
-        f"{source}: unknown units {text!r}; prospect knows {sorted(set(UNIT_ALIASES.values()))}; "
-        "declare the product's units in its data manifest"
-    )
 
 
 def _chunks(chunks: Any) -> tuple[int, int] | str:
@@ -245,8 +194,9 @@ def _to_physical(raw: da.Array, *, scale: float, offset: float, nodata: list[flo
     not a chain of dask element-wise operations: that chain made four full-size
     temporaries per chunk and doubled the cost of reading a DEM.
     """
-    return raw.map_blocks(
+    return da.map_blocks(
         _physical_block,
+        raw,
         scale=float(scale),
         offset=float(offset),
         marks=_nodata_marks(raw.dtype, nodata),
@@ -349,7 +299,7 @@ def _physical_block(raw: np.ndarray, *, scale: float, offset: float, marks: tupl
 
 
 def _assemble(
-    data: da.Array, crs: lunar.LunarCRS, transform: Affine, attrs: dict[str, Any], lon_convention: str
+    data: da.Array, crs: lunar.LunarCRS, transform: Affine, attrs: dict[str, Any], lon_convention: Literal["180", "360"]
 ) -> xr.DataArray:
     xs, ys = _coords(transform, data.shape)
     arr = xr.DataArray(data, dims=("y", "x"), coords={"y": ys, "x": xs}, name=attrs.get("product_id"))
@@ -369,14 +319,15 @@ def _assemble(
     return arr
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """The sha256 of a product file (hex), as recorded in ``source_sha256``."""
     from prospect.io.fetch import sha256_file
 
     return sha256_file(path)
 
 
 def _base_attrs(path: Path, manifest: Manifest | None, fmt: str) -> dict[str, Any]:
-    digest = _sha256(path)
+    digest = sha256_of(path)
     if manifest is None:
         manifest = manifest_for_file(path, digest)
     attrs: dict[str, Any] = {
@@ -401,13 +352,13 @@ def _base_attrs(path: Path, manifest: Manifest | None, fmt: str) -> dict[str, An
 
 
 def _open_pds3(
-    label_path: Path, manifest: Manifest | None, chunks: Any, crs_override: Any, lon_convention: str
+    label_path: Path, manifest: Manifest | None, chunks: Any, crs_override: Any, lon_convention: Literal["180", "360"]
 ) -> xr.DataArray:
     label = pds3.read_label(label_path)
     src = label_path.name
     compressed = next((b for b in label.walk() if b.name == "COMPRESSED_FILE"), None)
     if compressed is not None and str(compressed.get("ENCODING_TYPE", "")).upper().startswith("JP2"):
-        jp2 = pds3._find_file(label_path.parent, str(compressed.require("FILE_NAME", src)))
+        jp2 = pds3.find_file(label_path.parent, str(compressed.require("FILE_NAME", src)))
         return _open_jp2_with_label(jp2, label, label_path, manifest, chunks, crs_override, lon_convention)
     layout = pds3.image_layout(label, label_path)
     image = layout.image
@@ -506,6 +457,8 @@ def _gdal_dask(path: Path, chunks: Any, band: int = 1) -> tuple[da.Array, Any]:
         )
     except Exception as exc:
         raise FormatError(f"{path}: GDAL cannot read this file ({str(exc).splitlines()[0]})") from None
+    if not isinstance(rx, xr.DataArray):  # subdatasets (e.g. HDF, NetCDF) open as a Dataset or a list
+        raise FormatError(f"{path}: holds several subdatasets; open one of them (GDAL subdataset name)")
     if "band" in rx.dims:
         if band > rx.sizes["band"]:
             raise FormatError(f"{path}: band {band} requested but the file has {rx.sizes['band']}")
@@ -520,7 +473,7 @@ def _open_jp2_with_label(
     manifest: Manifest | None,
     chunks: Any,
     crs_override: Any,
-    lon_convention: str,
+    lon_convention: Literal["180", "360"],
 ) -> xr.DataArray:
     """A JPEG2000 file described by a PDS3 label: pixels from GDAL, meaning from the label."""
     import rasterio
@@ -551,7 +504,13 @@ def _open_jp2_with_label(
 
 
 def _open_gdal(
-    path: Path, manifest: Manifest | None, chunks: Any, crs_override: Any, lon_convention: str, fmt: str, band: int = 1
+    path: Path,
+    manifest: Manifest | None,
+    chunks: Any,
+    crs_override: Any,
+    lon_convention: Literal["180", "360"],
+    fmt: str,
+    band: int = 1,
 ) -> xr.DataArray:
     """GeoTIFF/COG, PDS4, ISIS3, JPEG2000 (no label): GDAL reads pixels, CRS, scale/offset, nodata."""
     import rasterio
@@ -628,7 +587,9 @@ def _sibling_label_for(path: Path) -> Path | None:
     return None
 
 
-def _sniff(path: Path) -> str:
+def sniff_format(path: Path) -> str:
+    """The format of ``path`` from its first bytes and suffix: ``pds3``, ``isis3``, ``pds4``,
+    ``geotiff``, ``jp2``, ``raw``, ``vector`` or ``unknown``."""
     suffix = path.suffix.lower()
     with open(path, "rb") as fh:
         head = fh.read(512)
@@ -650,7 +611,10 @@ def _sniff(path: Path) -> str:
     return "unknown"
 
 
-def _resolve(source: str | Path, strict: bool) -> tuple[Path, Manifest | None]:
+def resolve_source(source: str | Path, strict: bool = False) -> tuple[Path, Manifest | None]:
+    """The local file of ``source`` (a path, or a data-manifest id fetched and verified by
+    :func:`prospect.io.fetch.ensure_local`) and its manifest (None for a plain path).
+    ``strict`` refuses manifest files without a published checksum."""
     s = str(source)
     if isinstance(source, str) and is_manifest_id(s):
         from prospect.io.fetch import ensure_local
@@ -673,7 +637,7 @@ def open_product(
     chunks: Any = None,
     crs_override: str | int | None = None,
     strict: bool = False,
-    lon_convention: str = "180",
+    lon_convention: Literal["180", "360"] = "180",
     band: int = 1,
 ) -> xr.DataArray:
     """Open a lunar raster product lazily.
@@ -699,11 +663,11 @@ def open_product(
     """
     if lon_convention not in ("180", "360"):
         raise ValueError("lon_convention must be '180' or '360'")
-    path, manifest = _resolve(source, strict)
+    path, manifest = resolve_source(source, strict)
     if manifest is None:
-        manifest = manifest_for_file(path, _sha256(path))
-    fmt = manifest.format if manifest is not None else _sniff(path)
-    if fmt in ("geotiff", "cog", "jp2") and _sniff(path) == "pds3":
+        manifest = manifest_for_file(path, sha256_of(path))
+    fmt = manifest.format if manifest is not None else sniff_format(path)
+    if fmt in ("geotiff", "cog", "jp2") and sniff_format(path) == "pds3":
         fmt = "pds3"  # a manifest whose 'open' is the PDS3 label of a JP2/TIFF twin
     if fmt == "lp-grs-table":
         raise FormatError(
@@ -714,7 +678,7 @@ def open_product(
     if fmt in _VECTOR_FORMATS or fmt == "vector":
         raise FormatError(f"{path}: is a vector/table product ({fmt}); open it with prospect.io.vectors.open_vector")
     if fmt in ("pds3", "pds3-change"):
-        if _sniff(path) == "pds3":
+        if sniff_format(path) == "pds3":
             return _open_pds3(path, manifest, chunks, crs_override, lon_convention)
         fmt = "raw"
     if fmt == "raw":
@@ -753,7 +717,7 @@ def describe(arr: xr.DataArray) -> dict[str, Any]:
         "crs": arr.attrs.get("crs"),
         "width": int(arr.sizes["x"]),
         "height": int(arr.sizes["y"]),
-        "resolution_m": float(arr.attrs.get("resolution_m")),
+        "resolution_m": float(arr.attrs["resolution_m"]),
         "pixel_size": [float(tr.a), float(-tr.e)],
         "bounds": [float(v) for v in arr.rio.bounds()],
         "units": arr.attrs.get("units"),

@@ -14,7 +14,7 @@ explicitly to -180..180 (``lon_convention``) and the source convention is record
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -53,7 +53,11 @@ def _pick(columns: list[str], wanted: str | None, names: tuple[str, ...], role: 
 
 
 def _read_csv(
-    path: Path, manifest: Manifest | None, lon_column: str | None, lat_column: str | None, lon_convention: str
+    path: Path,
+    manifest: Manifest | None,
+    lon_column: str | None,
+    lat_column: str | None,
+    lon_convention: Literal["180", "360"],
 ) -> Any:
     import geopandas as gpd
     import pandas as pd
@@ -107,6 +111,8 @@ def _read_ogr(paths: list[Path], crs_override: Any, layer: str | None) -> Any:
             frame = frame.set_crs(crs.to_pyproj(), allow_override=True).to_crs(crs_out.to_pyproj())
         crs_out = crs_out or crs
         frames.append(frame.set_crs(crs_out.to_pyproj(), allow_override=True))
+    if crs_out is None:
+        raise FormatError("no vector file to read")
     gdf = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=crs_out.to_pyproj())
     gdf.attrs["crs_code"] = crs_out.code
     return gdf
@@ -119,7 +125,7 @@ def open_vector(
     lon_column: str | None = None,
     lat_column: str | None = None,
     layer: str | None = None,
-    lon_convention: str = "180",
+    lon_convention: Literal["180", "360"] = "180",
     strict: bool = False,
 ) -> Any:
     """Open a vector product (path or manifest id) as a GeoDataFrame with a lunar CRS.
@@ -149,9 +155,10 @@ def open_vector(
             raise InputNotFoundError(f"{s}: no such file")
         paths = [path]
         suffix = path.suffix.lower()
-        fmt = VECTOR_SUFFIXES.get(suffix)
-        if fmt is None:
+        known = VECTOR_SUFFIXES.get(suffix)
+        if known is None:
             raise FormatError(f"{path}: not a vector format prospect reads ({', '.join(VECTOR_SUFFIXES)})")
+        fmt = known
     if fmt == "csv":
         gdf = _read_csv(paths[0], manifest, lon_column, lat_column, lon_convention)
     elif fmt in ("shapefile", "gpkg", "flatgeobuf", "geojson"):

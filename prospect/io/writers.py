@@ -36,8 +36,13 @@ from prospect.lunar import MOON_RADIUS_M, LunarCRS, polar_stereographic_latitude
 
 __all__ = [
     "LOLA_GDR_DATA_SET_ID",
+    "STREAM_CREATION_OPTIONS",
+    "TiledGeoTIFFs",
     "atomic_write",
     "pds3_lola_label",
+    "stream_geotiff",
+    "window_groups",
+    "window_scheduler",
     "write_geotiff",
     "write_pds3_lola",
 ]
@@ -503,7 +508,7 @@ STREAM_CREATION_OPTIONS: dict[str, str] = {
 STREAM_WINDOW_PX = 2048
 
 
-def _groups(chunks: tuple[int, ...], target: int) -> list[tuple[int, int]]:
+def window_groups(chunks: tuple[int, ...], target: int) -> list[tuple[int, int]]:
     """Consecutive chunks grouped into spans of at most ``target`` pixels (at least one chunk)."""
     spans: list[tuple[int, int]] = []
     start = pos = 0
@@ -569,8 +574,8 @@ def _stream_windows(data: Any, write: Any, window_px: int) -> None:
     thread.start()
     scheduler = window_scheduler()
     try:
-        for r0, r1 in _groups(data.chunks[0], window_px):
-            for c0, c1 in _groups(data.chunks[1], window_px):
+        for r0, r1 in window_groups(data.chunks[0], window_px):
+            for c0, c1 in window_groups(data.chunks[1], window_px):
                 if failure:
                     break
                 block = data[r0:r1, c0:c1].compute(scheduler=scheduler)
@@ -633,7 +638,9 @@ def _write_window(dst: Any, row0: int, col0: int, block: np.ndarray, nodata: flo
 
 
 class _Progress:
-    """Blocks written so far, on stderr: a rich bar on a terminal, a line per 10 % in logs."""
+    """Pixels written so far, on stderr: a rich bar on a terminal; in logs, a line each time
+    the share written passes another 10 %, with the share and the count written so far (one
+    line when a single block passes several steps, e.g. a raster written in one piece)."""
 
     def __init__(self, total: int, label: str, enabled: bool) -> None:
         import sys
@@ -668,9 +675,9 @@ class _Progress:
                 self._bar.update(self._task, completed=self.done)
                 return
             pct = 100 * self.done // self.total
-            while pct >= self._next_pct:
-                print(f"{self.label}: {self._next_pct}% ({self.done:,}/{self.total:,} pixels)", file=sys.stderr)
-                self._next_pct += 10
+            if pct >= self._next_pct:
+                print(f"{self.label}: {pct}% ({self.done:,}/{self.total:,} pixels)", file=sys.stderr)
+                self._next_pct = (pct // 10 + 1) * 10
 
     def close(self) -> None:
         if self._bar is not None:
