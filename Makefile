@@ -65,10 +65,10 @@ global-he3: $(STAMP) ## Map helium-3 globally from Lunar Prospector GRS Ti and F
 	$(RUN) pipelines/global_he3.yaml --out $(RUNS)/global_he3
 
 bench: $(BENCH_STAMP) sysdeps ## Benchmark slope vs gdaldem and xarray-spatial (1k, 4k, 7584^2, 30400^2 streamed); results in build/bench
-	$(BIN)/python -m prospect.bench --big --out build/bench
+	$(BIN)/python -m benchmarks.bench_slope --big --out build/bench
 
 bench-illumination: $(BENCH_STAMP) sysdeps ## Benchmark horizon maps: 360 azimuths on 7584^2 (target 10 min), vs brute force and GRASS r.horizon; results in build/bench
-	$(BIN)/python -m prospect.bench_illumination --out build/bench
+	$(BIN)/python -m benchmarks.bench_illumination --out build/bench
 
 lock: ## Re-resolve dependencies and rewrite constraints.txt
 	rm -rf /tmp/prospect-lock && $(PYTHON) -m venv /tmp/prospect-lock

@@ -1,6 +1,6 @@
-"""The slope benchmark's pieces (prospect.bench): DEM generators and the results writer.
+"""The slope benchmark's pieces (benchmarks.bench_slope): DEM generators and the results writer.
 
-Fast and timing-free: the benchmark itself is run by hand (``python -m prospect.bench``).
+Fast and timing-free: the benchmark itself is run by hand (``python -m benchmarks.bench_slope``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prospect import bench
+from benchmarks import bench_slope as bench
 from prospect.io import pds3
 from prospect.io.readers import open_product
 
