@@ -25,7 +25,6 @@ from prospect.errors import (
     FormatError,
     InputNotFoundError,
     LabelError,
-    ProspectError,
     UnitsError,
 )
 from prospect.grid import AnalysisGrid
@@ -301,9 +300,26 @@ def test_units_unknown_or_contradicting_the_manifest(tmp_path, monkeypatch):
         read_binned_table(table)
 
 
-def test_every_error_is_a_prospect_error():
-    for cls in (CorruptProductError, InputNotFoundError, UnitsError, FormatError, LabelError):
-        assert issubclass(cls, ProspectError)
+@pytest.mark.parametrize("case", ["truncated", "bad units", "bad line", "missing"])
+def test_a_refused_table_is_one_line_and_exit_2_at_the_cli(tmp_path, capsys, case):
+    """What the error classes are for: the user sees one line naming the file, and exit code 2."""
+    from prospect.cli import main
+
+    if case == "truncated":
+        good = _write(tmp_path / "t.data.gz", _rows(), gz=True).read_bytes()
+        path = tmp_path / "truncated.data.gz"
+        path.write_bytes(good[: len(good) // 2])
+    elif case == "bad units":
+        path = _write(tmp_path / "furlongs.data", _rows(), units="Ti furlongs")
+    elif case == "bad line":
+        path = _write(tmp_path / "bad.data", _rows(), bad_line=(5, "  not, a, row"))
+    else:
+        path = tmp_path / "absent.data"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["he3", str(path), str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("prospect: error: ") and str(path) in err, err
 
 
 # --- rasterizing --------------------------------------------------------------------------

@@ -172,7 +172,7 @@ def file_digest(path: Path | str, algorithm: str = "sha256", *, cache: Path | st
     digest = _hash_stream(p, algorithm)
     if _stat_key(p.stat()) != stamp:  # changed while we read it: do not record
         return digest
-    new_entry = dict(stamp)
+    new_entry: dict[str, int | str] = dict(stamp)
     if isinstance(entry, dict) and all(entry.get(k) == v for k, v in stamp.items()):
         new_entry.update({a: entry[a] for a in _ALGORITHMS if isinstance(entry.get(a), str)})
     new_entry[algorithm] = digest

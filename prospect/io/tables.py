@@ -600,6 +600,7 @@ def read_binned_table(source: str | Path, *, strict: bool = False) -> BinnedTabl
             )
     lat_min, lat_max, lon_min, lon_max, value = (np.ascontiguousarray(values[:, k]) for k in range(5))
     build_cell_index(lat_min, lat_max, lon_min, lon_max, value, source=src, lines=line_numbers)  # errors name lines
+    citation: str | None
     if manifest is not None:
         product_id = str(manifest["product_id"])
         citation = " ".join(str(manifest["citation"]).split())
