@@ -74,9 +74,10 @@ def test_real_ti_table(shared, ti):
 
 @pytest.mark.shared_data
 def test_real_feo_table_reads_fast(shared, feo):
-    start = time.perf_counter()
+    # CPU time of this process, not wall time: a busy machine (other test workers) must not fail it
+    start = time.process_time()
     table = read_binned_table(shared / "lp_grs" / "MoonFe.data.gz")
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert elapsed < 2.0, elapsed
     assert len(table) == 259200 and (table.quantity, table.units) == ("FeO", "wt%")
     assert table.manifest_id == "lp_grs_feo_halfdeg" and "Lawrence" in table.citation
