@@ -81,7 +81,8 @@ def test_tiled_dem_is_mirrored_continuous_and_written_strip_by_strip(tmp_path):
     image = next(b for b in label.walk() if b.name == "IMAGE")
     assert (image.get("LINES"), image.get("LINE_SAMPLES")) == (size, size)
     assert (image.get("MINIMUM"), image.get("MAXIMUM")) == (int(tile.min()), int(tile.max()))
-    assert label.block("UNCOMPRESSED_FILE").get("FILE_NAME") == "BIG.IMG"
+    uncompressed = label.block("UNCOMPRESSED_FILE")
+    assert uncompressed is not None and uncompressed.get("FILE_NAME") == "BIG.IMG"
     arr = open_product(lbl)
     assert arr.shape == (size, size)
     np.testing.assert_array_equal(arr.values, dn.astype(np.float32) * 0.5)

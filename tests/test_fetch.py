@@ -477,7 +477,12 @@ def test_downloaded_file_is_not_rehashed(env, serve, monkeypatch):
     F.ensure_local(m, progress=False)  # verified by pooch during the download
     calls: list[Path] = []
     real = F._hash_stream
-    monkeypatch.setattr(F, "_hash_stream", lambda p, a: calls.append(p) or real(p, a))
+
+    def counting(p: Path, a: str) -> str:
+        calls.append(p)
+        return real(p, a)
+
+    monkeypatch.setattr(F, "_hash_stream", counting)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         F.ensure_local(m, strict=True, progress=False)

@@ -273,7 +273,7 @@ def test_bad_inputs_are_errors():
     with pytest.raises(ConfigError):
         horizon_angles(dem, [np.nan])
     with pytest.raises(ConfigError):
-        horizon_brute_force(dem, [0.0], sampling="nope")
+        horizon_brute_force(dem, [0.0], sampling="nope")  # type: ignore[arg-type]  # the refusal under test
     geo = AnalysisGrid(lunar.lunar_crs(30100), Affine(0.1, 0.0, 0.0, 0.0, -0.1, -80.0), (8, 8))
     with pytest.raises(GridError):
         horizon_angles(_dem(geo, np.zeros((8, 8))), [0.0])
