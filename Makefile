@@ -91,4 +91,4 @@ lock: ## Re-resolve dependencies and rewrite constraints.txt
 	  /tmp/prospect-lock/bin/pip freeze | grep -v -i '^prospect'; } > constraints.txt
 
 clean: ## Remove the venv and caches (not the run folders in runs/)
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -51,7 +51,20 @@ MUST_NOT_START = ("benchmarks/", "tests/", "prospect/bench")
 DEMO_DELIVERABLES = ("report.html", "project.qgz", "sites.gpkg", "run.json")
 #: Copied from the checkout to build from; everything else (venvs, runs, caches) is left out.
 IGNORE = shutil.ignore_patterns(
-    ".git", ".venv", "venv", "build", "dist", "runs", "out", "*.egg-info", "__pycache__", ".pytest_cache", ".cache"
+    ".git",
+    ".venv",
+    "venv",
+    "build",
+    "dist",
+    "runs",
+    "out",
+    "test-artifacts",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".cache",
 )
 
 
