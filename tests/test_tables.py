@@ -377,7 +377,7 @@ def test_rasterize_is_exact_before_rounding_to_float32(ti):
 
     grid = AnalysisGrid.global_geographic(0.25)
     lon, lat = _lonlat_edges(grid, 0, grid.height, 0, grid.width)
-    means = _exact_block(ti._index, lon, lat)
+    means = _exact_block(ti.lookup, lon, lat)
     area = grid.cell_area_m2().values
     assert abs((means * area).sum() / area.sum() / ti.area_weighted_mean() - 1.0) < 1e-12
 
