@@ -548,7 +548,8 @@ g.list type=raster pattern='hz_*' separator=comma | sed 's/^/MAPS /'
 """
 
 
-def _parse_grass_angle(name: str, step: float) -> float | None:
+def parse_grass_angle(name: str, step: float) -> float | None:
+    """The azimuth [deg] in an r.horizon output map name (`hz_022_5`: 22.5), or None."""
     suf = name.split("hz_", 1)[-1]
     try:
         return float(suf.replace("_", "."))
@@ -622,7 +623,7 @@ def _compare_grass(dem, files: list[Path], dmax: float, step: float) -> dict[str
     g_list: list[float] = []
     planes = []
     for f in files:
-        a = _parse_grass_angle(f.stem, step)
+        a = parse_grass_angle(f.stem, step)
         if a is None:
             continue
         with rasterio.open(f) as ds:

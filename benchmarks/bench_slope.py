@@ -687,7 +687,7 @@ class _Entry:
     diff: dict[str, Any] | None = None
 
 
-def _inprocess_seconds(out_log: Path) -> float | None:
+def read_inprocess_seconds(out_log: Path) -> float | None:
     """The ``"seconds"`` of the last JSON line a child printed, or None."""
     try:
         lines = out_log.read_text(errors="replace").strip().splitlines()
@@ -722,7 +722,7 @@ def _run_tool(
     if m.ok and tool.writes_output and not out.exists():
         m.returncode, m.stderr_tail = -1, f"exit 0 but no output file {out.name}"
     if m.ok and tool.inprocess_seconds:
-        inproc = _inprocess_seconds((logs / tag).with_suffix(".out"))
+        inproc = read_inprocess_seconds((logs / tag).with_suffix(".out"))
         if inproc is None:
             m.returncode, m.stderr_tail = -1, "exit 0 but no JSON seconds on stdout"
         else:

@@ -225,6 +225,6 @@ def test_prospect_compute_child_times_and_reports_json(tmp_path):
     assert info["shape"] == [128, 128] and info["dtype"] == "float32" and info["seconds"] > 0
     out = tmp_path / "child.out"
     out.write_text("some noise\n" + json.dumps(info) + "\n")
-    assert bench._inprocess_seconds(out) == info["seconds"]
+    assert bench.read_inprocess_seconds(out) == info["seconds"]
     out.write_text("no json here\n")
-    assert bench._inprocess_seconds(out) is None
+    assert bench.read_inprocess_seconds(out) is None

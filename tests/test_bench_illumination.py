@@ -80,10 +80,10 @@ def test_far_field_accuracy_report(dem64):
 
 
 def test_grass_angle_parsing():
-    assert B._parse_grass_angle("hz_000", 10) == 0.0
-    assert B._parse_grass_angle("hz_350", 10) == 350.0
-    assert B._parse_grass_angle("hz_022_5", 22.5) == 22.5
-    assert B._parse_grass_angle("hz_xyz", 10) is None
+    assert B.parse_grass_angle("hz_000", 10) == 0.0
+    assert B.parse_grass_angle("hz_350", 10) == 350.0
+    assert B.parse_grass_angle("hz_022_5", 22.5) == 22.5
+    assert B.parse_grass_angle("hz_xyz", 10) is None
 
 
 def test_grass_skip_never_fails(dem64, tmp_path):
