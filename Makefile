@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PROSPECT_SHARED_DATA ?= $(abspath ../shared/data)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv sysdeps test test-fast bench bench-illumination demo south-pole south-pole-lola global-he3 lock clean
+.PHONY: help venv sysdeps check test test-fast test-wheel bench bench-illumination demo south-pole south-pole-lola global-he3 lock clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -18,13 +18,13 @@ help: ## List the targets
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP) ## Create or update .venv from pyproject.toml + constraints.txt
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,dev,bench]'
 	@touch $(BENCH_STAMP)
 
 # QGIS (qgis python3-qgis qgis-providers) opens the exported project in the tests, under
@@ -42,11 +42,24 @@ sysdeps: ## Install the Debian packages the tests use (gdal-bin, QGIS, python3-g
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# `make check BIN=/some/venv/bin` uses that venv's ruff and mypy as they are (no install).
+check: $(if $(filter $(VENV)/bin,$(BIN)),$(STAMP)) ## Format check, lint (ruff) and type check (mypy), as configured in pyproject.toml
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
 test: $(STAMP) sysdeps ## Run the test suite (needs ../shared/data, or PROSPECT_SHARED_DATA)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-fast: $(STAMP) ## Run the tests that do not need the shared real data
 	$(BIN)/python -m pytest -n 2 -m "not shared_data"
+
+# The wheel, used as a user would: built from a clean copy of the source, installed with the
+# lock into a fresh venv outside the checkout, run from a folder outside the checkout.
+WHEEL_VENV ?= /tmp/prospect-wheel-venv
+
+test-wheel: ## Build the wheel, install it in a fresh venv outside the checkout, run manifests, info and the demo from outside
+	$(PYTHON) tests/wheel_check.py --venv $(WHEEL_VENV)
 
 # Pipelines: `prospect run` resumes a run folder (stages that are current are skipped).
 RUNS ?= runs
@@ -64,17 +77,18 @@ south-pole-lola: $(STAMP) ## Run the 20 m LOLA south-pole pipeline (downloads LD
 global-he3: $(STAMP) ## Map helium-3 globally from Lunar Prospector GRS Ti and FeO into runs/global_he3
 	$(RUN) pipelines/global_he3.yaml --out $(RUNS)/global_he3
 
+# The benchmarks live in benchmarks/ (not installed with the package) and run from the root.
 bench: $(BENCH_STAMP) sysdeps ## Benchmark slope vs gdaldem and xarray-spatial (1k, 4k, 7584^2, 30400^2 streamed); results in build/bench
-	$(BIN)/python -m prospect.bench --big --out build/bench
+	$(BIN)/python -m benchmarks.bench_slope --big --out build/bench
 
 bench-illumination: $(BENCH_STAMP) sysdeps ## Benchmark horizon maps: 360 azimuths on 7584^2 (target 10 min), vs brute force and GRASS r.horizon; results in build/bench
-	$(BIN)/python -m prospect.bench_illumination --out build/bench
+	$(BIN)/python -m benchmarks.bench_illumination --out build/bench
 
 lock: ## Re-resolve dependencies and rewrite constraints.txt
 	rm -rf /tmp/prospect-lock && $(PYTHON) -m venv /tmp/prospect-lock
-	/tmp/prospect-lock/bin/pip install --quiet '.[test,bench]'
+	/tmp/prospect-lock/bin/pip install --quiet '.[test,dev,bench]'
 	{ echo "# Lock for reproducible installs: exact versions resolved on Python 3.11."; echo "# Regenerate with: make lock"; \
 	  /tmp/prospect-lock/bin/pip freeze | grep -v -i '^prospect'; } > constraints.txt
 
 clean: ## Remove the venv and caches (not the run folders in runs/)
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -1,6 +1,6 @@
-"""The slope benchmark's pieces (prospect.bench): DEM generators and the results writer.
+"""The slope benchmark's pieces (benchmarks.bench_slope): DEM generators and the results writer.
 
-Fast and timing-free: the benchmark itself is run by hand (``python -m prospect.bench``).
+Fast and timing-free: the benchmark itself is run by hand (``python -m benchmarks.bench_slope``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prospect import bench
+from benchmarks import bench_slope as bench
 from prospect.io import pds3
 from prospect.io.readers import open_product
 
@@ -81,7 +81,8 @@ def test_tiled_dem_is_mirrored_continuous_and_written_strip_by_strip(tmp_path):
     image = next(b for b in label.walk() if b.name == "IMAGE")
     assert (image.get("LINES"), image.get("LINE_SAMPLES")) == (size, size)
     assert (image.get("MINIMUM"), image.get("MAXIMUM")) == (int(tile.min()), int(tile.max()))
-    assert label.block("UNCOMPRESSED_FILE").get("FILE_NAME") == "BIG.IMG"
+    uncompressed = label.block("UNCOMPRESSED_FILE")
+    assert uncompressed is not None and uncompressed.get("FILE_NAME") == "BIG.IMG"
     arr = open_product(lbl)
     assert arr.shape == (size, size)
     np.testing.assert_array_equal(arr.values, dn.astype(np.float32) * 0.5)
@@ -224,6 +225,6 @@ def test_prospect_compute_child_times_and_reports_json(tmp_path):
     assert info["shape"] == [128, 128] and info["dtype"] == "float32" and info["seconds"] > 0
     out = tmp_path / "child.out"
     out.write_text("some noise\n" + json.dumps(info) + "\n")
-    assert bench._inprocess_seconds(out) == info["seconds"]
+    assert bench.read_inprocess_seconds(out) == info["seconds"]
     out.write_text("no json here\n")
-    assert bench._inprocess_seconds(out) is None
+    assert bench.read_inprocess_seconds(out) is None

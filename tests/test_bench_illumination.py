@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from prospect import bench_illumination as B
-from prospect.bench import write_dem
+from benchmarks import bench_illumination as B
+from benchmarks.bench_slope import write_dem
 from prospect.illumination import horizon as H
 from prospect.io.readers import open_product
 
@@ -24,7 +24,7 @@ def test_streamed_runner_equals_cube_reduction(dem64, workers):
     az = np.arange(8) * 45.0 + 3.0
     dmax = 5_000.0
     cube = H.horizon_angles(dem64, az, max_distance_m=dmax, workers=1).values
-    z, args, _, _ = H._prepare(dem64, False)
+    z, args = B.kernel_inputs(dem64)  # what horizon_angles hands its kernel: the cube below must match
     stats = B.stream_horizon_stats(z, args, az, dmax, workers=workers)
     with np.errstate(all="ignore"):
         ref_max = np.fmax.reduce(cube, axis=0)
@@ -40,7 +40,7 @@ def test_crop_is_central_and_georeferenced(dem64):
     sub = B.crop(dem64, 16)
     assert sub.shape == (16, 16)
     np.testing.assert_array_equal(sub.values, dem64.values[24:40, 24:40])
-    H._prepare(sub, False)  # still a valid grid for the kernels
+    B.kernel_inputs(sub)  # still a valid grid for the kernels
 
 
 def test_brute_force_ratios_rows(dem64):
@@ -80,10 +80,10 @@ def test_far_field_accuracy_report(dem64):
 
 
 def test_grass_angle_parsing():
-    assert B._parse_grass_angle("hz_000", 10) == 0.0
-    assert B._parse_grass_angle("hz_350", 10) == 350.0
-    assert B._parse_grass_angle("hz_022_5", 22.5) == 22.5
-    assert B._parse_grass_angle("hz_xyz", 10) is None
+    assert B.parse_grass_angle("hz_000", 10) == 0.0
+    assert B.parse_grass_angle("hz_350", 10) == 350.0
+    assert B.parse_grass_angle("hz_022_5", 22.5) == 22.5
+    assert B.parse_grass_angle("hz_xyz", 10) is None
 
 
 def test_grass_skip_never_fails(dem64, tmp_path):

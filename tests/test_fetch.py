@@ -433,13 +433,13 @@ def test_shared_file_with_wrong_checksum(env, closed_url):
 
 def test_sha256_index_hashes_once_and_rehashes_modified(env, monkeypatch, tmp_path):
     calls: list[Path] = []
-    real = F._hash_stream
+    real = F.hash_stream
 
     def counting(path, algorithm):
         calls.append(Path(path))
         return real(path, algorithm)
 
-    monkeypatch.setattr(F, "_hash_stream", counting)
+    monkeypatch.setattr(F, "hash_stream", counting)
     p = tmp_path / "data.bin"
     p.write_bytes(os.urandom(3 * (1 << 20) + 17))  # more than one 1 MiB block
     import hashlib
@@ -476,8 +476,13 @@ def test_downloaded_file_is_not_rehashed(env, serve, monkeypatch):
     m = write_manifest(env["manifests"], "ldem_idx", server.url)
     F.ensure_local(m, progress=False)  # verified by pooch during the download
     calls: list[Path] = []
-    real = F._hash_stream
-    monkeypatch.setattr(F, "_hash_stream", lambda p, a: calls.append(p) or real(p, a))
+    real = F.hash_stream
+
+    def counting(p: Path, a: str) -> str:
+        calls.append(p)
+        return real(p, a)
+
+    monkeypatch.setattr(F, "hash_stream", counting)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         F.ensure_local(m, strict=True, progress=False)

@@ -1,5 +1,7 @@
 """Horizon maps: analytic surfaces on polar grids, the sweep against brute force, NaN, max_distance.
 
+Speed is measured by `make bench-illumination` (benchmarks/bench_illumination.py), not here.
+
 Analytic references use great-circle distances between pixel centres
 (:func:`prospect.lunar.great_circle_distance_m`), independent of the sweep's own ground
 distance (the integral of 1/k along the map line), and the defining formula of
@@ -9,7 +11,6 @@ distance (the integral of 1/k along the map line), and the defining formula of
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -272,33 +273,10 @@ def test_bad_inputs_are_errors():
     with pytest.raises(ConfigError):
         horizon_angles(dem, [np.nan])
     with pytest.raises(ConfigError):
-        horizon_brute_force(dem, [0.0], sampling="nope")
+        horizon_brute_force(dem, [0.0], sampling="nope")  # type: ignore[arg-type]  # the refusal under test
     geo = AnalysisGrid(lunar.lunar_crs(30100), Affine(0.1, 0.0, 0.0, 0.0, -0.1, -80.0), (8, 8))
     with pytest.raises(GridError):
         horizon_angles(_dem(geo, np.zeros((8, 8))), [0.0])
-
-
-# --- speed (printed, not asserted) ---------------------------------------------------------
-
-
-def test_speed_report():
-    dem = _fractal_dem(512, seed=7, rms=800.0)
-    horizon_angles(dem.isel(y=slice(0, 8), x=slice(0, 8)), [1.0])  # compile / load the cache
-    t0 = time.perf_counter()
-    horizon_angles(dem, n_azimuths=360, max_distance_m=150_000.0)
-    dt = time.perf_counter() - t0
-    small = dem.isel(y=slice(0, 96), x=slice(0, 96))
-    horizon_brute_force(small, [1.0])
-    t0 = time.perf_counter()
-    horizon_angles(small, n_azimuths=36)
-    ts = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    horizon_brute_force(small, n_azimuths=36)
-    tb = time.perf_counter() - t0
-    print(
-        f"\n512^2 x 360 azimuths, 1 thread: {dt:.2f} s = {512 * 512 * 360 / dt / 1e6:.1f} Mpixel*azimuth/s; "
-        f"96^2 x 36: brute force (lines) / sweep = {tb / ts:.1f}x"
-    )
 
 
 def test_a_raised_observer_sees_the_curvature_horizon():

@@ -25,7 +25,6 @@ from prospect.errors import (
     FormatError,
     InputNotFoundError,
     LabelError,
-    ProspectError,
     UnitsError,
 )
 from prospect.grid import AnalysisGrid
@@ -75,12 +74,13 @@ def test_real_ti_table(shared, ti):
 
 @pytest.mark.shared_data
 def test_real_feo_table_reads_fast(shared, feo):
-    start = time.perf_counter()
+    # CPU time of this process, not wall time: a busy machine (other test workers) must not fail it
+    start = time.process_time()
     table = read_binned_table(shared / "lp_grs" / "MoonFe.data.gz")
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert elapsed < 2.0, elapsed
     assert len(table) == 259200 and (table.quantity, table.units) == ("FeO", "wt%")
-    assert table.manifest_id == "lp_grs_feo_halfdeg" and "Lawrence" in table.citation
+    assert table.manifest_id == "lp_grs_feo_halfdeg" and "Lawrence" in (table.citation or "")
     assert abs(table.cell_areas_m2().sum() / SPHERE - 1.0) < 1e-9
     assert table.value_at(-179.75, -89.75) == 6.4748  # first data row
     assert table.value_at(180.25, -89.75) == 6.4748  # 0..360 longitudes wrap
@@ -180,7 +180,7 @@ def test_a_good_synthetic_table_reads(tmp_path):
     path = _write(tmp_path / "good.data", _rows())
     table = read_binned_table(path)
     assert len(table) == 72 and (table.quantity, table.units, table.product_id) == ("Ti", "wt%", "Test_30deg")
-    assert table.manifest_id is None and "as described" in table.citation
+    assert table.manifest_id is None and "as described" in (table.citation or "")
     assert table.value_at(15.0, 15.0) == 5.0 and table.value_at(-165.0, -75.0) == 0.2
     gz = _write(tmp_path / "good.data.gz", _rows(), gz=True)
     np.testing.assert_array_equal(read_binned_table(gz).value, table.value)
@@ -301,9 +301,26 @@ def test_units_unknown_or_contradicting_the_manifest(tmp_path, monkeypatch):
         read_binned_table(table)
 
 
-def test_every_error_is_a_prospect_error():
-    for cls in (CorruptProductError, InputNotFoundError, UnitsError, FormatError, LabelError):
-        assert issubclass(cls, ProspectError)
+@pytest.mark.parametrize("case", ["truncated", "bad units", "bad line", "missing"])
+def test_a_refused_table_is_one_line_and_exit_2_at_the_cli(tmp_path, capsys, case):
+    """What the error classes are for: the user sees one line naming the file, and exit code 2."""
+    from prospect.cli import main
+
+    if case == "truncated":
+        good = _write(tmp_path / "t.data.gz", _rows(), gz=True).read_bytes()
+        path = tmp_path / "truncated.data.gz"
+        path.write_bytes(good[: len(good) // 2])
+    elif case == "bad units":
+        path = _write(tmp_path / "furlongs.data", _rows(), units="Ti furlongs")
+    elif case == "bad line":
+        path = _write(tmp_path / "bad.data", _rows(), bad_line=(5, "  not, a, row"))
+    else:
+        path = tmp_path / "absent.data"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["he3", str(path), str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("prospect: error: ") and str(path) in err, err
 
 
 # --- rasterizing --------------------------------------------------------------------------
@@ -360,7 +377,7 @@ def test_rasterize_is_exact_before_rounding_to_float32(ti):
 
     grid = AnalysisGrid.global_geographic(0.25)
     lon, lat = _lonlat_edges(grid, 0, grid.height, 0, grid.width)
-    means = _exact_block(ti._index, lon, lat)
+    means = _exact_block(ti.lookup, lon, lat)
     area = grid.cell_area_m2().values
     assert abs((means * area).sum() / area.sum() / ti.area_weighted_mean() - 1.0) < 1e-12
 
@@ -403,8 +420,12 @@ def test_ten_degree_pixels_are_the_exact_area_weighted_average(ti):
 @pytest.mark.shared_data
 def test_equirectangular_grid_equals_its_geographic_twin(ti):
     step = 2.0 * math.pi * R / 360.0 * 2.0  # 2 deg pixels in metres
-    eqc = AnalysisGrid(lunar.IAU_EQUIRECTANGULAR_180, Affine(step, 0.0, -90 * step, 0.0, -step, 45 * step), (90, 180))
-    geo = AnalysisGrid(lunar.IAU_GEOGRAPHIC, Affine(2.0, 0.0, 0.0, 0.0, -2.0, 90.0), (90, 180))  # 0..360 E
+    eqc = AnalysisGrid(
+        lunar.lunar_crs(lunar.IAU_EQUIRECTANGULAR_180), Affine(step, 0.0, -90 * step, 0.0, -step, 45 * step), (90, 180)
+    )
+    geo = AnalysisGrid(
+        lunar.lunar_crs(lunar.IAU_GEOGRAPHIC), Affine(2.0, 0.0, 0.0, 0.0, -2.0, 90.0), (90, 180)
+    )  # 0..360 E
     np.testing.assert_allclose(rasterize_binned(ti, eqc).values, rasterize_binned(ti, geo).values, rtol=2e-7)
 
 
@@ -481,7 +502,7 @@ def test_bad_arguments_are_grid_errors(tmp_path):
     with pytest.raises(GridError, match="positive integer"):
         rasterize_binned(table, AnalysisGrid.polar_cap(resolution_m=50000.0), supersample=0)
     with pytest.raises(GridError, match="BinnedTable"):
-        rasterize_binned("lp_grs_ti_5deg", AnalysisGrid.global_geographic(10.0))
+        rasterize_binned("lp_grs_ti_5deg", AnalysisGrid.global_geographic(10.0))  # type: ignore[arg-type]  # the refusal under test
     # a synthetic table rasterizes too, and a pixel inside one cell is that cell
     raster = rasterize_binned(table, AnalysisGrid.global_geographic(10.0))
     assert raster.values[7, 19] == np.float32(table.value_at(15.0, 15.0))

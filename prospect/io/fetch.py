@@ -93,7 +93,7 @@ def _cache_root(cache: Path | str | None) -> Path:
 # --------------------------------------------------------------------------- hashing
 
 
-def _hash_stream(path: Path, algorithm: str) -> str:
+def hash_stream(path: Path, algorithm: str) -> str:
     """Hash a file in 1 MiB blocks (the only place that reads file contents to hash)."""
     h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
@@ -105,7 +105,7 @@ def _hash_stream(path: Path, algorithm: str) -> str:
 def hash_file(path: Path | str, algorithm: str = "sha256") -> str:
     """Hex digest of a file, streamed, without the memo index (for files being checked for
     corruption, or outside the cache's concern)."""
-    return _hash_stream(Path(path), algorithm)
+    return hash_stream(Path(path), algorithm)
 
 
 def _stat_key(st: os.stat_result) -> dict[str, int]:
@@ -169,10 +169,10 @@ def file_digest(path: Path | str, algorithm: str = "sha256", *, cache: Path | st
         cached = entry.get(algorithm)
         if isinstance(cached, str):
             return cached
-    digest = _hash_stream(p, algorithm)
+    digest = hash_stream(p, algorithm)
     if _stat_key(p.stat()) != stamp:  # changed while we read it: do not record
         return digest
-    new_entry = dict(stamp)
+    new_entry: dict[str, int | str] = dict(stamp)
     if isinstance(entry, dict) and all(entry.get(k) == v for k, v in stamp.items()):
         new_entry.update({a: entry[a] for a in _ALGORITHMS if isinstance(entry.get(a), str)})
     new_entry[algorithm] = digest

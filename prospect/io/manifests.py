@@ -7,8 +7,9 @@ stored numbers into physical values, nodata, CRS, resolution). Every manifest is
 validated against ``prospect/schemas/manifest.schema.json``; a violation is one line
 naming the file and the key.
 
-Manifests are looked up in ``PROSPECT_MANIFEST_DIR`` if set, else in the repository's
-``data_manifests/``.
+Manifests are looked up in ``PROSPECT_MANIFEST_DIR`` if set, else in the package's
+data manifests (:func:`package_data_dir`): the repository's ``data_manifests/`` in a
+checkout, ``prospect/data_manifests/`` in an installed wheel.
 """
 
 from __future__ import annotations
@@ -24,23 +25,48 @@ import yaml
 
 from prospect.errors import ManifestError, ProspectError
 
-_SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "manifest.schema.json"
+_PACKAGE = Path(__file__).resolve().parents[1]
+_SCHEMA_PATH = _PACKAGE / "schemas" / "manifest.schema.json"
+
+#: The data folders shipped with the package (top-level folders of the repository).
+PACKAGE_DATA_FOLDERS = ("data_manifests", "pipelines")
+
+
+def package_data_dir(name: str) -> Path:
+    """A data folder shipped with the package: ``"data_manifests"`` or ``"pipelines"``.
+
+    A wheel installs them inside the package (``prospect/<name>/``, by the package-dir
+    mapping in pyproject.toml); in a source checkout (an editable install, or the checkout
+    on ``PYTHONPATH``) they are the repository's top-level folders beside ``prospect/``.
+    The installed folder wins when both exist. Wheels install as plain files, so this is a
+    real :class:`~pathlib.Path` (manifests and pipelines record their own path).
+    """
+    if name not in PACKAGE_DATA_FOLDERS:
+        raise ValueError(f"{name!r} is not one of the package's data folders {PACKAGE_DATA_FOLDERS}")
+    installed = _PACKAGE / name
+    return installed if installed.is_dir() else _PACKAGE.parent / name
 
 
 def manifest_dir() -> Path:
-    """Folder holding the manifests (``PROSPECT_MANIFEST_DIR`` or the repo's ``data_manifests``)."""
+    """Folder holding the manifests (``PROSPECT_MANIFEST_DIR``, else the package's data manifests)."""
     env = os.environ.get("PROSPECT_MANIFEST_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "data_manifests"
+    return package_data_dir("data_manifests")
 
 
 def shared_data_dir() -> Path:
-    """The real-data folder (``PROSPECT_SHARED_DATA``, default ``../shared/data`` from the repo)."""
+    """The real-data folder: ``PROSPECT_SHARED_DATA``, else ``../shared/data``.
+
+    ``..`` is the parent of the checkout for a source checkout, and of the working folder
+    for an installed package (which has no checkout to be relative to).
+    """
     env = os.environ.get("PROSPECT_SHARED_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    root = _PACKAGE.parent
+    base = root if (root / "pyproject.toml").is_file() else Path.cwd()
+    return base.parent / "shared" / "data"
 
 
 @lru_cache(maxsize=1)
@@ -104,7 +130,7 @@ class Manifest:
 
 
 def _key_path(error: Any) -> str:
-    parts = []
+    parts: list[str] = []
     for p in error.absolute_path:
         parts.append(f"[{p}]" if isinstance(p, int) else (f".{p}" if parts else str(p)))
     return "".join(parts) or "(top level)"
@@ -134,7 +160,10 @@ def validate(data: Any, source: Path | str) -> None:
         raise ManifestError(f"{source}: key 'files': duplicate file names")
 
 
-class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml: ~10x faster
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when built with it: ~10x faster
+
+
+class _UniqueKeyLoader(_SafeLoader):
     """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
@@ -214,9 +243,23 @@ def load_manifest_file(path: Path) -> Manifest:
     )
 
 
-def list_manifests() -> list[str]:
-    """Ids of every manifest in :func:`manifest_dir`."""
+def _manifest_ids() -> list[str]:
     return sorted(p.stem for p in manifest_dir().glob("*.yaml"))
+
+
+def list_manifests() -> list[str]:
+    """Ids of every manifest in :func:`manifest_dir`; :class:`ManifestError` when there is none.
+
+    An empty or missing folder is an installation or ``PROSPECT_MANIFEST_DIR`` mistake, never
+    an empty catalogue: the package ships its manifests.
+    """
+    ids = _manifest_ids()
+    if not ids:
+        folder = manifest_dir()
+        why = "no such folder" if not folder.is_dir() else "no *.yaml manifests in it"
+        src = "PROSPECT_MANIFEST_DIR" if os.environ.get("PROSPECT_MANIFEST_DIR") else "the package's data manifests"
+        raise ManifestError(f"{folder}: {why} ({src}); the package ships its data manifests there")
+    return ids
 
 
 def load_manifest(id_or_path: str | Path) -> Manifest:
@@ -227,7 +270,7 @@ def load_manifest(id_or_path: str | Path) -> Manifest:
     candidate = manifest_dir() / f"{id_or_path}.yaml"
     if candidate.exists():
         return load_manifest_file(candidate)
-    known = ", ".join(list_manifests()[:12])
+    known = ", ".join(_manifest_ids()[:12])
     raise ManifestError(f"no data manifest with id {str(id_or_path)!r} in {manifest_dir()} (known: {known}, ...)")
 
 
@@ -239,7 +282,7 @@ def is_manifest_id(value: str) -> bool:
 def manifest_for_file(path: Path, digest: str) -> Manifest | None:
     """The manifest that lists this exact file (same name and sha256 hex ``digest``), if any."""
     name = path.name.lower()
-    for mid in list_manifests():
+    for mid in _manifest_ids():
         try:
             if name not in (manifest_dir() / f"{mid}.yaml").read_text(encoding="utf-8").lower():
                 continue  # cheap pre-filter: this manifest cannot list the file

@@ -201,11 +201,44 @@ def _check_configs(stages: Mapping[str, Any], src: Path) -> None:
             raise PipelineError(f"{src}: stages.{key}.config: {exc}") from None
 
 
+def shipped_pipelines() -> dict[str, Path]:
+    """The pipelines shipped with the package, by name (``demo``, ``south_pole_coarse``, ...)."""
+    from prospect.io.manifests import package_data_dir
+
+    return {p.stem: p for p in sorted(package_data_dir("pipelines").glob("*.yaml"))}
+
+
+def find_pipeline(path: str | Path) -> Path:
+    """The pipeline file ``path`` names: an existing path wins; else a shipped pipeline of that name.
+
+    A bare name (``"demo"``, or ``"demo.yaml"``: no folder part) that is not a file here is
+    looked up among :func:`shipped_pipelines`, so ``prospect run demo`` works from any
+    folder. Anything else is returned as given (and reported missing by the reader).
+    """
+    src = Path(path)
+    if src.exists() or len(src.parts) != 1:
+        return src
+    shipped = shipped_pipelines()
+    name = src.stem if src.suffix in (".yaml", ".yml") else src.name
+    if name in shipped:
+        return shipped[name]
+    if not src.suffix:
+        known = ", ".join(shipped) or "none"
+        raise InputNotFoundError(
+            f"{src}: no such pipeline file, nor a shipped pipeline of that name (shipped: {known})"
+        )
+    return src
+
+
 def load_pipeline(path: str | Path) -> Pipeline:
-    """Read and validate a pipeline file (one-line :class:`PipelineError` on any problem)."""
+    """Read and validate a pipeline file, or a shipped pipeline by name (:func:`find_pipeline`).
+
+    Any problem is one line: :class:`PipelineError`, or :class:`InputNotFoundError` for a
+    missing file.
+    """
     from prospect.io.manifests import read_yaml_file
 
-    src = Path(path)
+    src = find_pipeline(path)
     if src.is_dir():
         raise InputNotFoundError(f"{src}: is a folder, not a pipeline file")
     data = read_yaml_file(src, src, PipelineError, kind="pipeline", missing=InputNotFoundError)

@@ -2,7 +2,7 @@
 
 Run::
 
-    python -m prospect.bench [--sizes 1024,4096,7584] [--big] [--out build/bench]
+    python -m benchmarks.bench_slope [--sizes 1024,4096,7584] [--big] [--out build/bench]
                              [--repeat N] [--keep]
 
 One invocation generates fractal int16 LOLA-style PDS3 DEMs (polar stereographic
@@ -16,9 +16,9 @@ on the same files, each tool writing a float32 slope GeoTIFF:
   ZSTD level 1, floating-point predictor, ...), which is the headline comparison, and
   with gdaldem's defaults (an uncompressed GeoTIFF: what a user types);
 - ``xrspatial.slope`` (numpy and dask backends) in a child Python
-  (``python -m prospect.bench --run-xrspatial DEM.LBL OUT.tif``);
+  (``python -m benchmarks.bench_slope --run-xrspatial DEM.LBL OUT.tif``);
 - compute only, no file written: ``gdaldem slope -q -s 2 -of MEM DEM.LBL mem``, and
-  ``python -m prospect.bench --run-prospect-compute DEM.LBL``, a child that imports
+  ``python -m benchmarks.bench_slope --run-prospect-compute DEM.LBL``, a child that imports
   first (untimed), then times ``open_product(lbl, chunks=2048)`` +
   ``slope_deg(arr).data.compute(scheduler=dask.threaded.get)`` in-process and prints
   the seconds as JSON; that in-process time is the row's time (interpreter start-up and
@@ -625,7 +625,7 @@ def gdaldem_mem_command(gdaldem: str, lbl: Path) -> list[str]:
 
 
 def prospect_compute_command(lbl: Path) -> list[str]:
-    return [sys.executable, "-m", "prospect.bench", "--run-prospect-compute", str(lbl)]
+    return [sys.executable, "-m", "benchmarks.bench_slope", "--run-prospect-compute", str(lbl)]
 
 
 def startup_command() -> list[str]:
@@ -633,7 +633,7 @@ def startup_command() -> list[str]:
 
 
 def xrspatial_command(lbl: Path, out: Path, *, backend: str) -> list[str]:
-    return [sys.executable, "-m", "prospect.bench", "--run-xrspatial", str(lbl), str(out), "--backend", backend]
+    return [sys.executable, "-m", "benchmarks.bench_slope", "--run-xrspatial", str(lbl), str(out), "--backend", backend]
 
 
 def build_tools(
@@ -687,7 +687,7 @@ class _Entry:
     diff: dict[str, Any] | None = None
 
 
-def _inprocess_seconds(out_log: Path) -> float | None:
+def read_inprocess_seconds(out_log: Path) -> float | None:
     """The ``"seconds"`` of the last JSON line a child printed, or None."""
     try:
         lines = out_log.read_text(errors="replace").strip().splitlines()
@@ -713,6 +713,7 @@ def _run_tool(
     """
     with contextlib.suppress(FileNotFoundError):
         out.unlink()
+    assert tool.build is not None, f"{tool.id} is not available"  # only available tools are run
     m = measure(tool.build(lbl, out), env=tool.env, log_stem=logs / tag, timeout=timeout)
     if tool.id in ("prospect", "prospect_planar") and not m.ok:
         why = "timed out" if m.timed_out else f"exit {m.returncode}"
@@ -721,7 +722,7 @@ def _run_tool(
     if m.ok and tool.writes_output and not out.exists():
         m.returncode, m.stderr_tail = -1, f"exit 0 but no output file {out.name}"
     if m.ok and tool.inprocess_seconds:
-        inproc = _inprocess_seconds((logs / tag).with_suffix(".out"))
+        inproc = read_inprocess_seconds((logs / tag).with_suffix(".out"))
         if inproc is None:
             m.returncode, m.stderr_tail = -1, "exit 0 but no JSON seconds on stdout"
         else:
@@ -760,6 +761,7 @@ def run_size(
         elif tid not in timed:
             entries[tid] = _Entry(tid, "skipped", "not run at this size")
         else:
+            assert tool.build is not None  # an available tool has a command
             entries[tid] = _Entry(tid, command=tool.build(lbl, work / f"{tid}_{size}.tif"))
     outputs = {tid: work / f"{tid}_{size}.tif" for tid in entries}
 
@@ -979,7 +981,7 @@ def time_breakdown(results: Mapping[str, Any], size: int = REF_SIZE) -> dict[str
     return out
 
 
-def _fmt(v: Any, spec: str) -> str:
+def fmt(v: Any, spec: str) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
     return format(v, spec)
@@ -995,7 +997,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         "",
         (
             f"{results.get('created', '')} | {m.get('cpu_model', '?')}, {m.get('cpu_count', '?')} CPUs, "
-            f"{_fmt(m.get('mem_total_gb'), '.0f')} GB RAM | Python {m.get('python', '?')} | "
+            f"{fmt(m.get('mem_total_gb'), '.0f')} GB RAM | Python {m.get('python', '?')} | "
             f"prospect {m.get('prospect', '?')} (GDAL {m.get('rasterio_gdal', '?')} via rasterio) | "
             f"gdaldem: {m.get('gdaldem_version') or 'unavailable'} | xarray-spatial {m.get('xarray_spatial') or 'unavailable'}"
         ),
@@ -1035,11 +1037,11 @@ def render_markdown(results: Mapping[str, Any]) -> str:
                 notes.append(f"child wall {min(row['child_wall_seconds']):.2f} s")
             note = "; ".join(notes)
             lines.append(
-                f"| {size}^2 | {row.get('label', tid)} | {row.get('status', '?')} | {_fmt(row.get('seconds'), '.2f')} | "
-                f"{_fmt(row.get('mpix_per_s'), '.1f')} | {_fmt(row.get('peak_rss_mb'), '.0f')} | "
-                f"{_fmt(row.get('ratio_to_gdaldem'), '.2f')} | {_fmt(row.get('ratio_to_gdaldem_default'), '.2f')} | "
-                f"{_fmt(row.get('ratio_to_gdaldem_mem'), '.2f')} | "
-                f"{_fmt(row.get('max_abs_diff_deg_vs_gdaldem_planar'), '.2g')} | {_fmt(row.get('output_mb'), '.0f')} | "
+                f"| {size}^2 | {row.get('label', tid)} | {row.get('status', '?')} | {fmt(row.get('seconds'), '.2f')} | "
+                f"{fmt(row.get('mpix_per_s'), '.1f')} | {fmt(row.get('peak_rss_mb'), '.0f')} | "
+                f"{fmt(row.get('ratio_to_gdaldem'), '.2f')} | {fmt(row.get('ratio_to_gdaldem_default'), '.2f')} | "
+                f"{fmt(row.get('ratio_to_gdaldem_mem'), '.2f')} | "
+                f"{fmt(row.get('max_abs_diff_deg_vs_gdaldem_planar'), '.2g')} | {fmt(row.get('output_mb'), '.0f')} | "
                 f"{note.replace('|', '/')} |"
             )
     targets = results.get("targets") or []
@@ -1047,7 +1049,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         lines += ["", "## Targets", "", "| target | value | result |", "|---|---:|---|"]
         for t in targets:
             note = f" ({t['note']})" if t.get("note") else ""
-            lines.append(f"| {t['target']} | {_fmt(t.get('value'), 'g')} | **{t['status']}**{note} |")
+            lines.append(f"| {t['target']} | {fmt(t.get('value'), 'g')} | **{t['status']}**{note} |")
     tb = results.get("time_breakdown")
     if tb:
         lines += ["", f"## Where prospect's time goes at {tb['size']}^2", ""]
@@ -1062,8 +1064,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         else:
             lines.append(
                 f"prospect slope end-to-end {tb['end_to_end_s']:.2f} s; interpreter start-up + imports "
-                f"{_fmt(tb.get('startup_imports_s'), '.2f')} s; in-process compute "
-                f"{_fmt(tb.get('compute_s'), '.2f')} s (a missing part was not measured)."
+                f"{fmt(tb.get('startup_imports_s'), '.2f')} s; in-process compute "
+                f"{fmt(tb.get('compute_s'), '.2f')} s (a missing part was not measured)."
             )
     rss = results.get("prospect_peak_rss_mb_by_size") or {}
     if rss:
@@ -1073,7 +1075,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
             "",
             "| " + " | ".join(f"{s}^2" for s in rss) + " |",
             "|" + "---:|" * len(rss),
-            "| " + " | ".join(_fmt(v, ".0f") + " MB" for v in rss.values()) + " |",
+            "| " + " | ".join(fmt(v, ".0f") + " MB" for v in rss.values()) + " |",
         ]
     if results.get("error"):
         lines += ["", f"**ERROR:** {results['error']}"]
@@ -1164,7 +1166,7 @@ def _parse_sizes(text: str) -> list[int]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m prospect.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_slope", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--sizes",
         type=_parse_sizes,

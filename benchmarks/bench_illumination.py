@@ -2,16 +2,16 @@
 
 Run::
 
-    python -m prospect.bench_illumination [--out build/bench] [--size 7584] [--azimuths 360]
+    python -m benchmarks.bench_illumination [--out build/bench] [--size 7584] [--azimuths 360]
                                           [--max-distance-km 150] [--skip-grass]
 
 Target (the issue): 360 azimuths on a 7584^2 DEM in at most 10 minutes on 2 cores.
 
 1. A ``size x size`` 20 m fractal LOLA-style PDS3 DEM (polar stereographic south, the pole
-   at the centre; :func:`prospect.bench.write_dem`, heights ``DN * 0.5``) is written and
+   at the centre; :func:`benchmarks.bench_slope.write_dem`, heights ``DN * 0.5``) is written and
    opened with :func:`prospect.io.readers.open_product`.
-2. Timed full run, in a child process (``python -m prospect.bench_illumination
-   --run-stream DEM.LBL ...``) started through :func:`prospect.bench.measure`, so its
+2. Timed full run, in a child process (``python -m benchmarks.bench_illumination
+   --run-stream DEM.LBL ...``) started through :func:`benchmarks.bench_slope.measure`, so its
    wall time and peak RSS (``ru_maxrss`` from ``os.wait4``) are those of the child alone.
    The child opens the DEM lazily and runs the production path,
    :class:`prospect.illumination.tiles.TiledHorizon` (``--tile``, default
@@ -61,11 +61,11 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from prospect.bench import _fmt, write_report
+from benchmarks.bench_slope import fmt, write_report
 from prospect.grid import AnalysisGrid
 from prospect.illumination.tiles import FAR_FACTOR, NEAR_PX, TILE_PX
 
@@ -104,7 +104,7 @@ def stream_horizon_stats(
 ) -> dict[str, np.ndarray]:
     """Run the sweep for every azimuth and reduce on the fly; never hold the cube.
 
-    ``z`` and ``args`` come from ``prospect.illumination.horizon._prepare``. Each azimuth
+    ``z`` and ``args`` come from :func:`kernel_inputs`. Each azimuth
     is swept into one of ``max(workers, 1)`` reused float32 planes by a thread pool (the
     kernel releases the GIL); the main thread folds each finished plane into the running
     per-pixel ``max`` (NaN-ignoring ``np.fmax``), ``sum`` and ``count`` of valid values,
@@ -120,10 +120,11 @@ def stream_horizon_stats(
     acc_sum = np.zeros(z.shape, dtype=np.float32)
     acc_cnt = np.zeros(z.shape, dtype=np.int16)
     valid = np.empty(z.shape, dtype=bool)
-    extra = (*args, float(max_distance_m), float(observer_height_m))
+    mode, x0, y0, a, e, radius = args
+    dmax, height = float(max_distance_m), float(observer_height_m)
 
     def sweep(i: int, b: int) -> int:
-        K.horizon_sweep(z, math.radians(float(az[i]) % 360.0), *extra, bufs[b])
+        K.horizon_sweep(z, math.radians(float(az[i]) % 360.0), mode, x0, y0, a, e, radius, dmax, height, bufs[b])
         return b
 
     def reduce(plane: np.ndarray) -> None:
@@ -220,9 +221,10 @@ def far_field_accuracy(
     """
     from prospect.illumination.tiles import TiledHorizon
 
-    kw = dict(tile_px=tile_px, workers=workers)
-    multi = TiledHorizon(dem, n_azimuths, max_distance_m, near_px=near_px, far_factor=far_factor, **kw)
-    exact = TiledHorizon(dem, n_azimuths, max_distance_m, far_factor=1, **kw)
+    multi = TiledHorizon(
+        dem, n_azimuths, max_distance_m, tile_px=tile_px, workers=workers, near_px=near_px, far_factor=far_factor
+    )
+    exact = TiledHorizon(dem, n_azimuths, max_distance_m, tile_px=tile_px, workers=workers, far_factor=1)
     keep = np.arange(0, n_azimuths, every)
     multi.az = multi.az[keep]
     exact.az = exact.az[keep]
@@ -249,6 +251,22 @@ def far_field_accuracy(
         "mean_diff_deg": float(d[ok].mean()),
         "fraction_within_0p1_deg": float((ad <= 0.1).mean()),
     }
+
+
+def kernel_inputs(dem) -> tuple[np.ndarray, tuple]:
+    """Heights in m as C-contiguous float64 and the sweep kernel's geometry ``(mode, x0, y0, a, e, R)``.
+
+    What :func:`prospect.illumination.horizon.horizon_angles` hands its kernel on a polar
+    stereographic grid (the benchmark's DEMs), built from the public metric API.
+    """
+    from prospect.illumination import _horizon_kernels as K
+    from prospect.terrain.metric import PLANAR, ground_metric, heights_in_metres
+
+    metric = ground_metric(AnalysisGrid.from_dataarray(dem), planar=False)
+    mode = K.PLANAR if metric.mode == PLANAR else K.POLAR
+    args = (mode, metric.x0, metric.y0, metric.a, metric.e, metric.radius_m)
+    z = np.ascontiguousarray(np.asarray(heights_in_metres(dem).values, dtype=np.float64))
+    return z, args
 
 
 def _warm_kernel() -> None:
@@ -279,7 +297,6 @@ def run_stream_child(
     """
     import resource
 
-    from prospect.illumination import horizon as H
     from prospect.io.readers import open_product
 
     t0 = time.perf_counter()
@@ -304,9 +321,9 @@ def run_stream_child(
         t0 = time.perf_counter()
         dem = open_product(lbl).load()
         t_open = time.perf_counter() - t0
-        az = H._azimuths(None, n_azimuths)
+        az = np.arange(int(n_azimuths), dtype=np.float64) * (360.0 / int(n_azimuths))  # horizon_angles' default
         t0 = time.perf_counter()
-        z, args, _grid, _desc = H._prepare(dem, False)
+        z, args = kernel_inputs(dem)
         del dem
         t_prep = time.perf_counter() - t0
         t1 = time.perf_counter()
@@ -336,12 +353,12 @@ def run_stream_child(
 def run_stream(
     lbl: Path, n_azimuths: int, max_distance_m: float, logs: Path, workers: int = WORKERS, tile_px: int = TILE_PX
 ) -> dict[str, Any]:
-    from prospect.bench import measure
+    from benchmarks.bench_slope import measure
 
     cmd = [
         sys.executable,
         "-m",
-        "prospect.bench_illumination",
+        "benchmarks.bench_illumination",
         "--run-stream",
         str(lbl),
         "--azimuths",
@@ -413,9 +430,10 @@ def brute_force_ratios(
         sub = crop(dem, size)
         # compile the brute-force kernels on a tiny crop, untimed
         tiny = crop(dem, 8)
-        for sampling in ("lines", "ray"):
+        samplings: tuple[Literal["lines", "ray"], ...] = ("lines", "ray")
+        for sampling in samplings:
             H.horizon_brute_force(tiny, [10.0], max_distance_m=dmax, sampling=sampling)
-        for sampling in ("lines", "ray"):
+        for sampling in samplings:
             n = counts.get((size, sampling))
             if not n:
                 continue
@@ -530,7 +548,8 @@ g.list type=raster pattern='hz_*' separator=comma | sed 's/^/MAPS /'
 """
 
 
-def _parse_grass_angle(name: str, step: float) -> float | None:
+def parse_grass_angle(name: str, step: float) -> float | None:
+    """The azimuth [deg] in an r.horizon output map name (`hz_022_5`: 22.5), or None."""
     suf = name.split("hz_", 1)[-1]
     try:
         return float(suf.replace("_", "."))
@@ -601,20 +620,21 @@ def _compare_grass(dem, files: list[Path], dmax: float, step: float) -> dict[str
 
     from prospect.illumination import horizon as H
 
-    g_az, planes = [], []
+    g_list: list[float] = []
+    planes = []
     for f in files:
-        a = _parse_grass_angle(f.stem, step)
+        a = parse_grass_angle(f.stem, step)
         if a is None:
             continue
         with rasterio.open(f) as ds:
             arr = ds.read(1).astype(np.float64)
             if ds.nodata is not None:
                 arr[arr == ds.nodata] = np.nan
-        g_az.append(a)
+        g_list.append(a)
         planes.append(arr)
     if not planes:
         return {"note": "no r.horizon maps could be read"}
-    g_az = np.asarray(g_az)
+    g_az = np.asarray(g_list)
     ours_az = (90.0 - g_az) % 360.0
     sweep = H.horizon_angles(dem, ours_az, max_distance_m=dmax, workers=WORKERS).values.astype(np.float64)
     grass = np.stack(planes)
@@ -681,12 +701,12 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += ["| run | seconds | Mpix*az/s | peak RSS MB | result |", "|---|---:|---:|---:|---|"]
     lines.append(
         f"| streamed sweep, {results['size']}^2 x {results['n_azimuths']} az, {results['workers']} threads "
-        f"(in-process: horizon cubes of every tile + coarse DEM + per-tile max/mean reductions) | {_fmt(s.get('seconds'), '.1f')} | "
-        f"{_fmt(s.get('mpix_az_per_s'), '.1f')} | {_fmt(s.get('peak_rss_mb'), '.0f')} | "
+        f"(in-process: horizon cubes of every tile + coarse DEM + per-tile max/mean reductions) | {fmt(s.get('seconds'), '.1f')} | "
+        f"{fmt(s.get('mpix_az_per_s'), '.1f')} | {fmt(s.get('peak_rss_mb'), '.0f')} | "
         f"**{results.get('verdict', '-')}** |"
     )
     lines.append(
-        f"| same child, wall (interpreter + imports + open DEM + above) | {_fmt(s.get('wall_seconds'), '.1f')} | | | |"
+        f"| same child, wall (interpreter + imports + open DEM + above) | {fmt(s.get('wall_seconds'), '.1f')} | | | |"
     )
     lines += ["", f"Timed path: {s.get('plan', '-')}."]
     acc = results.get("accuracy")
@@ -695,8 +715,8 @@ def render_markdown(results: dict[str, Any]) -> str:
             "",
             (
                 f"Multi-resolution against exact on tile {acc['window']} ({len(acc['azimuths'])} azimuths, "
-                f"exact = full resolution to max distance, {_fmt(acc['exact_seconds'], '.1f')} s vs "
-                f"{_fmt(acc['multi_seconds'], '.1f')} s): |difference| median {acc['median_abs_diff_deg']:.4f} deg, "
+                f"exact = full resolution to max distance, {fmt(acc['exact_seconds'], '.1f')} s vs "
+                f"{fmt(acc['multi_seconds'], '.1f')} s): |difference| median {acc['median_abs_diff_deg']:.4f} deg, "
                 f"p99 {acc['p99_abs_diff_deg']:.3f}, p99.9 {acc['p999_abs_diff_deg']:.3f}, max "
                 f"{acc['max_abs_diff_deg']:.2f}; mean difference {acc['mean_diff_deg']:+.4f} deg; "
                 f"{acc['fraction_within_0p1_deg']:.2%} within 0.1 deg; NaN mismatches {acc['nan_mismatch']}."
@@ -719,10 +739,10 @@ def render_markdown(results: dict[str, Any]) -> str:
     ]
     for r in results.get("brute_force", []):
         lines.append(
-            f"| {r['size']}^2 | {r['sampling']} | {r['n_azimuths']} | {_fmt(r['sweep_s_per_az'], '.4f')} | "
-            f"{_fmt(r['brute_s_per_az'], '.3f')} | {_fmt(r['ratio'], '.1f')}x | "
-            f"{_fmt(r['max_abs_diff_deg'], '.3g')} | {_fmt(r['median_abs_diff_deg'], '.3g')} / "
-            f"{_fmt(r['p95_abs_diff_deg'], '.3g')} |"
+            f"| {r['size']}^2 | {r['sampling']} | {r['n_azimuths']} | {fmt(r['sweep_s_per_az'], '.4f')} | "
+            f"{fmt(r['brute_s_per_az'], '.3f')} | {fmt(r['ratio'], '.1f')}x | "
+            f"{fmt(r['max_abs_diff_deg'], '.3g')} | {fmt(r['median_abs_diff_deg'], '.3g')} / "
+            f"{fmt(r['p95_abs_diff_deg'], '.3g')} |"
         )
     g = results.get("grass", {})
     lines += [
@@ -738,8 +758,8 @@ def render_markdown(results: dict[str, Any]) -> str:
             "|---|---|---:|---:|---:|",
             (
                 f"| r.horizon -d step={g['step_deg']:g} maxdistance={g['maxdistance_map_units']:g} | "
-                f"{g['size']}^2 | {g['n_maps']} | {_fmt(g.get('r_horizon_s_per_az'), '.3f')} | "
-                f"{_fmt(g.get('ratio_vs_sweep'), '.1f')}x |"
+                f"{g['size']}^2 | {g['n_maps']} | {fmt(g.get('r_horizon_s_per_az'), '.3f')} | "
+                f"{fmt(g.get('ratio_vs_sweep'), '.1f')}x |"
             ),
         ]
         c = g.get("comparison", {})
@@ -757,7 +777,7 @@ def render_markdown(results: dict[str, Any]) -> str:
             ]
     lines += [
         "",
-        f"Total harness time: {_fmt(results.get('total_seconds'), '.0f')} s. Peak RSS: `ru_maxrss` of the "
+        f"Total harness time: {fmt(results.get('total_seconds'), '.0f')} s. Peak RSS: `ru_maxrss` of the "
         "child (os.wait4). Machine: " + str(results.get("machine", {}).get("cpu_model")),
         "",
     ]
@@ -786,7 +806,7 @@ def _machine() -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m prospect.bench_illumination", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_illumination", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="build/bench")
     p.add_argument("--size", type=int, default=REF_SIZE)
     p.add_argument("--azimuths", type=int, default=N_AZIMUTHS)
@@ -808,7 +828,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.run_stream:
         print(json.dumps(run_stream_child(a.run_stream, a.azimuths, dmax, a.workers, tile_px=a.tile)), flush=True)
         return 0
-    from prospect.bench import write_dem
+    from benchmarks.bench_slope import write_dem
     from prospect.io.readers import open_product
 
     t_start = time.perf_counter()
