@@ -372,11 +372,11 @@ def test_rasterize_on_global_half_degree_grids_conserves_the_mean(ti, feo, conve
 
 @pytest.mark.shared_data
 def test_rasterize_is_exact_before_rounding_to_float32(ti):
-    from prospect.grid import _lonlat_edges
+    from prospect.grid import lonlat_edges
     from prospect.resources.binned import _exact_block
 
     grid = AnalysisGrid.global_geographic(0.25)
-    lon, lat = _lonlat_edges(grid, 0, grid.height, 0, grid.width)
+    lon, lat = lonlat_edges(grid, 0, grid.height, 0, grid.width)
     means = _exact_block(ti.lookup, lon, lat)
     area = grid.cell_area_m2().values
     assert abs((means * area).sum() / area.sum() / ti.area_weighted_mean() - 1.0) < 1e-12

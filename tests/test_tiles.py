@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from prospect.bench import make_fractal_tile
+from benchmarks.bench_slope import make_fractal_tile
 from prospect.illumination import _horizon_kernels as K
 from prospect.illumination.ephemeris import default_times, sun_earth_directions
 from prospect.illumination.horizon import horizon_angles, kernel_inputs

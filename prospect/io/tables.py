@@ -155,7 +155,6 @@ class CellIndex:
 
 
 #: Transitional: resources/binned.py still imports the old private name; remove when it imports CellIndex.
-_CellIndex = CellIndex
 
 
 def _line_ref(lines: np.ndarray | None, row: int) -> str:
@@ -487,7 +486,7 @@ def _malformed(source: str, line: int, text: str, what: str) -> None:
 
 def _header_units(header: list[str], source: str) -> tuple[str | None, str | None]:
     """``(quantity, units)`` from a ``These data are in units of <quantity> <unit>.`` line."""
-    from prospect.io.readers import normalise_units
+    from prospect.layers import normalise_units
 
     for line in header:
         m = _UNITS_RE.search(line)
@@ -550,9 +549,9 @@ def read_binned_table(source: str | Path, *, strict: bool = False) -> BinnedTabl
     """
     from prospect.io.fetch import sha256_file
     from prospect.io.manifests import manifest_for_file
-    from prospect.io.readers import _resolve
+    from prospect.io.readers import resolve_source
 
-    path, manifest = _resolve(source, strict)
+    path, manifest = resolve_source(source, strict)
     digest = sha256_file(path)
     if manifest is None:
         manifest = manifest_for_file(path, digest)

@@ -60,7 +60,7 @@ from dask.typing import Key
 from prospect import lunar
 from prospect.errors import GridError
 from prospect.grid import AnalysisGrid, chunk_spans, lonlat_edges, normalise_chunks
-from prospect.io.tables import BinnedTable, _CellIndex
+from prospect.io.tables import BinnedTable, CellIndex
 
 #: Default sub-samples per smallest cell height (see the module docstring).
 SAMPLES_PER_CELL = 4
@@ -78,7 +78,7 @@ def _sin_diff(a_deg: np.ndarray, b_deg: np.ndarray) -> np.ndarray:
     return 2.0 * np.cos((a + b) / 2.0) * np.sin((a - b) / 2.0)
 
 
-def _exact_block(idx: _CellIndex, lon_edges: np.ndarray, lat_edges: np.ndarray) -> np.ndarray:
+def _exact_block(idx: CellIndex, lon_edges: np.ndarray, lat_edges: np.ndarray) -> np.ndarray:
     """Area-weighted means of the lon/lat pixels between the given edges (lat decreasing).
 
     ``lon_edges`` (ncols + 1, increasing, any convention), ``lat_edges`` (nrows + 1).
@@ -123,7 +123,7 @@ def _exact_block(idx: _CellIndex, lon_edges: np.ndarray, lat_edges: np.ndarray) 
     return out
 
 
-def _exact_chunk(idx: _CellIndex, grid: AnalysisGrid, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+def _exact_chunk(idx: CellIndex, grid: AnalysisGrid, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
     lon, lat = lonlat_edges(grid, r0, r1, c0, c1)
     return _exact_block(idx, lon, lat).astype("float32")
 
@@ -262,7 +262,7 @@ def rasterize_binned(
     for i, (r0, r1) in enumerate(row_spans):
         for j, (c0, c1) in enumerate(col_spans):
             if s is None:
-                layer[(name, i, j)] = (_exact_chunk, table._index, grid, r0, r1, c0, c1)
+                layer[(name, i, j)] = (_exact_chunk, table.lookup, grid, r0, r1, c0, c1)
             else:
                 layer[(name, i, j)] = (_supersampled_chunk, table, grid, s, r0, r1, c0, c1)
     graph = HighLevelGraph.from_collections(name, layer, dependencies=[])
