@@ -307,12 +307,9 @@ def _checkpointed_tiles(th: Any, samples: Any, checkpoint: Path, progress: bool)
                 ds = None  # a damaged checkpoint is recomputed
         if ds is None:
             ds = maps.tile_products(th, w, samples)
+            payload: dict[str, Any] = {n: ds[n].values for n in maps.PRODUCTS}
             with atomic_write(saved) as tmp, open(tmp, "wb") as fh:
-                np.savez(
-                    fh,
-                    attrs=json.dumps({n: ds[n].attrs for n in maps.PRODUCTS}, default=str),
-                    **{n: ds[n].values for n in maps.PRODUCTS},
-                )
+                np.savez(fh, attrs=json.dumps({n: ds[n].attrs for n in maps.PRODUCTS}, default=str), **payload)
         maps.describe_tiling(th, ds)
         if progress:
             el = time.monotonic() - t_start
@@ -360,7 +357,7 @@ def write_illumination(
     paths = {name: out / layers.filename(name) for name in maps.PRODUCTS}
     units = {name: layers.get(name).units for name in maps.PRODUCTS}
     first = True
-    with TiledGeoTIFFs(paths, crs=grid.crs, transform=grid.transform, shape=dem.shape, units=units) as dst:
+    with TiledGeoTIFFs(paths, crs=grid.crs, transform=grid.transform, shape=grid.shape, units=units) as dst:
         for (r0, _r1, c0, _c1), ds in _checkpointed_tiles(th, samples, ckpt, progress):
             for name in maps.PRODUCTS:
                 layer = ds[name]
@@ -413,7 +410,7 @@ def run_illumination(
     target = _grid(grid)
     if target is not None and not AnalysisGrid.from_dataarray(dem).matches(target):
         dem = on_grid(dem, target, method="bilinear")
-    span = {k: (float(p[k]) if k == "years" else p[k]) for k in ("start", "years") if k in p}
+    span: dict[str, Any] = {k: (float(p[k]) if k == "years" else p[k]) for k in ("start", "years") if k in p}
     se = sun_earth_directions(default_times(**span, step_hours=p.get("step")))
     options = {
         name: type_(p[key])

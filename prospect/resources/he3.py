@@ -394,6 +394,14 @@ def _read_block(inputs: He3Inputs, window: tuple[int, int, int, int]) -> dict[st
     return out
 
 
+def _required(block: Mapping[str, np.ndarray | None], key: str) -> np.ndarray:
+    """A layer every block has (TiO2, coordinates, cell areas)."""
+    arr = block[key]
+    if arr is None:  # pragma: no cover - _read_block always reads these
+        raise ValueError(f"he3 block without {key}")
+    return arr
+
+
 @dataclass
 class BlockResult:
     window: tuple[int, int, int, int]
@@ -413,8 +421,8 @@ def compute_block(
 ) -> BlockResult:
     """The central maps, the Monte Carlo percentiles and the inventory partial sums of one block."""
     b = _read_block(inputs, window)
-    fields = _fields(b["tio2"], b["feo"], b["mat"], b["thick"], b["lon"], b["lat"], central)
-    weight = b["area"]
+    tio2, lon, lat, weight = (_required(b, k) for k in ("tio2", "lon", "lat", "area"))
+    fields = _fields(tio2, b["feo"], b["mat"], b["thick"], lon, lat, central)
     if mask is not None:
         r0, r1, c0, c1 = window
         weight = weight * np.nan_to_num(
@@ -425,13 +433,13 @@ def compute_block(
     valid = np.isfinite(fields["he3_column_kg_m2"])
     inv = float(np.sum(np.where(valid, fields["he3_column_kg_m2"] * weight, 0.0)))
     maps = {k: v.astype("float32") for k, v in fields.items()}
-    maps["tio2_wt"] = b["tio2"].astype("float32")
+    maps["tio2_wt"] = tio2.astype("float32")
     samples = None
     if draws:
-        stack = np.empty((len(draws),) + b["tio2"].shape, dtype="float32")
+        stack = np.empty((len(draws),) + tio2.shape, dtype="float32")
         samples = np.empty(len(draws))
         for i, p in enumerate(draws):
-            fi = _fields(b["tio2"], b["feo"], b["mat"], b["thick"], b["lon"], b["lat"], p)
+            fi = _fields(tio2, b["feo"], b["mat"], b["thick"], lon, lat, p)
             stack[i] = fi["he3_ppb"]
             samples[i] = np.sum(np.where(valid, fi["he3_column_kg_m2"] * weight, 0.0))
         q = np.percentile(stack, PERCENTILES, axis=0)

@@ -82,6 +82,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import dask
@@ -266,7 +267,7 @@ def _params(params: ParameterSet | Mapping[str, Any] | str | os.PathLike[str] | 
         if params.model != "ice":
             raise ConfigError(f"the ice model needs the 'ice' parameter set, not {params.model!r}")
         return params
-    return load("ice", params)
+    return load("ice", Path(params) if isinstance(params, os.PathLike) else params)
 
 
 def _values(p: ParameterSet) -> dict[str, Any]:
@@ -494,6 +495,7 @@ def _evaluate(
             "no score layer is available: supply at least one of a thermal layer (tmax_k, "
             "ice_depth_m, psr, illumination_fraction), psr, hydrogen_ppm, or slope_deg + aspect_deg"
         )
+    assert den is not None and all_valid is not None  # set with num, by the same layers
     total_used = sum(w[k] for k in rules.layers)
     if total_used <= 0:
         raise ConfigError(f"the weights of the available layers {list(rules.layers)} are all zero")
@@ -619,7 +621,7 @@ def _thermal_source(rules: _Rules) -> str:
         extra = {
             "depth": "; ice_depth_m (depth to stable ice)",
             "tmean": "; tmean_k (annual mean surface temperature)",
-        }.get(rules.shallow, "")
+        }.get(rules.shallow or "", "")
         return "measured: tmax_k (annual maximum surface temperature)" + extra
     if rules.shallow == "proxy":
         return PROXY_LABEL

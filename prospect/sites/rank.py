@@ -31,7 +31,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import dask
 import dask.array as da
@@ -105,7 +105,7 @@ class SiteInputs:
         for name in _RASTERS:
             arr = getattr(self, name)
             if arr is not None:
-                method = "nearest" if name == "ice_class" else "average"
+                method: Literal["nearest", "average"] = "nearest" if name == "ice_class" else "average"
                 setattr(self, name, on_grid(arr, self.grid, method=method))
 
     def layers(self) -> dict[str, xr.DataArray]:
@@ -167,13 +167,14 @@ def site_features(inputs: SiteInputs, params: ParameterSet) -> tuple[pd.DataFram
     frame = candidate_frame(lattice, passed, radius)
     for k, v in terrain.items():
         frame[k] = v[sel]
-    for name, stat in (
+    disc_stats: tuple[tuple[str, Literal["mean", "max"]], ...] = (
         ("illumination_fraction", "mean"),
         ("longest_darkness_h", "max"),
         ("earth_visibility_fraction", "mean"),
         ("psr_fraction", "mean"),
         ("ice_favourability", "mean"),
-    ):
+    )
+    for name, stat in disc_stats:
         if name in layers:
             frame[name] = (stats[name] if name in stats else disc_stat(layers[name], lattice, radius, stat))[sel]
     frame["flat_area_km2"] = result.flat_area_m2[sel] / 1e6
