@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from prospect import layers
-from prospect.errors import OutputPathError
+from prospect.errors import OutputPathError, ProspectError
 from prospect.pipeline.spec import Pipeline, PipelineError
 
 STATE_FILE = ".prospect-run.json"
@@ -479,6 +479,12 @@ def _logging(out: Path) -> Iterator[logging.Logger]:
         log.addHandler(h)
     try:
         yield log
+    except Exception as exc:
+        if not isinstance(exc, ProspectError):  # a bug: its traceback goes to the log file, not the terminal
+            record = log.makeRecord(LOGGER, logging.ERROR, __file__, 0, "unexpected error", (), sys.exc_info())
+            handlers[0].handle(record)
+            exc.add_note(f"traceback in {logs / f'run-{stamp}.log'}")
+        raise
     finally:
         for h in handlers:
             log.removeHandler(h)
