@@ -27,7 +27,7 @@ def test_option_help_quotes_the_library_defaults():
     import inspect
 
     signature = inspect.signature(ephemeris.default_times).parameters
-    assert (cli.SPAN_START, cli.SPAN_YEARS) == (signature["start"].default, signature["years"].default)
+    assert (signature["start"].default, signature["years"].default) == (cli.SPAN_START, cli.SPAN_YEARS)
     assert cli.HE3_SAMPLES == he3.MC_SAMPLES and cli.TABLE_RESOLUTION_DEG == he3.TABLE_RESOLUTION_DEG
     assert cli.ICE_SAMPLES == ice.MC_SAMPLES
     res = run_cli("illumination", "--help")
@@ -91,7 +91,7 @@ def test_every_stage_checks_its_output_folder_the_same_way(tmp_path):
         (stages.run_he3, {"tio2": "x"}),
         (stages.run_rank, {"dem": "x"}),
     ):
-        with pytest.raises(OutputPathError, match="parent directory .* does not exist"):
+        with pytest.raises(OutputPathError, match=r"parent directory .* does not exist"):
             run(missing, sources=sources)
     (tmp_path / "file").write_text("")
     with pytest.raises(OutputPathError, match="not a folder"):

@@ -26,6 +26,7 @@ from prospect.grid import AnalysisGrid
 from prospect.io.readers import open_product
 from prospect.io.vectors import open_vector
 from prospect.io.writers import write_geotiff
+from prospect.pipeline.stages import run_ice, write_ice
 from prospect.resources import ice
 from prospect.resources.ice import (
     PROXY_LABEL,
@@ -37,7 +38,6 @@ from prospect.resources.ice import (
     thermal_proxy_k,
     weh_wt_pct,
 )
-from prospect.pipeline.stages import run_ice, write_ice
 from prospect.resources.masks import polygon_fraction
 from prospect.terrain import aspect_deg, slope_deg
 
@@ -477,7 +477,9 @@ def test_real_named_cold_traps_score_in_the_top_decile(shared, record_property):
 
 @pytest.mark.shared_data
 def test_real_run_ice_stage(shared, tmp_path):
-    paths = run_ice(tmp_path / "ice", sources={"dem": shared / DEM, "psr": shared / PSR}, params={"samples": 16}, seed=7)
+    paths = run_ice(
+        tmp_path / "ice", sources={"dem": shared / DEM, "psr": shared / PSR}, params={"samples": 16}, seed=7
+    )
     with rasterio.open(paths["ice_favourability"]) as src:
         tags = src.tags()
         fav = src.read(1, masked=True)

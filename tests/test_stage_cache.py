@@ -67,7 +67,7 @@ def scene_files(tmp_path_factory):
 
 
 def test_a_changed_stage_module_recomputes_that_stage_and_the_later_ones(scene_files, tmp_path):
-    root, spec = scene_files
+    _root, spec = scene_files
     copy = tmp_path / "code"
     shutil.copytree(
         Path(prospect.__file__).parent, copy / "prospect", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
