@@ -46,9 +46,16 @@ Sources = Mapping[str, Any]
 Params = Mapping[str, Any] | None
 
 __all__ = [
+    "HE3_OUTPUT_MAPS",
+    "ICE_ROLES",
     "PARTIAL_DIR",
+    "SITE_ROLES",
+    "WRITE_WINDOW_PX",
     "check_output",
     "check_output_file",
+    "open_he3_layer",
+    "open_site_inputs",
+    "rank_from_sources",
     "run_exports",
     "run_he3",
     "run_ice",
@@ -996,6 +1003,27 @@ def open_site_inputs(dem: Any, sources: Sources) -> Any:
     return SiteInputs(dem=dem_arr, **rasters, **vectors, sources=labels)
 
 
+def rank_from_sources(*, sources: Sources, params: Params = None, seed: int = 0) -> tuple[Any, AnalysisGrid]:
+    """Open the site stage's inputs and rank them: the :class:`prospect.sites.rank.Ranking` that
+    :func:`run_rank` writes (its record holds the inputs and the grid) and the analysis grid.
+    Arguments: :func:`run_rank`."""
+    from prospect.sites.rank import rank_parameters, rank_sites
+
+    p = _params(params)
+    parameters = rank_parameters(p.get("config"))  # a bad key fails before any data is read
+    inputs = open_site_inputs(sources["dem"], {k: v for k, v in sources.items() if k != "dem"})
+    ranking = rank_sites(
+        inputs,
+        parameters,
+        seed=seed,
+        learned=bool(p.get("learned", True)),
+        evaluate=bool(p.get("evaluate", True)),
+    )
+    ranking.record["inputs"] = inputs.sources
+    ranking.record["grid"] = inputs.grid.to_dict()
+    return ranking, inputs.grid
+
+
 def run_rank(
     out: PathLike,
     *,
@@ -1013,22 +1041,12 @@ def run_rank(
     leave-one-region-out of the learned model; default True), ``learned`` (default True).
     Returns ``sites`` (the GeoPackage), ``record`` (``ranking.json``) and ``model``.
     """
-    from prospect.sites.rank import rank_parameters, rank_sites
+    from prospect.sites.rank import rank_parameters
 
-    p = _params(params)
-    parameters = rank_parameters(p.get("config"))  # a bad key fails before any data is read
+    rank_parameters(_params(params).get("config"))  # a bad key fails before the folder is checked
     folder = check_output(out)
-    inputs = open_site_inputs(sources["dem"], {k: v for k, v in sources.items() if k != "dem"})
-    ranking = rank_sites(
-        inputs,
-        parameters,
-        seed=seed,
-        learned=bool(p.get("learned", True)),
-        evaluate=bool(p.get("evaluate", True)),
-    )
-    ranking.record["inputs"] = inputs.sources
-    ranking.record["grid"] = inputs.grid.to_dict()
-    return write_ranking(ranking, folder, inputs.grid)
+    ranking, site_grid = rank_from_sources(sources=sources, params=params, seed=seed)
+    return write_ranking(ranking, folder, site_grid)
 
 
 # --- exports ------------------------------------------------------------------------------------
