@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import functools
 import json
-import logging
 import sys
 import warnings
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from prospect.errors import ConfigError, ProspectError
+from prospect.errors import ProspectError
 
 try:  # typer >= 0.20 vendors click as typer._click (and raises its exceptions)
     from typer._click import exceptions as click_exc
@@ -76,6 +75,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # the help's units in brackets ("[km]") are text, not markup
 )
 
 AssumeCRS = Annotated[
@@ -612,11 +612,6 @@ def run(
     from prospect.pipeline.spec import load_pipeline
 
     spec = load_pipeline(pipeline)  # every check before anything is written
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be at least 1, not {workers}")
-    if out is None:
-        out = Path("runs") / spec.name
-        out.parent.mkdir(exist_ok=True)
     summary = run_pipeline(spec, out, scheduler=scheduler, workers=workers, resume=resume, seed=seed, progress=progress)
     for name in ("report.html", "project.qgz", "run.json"):
         if name in summary:
@@ -662,7 +657,6 @@ def main(argv: list[str] | None = None) -> None:
     """
     warnings.formatwarning = _one_line_warning
     _filter_warnings()
-    logging.captureWarnings(False)
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="prospect")
     except ProspectError as exc:

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from prospect import layers
-from prospect.errors import OutputPathError, ProspectError
+from prospect.errors import ConfigError, OutputPathError, ProspectError
 from prospect.pipeline.spec import Pipeline, PipelineError
 
 STATE_FILE = ".prospect-run.json"
@@ -513,7 +513,7 @@ def _dask(scheduler: str | None, workers: int | None) -> Iterator[str]:
 
 def run_pipeline(
     pipeline: Pipeline,
-    out: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
     *,
     scheduler: str | None = None,
     workers: int | None = None,
@@ -521,7 +521,13 @@ def run_pipeline(
     seed: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run ``pipeline`` into ``out`` (module docstring). Returns a summary (stages, times, outputs)."""
+    """Run ``pipeline`` into ``out`` (default ``runs/<pipeline name>``; module docstring) with
+    ``workers`` local threads (default: all cores). Returns a summary (stages, times, outputs)."""
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {workers}")
+    if out is None:
+        out = Path("runs") / pipeline.name
+        out.parent.mkdir(exist_ok=True)
     out = Path(out).resolve()  # stages record the paths of their inputs: absolute, valid from anywhere
     run_seed = pipeline.seed if seed is None else int(seed)
     state = _existing_run(out, resume)
