@@ -72,7 +72,8 @@ and independent of the chunking (the draws are made once, up front); memory is b
 by chunk, not raster.
 
 Everything is a pure function on xarray objects and stays lazy on dask-backed layers;
-files are read by :func:`run_ice` and written by :func:`write_ice` only.
+files are read by the ice stage (:func:`prospect.pipeline.stages.run_ice`) and written by
+:func:`prospect.pipeline.stages.write_ice` only.
 """
 
 from __future__ import annotations
