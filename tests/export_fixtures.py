@@ -18,7 +18,7 @@ import pandas as pd
 from prospect import lunar
 from prospect.io.gpkg import write_gpkg
 from prospect.io.writers import write_geotiff
-from prospect.pipeline.stages import run_rank
+from prospect.sites.rank import run_rank
 from tests.test_sites import BEST, FAST, OTHERS, _grid, scene
 
 
@@ -72,16 +72,14 @@ def make_synthetic_run(root: Path, *, seed: int = 7) -> Path:
     run = root / "run"
     run_rank(
         run,
-        sources={
-            "dem": str(dem),
-            "illumination": ill,
-            "ice": ice,
-            "he3": he3,
-            "craters": str(craters),
-            "cold_traps": str(traps),
-            "labels": str(regions),
-        },
-        params={"config": FAST},
+        str(dem),
+        config=FAST,
         seed=seed,
+        illumination=ill,
+        ice=ice,
+        he3=he3,
+        craters=str(craters),
+        cold_traps=str(traps),
+        labels=str(regions),
     )
     return run
