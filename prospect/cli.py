@@ -523,7 +523,7 @@ def rank(
     """Candidate base sites: constraints, features, multi-criteria and learned scores, uncertainty, reasons."""
     import pyogrio
 
-    from prospect.pipeline.stages import run_rank
+    from prospect.pipeline.stages import run_sites
 
     sources = {
         "dem": dem,
@@ -535,7 +535,7 @@ def rank(
         "cold_traps": cold_traps,
         "labels": labels,
     }
-    paths = run_rank(
+    paths = run_sites(
         outdir,
         sources={k: v for k, v in sources.items() if v is not None},
         params={"config": config, "evaluate": evaluate},

@@ -89,7 +89,7 @@ def test_every_stage_checks_its_output_folder_the_same_way(tmp_path):
         (stages.run_illumination, {"dem": "x"}),
         (stages.run_ice, {"psr": "x"}),
         (stages.run_he3, {"tio2": "x"}),
-        (stages.run_rank, {"dem": "x"}),
+        (stages.run_sites, {"dem": "x"}),
     ):
         with pytest.raises(OutputPathError, match=r"parent directory .* does not exist"):
             run(missing, sources=sources)

@@ -36,7 +36,7 @@ STAGE_FUNCTIONS = {
     "terrain": "run_terrain",
     "illumination": "run_illumination",
     "resources": "run_resources",
-    "sites": "run_rank",
+    "sites": "run_sites",
     "exports": "run_exports",
 }
 #: modules every stage runs (the runner and the pipeline definition), besides ``stages``' module-level imports

@@ -195,7 +195,7 @@ def _stage_resources(ctx: RunContext, params: Mapping[str, Any], out: Path) -> d
 def _stage_sites(ctx: RunContext, params: Mapping[str, Any], out: Path) -> dict[str, Path]:
     """Candidate sites, features, scores and uncertainty (``prospect rank``)."""
     from prospect.io.vectors import is_vector_source
-    from prospect.pipeline.stages import run_rank
+    from prospect.pipeline.stages import run_sites
 
     src, res = ctx.sources, ctx.stage_dirs.get("resources")
     psr = src.get("psr")
@@ -208,7 +208,7 @@ def _stage_sites(ctx: RunContext, params: Mapping[str, Any], out: Path) -> dict[
         "he3": he3 if he3 and he3.is_file() else None,
         **{r: src.get(r) for r in ("craters", "cold_traps", "labels")},
     }
-    return run_rank(
+    return run_sites(
         out,
         sources={k: v for k, v in sources.items() if v is not None},
         grid=ctx.grid,

@@ -60,8 +60,8 @@ __all__ = [
     "run_he3",
     "run_ice",
     "run_illumination",
-    "run_rank",
     "run_resources",
+    "run_sites",
     "run_slope",
     "run_terrain",
     "write_he3",
@@ -1005,8 +1005,8 @@ def open_site_inputs(dem: Any, sources: Sources) -> Any:
 
 def rank_from_sources(*, sources: Sources, params: Params = None, seed: int = 0) -> tuple[Any, AnalysisGrid]:
     """Open the site stage's inputs and rank them: the :class:`prospect.sites.rank.Ranking` that
-    :func:`run_rank` writes (its record holds the inputs and the grid) and the analysis grid.
-    Arguments: :func:`run_rank`."""
+    :func:`run_sites` writes (its record holds the inputs and the grid) and the analysis grid.
+    Arguments: :func:`run_sites`."""
     from prospect.sites.rank import rank_parameters, rank_sites
 
     p = _params(params)
@@ -1024,7 +1024,7 @@ def rank_from_sources(*, sources: Sources, params: Params = None, seed: int = 0)
     return ranking, inputs.grid
 
 
-def run_rank(
+def run_sites(
     out: PathLike,
     *,
     sources: Sources,
