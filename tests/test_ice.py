@@ -432,7 +432,7 @@ def test_run_ice_from_files_with_resampling(scene, tmp_path):
     with pytest.raises(ConfigError, match="unknown ice parameter"):
         run_ice(tmp_path / "bad", sources={"psr": tmp_path / "psr_mask.tif"}, params={"config": {"ice": {"nope": 1}}})
     assert not (tmp_path / "bad").exists()
-    with pytest.raises(ConfigError, match="at least one input"):
+    with pytest.raises(ConfigError, match="at least one of"):
         run_ice(tmp_path / "bad", sources={})
     with pytest.raises(OutputPathError, match="parent directory"):
         run_ice(tmp_path / "no" / "such", sources={"psr": tmp_path / "psr_mask.tif"})

@@ -618,7 +618,9 @@ def run_ice(
         raise ConfigError(f"run_ice: unknown source role(s) {sorted(unknown)} (known: {', '.join(ICE_ROLES)})")
     inputs = {ICE_ROLES[role]: src for role, src in sources.items() if src is not None}
     if not inputs:
-        raise ConfigError("run_ice needs at least one input (dem, psr, tmax, tmean, ice_depth, illumination, hydrogen)")
+        raise ConfigError(
+            "ice needs at least one of the inputs dem, psr, tmax, tmean, ice_depth, illumination, hydrogen"
+        )
     folder = check_output(out)
     rasters: dict[str, xr.DataArray] = {}
     tables: dict[str, Any] = {}
