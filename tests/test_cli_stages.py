@@ -40,9 +40,13 @@ def _show(message, category, filename, lineno, file=None, line=None):  # as Pyth
 
 def _main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     """``prospect ARGS`` in this process (its warning filters restored afterwards): exit code and stderr."""
-    with warnings.catch_warnings(), pytest.raises(SystemExit) as exc:
-        warnings.showwarning = _show
-        cli.main(args)
+    formatwarning = warnings.formatwarning
+    try:
+        with warnings.catch_warnings(), pytest.raises(SystemExit) as exc:
+            warnings.showwarning = _show
+            cli.main(args)
+    finally:
+        warnings.formatwarning = formatwarning
     return int(exc.value.code or 0), capsys.readouterr().err
 
 
