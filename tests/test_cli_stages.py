@@ -102,3 +102,27 @@ def test_every_stage_checks_its_output_folder_the_same_way(tmp_path):
         stages.run_he3(tmp_path / "file", sources={"tio2": "x"})
     with pytest.raises(OutputPathError, match="output directory"):
         stages.run_slope(Path(missing) / "slope.tif", sources={"dem": "x"})
+
+
+def test_an_unexpected_error_in_a_run_leaves_its_traceback_in_the_log(tmp_path, monkeypatch, capsys):
+    from prospect.pipeline import runner
+    from prospect.synthetic import south_polar_scene, write_scene
+
+    files = write_scene(south_polar_scene(seed=3, shape=(128, 128), pixel_m=200.0), tmp_path / "scene")
+    spec = tmp_path / "p.yaml"
+    spec.write_text(
+        f"pipeline: p\ndata:\n  dem: {{path: {files['dem_lbl']}}}\ngrid:\n  from: dem\nstages:\n  terrain: {{}}\n"
+    )
+
+    def bug(ctx, params, out):
+        raise ZeroDivisionError("a bug in a stage")
+
+    monkeypatch.setitem(runner.STAGE_FUNCTIONS, "terrain", bug)
+    code, err = _main(["run", str(spec), "--out", str(tmp_path / "run"), "--no-progress"], capsys)
+    assert code == 1
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("prospect: error: unexpected ZeroDivisionError: a bug in a stage (traceback in ")
+    (log,) = (tmp_path / "run" / "logs").glob("run-*.log")
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and "ZeroDivisionError: a bug in a stage" in text
+    assert "Traceback" not in err
