@@ -8,20 +8,66 @@ each.
 
 from __future__ import annotations
 
+import ast
+import functools
 import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-try:  # typer >= 0.20 vendors click as typer._click
+from prospect.errors import ProspectError
+
+try:  # typer >= 0.20 vendors click as typer._click (and raises its exceptions)
     from typer._click import exceptions as click_exc
 except ImportError:  # pragma: no cover
-    from click import exceptions as click_exc
+    from click import exceptions as click_exc  # type: ignore[no-redef]  # older typer: click itself
 
-from prospect.errors import ConfigError, OutputPathError, ProspectError
+_PACKAGE = Path(__file__).resolve().parent
+
+
+@functools.cache
+def _module_source(path: str) -> ast.Module:
+    return ast.parse((_PACKAGE / path).read_text(encoding="utf-8"))
+
+
+def _default(path: str, name: str) -> Any:
+    """The library default ``name`` (a module constant, or ``function.parameter``) of the module at
+    ``path``, read from its source: the option help quotes the library's defaults without importing
+    the science modules (seconds of numba and xarray for ``--help``). tests/test_cli_stages.py checks
+    every value against the imported module."""
+    tree = _module_source(path)
+    function, _, parameter = name.rpartition(".")
+    for node in tree.body:
+        if function and isinstance(node, ast.FunctionDef) and node.name == function:
+            positional = node.args.posonlyargs + node.args.args
+            pairs = list(zip(positional[len(positional) - len(node.args.defaults) :], node.args.defaults, strict=True))
+            pairs += [(a, d) for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults, strict=True) if d]
+            for arg, value in pairs:
+                if arg.arg == parameter:
+                    return ast.literal_eval(value)
+        if not function and isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                return ast.literal_eval(node.value)
+    raise LookupError(f"prospect/{path}: no default {name!r}")
+
+
+N_AZIMUTHS = _default("illumination/maps.py", "N_AZIMUTHS")
+MIN_AZIMUTHS = _default("illumination/maps.py", "MIN_AZIMUTHS")
+MAX_DISTANCE_M = _default("illumination/maps.py", "MAX_DISTANCE_M")
+OBSERVER_HEIGHT_M = _default("illumination/maps.py", "OBSERVER_HEIGHT_M")
+TILE_PX = _default("illumination/tiles.py", "TILE_PX")
+NEAR_PX = _default("illumination/tiles.py", "NEAR_PX")
+FAR_FACTOR = _default("illumination/tiles.py", "FAR_FACTOR")
+DEFAULT_STEP_HOURS = _default("illumination/ephemeris.py", "DEFAULT_STEP_HOURS")
+SPAN_START = _default("illumination/ephemeris.py", "default_times.start")
+SPAN_YEARS = _default("illumination/ephemeris.py", "default_times.years")
+HE3_SAMPLES = _default("resources/he3.py", "MC_SAMPLES")
+TABLE_RESOLUTION_DEG = _default("resources/he3.py", "TABLE_RESOLUTION_DEG")
+ICE_SAMPLES = _default("resources/ice.py", "MC_SAMPLES")
 
 app = typer.Typer(
     name="prospect",
@@ -29,6 +75,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # the help's units in brackets ("[km]") are text, not markup
 )
 
 AssumeCRS = Annotated[
@@ -142,13 +189,21 @@ def manifests(
             typer.echo(f"{r['id']:<36} {r['instrument']:<8} {r['format']:<13} {r['crs']:<15} {r['product_id']}{flag}")
 
 
+def _echo_paths(paths: dict[str, Path]) -> None:
+    for name, path in paths.items():
+        typer.echo(f"{path}: {name}")
+
+
 @app.command()
 def slope(
     dem: Annotated[str, typer.Argument(help="A DEM product (PDS3 .LBL, GeoTIFF, ISIS3, PDS4) or a data-manifest id.")],
     out: Annotated[Path, typer.Argument(help="Output GeoTIFF (tiled, compressed, float32 degrees, nodata -9999).")],
     method: Annotated[
-        str, typer.Option("--method", help="horn (Horn 1981, GDAL's default) or zt (Zevenbergen & Thorne 1987).")
-    ] = "horn",
+        str | None,
+        typer.Option(
+            "--method", help="horn (Horn 1981, GDAL's default; the default) or zt (Zevenbergen & Thorne 1987)."
+        ),
+    ] = None,
     planar: Annotated[
         bool,
         typer.Option(
@@ -162,40 +217,32 @@ def slope(
         ),
     ] = None,
     cog: Annotated[bool, typer.Option("--cog", help="Write a Cloud Optimized GeoTIFF with overviews.")] = False,
-    chunks: Annotated[int, typer.Option("--chunks", help="Dask chunk size in pixels (a multiple of 512).")] = 1024,
+    chunks: Annotated[
+        int | None,
+        typer.Option("--chunks", help="Dask chunk size in pixels, a multiple of 512 (default: the reader's)."),
+    ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Report progress on stderr.")] = True,
     assume_crs: AssumeCRS = None,
 ) -> None:
     """Slope in degrees from lunar ground distances, streamed chunk by chunk to a GeoTIFF."""
     from prospect.grid import AnalysisGrid
     from prospect.io.readers import open_product
-    from prospect.io.writers import stream_geotiff
-    from prospect.terrain import slope_deg
+    from prospect.pipeline.stages import run_slope
 
-    out_dir = out.parent if str(out.parent) else Path(".")
-    if not out_dir.is_dir():
-        raise OutputPathError(f"{out}: output directory {out_dir} does not exist")
-    if chunks <= 0:
-        raise ConfigError(f"--chunks must be positive, not {chunks}")
-    arr = open_product(dem, chunks=chunks, crs_override=assume_crs)
-    result = slope_deg(arr, method=method, baseline_m=baseline, planar=planar)  # type: ignore[arg-type]
-    grid = AnalysisGrid.from_dataarray(arr)
-    tags = {f"prospect_{k}": v for k, v in result.attrs.items()}
-    tags["prospect_source"] = str(dem)
-    stream_geotiff(
-        result,
-        out,
-        crs=grid.crs,
-        transform=grid.transform,
-        units="deg",
-        tags=tags,
-        cog=cog,
-        progress=progress,
-        label=f"slope {Path(dem).name}",
-    )
+    params = {
+        "method": method,
+        "baseline_m": baseline,
+        "planar": planar or None,
+        "cog": cog or None,
+        "chunks": chunks,
+        "crs_override": assume_crs,
+    }
+    paths = run_slope(out, sources={"dem": dem}, params=params, progress=progress)
+    result = open_product(paths["slope_deg"])
+    grid = AnalysisGrid.from_dataarray(result)
     typer.echo(
-        f"{out}: slope [deg], {result.attrs['method']}, baseline {result.attrs['baseline_m']:g} m, "
-        f"{grid.shape[0]} x {grid.shape[1]}, {grid.crs}"
+        f"{out}: slope [deg], {result.attrs['prospect_method']}, baseline {float(result.attrs['prospect_baseline_m']):g}"
+        f" m, {grid.shape[0]} x {grid.shape[1]}, {grid.crs}"
     )
 
 
@@ -209,32 +256,58 @@ def illumination(
             "psr_mask.tif and earth_visibility_fraction.tif."
         ),
     ],
-    azimuths: Annotated[int, typer.Option("--azimuths", help="Horizon azimuths (at least 64).")] = 360,
-    max_distance: Annotated[float, typer.Option("--max-distance", help="Horizon search distance [km].")] = 150.0,
-    start: Annotated[str, typer.Option("--start", help="Start of the span (UTC date).")] = "2020-01-01",
+    azimuths: Annotated[
+        int | None,
+        typer.Option("--azimuths", help=f"Horizon azimuths (at least {MIN_AZIMUTHS}; default {N_AZIMUTHS})."),
+    ] = None,
+    max_distance: Annotated[
+        float | None,
+        typer.Option("--max-distance", help=f"Horizon search distance [km] (default {MAX_DISTANCE_M / 1000:g})."),
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--start", help=f"Start of the span (UTC date; default {SPAN_START}).")
+    ] = None,
     years: Annotated[
-        float, typer.Option("--years", help="Length of the span [years]; 18.6 is one lunar precession cycle.")
-    ] = 18.6,
-    step_hours: Annotated[float, typer.Option("--step-hours", help="Time step of the darkness series [h].")] = 6.0,
+        float | None,
+        typer.Option(
+            "--years",
+            help=f"Length of the span [years]; 18.6 is one lunar precession cycle (default {SPAN_YEARS:g}).",
+        ),
+    ] = None,
+    step_hours: Annotated[
+        float | None,
+        typer.Option("--step-hours", help=f"Time step of the darkness series [h] (default {DEFAULT_STEP_HOURS:g})."),
+    ] = None,
     height: Annotated[
-        float, typer.Option("--height", help="Observer height above the surface [m], e.g. 2 for a solar mast.")
-    ] = 0.0,
+        float | None,
+        typer.Option(
+            "--height",
+            help=f"Observer height above the surface [m], e.g. 2 for a solar mast (default {OBSERVER_HEIGHT_M:g}).",
+        ),
+    ] = None,
     tile: Annotated[
-        int,
+        int | None,
         typer.Option(
-            "--tile", help="Output tile side [px]; a tile's horizon cube is azimuths x tile^2 x 4 bytes in memory."
+            "--tile",
+            help="Output tile side [px]; a tile's horizon cube is azimuths x tile^2 x 4 bytes in memory "
+            f"(default {TILE_PX}).",
         ),
-    ] = 1536,
+    ] = None,
     near: Annotated[
-        int,
+        int | None,
         typer.Option(
-            "--near", help="Full-resolution halo around a tile [px]; beyond it the far field uses a coarsened DEM."
+            "--near",
+            help="Full-resolution halo around a tile [px]; beyond it the far field uses a coarsened DEM "
+            f"(default {NEAR_PX}).",
         ),
-    ] = 192,
+    ] = None,
     far_factor: Annotated[
-        int,
-        typer.Option("--far-factor", help="Coarsening of the far-field DEM (1: full resolution everywhere, exact)."),
-    ] = 8,
+        int | None,
+        typer.Option(
+            "--far-factor",
+            help=f"Coarsening of the far-field DEM (1: full resolution everywhere, exact; default {FAR_FACTOR}).",
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="A line per tile on stderr.")] = True,
     assume_crs: AssumeCRS = None,
 ) -> None:
@@ -243,33 +316,21 @@ def illumination(
     Tile by tile (out of core); a rerun of an interrupted command resumes from its last
     finished tile.
     """
-    from prospect.illumination.ephemeris import default_times, sun_earth_directions
-    from prospect.illumination.maps import write_illumination
-    from prospect.illumination.products import SunSamples
-    from prospect.io.readers import open_product
+    from prospect.pipeline.stages import run_illumination
 
-    if azimuths < 64:
-        raise ConfigError(f"--azimuths must be at least 64, not {azimuths}")
-    if not outdir.parent.is_dir():
-        raise OutputPathError(f"{outdir}: parent directory {outdir.parent} does not exist")
-    arr = open_product(dem, crs_override=assume_crs)
-    se = sun_earth_directions(default_times(start=start, years=years, step_hours=step_hours))
-    paths = write_illumination(
-        arr,
-        outdir,
-        SunSamples.from_ephemeris(se),
-        source=str(dem),
-        progress=progress,
-        n_azimuths=azimuths,
-        max_distance_m=max_distance * 1000.0,
-        observer_height_m=height,
-        tile_px=tile,
-        near_px=near,
-        far_factor=far_factor,
-        workers=2,
-    )
-    for name, path in paths.items():
-        typer.echo(f"{path}: {name}")
+    params = {
+        "azimuths": azimuths,
+        "max_distance": None if max_distance is None else max_distance * 1000.0,
+        "start": start,
+        "years": years,
+        "step": step_hours,
+        "height": height,
+        "tile": tile,
+        "near": near,
+        "far_factor": far_factor,
+        "crs_override": assume_crs,
+    }
+    _echo_paths(run_illumination(outdir, sources={"dem": dem}, params=params, progress=progress))
 
 
 @app.command()
@@ -296,7 +357,9 @@ def he3(
         ),
     ] = None,
     maturity: Annotated[str | None, typer.Option("--maturity", help="Maturity layer (see --maturity-kind).")] = None,
-    maturity_kind: Annotated[str, typer.Option("--maturity-kind", help="index (0..1), is_feo or omat.")] = "index",
+    maturity_kind: Annotated[
+        str | None, typer.Option("--maturity-kind", help="index (0..1; the default), is_feo or omat.")
+    ] = None,
     thickness: Annotated[
         str | None, typer.Option("--thickness", help="Regolith thickness map [m] instead of the mare/highland rule.")
     ] = None,
@@ -304,33 +367,31 @@ def he3(
         str | None,
         typer.Option("--quantity", help="Ti or TiO2: what TIO2_SOURCE holds, if the source does not say."),
     ] = None,
-    resolution: Annotated[float, typer.Option("--resolution", help="Grid spacing [deg] for table sources.")] = 0.5,
-    samples: Annotated[int, typer.Option("--samples", help="Monte Carlo samples (0: none).")] = 200,
-    seed: Annotated[int, typer.Option("--seed", help="Monte Carlo seed.")] = 0,
+    resolution: Annotated[
+        float | None,
+        typer.Option("--resolution", help=f"Grid spacing [deg] for table sources (default {TABLE_RESOLUTION_DEG:g})."),
+    ] = None,
+    samples: Annotated[
+        int | None, typer.Option("--samples", help=f"Monte Carlo samples (0: none; default {HE3_SAMPLES}).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Monte Carlo seed (default 0).")] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="YAML file overriding parameters (section he3:).")
     ] = None,
 ) -> None:
     """Helium-3 concentration, column mass and inventory (with a Monte Carlo interval) from TiO2."""
-    from prospect.resources.he3 import run_he3
+    from prospect.pipeline.stages import run_he3
 
-    if quantity not in (None, "Ti", "TiO2"):
-        raise ConfigError(f"--quantity must be Ti or TiO2, not {quantity!r}")
-    if maturity_kind not in ("index", "is_feo", "omat"):
-        raise ConfigError(f"--maturity-kind must be index, is_feo or omat, not {maturity_kind!r}")
-    summary = run_he3(
-        tio2_source,
-        outdir,
-        feo=feo,
-        maturity=maturity,
-        maturity_kind=maturity_kind,  # type: ignore[arg-type]
-        thickness=thickness,
-        quantity=quantity,
-        resolution_deg=resolution,
-        config=config,
-        samples=samples,
-        seed=seed,
-    )
+    sources = {"tio2": tio2_source, "feo": feo, "maturity": maturity, "thickness": thickness}
+    params = {
+        "config": config,
+        "samples": samples,
+        "maturity_kind": maturity_kind,
+        "quantity": quantity,
+        "resolution_deg": resolution,
+    }
+    paths = run_he3(outdir, sources={k: v for k, v in sources.items() if v is not None}, params=params, seed=seed or 0)
+    summary = json.loads(paths["inventory"].read_text(encoding="utf-8"))
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
@@ -379,34 +440,33 @@ def ice(
             "the water-equivalent column and inventory.",
         ),
     ] = None,
-    samples: Annotated[int, typer.Option("--samples", help="Monte Carlo samples (0: none).")] = 64,
-    seed: Annotated[int, typer.Option("--seed", help="Monte Carlo seed.")] = 0,
+    samples: Annotated[
+        int | None, typer.Option("--samples", help=f"Monte Carlo samples (0: none; default {ICE_SAMPLES}).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Monte Carlo seed (default 0).")] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="YAML file overriding parameters (section ice:).")
     ] = None,
 ) -> None:
     """Water-ice stability classes and favourability (0..1) from whatever layers are given."""
-    from prospect.resources.ice import run_ice
+    from prospect.pipeline.stages import run_ice
 
-    if dem is None and psr is None and tmax is None and tmean is None and ice_depth is None:
-        raise ConfigError("ice needs at least one of --dem, --psr, --tmax, --tmean, --ice-depth")
-    if not outdir.parent.is_dir():
-        raise OutputPathError(f"{outdir}: parent directory {outdir.parent} does not exist")
+    sources = {
+        "dem": dem,
+        "psr": psr,
+        "tmax": tmax,
+        "tmean": tmean,
+        "ice_depth": ice_depth,
+        "illumination": illumination,
+        "hydrogen": hydrogen,
+    }
     paths = run_ice(
         outdir,
-        dem=dem,
-        psr=psr,
-        tmax=tmax,
-        tmean=tmean,
-        ice_depth=ice_depth,
-        illumination=illumination,
-        hydrogen=hydrogen,
-        config=config,
-        mc_samples=samples,
-        seed=seed,
+        sources={k: v for k, v in sources.items() if v is not None},
+        params={"config": config, "samples": samples},
+        seed=seed or 0,
     )
-    for name, path in paths.items():
-        typer.echo(f"{path}: {name}")
+    _echo_paths(paths)
     inventory = json.loads(paths["provenance"].read_text())["provenance"].get("water_inventory_kg")
     if inventory:
         typer.echo("water-equivalent inventory: " + ", ".join(f"{k[:-3]} {v:.4g} kg" for k, v in inventory.items()))
@@ -446,39 +506,45 @@ def rank(
         str | None,
         typer.Option("--labels", help="Expert-chosen regions for the learned model, e.g. artemis3_regions_2022."),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the model and the Monte Carlo.")] = 0,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed of the model and the Monte Carlo (default 0).")
+    ] = None,
     evaluate: Annotated[
-        bool, typer.Option("--evaluate/--no-evaluate", help="Spatial CV and leave-one-region-out of the learned model.")
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--evaluate/--no-evaluate", help="Spatial CV and leave-one-region-out of the learned model (default on)."
+        ),
+    ] = None,
     top: Annotated[int, typer.Option("--top", help="Sites to print.")] = 10,
     config: Annotated[
         Path | None, typer.Option("--config", help="YAML file overriding parameters (section sites:).")
     ] = None,
 ) -> None:
     """Candidate base sites: constraints, features, multi-criteria and learned scores, uncertainty, reasons."""
-    from prospect import config as _config
-    from prospect.sites.rank import run_rank
+    import pyogrio
 
-    params = _config.load("sites", config)  # a bad key fails before any data is read
-    if not outdir.parent.is_dir():
-        raise OutputPathError(f"{outdir}: parent directory {outdir.parent} does not exist")
-    ranking, paths = run_rank(
+    from prospect.pipeline.stages import run_sites
+
+    sources = {
+        "dem": dem,
+        "illumination": illumination,
+        "psr": psr,
+        "ice": ice,
+        "he3": he3,
+        "craters": craters,
+        "cold_traps": cold_traps,
+        "labels": labels,
+    }
+    paths = run_sites(
         outdir,
-        dem,
-        config=params,
-        seed=seed,
-        evaluate=evaluate,
-        illumination=illumination,
-        psr=psr,
-        ice=ice,
-        he3=he3,
-        craters=craters,
-        cold_traps=cold_traps,
-        labels=labels,
+        sources={k: v for k, v in sources.items() if v is not None},
+        params={"config": config, "evaluate": evaluate},
+        seed=seed or 0,
     )
-    rec = ranking.record
+    rec = json.loads(paths["record"].read_text(encoding="utf-8"))
     typer.echo(f"{rec['passing_all']:,} of {rec['lattice_sites']:,} lattice sites pass the constraints")
-    for line in ranking.sites["explanation"].head(top):
+    sites = pyogrio.read_dataframe(paths["sites"], layer="sites", columns=["explanation"], read_geometry=False)
+    for line in sites["explanation"].head(top):
         typer.echo(line)
     learned = rec.get("learned", {})
     if "loro_recall" in learned:
@@ -486,8 +552,7 @@ def rank(
             f"leave-one-region-out recall: learned {learned['loro_recall']:.2f}, weighted sum "
             f"{learned['baseline_weighted_sum_recall']:.2f}, TOPSIS {learned['baseline_topsis_recall']:.2f}"
         )
-    for name, path in paths.items():
-        typer.echo(f"{path}: {name}")
+    _echo_paths(paths)
 
 
 @app.command()
@@ -547,42 +612,70 @@ def run(
     from prospect.pipeline.spec import load_pipeline
 
     spec = load_pipeline(pipeline)  # every check before anything is written
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be at least 1, not {workers}")
-    if out is None:
-        out = Path("runs") / spec.name
-        out.parent.mkdir(exist_ok=True)
     summary = run_pipeline(spec, out, scheduler=scheduler, workers=workers, resume=resume, seed=seed, progress=progress)
     for name in ("report.html", "project.qgz", "run.json"):
         if name in summary:
             typer.echo(f"{summary[name]}: {name}")
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
     return f"prospect: warning: {message}\n"
 
 
+def _filter_warnings() -> None:
+    """Library warnings meant for developers stay out of the user's terminal; prospect's own are kept.
+
+    dask's ``PerformanceWarning`` ("Increasing number of chunks by factor of ...", from a
+    rechunk prospect plans on purpose) and the deprecation notices of the libraries say
+    nothing a user can act on.
+    """
+    warnings.filterwarnings("ignore", message=r"Increasing number of chunks by factor of")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    for category in (DeprecationWarning, FutureWarning):  # prospect's own (later filters take precedence)
+        warnings.filterwarnings("default", category=category, module=r"prospect(\.|$)")
+
+
+def _error(message: str, code: int) -> None:
+    print(f"prospect: error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the app, turning user errors into one line and exit code 2."""
+    """Console entry point: one line on stderr for every failure.
+
+    A :class:`~prospect.errors.ProspectError` or a usage error: exit 2; Ctrl-C: exit 130;
+    any other exception: its name and message, exit 1 (``prospect run`` writes the
+    traceback to the run's log, and the line names the log).
+    """
     warnings.formatwarning = _one_line_warning
+    _filter_warnings()
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="prospect")
     except ProspectError as exc:
-        msg = " ".join(str(exc).split())
-        print(f"prospect: error: {msg}", file=sys.stderr)
+        _error(str(exc), 2)
+    except click_exc.NoArgsIsHelpError as exc:
+        exc.show()
         sys.exit(2)
     except click_exc.UsageError as exc:
-        exc.show()
-        sys.exit(2)
+        _error(exc.format_message(), 2)
     except click_exc.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code or 2)
-    except click_exc.Abort:
-        print("prospect: aborted", file=sys.stderr)
-        sys.exit(130)
-    except KeyboardInterrupt:
+        _error(exc.format_message(), exc.exit_code or 2)
+    except (typer.Abort, KeyboardInterrupt):
         print("prospect: interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:  # an unexpected error: one line, not a traceback
+        notes = "; ".join(getattr(exc, "__notes__", []))
+        _error(f"unexpected {type(exc).__name__}: {exc}" + (f" ({notes})" if notes else ""), 1)
+    if rv == 130:  # typer turns Ctrl-C into Exit(130), returned in non-standalone mode
+        print("prospect: interrupted", file=sys.stderr)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -229,24 +229,27 @@ def test_expert_regions_are_lit_and_near_cold_traps(demo, scene, pixel_lonlat):
 
 
 def test_stages_accept_the_products(demo, tmp_path):
-    from prospect.resources.he3 import run_he3
-    from prospect.resources.ice import run_ice
+    from prospect.pipeline.stages import open_site_inputs, run_he3, run_ice
     from prospect.sites import features as F
     from prospect.sites.learn import region_membership
-    from prospect.sites.rank import load_site_inputs
 
-    ice = run_ice(tmp_path / "ice", dem=demo["dem"], tmax=demo["tmax"], hydrogen=demo["hydrogen"], mc_samples=2)
+    ice = run_ice(
+        tmp_path / "ice",
+        sources={"dem": demo["dem"], "tmax": demo["tmax"], "hydrogen": demo["hydrogen"]},
+        params={"samples": 2},
+    )
     fav = open_product(ice["ice_favourability"])
     assert fav.attrs["crs"] == "IAU_2015:30135" and np.isfinite(fav.values).mean() > 0.99
     assert (tmp_path / "ice" / "weh_wt_pct.tif").is_file()
 
     grid = AnalysisGrid.from_dataarray(open_product(demo["dem"]))
-    he3 = run_he3(str(demo["tio2"]), tmp_path / "he3", grid=grid, samples=2)
-    assert he3["inventory_kg"] > 0 and Path(he3["maps"]["he3_ppb"]).is_file()
+    he3_paths = run_he3(tmp_path / "he3", sources={"tio2": str(demo["tio2"])}, grid=grid, params={"samples": 2})
+    he3 = json.loads(he3_paths["inventory"].read_text())
+    assert he3["inventory_kg"] > 0 and Path(he3["maps"]["he3_ppb"]).is_file() and he3_paths["he3_ppb"].is_file()
     assert "TiO2 as given" in he3["inputs"]["tio2"]
 
-    inputs = load_site_inputs(
-        demo["dem"], craters=demo["craters"], cold_traps=demo["cold_traps"], labels=demo["labels"]
+    inputs = open_site_inputs(
+        demo["dem"], {"craters": demo["craters"], "cold_traps": demo["cold_traps"], "labels": demo["labels"]}
     )
     assert inputs.grid.crs.code == "IAU_2015:30135"
     assert len(inputs.craters) == len(pd.read_csv(demo["craters"]))

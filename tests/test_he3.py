@@ -14,6 +14,7 @@ import xarray as xr
 from prospect import config, lunar
 from prospect.errors import ConfigError, UnitsError
 from prospect.grid import AnalysisGrid
+from prospect.pipeline.stages import run_he3, write_he3
 from prospect.resources import he3
 from tests.conftest import run_cli
 
@@ -169,7 +170,7 @@ def test_maturity_lowers_he3_and_units_are_checked():
 def test_block_streaming_equals_one_block(tmp_path):
     params = config.load("he3")
     inputs = _synthetic_inputs()
-    summary = he3.write_he3(inputs, tmp_path / "out", params, samples=16, seed=1, block_px=37)
+    summary = write_he3(inputs, tmp_path / "out", params, samples=16, seed=1, block_px=37)
     whole = he3.he3_maps(inputs, params, samples=16, seed=1)
     assert summary["inventory_kg"] == pytest.approx(whole.inventory_kg, rel=1e-9)
     assert summary["inventory_kg_p95"] == pytest.approx(whole.summary()["inventory_kg_p95"], rel=1e-9)
@@ -240,8 +241,11 @@ def test_he3_on_a_polar_analysis_grid_matches_the_global_map(shared, tmp_path):
     """The same model on a south polar stereographic grid (as a site pipeline uses) and on a global
     grid gives the same inventory poleward of 80 S: areas and the area-weighted ingest agree."""
     polar = AnalysisGrid.polar_cap("south", -79.0, resolution_m=5000.0)
-    s_polar = he3.run_he3("lp_grs_ti_5deg", tmp_path / "polar", feo="lp_grs_feo_halfdeg", grid=polar, samples=0)
-    glob = he3.run_he3("lp_grs_ti_5deg", tmp_path / "global", feo="lp_grs_feo_halfdeg", resolution_deg=0.1, samples=0)
+    sources = {"tio2": "lp_grs_ti_5deg", "feo": "lp_grs_feo_halfdeg"}
+    paths = run_he3(tmp_path / "polar", sources=sources, grid=polar, params={"samples": 0})
+    s_polar = json.loads(paths["inventory"].read_text())
+    paths = run_he3(tmp_path / "global", sources=sources, params={"samples": 0, "resolution_deg": 0.1})
+    glob = json.loads(paths["inventory"].read_text())
     import rioxarray  # noqa: F401
 
     totals = []
@@ -289,3 +293,25 @@ def test_config_file_with_a_duplicated_key_is_refused(tmp_path):
     f.write_text("he3:\n  bulk_density_kg_m3: 1500\n  bulk_density_kg_m3: 1700\n")
     with pytest.raises(ConfigError, match="duplicate key 'bulk_density_kg_m3'"):
         config.load("he3", f)
+
+
+def test_stage_refuses_bad_parameters_before_reading(tmp_path):
+    """The He-3 stage checks its parameters (the CLI has no checks of its own) before any data is read."""
+    sources = {"tio2": str(tmp_path / "missing.tif")}
+    for params, message in (
+        ({"samples": 1}, "samples must be 0"),
+        ({"quantity": "FeO"}, "quantity must be Ti or TiO2"),
+        ({"maturity_kind": "age"}, "maturity_kind must be index"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            run_he3(tmp_path / "out", sources=sources, params=params)
+    assert not (tmp_path / "out").exists()
+
+
+def test_map_units_and_long_names_come_from_the_layer_registry():
+    from prospect import layers
+
+    for name in ("he3_column_kg_m2", "regolith_thickness_m", "fluence_factor", "tio2_wt"):
+        assert he3.map_units(name) == layers.get(name).units
+        assert he3.map_long_name(name) == layers.get(name).long_name
+    assert he3.map_units("he3_ppb_p95") == "ppb" and he3.map_long_name("he3_ppb") == "He-3 concentration (mass ppb)"

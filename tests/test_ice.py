@@ -21,11 +21,12 @@ import xarray as xr
 
 from prospect import lunar
 from prospect.config import load
-from prospect.errors import ConfigError, GridError, UnitsError
+from prospect.errors import ConfigError, GridError, OutputPathError, UnitsError
 from prospect.grid import AnalysisGrid
 from prospect.io.readers import open_product
 from prospect.io.vectors import open_vector
 from prospect.io.writers import write_geotiff
+from prospect.pipeline.stages import run_ice, write_ice
 from prospect.resources import ice
 from prospect.resources.ice import (
     PROXY_LABEL,
@@ -34,10 +35,8 @@ from prospect.resources.ice import (
     ice_monte_carlo,
     ice_stability,
     pole_facing_score,
-    run_ice,
     thermal_proxy_k,
     weh_wt_pct,
-    write_ice,
 )
 from prospect.resources.masks import polygon_fraction
 from prospect.terrain import aspect_deg, slope_deg
@@ -415,11 +414,12 @@ def test_run_ice_from_files_with_resampling(scene, tmp_path):
     )
     paths = run_ice(
         tmp_path / "out",
-        psr=tmp_path / "psr_mask.tif",
-        illumination=tmp_path / "illumination_fraction.tif",
-        hydrogen=tmp_path / "h.tif",
-        mc_samples=4,
-        cog=True,
+        sources={
+            "psr": tmp_path / "psr_mask.tif",
+            "illumination": tmp_path / "illumination_fraction.tif",
+            "hydrogen": tmp_path / "h.tif",
+        },
+        params={"samples": 4, "cog": True},
     )
     with rasterio.open(paths["ice_stability_class"]) as src:
         cls = src.read(1)
@@ -430,8 +430,12 @@ def test_run_ice_from_files_with_resampling(scene, tmp_path):
     assert np.allclose(h.compressed(), 1.0)  # 1670 ppm -> 1.503 wt% >= the 1.5 wt% reference
     assert paths["ice_favourability_p95"].exists()
     with pytest.raises(ConfigError, match="unknown ice parameter"):
-        run_ice(tmp_path / "bad", psr=tmp_path / "psr_mask.tif", config={"ice": {"nope": 1}})
+        run_ice(tmp_path / "bad", sources={"psr": tmp_path / "psr_mask.tif"}, params={"config": {"ice": {"nope": 1}}})
     assert not (tmp_path / "bad").exists()
+    with pytest.raises(ConfigError, match="at least one of"):
+        run_ice(tmp_path / "bad", sources={})
+    with pytest.raises(OutputPathError, match="parent directory"):
+        run_ice(tmp_path / "no" / "such", sources={"psr": tmp_path / "psr_mask.tif"})
 
 
 # --- real data: the LOLA 1.6 km south polar DEM and the LOLA PSR polygons ------------------------
@@ -473,7 +477,9 @@ def test_real_named_cold_traps_score_in_the_top_decile(shared, record_property):
 
 @pytest.mark.shared_data
 def test_real_run_ice_stage(shared, tmp_path):
-    paths = run_ice(tmp_path / "ice", dem=shared / DEM, psr=shared / PSR, mc_samples=16, seed=7)
+    paths = run_ice(
+        tmp_path / "ice", sources={"dem": shared / DEM, "psr": shared / PSR}, params={"samples": 16}, seed=7
+    )
     with rasterio.open(paths["ice_favourability"]) as src:
         tags = src.tags()
         fav = src.read(1, masked=True)
@@ -532,7 +538,9 @@ def test_water_inventory_from_a_hydrogen_table(scene, tmp_path):
     table.write_bytes(gzip.compress(("\n".join(header + rows) + "\n").encode()))
     g = scene.grid
     write_geotiff(scene.layers.psr, tmp_path / "psr_mask.tif", crs=g.crs, transform=g.transform, units="1")
-    paths = run_ice(tmp_path / "out", psr=tmp_path / "psr_mask.tif", hydrogen=str(table), mc_samples=0)
+    paths = run_ice(
+        tmp_path / "out", sources={"psr": tmp_path / "psr_mask.tif", "hydrogen": str(table)}, params={"samples": 0}
+    )
     with rasterio.open(paths["score_hydrogen"]) as src:
         assert np.allclose(src.read(1, masked=True).compressed(), 1.0)
     record = json.loads(paths["provenance"].read_text())
@@ -551,3 +559,17 @@ def test_water_inventory_from_a_hydrogen_table(scene, tmp_path):
 def test_water_and_he3_use_one_bulk_density():
     ice_p, he3_p = load("ice").param("bulk_density_kg_m3"), load("he3").param("bulk_density_kg_m3")
     assert (ice_p.value, ice_p.range, ice_p.unit) == (he3_p.value, he3_p.range, he3_p.unit)
+
+
+def test_input_units_are_read_in_the_layer_vocabulary(scene):
+    """Units are spelled as in prospect.layers: a PSR share in percent is converted, an unknown unit refused."""
+    percent = scene.layers.psr * 100.0
+    percent.attrs = {**scene.layers.psr.attrs, "units": "percent"}
+    got = ice_favourability(dataclasses.replace(scene.layers, psr=percent))
+    want = ice_favourability(scene.layers)
+    np.testing.assert_allclose(got["ice_favourability"].values, want["ice_favourability"].values, atol=1e-6)
+    assert got.attrs["units_assumed"] == want.attrs["units_assumed"]
+    furlongs = scene.layers.psr.copy()
+    furlongs.attrs["units"] = "furlongs"
+    with pytest.raises(UnitsError, match="the ice model needs '1'"):
+        ice_favourability(dataclasses.replace(scene.layers, psr=furlongs))

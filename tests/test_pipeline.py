@@ -284,3 +284,24 @@ def test_process_worker_local_cluster_gives_identical_outputs(tiny):
     assert "on Dask cluster tcp://" in res.stderr and "(2 workers)" in res.stderr
     assert _tree(run) == reference
     shutil.rmtree(run)
+
+
+# --- file names and roles -----------------------------------------------------------------------
+
+
+def test_a_run_without_sites_exports_the_psr_mask_under_its_own_name(tmp_path):
+    """The illumination stage's 0/1 mask is ``psr_mask``, not the ``psr_fraction`` of PSR polygons;
+    every file name comes from the layer registry."""
+    from types import SimpleNamespace
+
+    from prospect import layers
+    from prospect.pipeline.runner import _map_inputs
+
+    dirs = {s: tmp_path / s for s in ("terrain", "illumination")}
+    ctx = SimpleNamespace(stage_dirs=dirs, sources={"psr": "lola_psr_south_5km2"})
+    inputs = _map_inputs(ctx)  # type: ignore[arg-type]
+    assert inputs["psr_mask"] == str(dirs["illumination"] / layers.filename("psr_mask"))
+    assert inputs["psr_fraction"] == "lola_psr_south_5km2"  # polygons: a fraction of each pixel
+    assert inputs["dem"] == str(dirs["terrain"] / layers.filename("dem_m"))
+    runner = (ROOT / "prospect" / "pipeline" / "runner.py").read_text(encoding="utf-8")
+    assert ".tif" not in runner.replace("*.tif", "")

@@ -14,9 +14,10 @@ import shapely
 from prospect import config, lunar
 from prospect.errors import ConfigError, ConstraintError
 from prospect.grid import AnalysisGrid
+from prospect.pipeline.stages import write_ranking
 from prospect.sites import candidates as C
 from prospect.sites import features as F
-from prospect.sites.rank import SiteInputs, rank_sites, write_ranking
+from prospect.sites.rank import SiteInputs, rank_sites
 from tests.conftest import run_cli
 
 PX = 200.0  # m

@@ -6,10 +6,17 @@ Layout of a run folder (fixed, so scripts can rely on it)::
     DIR/run.json              DIR/logs/run-<UTC time>.log
     DIR/stages/<stage>/       each stage's own outputs and its stage.json (the cache)
 
+**Stages.** Each stage is one call of the stage layer (:mod:`prospect.pipeline.stages`,
+the same functions the ``prospect`` commands call), with the run's sources, grid,
+parameters and seed.
+
 **Cache.** A stage's key is the sha256 of its name, its parameters, the seed, the
-sha256 of every input file it reads, the keys of the stages it reads from and the
-prospect version. A stage whose ``stage.json`` holds the same key (and whose listed
-outputs are all there with their recorded sizes) is skipped.
+sha256 of every input file it reads, the keys of the stages it reads from, the digest
+of its code (the source of the modules it runs, :func:`prospect.pipeline.digest.code_digest`)
+and the versions of prospect's dependencies. So a change to the He-3 model recomputes
+the resources stage and the stages after it, not the terrain. A stage whose
+``stage.json`` holds the same key (and whose listed outputs are all there with their
+recorded sizes) is skipped.
 
 **Crashes.** A stage computes into ``stages/.<stage>.partial/`` and only a finished
 stage (its ``stage.json`` written last) is renamed to ``stages/<stage>/``; the
@@ -38,12 +45,13 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prospect.errors import OutputPathError
+from prospect import layers
+from prospect.errors import ConfigError, OutputPathError, ProspectError
 from prospect.pipeline.spec import Pipeline, PipelineError
 
 STATE_FILE = ".prospect-run.json"
@@ -116,168 +124,135 @@ def _analysis_grid(pipeline: Pipeline, sources: Mapping[str, str]) -> Any:
 
 
 # --- the stages ------------------------------------------------------------------------------
+# Each adapter turns the run into one call of the stage layer (prospect.pipeline.stages): the
+# sources of its roles (pipeline data and earlier stages' outputs), the grid, its parameters.
 
 
-def _stage_terrain(ctx: RunContext, params: Mapping[str, Any], out: Path) -> None:
+def _dem_of(ctx: RunContext) -> str | None:
+    terrain = ctx.stage_dirs.get("terrain")
+    return str(terrain / layers.filename("dem_m")) if terrain else None
+
+
+def _stage_terrain(ctx: RunContext, params: Mapping[str, Any], out: Path) -> dict[str, Path]:
     """The DEM on the analysis grid (bilinear when the grids differ) and its slope."""
-    from prospect.grid import AnalysisGrid, resample
-    from prospect.io.readers import open_product
-    from prospect.io.writers import stream_geotiff
-    from prospect.terrain import slope_deg
+    from prospect.pipeline.stages import run_terrain
 
-    dem = open_product(ctx.sources["dem"])
-    if not AnalysisGrid.from_dataarray(dem).matches(ctx.grid):
-        dem = resample(dem, ctx.grid, method="bilinear")
-    tags = {"prospect_source": ctx.pipeline.data["dem"].describe(), "prospect_crs": ctx.grid.crs.code}
-    stream_geotiff(
-        dem,
-        out / "dem_m.tif",
-        crs=ctx.grid.crs,
-        transform=ctx.grid.transform,
-        units="m",
-        tags=tags,
-        progress=ctx.progress,
-        label="terrain: dem_m.tif",
-    )
-    slope = slope_deg(open_product(out / "dem_m.tif"), method=params.get("method", "horn"))
-    stream_geotiff(
-        slope,
-        out / "slope_deg.tif",
-        crs=ctx.grid.crs,
-        transform=ctx.grid.transform,
-        units="deg",
-        tags={**tags, **{f"prospect_{k}": v for k, v in slope.attrs.items()}},
-        progress=ctx.progress,
-        label="terrain: slope_deg.tif",
-    )
-
-
-def _stage_illumination(ctx: RunContext, params: Mapping[str, Any], out: Path) -> None:
-    """Horizon maps and Sun/Earth visibility over the span (``prospect illumination``)."""
-    from prospect.illumination.ephemeris import default_times, sun_earth_directions
-    from prospect.illumination.maps import write_illumination
-    from prospect.illumination.products import SunSamples
-    from prospect.io.readers import open_product
-
-    dem = open_product(ctx.stage_dirs["terrain"] / "dem_m.tif")
-    span = {"years": float(params["years"])} if "years" in params else {}  # else the library's defaults
-    se = sun_earth_directions(default_times(**span, step_hours=params.get("step")))
-    options = {
-        name: type_(params[key])
-        for key, name, type_ in (
-            ("azimuths", "n_azimuths", int),
-            ("max_distance", "max_distance_m", float),
-            ("height", "observer_height_m", float),
-        )
-        if key in params
-    }
-    write_illumination(
-        dem,
+    return run_terrain(
         out,
-        SunSamples.from_ephemeris(se),
-        source=ctx.pipeline.data["dem"].describe(),
+        sources={"dem": ctx.sources["dem"]},
+        grid=ctx.grid,
+        params={**params, "source_label": ctx.pipeline.data["dem"].describe()},
+        seed=ctx.seed,
         progress=ctx.progress,
-        workers=2,
-        **options,
     )
 
 
-def _stage_resources(ctx: RunContext, params: Mapping[str, Any], out: Path) -> None:
+def _stage_illumination(ctx: RunContext, params: Mapping[str, Any], out: Path) -> dict[str, Path]:
+    """Horizon maps and Sun/Earth visibility over the span (``prospect illumination``)."""
+    from prospect.pipeline.stages import run_illumination
+
+    return run_illumination(
+        out,
+        sources={"dem": _dem_of(ctx)},
+        grid=None,  # the terrain stage's DEM is on the analysis grid
+        params={**params, "source_label": ctx.pipeline.data["dem"].describe(), "workers": 2},
+        seed=ctx.seed,
+        progress=ctx.progress,
+    )
+
+
+def _stage_resources(ctx: RunContext, params: Mapping[str, Any], out: Path) -> dict[str, Path]:
     """Water ice (``resources/ice``) and helium-3 (``resources/he3``) on the analysis grid."""
+    from prospect.pipeline.stages import run_resources
+
     src, ill = ctx.sources, ctx.stage_dirs.get("illumination")
-    dem = str(ctx.stage_dirs["terrain"] / "dem_m.tif") if "terrain" in ctx.stage_dirs else None
+    sources: dict[str, Any] = {
+        **{r: src.get(r) for r in ("tmax", "tmean", "ice_depth", "hydrogen", "tio2", "feo", "maturity", "thickness")},
+        "dem": _dem_of(ctx),
+        "psr": src.get("psr") or (str(ill / layers.filename("psr_mask")) if ill else None),
+        "illumination": str(ill / layers.filename("illumination_fraction")) if ill else None,
+    }
+    stage_params: dict[str, Any] = {}
     if "ice" in params:
-        from prospect.resources.ice import run_ice
-
         ice = params["ice"] or {}
-        psr = src.get("psr") or (str(ill / "psr_mask.tif") if ill else None)
-        run_ice(
-            out / "ice",
-            dem=dem,
-            psr=psr,
-            tmax=src.get("tmax"),
-            tmean=src.get("tmean"),
-            ice_depth=src.get("ice_depth"),
-            illumination=str(ill / "illumination_fraction.tif") if ill else None,
-            hydrogen=src.get("hydrogen"),
-            config={"ice": ice.get("config") or {}},
-            grid=ctx.grid,
-            seed=ctx.seed,
-            **({"mc_samples": int(ice["samples"])} if "samples" in ice else {}),
-        )
+        stage_params["ice"] = {"config": {"ice": ice.get("config") or {}}, "samples": ice.get("samples")}
     if "he3" in params:
-        from prospect.resources.he3 import run_he3
-
         he3 = params["he3"] or {}
-        options = {k: he3[k] for k in ("samples", "maturity_kind") if k in he3}  # else run_he3's defaults
-        run_he3(
-            src["tio2"],
-            out / "he3",
-            feo=src.get("feo"),
-            maturity=src.get("maturity"),
-            thickness=src.get("thickness"),
-            grid=ctx.grid,
-            config={"he3": he3.get("config") or {}},
-            seed=ctx.seed,
-            **options,
-        )
+        stage_params["he3"] = {
+            "config": {"he3": he3.get("config") or {}},
+            **{k: he3[k] for k in ("samples", "maturity_kind") if k in he3},
+        }
+    return run_resources(
+        out,
+        sources={k: v for k, v in sources.items() if v is not None},
+        grid=ctx.grid,
+        params=stage_params,
+        seed=ctx.seed,
+        progress=ctx.progress,
+    )
 
 
-def _stage_sites(ctx: RunContext, params: Mapping[str, Any], out: Path) -> None:
+def _stage_sites(ctx: RunContext, params: Mapping[str, Any], out: Path) -> dict[str, Path]:
     """Candidate sites, features, scores and uncertainty (``prospect rank``)."""
     from prospect.io.vectors import is_vector_source
-    from prospect.sites.rank import run_rank
+    from prospect.pipeline.stages import run_sites
 
     src, res = ctx.sources, ctx.stage_dirs.get("resources")
     psr = src.get("psr")
-    ice = res / "ice" if res and (res / "ice").is_dir() else None
-    he3 = res / "he3" / "he3_ppb.tif" if res and (res / "he3" / "he3_ppb.tif").is_file() else None
-    run_rank(
+    he3 = res / "he3" / layers.filename("he3_ppb") if res else None
+    sources = {
+        "dem": _dem_of(ctx),
+        "illumination": ctx.stage_dirs.get("illumination"),
+        "psr": psr if psr and is_vector_source(psr) else None,
+        "ice": res / "ice" if res and (res / "ice").is_dir() else None,
+        "he3": he3 if he3 and he3.is_file() else None,
+        **{r: src.get(r) for r in ("craters", "cold_traps", "labels")},
+    }
+    return run_sites(
         out,
-        str(ctx.stage_dirs["terrain"] / "dem_m.tif"),
-        config={"sites": params.get("config") or {}},
+        sources={k: v for k, v in sources.items() if v is not None},
+        grid=ctx.grid,
+        params={"config": {"sites": params.get("config") or {}}, "evaluate": bool(params.get("evaluate", True))},
         seed=ctx.seed,
-        evaluate=bool(params.get("evaluate", True)),
-        illumination=ctx.stage_dirs.get("illumination"),
-        psr=psr if psr and is_vector_source(psr) else None,
-        ice=ice,
-        he3=he3,
-        craters=src.get("craters"),
-        cold_traps=src.get("cold_traps"),
-        labels=src.get("labels"),
+        progress=ctx.progress,
     )
 
 
 def _map_inputs(ctx: RunContext) -> dict[str, str]:
-    """Role -> source of the maps and vector inputs of a run without a site stage."""
+    """Role -> source of the maps and vector inputs of a run without a site stage.
+
+    Each map is exported under its own layer name (:mod:`prospect.layers`): the
+    illumination stage's 0/1 ``psr_mask`` is not the ``psr_fraction`` of PSR polygons.
+    """
     inputs: dict[str, str] = {}
     terrain, ill, res = (ctx.stage_dirs.get(s) for s in ("terrain", "illumination", "resources"))
     if terrain:
-        inputs.update(dem=str(terrain / "dem_m.tif"), slope_deg=str(terrain / "slope_deg.tif"))
+        inputs.update(
+            dem=str(terrain / layers.filename("dem_m")), slope_deg=str(terrain / layers.filename("slope_deg"))
+        )
     if ill:
         inputs.update(
             {
-                n: str(ill / f"{n}.tif")
-                for n in ("illumination_fraction", "longest_darkness_h", "earth_visibility_fraction")
+                n: str(ill / layers.filename(n))
+                for n in ("illumination_fraction", "longest_darkness_h", "earth_visibility_fraction", "psr_mask")
             }
         )
-        inputs["psr_fraction"] = str(ill / "psr_mask.tif")
     if res and (res / "ice").is_dir():
         inputs.update(
-            ice_favourability=str(res / "ice" / "ice_favourability.tif"),
-            ice_class=str(res / "ice" / "ice_stability_class.tif"),
+            ice_favourability=str(res / "ice" / layers.filename("ice_favourability")),
+            ice_class=str(res / "ice" / layers.filename("ice_stability_class")),
         )
-    if res and (res / "he3" / "he3_ppb.tif").is_file():
-        inputs["he3_ppb"] = str(res / "he3" / "he3_ppb.tif")
+    if res and (res / "he3" / layers.filename("he3_ppb")).is_file():
+        inputs["he3_ppb"] = str(res / "he3" / layers.filename("he3_ppb"))
     for role in ("psr", "craters", "cold_traps", "labels"):
         if role in ctx.sources:
             inputs["psr_fraction" if role == "psr" else "regions" if role == "labels" else role] = ctx.sources[role]
     return inputs
 
 
-def _stage_exports(ctx: RunContext, params: Mapping[str, Any], out: Path) -> None:
-    """The deliverables at the top of the run folder (``prospect export``)."""
-    from prospect.export.package import run_export
+def _stage_exports(ctx: RunContext, params: Mapping[str, Any], out: Path) -> dict[str, Path]:
+    """The deliverables at the top of the run folder (``prospect export``); ``out`` lists them."""
+    from prospect.pipeline.stages import run_exports
 
     properties = {
         "prospect:pipeline": {
@@ -287,26 +262,23 @@ def _stage_exports(ctx: RunContext, params: Mapping[str, Any], out: Path) -> Non
             "stages": dict(ctx.stage_keys),
         }
     }
-    sites = ctx.stage_dirs.get("sites")
+    sites, terrain = ctx.stage_dirs.get("sites"), ctx.stage_dirs.get("terrain")
     if sites:
-        from prospect.io.writers import atomic_write
-
-        for name in ("ranking.json", "sites.gpkg", "model.skops"):
-            if (sites / name).is_file():
-                with atomic_write(ctx.out / name) as tmp:
-                    shutil.copyfile(sites / name, tmp)
-        run_export(
-            ctx.out,
-            report=bool(params.get("report", True)),
-            pdf=bool(params.get("pdf", False)),
-            progress=ctx.progress,
-            properties=properties,
-            created=ctx.started,
-            extra_inputs={"slope_deg": str(ctx.stage_dirs["terrain"] / "slope_deg.tif")},
-        )
+        sources: dict[str, Any] = {"sites": sites}
+        if terrain:
+            sources["slope_deg"] = str(terrain / layers.filename("slope_deg"))
+        stage_params = {
+            "report": bool(params.get("report", True)),
+            "pdf": bool(params.get("pdf", False)),
+            "properties": properties,
+            "created": ctx.started,
+        }
     else:
-        record = {"inputs": _map_inputs(ctx), "grid": ctx.grid.to_dict(), "seed": ctx.seed, "parameters": []}
-        run_export(ctx.out, progress=ctx.progress, record=record, properties=properties, created=ctx.started)
+        sources = dict(_map_inputs(ctx))
+        stage_params = {"properties": properties, "created": ctx.started}
+    outputs = run_exports(
+        ctx.out, sources=sources, grid=ctx.grid, params=stage_params, seed=ctx.seed, progress=ctx.progress
+    )
     (out / "outputs.json").write_text(
         json.dumps(
             sorted(
@@ -317,9 +289,12 @@ def _stage_exports(ctx: RunContext, params: Mapping[str, Any], out: Path) -> Non
             indent=1,
         )
     )
+    return outputs
 
 
-STAGE_FUNCTIONS = {
+#: A stage adapter: the run, the stage's parameters and its (partial) output folder -> its outputs.
+StageFunction = Callable[[RunContext, Mapping[str, Any], Path], dict[str, Path]]
+STAGE_FUNCTIONS: dict[str, StageFunction] = {
     "terrain": _stage_terrain,
     "illumination": _stage_illumination,
     "resources": _stage_resources,
@@ -344,7 +319,7 @@ STAGE_READS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 def stage_key(ctx: RunContext, stage: str, params: Mapping[str, Any]) -> str:
     """sha256 of everything a stage's result depends on (module docstring)."""
-    from importlib import metadata
+    from prospect.pipeline.digest import code_digest, dependency_versions
 
     roles, upstream = STAGE_READS[stage]
     content = {
@@ -354,7 +329,8 @@ def stage_key(ctx: RunContext, stage: str, params: Mapping[str, Any]) -> str:
         "grid": ctx.grid.to_dict(),
         "inputs": {r: ctx.digests[r] for r in roles if r in ctx.digests},
         "upstream": {s: ctx.stage_keys[s] for s in upstream if s in ctx.stage_keys},
-        "prospect": metadata.version("prospect"),
+        "code": code_digest(stage),
+        "dependencies": dependency_versions(),
     }
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -493,13 +469,22 @@ def _logging(out: Path) -> Iterator[logging.Logger]:
     log = logging.getLogger(LOGGER)
     log.setLevel(logging.INFO)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    handlers = [logging.FileHandler(logs / f"run-{stamp}.log", encoding="utf-8"), logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [
+        logging.FileHandler(logs / f"run-{stamp}.log", encoding="utf-8"),
+        logging.StreamHandler(sys.stderr),
+    ]
     handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     handlers[1].setFormatter(logging.Formatter("prospect run: %(message)s"))
     for h in handlers:
         log.addHandler(h)
     try:
         yield log
+    except Exception as exc:
+        if not isinstance(exc, ProspectError):  # a bug: its traceback goes to the log file, not the terminal
+            record = log.makeRecord(LOGGER, logging.ERROR, __file__, 0, "unexpected error", (), sys.exc_info())
+            handlers[0].handle(record)
+            exc.add_note(f"traceback in {logs / f'run-{stamp}.log'}")
+        raise
     finally:
         for h in handlers:
             log.removeHandler(h)
@@ -528,7 +513,7 @@ def _dask(scheduler: str | None, workers: int | None) -> Iterator[str]:
 
 def run_pipeline(
     pipeline: Pipeline,
-    out: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
     *,
     scheduler: str | None = None,
     workers: int | None = None,
@@ -536,7 +521,13 @@ def run_pipeline(
     seed: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run ``pipeline`` into ``out`` (module docstring). Returns a summary (stages, times, outputs)."""
+    """Run ``pipeline`` into ``out`` (default ``runs/<pipeline name>``; module docstring) with
+    ``workers`` local threads (default: all cores). Returns a summary (stages, times, outputs)."""
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {workers}")
+    if out is None:
+        out = Path("runs") / pipeline.name
+        out.parent.mkdir(exist_ok=True)
     out = Path(out).resolve()  # stages record the paths of their inputs: absolute, valid from anywhere
     run_seed = pipeline.seed if seed is None else int(seed)
     state = _existing_run(out, resume)

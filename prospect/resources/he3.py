@@ -42,12 +42,12 @@ import math
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
 
+from prospect import layers
 from prospect.config import ParameterSet
 from prospect.config import load as load_config
 from prospect.errors import ConfigError, GridError, UnitsError
@@ -55,7 +55,13 @@ from prospect.grid import AnalysisGrid
 from prospect.resources.inventory import inventory_kg  # noqa: F401  (re-exported: the He-3 inventory function)
 
 MaturityKind = Literal["index", "is_feo", "omat"]
+#: The maturity layers :func:`maturity_index` reads.
+MATURITY_KINDS: tuple[MaturityKind, ...] = ("index", "is_feo", "omat")
 PERCENTILES = (5.0, 50.0, 95.0)
+#: Monte Carlo samples by default (the He-3 stage's ``samples``).
+MC_SAMPLES = 200
+#: Grid spacing [deg] a binned table is rasterised at when no analysis grid is given.
+TABLE_RESOLUTION_DEG = 0.5
 #: Block side [px] of the Monte Carlo: samples x block^2 x 4 bytes live at once per worker.
 MC_BLOCK_PX = 512
 _ANCHOR_KEYS = {"name", "lon_deg", "lat_deg", "tio2_wt", "maturity", "he3_ppb", "he3_ppb_range", "source"}
@@ -197,7 +203,7 @@ def _mix(value: Any, low: float, high: float) -> Any:
     return np.clip((value - low) / (high - low), 0.0, 1.0)
 
 
-def _check_wt_pct(layer: xr.DataArray, what: str) -> None:
+def check_wt_pct(layer: xr.DataArray, what: str) -> None:
     """Oxide and element abundances must be in weight percent (a layer without units is taken as wt%)."""
     units = str(layer.attrs.get("units", "wt%")).replace(" ", "").lower()
     if units not in ("wt%", "weightpercent", "%"):
@@ -231,9 +237,9 @@ class He3Inputs:
                     f"he3 layer {name!r} is not on the TiO2 grid ({other.shape} vs {self.grid.shape}); "
                     "resample it with prospect.grid.resample first"
                 )
-        _check_wt_pct(self.tio2_wt, "TiO2 layer")
+        check_wt_pct(self.tio2_wt, "TiO2 layer")
         if self.feo_wt is not None:
-            _check_wt_pct(self.feo_wt, "FeO layer")
+            check_wt_pct(self.feo_wt, "FeO layer")
 
     @property
     def thickness_rule(self) -> str:
@@ -350,24 +356,9 @@ def sample_parameters(params: ParameterSet, n: int, seed: int) -> list[dict[str,
 
 # --- maps -----------------------------------------------------------------------------------
 
-MAP_UNITS = {
-    "he3_ppb": "ppb",
-    "he3_column_kg_m2": "kg m-2",
-    "regolith_thickness_m": "m",
-    "mare_fraction": "1",
-    "fluence_factor": "1",
-    "maturity_index": "1",
-    "tio2_wt": "wt%",
-}
-MAP_NAMES = {
-    "he3_ppb": "He-3 concentration (mass ppb)",
-    "he3_column_kg_m2": "He-3 column mass over the regolith thickness",
-    "regolith_thickness_m": "regolith thickness used for the column",
-    "mare_fraction": "mare fraction of the mare/highland thickness rule",
-    "fluence_factor": "lunation-mean solar-wind fluence relative to the unshielded equator",
-    "maturity_index": "maturity index used (0 immature .. 1 mature)",
-    "tio2_wt": "TiO2 used",
-}
+#: The long names the He-3 maps carry where they differ from :mod:`prospect.layers`; the other
+#: maps carry the registry's long name.
+_LONG_NAMES = {"he3_ppb": "He-3 concentration (mass ppb)"}
 
 
 def _windows(grid: AnalysisGrid, block_px: int) -> list[tuple[int, int, int, int]]:
@@ -403,6 +394,14 @@ def _read_block(inputs: He3Inputs, window: tuple[int, int, int, int]) -> dict[st
     return out
 
 
+def _required(block: Mapping[str, np.ndarray | None], key: str) -> np.ndarray:
+    """A layer every block has (TiO2, coordinates, cell areas)."""
+    arr = block[key]
+    if arr is None:  # pragma: no cover - _read_block always reads these
+        raise ValueError(f"he3 block without {key}")
+    return arr
+
+
 @dataclass
 class BlockResult:
     window: tuple[int, int, int, int]
@@ -422,8 +421,8 @@ def compute_block(
 ) -> BlockResult:
     """The central maps, the Monte Carlo percentiles and the inventory partial sums of one block."""
     b = _read_block(inputs, window)
-    fields = _fields(b["tio2"], b["feo"], b["mat"], b["thick"], b["lon"], b["lat"], central)
-    weight = b["area"]
+    tio2, lon, lat, weight = (_required(b, k) for k in ("tio2", "lon", "lat", "area"))
+    fields = _fields(tio2, b["feo"], b["mat"], b["thick"], lon, lat, central)
     if mask is not None:
         r0, r1, c0, c1 = window
         weight = weight * np.nan_to_num(
@@ -434,13 +433,13 @@ def compute_block(
     valid = np.isfinite(fields["he3_column_kg_m2"])
     inv = float(np.sum(np.where(valid, fields["he3_column_kg_m2"] * weight, 0.0)))
     maps = {k: v.astype("float32") for k, v in fields.items()}
-    maps["tio2_wt"] = b["tio2"].astype("float32")
+    maps["tio2_wt"] = tio2.astype("float32")
     samples = None
     if draws:
-        stack = np.empty((len(draws),) + b["tio2"].shape, dtype="float32")
+        stack = np.empty((len(draws),) + tio2.shape, dtype="float32")
         samples = np.empty(len(draws))
         for i, p in enumerate(draws):
-            fi = _fields(b["tio2"], b["feo"], b["mat"], b["thick"], b["lon"], b["lat"], p)
+            fi = _fields(tio2, b["feo"], b["mat"], b["thick"], lon, lat, p)
             stack[i] = fi["he3_ppb"]
             samples[i] = np.sum(np.where(valid, fi["he3_column_kg_m2"] * weight, 0.0))
         q = np.percentile(stack, PERCENTILES, axis=0)
@@ -521,7 +520,7 @@ def he3_maps(
     seed: int = 0,
     mask: xr.DataArray | None = None,
 ) -> He3Result:
-    """All He-3 maps and the inventory, in memory (for grids that fit; :func:`write_he3` streams)."""
+    """All He-3 maps and the inventory, in memory (for grids that fit; :func:`prospect.pipeline.stages.write_he3` streams)."""
     params = params or load_config("he3")
     grid = inputs.grid
     arrays: dict[str, np.ndarray] = {}
@@ -534,21 +533,25 @@ def he3_maps(
     attrs = map_attrs(inputs, params, result.coefficients, samples=samples, seed=seed)
     result.maps = xr.Dataset(
         {
-            k: grid._wrap(v, name=k, attrs={**attrs, "units": _units(k), "long_name": _long_name(k)})
+            k: grid._wrap(v, name=k, attrs={**attrs, "units": map_units(k), "long_name": map_long_name(k)})
             for k, v in arrays.items()
         }
     )
     return result
 
 
-def _units(name: str) -> str:
-    return MAP_UNITS.get(name, "ppb" if name.startswith("he3_ppb_") else "1")
+def map_units(name: str) -> str:
+    """The units of He-3 map ``name`` (:mod:`prospect.layers`; a percentile map has its quantity's)."""
+    if name.startswith("he3_ppb_"):
+        name = "he3_ppb"
+    return layers.get(name).units
 
 
-def _long_name(name: str) -> str:
+def map_long_name(name: str) -> str:
+    """The long name of He-3 map ``name``."""
     if name.startswith("he3_ppb_p"):
         return f"He-3 concentration, Monte Carlo {name[-3:]} (mass ppb)"
-    return MAP_NAMES[name]
+    return _LONG_NAMES.get(name) or layers.get(name).long_name
 
 
 def map_attrs(
@@ -575,161 +578,10 @@ def map_attrs(
     }
 
 
-# --- edges: sources in, GeoTIFFs out ---------------------------------------------------------
-
-#: Files ``write_he3`` publishes together (``he3_ppb_p05/p50/p95`` only with a Monte Carlo).
-OUTPUT_MAPS = ("he3_ppb", "he3_column_kg_m2", "regolith_thickness_m", "fluence_factor", "tio2_wt")
-
-
-def write_he3(
-    inputs: He3Inputs,
-    outdir: str | Path,
-    params: ParameterSet | None = None,
-    *,
-    samples: int = 200,
-    seed: int = 0,
-    mask: xr.DataArray | None = None,
-    workers: int = 2,
-    block_px: int = MC_BLOCK_PX,
-) -> dict[str, Any]:
-    """Stream the He-3 maps into ``outdir/<map>.tif`` block by block and return the inventory summary.
-
-    The maps are :data:`OUTPUT_MAPS` plus ``he3_ppb_p05/p50/p95`` when ``samples`` > 0;
-    all files appear together at the end or none does
-    (:class:`~prospect.io.writers.TiledGeoTIFFs`). Memory is bounded by the block, not
-    the raster. The summary has ``inventory_kg`` (default parameters) and, with a Monte
-    Carlo, ``inventory_kg_p05/p50/p95``; it is also written to ``outdir/he3_inventory.json``.
-    """
-    import json
-
-    from prospect.io.writers import TiledGeoTIFFs, atomic_write
-
-    params = params or load_config("he3")
-    coef = calibrate(params)
-    names = list(OUTPUT_MAPS) + ([f"he3_ppb_{p}" for p in ("p05", "p50", "p95")] if samples else [])
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    grid = inputs.grid
-    attrs = map_attrs(inputs, params, coef, samples=samples, seed=seed)
-    tags = {n: {**{f"prospect_{k}": v for k, v in attrs.items()}, "prospect_long_name": _long_name(n)} for n in names}
-    result = He3Result(coef)
-    paths = {n: out / f"{n}.tif" for n in names}
-    with TiledGeoTIFFs(
-        paths, crs=grid.crs, transform=grid.transform, shape=grid.shape, units={n: _units(n) for n in names}, tags=tags
-    ) as dst:
-        for res in iter_blocks(
-            inputs, params, samples=samples, seed=seed, mask=mask, block_px=block_px, workers=workers
-        ):
-            r0, _, c0, _ = res.window
-            for n in names:
-                dst.write(n, r0, c0, res.maps[n])
-            result.add(res)
-        summary = result.summary()
-        summary.update(
-            maps={n: str(p) for n, p in paths.items()},
-            parameters=params.values(),
-            thickness_rule=inputs.thickness_rule,
-            maturity_rule=inputs.maturity_rule,
-            inputs=dict(inputs.sources),
-            seed=seed,
-        )
-        with atomic_write(out / "he3_inventory.json") as tmp:
-            tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return summary
-
-
-def load_layer(source: str, grid: AnalysisGrid | None, *, resolution_deg: float = 0.5) -> tuple[xr.DataArray, str]:
-    """A layer from a path or manifest id: a binned table rasterised (area-weighted) or a raster.
-
-    Returns the layer on ``grid`` (a global geographic grid at ``resolution_deg`` when
-    ``grid`` is None and the source is a table; the raster's own grid when it is a
-    raster) and the quantity it holds (``Ti``, ``TiO2``, ``FeO``, ... or ``""``).
-    """
-    from prospect.grid import on_grid
-    from prospect.io.readers import open_product
-    from prospect.io.tables import is_binned_table_source
-
-    if is_binned_table_source(source):
-        from prospect.io.tables import read_binned_table
-        from prospect.resources.binned import rasterize_binned
-
-        table = read_binned_table(source)
-        target = grid or AnalysisGrid.global_geographic(resolution_deg)
-        layer = rasterize_binned(table, target, chunks=MC_BLOCK_PX)  # one chunk per Monte Carlo block
-        return layer, table.quantity
-    arr = open_product(source, chunks=MC_BLOCK_PX)  # one chunk per Monte Carlo block: each read once
-    quantity = _quantity_of(arr)
-    if grid is not None:
-        arr = on_grid(arr, grid, method="average", chunks=MC_BLOCK_PX)
-    return arr, quantity
-
-
-def _quantity_of(arr: xr.DataArray) -> str:
+def quantity_of(arr: xr.DataArray) -> str:
+    """What a layer holds (``TiO2``, ``FeO``, ``OMAT`` or ``""``), from its product id, manifest id or long name."""
     ident = " ".join(str(arr.attrs.get(k, "")) for k in ("product_id", "manifest_id", "long_name")).upper()
     for q in ("TIO2", "FEO", "OMAT"):
         if q in ident:
             return {"TIO2": "TiO2", "FEO": "FeO", "OMAT": "OMAT"}[q]
     return ""
-
-
-def run_he3(
-    tio2_source: str,
-    outdir: str | Path,
-    *,
-    feo: str | None = None,
-    maturity: str | None = None,
-    maturity_kind: MaturityKind = "index",
-    thickness: str | None = None,
-    quantity: str | None = None,
-    resolution_deg: float = 0.5,
-    grid: AnalysisGrid | None = None,
-    config: Any = None,
-    samples: int = 200,
-    seed: int = 0,
-    workers: int = 2,
-) -> dict[str, Any]:
-    """The He-3 stage: sources (paths or manifest ids) in, maps and inventory out (``prospect he3``).
-
-    ``tio2_source`` holds Ti (converted with ``tio2_per_ti``, e.g. the LP GRS Ti table)
-    or TiO2 wt% (e.g. LROC WAC TiO2); ``quantity`` ("Ti" / "TiO2") overrides what the
-    source says. The maps are on ``grid`` (e.g. a pipeline's polar analysis grid) when
-    given; otherwise a table goes onto a global geographic grid of ``resolution_deg`` and
-    a raster keeps its own grid. The other layers are put on the TiO2 layer's grid.
-    """
-    params = load_config("he3", config)
-    calibrate(params)  # refuse bad anchors before any work
-    if samples < 0 or samples == 1:
-        raise ConfigError(f"--samples must be 0 (no Monte Carlo) or at least 2, not {samples}")
-    out = Path(outdir)
-    if not out.parent.is_dir():
-        from prospect.errors import OutputPathError
-
-        raise OutputPathError(f"{out}: parent directory {out.parent} does not exist")
-    layer, q = load_layer(tio2_source, grid, resolution_deg=resolution_deg)
-    _check_wt_pct(layer, str(tio2_source))
-    q = quantity or q
-    if q == "Ti":
-        tio2 = layer * float(params["tio2_per_ti"])
-        conversion = f"TiO2 = {params['tio2_per_ti']} x Ti"
-    elif q in ("TiO2", ""):
-        tio2 = layer
-        conversion = "TiO2 as given" if q else "TiO2 assumed (the source does not say Ti or TiO2)"
-    else:
-        raise UnitsError(f"{tio2_source}: holds {q}, not Ti or TiO2; give a titanium source (or --quantity)")
-    tio2.attrs = {**layer.attrs, "units": "wt%", "quantity": "TiO2", "conversion": conversion}
-    grid = AnalysisGrid.from_dataarray(tio2)
-    sources = {"tio2": f"{tio2_source} ({conversion})"}
-    feo_layer = mat_layer = thick_layer = None
-    if feo is not None:
-        feo_layer, fq = load_layer(feo, grid)
-        if fq not in ("FeO", ""):
-            raise UnitsError(f"{feo}: holds {fq}, not FeO")
-        sources["feo"] = feo
-    if maturity is not None:
-        mat_layer = maturity_index(load_layer(maturity, grid)[0], maturity_kind, params)
-        sources["maturity"] = f"{maturity} ({maturity_kind})"
-    if thickness is not None:
-        thick_layer = load_layer(thickness, grid)[0]
-        sources["thickness"] = thickness
-    inputs = He3Inputs(tio2, feo_layer, mat_layer, thick_layer, sources=sources)
-    return write_he3(inputs, out, params, samples=samples, seed=seed, workers=workers)

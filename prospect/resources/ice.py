@@ -72,7 +72,8 @@ and independent of the chunking (the draws are made once, up front); memory is b
 by chunk, not raster.
 
 Everything is a pure function on xarray objects and stays lazy on dask-backed layers;
-files are read by :func:`run_ice` and written by :func:`write_ice` only.
+files are read by the ice stage (:func:`prospect.pipeline.stages.run_ice`) and written by
+:func:`prospect.pipeline.stages.write_ice` only.
 """
 
 from __future__ import annotations
@@ -91,10 +92,10 @@ import dask.base
 import numpy as np
 import xarray as xr
 
+from prospect import layers as layer_registry
 from prospect.config import ParameterSet, defaults, load
-from prospect.errors import ConfigError, GridError, OutputPathError, UnitsError
-from prospect.grid import AnalysisGrid, on_grid
-from prospect.resources.masks import polygon_fraction
+from prospect.errors import ConfigError, GridError, UnitsError
+from prospect.grid import AnalysisGrid
 
 __all__ = [
     "CLASS_NAMES",
@@ -103,13 +104,12 @@ __all__ = [
     "IceLayers",
     "ice_favourability",
     "ice_monte_carlo",
+    "ice_parameters",
     "ice_stability",
     "pole_facing_score",
-    "run_ice",
     "thermal_proxy_k",
     "water_inventory_kg",
     "weh_wt_pct",
-    "write_ice",
 ]
 
 #: Stefan-Boltzmann constant [W m-2 K-4] (CODATA 2018, exact in the SI).
@@ -132,8 +132,8 @@ PROXY_LABEL = "proxy: radiative equilibrium from illumination fraction (not a te
 MC_PERCENTILES = (5, 50, 95)
 #: Monte Carlo elements (samples x pixels) evaluated at once inside a chunk: ~32 MB of float32.
 _MC_ELEMENTS = 1 << 23
-#: Side of the windows :func:`write_ice` computes at once [pixels].
-WRITE_WINDOW_PX = 2048
+#: Monte Carlo samples by default (:func:`ice_monte_carlo`, the ice stage's ``samples``).
+MC_SAMPLES = 64
 #: Nodata of the float GeoTIFFs.
 FLOAT_NODATA = -9999.0
 
@@ -143,19 +143,22 @@ _U8 = np.uint8
 
 # --- layers ------------------------------------------------------------------------------
 
-#: accepted unit spellings (lower case) -> factor to the model's unit, per layer
-_UNITS: dict[str, tuple[str, dict[str, float]]] = {
-    "tmax_k": ("K", {"k": 1.0, "kelvin": 1.0}),
-    "tmean_k": ("K", {"k": 1.0, "kelvin": 1.0}),
-    "ice_depth_m": ("m", {"m": 1.0, "metre": 1.0, "metres": 1.0, "meter": 1.0, "meters": 1.0, "cm": 0.01}),
-    "psr": ("1", {"1": 1.0, "fraction": 1.0, "none": 1.0, "": 1.0, "%": 0.01, "percent": 0.01}),
-    "illumination_fraction": ("1", {"1": 1.0, "fraction": 1.0, "none": 1.0, "": 1.0, "%": 0.01, "percent": 0.01}),
-    "hydrogen_ppm": ("ppm H", {"ppm": 1.0, "ppm h": 1.0, "ppmh": 1.0, "ppm_h": 1.0}),
-    "slope_deg": ("deg", {"deg": 1.0, "degree": 1.0, "degrees": 1.0}),
-    "aspect_deg": ("deg", {"deg": 1.0, "degree": 1.0, "degrees": 1.0}),
-    "lat_deg": ("deg", {"deg": 1.0, "degree": 1.0, "degrees": 1.0, "degrees_north": 1.0}),
+#: the unit each input layer is modelled in (prospect's spelling, :mod:`prospect.layers`); a layer
+#: in another unit of the vocabulary is converted (:func:`prospect.layers.unit_factor`: % -> 1, cm -> m)
+MODEL_UNITS: dict[str, str] = {
+    "tmax_k": "K",
+    "tmean_k": "K",
+    "ice_depth_m": "m",
+    "psr": "1",
+    "illumination_fraction": "1",
+    "hydrogen_ppm": "ppm",
+    "slope_deg": "deg",
+    "aspect_deg": "deg",
+    "lat_deg": "deg",
 }
 _UNSPECIFIED = {"unspecified", "unknown"}
+#: the conversions the ice model makes on input (units of the vocabulary -> the model's)
+_CONVERTIBLE = {("%", "1"), ("cm", "m"), ("km", "m")}
 _CELSIUS = {"degc", "deg c", "°c", "c", "celsius", "degrees c", "degree celsius", "degrees celsius"}
 
 
@@ -221,21 +224,24 @@ def _check_grid(given: Mapping[str, xr.DataArray]) -> AnalysisGrid:
 
 def _unit_factor(name: str, arr: xr.DataArray) -> tuple[float, bool]:
     """(factor to the model's unit, unit assumed) for one layer; UnitsError for implausible units."""
-    want, accepted = _UNITS[name]
+    want = MODEL_UNITS[name]
     raw = arr.attrs.get("units")
     if raw is None or str(raw).strip().lower() in _UNSPECIFIED:
         return 1.0, True
     key = " ".join(str(raw).strip().lower().split())
-    if key in accepted:
-        return accepted[key], False
+    if want == "1" and key == "":  # a fraction or mask written without a unit
+        return 1.0, False
     if want == "K" and key in _CELSIUS:
         raise UnitsError(
             f"ice layer {name!r} is in {raw!r}: the ice model needs kelvin (K); add 273.15 and set attrs['units'] = 'K'"
         )
-    raise UnitsError(
-        f"ice layer {name!r} has units {raw!r}; the ice model needs {want!r} "
-        f"(accepted: {sorted(k for k in accepted if k)})"
-    )
+    try:
+        return layer_registry.unit_factor(layer_registry.normalise_units(raw, f"ice layer {name!r}"), want), False
+    except UnitsError:
+        accepted = sorted(k for k, v in layer_registry.UNIT_ALIASES.items() if v == want or (v, want) in _CONVERTIBLE)
+        raise UnitsError(
+            f"ice layer {name!r} has units {raw!r}; the ice model needs {want!r} (accepted: {accepted})"
+        ) from None
 
 
 def _check_aspect(arr: xr.DataArray) -> None:
@@ -250,12 +256,19 @@ def _check_aspect(arr: xr.DataArray) -> None:
 # --- parameters --------------------------------------------------------------------------
 
 
+def ice_parameters(config: ParameterSet | Mapping[str, Any] | str | os.PathLike[str] | None = None) -> ParameterSet:
+    """The ice parameters of ``config`` (:func:`prospect.config.load`), checked: an error before any data is read."""
+    params = _params(config)
+    _values(params)
+    return params
+
+
 def _params(params: ParameterSet | Mapping[str, Any] | str | os.PathLike[str] | None) -> ParameterSet:
     if isinstance(params, ParameterSet):
         if params.model != "ice":
             raise ConfigError(f"the ice model needs the 'ice' parameter set, not {params.model!r}")
         return params
-    return load("ice", params)
+    return load("ice", Path(params) if isinstance(params, os.PathLike) else params)
 
 
 def _values(p: ParameterSet) -> dict[str, Any]:
@@ -483,6 +496,7 @@ def _evaluate(
             "no score layer is available: supply at least one of a thermal layer (tmax_k, "
             "ice_depth_m, psr, illumination_fraction), psr, hydrogen_ppm, or slope_deg + aspect_deg"
         )
+    assert den is not None and all_valid is not None  # set with num, by the same layers
     total_used = sum(w[k] for k in rules.layers)
     if total_used <= 0:
         raise ConfigError(f"the weights of the available layers {list(rules.layers)} are all zero")
@@ -608,7 +622,7 @@ def _thermal_source(rules: _Rules) -> str:
         extra = {
             "depth": "; ice_depth_m (depth to stable ice)",
             "tmean": "; tmean_k (annual mean surface temperature)",
-        }.get(rules.shallow, "")
+        }.get(rules.shallow or "", "")
         return "measured: tmax_k (annual maximum surface temperature)" + extra
     if rules.shallow == "proxy":
         return PROXY_LABEL
@@ -648,25 +662,26 @@ def _provenance(prep: _Prepared, p: ParameterSet, v: Mapping[str, Any]) -> dict[
     }
 
 
+#: The long names the ice maps carry where they differ from :mod:`prospect.layers` (more detail);
+#: the other maps carry the registry's long name.
 _LONG_NAMES = {
     "ice_favourability": "water-ice favourability (0..1): weighted mean of the available layer scores",
     "ice_stability_class": "water-ice stability class: 0 not stable, 1 shallow-subsurface, 2 surface, 255 nodata",
-    "coverage": "weight of the layers valid at the pixel / weight of all configured layers",
-    "score_thermal": "thermal score from the stability class",
-    "score_psr": "permanent-shadow score (PSR fraction)",
     "score_hydrogen": "hydrogen score clip(WEH / reference, 0, 1) (neutron footprint 30-150 km: smooth)",
-    "score_pole_facing": "pole-facing slope score",
     "weh_wt_pct": "water-equivalent hydrogen, 9e-4 x ppm H (neutron footprint 30-150 km: smooth)",
     "thermal_proxy_k": "PROXY annual mean surface temperature: " + PROXY_LABEL,
     "water_column_kg_m2": "water-equivalent column: WEH / 100 x bulk density x neutron sensing depth",
 }
-_OUT_UNITS = {"weh_wt_pct": "wt%", "thermal_proxy_k": "K", "water_column_kg_m2": "kg m-2"}
+
+
+def _long_name(name: str) -> str:
+    return _LONG_NAMES.get(name) or layer_registry.get(name).long_name
 
 
 def _class_attrs(prov: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "units": "1",
-        "long_name": _LONG_NAMES["ice_stability_class"],
+        "units": layer_registry.get("ice_stability_class").units,
+        "long_name": _long_name("ice_stability_class"),
         "flag_values": [CLASS_NOT_STABLE, CLASS_SHALLOW, CLASS_SURFACE],
         "flag_meanings": "not_stable shallow_subsurface_stable surface_stable",
         "class_names": {str(k): n for k, n in CLASS_NAMES.items()},
@@ -741,7 +756,7 @@ def ice_favourability(layers: IceLayers, params: Any = None) -> xr.Dataset:
             continue
         if name not in out:
             continue
-        attrs = {"units": _OUT_UNITS.get(name, "1"), "long_name": _LONG_NAMES[name]}
+        attrs = {"units": layer_registry.get(name).units, "long_name": _long_name(name)}
         if name in ("score_thermal", "thermal_proxy_k", "ice_favourability"):
             attrs["thermal_source"] = prov["thermal_source"]
         if name == "ice_favourability":
@@ -843,7 +858,7 @@ def _mc_block(
     return out
 
 
-def ice_monte_carlo(layers: IceLayers, params: Any = None, *, n: int = 64, seed: int = 0) -> xr.Dataset:
+def ice_monte_carlo(layers: IceLayers, params: Any = None, *, n: int = MC_SAMPLES, seed: int = 0) -> xr.Dataset:
     """Percentile maps ``ice_favourability_p05`` / ``_p50`` / ``_p95`` of ``n`` Monte Carlo parameter sets.
 
     Every scalar parameter with a ``range`` in ``ice.yaml`` is drawn uniformly in it (a
@@ -906,228 +921,3 @@ def ice_monte_carlo(layers: IceLayers, params: Any = None, *, n: int = 64, seed:
             },
         )
     return xr.Dataset(data_vars, attrs={**prov, **mc_attrs})
-
-
-# --- writing -----------------------------------------------------------------------------
-
-
-def _tag_value(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
-
-
-def _even(n: int, size: int) -> tuple[int, ...]:
-    """``n`` pixels as pieces of ``size`` (the last one shorter), for unchunked maps."""
-    return tuple(min(size, n - s) for s in range(0, n, size))
-
-
-def write_ice(
-    dataset: xr.Dataset,
-    outdir: str | os.PathLike[str],
-    *,
-    cog: bool = False,
-    source_info: Mapping[str, Any] | None = None,
-    window_px: int = WRITE_WINDOW_PX,
-) -> dict[str, Path]:
-    """Write every 2-D map of ``dataset`` as ``outdir/<name>.tif``, all or nothing.
-
-    ``ice_stability_class`` is uint8 with nodata 255; the other maps float32 with NaN
-    as -9999. Each file carries the lunar CRS, the band's ``units`` tag and GDAL unit,
-    and provenance tags (``prospect_*``: the layers used and missing, effective
-    weights, thermal source, class rules, parameter values and sources, and
-    ``source_info``); ``ice_provenance.json`` holds the same. The maps are computed
-    window by window (all maps of a window in one dask pass, so the Monte Carlo is
-    evaluated once) and streamed by :class:`prospect.io.writers.TiledGeoTIFFs` (tiled
-    ZSTD; ``cog=True`` converts each to a Cloud Optimized GeoTIFF with overviews), which
-    moves them into place only when all are complete: an error leaves no partial outputs. Returns ``{map name: path}`` plus
-    ``"provenance"``.
-    """
-    from prospect.io.writers import TiledGeoTIFFs, _groups, atomic_write, window_scheduler
-
-    if not isinstance(dataset, xr.Dataset):
-        raise ConfigError(
-            f"write_ice takes the Dataset of ice_favourability / ice_monte_carlo, not {type(dataset).__name__}"
-        )
-    names = [k for k in dataset.data_vars if dataset[k].ndim == 2]
-    if not names:
-        raise ConfigError("write_ice: the dataset has no 2-D maps to write")
-    grid = AnalysisGrid.from_dataarray(dataset[names[0]])
-    for k in names[1:]:
-        if not AnalysisGrid.from_dataarray(dataset[k]).matches(grid):
-            raise GridError(f"write_ice: map {k!r} is not on the grid of {names[0]!r}")
-    out = Path(outdir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputPathError(f"{out}: cannot create the output directory ({exc.strerror})") from None
-    if not os.access(out, os.W_OK):
-        raise OutputPathError(f"{out}: the output directory is not writable")
-    paths = {k: out / f"{k}.tif" for k in names}
-    provenance_path = out / "ice_provenance.json"
-    common = {f"prospect_{k}": _tag_value(v) for k, v in dataset.attrs.items()}
-    if source_info:
-        common["prospect_source_info"] = _tag_value(dict(source_info))
-    common["prospect_software"] = "prospect.resources.ice"
-    height, width = grid.shape
-    dtypes = {k: "uint8" if dataset[k].dtype == np.uint8 else "float32" for k in names}
-    nodata = {k: CLASS_NODATA if dtypes[k] == "uint8" else FLOAT_NODATA for k in names}
-    units = {k: str(dataset[k].attrs.get("units", "1")) for k in names}
-    tags = {
-        k: {**common, **{f"prospect_{a}": _tag_value(val) for a, val in dataset[k].attrs.items() if a != "units"}}
-        for k in names
-    }
-    data = {k: dataset[k].data for k in names}
-    chunks = next((x.chunks for x in data.values() if isinstance(x, da.Array)), None)
-    row_spans = _groups(chunks[0] if chunks else _even(height, window_px), window_px)
-    col_spans = _groups(chunks[1] if chunks else _even(width, window_px), window_px)
-    record = {
-        "maps": {k: {"file": paths[k].name, "units": units[k], "attrs": dict(dataset[k].attrs.items())} for k in names},
-        "provenance": dict(dataset.attrs),
-        "source_info": dict(source_info or {}),
-        "grid": grid.to_dict(),
-    }
-    # the maps are published when TiledGeoTIFFs exits, the provenance record right after; an error discards all
-    with (
-        atomic_write(provenance_path) as tmp_provenance,
-        TiledGeoTIFFs(
-            paths,
-            crs=grid.crs,
-            transform=grid.transform,
-            shape=grid.shape,
-            units=units,
-            tags=tags,
-            nodata=nodata,
-            dtypes=dtypes,
-            cog=cog,
-        ) as dst,
-    ):
-        for r0, r1 in row_spans:
-            for c0, c1 in col_spans:
-                window = [data[k][r0:r1, c0:c1] for k in names]
-                if chunks is not None:
-                    window = dask.compute(*window, scheduler=window_scheduler())
-                for k, block in zip(names, window):
-                    dst.write(k, r0, c0, block)
-        tmp_provenance.write_text(json.dumps(record, indent=2, default=str, sort_keys=True), encoding="utf-8")
-    return {**paths, "provenance": provenance_path}
-
-
-# --- the pipeline stage --------------------------------------------------------------------
-
-
-def _source_record(source: Any, arr: xr.DataArray | None = None, gdf: Any = None) -> dict[str, Any]:
-    rec: dict[str, Any] = {"source": str(source)}
-    attrs = arr.attrs if arr is not None else (gdf.attrs if gdf is not None else {})
-    for k in ("product_id", "manifest_id", "source_sha256", "source_files", "units", "instrument"):
-        if attrs.get(k) not in (None, ""):
-            rec[k] = attrs[k]
-    return rec
-
-
-def run_ice(
-    outdir: str | os.PathLike[str],
-    *,
-    dem: Any = None,
-    psr: Any = None,
-    tmax: Any = None,
-    tmean: Any = None,
-    ice_depth: Any = None,
-    illumination: Any = None,
-    hydrogen: Any = None,
-    config: Any = None,
-    grid: AnalysisGrid | Mapping[str, Any] | None = None,
-    mc_samples: int = 64,
-    seed: int = 0,
-    cog: bool = False,
-) -> dict[str, Path]:
-    """The ice pipeline stage: read the layers, model, Monte Carlo, write GeoTIFFs (``write_ice``).
-
-    Each input is a path or a data-manifest id. Rasters are read with
-    :func:`prospect.io.readers.open_product`; ``psr`` may also be polygons (a shapefile
-    such as the LOLA PSR catalogue, a GeoPackage, ...; :func:`prospect.io.vectors.open_vector`
-    then :func:`prospect.resources.masks.polygon_fraction`) or the illumination stage's
-    ``psr_mask.tif``; ``illumination`` is its ``illumination_fraction.tif``. The analysis
-    grid is ``grid`` (an :class:`AnalysisGrid` or its ``to_dict`` mapping), else the
-    DEM's, else the first raster's; rasters on other grids are resampled onto it
-    (:func:`prospect.grid.resample`, ``method="average"``: block mean when coarser).
-    Slope and aspect come from the DEM on the analysis grid (:mod:`prospect.terrain`,
-    Horn, ground distances; baseline in the attributes). ``mc_samples=0`` skips the
-    Monte Carlo. The parameters are checked before any data is read.
-    """
-    from prospect.io.readers import open_product
-    from prospect.io.tables import is_binned_table_source, read_binned_table
-    from prospect.io.vectors import is_vector_source, open_vector
-    from prospect.resources.binned import rasterize_binned
-    from prospect.terrain import aspect_deg, slope_deg
-
-    params = _params(config)
-    _values(params)
-    if isinstance(mc_samples, bool) or not isinstance(mc_samples, (int, np.integer)) or mc_samples < 0:
-        raise ConfigError(f"mc_samples must be a non-negative integer, not {mc_samples!r}")
-    if isinstance(grid, Mapping):
-        grid = AnalysisGrid.from_dict(grid)
-    elif grid is not None and not isinstance(grid, AnalysisGrid):
-        raise ConfigError(f"grid must be an AnalysisGrid or a grid mapping, not {type(grid).__name__}")
-    inputs = {
-        "dem": dem,
-        "psr": psr,
-        "tmax_k": tmax,
-        "tmean_k": tmean,
-        "ice_depth_m": ice_depth,
-        "illumination_fraction": illumination,
-        "hydrogen_ppm": hydrogen,
-    }
-    if all(v is None for v in inputs.values()):
-        raise ConfigError("run_ice needs at least one input (dem, psr, tmax, tmean, ice_depth, illumination, hydrogen)")
-    rasters: dict[str, xr.DataArray] = {}
-    tables: dict[str, Any] = {}
-    source_info: dict[str, Any] = {}
-    psr_polygons = None
-    for key, src in inputs.items():
-        if src is None:
-            continue
-        if key == "psr" and is_vector_source(src):
-            psr_polygons = open_vector(src)
-            source_info[key] = _source_record(src, gdf=psr_polygons)
-            continue
-        if is_binned_table_source(str(src)):
-            tables[key] = read_binned_table(str(src))  # rasterised once the grid is known
-            source_info[key] = {
-                "source": str(src),
-                "product_id": tables[key].product_id,
-                "manifest_id": tables[key].manifest_id,
-                "source_sha256": tables[key].source_sha256,
-                "units": tables[key].units,
-            }
-            continue
-        rasters[key] = open_product(src)
-        source_info[key] = _source_record(src, rasters[key])
-    if grid is None:
-        if not rasters:
-            raise ConfigError(
-                "run_ice: PSR polygons alone do not define a grid; pass grid= or a raster input (dem, tmax, ...)"
-            )
-        grid = AnalysisGrid.from_dataarray(rasters["dem"] if "dem" in rasters else next(iter(rasters.values())))
-    fields_: dict[str, xr.DataArray] = {}
-    for key, arr in rasters.items():
-        if key == "dem":
-            surface = on_grid(arr, grid)
-            fields_["slope_deg"] = slope_deg(surface)
-            fields_["aspect_deg"] = aspect_deg(surface)
-        else:
-            fields_[key] = on_grid(arr, grid)
-    for key, table in tables.items():
-        if key == "dem":
-            raise ConfigError(f"run_ice: dem {inputs['dem']} is a binned table, not a DEM raster")
-        fields_[key] = rasterize_binned(table, grid)  # area-weighted onto the analysis grid
-    if psr_polygons is not None:
-        fields_["psr"] = polygon_fraction(psr_polygons, grid)
-    layers = IceLayers(**fields_)
-    ds = ice_favourability(layers, params)
-    if mc_samples:
-        mc = ice_monte_carlo(layers, params, n=int(mc_samples), seed=seed)
-        ds = ds.assign(mc.data_vars)
-        ds.attrs.update({k: v for k, v in mc.attrs.items() if k.startswith("mc_")})
-    ds.attrs["grid"] = grid.to_dict()
-    if "water_column_kg_m2" in ds:
-        ds.attrs["water_inventory_kg"] = water_inventory_kg(ds, params)
-    return write_ice(ds, outdir, cog=cog, source_info=source_info)

@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dask
 import dask.array as da
@@ -47,7 +45,7 @@ from prospect.errors import ConfigError
 from prospect.grid import AnalysisGrid, as_dask, on_grid
 from prospect.resources.ice import CLASS_SURFACE
 from prospect.sites import features as F
-from prospect.sites import learn, mcda
+from prospect.sites import mcda
 from prospect.sites.candidates import Lattice, apply_constraints, candidate_frame, disc_stat
 
 #: Feature columns: unit and meaning (the site table's ``attrs['feature_units']``).
@@ -107,14 +105,15 @@ class SiteInputs:
         for name in _RASTERS:
             arr = getattr(self, name)
             if arr is not None:
-                method = "nearest" if name == "ice_class" else "average"
+                method: Literal["nearest", "average"] = "nearest" if name == "ice_class" else "average"
                 setattr(self, name, on_grid(arr, self.grid, method=method))
 
     def layers(self) -> dict[str, xr.DataArray]:
         return {n: getattr(self, n) for n in _RASTERS if getattr(self, n) is not None}
 
 
-def _params(config: Any) -> ParameterSet:
+def rank_parameters(config: Any = None) -> ParameterSet:
+    """The site parameters: ``config`` itself if a ParameterSet, else :func:`prospect.config.load` of it."""
     return config if isinstance(config, ParameterSet) else _config.load("sites", config)
 
 
@@ -168,13 +167,14 @@ def site_features(inputs: SiteInputs, params: ParameterSet) -> tuple[pd.DataFram
     frame = candidate_frame(lattice, passed, radius)
     for k, v in terrain.items():
         frame[k] = v[sel]
-    for name, stat in (
+    disc_stats: tuple[tuple[str, Literal["mean", "max"]], ...] = (
         ("illumination_fraction", "mean"),
         ("longest_darkness_h", "max"),
         ("earth_visibility_fraction", "mean"),
         ("psr_fraction", "mean"),
         ("ice_favourability", "mean"),
-    ):
+    )
+    for name, stat in disc_stats:
         if name in layers:
             frame[name] = (stats[name] if name in stats else disc_stat(layers[name], lattice, radius, stat))[sel]
     frame["flat_area_km2"] = result.flat_area_m2[sel] / 1e6
@@ -285,7 +285,9 @@ def rank_sites(
     inputs: SiteInputs, config: Any = None, *, seed: int = 0, learned: bool = True, evaluate: bool = True
 ) -> Ranking:
     """Candidates, features, the three scorings, the Monte Carlo and the explanations (see module doc)."""
-    p = _params(config)
+    from prospect.sites import learn  # scikit-learn is loaded only when a ranking is made
+
+    p = rank_parameters(config)
     n_mc, n_dem, k = _int_param(p, "mc_samples"), _int_param(p, "dem_draws"), _int_param(p, "top_k")
     frame, record = site_features(inputs, p)
     lattice: Lattice = record.pop("_lattice")
@@ -364,6 +366,8 @@ def _evaluate(
     ens: Any,
 ) -> dict[str, Any]:
     """Spatial CV, leave-one-region-out (learned vs the multi-criteria baselines) and importances."""
+    from prospect.sites import learn  # scikit-learn is loaded only when a ranking is made
+
     top = float(p["recall_top_fraction"])
     out: dict[str, Any] = {"spatial_cv": learn.spatial_cv(frame[cols], region >= 0, blocks, **fit_kw)}
     if len(np.unique(region[region >= 0])) >= 2:
@@ -404,6 +408,8 @@ def _monte_carlo(
     seed: int,
 ) -> np.ndarray:
     """``(n, sites)`` combined-score draws over weights x DEM noise x ensemble members."""
+    from prospect.sites import learn  # scikit-learn is loaded only when a ranking is made
+
     weights = mcda.dirichlet_weights(crits, n, rng, p["mc_weight_concentration"])
     where = (
         np.searchsorted(lattice.rows, frame["row"].to_numpy()),
@@ -487,121 +493,3 @@ def site_geodataframes(ranking: Ranking, grid: AnalysisGrid, radius_m: float, sc
     discs = shapely.buffer(shapely.points(df["x"], df["y"]), radius_m * scale, quad_segs=16)
     polys = gpd.GeoDataFrame(df[["site_id", "rank", "score", "score_p05", "score_p95"]], geometry=discs, crs=crs)
     return points, polys
-
-
-def write_ranking(ranking: Ranking, outdir: str | os.PathLike[str], grid: AnalysisGrid) -> dict[str, Path]:
-    """``sites.gpkg`` (layers ``sites`` and ``candidates``), ``ranking.json`` and ``model.skops``, each atomic.
-
-    The GeoPackage is written by :func:`prospect.io.gpkg.write_gpkg`, so QGIS opens it
-    with a valid lunar CRS; ``prospect export`` adds the styles and the vector inputs.
-    """
-    from prospect.io.gpkg import write_gpkg
-    from prospect.io.writers import atomic_write
-
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    lattice_scale = float(ranking.record.get("scale_factor", 1.0))
-    points, polys = site_geodataframes(ranking, grid, ranking.record["site_radius_m"], lattice_scale)
-    paths = {"sites": out / "sites.gpkg", "record": out / "ranking.json"}
-    write_gpkg(paths["sites"], {"sites": points, "candidates": polys}, crs=grid.crs)
-    with atomic_write(paths["record"]) as tmp:
-        tmp.write_text(json.dumps(ranking.record, indent=2, default=_json_default), encoding="utf-8")
-    if ranking.model is not None:
-        paths["model"] = out / "model.skops"
-        learn.save_model(ranking.model, paths["model"])
-    return paths
-
-
-def _json_default(v: Any) -> Any:
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating,)):
-        return None if not np.isfinite(v) else float(v)
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    return str(v)
-
-
-def _raster_in(source: Any, names: tuple[str, ...]) -> dict[str, Path]:
-    """Files of ``names`` (``<name>.tif``) in a stage's output folder, or ``{names[0]: source}`` for a file."""
-    path = Path(str(source))
-    if path.is_dir():
-        found = {n: path / f"{n}.tif" for n in names if (path / f"{n}.tif").exists()}
-        if not found:
-            raise ConfigError(f"{path}: folder holds none of {[n + '.tif' for n in names]}")
-        return found
-    return {names[0]: source}
-
-
-def load_site_inputs(
-    dem: Any,
-    *,
-    illumination: Any = None,
-    psr: Any = None,
-    ice: Any = None,
-    he3: Any = None,
-    craters: Any = None,
-    cold_traps: Any = None,
-    labels: Any = None,
-) -> SiteInputs:
-    """Open the site stage's inputs (paths, stage output folders or data-manifest ids).
-
-    ``illumination`` is the ``prospect illumination`` folder (illumination fraction,
-    longest darkness, Earth visibility, PSR mask) or an illumination-fraction raster;
-    ``psr`` PSR polygons or a raster (default: the illumination folder's ``psr_mask``);
-    ``ice`` the ``prospect ice`` folder (favourability, stability class) or a
-    favourability raster; ``he3`` a ``he3_ppb`` raster or the ``prospect he3`` folder;
-    ``craters`` a crater catalogue (e.g. ``hkpolyu_craters_60_90s``), ``cold_traps`` the
-    named cold-trap list (``cold_trap_craters``), ``labels`` the expert regions
-    (``artemis3_regions_2022``).
-    """
-    from prospect.io.readers import open_product
-    from prospect.io.vectors import is_vector_source, open_vector
-    from prospect.resources.masks import polygon_fraction
-
-    stage_names = (
-        (illumination, ("illumination_fraction", "longest_darkness_h", "earth_visibility_fraction", "psr_mask")),
-        (ice, ("ice_favourability", "ice_stability_class")),
-        (he3, ("he3_ppb",)),
-    )
-    rename = {"psr_mask": "psr_fraction", "ice_stability_class": "ice_class"}
-    files = {
-        rename.get(n, n): src
-        for stage, names in stage_names
-        if stage is not None
-        for n, src in _raster_in(stage, names).items()
-    }
-    dem_arr = open_product(dem)
-    layers = {k: open_product(src) for k, src in files.items()}
-    if psr is not None:  # an explicit PSR layer replaces the illumination folder's psr_mask
-        files["psr_fraction"] = psr
-        layers["psr_fraction"] = (
-            polygon_fraction(open_vector(psr), AnalysisGrid.from_dataarray(dem_arr))
-            if is_vector_source(psr)
-            else open_product(psr)
-        )
-    vector_files = {
-        k: v for k, v in (("craters", craters), ("cold_traps", cold_traps), ("regions", labels)) if v is not None
-    }
-    vectors = {k: open_vector(src) for k, src in vector_files.items()}
-    sources = {k: str(v) for k, v in {"dem": dem, **files, **vector_files}.items()}
-    return SiteInputs(dem=dem_arr, **layers, **vectors, sources=sources)
-
-
-def run_rank(
-    outdir: str | os.PathLike[str],
-    dem: Any,
-    *,
-    config: Any = None,
-    seed: int = 0,
-    learned: bool = True,
-    evaluate: bool = True,
-    **sources: Any,
-) -> tuple[Ranking, dict[str, Path]]:
-    """The site stage: check the parameters, open the inputs, rank, write (``write_ranking``)."""
-    params = _params(config)
-    inputs = load_site_inputs(dem, **sources)
-    ranking = rank_sites(inputs, params, seed=seed, learned=learned, evaluate=evaluate)
-    ranking.record["inputs"] = inputs.sources
-    ranking.record["grid"] = inputs.grid.to_dict()
-    return ranking, write_ranking(ranking, outdir, inputs.grid)
