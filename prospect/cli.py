@@ -104,7 +104,7 @@ def info(
     ] = False,
 ) -> None:
     """Describe a product: format, lunar CRS, size, resolution, units, value range, checksum."""
-    from prospect.io.readers import _sniff, describe, open_product
+    from prospect.io.readers import describe, open_product, sniff_format
     from prospect.io.vectors import is_vector_source
 
     path = Path(source)
@@ -123,7 +123,7 @@ def info(
             "manifest_id": gdf.attrs.get("manifest_id"),
         }
     else:
-        if path.exists() and _sniff(path) == "vector":
+        if path.exists() and sniff_format(path) == "vector":
             raise typer.BadParameter(f"{source}: vector file")
         arr = open_product(source, crs_override=assume_crs, strict=strict)
         summary = describe(arr)

@@ -52,7 +52,7 @@ def real_site_run(shared, tmp_path_factory):
     import rasterio
     from rasterio.windows import Window
 
-    from prospect.sites.rank import run_rank
+    from prospect.pipeline.stages import rank_from_sources, write_ranking
 
     tmp = tmp_path_factory.mktemp("real_sites")
     with rasterio.open(shared / "lola_polar_1600m" / "lola_dem_south.tif") as src:
@@ -65,14 +65,14 @@ def real_site_run(shared, tmp_path_factory):
             dst.update_tags(1, **src.tags(1), units="m")  # the manifest (matched by checksum) said so
     res = run_cli("illumination", str(tmp / "dem.tif"), str(tmp / "ill"), "--azimuths", "64", "--step-hours", "24")
     assert res.returncode == 0, res.stderr
-    ranking, paths = run_rank(
-        tmp / "out",
-        str(tmp / "dem.tif"),
-        illumination=tmp / "ill",
-        psr="lola_psr_south_5km2",
-        craters="hkpolyu_craters_60_90s",
-        cold_traps="cold_trap_craters",
-        labels="artemis3_regions_2022",
-        config={"sites": {"mc_samples": 64, "dem_draws": 2}},
-    )
+    sources = {
+        "dem": str(tmp / "dem.tif"),
+        "illumination": str(tmp / "ill"),
+        "psr": "lola_psr_south_5km2",
+        "craters": "hkpolyu_craters_60_90s",
+        "cold_traps": "cold_trap_craters",
+        "labels": "artemis3_regions_2022",
+    }
+    ranking, grid = rank_from_sources(sources=sources, params={"config": {"sites": {"mc_samples": 64, "dem_draws": 2}}})
+    paths = write_ranking(ranking, tmp / "out", grid)
     return ranking, paths, tmp

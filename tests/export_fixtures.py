@@ -5,7 +5,7 @@ expert regions) is written the way the stages write it: a DEM GeoTIFF, an
 ``illumination/`` folder (illumination, longest darkness, Earth visibility, PSR mask),
 an ``ice/`` folder (favourability, classes), a He-3 map, craters as a GeoPackage in
 lunar geographic coordinates, named cold traps and expert regions as CSV tables; then
-``prospect.sites.rank.run_rank`` ranks it into ``run/``.
+``prospect.pipeline.stages.run_sites`` ranks it into ``run/``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pandas as pd
 from prospect import lunar
 from prospect.io.gpkg import write_gpkg
 from prospect.io.writers import write_geotiff
-from prospect.sites.rank import run_rank
+from prospect.pipeline.stages import run_sites
 from tests.test_sites import BEST, FAST, OTHERS, _grid, scene
 
 
@@ -70,16 +70,14 @@ def make_synthetic_run(root: Path, *, seed: int = 7) -> Path:
     regions = root / "regions.csv"
     s.regions.to_csv(regions, index=False)  # centre lon/lat and lon/lat boxes, like the Artemis III table
     run = root / "run"
-    run_rank(
-        run,
-        str(dem),
-        config=FAST,
-        seed=seed,
-        illumination=ill,
-        ice=ice,
-        he3=he3,
-        craters=str(craters),
-        cold_traps=str(traps),
-        labels=str(regions),
-    )
+    sources = {
+        "dem": str(dem),
+        "illumination": str(ill),
+        "ice": str(ice),
+        "he3": str(he3),
+        "craters": str(craters),
+        "cold_traps": str(traps),
+        "labels": str(regions),
+    }
+    run_sites(run, sources=sources, params={"config": FAST}, seed=seed)
     return run

@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from prospect import lunar
 from prospect.errors import ConfigError, FormatError, InputNotFoundError, ProspectError
+from prospect.io import models
 from prospect.sites import learn
 
 # small, fast ensembles: the defaults (16 members, 100 iterations) are for real runs
@@ -202,8 +203,8 @@ def test_permutation_importance_finds_the_informative_feature(sites, ensemble):
 def test_save_load_roundtrip(tmp_path, sites, ensemble):
     X = sites[0]
     path = tmp_path / "model.skops"
-    learn.save_model(ensemble, path)
-    loaded = learn.load_model(path)
+    models.save_model(ensemble, path)
+    loaded = models.load_model(path)
     assert loaded.feature_names == ensemble.feature_names and loaded.info == ensemble.info
     np.testing.assert_array_equal(learn.predict(loaded, X)[1], learn.predict(ensemble, X)[1])
     assert [p.name for p in tmp_path.iterdir()] == ["model.skops"]  # no temp file left behind
@@ -213,8 +214,8 @@ def test_saved_model_is_byte_reproducible(tmp_path, sites, ensemble):
     """Same model, same bytes (skops alone names members after memory addresses and stamps the time)."""
     import copy
 
-    learn.save_model(ensemble, tmp_path / "a.skops")
-    learn.save_model(copy.deepcopy(ensemble), tmp_path / "b.skops")
+    models.save_model(ensemble, tmp_path / "a.skops")
+    models.save_model(copy.deepcopy(ensemble), tmp_path / "b.skops")
     assert (tmp_path / "a.skops").read_bytes() == (tmp_path / "b.skops").read_bytes()
 
 
@@ -231,7 +232,7 @@ def test_load_refuses_a_disallowed_type(tmp_path, ensemble):
         {"members": list(ensemble.members) + [Smuggled()], "feature_names": ensemble.feature_names, "info": {}}, path
     )
     with pytest.raises(FormatError, match=r"evil\.skops.*Smuggled"):
-        learn.load_model(path)
+        models.load_model(path)
 
 
 @pytest.mark.parametrize("kind", ["text", "zip", "not_a_model"])
@@ -245,10 +246,10 @@ def test_load_refuses_files_that_are_not_models(tmp_path, kind):
     else:
         sio.dump({"members": [], "feature_names": [], "info": {}}, path)
     with pytest.raises(FormatError, match=r"model\.skops") as err:
-        learn.load_model(path)
+        models.load_model(path)
     assert "\n" not in str(err.value)
 
 
 def test_load_missing_file(tmp_path):
     with pytest.raises(InputNotFoundError, match=r"absent\.skops"):
-        learn.load_model(tmp_path / "absent.skops")
+        models.load_model(tmp_path / "absent.skops")

@@ -1,7 +1,7 @@
 """The run report (prospect.export.report): self-contained HTML, rendered by a real browser, deterministic.
 
 The run folder is the synthetic scene of tests/test_sites.py (a known best site, expert
-regions, a learned model) written with :func:`prospect.sites.rank.write_ranking`, plus a
+regions, a learned model) written with :func:`prospect.pipeline.stages.write_ranking`, plus a
 few GeoTIFF maps of the same scene. Browser checks use Debian's Chromium through
 Playwright (docs/platform.md, "Browser for report tests") and skip only when
 /usr/bin/chromium is absent.
@@ -27,8 +27,9 @@ from prospect.errors import InputNotFoundError, ProspectError
 from prospect.export import figures
 from prospect.export.report import render_report, write_report
 from prospect.io.writers import write_geotiff
+from prospect.pipeline.stages import write_ranking
 from prospect.resources.ice import CLASS_NODATA, CLASS_NOT_STABLE, CLASS_SHALLOW, CLASS_SURFACE
-from prospect.sites.rank import rank_sites, write_ranking
+from prospect.sites.rank import rank_sites
 from tests.test_sites import BEST, FAST, OTHERS, scene
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -329,7 +329,8 @@ def test_traverse_cost_is_ground_length_on_flat_ground_and_penalises_slope():
 
 
 def test_outputs_gpkg_json_and_model(best_ranking, tmp_path):
-    from prospect.sites.learn import load_model, predict
+    from prospect.io.models import load_model
+    from prospect.sites.learn import predict
     from prospect.sites.rank import feature_columns
 
     paths = write_ranking(best_ranking, tmp_path / "out", _grid())

@@ -12,9 +12,10 @@ from benchmarks.bench_slope import make_fractal_tile
 from prospect.illumination import _horizon_kernels as K
 from prospect.illumination.ephemeris import default_times, sun_earth_directions
 from prospect.illumination.horizon import horizon_angles, kernel_inputs
-from prospect.illumination.maps import PARTIAL_DIR, PRODUCTS, write_illumination
+from prospect.illumination.maps import PRODUCTS
 from prospect.illumination.products import SunSamples, illumination_products
 from prospect.illumination.tiles import TiledHorizon
+from prospect.pipeline.stages import PARTIAL_DIR, write_illumination
 from prospect.synthetic import south_polar_scene
 
 

@@ -1,7 +1,7 @@
 """The run report: one self-contained HTML page (and optionally a PDF) from a ranking run folder.
 
 :func:`write_report` reads ``ranking.json`` and the ``sites`` layer of ``sites.gpkg``
-(written by :func:`prospect.sites.rank.write_ranking`), draws the figures of
+(written by :func:`prospect.pipeline.stages.write_ranking`), draws the figures of
 :mod:`prospect.export.figures` from the run's maps, and renders
 ``templates/report.html.j2`` with Jinja2 (autoescaping on). The page needs nothing but
 itself: every image is a base64 ``data:`` URI (RFC 2397), the CSS is inline, there is
@@ -492,6 +492,7 @@ def render_report(
         "status_meaning": STATUS_MEANING,
         "maps": [_map_info(s, p) for s, p in map_paths.items()],
         "map_stems": list(map_paths),
+        "dem_file": registry.filename("dem_m"),
         "figures": _figures(map_paths, sites, vectors, record, k, p_col),
         "vectors": sorted(vectors),
         "inputs": record.get("inputs") or {},

@@ -130,9 +130,10 @@ def _check_schema(data: Any, src: Path) -> None:
 
 def quantity(value: Any, units: Mapping[str, float], key: str, src: Path, kind: str) -> Any:
     """A number (or list of numbers) from ``value`` or ``{value: V, unit: U}``, in the base unit of ``units``."""
+    v: Any
     if isinstance(value, Mapping):
         unit = value.get("unit")
-        if unit not in units:
+        if not isinstance(unit, str) or unit not in units:
             raise PipelineError(f"{src}: {key}: unit {unit!r} is not a {kind} ({', '.join(units)})")
         factor, v = units[unit], value.get("value")
     else:

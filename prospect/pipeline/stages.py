@@ -122,19 +122,6 @@ def _json_default(v: Any) -> Any:
     return str(v)
 
 
-def _spans(chunks: tuple[int, ...], target: int) -> list[tuple[int, int]]:
-    """Consecutive chunks grouped into spans of at most ``target`` pixels (at least one chunk)."""
-    spans: list[tuple[int, int]] = []
-    start = pos = 0
-    for c in chunks:
-        if pos > start and pos + c - start > target:
-            spans.append((start, pos))
-            start = pos
-        pos += c
-    spans.append((start, pos))
-    return spans
-
-
 def _even(n: int, size: int) -> tuple[int, ...]:
     """``n`` pixels as pieces of ``size`` (the last one shorter), for unchunked maps."""
     return tuple(min(size, n - s) for s in range(0, n, size))
@@ -472,7 +459,7 @@ def write_ice(
     import dask
     import dask.array as da
 
-    from prospect.io.writers import TiledGeoTIFFs, atomic_write, window_scheduler
+    from prospect.io.writers import TiledGeoTIFFs, atomic_write, window_groups, window_scheduler
     from prospect.resources.ice import CLASS_NODATA, FLOAT_NODATA
 
     if not isinstance(dataset, xr.Dataset):
@@ -509,8 +496,8 @@ def write_ice(
     }
     data = {k: dataset[k].data for k in names}
     chunks = next((x.chunks for x in data.values() if isinstance(x, da.Array)), None)
-    row_spans = _spans(chunks[0] if chunks else _even(height, window_px), window_px)
-    col_spans = _spans(chunks[1] if chunks else _even(width, window_px), window_px)
+    row_spans = window_groups(chunks[0] if chunks else _even(height, window_px), window_px)
+    col_spans = window_groups(chunks[1] if chunks else _even(width, window_px), window_px)
     record = {
         "maps": {k: {"file": paths[k].name, "units": units[k], "attrs": dict(dataset[k].attrs.items())} for k in names},
         "provenance": dict(dataset.attrs),
@@ -915,7 +902,6 @@ def write_ranking(ranking: Any, outdir: PathLike, grid: AnalysisGrid) -> dict[st
     """
     from prospect.io.gpkg import write_gpkg
     from prospect.io.writers import atomic_write
-    from prospect.sites import learn
     from prospect.sites.rank import site_geodataframes
 
     out = Path(outdir)
@@ -928,7 +914,9 @@ def write_ranking(ranking: Any, outdir: PathLike, grid: AnalysisGrid) -> dict[st
         tmp.write_text(json.dumps(ranking.record, indent=2, default=_json_default), encoding="utf-8")
     if ranking.model is not None:
         paths["model"] = out / "model.skops"
-        learn.save_model(ranking.model, paths["model"])
+        from prospect.io.models import save_model
+
+        save_model(ranking.model, paths["model"])
     return paths
 
 

@@ -356,10 +356,6 @@ def sample_parameters(params: ParameterSet, n: int, seed: int) -> list[dict[str,
 
 # --- maps -----------------------------------------------------------------------------------
 
-#: The long names the He-3 maps carry where they differ from :mod:`prospect.layers`; the other
-#: maps carry the registry's long name.
-_LONG_NAMES = {"he3_ppb": "He-3 concentration (mass ppb)"}
-
 
 def _windows(grid: AnalysisGrid, block_px: int) -> list[tuple[int, int, int, int]]:
     """``(row0, row1, col0, col1)`` blocks of ``block_px`` covering the grid, row-major."""
@@ -533,7 +529,7 @@ def he3_maps(
     attrs = map_attrs(inputs, params, result.coefficients, samples=samples, seed=seed)
     result.maps = xr.Dataset(
         {
-            k: grid._wrap(v, name=k, attrs={**attrs, "units": map_units(k), "long_name": map_long_name(k)})
+            k: grid.wrap(v, name=k, attrs={**attrs, "units": map_units(k), "long_name": map_long_name(k)})
             for k, v in arrays.items()
         }
     )
@@ -551,7 +547,7 @@ def map_long_name(name: str) -> str:
     """The long name of He-3 map ``name``."""
     if name.startswith("he3_ppb_p"):
         return f"He-3 concentration, Monte Carlo {name[-3:]} (mass ppb)"
-    return _LONG_NAMES.get(name) or layers.get(name).long_name
+    return layers.get(name).stage_long_name
 
 
 def map_attrs(

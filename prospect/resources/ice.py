@@ -126,7 +126,7 @@ CLASS_NAMES = {
 #: The score layers of the favourability, in the order of the ``weights`` parameter.
 SCORE_LAYERS = ("thermal", "psr", "hydrogen", "pole_facing")
 
-PROXY_LABEL = "proxy: radiative equilibrium from illumination fraction (not a temperature measurement)"
+PROXY_LABEL = layer_registry.THERMAL_PROXY_LABEL
 
 #: Percentiles of the Monte Carlo maps.
 MC_PERCENTILES = (5, 50, 95)
@@ -662,20 +662,8 @@ def _provenance(prep: _Prepared, p: ParameterSet, v: Mapping[str, Any]) -> dict[
     }
 
 
-#: The long names the ice maps carry where they differ from :mod:`prospect.layers` (more detail);
-#: the other maps carry the registry's long name.
-_LONG_NAMES = {
-    "ice_favourability": "water-ice favourability (0..1): weighted mean of the available layer scores",
-    "ice_stability_class": "water-ice stability class: 0 not stable, 1 shallow-subsurface, 2 surface, 255 nodata",
-    "score_hydrogen": "hydrogen score clip(WEH / reference, 0, 1) (neutron footprint 30-150 km: smooth)",
-    "weh_wt_pct": "water-equivalent hydrogen, 9e-4 x ppm H (neutron footprint 30-150 km: smooth)",
-    "thermal_proxy_k": "PROXY annual mean surface temperature: " + PROXY_LABEL,
-    "water_column_kg_m2": "water-equivalent column: WEH / 100 x bulk density x neutron sensing depth",
-}
-
-
 def _long_name(name: str) -> str:
-    return _LONG_NAMES.get(name) or layer_registry.get(name).long_name
+    return layer_registry.get(name).stage_long_name
 
 
 def _class_attrs(prov: Mapping[str, Any]) -> dict[str, Any]:
