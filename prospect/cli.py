@@ -225,6 +225,8 @@ def slope(
     assume_crs: AssumeCRS = None,
 ) -> None:
     """Slope in degrees from lunar ground distances, streamed chunk by chunk to a GeoTIFF."""
+    import rasterio
+
     from prospect.grid import AnalysisGrid
     from prospect.io.readers import open_product
     from prospect.pipeline.stages import run_slope
@@ -238,10 +240,11 @@ def slope(
         "crs_override": assume_crs,
     }
     paths = run_slope(out, sources={"dem": dem}, params=params, progress=progress)
-    result = open_product(paths["slope_deg"])
-    grid = AnalysisGrid.from_dataarray(result)
+    with rasterio.open(paths["slope_deg"]) as src:  # the method and baseline the stage recorded
+        tags = src.tags()
+    grid = AnalysisGrid.from_dataarray(open_product(paths["slope_deg"]))
     typer.echo(
-        f"{out}: slope [deg], {result.attrs['prospect_method']}, baseline {float(result.attrs['prospect_baseline_m']):g}"
+        f"{out}: slope [deg], {tags['prospect_method']}, baseline {float(tags['prospect_baseline_m']):g}"
         f" m, {grid.shape[0]} x {grid.shape[1]}, {grid.crs}"
     )
 

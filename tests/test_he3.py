@@ -23,7 +23,7 @@ SPHERE_M2 = 4.0 * math.pi * lunar.MOON_RADIUS_M**2
 
 def _layer(grid: AnalysisGrid, values, units: str = "wt%") -> xr.DataArray:
     data = np.broadcast_to(np.asarray(values, dtype="float32"), grid.shape).copy()
-    return grid._wrap(data, name="layer", attrs={"units": units})
+    return grid.wrap(data, name="layer", attrs={"units": units})
 
 
 # --- fluence ----------------------------------------------------------------------------------
@@ -252,7 +252,7 @@ def test_he3_on_a_polar_analysis_grid_matches_the_global_map(shared, tmp_path):
     for out, grid in ((tmp_path / "polar", polar), (tmp_path / "global", AnalysisGrid.global_geographic(0.1))):
         col = xr.open_dataarray(out / "he3_column_kg_m2.tif", engine="rasterio").squeeze("band", drop=True)
         _, lat = grid.lonlat()
-        totals.append(he3.inventory_kg(col, mask=grid._wrap((lat < -80).astype("float32"))))
+        totals.append(he3.inventory_kg(col, mask=grid.wrap((lat < -80).astype("float32"))))
     assert totals[0] == pytest.approx(totals[1], rel=0.001), totals
     assert s_polar["inventory_kg"] < glob["inventory_kg"] / 50  # the cap is ~0.8 % of the sphere
 

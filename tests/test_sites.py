@@ -95,7 +95,7 @@ def scene(best, others=(), experts=(), psr_offset=(0.0, -5000.0)):
         flat *= 1.0 - _bump(x, y, cx, cy, 1500.0)
     dem = 250.0 * np.sin((x - AXIS_X) / 2200.0) ** 2 * np.cos(y / 1900.0) * flat - 1500.0
     dark = 400.0 * (1.0 - illum)
-    wrap = lambda a, name, units: grid._wrap(a.astype("float32"), name=name, attrs={"units": units})  # noqa: E731
+    wrap = lambda a, name, units: grid.wrap(a.astype("float32"), name=name, attrs={"units": units})  # noqa: E731
     traps = [shapely.Point(cx + psr_offset[0], cy + psr_offset[1]).buffer(1500.0) for cx, cy in (*best, *others)]
     psr = gpd.GeoDataFrame(geometry=traps, crs=grid.crs.to_pyproj())
     from prospect.resources.masks import polygon_fraction
@@ -262,7 +262,7 @@ def test_lattice_ids_are_stable_across_windows():
 def test_disc_statistics_match_brute_force():
     grid = AnalysisGrid.from_bounds(30135, (-3000, -3000, 3000, 3000), resolution=100)
     values = np.random.default_rng(0).normal(size=grid.shape)
-    layer = grid._wrap(values)
+    layer = grid.wrap(values)
     lat = C.Lattice.of(grid, 500)
     k = lat.scale_factor()
     for stat, fn in (("mean", np.mean), ("max", np.max), ("p95", lambda v: np.percentile(v, 95))):
@@ -278,7 +278,7 @@ def test_wide_disc_means_are_exact_then_block_averaged():
     grid = AnalysisGrid.from_bounds(30135, (-8000, -8000, 8000, 8000), resolution=100)
     values = np.random.default_rng(1).normal(size=grid.shape)
     values[40:45, 60:70] = np.nan
-    layer = grid._wrap(values).chunk(48)  # several chunks: the halo must carry the disc across them
+    layer = grid.wrap(values).chunk(48)  # several chunks: the halo must carry the disc across them
     lat = C.Lattice.of(grid, 2000)
     got = C.disc_stat(layer, lat, 1500.0, "mean")  # 709 pixels: FFT convolution at full resolution
     x, y = np.meshgrid(grid.x, grid.y)
@@ -287,7 +287,7 @@ def test_wide_disc_means_are_exact_then_block_averaged():
         for j, c in enumerate(lat.cols):
             inside = np.hypot(x - grid.x[c], y - grid.y[r]) <= 1500.0 * k + 1e-6
             assert got[i, j] == pytest.approx(np.nanmean(values[inside]), abs=1e-9)
-    ramp = grid._wrap(2.0 + x / 1e4)  # a disc 10x wider than 64 pixels: block means, then the FFT
+    ramp = grid.wrap(2.0 + x / 1e4)  # a disc 10x wider than 64 pixels: block means, then the FFT
     wide = C.disc_stat(ramp, C.Lattice.of(grid, 4000), 7000.0, "mean")
     assert wide.shape == (4, 4) and np.isfinite(wide).all()
     with pytest.raises(ConfigError, match="only means over wide discs"):
@@ -305,25 +305,21 @@ def test_distances_are_lunar_great_circles():
 
 def test_traverse_cost_is_ground_length_on_flat_ground_and_penalises_slope():
     grid = AnalysisGrid.from_bounds(30135, (0, 0, 20000, 2000), resolution=200)
-    flat = grid._wrap(np.zeros(grid.shape))
+    flat = grid.wrap(np.zeros(grid.shape))
     src = np.zeros(grid.shape, dtype=bool)
     src[:, 0] = True
     rows, cols = np.array([5, 5]), np.array([50, 99])
-    cost, res = F.traverse_cost_km(
-        flat, grid._wrap(src), rows, cols, grid, scale_deg=5, max_slope_deg=25, max_cells=1e6
-    )
+    cost, res = F.traverse_cost_km(flat, grid.wrap(src), rows, cols, grid, scale_deg=5, max_slope_deg=25, max_cells=1e6)
     k = lunar.polar_scale_factor_xy(grid.x[cols], grid.y[rows])
     assert res == 200.0
     np.testing.assert_allclose(cost, (cols * 200.0 / k) / 1e3, rtol=2e-3)
-    steep = grid._wrap(np.full(grid.shape, 5.0))
-    cost5, _ = F.traverse_cost_km(
-        steep, grid._wrap(src), rows, cols, grid, scale_deg=5, max_slope_deg=25, max_cells=1e6
-    )
+    steep = grid.wrap(np.full(grid.shape, 5.0))
+    cost5, _ = F.traverse_cost_km(steep, grid.wrap(src), rows, cols, grid, scale_deg=5, max_slope_deg=25, max_cells=1e6)
     np.testing.assert_allclose(cost5, 2 * cost, rtol=1e-9)
     wall = np.zeros(grid.shape)
     wall[:, 30] = 40.0
     blocked, _ = F.traverse_cost_km(
-        grid._wrap(wall), grid._wrap(src), rows, cols, grid, scale_deg=5, max_slope_deg=25, max_cells=1e6
+        grid.wrap(wall), grid.wrap(src), rows, cols, grid, scale_deg=5, max_slope_deg=25, max_cells=1e6
     )
     assert np.isnan(blocked).all()
 
@@ -422,8 +418,8 @@ def test_ice_and_he3_features_against_brute_force():
     for cx, cy in (BEST, *OTHERS):
         ice = np.maximum(ice, _bump(x, y, cx, cy - 5000.0, 1500.0))
     he3 = 2.0 + (x - AXIS_X) / 10000.0
-    inputs.ice_favourability = grid._wrap(ice.astype("float32"), name="ice", attrs={"units": "1"})
-    inputs.he3_ppb = grid._wrap(he3.astype("float32"), name="he3", attrs={"units": "ppb"})
+    inputs.ice_favourability = grid.wrap(ice.astype("float32"), name="ice", attrs={"units": "1"})
+    inputs.he3_ppb = grid.wrap(he3.astype("float32"), name="he3", attrs={"units": "ppb"})
     frame, rec = site_features(inputs, config.load("sites", FAST))
     lon_px, lat_px = lunar.xy_to_lonlat(grid.crs, x, y)
     sample = frame.iloc[:: max(1, len(frame) // 25)]

@@ -94,11 +94,36 @@ def _tree(name: str) -> ast.Module:
     return ast.parse(_modules()[name].read_bytes())
 
 
+def _type_checking_only(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``): imports for type checkers, never run."""
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _walk(node: ast.AST) -> list[ast.AST]:
+    """Every node below ``node`` (itself included), skipping ``if TYPE_CHECKING:`` bodies."""
+    found: list[ast.AST] = []
+    todo = [node]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        if _type_checking_only(current):
+            assert isinstance(current, ast.If)
+            todo.extend(current.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(current))
+    return found
+
+
 def _imports(nodes: list[ast.stmt] | ast.AST, package: str) -> set[str]:
     body = nodes if isinstance(nodes, list) else [nodes]
     found: set[str] = set()
     for stmt in body:
-        for node in ast.walk(stmt):
+        for node in _walk(stmt):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 found |= _resolve(node, package)
     return found
