@@ -11,12 +11,22 @@ real Chang'e labels do: tab indentation, empty values (``DATA_SET_ID =``), times
 in a lowercase ``z``, and ``^POINTER = n`` record pointers into the label's own file.
 A truncated or malformed label raises :class:`~prospect.errors.LabelError` naming the
 file and line.
+
+Hostile labels are refused with one line, never a traceback: the parser is iterative and
+refuses nesting deeper than :data:`MAX_NESTING`; a label is read only up to
+:data:`MAX_LABEL_BYTES`; every number the readers take from a label goes through
+:meth:`Block.integer` / :meth:`Block.real`, which name the file and the key of a value of the
+wrong type or out of range; and a data pointer must name a regular file inside the label's
+own folder (or one of the product's manifest files), symlinks included
+(:func:`locate_data_file`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +35,18 @@ from typing import Any
 import numpy as np
 
 from prospect.errors import CorruptProductError, FormatError, LabelError
+
+#: The largest label prospect parses (detached ``.LBL`` files, and the attached label at the
+#: head of an ``.IMG``): real PDS3 labels are a few KiB; a bigger one is not a label.
+MAX_LABEL_BYTES = 1 << 20
+#: The deepest OBJECT/GROUP (or parenthesised value) nesting accepted; real labels nest < 5.
+MAX_NESTING = 64
+#: The most lines or samples a PDS3 image may declare (LOLA's 1024 px/deg global map is
+#: 368,640 samples wide): anything larger is a label that lies, refused before any allocation.
+MAX_IMAGE_SIDE = 1 << 21
+
+
+_MISSING: Any = object()
 
 
 @dataclass(frozen=True)
@@ -63,6 +85,94 @@ class Block:
             raise LabelError(f"{source}: label has no {key} in {self.kind} {self.name} (line {self.line})")
         return v
 
+    def _where(self, key: str, source: str) -> str:
+        where = "" if self.kind == "LABEL" else f" in {self.kind} {self.name}"
+        return f"{source}: {key}{where} (line {self.line})"
+
+    def _number(self, key: str, source: str, default: Any) -> tuple[Any, Any]:
+        """The raw value of ``key`` and its number (a Quantity's value, a numeric string parsed)."""
+        raw = self.get(key, _MISSING)
+        if raw is _MISSING or raw is None:
+            if default is _MISSING:
+                raise LabelError(f"{self._where(key, source)}: the label has no value for {key}")
+            return raw, default
+        value = raw.value if isinstance(raw, Quantity) else raw
+        if isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                try:
+                    value = float(value.strip())
+                except ValueError:
+                    value = _MISSING
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise LabelError(f"{self._where(key, source)}: {key} = {_show(raw)} is not a number")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise LabelError(f"{self._where(key, source)}: {key} = {_show(raw)} is not a finite number")
+        return raw, value
+
+    def integer(
+        self,
+        key: str,
+        source: str,
+        *,
+        default: Any = _MISSING,
+        minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> int:
+        """The integer value of ``key``; a missing key (without ``default``), a value that is not
+        a whole number, or one outside ``minimum .. maximum`` raises :class:`LabelError` naming
+        the file and the key."""
+        key = key.upper()
+        raw, value = self._number(key, source, default)
+        if raw is _MISSING or raw is None:
+            return value  # the default
+        if isinstance(value, float):
+            if value != int(value):
+                raise LabelError(f"{self._where(key, source)}: {key} = {_show(raw)} is not a whole number")
+            value = int(value)
+        _check_range(self._where(key, source), key, raw, value, minimum, maximum)
+        return int(value)
+
+    def real(
+        self,
+        key: str,
+        source: str,
+        *,
+        default: Any = _MISSING,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        positive: bool = False,
+    ) -> float:
+        """The finite float value of ``key`` (a Quantity's number); like :meth:`integer`.
+        ``positive`` refuses zero and negative values."""
+        key = key.upper()
+        raw, value = self._number(key, source, default)
+        if raw is _MISSING or raw is None:
+            return value  # the default
+        value = float(value)
+        if positive and not value > 0:
+            raise LabelError(f"{self._where(key, source)}: {key} = {_show(raw)} must be positive")
+        _check_range(self._where(key, source), key, raw, value, minimum, maximum)
+        return value
+
+    def unit(self, key: str) -> str:
+        """The unit of ``key`` (``""`` when the value has none), lower case, spaces removed."""
+        raw = self.get(key)
+        return raw.unit.strip().lower().replace(" ", "") if isinstance(raw, Quantity) else ""
+
+    def text(self, key: str, source: str, *, default: Any = _MISSING) -> str:
+        """The value of ``key`` as text; a list, set or block where a word belongs raises LabelError."""
+        key = key.upper()
+        raw = self.get(key, _MISSING)
+        if raw is _MISSING or raw is None:
+            if default is _MISSING:
+                raise LabelError(f"{self._where(key, source)}: the label has no value for {key}")
+            return str(default)
+        if isinstance(raw, (tuple, Quantity, Block)):
+            raise LabelError(f"{self._where(key, source)}: {key} = {_show(raw)} is not a single word or string")
+        return str(raw)
+
     def blocks(self, name: str | None = None) -> list[Block]:
         return [v for _, v in self.items if isinstance(v, Block) and (name is None or v.name == name.upper())]
 
@@ -71,12 +181,29 @@ class Block:
         return found[0] if found else None
 
     def walk(self) -> Iterator[Block]:
-        yield self
-        for b in self.blocks():
-            yield from b.walk()
+        """This block and every block inside it, depth first, in label order (iterative)."""
+        stack: list[Block] = [self]
+        while stack:
+            b = stack.pop()
+            yield b
+            stack.extend(reversed(b.blocks()))
 
 
-_MISSING = object()
+def _show(raw: Any) -> str:
+    """A label value as the message shows it: short, on one line."""
+    text = repr(raw.value if isinstance(raw, Quantity) else raw)
+    if isinstance(raw, Quantity):
+        text += f" <{raw.unit}>"
+    text = " ".join(text.split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_range(where: str, key: str, raw: Any, value: float, minimum: float | None, maximum: float | None) -> None:
+    if minimum is not None and value < minimum:
+        raise LabelError(f"{where}: {key} = {_show(raw)} is below the smallest allowed value {minimum}")
+    if maximum is not None and value > maximum:
+        raise LabelError(f"{where}: {key} = {_show(raw)} is above the largest allowed value {maximum:,}")
+
 
 _TOKEN = re.compile(
     r"""
@@ -127,7 +254,10 @@ def _scalar(tok: str, kind: str) -> Any:
         return tok[1:-1]
     m = _RADIX.match(tok)
     if m:
-        return int(m.group(2), int(m.group(1)))
+        try:
+            return int(m.group(2), int(m.group(1)))
+        except ValueError:
+            return tok  # a radix outside 2..16 or digits the radix lacks: kept as text
     try:
         return int(tok)
     except ValueError:
@@ -166,12 +296,17 @@ class _Parser:
             raise LabelError(f"{self.source}: the label ends where a value should be (truncated label?)")
         return t
 
-    def value(self, line: int, *, in_list: bool = False) -> Any:
+    def value(self, line: int, *, in_list: bool = False, depth: int = 0) -> Any:
         t = self.peek(skip_nl=in_list)
         if t is None or t[0] == "nl":
             return None  # Chang'e dialect: an empty value
         kind, tok, tline = self.take()
         if tok in ("{", "("):
+            if depth >= MAX_NESTING:
+                raise LabelError(
+                    f"{self.source}: line {tline}: values nested more than {MAX_NESTING} deep in "
+                    "parentheses or braces: not a PDS3 label"
+                )
             close = "}" if tok == "{" else ")"
             items: list[Any] = []
             while True:
@@ -186,7 +321,7 @@ class _Parser:
                 if n[1] == ",":
                     self.next()
                     continue
-                items.append(self.value(n[2], in_list=True))
+                items.append(self.value(n[2], in_list=True, depth=depth + 1))
             val: Any = tuple(items) if tok == "(" else set_like(items)
         elif kind == "word" and not in_list and self._same_line_word():
             # Chang'e dialect: unquoted text with spaces (PRODUCT_NAME = CCD Stereo Camera ...)
@@ -238,6 +373,11 @@ class _Parser:
             if key in ("OBJECT", "GROUP"):
                 name_val = self.value(line)
                 block = Block(name=str(name_val).upper(), kind=key, line=line)
+                if len(stack) > MAX_NESTING:
+                    raise LabelError(
+                        f"{self.source}: line {line}: {key} = {block.name} is nested more than {MAX_NESTING} "
+                        "objects/groups deep: not a PDS3 label (real labels nest a few levels)"
+                    )
                 stack[-1].items.append((block.name, block))
                 stack.append(block)
                 continue
@@ -270,24 +410,40 @@ def parse_label(text: str, source: str = "label") -> Block:
     return _Parser(text, source).parse()
 
 
-_ATTACHED_MAX = 1 << 20
-
-
 def read_label(path: Path) -> Block:
-    """Parse a detached ``.LBL`` or the attached label at the start of an ``.IMG``."""
+    """Parse a detached ``.LBL`` or the attached label at the start of an ``.IMG``.
+
+    At most :data:`MAX_LABEL_BYTES` are read: a detached label (a ``.LBL`` file) larger than
+    that, or a file with no ``END`` statement within it, is refused.
+    """
     try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise LabelError(f"{path}: is not a regular file, so not a PDS3 label")
         with open(path, "rb") as fh:
-            head = fh.read(_ATTACHED_MAX)
+            head = fh.read(MAX_LABEL_BYTES)
     except FileNotFoundError:
         raise LabelError(f"{path}: label file not found") from None
+    except OSError as exc:
+        raise LabelError(f"{path}: cannot read the label ({exc.strerror or exc})") from None
+    if path.suffix.lower() == ".lbl" and size > MAX_LABEL_BYTES:
+        raise LabelError(
+            f"{path}: a detached label of {size:,} bytes is larger than the {MAX_LABEL_BYTES:,}-byte limit "
+            "(prospect.io.pds3.MAX_LABEL_BYTES): not a PDS3 label"
+        )
+    if b"\0" in head[:4096] and not re.match(rb"\s*(PDS_VERSION_ID|ODL_VERSION_ID|CCSD)", head):
+        raise LabelError(f"{path}: is a binary file, not a PDS3 label (it does not start with PDS_VERSION_ID)")
     text = head.decode("latin-1")
     if not re.match(r"\s*(PDS_VERSION_ID|ODL_VERSION_ID|CCSD)", text):
         raise LabelError(f"{path}: not a PDS3 label (it does not start with PDS_VERSION_ID)")
-    m = re.search(r"^\s*END\s*$", text, re.MULTILINE)
+    m = re.search(r"^[ \t]*END[ \t]*\r?$", text, re.MULTILINE)
     if m:
         text = text[: m.end()]
-    elif len(head) == _ATTACHED_MAX:
-        raise LabelError(f"{path}: no END statement in the first MiB: not a PDS3 label or truncated")
+    elif len(head) == MAX_LABEL_BYTES:
+        raise LabelError(
+            f"{path}: no END statement in the first {MAX_LABEL_BYTES:,} bytes "
+            "(prospect.io.pds3.MAX_LABEL_BYTES): not a PDS3 label, or a truncated one"
+        )
     return parse_label(text, source=str(path.name))
 
 
@@ -317,56 +473,130 @@ _SAMPLE_TYPES: dict[str, str] = {
 }
 
 
-def sample_dtype(sample_type: str, sample_bits: int, source: str) -> np.dtype:
+def sample_dtype(sample_type: Any, sample_bits: Any, source: str) -> np.dtype:
+    """The numpy dtype of SAMPLE_TYPE / SAMPLE_BITS; anything else raises FormatError naming the key."""
     st = str(sample_type).upper().replace(" ", "_")
-    prefix = _SAMPLE_TYPES.get(st)
+    prefix = _SAMPLE_TYPES.get(st) if isinstance(sample_type, str) else None
     if prefix is None:
-        raise FormatError(f"{source}: SAMPLE_TYPE {sample_type!r} is not supported")
-    if sample_bits % 8 or sample_bits not in (8, 16, 32, 64):
-        raise FormatError(f"{source}: SAMPLE_BITS = {sample_bits} is not supported")
+        raise FormatError(
+            f"{source}: SAMPLE_TYPE {_show(sample_type)} is not supported (known: {', '.join(sorted(_SAMPLE_TYPES))})"
+        )
+    if isinstance(sample_bits, bool) or not isinstance(sample_bits, int) or sample_bits not in (8, 16, 32, 64):
+        raise FormatError(f"{source}: SAMPLE_BITS = {_show(sample_bits)} is not supported (8, 16, 32 or 64)")
+    if prefix[1] == "f" and sample_bits not in (32, 64):
+        raise FormatError(f"{source}: SAMPLE_BITS = {sample_bits} is not supported for SAMPLE_TYPE {st} (32 or 64)")
     nbytes = sample_bits // 8
     if nbytes == 1:
         prefix = "|" + prefix[1]
     return np.dtype(f"{prefix}{nbytes}")
 
 
-def find_file(directory: Path, name: str) -> Path:
-    """A file beside the label, matching case-insensitively (PDS names are upper case, URLs lower)."""
-    p = directory / name
-    if p.exists():
-        return p
-    low = name.lower()
-    for cand in directory.iterdir():
-        if cand.name.lower() == low:
-            return cand
-    raise LabelError(f"{directory / name}: data file named by the label is missing")
+def _inside(path: Path, folders: list[Path]) -> bool:
+    return any(path == f or f in path.parents for f in folders)
 
 
-def resolve_pointer(label: Block, pointer: str, label_path: Path) -> tuple[Path, int]:
-    """File and byte offset of ``^POINTER`` (record pointers are 1-based)."""
+def locate_data_file(label_path: Path, name: Any, key: str, *, allowed: dict[str, Path] | None = None) -> Path:
+    """The data file a label's ``key`` (``^IMAGE``, ``FILE_NAME``) names, checked.
+
+    The name must be a relative path that resolves, symlinks followed, to a regular file
+    inside the label's own folder (its folder as given, or the folder of the file a symlinked
+    label points to); ``allowed`` maps the file names of the product's manifest to their
+    local paths, which are accepted too (a manifest's files may sit in the shared data folder
+    and the cache). PDS names are upper case and URLs lower, so a file beside the label
+    matches case-insensitively. Anything else raises :class:`LabelError` naming the label and
+    the key: an absolute path, ``..`` out of the folder, a folder, a missing file.
+    """
     src = label_path.name
-    value = label.get(f"^{pointer}")
+    if not isinstance(name, str) or not name.strip():
+        raise LabelError(f"{src}: {key} = {_show(name)} is not a file name")
+    if "\0" in name or len(name) > 1024:
+        raise LabelError(f"{src}: {key} = {_show(name)} is not a usable file name")
+    if os.path.isabs(name) or name.startswith(("/", "\\")) or os.path.splitdrive(name)[0]:
+        raise LabelError(
+            f"{src}: {key} = {_show(name)} is an absolute path; a label's data file must be in the label's own folder"
+        )
+    try:
+        folders = [label_path.parent.resolve(), label_path.resolve().parent]
+        if allowed:
+            for cand_name, cand in allowed.items():
+                if cand_name.lower() == name.lower() and cand.is_file():
+                    return cand
+        path = label_path.parent / name
+        if not os.path.lexists(path) and "/" not in name and "\\" not in name:
+            low = name.lower()
+            for cand in label_path.parent.iterdir():
+                if cand.name.lower() == low:
+                    path = cand
+                    break
+        real = path.resolve()
+        if not _inside(real, folders):
+            raise LabelError(
+                f"{src}: {key} = {_show(name)} resolves to {real}, outside the label's folder "
+                f"{label_path.parent}; a label's data file must be in its own folder (symlinks included)"
+            )
+        if not os.path.lexists(path):
+            raise LabelError(f"{label_path.parent / name}: data file named by {src} ({key}) is missing")
+        st = os.stat(path)
+    except LabelError:
+        raise
+    except FileNotFoundError:
+        raise LabelError(f"{label_path.parent / name}: data file named by {src} ({key}) is missing") from None
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise LabelError(f"{src}: {key} = {_show(name)} cannot be used ({exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise LabelError(f"{src}: {key} = {_show(name)} names {path}, which is not a regular file")
+    return path
+
+
+def resolve_pointer(
+    label: Block, pointer: str, label_path: Path, *, allowed: dict[str, Path] | None = None
+) -> tuple[Path, int]:
+    """File and byte offset of ``^POINTER`` (record pointers are 1-based), checked.
+
+    The file is found by :func:`locate_data_file`; the record or byte number must be a
+    positive whole number whose offset lies inside the file.
+    """
+    src = label_path.name
+    key = f"^{pointer}"
+    value = label.get(key)
     if value is None:
         raise LabelError(f"{src}: label has no ^{pointer} pointer")
-    record_bytes = label.get("RECORD_BYTES")
-    file_name: str | None = None
+    file_name: Any = None
     loc: Any = 1
     if isinstance(value, tuple):
+        if not 1 <= len(value) <= 2:
+            raise LabelError(f"{src}: {key} = {_show(value)} is not (file) or (file, record)")
         file_name, loc = (value[0], value[1]) if len(value) > 1 else (value[0], 1)
     elif isinstance(value, str):
         file_name = value
     else:
         loc = value
-    path = find_file(label_path.parent, file_name) if file_name else label_path
+    path = locate_data_file(label_path, file_name, key, allowed=allowed) if file_name is not None else label_path
+    unit = "record"
     if isinstance(loc, Quantity):
         if loc.unit.upper() not in ("BYTES", "BYTE"):
-            raise LabelError(f"{src}: ^{pointer} unit <{loc.unit}> is not BYTES")
-        return path, int(loc.value) - 1
-    if int(loc) == 1:
-        return path, 0
-    if record_bytes is None:
-        raise LabelError(f"{src}: ^{pointer} is a record pointer but the label has no RECORD_BYTES")
-    return path, (int(loc) - 1) * int(record_bytes)
+            raise LabelError(f"{src}: {key} unit <{loc.unit}> is not BYTES")
+        unit, loc = "byte", loc.value
+    if isinstance(loc, bool) or not isinstance(loc, (int, float)) or (isinstance(loc, float) and not loc.is_integer()):
+        raise LabelError(f"{src}: {key} = {_show(value)}: the {unit} number is not a whole number")
+    loc = int(loc)
+    if loc < 1:
+        raise LabelError(f"{src}: {key} = {_show(value)}: {unit} numbers start at 1, so {loc} points nowhere")
+    if unit == "byte":
+        offset = loc - 1
+    elif loc == 1:
+        offset = 0
+    else:
+        record_bytes = label.integer("RECORD_BYTES", src, default=None, minimum=1)
+        if record_bytes is None:
+            raise LabelError(f"{src}: {key} is a record pointer but the label has no RECORD_BYTES")
+        offset = (loc - 1) * record_bytes
+    size = path.stat().st_size
+    if offset >= size > 0 or (size == 0 and offset > 0):
+        raise LabelError(
+            f"{src}: {key} = {_show(value)} points at byte {offset:,} but {path.name} has only {size:,} bytes"
+        )
+    return path, offset
 
 
 @dataclass(frozen=True)
@@ -452,8 +682,14 @@ class ImageLayout:
     data_path: Path
 
 
-def image_layout(label: Block, label_path: Path, *, pointer: str = "IMAGE") -> ImageLayout:
-    """Locate the IMAGE object and its bytes, handling the Chang'e IMAGE_PREFIX dialect."""
+def image_layout(
+    label: Block, label_path: Path, *, pointer: str = "IMAGE", allowed: dict[str, Path] | None = None
+) -> ImageLayout:
+    """Locate the IMAGE object and its bytes, handling the Chang'e IMAGE_PREFIX dialect.
+
+    Every number is checked (:meth:`Block.integer`) and the file size is compared with what
+    the label describes before anything is read; ``allowed`` as in :func:`locate_data_file`.
+    """
     src = label_path.name
     image = label.block(pointer)
     if image is None:
@@ -466,21 +702,29 @@ def image_layout(label: Block, label_path: Path, *, pointer: str = "IMAGE") -> I
     owner = next((b for b in label.walk() if b.get(f"^{pointer}") is not None), label)
     if owner is not label and owner.get("RECORD_BYTES") is None and label.get("RECORD_BYTES") is not None:
         owner.items.append(("RECORD_BYTES", label.get("RECORD_BYTES")))
-    data_path, offset = resolve_pointer(owner, pointer, label_path)
-    lines = int(image.require("LINES", src))
-    samples = int(image.require("LINE_SAMPLES", src))
-    bands = int(image.get("BANDS", 1))
-    dtype = sample_dtype(image.require("SAMPLE_TYPE", src), int(image.require("SAMPLE_BITS", src)), src)
+    lines = image.integer("LINES", src, minimum=1, maximum=MAX_IMAGE_SIDE)
+    samples = image.integer("LINE_SAMPLES", src, minimum=1, maximum=MAX_IMAGE_SIDE)
+    bands = image.integer("BANDS", src, default=1, minimum=1)
+    sample_type = image.require("SAMPLE_TYPE", src)
+    sample_bits = image.integer("SAMPLE_BITS", src)
+    dtype = sample_dtype(sample_type, sample_bits, src)
     line_bytes = samples * dtype.itemsize
-    prefix = int(image.get("LINE_PREFIX_BYTES", 0) or 0)
-    suffix = int(image.get("LINE_SUFFIX_BYTES", 0) or 0)
+    prefix = image.integer("LINE_PREFIX_BYTES", src, default=0, minimum=0, maximum=1 << 30)
+    suffix = image.integer("LINE_SUFFIX_BYTES", src, default=0, minimum=0, maximum=1 << 30)
+    if bands != 1:
+        raise FormatError(f"{src}: {bands}-band PDS3 images are not supported; extract one band first")
+    data_path, offset = resolve_pointer(owner, pointer, label_path, allowed=allowed)
     image_prefix = label.block("IMAGE_PREFIX")
     if image_prefix is not None and prefix == 0:
         # Chang'e: a table row precedes every image line in the same record. The record
         # holds prefix row + image line; ROW_SUFFIX_BYTES must equal the image line.
-        record_bytes = int(owner.get("RECORD_BYTES") or label.require("RECORD_BYTES", src))
-        row_suffix = image_prefix.get("ROW_SUFFIX_BYTES")
-        if row_suffix is not None and int(row_suffix) != line_bytes:
+        record_bytes = (
+            owner.integer("RECORD_BYTES", src, minimum=1)
+            if owner.get("RECORD_BYTES") is not None
+            else label.integer("RECORD_BYTES", src, minimum=1)
+        )
+        row_suffix = image_prefix.integer("ROW_SUFFIX_BYTES", src, default=None, minimum=0)
+        if row_suffix is not None and row_suffix != line_bytes:
             raise LabelError(
                 f"{src}: IMAGE_PREFIX ROW_SUFFIX_BYTES = {row_suffix} but an IMAGE line is {line_bytes} bytes "
                 f"({samples} samples x {dtype.itemsize}): the label contradicts itself"
@@ -488,17 +732,17 @@ def image_layout(label: Block, label_path: Path, *, pointer: str = "IMAGE") -> I
         prefix = record_bytes - line_bytes - suffix
         if prefix < 0:
             raise LabelError(f"{src}: RECORD_BYTES = {record_bytes} is smaller than an image line ({line_bytes} bytes)")
-    if bands != 1:
-        raise FormatError(f"{src}: {bands}-band PDS3 images are not supported; extract one band first")
     stride = prefix + line_bytes + suffix
     expected_end = offset + lines * stride
     size = data_path.stat().st_size
     if size < expected_end:
         raise CorruptProductError(
             f"{data_path.name}: truncated: the file has {size:,} bytes but {src} describes {expected_end:,} "
-            f"({lines} lines x {stride} bytes from byte {offset}); re-download it"
+            f"(LINES = {lines} lines x {stride} bytes from byte {offset}); re-download it"
         )
-    record = int(owner.get("RECORD_BYTES") or label.get("RECORD_BYTES") or stride)
+    record = owner.integer("RECORD_BYTES", src, default=None, minimum=1)
+    if record is None:
+        record = label.integer("RECORD_BYTES", src, default=stride, minimum=1)
     if data_path != label_path and size - expected_end >= max(record, stride):
         raise CorruptProductError(
             f"{data_path.name}: label/file size mismatch: the file has {size:,} bytes but {src} describes "

@@ -74,15 +74,9 @@ def _chunks(chunks: Any) -> tuple[int, int] | str:
 # --- PDS3 georeferencing -------------------------------------------------------------
 
 
-def _quantity(v: Any) -> tuple[float, str]:
-    if isinstance(v, pds3.Quantity):
-        return float(v.value), v.unit.strip().lower()
-    return float(v), ""
-
-
 def _map_scale_m(proj: pds3.Block, src: str) -> float:
-    value, unit = _quantity(proj.require("MAP_SCALE", src))
-    unit = unit.replace(" ", "")
+    value = proj.real("MAP_SCALE", src, positive=True)
+    unit = proj.unit("MAP_SCALE")
     if unit in ("km/pix", "km/pixel", "kilometers/pixel", "km/px"):
         return value * 1000.0
     if unit in ("m/pix", "m/pixel", "meters/pixel", "metres/pixel", "m/px", "meter/pixel"):
@@ -91,6 +85,11 @@ def _map_scale_m(proj: pds3.Block, src: str) -> float:
         # PDS3 default unit for MAP_SCALE is KM/PIXEL (PDS Standards Reference, Data Dictionary)
         return value * 1000.0
     raise UnitsError(f"{src}: MAP_SCALE unit <{unit}> is neither km/pixel nor m/pixel")
+
+
+#: The largest relative disagreement between MAP_SCALE and the scale MAP_RESOLUTION implies
+#: before a label is refused as contradicting itself (0.1 %).
+SCALE_TOLERANCE = 1e-3
 
 
 def pds3_georeference(
@@ -103,7 +102,16 @@ def pds3_georeference(
     ``y = -(J - LINE_PROJECTION_OFFSET - 1) * MAP_SCALE``. For simple cylindrical grids
     whose MAP_RESOLUTION (px/deg) is given, the exact scale ``2 pi R / 360 / res`` is used
     (LOLA IMG labels round MAP_SCALE to 7580.84 m, 0.2 px at the map edge); a MAP_SCALE
-    that disagrees with MAP_RESOLUTION by more than 0.1 % is a label that lies.
+    that disagrees with MAP_RESOLUTION by more than 0.1 % (:data:`SCALE_TOLERANCE`) is a
+    label that lies.
+
+    Polar stereographic labels are held to the same rule at the pole, where the projection
+    (``k = 1``) has true scale: MAP_RESOLUTION, pixels per degree of latitude at the pole
+    (DSMAP_POLAR.CAT), implies ``2 pi R / 360 / res`` m/px. LOLA writes that resolution
+    "approximate" (e.g. 1516 for 20 m/px, exactly 1516.17), so a MAP_RESOLUTION that is the
+    exact value rounded to a whole number is accepted too; MAP_SCALE stays the scale used.
+    Every number is read through :meth:`~prospect.io.pds3.Block.real`: a value of the wrong
+    type or out of range is a :class:`LabelError` naming the file and the key.
     """
     proj = label.block("IMAGE_MAP_PROJECTION")
     if proj is None:
@@ -113,19 +121,21 @@ def pds3_georeference(
                 break
     if proj is None:
         raise LabelError(f"{src}: label has no IMAGE_MAP_PROJECTION: the product is not map-projected")
-    ptype = str(proj.require("MAP_PROJECTION_TYPE", src)).upper().replace("_", " ").strip()
-    a_km, a_unit = _quantity(proj.require("A_AXIS_RADIUS", src))
-    radius_m = a_km * 1000.0 if a_unit in ("km", "") else a_km
-    center_lon, _ = _quantity(proj.get("CENTER_LONGITUDE", 0.0))
-    center_lat, _ = _quantity(proj.get("CENTER_LATITUDE", 0.0))
+    ptype = proj.text("MAP_PROJECTION_TYPE", src).upper().replace("_", " ").strip()
+    a_km = proj.real("A_AXIS_RADIUS", src, positive=True)
+    radius_m = a_km * 1000.0 if proj.unit("A_AXIS_RADIUS") in ("km", "") else a_km
+    center_lon = proj.real("CENTER_LONGITUDE", src, default=0.0, minimum=-360.0, maximum=360.0)
+    center_lat = proj.real("CENTER_LATITUDE", src, default=0.0, minimum=-90.0, maximum=90.0)
     scale = _map_scale_m(proj, src)
+    res_v = proj.real("MAP_RESOLUTION", src, default=None, positive=True)
+    metres_per_degree = 2 * math.pi * radius_m / 360.0
     extra: dict[str, Any] = {}
     if ptype in ("SIMPLE CYLINDRICAL", "EQUIRECTANGULAR", "EQUIDISTANT"):
-        res = proj.get("MAP_RESOLUTION")
-        if res is not None:
-            res_v, _ = _quantity(res)
-            exact = 2 * math.pi * radius_m / 360.0 / res_v * math.cos(math.radians(center_lat))
-            if abs(exact - scale) / exact > 1e-3:
+        if abs(center_lat) >= 90.0:
+            raise LabelError(f"{src}: {ptype} with CENTER_LATITUDE {center_lat} (must lie between -90 and 90)")
+        if res_v is not None:
+            exact = metres_per_degree / res_v * math.cos(math.radians(center_lat))
+            if abs(exact - scale) / exact > SCALE_TOLERANCE:
                 raise LabelError(
                     f"{src}: MAP_SCALE {scale:.3f} m/px disagrees with MAP_RESOLUTION {res_v} px/deg "
                     f"({exact:.3f} m/px on the {radius_m / 1000:.1f} km sphere): the label contradicts itself"
@@ -135,10 +145,12 @@ def pds3_georeference(
             f"+proj=eqc +lat_ts={center_lat} +lat_0=0 +lon_0={center_lon} +x_0=0 +y_0=0 "
             f"+R={radius_m} +units=m +no_defs +type=crs"
         )
-        extra["native_longitude_convention"] = _lon_convention(proj)
+        extra["native_longitude_convention"] = _lon_convention(proj, src)
     elif ptype == "POLAR STEREOGRAPHIC":
         if abs(abs(center_lat) - 90) > 1e-9:
             raise LabelError(f"{src}: POLAR STEREOGRAPHIC with CENTER_LATITUDE {center_lat} (must be +-90)")
+        if res_v is not None:
+            _check_polar_resolution(src, scale, res_v, radius_m)
         proj4 = (
             f"+proj=stere +lat_0={center_lat} +lon_0={center_lon} +k=1 +x_0=0 +y_0=0 "
             f"+R={radius_m} +units=m +no_defs +type=crs"
@@ -146,18 +158,34 @@ def pds3_georeference(
     else:
         raise FormatError(f"{src}: MAP_PROJECTION_TYPE {ptype!r} is not supported yet")
     crs = lunar.identify(proj4, source=src, crs_override=crs_override)
-    line_off, _ = _quantity(proj.require("LINE_PROJECTION_OFFSET", src))
-    sample_off, _ = _quantity(proj.require("SAMPLE_PROJECTION_OFFSET", src))
+    line_off = proj.real("LINE_PROJECTION_OFFSET", src, minimum=-1e12, maximum=1e12)
+    sample_off = proj.real("SAMPLE_PROJECTION_OFFSET", src, minimum=-1e12, maximum=1e12)
     transform = Affine(scale, 0.0, -(sample_off + 0.5) * scale, 0.0, -scale, (line_off + 0.5) * scale)
     return crs, transform, extra
 
 
-def _lon_convention(proj: pds3.Block) -> str:
-    west = proj.get("WESTERNMOST_LONGITUDE")
-    east = proj.get("EASTERNMOST_LONGITUDE")
+def _check_polar_resolution(src: str, scale: float, res: float, radius_m: float) -> None:
+    """Refuse a polar stereographic MAP_SCALE that contradicts MAP_RESOLUTION (see
+    :func:`pds3_georeference`): the scale at the pole, where ``k = 1``
+    (``lunar.polar_scale_factor(+-90) == 1``), is ``2 pi R / 360`` metres per degree of
+    latitude over the pixels per degree."""
+    metres_per_degree = 2 * math.pi * radius_m / 360.0 * float(lunar.polar_scale_factor(90.0))
+    exact_res = metres_per_degree / scale
+    exact_scale = metres_per_degree / res
+    if abs(exact_scale - scale) / scale <= SCALE_TOLERANCE or abs(res - round(exact_res)) < 1e-9:
+        return
+    raise LabelError(
+        f"{src}: MAP_SCALE {scale:.3f} m/px disagrees with MAP_RESOLUTION {res} px/deg ({exact_scale:.3f} m/px at "
+        f"the pole of the {radius_m / 1000:.1f} km sphere; {scale:.3f} m/px would be {exact_res:.2f} px/deg): "
+        "the label contradicts itself"
+    )
+
+
+def _lon_convention(proj: pds3.Block, src: str) -> str:
     try:
-        w, e = _quantity(west)[0], _quantity(east)[0]
-    except (TypeError, ValueError):
+        w = proj.real("WESTERNMOST_LONGITUDE", src)
+        e = proj.real("EASTERNMOST_LONGITUDE", src)
+    except LabelError:
         return "unknown"
     return "0-360" if (w >= 0 and e > 180) else "-180-180"
 
@@ -178,6 +206,8 @@ def _nodata_marks(dtype: np.dtype, nodata: list[float]) -> tuple[Any, ...]:
         if nd is None or (isinstance(nd, float) and math.isnan(nd)):
             continue  # NaN nodata is caught by the isfinite test
         if dtype.kind in "iu":
+            if not math.isfinite(float(nd)):
+                continue  # an infinite nodata value marks nothing in an integer image
             info = np.iinfo(dtype)
             if float(nd) != int(nd) or not info.min <= int(nd) <= info.max:
                 continue  # a nodata value the integer type cannot hold marks nothing
@@ -352,15 +382,20 @@ def _base_attrs(path: Path, manifest: Manifest | None, fmt: str) -> dict[str, An
 
 
 def _open_pds3(
-    label_path: Path, manifest: Manifest | None, chunks: Any, crs_override: Any, lon_convention: Literal["180", "360"]
+    label_path: Path,
+    manifest: Manifest | None,
+    chunks: Any,
+    crs_override: Any,
+    lon_convention: Literal["180", "360"],
+    allowed: dict[str, Path] | None = None,
 ) -> xr.DataArray:
     label = pds3.read_label(label_path)
     src = label_path.name
     compressed = next((b for b in label.walk() if b.name == "COMPRESSED_FILE"), None)
     if compressed is not None and str(compressed.get("ENCODING_TYPE", "")).upper().startswith("JP2"):
-        jp2 = pds3.find_file(label_path.parent, str(compressed.require("FILE_NAME", src)))
+        jp2 = pds3.locate_data_file(label_path, compressed.require("FILE_NAME", src), "FILE_NAME", allowed=allowed)
         return _open_jp2_with_label(jp2, label, label_path, manifest, chunks, crs_override, lon_convention)
-    layout = pds3.image_layout(label, label_path)
+    layout = pds3.image_layout(label, label_path, allowed=allowed)
     image = layout.image
     shape = layout.source.shape
     crs, transform, extra = pds3_georeference(label, src, shape, crs_override=crs_override)
@@ -393,8 +428,8 @@ def _pds3_value_rule(
     where OFFSET is the reference radius (1737400). A generic scale/offset reader adds it
     and returns radii instead of heights (``docs/platform.md``).
     """
-    sf = float(image.get("SCALING_FACTOR", 1.0) or 1.0)
-    off = float(image.get("OFFSET", 0.0) or 0.0)
+    sf = image.real("SCALING_FACTOR", src, default=1.0) or 1.0
+    off = image.real("OFFSET", src, default=0.0)
     attrs: dict[str, Any] = {"scaling_factor": sf}
     if manifest is not None and "scale" in manifest.raw:
         if abs(manifest.scale - sf) > 1e-12 and "SCALING_FACTOR" in image:
@@ -417,7 +452,7 @@ def _pds3_nodata(image: pds3.Block, manifest: Manifest | None) -> list[float]:
     values = []
     for key in ("MISSING_CONSTANT", "NULL", "CORE_NULL", "INVALID_CONSTANT"):
         v = image.get(key)
-        if isinstance(v, (int, float)):
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
             values.append(float(v) if not isinstance(v, int) else v)
     if manifest is not None and manifest.nodata is not None:
         values.append(manifest.nodata)
@@ -479,11 +514,21 @@ def _open_jp2_with_label(
     import rasterio
 
     src = label_path.name
-    with rasterio.open(jp2) as ds:
-        shape = (ds.height, ds.width)
+    try:
+        with rasterio.open(jp2) as ds:
+            shape = (ds.height, ds.width)
+    except rasterio.errors.RasterioIOError as exc:
+        raise FormatError(f"{jp2}: named by {src}, cannot be read as JPEG2000 ({str(exc).splitlines()[0]})") from None
     image = next((b for b in label.walk() if b.name == "IMAGE" and b.kind == "OBJECT"), None)
     compressed = next(b for b in label.walk() if b.name == "COMPRESSED_FILE")
-    if image is not None and (int(image.get("LINES", shape[0])), int(image.get("LINE_SAMPLES", shape[1]))) != shape:
+    if (
+        image is not None
+        and (
+            image.integer("LINES", src, default=shape[0]),
+            image.integer("LINE_SAMPLES", src, default=shape[1]),
+        )
+        != shape
+    ):
         raise LabelError(
             f"{src}: label says {image.get('LINES')} x {image.get('LINE_SAMPLES')} but {jp2.name} is "
             f"{shape[0]} x {shape[1]}"
@@ -587,6 +632,42 @@ def _sibling_label_for(path: Path) -> Path | None:
     return None
 
 
+_PDS4_FILE_NAME = re.compile(r"<(?:[\w.-]+:)?file_name\s*>([^<]*)</(?:[\w.-]+:)?file_name\s*>")
+_ISIS_POINTER = re.compile(r"^[ \t]*\^(\w+)[ \t]*=[ \t]*\(?[ \t]*\"?([^\"\s,)]+)", re.MULTILINE)
+
+
+def check_label_pointers(path: Path, fmt: str, allowed: dict[str, Path] | None = None) -> None:
+    """Refuse a PDS4 (``<file_name>``) or ISIS3 (``^Core = ...``) label whose data file lies
+    outside the label's folder, before GDAL follows it.
+
+    The same rule as PDS3 pointers (:func:`prospect.io.pds3.locate_data_file`): a relative
+    name resolving, symlinks followed, to a regular file beside the label (or one of the
+    product's manifest files). A PDS4 label larger than
+    :data:`prospect.io.pds3.MAX_LABEL_BYTES` is refused.
+    """
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(pds3.MAX_LABEL_BYTES)
+    except OSError as exc:
+        raise InputNotFoundError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    text = head.decode("latin-1")
+    if fmt == "pds4":
+        if size > pds3.MAX_LABEL_BYTES:
+            raise LabelError(
+                f"{path}: a PDS4 label of {size:,} bytes is larger than the {pds3.MAX_LABEL_BYTES:,}-byte limit "
+                "(prospect.io.pds3.MAX_LABEL_BYTES)"
+            )
+        for m in _PDS4_FILE_NAME.finditer(text):
+            pds3.locate_data_file(path, m.group(1).strip(), "file_name", allowed=allowed)
+        return
+    end = re.search(r"^[ \t]*End[ \t]*\r?$", text, re.MULTILINE)
+    for m in _ISIS_POINTER.finditer(text[: end.end()] if end else text):
+        name = m.group(2)
+        if not re.fullmatch(r"[+-]?\d+", name):
+            pds3.locate_data_file(path, name, f"^{m.group(1)}", allowed=allowed)
+
+
 def sniff_format(path: Path) -> str:
     """The format of ``path`` from its first bytes and suffix: ``pds3``, ``isis3``, ``pds4``,
     ``geotiff``, ``jp2``, ``raw``, ``vector`` or ``unknown``."""
@@ -615,20 +696,27 @@ def resolve_source(source: str | Path, strict: bool = False) -> tuple[Path, Mani
     """The local file of ``source`` (a path, or a data-manifest id fetched and verified by
     :func:`prospect.io.fetch.ensure_local`) and its manifest (None for a plain path).
     ``strict`` refuses manifest files without a published checksum."""
+    path, manifest, _ = _resolve(source, strict)
+    return path, manifest
+
+
+def _resolve(source: str | Path, strict: bool) -> tuple[Path, Manifest | None, dict[str, Path]]:
+    """:func:`resolve_source` and, for a manifest id, the local path of each of its files
+    (the files a label's pointer may name besides those in the label's own folder)."""
     s = str(source)
     if isinstance(source, str) and is_manifest_id(s):
         from prospect.io.fetch import ensure_local
 
         manifest = load_manifest(s)
         paths = ensure_local(manifest, strict=strict)
-        return paths[manifest.open], manifest
+        return paths[manifest.open], manifest, dict(paths)
     path = Path(source).expanduser()
     if not path.exists():
         hint = "" if any(c in s for c in "/\\.") else " (no data manifest has that id either)"
         raise InputNotFoundError(f"{s}: no such file{hint}")
     if path.is_dir():
         raise InputNotFoundError(f"{s}: is a directory, not a product file")
-    return path, None
+    return path, None, {}
 
 
 def open_product(
@@ -663,7 +751,7 @@ def open_product(
     """
     if lon_convention not in ("180", "360"):
         raise ValueError("lon_convention must be '180' or '360'")
-    path, manifest = resolve_source(source, strict)
+    path, manifest, allowed = _resolve(source, strict)
     if manifest is None:
         manifest = manifest_for_file(path, sha256_of(path))
     fmt = manifest.format if manifest is not None else sniff_format(path)
@@ -679,7 +767,7 @@ def open_product(
         raise FormatError(f"{path}: is a vector/table product ({fmt}); open it with prospect.io.vectors.open_vector")
     if fmt in ("pds3", "pds3-change"):
         if sniff_format(path) == "pds3":
-            return _open_pds3(path, manifest, chunks, crs_override, lon_convention)
+            return _open_pds3(path, manifest, chunks, crs_override, lon_convention, allowed)
         fmt = "raw"
     if fmt == "raw":
         label = _sibling_label_for(path)
@@ -688,7 +776,7 @@ def open_product(
                 f"{path}: missing label: a raw PDS3 image needs its detached .LBL beside it (none in "
                 f"{path.parent} names {path.name}); fetch the label too"
             )
-        return _open_pds3(label, manifest, chunks, crs_override, lon_convention)
+        return _open_pds3(label, manifest, chunks, crs_override, lon_convention, allowed)
     if fmt == "jp2":
         label = _sibling_label_for(path)
         if label is not None:
@@ -698,7 +786,11 @@ def open_product(
         return _open_gdal(path, manifest, chunks, crs_override, lon_convention, "JPEG2000")
     if fmt in ("geotiff", "cog", "pds4", "isis3"):
         names = {"geotiff": "GeoTIFF", "cog": "COG", "pds4": "PDS4", "isis3": "ISIS3"}
+        if fmt in ("pds4", "isis3"):
+            check_label_pointers(path, fmt, allowed)
         return _open_gdal(path, manifest, chunks, crs_override, lon_convention, names[fmt])
+    if path.suffix.lower() == ".lbl":
+        pds3.read_label(path)  # raises the precise reason (binary, no PDS_VERSION_ID, ...)
     raise FormatError(
         f"{path}: unrecognised raster format; prospect reads PDS3 (.LBL/.IMG), PDS4 (.xml), ISIS3 (.cub), "
         "GeoTIFF/COG and JPEG2000"
