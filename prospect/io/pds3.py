@@ -384,8 +384,14 @@ class _Parser:
             if key in ("END_OBJECT", "END_GROUP"):
                 if eq is not None:
                     self.value(line)
-                if len(stack) == 1 or stack[-1].kind != key[4:]:
+                if len(stack) == 1:
                     raise LabelError(f"{self.source}: line {line}: {key} without a matching {key[4:]}")
+                if stack[-1].kind != key[4:]:
+                    b = stack[-1]
+                    raise LabelError(
+                        f"{self.source}: line {line}: {key} without a matching {key[4:]} "
+                        f"(the open block is {b.kind} = {b.name} from line {b.line})"
+                    )
                 stack.pop()
                 continue
             stack[-1].items.append((key, self.value(line)))
