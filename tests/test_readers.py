@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from typing import Literal
 
 import dask.array as da
 import numpy as np
@@ -123,7 +124,7 @@ def test_polar_geotiffs_are_iau_polar_stereographic(shared, name, code, south):
 # --- PDS3 geometry of the big LOLA polar products -------------------------------------------
 
 
-def _sparse_lola_product(tmp_path: Path, n: int, scale_m: float, units: str) -> Path:
+def _sparse_lola_product(tmp_path: Path, n: int, scale_m: float, units: Literal["km/pix", "m/pix"]) -> Path:
     crs = lunar.lunar_crs(lunar.IAU_SOUTH_POLAR_STEREOGRAPHIC)
     label = pds3_lola_label(
         lines=n,
@@ -295,11 +296,15 @@ def test_our_label_parser_agrees_with_pvl(shared):
 
     ours = pds3.read_label(shared / "lola_ldem4" / "LDEM_4.LBL")
     theirs = pvl.load(str(shared / "lola_ldem4" / "LDEM_4.LBL"))
-    img_ours = ours.block("UNCOMPRESSED_FILE").block("IMAGE")
+    uncompressed = ours.block("UNCOMPRESSED_FILE")
+    assert uncompressed is not None
+    img_ours = uncompressed.block("IMAGE")
+    assert img_ours is not None
     img_theirs = theirs["UNCOMPRESSED_FILE"]["IMAGE"]
     for key in ("LINES", "LINE_SAMPLES", "SAMPLE_BITS", "SCALING_FACTOR", "OFFSET", "MAXIMUM", "MINIMUM"):
         assert img_ours.get(key) == img_theirs[key]
     proj_o, proj_t = ours.block("IMAGE_MAP_PROJECTION"), theirs["IMAGE_MAP_PROJECTION"]
+    assert proj_o is not None
     assert float(proj_o.get("MAP_SCALE")) == float(proj_t["MAP_SCALE"].value)
     assert proj_o.get("MAP_SCALE").unit == proj_t["MAP_SCALE"].units
 

@@ -505,8 +505,7 @@ def locate_data_file(label_path: Path, name: Any, key: str, *, allowed: dict[str
     """The data file a label's ``key`` (``^IMAGE``, ``FILE_NAME``) names, checked.
 
     The name must be a relative path that resolves, symlinks followed, to a regular file
-    inside the label's own folder (its folder as given, or the folder of the file a symlinked
-    label points to); ``allowed`` maps the file names of the product's manifest to their
+    inside the label's own folder (symlinks followed too); ``allowed`` maps the file names of the product's manifest to their
     local paths, which are accepted too (a manifest's files may sit in the shared data folder
     and the cache). PDS names are upper case and URLs lower, so a file beside the label
     matches case-insensitively. Anything else raises :class:`LabelError` naming the label and
@@ -522,7 +521,7 @@ def locate_data_file(label_path: Path, name: Any, key: str, *, allowed: dict[str
             f"{src}: {key} = {_show(name)} is an absolute path; a label's data file must be in the label's own folder"
         )
     try:
-        folders = [label_path.parent.resolve(), label_path.resolve().parent]
+        folders = [label_path.parent.resolve()]
         if allowed:
             for cand_name, cand in allowed.items():
                 if cand_name.lower() == name.lower() and cand.is_file():

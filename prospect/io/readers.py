@@ -620,9 +620,9 @@ def _sibling_label_for(path: Path) -> Path | None:
     """A detached PDS3 label beside ``path`` whose pointer or FILE_NAME names it."""
     name = path.name.lower()
     for cand in sorted(path.parent.iterdir()):
-        if cand.suffix.lower() != ".lbl" or cand.stat().st_size > (1 << 20):
-            continue
         try:
+            if cand.suffix.lower() != ".lbl" or not cand.is_file() or cand.stat().st_size > pds3.MAX_LABEL_BYTES:
+                continue
             text = cand.read_text(errors="replace")
         except OSError:
             continue
