@@ -250,6 +250,20 @@ def test_pointer_case_insensitive_beside_the_label_still_works(tmp_path):
     assert open_product(label).shape == (4, 6)
 
 
+def test_manifest_files_may_live_in_another_folder(tmp_path):
+    """A manifest's label may be in the shared folder and its IMG in the cache: the manifest's
+    own files are accepted by name, and nothing else outside the label's folder is."""
+    label = _product(tmp_path / "shared")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (tmp_path / "shared" / "T.IMG").rename(cache / "T.IMG")
+    with pytest.raises(LabelError, match=r"T\.IMG: data file named by T\.LBL \(\^IMAGE\) is missing"):
+        pds3.locate_data_file(label, "T.IMG", "^IMAGE")
+    assert pds3.locate_data_file(label, "t.img", "^IMAGE", allowed={"T.IMG": cache / "T.IMG"}) == cache / "T.IMG"
+    with pytest.raises(LabelError, match="outside the label's folder"):
+        pds3.locate_data_file(label, "../cache/T.IMG", "^IMAGE", allowed={"T.IMG": cache / "T.IMG"})
+
+
 def test_jp2_file_name_outside_the_folder_is_refused(tmp_path):
     label = tmp_path / "X_JP2.LBL"
     label.write_text(
