@@ -9,6 +9,7 @@ the readers' header checks 5,000 generated and mutated labels: only ProspectErro
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import re
@@ -457,22 +458,30 @@ def _mutated_label(rnd: random.Random, garbage: str) -> str:
 def fuzz_folder(tmp_path_factory) -> Path:
     """Data files of the right size for the real labels the fuzz mutates (sparse, nothing read)."""
     folder = tmp_path_factory.mktemp("fuzz")
-    for name, size in (("T.IMG", 4 * 6 * 2), ("LDEM_4.IMG", 720 * 1440 * 2)):
+    for name, size in (("T.IMG", 4 * 6 * 2), ("LDEM_4.IMG", 720 * 1440 * 2), (LBL, 64 * 1024)):
         with open(folder / name, "wb") as fh:
             fh.truncate(size)
     return folder
 
 
 def _header_checks(text: str, folder: Path) -> None:
-    """What the readers do with a label before reading pixels: parse, locate and size the
-    image, georeference. Cheap: no data is read."""
-    block = pds3.parse_label(text, LBL)
+    """What the readers do with a label before reading pixels: read and parse it, locate and
+    size the image, georeference. Cheap: no pixel is read."""
+    if not re.match(r"\s*(PDS_VERSION_ID|ODL_VERSION_ID|CCSD)", text):
+        try:
+            pds3.parse_label(text, LBL)  # the parser alone, which read_label would not reach
+        except ProspectError as exc:
+            assert "\n" not in str(exc), str(exc)
+    label = folder / LBL  # the file itself: size limit, END search, attached pointers
+    label.unlink()  # a new file each time: rewriting one in place makes ext4 flush it (2.5 ms)
+    label.write_bytes(text.encode("latin-1", errors="replace"))
+    block = pds3.read_label(label)
     for b in block.walk():
         for key in ("LINES", "LINE_SAMPLES", "SAMPLE_BITS", "MAP_SCALE"):
             if key in b:
                 b.real(key, LBL)
     try:
-        layout = pds3.image_layout(block, folder / LBL)
+        layout = pds3.image_layout(block, label)
         shape = layout.source.shape
     except ProspectError:
         shape = (4, 4)
@@ -481,11 +490,14 @@ def _header_checks(text: str, folder: Path) -> None:
 
 @settings(max_examples=5000, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
 @given(
-    rnd=st.randoms(use_true_random=False),
+    seed=st.integers(min_value=0, max_value=2**64 - 1),
     mutate=st.booleans(),
     garbage=st.text(alphabet=st.characters(codec="latin-1"), max_size=16),
 )
-def _fuzz(fuzz_folder: Path, rnd: random.Random, mutate: bool, garbage: str) -> None:
+def _fuzz(fuzz_folder: Path, seed: int, mutate: bool, garbage: str) -> None:
+    # hypothesis draws the seed (and the garbage); a plain Random builds the label from it,
+    # which costs a fraction of hypothesis drawing every choice (a failure prints the seed)
+    rnd = random.Random(seed)
     text = _mutated_label(rnd, garbage) if mutate else _generated_label(rnd, garbage)
     note(repr(text))
     try:
@@ -494,7 +506,10 @@ def _fuzz(fuzz_folder: Path, rnd: random.Random, mutate: bool, garbage: str) -> 
         assert "\n" not in str(exc), str(exc)
 
 
-def test_fuzz_5000_labels_raise_only_prospect_errors(fuzz_folder):
+def test_fuzz_5000_labels_raise_only_prospect_errors(fuzz_folder, monkeypatch):
+    # lunar.identify builds a pyproj CRS (~15 ms): remember it per distinct projection string
+    # (errors are not remembered), so the 5,000 examples stay well inside the time limit
+    monkeypatch.setattr(lunar, "identify", functools.lru_cache(maxsize=None)(lunar.identify))
     t0 = time.perf_counter()
     _fuzz(fuzz_folder)
     assert time.perf_counter() - t0 < 60

@@ -553,6 +553,13 @@ def locate_data_file(label_path: Path, name: Any, key: str, *, allowed: dict[str
     return path
 
 
+def _size(path: Path, src: str, key: str) -> int:
+    try:
+        return path.stat().st_size
+    except OSError as exc:
+        raise LabelError(f"{path}: the file {src} names with {key} cannot be read ({exc.strerror or exc})") from None
+
+
 def resolve_pointer(
     label: Block, pointer: str, label_path: Path, *, allowed: dict[str, Path] | None = None
 ) -> tuple[Path, int]:
@@ -596,7 +603,7 @@ def resolve_pointer(
         if record_bytes is None:
             raise LabelError(f"{src}: {key} is a record pointer but the label has no RECORD_BYTES")
         offset = (loc - 1) * record_bytes
-    size = path.stat().st_size
+    size = _size(path, src, key)
     if offset >= size > 0 or (size == 0 and offset > 0):
         raise LabelError(
             f"{src}: {key} = {_show(value)} points at byte {offset:,} but {path.name} has only {size:,} bytes"
@@ -739,7 +746,7 @@ def image_layout(
             raise LabelError(f"{src}: RECORD_BYTES = {record_bytes} is smaller than an image line ({line_bytes} bytes)")
     stride = prefix + line_bytes + suffix
     expected_end = offset + lines * stride
-    size = data_path.stat().st_size
+    size = _size(data_path, src, f"^{pointer}")
     if size < expected_end:
         raise CorruptProductError(
             f"{data_path.name}: truncated: the file has {size:,} bytes but {src} describes {expected_end:,} "
