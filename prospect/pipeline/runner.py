@@ -117,6 +117,29 @@ def _resolve_sources(pipeline: Pipeline, progress: bool) -> tuple[dict[str, str]
     return sources, digests
 
 
+#: A DEM of at most this many pixels is read whole before the run folder is created, to refuse
+#: one that is nodata everywhere (larger ones are left to the terrain stage's own check).
+DEM_PRECHECK_MAX_PIXELS = 1 << 24
+
+
+def _check_dem(pipeline: Pipeline, sources: Mapping[str, str]) -> None:
+    """Refuse a DEM that holds no value at all, before anything is written (small DEMs only)."""
+    if "dem" not in sources or "terrain" not in pipeline.stages:
+        return
+    import numpy as np
+
+    from prospect.io.readers import open_product
+
+    dem = open_product(sources["dem"])
+    if dem.size > DEM_PRECHECK_MAX_PIXELS:
+        return
+    if not np.isfinite(np.asarray(dem.values)).any():
+        raise PipelineError(
+            f"{pipeline.path}: data.dem: {pipeline.data['dem'].describe()}: every pixel is nodata; "
+            "there is no terrain to analyse"
+        )
+
+
 def _analysis_grid(pipeline: Pipeline, sources: Mapping[str, str]) -> Any:
     from prospect.grid import AnalysisGrid
     from prospect.io.readers import open_product
@@ -587,6 +610,7 @@ def run_pipeline(
     # every input is found, downloaded and verified before the run folder is touched
     sources, digests = _resolve_sources(pipeline, progress)
     grid = _analysis_grid(pipeline, sources)
+    _check_dem(pipeline, sources)
     with contextlib.ExitStack() as stack:
         where = stack.enter_context(_dask(scheduler, workers))  # an unreachable scheduler: refused here
         created = not out.exists()
