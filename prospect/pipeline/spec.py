@@ -1,7 +1,7 @@
 """Pipeline definitions (``pipelines/*.yaml``): what data, which grid, which stages.
 
-A pipeline file names its data (data-manifest ids, paths relative to the file, or the
-package's synthetic demo scene), its analysis grid, and the stages to run with their
+A pipeline file names its data (data-manifest ids, paths relative to the file and inside
+its folder, absolute paths, or the package's synthetic demo scene), its analysis grid, and the stages to run with their
 parameters::
 
     pipeline: south_pole_coarse          # name
@@ -26,8 +26,10 @@ The structure is checked against ``prospect/schemas/pipeline.schema.json``; then
 meaning: quantities carry units that must fit (a length in m or km, a duration in h or
 d), every layer a stage needs must be in ``data`` (or made by an earlier stage), and the
 stage parameter sections (``resources.ice.config``, ``sites.config``, ...) are checked
-by :mod:`prospect.config`. Any problem is one :class:`PipelineError` line naming the
-file and the key.
+by :mod:`prospect.config`; quantities and counts have ranges (a positive step, 64 to
+:data:`MAX_AZIMUTHS` azimuths, seeds below 2**32). Any problem is one :class:`PipelineError`
+line naming the file and the key. The file is read by :func:`prospect.io.manifests.read_yaml_file`
+(size, alias and nesting limits).
 """
 
 from __future__ import annotations
