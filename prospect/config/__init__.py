@@ -255,11 +255,12 @@ def load(model: str, config: str | Path | Mapping[str, Any] | None = None) -> Pa
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{origin}: unknown section(s) {sorted(unknown)}; known sections are {sorted(known)}")
-    return check_model(apply_overrides(base, data.get(model), origin=origin))
+    return apply_overrides(base, data.get(model), origin=origin)
 
 
 def check_model(params: ParameterSet) -> ParameterSet:
-    """Rules that span parameters, checked when a parameter set is loaded (:func:`load`).
+    """Rules that span parameters, for callers that check a whole configuration before work starts
+    (``prospect run`` checks a pipeline's stage configs with it before the run folder exists).
 
     A set whose weights are all zero scores nothing: ``ice.weights`` (the favourability's
     layer weights) and the ``sites`` ``weight_*`` criteria (the site score) need at least

@@ -249,7 +249,7 @@ def _check_configs(stages: Mapping[str, Any], src: Path) -> None:
         if not section or not section.get("config"):
             continue
         try:
-            cfg.load(model, {model: section["config"]})
+            cfg.check_model(cfg.load(model, {model: section["config"]}))
         except ConfigError as exc:
             raise PipelineError(f"{src}: stages.{key}.config: {exc}") from None
 
