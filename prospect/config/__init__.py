@@ -256,3 +256,28 @@ def load(model: str, config: str | Path | Mapping[str, Any] | None = None) -> Pa
     if unknown:
         raise ConfigError(f"{origin}: unknown section(s) {sorted(unknown)}; known sections are {sorted(known)}")
     return apply_overrides(base, data.get(model), origin=origin)
+
+
+def check_model(params: ParameterSet) -> ParameterSet:
+    """Rules that span parameters, for callers that check a whole configuration before work starts
+    (``prospect run`` checks a pipeline's stage configs with it before the run folder exists).
+
+    A set whose weights are all zero scores nothing: ``ice.weights`` (the favourability's
+    layer weights) and the ``sites`` ``weight_*`` criteria (the site score) need at least
+    one positive weight. Returns ``params``; else a :class:`ConfigError` naming the keys.
+    """
+    if params.model == "sites":
+        weights = {k: params[k] for k in params.params if k.startswith("weight_")}
+        if weights and all(float(v) <= 0 for v in weights.values()):
+            raise ConfigError(
+                f"sites.weight_*: every criterion weight is 0 ({', '.join(sorted(weights))}); "
+                "give at least one a positive weight"
+            )
+    elif params.model == "ice" and "weights" in params:
+        weights = params["weights"]
+        if isinstance(weights, Mapping) and weights and sum(float(v) for v in weights.values()) <= 0:
+            raise ConfigError(
+                f"ice.weights: every layer weight is 0 ({', '.join(sorted(weights))}); "
+                "give at least one a positive weight"
+            )
+    return params

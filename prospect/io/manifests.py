@@ -176,15 +176,108 @@ class _UniqueKeyLoader(_SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+#: The largest YAML file prospect reads (a manifest, a parameter file, a pipeline): 1 MiB.
+#: The shipped ones are a few kB; anything near this is a mistake or an attack.
+YAML_MAX_BYTES = 1 << 20
+#: The most aliases (``*name``) one YAML document may use.
+YAML_MAX_ALIASES = 100
+#: The most nodes one YAML document may hold with every alias expanded to what it names
+#: (a "billion laughs" alias bomb is a few hundred bytes that expand to 10**9 nodes).
+YAML_MAX_NODES = 100_000
+#: The deepest nesting of mappings and sequences in one YAML document.
+YAML_MAX_DEPTH = 100
+
+
+class _Frame:
+    """One open mapping or sequence of :func:`_check_yaml_events`: its anchor, expanded size and key."""
+
+    __slots__ = ("anchor", "expect_key", "index", "is_mapping", "key", "size")
+
+    def __init__(self, anchor: str | None, is_mapping: bool) -> None:
+        self.anchor, self.is_mapping, self.size = anchor, is_mapping, 1
+        self.expect_key, self.key, self.index = True, "", -1
+
+
+def _key_of(stack: list[_Frame]) -> str:
+    """The key path (``stages.sites.config``, ``files[2].url``) of the node the parser is at."""
+    parts: list[str] = []
+    for frame in stack:
+        if frame.is_mapping and frame.key:
+            parts.append(f".{frame.key}" if parts else frame.key)
+        elif not frame.is_mapping and frame.index >= 0:
+            parts.append(f"[{frame.index}]")
+    return "".join(parts) or "(top level)"
+
+
+def _check_yaml_events(text: str, source: Any, error: type[ProspectError]) -> None:
+    """Refuse a YAML document whose aliases or nesting would blow up its loading.
+
+    Walks the parser's events (no object is built): more than :data:`YAML_MAX_ALIASES`
+    aliases, more than :data:`YAML_MAX_NODES` nodes with aliases expanded, or nesting
+    deeper than :data:`YAML_MAX_DEPTH` is one ``error`` naming the key.
+    """
+    stack: list[_Frame] = []
+    sizes: dict[str, int] = {}  # anchor -> expanded size of the node it names
+    aliases = 0
+
+    def refuse(why: str, mark: Any) -> None:
+        line = f" line {mark.line + 1}:" if mark is not None else ""
+        raise error(f"{source}:{line} {_key_of(stack)}: {why}")
+
+    def add(size: int, anchor: str | None, mark: Any, scalar: str | None = None) -> None:
+        if anchor:
+            sizes[anchor] = size
+        if not stack:
+            return
+        top = stack[-1]
+        top.size += size
+        if top.is_mapping:
+            if top.expect_key:
+                top.key = scalar if scalar is not None else "?"
+            top.expect_key = not top.expect_key
+        if sum(f.size for f in stack) > YAML_MAX_NODES:
+            refuse(f"YAML expands to more than {YAML_MAX_NODES} nodes (an alias bomb?); refused", mark)
+
+    for event in yaml.parse(text, Loader=_SafeLoader):
+        if stack and not stack[-1].is_mapping and isinstance(event, yaml.NodeEvent):
+            stack[-1].index += 1
+        if isinstance(event, yaml.ScalarEvent):
+            add(1, event.anchor, event.start_mark, event.value)
+        elif isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > YAML_MAX_ALIASES:
+                refuse(f"more than {YAML_MAX_ALIASES} YAML aliases; refused", event.start_mark)
+            add(sizes.get(event.anchor or "", 1), None, event.start_mark)
+        elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            if stack and stack[-1].is_mapping and stack[-1].expect_key:
+                refuse("a mapping or list as a key is not supported", event.start_mark)
+            stack.append(_Frame(event.anchor, isinstance(event, yaml.MappingStartEvent)))
+            if len(stack) > YAML_MAX_DEPTH:
+                refuse(f"nested deeper than {YAML_MAX_DEPTH} levels; refused", event.start_mark)
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            frame = stack.pop()
+            add(frame.size, frame.anchor, event.start_mark)
+
+
 def parse_yaml(text: str, source: Any, error: type[ProspectError]) -> Any:
-    """YAML text to data, refusing duplicate keys; a syntax error is one ``error`` naming the line."""
+    """YAML text to data, every problem one ``error`` naming the line (or key).
+
+    Duplicate keys are refused (PyYAML silently keeps the last one), and so are documents
+    that exceed :data:`YAML_MAX_BYTES`, :data:`YAML_MAX_ALIASES`, :data:`YAML_MAX_NODES` or
+    :data:`YAML_MAX_DEPTH`: they are checked on the parser's events before anything is built.
+    """
+    if len(text) > YAML_MAX_BYTES:
+        raise error(f"{source}: larger than {YAML_MAX_BYTES} bytes; YAML files prospect reads are small")
     try:
+        _check_yaml_events(text, source, error)
         return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise error(f"{source}:{where} not valid YAML ({' '.join(str(problem).split())})") from None
+    except RecursionError:  # the depth limit above makes this unreachable; kept as a last guard
+        raise error(f"{source}: nested too deeply to read") from None
 
 
 def read_yaml_file(
@@ -198,11 +291,19 @@ def read_yaml_file(
 ) -> Any:
     """A UTF-8 YAML file (manifest, parameter file, pipeline) to data, every problem one line.
 
+    ``path`` is a :class:`~pathlib.Path` or an :mod:`importlib.resources` traversable.
     A missing file is ``missing`` (default ``error``) saying ``missing_text`` (default
-    "no such <kind> file"); an unreadable or non-UTF-8 file and bad YAML are ``error``.
+    "no such <kind> file"); a folder, a file larger than :data:`YAML_MAX_BYTES`, an
+    unreadable or non-UTF-8 file and bad YAML (:func:`parse_yaml`) are ``error``.
     """
+    if isinstance(path, Path) and path.is_dir():
+        raise error(f"{label}: is a folder, not a {kind} file")
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(YAML_MAX_BYTES + 1)  # never more: a huge file (or /dev/zero) is not read whole
+        if len(raw) > YAML_MAX_BYTES:
+            raise error(f"{label}: larger than {YAML_MAX_BYTES} bytes; {kind} files are small YAML files")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise (missing or error)(f"{label}: {missing_text or f'no such {kind} file'}") from None
     except UnicodeDecodeError as exc:

@@ -52,9 +52,14 @@ from typing import Any
 
 from prospect import layers
 from prospect.errors import ConfigError, OutputPathError, ProspectError
-from prospect.pipeline.spec import Pipeline, PipelineError
+from prospect.pipeline.spec import MAX_SEED, Pipeline, PipelineError
 
 STATE_FILE = ".prospect-run.json"
+#: The run folder's lock: held (``flock``) for the whole run, so a second run into the same
+#: folder is refused; the kernel releases it when the process ends, even by ``kill -9``.
+LOCK_FILE = ".prospect-run.lock"
+#: Seconds to wait for a Dask scheduler before the run is refused (nothing written yet).
+SCHEDULER_TIMEOUT_S = 5
 LOGGER = "prospect.pipeline"
 
 
@@ -110,6 +115,29 @@ def _resolve_sources(pipeline: Pipeline, progress: bool) -> tuple[dict[str, str]
         files = input_record(role, source)["files"]
         digests[role] = hashlib.sha256("".join(f"{f['name']}:{f['sha256']}\n" for f in files).encode()).hexdigest()
     return sources, digests
+
+
+#: A DEM of at most this many pixels is read whole before the run folder is created, to refuse
+#: one that is nodata everywhere (larger ones are left to the terrain stage's own check).
+DEM_PRECHECK_MAX_PIXELS = 1 << 24
+
+
+def _check_dem(pipeline: Pipeline, sources: Mapping[str, str]) -> None:
+    """Refuse a DEM that holds no value at all, before anything is written (small DEMs only)."""
+    if "dem" not in sources or "terrain" not in pipeline.stages:
+        return
+    import numpy as np
+
+    from prospect.io.readers import open_product
+
+    dem = open_product(sources["dem"])
+    if dem.size > DEM_PRECHECK_MAX_PIXELS:
+        return
+    if not np.isfinite(np.asarray(dem.values)).any():
+        raise PipelineError(
+            f"{pipeline.path}: data.dem: {pipeline.data['dem'].describe()}: every pixel is nodata; "
+            "there is no terrain to analyse"
+        )
 
 
 def _analysis_grid(pipeline: Pipeline, sources: Mapping[str, str]) -> Any:
@@ -284,7 +312,9 @@ def _stage_exports(ctx: RunContext, params: Mapping[str, Any], out: Path) -> dic
             sorted(
                 p.relative_to(ctx.out).as_posix()
                 for p in ctx.out.rglob("*")
-                if p.is_file() and p.relative_to(ctx.out).parts[0] not in ("stages", "logs") and p.name != STATE_FILE
+                if p.is_file()
+                and p.relative_to(ctx.out).parts[0] not in ("stages", "logs")
+                and p.name not in (STATE_FILE, LOCK_FILE)
             ),
             indent=1,
         )
@@ -431,20 +461,38 @@ def _repoint(partial: Path, final: Path) -> None:
 # --- the run ---------------------------------------------------------------------------------
 
 
+def read_state(path: Path) -> dict[str, Any]:
+    """A run folder's state file (:data:`STATE_FILE`); a corrupt one is one :class:`OutputPathError`."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else f"not JSON: {' '.join(str(exc).split())}"
+        raise OutputPathError(
+            f"{path}: the run's state file is unreadable ({why}); delete the run folder and start again"
+        ) from None
+    if not isinstance(state, dict) or not isinstance(state.get("started"), str):
+        raise OutputPathError(
+            f"{path}: the run's state file has no 'started' time; delete the run folder and start again"
+        )
+    if "seed" in state and (isinstance(state["seed"], bool) or not isinstance(state["seed"], int)):
+        raise OutputPathError(f"{path}: key 'seed': {state['seed']!r} is not an integer")
+    return state
+
+
 def _existing_run(out: Path, resume: bool) -> dict[str, Any] | None:
     """The state of the run in ``out`` (None for a new run); refuse to mix runs unless ``resume``."""
     state_path = out / STATE_FILE
     if out.exists() and not out.is_dir():
         raise OutputPathError(f"{out}: exists and is not a folder")
     if state_path.is_file():
-        state = json.loads(state_path.read_text())
+        state = read_state(state_path)
         if not resume:
             raise OutputPathError(
                 f"{out}: already holds a run of pipeline {state.get('pipeline')!r} (started "
                 f"{state.get('started')}); pass --resume to continue it or choose another --out"
             )
         return state
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()):
         raise OutputPathError(f"{out}: is not empty and holds no prospect run; choose another --out")
     if not out.parent.is_dir():
         raise OutputPathError(f"{out}: parent directory {out.parent} does not exist")
@@ -492,18 +540,42 @@ def _logging(out: Path) -> Iterator[logging.Logger]:
 
 
 @contextlib.contextmanager
+def _lock(out: Path) -> Iterator[None]:
+    """Hold the run folder's :data:`LOCK_FILE` (``flock``, not blocking): a second run is refused."""
+    import fcntl
+
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OutputPathError(
+                f"{out}: another prospect run is running in this folder (it holds {LOCK_FILE}); "
+                "wait for it to finish or choose another --out"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
 def _dask(scheduler: str | None, workers: int | None) -> Iterator[str]:
-    """Local threads (``workers`` of them), or a client of the cluster at ``scheduler``."""
+    """Local threads (``workers`` of them), or a client of the cluster at ``scheduler``.
+
+    An unreachable scheduler is refused within :data:`SCHEDULER_TIMEOUT_S` seconds.
+    """
     import dask
 
     address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
     if address:
         from distributed import Client
 
+        option = "--scheduler" if scheduler else "DASK_SCHEDULER_ADDRESS"
         try:
-            client = Client(address, timeout="20s", set_as_default=True)
-        except OSError as exc:
-            raise OutputPathError(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
+            client = Client(address, timeout=f"{SCHEDULER_TIMEOUT_S}s", set_as_default=True)
+        except (OSError, ValueError, TypeError) as exc:
+            why = " ".join(str(exc).split()) or type(exc).__name__
+            raise ConfigError(f"{option} {address}: cannot connect to the Dask scheduler ({why})") from None
         with client:
             yield f"Dask cluster {address} ({len(client.scheduler_info()['workers'])} workers)"
         return
@@ -530,40 +602,69 @@ def run_pipeline(
         out.parent.mkdir(exist_ok=True)
     out = Path(out).resolve()  # stages record the paths of their inputs: absolute, valid from anywhere
     run_seed = pipeline.seed if seed is None else int(seed)
+    if not 0 <= run_seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be between 0 and {MAX_SEED} (2**32 - 1), not {run_seed}")
     state = _existing_run(out, resume)
     if state is not None and int(state.get("seed", run_seed)) != run_seed:
         raise OutputPathError(f"{out}: the run there used seed {state['seed']}, not {run_seed}; choose another --out")
     # every input is found, downloaded and verified before the run folder is touched
     sources, digests = _resolve_sources(pipeline, progress)
     grid = _analysis_grid(pipeline, sources)
-    state = state or _new_run(out, pipeline, run_seed)
+    _check_dem(pipeline, sources)
+    with contextlib.ExitStack() as stack:
+        where = stack.enter_context(_dask(scheduler, workers))  # an unreachable scheduler: refused here
+        created = not out.exists()
+        try:
+            out.mkdir(exist_ok=True)
+            stack.enter_context(_lock(out))
+            state = _existing_run(out, resume) if state is None else state  # a run that started meanwhile
+        except BaseException:
+            if created:
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+        state = state or _new_run(out, pipeline, run_seed)
+        log = stack.enter_context(_logging(out))
+        return _run_stages(pipeline, out, run_seed, sources, digests, grid, progress, state, log, where)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _run_stages(
+    pipeline: Pipeline,
+    out: Path,
+    run_seed: int,
+    sources: dict[str, str],
+    digests: dict[str, str],
+    grid: Any,
+    progress: bool,
+    state: dict[str, Any],
+    log: logging.Logger,
+    where: str,
+) -> dict[str, Any]:
+    """The stages of a run whose folder exists and is locked (:func:`run_pipeline`)."""
     summary: dict[str, Any] = {"pipeline": pipeline.name, "out": str(out), "stages": {}}
-    with _logging(out) as log, _dask(scheduler, workers) as where:
-        log.info("pipeline %s (%s), seed %d, into %s, on %s", pipeline.name, pipeline.path, run_seed, out, where)
+    log.info("pipeline %s (%s), seed %d, into %s, on %s", pipeline.name, pipeline.path, run_seed, out, where)
+    log.info(
+        "inputs: %s", ", ".join(f"{r} {pipeline.data[r].describe()} (sha256 {d[:12]})" for r, d in digests.items())
+    )
+    log.info("analysis grid %s, %d x %d px of %.0f m", grid.crs, grid.shape[0], grid.shape[1], grid.ground_resolution_m)
+    ctx = RunContext(pipeline, out, run_seed, sources, digests, grid, progress, state["started"], log=log)
+    for i, (stage, params) in enumerate(pipeline.stages.items(), 1):
+        log.info("[%d/%d] %s ...", i, len(pipeline.stages), stage)
+        ran, seconds = _run_stage(ctx, stage, params)
         log.info(
-            "inputs: %s", ", ".join(f"{r} {pipeline.data[r].describe()} (sha256 {d[:12]})" for r, d in digests.items())
+            "[%d/%d] %s %s",
+            i,
+            len(pipeline.stages),
+            stage,
+            f"done in {seconds:.1f} s" if ran else "current (cached), skipped",
         )
-        log.info(
-            "analysis grid %s, %d x %d px of %.0f m", grid.crs, grid.shape[0], grid.shape[1], grid.ground_resolution_m
-        )
-        ctx = RunContext(pipeline, out, run_seed, sources, digests, grid, progress, state["started"], log=log)
-        for i, (stage, params) in enumerate(pipeline.stages.items(), 1):
-            log.info("[%d/%d] %s ...", i, len(pipeline.stages), stage)
-            ran, seconds = _run_stage(ctx, stage, params)
-            log.info(
-                "[%d/%d] %s %s",
-                i,
-                len(pipeline.stages),
-                stage,
-                f"done in {seconds:.1f} s" if ran else "current (cached), skipped",
-            )
-            summary["stages"][stage] = {"ran": ran, "seconds": round(seconds, 1), "key": ctx.stage_keys[stage]}
-        for name in ("report.html", "project.qgz", "run.json"):
-            if (out / name).is_file():
-                summary[name] = str(out / name)
-        log.info(
-            "done: report %s, QGIS project %s",
-            summary.get("report.html", "(none)"),
-            summary.get("project.qgz", "(none)"),
-        )
+        summary["stages"][stage] = {"ran": ran, "seconds": round(seconds, 1), "key": ctx.stage_keys[stage]}
+    for name in ("report.html", "project.qgz", "run.json"):
+        if (out / name).is_file():
+            summary[name] = str(out / name)
+    log.info(
+        "done: report %s, QGIS project %s",
+        summary.get("report.html", "(none)"),
+        summary.get("project.qgz", "(none)"),
+    )
     return summary

@@ -1,7 +1,7 @@
 """Pipeline definitions (``pipelines/*.yaml``): what data, which grid, which stages.
 
-A pipeline file names its data (data-manifest ids, paths relative to the file, or the
-package's synthetic demo scene), its analysis grid, and the stages to run with their
+A pipeline file names its data (data-manifest ids, paths relative to the file and inside
+its folder, absolute paths, or the package's synthetic demo scene), its analysis grid, and the stages to run with their
 parameters::
 
     pipeline: south_pole_coarse          # name
@@ -26,14 +26,18 @@ The structure is checked against ``prospect/schemas/pipeline.schema.json``; then
 meaning: quantities carry units that must fit (a length in m or km, a duration in h or
 d), every layer a stage needs must be in ``data`` (or made by an earlier stage), and the
 stage parameter sections (``resources.ice.config``, ``sites.config``, ...) are checked
-by :mod:`prospect.config`. Any problem is one :class:`PipelineError` line naming the
-file and the key.
+by :mod:`prospect.config`; quantities and counts have ranges (a positive step, 64 to
+:data:`MAX_AZIMUTHS` azimuths, seeds below 2**32). Any problem is one :class:`PipelineError`
+line naming the file and the key. The file is read by :func:`prospect.io.manifests.read_yaml_file`
+(size, alias and nesting limits).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +68,18 @@ LENGTH_UNITS = {"m": 1.0, "km": 1000.0}
 DURATION_UNITS = {"h": 1.0, "d": 24.0}
 #: Angle units (a global geographic grid's resolution), in degrees.
 ANGLE_UNITS = {"deg": 1.0, "arcmin": 1.0 / 60.0}
+#: The largest seed: seeds are 32-bit (``numpy.random.default_rng`` takes more, the tags keep 32 bits).
+MAX_SEED = 2**32 - 1
+#: Horizon azimuths a pipeline may ask for: at least
+#: :data:`prospect.illumination.maps.MIN_AZIMUTHS` (the schema's minimum), at most this.
+MAX_AZIMUTHS = 3600
+#: The ranges of the illumination stage's quantities (after unit conversion; None: no bound),
+#: and whether the lower bound is excluded.
+ILLUMINATION_RANGES: dict[str, tuple[float, float | None, bool]] = {
+    "step": (0.0, 24.0 * 366.0, True),  # h: a positive step, at most a year
+    "height": (0.0, 10_000.0, False),  # m above the surface
+    "max_distance": (0.0, None, True),  # m: a positive horizon reach
+}
 
 
 class PipelineError(ConfigError):
@@ -138,9 +154,45 @@ def quantity(value: Any, units: Mapping[str, float], key: str, src: Path, kind: 
         factor, v = units[unit], value.get("value")
     else:
         factor, v = 1.0, value
+    values = v if isinstance(v, list) else [v]
+    for x in values:
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+            raise PipelineError(f"{src}: {key}: {x!r} is not a finite number")
     if isinstance(v, list):
         return [float(x) * factor for x in v]
     return float(v) * factor
+
+
+def _check_range(value: float, key: str, src: Path, bounds: tuple[float, float | None, bool], unit: str) -> None:
+    lo, hi, open_low = bounds
+    if value < lo or (open_low and value == lo):
+        raise PipelineError(
+            f"{src}: {key}: {value:g} {unit} must be {'above' if open_low else 'at least'} {lo:g} {unit}"
+        )
+    if hi is not None and value > hi:
+        raise PipelineError(f"{src}: {key}: {value:g} {unit} is above the maximum {hi:g} {unit}")
+
+
+def data_path(role: str, text: str, base: Path, src: Path) -> Path:
+    """The file a pipeline's ``data.<role>: <path>`` names, checked before it is opened.
+
+    A relative path is relative to the pipeline file's folder ``base`` and must stay inside
+    it (``../../etc/passwd`` is refused, by the path's text: nothing is opened or followed);
+    an absolute path is taken as given, on purpose. A symbolic link inside the folder is the
+    user's own choice and is followed.
+    """
+    if "\0" in text:
+        raise PipelineError(f"{src}: data.{role}: {text!r}: a path cannot hold a NUL character")
+    given = Path(text).expanduser() if text.startswith("~") else Path(text)
+    if given.is_absolute():
+        return given.resolve()
+    joined = Path(os.path.normpath(base / given))
+    if not joined.is_relative_to(base):
+        raise PipelineError(
+            f"{src}: data.{role}: {text!r} leads outside the pipeline's folder {base}; "
+            "a relative path stays inside it (give an absolute path to use a file elsewhere)"
+        )
+    return joined.resolve()
 
 
 def _source(role: str, value: Any, base: Path, src: Path) -> Source:
@@ -152,14 +204,14 @@ def _source(role: str, value: Any, base: Path, src: Path) -> Source:
         if "manifest" in value:
             value = value["manifest"]
         else:
-            path = (base / str(value["path"])).resolve()
+            path = data_path(role, str(value["path"]), base, src)
             if not path.exists():
                 raise PipelineError(f"{src}: data.{role}: {path}: no such file")
             return Source(role, path=path)
     text = str(value)
+    path = data_path(role, text, base, src)  # a path that leaves the folder is refused before any look-up
     if is_manifest_id(text):
         return Source(role, manifest=text)
-    path = (base / text).resolve()
     if path.exists():
         return Source(role, path=path)
     raise PipelineError(f"{src}: data.{role}: {text!r} is neither a data-manifest id nor an existing file")
@@ -197,7 +249,7 @@ def _check_configs(stages: Mapping[str, Any], src: Path) -> None:
         if not section or not section.get("config"):
             continue
         try:
-            cfg.load(model, {model: section["config"]})
+            cfg.check_model(cfg.load(model, {model: section["config"]}))
         except ConfigError as exc:
             raise PipelineError(f"{src}: stages.{key}.config: {exc}") from None
 
@@ -276,6 +328,8 @@ def load_pipeline(path: str | Path) -> Pipeline:
         ):
             if key in ill:
                 ill[key] = quantity(ill[key], units, f"stages.illumination.{key}", src, kind)
+                base_unit = next(u for u, f in units.items() if f == 1.0)
+                _check_range(ill[key], f"stages.illumination.{key}", src, ILLUMINATION_RANGES[key], base_unit)
     return Pipeline(
         name=str(data["pipeline"]),
         path=src.resolve(),
