@@ -321,8 +321,10 @@ def test_a_slope_map_without_one_value_is_a_warning(inputs, tmp_path):
     res = run_cli("slope", str(inputs / "sparse.tif"), str(tmp_path / "s.tif"), "--no-progress")
     assert res.returncode == 0, res.stderr
     assert res.stderr.splitlines() == [
-        (f"prospect: warning: {tmp_path / 's.tif'}: every pixel is nodata "
-        "(the DEM has no 3 x 3 neighbourhood of valid heights)")
+        (
+            f"prospect: warning: {tmp_path / 's.tif'}: every pixel is nodata "
+            "(the DEM has no 3 x 3 neighbourhood of valid heights)"
+        )
     ], res.stderr
     assert (tmp_path / "s.tif").is_file()
 
