@@ -410,3 +410,24 @@ def test_the_parameter_rules_live_next_to_the_constants_and_the_help_quotes_them
     with pytest.raises(ValueError):  # default_times still raises a ValueError, now also a ConfigError
         ephemeris.default_times(step_hours=0)
     assert sys.modules["prospect.cli"] is cli
+
+
+@pytest.mark.parametrize(
+    ("stage", "params", "seed", "needle"),
+    [
+        ("illumination", {"step": 0}, 0, "step_hours"),
+        ("illumination", {"azimuths": 100_000}, 0, "azimuths"),
+        ("resources", {"he3": {"samples": 1}}, 0, "samples"),
+        ("resources", {"ice": {"samples": -1}}, 0, "samples"),
+        ("terrain", {"method": "sobel"}, 0, "method"),
+        ("sites", {}, -1, "seed"),
+    ],
+)
+def test_a_pipeline_can_check_a_stage_before_its_run_folder_exists(stage, params, seed, needle):
+    """stages.check_stage_params: the stage's own checks, no file opened, for ``prospect run`` to call first."""
+    from prospect.errors import ConfigError
+    from prospect.pipeline.stages import check_stage_params
+
+    with pytest.raises(ConfigError, match=needle):
+        check_stage_params(stage, params, seed)
+    check_stage_params(stage, None, 0)  # the defaults pass

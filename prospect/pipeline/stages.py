@@ -59,6 +59,7 @@ __all__ = [
     "check_output_file",
     "check_samples",
     "check_seed",
+    "check_stage_params",
     "created_folder",
     "open_he3_layer",
     "open_site_inputs",
@@ -183,6 +184,54 @@ def _finite_number(value: Any, name: str, minimum: float, maximum: float) -> flo
     if isinstance(value, bool) or not (math.isfinite(number) and minimum < number <= maximum):
         raise ConfigError(f"{name} must be a number more than {minimum:g} and at most {maximum:g}, not {value!r}")
     return number
+
+
+def _check_illumination(p: Mapping[str, Any]) -> dict[str, Any]:
+    """The illumination stage's span and tiling checked; returns the keywords of ``horizon_tiling``."""
+    from prospect.illumination.ephemeris import check_time_span
+    from prospect.illumination.maps import check_tiling_params
+
+    check_time_span(
+        **{k: p[k] for k in ("start", "years") if k in p}, **({"step_hours": p["step"]} if "step" in p else {})
+    )
+    return check_tiling_params({**p, "workers": p.get("workers", 2)})
+
+
+def _check_ice(p: Mapping[str, Any]) -> int:
+    from prospect.resources.ice import MAX_MC_SAMPLES, MC_SAMPLES
+
+    return check_samples(p.get("samples", MC_SAMPLES), maximum=MAX_MC_SAMPLES)
+
+
+def _check_he3(p: Mapping[str, Any]) -> int:
+    from prospect.resources.he3 import MAX_MC_SAMPLES, MAX_TABLE_RESOLUTION_DEG, MC_SAMPLES, MIN_TABLE_RESOLUTION_DEG
+
+    samples = check_samples(p.get("samples", MC_SAMPLES), maximum=MAX_MC_SAMPLES, minimum_mc=2)
+    if "resolution_deg" in p:
+        resolution = _finite_number(p["resolution_deg"], "resolution_deg", 0.0, MAX_TABLE_RESOLUTION_DEG)
+        if resolution < MIN_TABLE_RESOLUTION_DEG:
+            raise ConfigError(f"resolution_deg must be at least {MIN_TABLE_RESOLUTION_DEG:g}, not {resolution:g}")
+    return samples
+
+
+def check_stage_params(stage: str, params: Params = None, seed: Any = 0) -> None:
+    """The checks a stage makes of its ``params`` and ``seed`` before it opens or writes anything,
+    without running it: ``prospect run`` can refuse a bad pipeline before it creates the run folder.
+    ``stage``: ``terrain``, ``illumination``, ``resources`` (params ``ice`` / ``he3``), ``sites``
+    or ``exports``; a :class:`~prospect.errors.ConfigError` names the bad value."""
+    check_seed(seed)
+    p = _params(params)
+    if stage == "illumination":
+        _check_illumination(p)
+    elif stage == "resources":
+        if p.get("ice") is not None:
+            _check_ice(_params(p["ice"]))
+        if p.get("he3") is not None:
+            _check_he3(_params(p["he3"]))
+    elif stage in ("terrain", "slope") and "method" in p:
+        from prospect.terrain import check_method
+
+        check_method(p["method"])
 
 
 def _params(params: Params) -> dict[str, Any]:
@@ -535,16 +584,14 @@ def run_illumination(
     in the tags; default the source). Resumable tile by tile (:func:`write_illumination`).
     """
     from prospect.grid import on_grid
-    from prospect.illumination.ephemeris import check_time_span, default_times, sun_earth_directions
-    from prospect.illumination.maps import check_tiling_params
+    from prospect.illumination.ephemeris import default_times, sun_earth_directions
     from prospect.illumination.products import SunSamples
     from prospect.io.readers import open_product
     from prospect.terrain import check_dem
 
     p = _params(params)
     span: dict[str, Any] = {k: p[k] for k in ("start", "years") if k in p}
-    check_time_span(**span, **({"step_hours": p["step"]} if "step" in p else {}))
-    options = check_tiling_params({**p, "workers": p.get("workers", 2)})
+    options = _check_illumination(p)
     folder = check_output(out)
     dem = open_product(sources["dem"], crs_override=p.get("crs_override"))
     check_dem(dem, sources["dem"])
@@ -719,8 +766,6 @@ def run_ice(
     from prospect.io.vectors import is_vector_source, open_vector
     from prospect.resources.binned import rasterize_binned
     from prospect.resources.ice import (
-        MAX_MC_SAMPLES,
-        MC_SAMPLES,
         IceLayers,
         ice_favourability,
         ice_monte_carlo,
@@ -732,7 +777,7 @@ def run_ice(
 
     p = _params(params)
     parameters = ice_parameters(p.get("config"))
-    samples = check_samples(p.get("samples", MC_SAMPLES), maximum=MAX_MC_SAMPLES)
+    samples = _check_ice(p)
     seed = check_seed(seed)
     target = _grid(grid)
     unknown = set(sources) - set(ICE_ROLES)
@@ -940,10 +985,6 @@ def run_he3(
     from prospect.config import load as load_config
     from prospect.resources.he3 import (
         MATURITY_KINDS,
-        MAX_MC_SAMPLES,
-        MAX_TABLE_RESOLUTION_DEG,
-        MC_SAMPLES,
-        MIN_TABLE_RESOLUTION_DEG,
         He3Inputs,
         calibrate,
         check_wt_pct,
@@ -953,12 +994,8 @@ def run_he3(
     p = _params(params)
     parameters = load_config("he3", p.get("config"))
     calibrate(parameters)  # refuse bad anchors before any work
-    samples = check_samples(p.get("samples", MC_SAMPLES), maximum=MAX_MC_SAMPLES, minimum_mc=2)
+    samples = _check_he3(p)
     seed = check_seed(seed)
-    if "resolution_deg" in p:
-        resolution = _finite_number(p["resolution_deg"], "resolution_deg", 0.0, MAX_TABLE_RESOLUTION_DEG)
-        if resolution < MIN_TABLE_RESOLUTION_DEG:
-            raise ConfigError(f"resolution_deg must be at least {MIN_TABLE_RESOLUTION_DEG:g}, not {resolution:g}")
     quantity = p.get("quantity")
     if quantity not in (None, "Ti", "TiO2"):
         raise ConfigError(f"quantity must be Ti or TiO2, not {quantity!r}")
