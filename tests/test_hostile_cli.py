@@ -431,3 +431,23 @@ def test_a_pipeline_can_check_a_stage_before_its_run_folder_exists(stage, params
     with pytest.raises(ConfigError, match=needle):
         check_stage_params(stage, params, seed)
     check_stage_params(stage, None, 0)  # the defaults pass
+
+
+def test_a_folder_without_write_permission_is_refused(inputs, tmp_path, monkeypatch, capsys):
+    """A mode 0o555 folder does not stop root (the tests' user here), so the refusal of the
+    writability probe is simulated: the probe is what every stage's output check runs."""
+    import tempfile
+
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", denied)
+    for args in (
+        ["slope", str(inputs / "dem.tif"), str(locked / "s.tif")],
+        ["he3", str(inputs / "tio2.tif"), str(locked / "he3")],
+        ["ice", str(locked), "--dem", str(inputs / "dem.tif")],
+    ):
+        _refused(args, [str(locked), "Permission denied"], tmp_path, inputs, capsys)

@@ -28,9 +28,9 @@ import hashlib
 import json
 import math
 import os
-import secrets
 import shutil
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -109,17 +109,15 @@ def check_samples(samples: Any, *, maximum: int, minimum_mc: int = 1) -> int:
 
 
 def _check_writable(folder: Path, path: Path) -> None:
-    """Create and remove a hidden file in ``folder``: a read-only file system, a folder without write
+    """Open a temporary file in ``folder``: a read-only file system, a folder without write
     permission or a pseudo file system (``/proc``) is an :class:`~prospect.errors.OutputPathError`
-    before any work (``os.access`` does not see all of them, and root passes its permission test)."""
-    probe = folder / f".prospect-probe-{secrets.token_hex(6)}"
+    before any work (``os.access`` does not see all of them, and root passes its permission test).
+    On Linux the file has no name (``O_TMPFILE``), so even a ``kill -9`` leaves nothing behind."""
     try:
-        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        with tempfile.TemporaryFile(dir=folder, prefix=".prospect-probe-"):
+            pass
     except OSError as exc:
         raise OutputPathError(f"{path}: cannot write in {folder} ({exc.strerror or exc})") from None
-    os.close(fd)
-    with contextlib.suppress(OSError):
-        probe.unlink()
 
 
 def check_output(out: PathLike) -> Path:
