@@ -57,17 +57,30 @@ def _default(path: str, name: str) -> Any:
 
 N_AZIMUTHS = _default("illumination/maps.py", "N_AZIMUTHS")
 MIN_AZIMUTHS = _default("illumination/maps.py", "MIN_AZIMUTHS")
+MAX_AZIMUTHS = _default("illumination/maps.py", "MAX_AZIMUTHS")
 MAX_DISTANCE_M = _default("illumination/maps.py", "MAX_DISTANCE_M")
+MAX_DISTANCE_LIMIT_M = _default("illumination/maps.py", "MAX_DISTANCE_LIMIT_M")
 OBSERVER_HEIGHT_M = _default("illumination/maps.py", "OBSERVER_HEIGHT_M")
+MAX_OBSERVER_HEIGHT_M = _default("illumination/maps.py", "MAX_OBSERVER_HEIGHT_M")
 TILE_PX = _default("illumination/tiles.py", "TILE_PX")
 NEAR_PX = _default("illumination/tiles.py", "NEAR_PX")
 FAR_FACTOR = _default("illumination/tiles.py", "FAR_FACTOR")
 DEFAULT_STEP_HOURS = _default("illumination/ephemeris.py", "DEFAULT_STEP_HOURS")
+MAX_TIME_SAMPLES = _default("illumination/ephemeris.py", "MAX_TIME_SAMPLES")
 SPAN_START = _default("illumination/ephemeris.py", "default_times.start")
 SPAN_YEARS = _default("illumination/ephemeris.py", "default_times.years")
 HE3_SAMPLES = _default("resources/he3.py", "MC_SAMPLES")
+HE3_MAX_SAMPLES = _default("resources/he3.py", "MAX_MC_SAMPLES")
 TABLE_RESOLUTION_DEG = _default("resources/he3.py", "TABLE_RESOLUTION_DEG")
 ICE_SAMPLES = _default("resources/ice.py", "MC_SAMPLES")
+ICE_MAX_SAMPLES = _default("resources/ice.py", "MAX_MC_SAMPLES")
+MIN_TILE_PX = _default("illumination/tiles.py", "MIN_TILE_PX")
+MAX_TILE_PX = _default("illumination/tiles.py", "MAX_TILE_PX")
+MIN_NEAR_PX = _default("illumination/tiles.py", "MIN_NEAR_PX")
+MAX_NEAR_PX = _default("illumination/tiles.py", "MAX_NEAR_PX")
+MAX_FAR_FACTOR = _default("illumination/tiles.py", "MAX_FAR_FACTOR")
+MAX_SEED = _default("pipeline/stages.py", "MAX_SEED")
+SEED_HELP = f"Monte Carlo seed, 0 to {MAX_SEED} (default 0)."
 
 app = typer.Typer(
     name="prospect",
@@ -261,11 +274,15 @@ def illumination(
     ],
     azimuths: Annotated[
         int | None,
-        typer.Option("--azimuths", help=f"Horizon azimuths (at least {MIN_AZIMUTHS}; default {N_AZIMUTHS})."),
+        typer.Option("--azimuths", help=f"Horizon azimuths ({MIN_AZIMUTHS} to {MAX_AZIMUTHS}; default {N_AZIMUTHS})."),
     ] = None,
     max_distance: Annotated[
         float | None,
-        typer.Option("--max-distance", help=f"Horizon search distance [km] (default {MAX_DISTANCE_M / 1000:g})."),
+        typer.Option(
+            "--max-distance",
+            help=f"Horizon search distance [km], more than 0, at most {MAX_DISTANCE_LIMIT_M / 1000:g} "
+            f"(default {MAX_DISTANCE_M / 1000:g}).",
+        ),
     ] = None,
     start: Annotated[
         str | None, typer.Option("--start", help=f"Start of the span (UTC date; default {SPAN_START}).")
@@ -279,36 +296,42 @@ def illumination(
     ] = None,
     step_hours: Annotated[
         float | None,
-        typer.Option("--step-hours", help=f"Time step of the darkness series [h] (default {DEFAULT_STEP_HOURS:g})."),
+        typer.Option(
+            "--step-hours",
+            help=f"Time step of the darkness series [h], at least one minute; the span holds at most "
+            f"{MAX_TIME_SAMPLES:,} steps (default {DEFAULT_STEP_HOURS:g}).",
+        ),
     ] = None,
     height: Annotated[
         float | None,
         typer.Option(
             "--height",
-            help=f"Observer height above the surface [m], e.g. 2 for a solar mast (default {OBSERVER_HEIGHT_M:g}).",
+            help=f"Observer height above the surface [m], 0 to {MAX_OBSERVER_HEIGHT_M:g}, e.g. 2 for a solar mast "
+            f"(default {OBSERVER_HEIGHT_M:g}).",
         ),
     ] = None,
     tile: Annotated[
         int | None,
         typer.Option(
             "--tile",
-            help="Output tile side [px]; a tile's horizon cube is azimuths x tile^2 x 4 bytes in memory "
-            f"(default {TILE_PX}).",
+            help=f"Output tile side [px], {MIN_TILE_PX} to {MAX_TILE_PX}; a tile's horizon cube is azimuths x "
+            f"tile^2 x 4 bytes in memory (default {TILE_PX}).",
         ),
     ] = None,
     near: Annotated[
         int | None,
         typer.Option(
             "--near",
-            help="Full-resolution halo around a tile [px]; beyond it the far field uses a coarsened DEM "
-            f"(default {NEAR_PX}).",
+            help=f"Full-resolution halo around a tile [px], {MIN_NEAR_PX} to {MAX_NEAR_PX}; beyond it the far "
+            f"field uses a coarsened DEM (default {NEAR_PX}).",
         ),
     ] = None,
     far_factor: Annotated[
         int | None,
         typer.Option(
             "--far-factor",
-            help=f"Coarsening of the far-field DEM (1: full resolution everywhere, exact; default {FAR_FACTOR}).",
+            help=f"Coarsening of the far-field DEM, 1 to {MAX_FAR_FACTOR} (1: full resolution everywhere, exact; "
+            f"default {FAR_FACTOR}).",
         ),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="A line per tile on stderr.")] = True,
@@ -375,9 +398,12 @@ def he3(
         typer.Option("--resolution", help=f"Grid spacing [deg] for table sources (default {TABLE_RESOLUTION_DEG:g})."),
     ] = None,
     samples: Annotated[
-        int | None, typer.Option("--samples", help=f"Monte Carlo samples (0: none; default {HE3_SAMPLES}).")
+        int | None,
+        typer.Option(
+            "--samples", help=f"Monte Carlo samples (0: none, else 2 to {HE3_MAX_SAMPLES}; default {HE3_SAMPLES})."
+        ),
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Monte Carlo seed (default 0).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help=SEED_HELP)] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="YAML file overriding parameters (section he3:).")
     ] = None,
@@ -444,9 +470,12 @@ def ice(
         ),
     ] = None,
     samples: Annotated[
-        int | None, typer.Option("--samples", help=f"Monte Carlo samples (0: none; default {ICE_SAMPLES}).")
+        int | None,
+        typer.Option(
+            "--samples", help=f"Monte Carlo samples (0: none, else at most {ICE_MAX_SAMPLES}; default {ICE_SAMPLES})."
+        ),
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Monte Carlo seed (default 0).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help=SEED_HELP)] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="YAML file overriding parameters (section ice:).")
     ] = None,
@@ -510,7 +539,7 @@ def rank(
         typer.Option("--labels", help="Expert-chosen regions for the learned model, e.g. artemis3_regions_2022."),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option("--seed", help="Seed of the model and the Monte Carlo (default 0).")
+        int | None, typer.Option("--seed", help=f"Seed of the model and the Monte Carlo, 0 to {MAX_SEED} (default 0).")
     ] = None,
     evaluate: Annotated[
         bool | None,
@@ -606,14 +635,20 @@ def run(
         ),
     ] = False,
     seed: Annotated[
-        int | None, typer.Option("--seed", help="Seed of every random draw (default: the pipeline's).")
+        int | None,
+        typer.Option("--seed", help=f"Seed of every random draw, 0 to {MAX_SEED} (default: the pipeline's)."),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars on stderr.")] = True,
 ) -> None:
     """Run a whole pipeline: data -> terrain -> illumination -> resources -> sites -> exports, cached and resumable."""
     from prospect.pipeline.runner import run_pipeline
     from prospect.pipeline.spec import load_pipeline
+    from prospect.pipeline.stages import check_seed
 
+    if seed is not None:
+        check_seed(seed)  # before the run folder exists
+    if workers is not None and workers < 1:
+        raise typer.BadParameter(f"--workers must be at least 1, not {workers}")
     spec = load_pipeline(pipeline)  # every check before anything is written
     summary = run_pipeline(spec, out, scheduler=scheduler, workers=workers, resume=resume, seed=seed, progress=progress)
     for name in ("report.html", "project.qgz", "run.json"):

@@ -191,7 +191,7 @@ def test_run_json_is_a_stac_item_describing_every_output_and_input(exported):
     assert item.properties["ssys:targets"] == ["Moon"]
     assert item.properties["proj:code"] == "IAU_2015:30135"
     assert item.properties["prospect:seed"] == 7
-    assert item.datetime.isoformat().startswith("2026-11-18")
+    assert item.datetime is not None and item.datetime.isoformat().startswith("2026-11-18")
     on_disk = {p for p in run.rglob("*") if p.is_file() and p.name != "run.json"}
     assert {run / a.href for a in item.assets.values()} == on_disk
     assert all(stac.verify_assets(run / "run.json").values())
@@ -200,6 +200,7 @@ def test_run_json_is_a_stac_item_describing_every_output_and_input(exported):
     names = {p["name"] for p in item.properties["prospect:parameters"]}
     assert names >= {"site_radius_m", "weight_illumination_fraction"}
     assert "numpy" in item.properties["prospect:software"]
+    assert item.bbox is not None
     w, s, e, n = item.bbox
     assert (w, s, e) == (-180.0, -90.0, 180.0) and -89.6 < n < -89.0  # a 30 km cap around the pole
 
@@ -269,6 +270,7 @@ def test_a_run_without_sites_exports_the_psr_mask_as_its_own_layer(exported, tmp
         np.testing.assert_array_equal(src.read(1), shadow.astype("float32"))
     qml = ET.fromstring((out / "maps" / "psr_mask.qml").read_text(encoding="utf-8"))
     entry = qml.find("pipe/rasterrenderer/rasterTransparency/singleValuePixelList/pixelListEntry")
+    assert entry is not None
     assert (entry.get("min"), entry.get("max"), entry.get("percentTransparent")) == ("0", "0", "100")
     with zipfile.ZipFile(out / "project.qgz") as zf:
         project = ET.fromstring(zf.read(next(n for n in zf.namelist() if n.endswith(".qgs"))))

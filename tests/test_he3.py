@@ -145,8 +145,10 @@ def test_maps_thickness_rule_and_monte_carlo_interval():
     # deterministic for a seed, different for another
     again = he3.he3_maps(_synthetic_inputs(), params, samples=64, seed=3)
     assert np.array_equal(again.maps["he3_ppb_p95"].values, p95)
+    assert again.inventory_samples_kg is not None and res.inventory_samples_kg is not None
     assert np.array_equal(again.inventory_samples_kg, res.inventory_samples_kg)
     other = he3.he3_maps(_synthetic_inputs(), params, samples=64, seed=4)
+    assert other.inventory_samples_kg is not None
     assert not np.array_equal(other.inventory_samples_kg, res.inventory_samples_kg)
     # without FeO the thickness rule falls back to the TiO2 proxy and says so
     proxy = he3.he3_maps(_synthetic_inputs(feo=False), params)

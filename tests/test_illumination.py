@@ -98,7 +98,9 @@ def test_real_south_polar_psrs_are_found(shared, tmp_path):
         assert ours[int(r), int(col)], f"{name}: PSR centroid not permanently shadowed"
 
 
-@pytest.mark.parametrize("extra,needle", [(["--azimuths", "10"], "at least 64"), (["--height", "-2"], "non-negative")])
+@pytest.mark.parametrize(
+    "extra,needle", [(["--azimuths", "10"], "at least 64"), (["--height", "-2"], "height must be a number at least 0")]
+)
 def test_illumination_command_bad_options_are_one_line(tmp_path, extra, needle):
     from prospect.synthetic import write_scene
 

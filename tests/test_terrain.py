@@ -12,6 +12,7 @@ import math
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -276,18 +277,19 @@ def test_units_and_bad_parameters_are_clear_errors(rough_polar_dem):
     with pytest.raises(UnitsError, match="heights in m or km"):
         slope_deg(kelvin)
     with pytest.raises(ConfigError, match="horn"):
-        slope_deg(rough_polar_dem, method="sobel")
+        slope_deg(rough_polar_dem, method="sobel")  # type: ignore[arg-type]  # a bad method on purpose
     with pytest.raises(ConfigError, match="positive"):
         slope_deg(rough_polar_dem, baseline_m=-5)
     with pytest.raises(ConfigError, match="riley"):
-        terrain_ruggedness(rough_polar_dem, alg="max")
+        terrain_ruggedness(rough_polar_dem, alg="max")  # type: ignore[arg-type]  # a bad algorithm on purpose
 
 
 def test_a_polar_grid_with_a_false_origin_is_refused_unless_planar():
     import pyproj
 
     odd = pyproj.CRS.from_proj4(f"+proj=stere +lat_0=-90 +lon_0=0 +k=1 +x_0=1000 +y_0=0 +R={R} +type=crs")
-    grid = AnalysisGrid(odd.to_wkt(), Affine(100.0, 0, -5000.0, 0, -100.0, 5000.0), (100, 100))
+    wkt: Any = odd.to_wkt()  # a WKT, not a LunarCRS, on purpose
+    grid = AnalysisGrid(wkt, Affine(100.0, 0, -5000.0, 0, -100.0, 5000.0), (100, 100))
     with pytest.raises(GridError, match="planar"):
         ground_metric(grid)
     assert ground_metric(grid, planar=True).planar

@@ -64,11 +64,13 @@ along its daily path), or floats, read as
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from prospect.errors import ConfigError
 from prospect.lunar import EARTH_MOON_MASS_RATIO, MOON_RADIUS_M, SYNODIC_MONTH_DAYS
 
 __all__ = [
@@ -78,11 +80,15 @@ __all__ = [
     "EARTH_MOON_MASS_RATIO",
     "EARTH_RADIUS_KM",
     "J2000_JD",
+    "MAX_TIME_SAMPLES",
+    "MIN_STEP_HOURS",
     "SUN_RADIUS_KM",
     "SYNODIC_MONTH_DAYS",
     "TT_MINUS_UTC_S",
     "VALIDATED_MAX_ERROR_DEG",
     "SunEarth",
+    "TimeSpanError",
+    "check_time_span",
     "default_times",
     "earth_azimuth_elevation",
     "icrf_to_moon_me",
@@ -113,6 +119,11 @@ DEFAULT_STEP_HOURS: float = 2.0
 #: not the daily motion; 37 h is incommensurate with the synodic month, so the sampled
 #: sub-solar longitudes still sweep all azimuths over the cycle.
 COARSE_STEP_HOURS: float = 37.0
+#: The shortest time step [h] a span accepts (one minute).
+MIN_STEP_HOURS: float = 1.0 / 60.0
+#: The most time samples a span may hold (18.6 yr at 10 min; the ephemeris keeps about
+#: 15 float64 values per sample, so 120 MB at the limit).
+MAX_TIME_SAMPLES: int = 1_000_000
 
 #: Largest angular errors [deg] found against DE421 (positions) + DE421 ME (orientation)
 #: at 160 epochs 2020-2039 (tests/test_ephemeris.py asserts slightly looser bounds).
@@ -142,6 +153,50 @@ def julian_date_tt(times: Any) -> np.ndarray:
     raise TypeError(f"times must be datetime64, ISO strings or Julian dates (TT), not {arr.dtype}")
 
 
+class TimeSpanError(ConfigError, ValueError):
+    """A time span :func:`check_time_span` refuses: a :class:`~prospect.errors.ConfigError` (one line at
+    the CLI) that is also the ``ValueError`` :func:`default_times` has always raised."""
+
+
+def check_time_span(
+    start: Any = "2020-01-01", years: Any = 18.6, step_hours: Any = DEFAULT_STEP_HOURS
+) -> tuple[np.datetime64, float, float]:
+    """The span's ``(start, years, step_hours)`` as ``(datetime64[s], float, float)``, or a
+    :class:`TimeSpanError` naming the bad value.
+
+    The rules: ``start`` a UTC date or time (ISO 8601, e.g. ``2020-01-01``); ``years`` and
+    ``step_hours`` finite and positive, ``step_hours`` at least :data:`MIN_STEP_HOURS`; the
+    span holds at least 2 and at most :data:`MAX_TIME_SAMPLES` samples.
+    """
+    try:
+        t0 = np.datetime64(start, "s")
+    except (TypeError, ValueError, OverflowError):
+        raise TimeSpanError(f"start must be a UTC date such as 2020-01-01, not {start!r}") from None
+    if np.isnat(t0):
+        raise TimeSpanError(f"start must be a UTC date such as 2020-01-01, not {start!r}")
+    numbers = {}
+    for name, value in (("years", years), ("step_hours", step_hours)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if isinstance(value, bool) or not (math.isfinite(number) and number > 0):
+            raise TimeSpanError(f"{name} must be a positive finite number, not {value!r}")
+        numbers[name] = number
+    years_f, step_f = numbers["years"], numbers["step_hours"]
+    if step_f < MIN_STEP_HOURS:
+        raise TimeSpanError(f"step_hours must be at least {MIN_STEP_HOURS:.4g} h (one minute), not {step_hours!r}")
+    n = math.floor(years_f * 365.25 * 24.0 / step_f) + 1
+    if n < 2:
+        raise TimeSpanError(f"a span of {years_f:g} years holds less than one step of {step_f:g} h")
+    if n > MAX_TIME_SAMPLES:
+        raise TimeSpanError(
+            f"a span of {years_f:g} years at {step_f:g} h steps holds {n:,} samples, more than "
+            f"{MAX_TIME_SAMPLES:,}: use a longer step_hours or fewer years"
+        )
+    return t0, years_f, step_f
+
+
 def default_times(
     start: str | np.datetime64 = "2020-01-01",
     years: float = 18.6,
@@ -164,10 +219,7 @@ def default_times(
     """
     if step_hours is None:
         step_hours = COARSE_STEP_HOURS if coarse else DEFAULT_STEP_HOURS
-    if step_hours <= 0 or years <= 0:
-        raise ValueError("years and step_hours must be positive")
-    # numpy's stubs lack the (datetime64, unit) overload that numpy itself accepts
-    t0 = np.datetime64(start, "s")  # type: ignore[call-overload]
+    t0, years, step_hours = check_time_span(start, years, step_hours)  # a TimeSpanError (ValueError) if bad
     step_s = int(round(step_hours * 3600.0))
     n = int(np.floor(years * 365.25 * 86_400.0 / step_s)) + 1
     return t0 + np.arange(n, dtype="int64") * np.timedelta64(step_s, "s")

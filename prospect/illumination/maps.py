@@ -10,25 +10,101 @@ each finished tile so that an interrupted run resumes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import xarray as xr
 
+from prospect.errors import ConfigError
 from prospect.illumination.products import SunSamples, illumination_products
-from prospect.illumination.tiles import FAR_FACTOR, NEAR_PX, TILE_PX, TiledHorizon
+from prospect.illumination.tiles import (
+    FAR_FACTOR,
+    MAX_FAR_FACTOR,
+    MAX_NEAR_PX,
+    MAX_TILE_PX,
+    MIN_FAR_FACTOR,
+    MIN_NEAR_PX,
+    MIN_TILE_PX,
+    NEAR_PX,
+    TILE_PX,
+    TiledHorizon,
+)
 
 #: The four products, each a layer of :mod:`prospect.layers`.
 PRODUCTS = ("illumination_fraction", "longest_darkness_h", "psr_mask", "earth_visibility_fraction")
-#: Horizon azimuths by default, and the fewest the illumination stage accepts.
+#: Horizon azimuths by default, and the fewest and the most the illumination stage accepts
+#: (3600: 0.1 deg steps; a tile's horizon cube grows with the azimuths).
 N_AZIMUTHS = 360
 MIN_AZIMUTHS = 64
-#: Horizon search distance by default [m].
+MAX_AZIMUTHS = 3600
+#: Horizon search distance by default [m], and the longest accepted (the Moon's half circumference).
 MAX_DISTANCE_M = 150_000.0
-#: Observer height above the surface by default [m].
+MAX_DISTANCE_LIMIT_M = 5_458_000.0
+#: Observer height above the surface by default [m], and the highest accepted.
 OBSERVER_HEIGHT_M = 0.0
-#: Tiles computed in parallel by default.
+MAX_OBSERVER_HEIGHT_M = 10_000.0
+#: Tiles computed in parallel by default, and the most accepted.
 WORKERS = 2
+MAX_WORKERS = 256
+
+#: The illumination stage's parameters: stage key -> (keyword of :func:`horizon_tiling`, integer?,
+#: smallest, largest, unit). The smallest distance (0 m) is excluded; every other bound is
+#: included. The stage (:func:`prospect.pipeline.stages.run_illumination`), and so ``prospect
+#: illumination`` and ``prospect run``, checks them with :func:`check_tiling_params`.
+TILING_RULES: dict[str, tuple[str, bool, float, float, str]] = {
+    "azimuths": ("n_azimuths", True, MIN_AZIMUTHS, MAX_AZIMUTHS, ""),
+    "max_distance": ("max_distance_m", False, 0.0, MAX_DISTANCE_LIMIT_M, "m"),
+    "height": ("observer_height_m", False, 0.0, MAX_OBSERVER_HEIGHT_M, "m"),
+    "tile": ("tile_px", True, MIN_TILE_PX, MAX_TILE_PX, "px"),
+    "near": ("near_px", True, MIN_NEAR_PX, MAX_NEAR_PX, "px"),
+    "far_factor": ("far_factor", True, MIN_FAR_FACTOR, MAX_FAR_FACTOR, ""),
+    "workers": ("workers", True, 1, MAX_WORKERS, ""),
+}
+#: The keywords whose smallest value is excluded.
+_EXCLUSIVE_MINIMUM = frozenset({"max_distance_m"})
+
+
+def check_number(
+    value: Any, name: str, *, integer: bool, minimum: float, maximum: float, unit: str = "", exclusive: bool = False
+) -> Any:
+    """``value`` as an int (``integer``) or a finite float within ``[minimum, maximum]`` (``(minimum,
+    maximum]`` when ``exclusive``), or a :class:`~prospect.errors.ConfigError` naming ``name`` and the range."""
+    unit_text = f" {unit}" if unit else ""
+    kind = "an integer" if integer else "a number"
+    low = f"more than {minimum:g}" if exclusive else f"at least {minimum:g}"
+    rule = f"{name} must be {kind} {low} and at most {maximum:g}{unit_text}, not {value!r}"
+    if isinstance(value, bool):
+        raise ConfigError(rule)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(rule) from None
+    if not math.isfinite(number) or number > maximum or number < minimum or (exclusive and number == minimum):
+        raise ConfigError(rule)
+    if integer:
+        if number != int(number):
+            raise ConfigError(rule)
+        return int(number)
+    return number
+
+
+def check_tiling_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The illumination stage's ``params`` (keys of :data:`TILING_RULES`; others ignored, None is the
+    default) as the keywords of :func:`horizon_tiling`, each checked against its rule."""
+    options: dict[str, Any] = {}
+    for key, (keyword, integer, low, high, unit) in TILING_RULES.items():  # messages name the stage's keys
+        if params.get(key) is not None:
+            options[keyword] = check_number(
+                params[key],
+                key,
+                integer=integer,
+                minimum=low,
+                maximum=high,
+                unit=unit,
+                exclusive=keyword in _EXCLUSIVE_MINIMUM,
+            )
+    return options
 
 
 def horizon_tiling(

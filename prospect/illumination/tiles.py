@@ -69,6 +69,13 @@ TILE_PX = 1536
 NEAR_PX = 192
 #: default far-field coarsening (20 m -> 160 m beyond the near field)
 FAR_FACTOR = 8
+#: the accepted ranges of the three (the largest tile's cube at 360 azimuths is 24 GB)
+MIN_TILE_PX = 16
+MAX_TILE_PX = 4096
+MIN_NEAR_PX = 8
+MAX_NEAR_PX = 8192
+MIN_FAR_FACTOR = 1
+MAX_FAR_FACTOR = 64
 
 
 @dataclass(frozen=True)
@@ -133,9 +140,9 @@ class TiledHorizon:
     ) -> None:
         self.az = resolve_azimuths(None, n_azimuths)
         dmax = check_max_distance(max_distance_m)
-        tile_px = _int_param(tile_px, "tile_px", 16)
-        near_px = _int_param(near_px, "near_px", 8)
-        far_factor = _int_param(far_factor, "far_factor", 1)
+        tile_px = _int_param(tile_px, "tile_px", MIN_TILE_PX)
+        near_px = _int_param(near_px, "near_px", MIN_NEAR_PX)
+        far_factor = _int_param(far_factor, "far_factor", MIN_FAR_FACTOR)
         check_observer_height(observer_height_m)
         self.dem = dem
         self.args, self.grid, self.desc = kernel_geometry(dem, planar)

@@ -125,8 +125,9 @@ def write_gpkg(
                         layer_options={"FID": "id"},
                     )
             os.replace(staging, tmp)
-        finally:
-            staging.unlink(missing_ok=True)
+        finally:  # also SQLite's sidecars, left by a write interrupted mid-transaction
+            for leftover in (staging, *(staging.with_name(staging.name + s) for s in ("-journal", "-wal", "-shm"))):
+                leftover.unlink(missing_ok=True)
     return final
 
 

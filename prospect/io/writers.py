@@ -25,13 +25,13 @@ import contextlib
 import math
 import os
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from prospect.errors import CRSError
+from prospect.errors import CRSError, OutputPathError
 from prospect.lunar import MOON_RADIUS_M, LunarCRS, polar_stereographic_latitude
 
 __all__ = [
@@ -67,11 +67,18 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
     directory is ``fsync``-ed where the OS allows it); on an exception the temp file
     (and any GDAL ``.aux.xml`` sidecar of it) is removed and ``path`` is untouched.
     The temp file is created with mode ``0o666`` minus the umask, like a plain ``open``.
+    A ``path`` that is a folder, or a folder that cannot be written in, is an
+    :class:`~prospect.errors.OutputPathError` before anything is written.
     """
     final = Path(path)
     directory = final.parent if str(final.parent) else Path(".")
+    if final.is_dir():
+        raise OutputPathError(f"{final}: is a folder, not a file")
     tmp = directory / f".{final.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    try:
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    except OSError as exc:
+        raise OutputPathError(f"{final}: cannot write in {directory} ({exc.strerror or exc})") from None
     os.close(fd)
     sidecar = Path(f"{tmp}.aux.xml")
     try:
@@ -699,6 +706,7 @@ def stream_geotiff(
     window_px: int = STREAM_WINDOW_PX,
     dtype: str = "float32",
     categorical: bool = False,
+    on_block: Callable[[np.ndarray], None] | None = None,
 ) -> Path:
     """Write a 2-D (``y, x``) float DataArray, chunk by chunk, as a tiled compressed GeoTIFF.
 
@@ -713,7 +721,8 @@ def stream_geotiff(
     (GDAL's COG driver, which also streams). Atomic either way: the file appears
     complete or not at all. ``progress`` reports on stderr. ``dtype`` is the band type on
     disk (an integer type rounds, with NaN as ``nodata``); ``categorical`` builds COG
-    overviews by nearest neighbour (classes) instead of averaging.
+    overviews by nearest neighbour (classes) instead of averaging. ``on_block`` is called with
+    each computed block (float, NaN for nodata) before it is written, e.g. to tally valid pixels.
     """
     import dask.array as dska
     import rasterio
@@ -728,6 +737,8 @@ def stream_geotiff(
     integer = not np.issubdtype(np.dtype(dtype), np.floating)
 
     def put(dst: Any, r0: int, c0: int, block: np.ndarray) -> None:
+        if on_block is not None:
+            on_block(block)
         if integer:
             values = np.asarray(block, dtype="float64")
             block = np.where(np.isnan(values), nodata, np.round(values)).astype(dtype)

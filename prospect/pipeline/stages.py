@@ -26,11 +26,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Iterator, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +51,16 @@ Params = Mapping[str, Any] | None
 __all__ = [
     "HE3_OUTPUT_MAPS",
     "ICE_ROLES",
+    "MAX_SEED",
     "PARTIAL_DIR",
     "SITE_ROLES",
     "WRITE_WINDOW_PX",
     "check_output",
     "check_output_file",
+    "check_samples",
+    "check_seed",
+    "check_stage_params",
+    "created_folder",
     "open_he3_layer",
     "open_site_inputs",
     "rank_from_sources",
@@ -74,25 +82,154 @@ __all__ = [
 # --- shared -------------------------------------------------------------------------------------
 
 
+#: The largest seed accepted: every random generator prospect seeds takes it (scikit-learn's need
+#: ``seed + fold < 2**32``; numpy's any non-negative integer).
+MAX_SEED = 2_147_483_647  # 2**31 - 1
+
+
+def check_seed(seed: Any) -> int:
+    """``seed`` as an int in ``0..MAX_SEED``, or a :class:`~prospect.errors.ConfigError` naming it."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed must be an integer from 0 to {MAX_SEED}, not {seed!r}")
+    return int(seed)
+
+
+def check_samples(samples: Any, *, maximum: int, minimum_mc: int = 1) -> int:
+    """Monte Carlo ``samples`` as an int: 0 (none) or ``minimum_mc..maximum``; else a
+    :class:`~prospect.errors.ConfigError` naming the accepted values."""
+    ok = (
+        not isinstance(samples, bool)
+        and isinstance(samples, (int, np.integer))
+        and (samples == 0 or minimum_mc <= samples <= maximum)
+    )
+    if not ok:
+        least = f"at least {minimum_mc} and " if minimum_mc > 1 else ""
+        raise ConfigError(f"samples must be 0 (no Monte Carlo) or an integer {least}at most {maximum}, not {samples!r}")
+    return int(samples)
+
+
+def _check_writable(folder: Path, path: Path) -> None:
+    """Open a temporary file in ``folder``: a read-only file system, a folder without write
+    permission or a pseudo file system (``/proc``) is an :class:`~prospect.errors.OutputPathError`
+    before any work (``os.access`` does not see all of them, and root passes its permission test).
+    On Linux the file has no name (``O_TMPFILE``), so even a ``kill -9`` leaves nothing behind."""
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".prospect-probe-"):
+            pass
+    except OSError as exc:
+        raise OutputPathError(f"{path}: cannot write in {folder} ({exc.strerror or exc})") from None
+
+
 def check_output(out: PathLike) -> Path:
-    """The output-folder check of every stage: ``out`` is a folder or does not exist yet, and its
-    parent exists (:class:`~prospect.errors.OutputPathError` otherwise). The folder itself is
-    created by the stage only once its parameters have been accepted."""
+    """The output-folder check of every stage: ``out`` is a folder or does not exist yet, its
+    parent is a folder, and the folder (or its parent) can be written in
+    (:class:`~prospect.errors.OutputPathError` otherwise). The folder itself is created by the
+    stage (:func:`created_folder`) only once its parameters and inputs have been accepted."""
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise OutputPathError(f"{path}: exists and is not a folder")
-    if not path.parent.is_dir():
+    if not path.parent.exists():
         raise OutputPathError(f"{path}: parent directory {path.parent} does not exist")
+    if not path.parent.is_dir():
+        raise OutputPathError(f"{path}: parent {path.parent} is not a folder")
+    _check_writable(path if path.is_dir() else path.parent, path)
     return path
 
 
 def check_output_file(out: PathLike) -> Path:
-    """The same check for a stage that writes one file: its folder exists."""
+    """The same check for a stage that writes one file: ``out`` is not a folder, and its folder
+    exists and can be written in."""
     path = Path(out)
+    if path.is_dir():
+        raise OutputPathError(f"{path}: is a folder; give the output file's name (e.g. {path / 'slope.tif'})")
     folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
+    if not folder.exists():
         raise OutputPathError(f"{path}: output directory {folder} does not exist")
+    if not folder.is_dir():
+        raise OutputPathError(f"{path}: {folder} is not a folder")
+    _check_writable(folder, path)
     return path
+
+
+@contextlib.contextmanager
+def created_folder(folder: Path, *, keep: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """Create the stage's output ``folder`` (checked by :func:`check_output`) for the ``with`` body.
+
+    If the body fails (an error, Ctrl-C) and the folder did not exist before, it is removed with
+    whatever the body put in it (writers publish nothing partial; this removes the folder
+    itself), unless ``keep(folder)`` says it holds state worth keeping (the illumination stage's
+    finished tiles, from which a rerun resumes).
+    """
+    created = not folder.exists()
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"{folder}: cannot create the output folder ({exc.strerror or exc})") from None
+    try:
+        yield folder
+    except BaseException:
+        if created and not (keep is not None and keep(folder)):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _finite_number(value: Any, name: str, minimum: float, maximum: float) -> float:
+    """``value`` as a finite float in ``(minimum, maximum]``, else a ConfigError naming ``name``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not (math.isfinite(number) and minimum < number <= maximum):
+        raise ConfigError(f"{name} must be a number more than {minimum:g} and at most {maximum:g}, not {value!r}")
+    return number
+
+
+def _check_illumination(p: Mapping[str, Any]) -> dict[str, Any]:
+    """The illumination stage's span and tiling checked; returns the keywords of ``horizon_tiling``."""
+    from prospect.illumination.ephemeris import check_time_span
+    from prospect.illumination.maps import check_tiling_params
+
+    check_time_span(
+        **{k: p[k] for k in ("start", "years") if k in p}, **({"step_hours": p["step"]} if "step" in p else {})
+    )
+    return check_tiling_params({**p, "workers": p.get("workers", 2)})
+
+
+def _check_ice(p: Mapping[str, Any]) -> int:
+    from prospect.resources.ice import MAX_MC_SAMPLES, MC_SAMPLES
+
+    return check_samples(p.get("samples", MC_SAMPLES), maximum=MAX_MC_SAMPLES)
+
+
+def _check_he3(p: Mapping[str, Any]) -> int:
+    from prospect.resources.he3 import MAX_MC_SAMPLES, MAX_TABLE_RESOLUTION_DEG, MC_SAMPLES, MIN_TABLE_RESOLUTION_DEG
+
+    samples = check_samples(p.get("samples", MC_SAMPLES), maximum=MAX_MC_SAMPLES, minimum_mc=2)
+    if "resolution_deg" in p:
+        resolution = _finite_number(p["resolution_deg"], "resolution_deg", 0.0, MAX_TABLE_RESOLUTION_DEG)
+        if resolution < MIN_TABLE_RESOLUTION_DEG:
+            raise ConfigError(f"resolution_deg must be at least {MIN_TABLE_RESOLUTION_DEG:g}, not {resolution:g}")
+    return samples
+
+
+def check_stage_params(stage: str, params: Params = None, seed: Any = 0) -> None:
+    """The checks a stage makes of its ``params`` and ``seed`` before it opens or writes anything,
+    without running it: ``prospect run`` can refuse a bad pipeline before it creates the run folder.
+    ``stage``: ``terrain``, ``illumination``, ``resources`` (params ``ice`` / ``he3``), ``sites``
+    or ``exports``; a :class:`~prospect.errors.ConfigError` names the bad value."""
+    check_seed(seed)
+    p = _params(params)
+    if stage == "illumination":
+        _check_illumination(p)
+    elif stage == "resources":
+        if p.get("ice") is not None:
+            _check_ice(_params(p["ice"]))
+        if p.get("he3") is not None:
+            _check_he3(_params(p["he3"]))
+    elif stage in ("terrain", "slope") and "method" in p:
+        from prospect.terrain import check_method
+
+        check_method(p["method"])
 
 
 def _params(params: Params) -> dict[str, Any]:
@@ -149,6 +286,7 @@ def _write_slope(
     all_tags = {**tags, **{f"prospect_{k}": v for k, v in result.attrs.items()}}
     if source_tag is not None:
         all_tags[source_tag[0]] = source_tag[1]
+    valid = _ValidTally()
     stream_geotiff(
         result,
         path,
@@ -159,8 +297,25 @@ def _write_slope(
         cog=bool(params.get("cog", False)),
         progress=progress,
         label=label,
+        on_block=valid,
     )
+    valid.warn_if_empty(path, "the DEM has no 3 x 3 neighbourhood of valid heights")
     return path
+
+
+class _ValidTally:
+    """Called with each block written: remembers whether any value was finite."""
+
+    def __init__(self) -> None:
+        self.any = False
+
+    def __call__(self, block: np.ndarray) -> None:
+        if not self.any:
+            self.any = bool(np.isfinite(block).any())
+
+    def warn_if_empty(self, path: Path, why: str) -> None:
+        if not self.any:
+            warnings.warn(f"{path}: every pixel is nodata ({why})", UserWarning, stacklevel=3)
 
 
 def run_slope(
@@ -180,15 +335,25 @@ def run_slope(
     unused (the DEM's own grid; no random draw).
     """
     from prospect.io.readers import open_product
+    from prospect.terrain import check_baseline, check_dem, check_method, metric_of
+    from prospect.terrain.surface import gradient_steps
 
     p = _params(params)
-    path = check_output_file(out)
     chunks = p.get("chunks")
-    if chunks is not None and int(chunks) <= 0:
-        raise ConfigError(f"chunks must be positive, not {chunks}")
+    if chunks is not None and (isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks <= 0):
+        raise ConfigError(f"chunks must be a positive number of pixels, not {chunks!r}")
+    if "method" in p:
+        check_method(p["method"])
+    if "baseline_m" in p:
+        check_baseline(p["baseline_m"])
+    path = check_output_file(out)
     dem = sources["dem"]
+    if Path(str(dem)).exists() and Path(str(dem)).resolve() == path.resolve():
+        raise OutputPathError(f"{path}: is the input DEM; give another output file")
     arr = open_product(dem, chunks=chunks, crs_override=p.get("crs_override"))
     own = AnalysisGrid.from_dataarray(arr)
+    reach = gradient_steps(metric_of(arr, planar=bool(p.get("planar"))), p.get("baseline_m"))
+    check_dem(arr, dem, stencil_px=2 * reach + 1)
     _write_slope(
         arr,
         path,
@@ -218,15 +383,25 @@ def run_terrain(
     """
     from prospect.grid import resample
     from prospect.io.readers import open_product
-    from prospect.io.writers import stream_geotiff
+    from prospect.terrain import check_dem
 
     p = _params(params)
     folder = check_output(out)
     dem = open_product(sources["dem"])
+    check_dem(dem, sources["dem"])
     target = _grid(grid) or AnalysisGrid.from_dataarray(dem)
     if not AnalysisGrid.from_dataarray(dem).matches(target):
         dem = resample(dem, target, method="bilinear")
-    folder.mkdir(exist_ok=True)
+    with created_folder(folder):
+        return _write_terrain(dem, folder, target, p, sources, progress)
+
+
+def _write_terrain(
+    dem: xr.DataArray, folder: Path, target: AnalysisGrid, p: Mapping[str, Any], sources: Sources, progress: bool
+) -> dict[str, Path]:
+    from prospect.io.readers import open_product
+    from prospect.io.writers import stream_geotiff
+
     tags = {"prospect_source": str(p.get("source_label", sources["dem"])), "prospect_crs": target.crs.code}
     dem_name, slope_name = layers.filename("dem_m"), layers.filename("slope_deg")
     paths = {"dem_m": folder / dem_name, "slope_deg": folder / slope_name}
@@ -340,19 +515,34 @@ def write_illumination(
     folder is removed once the GeoTIFFs are in place. Returns ``{product: path}``.
     """
     from prospect.illumination import maps
-    from prospect.io.writers import TiledGeoTIFFs
 
     th = maps.horizon_tiling(dem, **params)
     out = Path(outdir)  # created only once the parameters have been accepted
-    out.mkdir(exist_ok=True)
+    with created_folder(out, keep=_has_finished_tiles):
+        return _write_illumination_tiles(th, dem, out, samples, source, progress, params)
+
+
+def _has_finished_tiles(folder: Path) -> bool:
+    """Whether an illumination folder keeps finished tiles to resume from."""
+    return any((folder / PARTIAL_DIR).glob("*/tile_*.npz"))
+
+
+def _write_illumination_tiles(
+    th: Any, dem: xr.DataArray, out: Path, samples: Any, source: str, progress: bool, params: Mapping[str, Any]
+) -> dict[str, Path]:
+    from prospect.illumination import maps
+    from prospect.io.writers import TiledGeoTIFFs
+
     grid = AnalysisGrid.from_dataarray(dem)
     key = _run_key(dem, samples, params)
     ckpt = out / PARTIAL_DIR / key
     paths = {name: out / layers.filename(name) for name in maps.PRODUCTS}
     units = {name: layers.get(name).units for name in maps.PRODUCTS}
     first = True
+    valid = _ValidTally()
     with TiledGeoTIFFs(paths, crs=grid.crs, transform=grid.transform, shape=grid.shape, units=units) as dst:
         for (r0, _r1, c0, _c1), ds in _checkpointed_tiles(th, samples, ckpt, progress):
+            valid(ds["illumination_fraction"].values)
             for name in maps.PRODUCTS:
                 layer = ds[name]
                 dst.write(name, r0, c0, layer.values)
@@ -365,6 +555,7 @@ def write_illumination(
     shutil.rmtree(ckpt, ignore_errors=True)
     with contextlib.suppress(OSError):
         (out / PARTIAL_DIR).rmdir()
+    valid.warn_if_empty(paths["illumination_fraction"], "no pixel has a horizon")
     return paths
 
 
@@ -392,39 +583,28 @@ def run_illumination(
     """
     from prospect.grid import on_grid
     from prospect.illumination.ephemeris import default_times, sun_earth_directions
-    from prospect.illumination.maps import MIN_AZIMUTHS
     from prospect.illumination.products import SunSamples
     from prospect.io.readers import open_product
+    from prospect.terrain import check_dem
 
     p = _params(params)
-    if "azimuths" in p and int(p["azimuths"]) < MIN_AZIMUTHS:
-        raise ConfigError(f"azimuths must be at least {MIN_AZIMUTHS}, not {p['azimuths']}")
+    span: dict[str, Any] = {k: p[k] for k in ("start", "years") if k in p}
+    options = _check_illumination(p)
     folder = check_output(out)
     dem = open_product(sources["dem"], crs_override=p.get("crs_override"))
+    check_dem(dem, sources["dem"])
     target = _grid(grid)
     if target is not None and not AnalysisGrid.from_dataarray(dem).matches(target):
         dem = on_grid(dem, target, method="bilinear")
-    span: dict[str, Any] = {k: (float(p[k]) if k == "years" else p[k]) for k in ("start", "years") if k in p}
+    if "years" in span:
+        span["years"] = float(span["years"])
     se = sun_earth_directions(default_times(**span, step_hours=p.get("step")))
-    options = {
-        name: type_(p[key])
-        for key, name, type_ in (
-            ("azimuths", "n_azimuths", int),
-            ("max_distance", "max_distance_m", float),
-            ("height", "observer_height_m", float),
-            ("tile", "tile_px", int),
-            ("near", "near_px", int),
-            ("far_factor", "far_factor", int),
-        )
-        if key in p
-    }
     return write_illumination(
         dem,
         folder,
         SunSamples.from_ephemeris(se),
         source=str(p.get("source_label", sources["dem"])),
         progress=progress,
-        workers=int(p.get("workers", 2)),
         **options,
     )
 
@@ -584,7 +764,6 @@ def run_ice(
     from prospect.io.vectors import is_vector_source, open_vector
     from prospect.resources.binned import rasterize_binned
     from prospect.resources.ice import (
-        MC_SAMPLES,
         IceLayers,
         ice_favourability,
         ice_monte_carlo,
@@ -592,13 +771,12 @@ def run_ice(
         water_inventory_kg,
     )
     from prospect.resources.masks import polygon_fraction
-    from prospect.terrain import aspect_deg, slope_deg
+    from prospect.terrain import aspect_deg, check_dem, slope_deg
 
     p = _params(params)
     parameters = ice_parameters(p.get("config"))
-    samples = p.get("samples", MC_SAMPLES)
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 0:
-        raise ConfigError(f"samples must be a non-negative integer, not {samples!r}")
+    samples = _check_ice(p)
+    seed = check_seed(seed)
     target = _grid(grid)
     unknown = set(sources) - set(ICE_ROLES)
     if unknown:
@@ -632,6 +810,8 @@ def run_ice(
             }
             continue
         rasters[key] = open_product(src)
+        if key == "dem":
+            check_dem(rasters[key], src)
         source_info[key] = _source_record(src, rasters[key].attrs)
     if target is None:
         if not rasters:
@@ -662,7 +842,8 @@ def run_ice(
     ds.attrs["grid"] = target.to_dict()
     if "water_column_kg_m2" in ds:
         ds.attrs["water_inventory_kg"] = water_inventory_kg(ds, parameters)
-    return write_ice(ds, folder, cog=bool(p.get("cog", False)), source_info=source_info)
+    with created_folder(folder):
+        return write_ice(ds, folder, cog=bool(p.get("cog", False)), source_info=source_info)
 
 
 # --- resources: helium-3 ------------------------------------------------------------------------
@@ -802,7 +983,6 @@ def run_he3(
     from prospect.config import load as load_config
     from prospect.resources.he3 import (
         MATURITY_KINDS,
-        MC_SAMPLES,
         He3Inputs,
         calibrate,
         check_wt_pct,
@@ -812,9 +992,8 @@ def run_he3(
     p = _params(params)
     parameters = load_config("he3", p.get("config"))
     calibrate(parameters)  # refuse bad anchors before any work
-    samples = int(p.get("samples", MC_SAMPLES))
-    if samples < 0 or samples == 1:
-        raise ConfigError(f"samples must be 0 (no Monte Carlo) or at least 2, not {samples}")
+    samples = _check_he3(p)
+    seed = check_seed(seed)
     quantity = p.get("quantity")
     if quantity not in (None, "Ti", "TiO2"):
         raise ConfigError(f"quantity must be Ti or TiO2, not {quantity!r}")
@@ -853,7 +1032,8 @@ def run_he3(
         thick_layer = open_he3_layer(thickness, on)[0]
         labels["thickness"] = thickness
     inputs = He3Inputs(tio2, feo_layer, mat_layer, thick_layer, sources=labels)
-    summary = write_he3(inputs, folder, parameters, samples=samples, seed=seed, workers=int(p.get("workers", 2)))
+    with created_folder(folder):
+        summary = write_he3(inputs, folder, parameters, samples=samples, seed=seed, workers=int(p.get("workers", 2)))
     return {**{n: Path(path) for n, path in summary["maps"].items()}, "inventory": folder / "he3_inventory.json"}
 
 
@@ -876,8 +1056,20 @@ def run_resources(
     named ``ice/<name>`` and ``he3/<name>``.
     """
     p = _params(params)
+    check_seed(seed)
     folder = check_output(out)
-    folder.mkdir(exist_ok=True)
+    with created_folder(folder):
+        return _run_both(folder, sources, grid, p, seed, progress)
+
+
+def _run_both(
+    folder: Path,
+    sources: Sources,
+    grid: AnalysisGrid | Mapping[str, Any] | None,
+    p: Mapping[str, Any],
+    seed: int,
+    progress: bool,
+) -> dict[str, Path]:
     outputs: dict[str, Path] = {}
     if "ice" in p:
         ice_sources = {r: sources[r] for r in ICE_ROLES if sources.get(r) is not None}
@@ -952,6 +1144,7 @@ def open_site_inputs(dem: Any, sources: Sources) -> Any:
     from prospect.io.vectors import is_vector_source, open_vector
     from prospect.resources.masks import polygon_fraction
     from prospect.sites.rank import SiteInputs
+    from prospect.terrain import check_dem
 
     unknown = set(sources) - set(SITE_ROLES) - {"dem"}
     if unknown:
@@ -973,6 +1166,7 @@ def open_site_inputs(dem: Any, sources: Sources) -> Any:
         for n, src in _raster_in(stage, names).items()
     }
     dem_arr = open_product(dem)
+    check_dem(dem_arr, dem)
     rasters = {k: open_product(src) for k, src in files.items()}
     psr = sources.get("psr")
     if psr is not None:  # an explicit PSR layer replaces the illumination folder's psr_mask
@@ -1034,9 +1228,11 @@ def run_sites(
     from prospect.sites.rank import rank_parameters
 
     rank_parameters(_params(params).get("config"))  # a bad key fails before the folder is checked
+    seed = check_seed(seed)
     folder = check_output(out)
     ranking, site_grid = rank_from_sources(sources=sources, params=params, seed=seed)
-    return write_ranking(ranking, folder, site_grid)
+    with created_folder(folder):
+        return write_ranking(ranking, folder, site_grid)
 
 
 # --- exports ------------------------------------------------------------------------------------
@@ -1060,12 +1256,24 @@ def run_exports(
     (default True), ``pdf`` (default False), ``properties`` added to ``run.json`` and
     ``created``, the export time.
     """
-    from prospect.export.package import run_export
-    from prospect.io.writers import atomic_write
 
     p = _params(params)
     folder = check_output(out)
-    folder.mkdir(exist_ok=True)
+    with created_folder(folder):
+        return _export_into(folder, sources, grid, p, seed, progress)
+
+
+def _export_into(
+    folder: Path,
+    sources: Sources,
+    grid: AnalysisGrid | Mapping[str, Any] | None,
+    p: Mapping[str, Any],
+    seed: int,
+    progress: bool,
+) -> dict[str, Path]:
+    from prospect.export.package import run_export
+    from prospect.io.writers import atomic_write
+
     sites = sources.get("sites")
     if sites is not None:
         sites = Path(str(sites))

@@ -60,8 +60,12 @@ MATURITY_KINDS: tuple[MaturityKind, ...] = ("index", "is_feo", "omat")
 PERCENTILES = (5.0, 50.0, 95.0)
 #: Monte Carlo samples by default (the He-3 stage's ``samples``).
 MC_SAMPLES = 200
+#: The most Monte Carlo samples the He-3 stage accepts (samples x MC_BLOCK_PX^2 x 4 B = 1 GB per worker).
+MAX_MC_SAMPLES = 1000
 #: Grid spacing [deg] a binned table is rasterised at when no analysis grid is given.
 TABLE_RESOLUTION_DEG = 0.5
+#: The finest and coarsest table grid spacing [deg] accepted (0.01 deg: 36,000 x 18,000 pixels).
+MIN_TABLE_RESOLUTION_DEG, MAX_TABLE_RESOLUTION_DEG = 0.01, 30.0
 #: Block side [px] of the Monte Carlo: samples x block^2 x 4 bytes live at once per worker.
 MC_BLOCK_PX = 512
 _ANCHOR_KEYS = {"name", "lon_deg", "lat_deg", "tio2_wt", "maturity", "he3_ppb", "he3_ppb_range", "source"}

@@ -134,6 +134,8 @@ MC_PERCENTILES = (5, 50, 95)
 _MC_ELEMENTS = 1 << 23
 #: Monte Carlo samples by default (:func:`ice_monte_carlo`, the ice stage's ``samples``).
 MC_SAMPLES = 64
+#: The most Monte Carlo samples the ice stage accepts.
+MAX_MC_SAMPLES = 10_000
 #: Nodata of the float GeoTIFFs.
 FLOAT_NODATA = -9999.0
 

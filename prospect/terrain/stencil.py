@@ -17,6 +17,8 @@ import numpy as np
 import xarray as xr
 from dask.typing import Key
 
+from prospect.errors import GridError
+
 BlockKernel = Callable[[np.ndarray, int, int], np.ndarray]
 
 
@@ -157,3 +159,35 @@ def apply_stencil(dem: xr.DataArray, depth: int, kernel: BlockKernel, *, dtype=n
         padded_np = np.pad(values, depth, mode="constant", constant_values=np.nan)
         result = kernel(padded_np, 0, 0)
     return dem.copy(data=result)
+
+
+#: The smallest DEM the 3x3 stencil of slope and aspect (and the horizon sweep) computes a value on.
+MIN_DEM_PX = 3
+
+
+def has_valid_data(arr: Any) -> bool:
+    """Whether ``arr`` (numpy- or dask-backed, NaN for nodata) holds at least one finite value.
+
+    A dask array is read one chunk at a time, the central chunk first and then outwards, and the
+    reading stops at the first chunk with a finite value: memory is one chunk, and a DEM with
+    data in its middle costs one chunk read. Only a raster without data is read whole.
+    """
+    data = getattr(arr, "data", arr)
+    if not isinstance(data, da.Array):
+        return bool(np.isfinite(np.asarray(data)).any())
+    centre = tuple(n // 2 for n in data.numblocks)
+    order = sorted(np.ndindex(*data.numblocks), key=lambda b: sum(abs(i - c) for i, c in zip(b, centre, strict=True)))
+    return any(bool(np.isfinite(data.blocks[b].compute(scheduler="synchronous")).any()) for b in order)
+
+
+def check_dem(dem: Any, source: Any, *, stencil_px: int = MIN_DEM_PX) -> None:
+    """Refuse (:class:`~prospect.errors.GridError`, naming ``source``) a DEM smaller than the
+    ``stencil_px`` square stencil, or without one valid height (all nodata or NaN)."""
+    ny, nx = dem.shape[-2:]
+    if ny < stencil_px or nx < stencil_px:
+        raise GridError(
+            f"{source}: {ny} x {nx} pixels is smaller than the {stencil_px} x {stencil_px} terrain stencil; "
+            "give a larger DEM"
+        )
+    if not has_valid_data(dem):
+        raise GridError(f"{source}: every pixel is nodata (or NaN); the DEM holds no heights")

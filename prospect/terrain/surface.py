@@ -38,6 +38,11 @@ _METHODS = {"horn": K.HORN, "zt": K.ZEVENBERGEN_THORNE, "zevenbergen-thorne": K.
 _METHOD_NAMES = {K.HORN: "Horn (1981)", K.ZEVENBERGEN_THORNE: "Zevenbergen & Thorne (1987)"}
 
 
+def check_method(method: str) -> None:
+    """Refuse (:class:`~prospect.errors.ConfigError`) a slope method other than ``horn`` or ``zt``."""
+    _method_code(method)
+
+
 def _method_code(method: str) -> int:
     try:
         return _METHODS[str(method).lower()]
