@@ -646,7 +646,7 @@ def run(
     from prospect.pipeline.stages import check_seed
 
     if seed is not None:
-        check_seed(seed)  # before the run folder exists
+        check_seed(seed, "--seed")  # before the run folder exists
     if workers is not None and workers < 1:
         raise typer.BadParameter(f"--workers must be at least 1, not {workers}")
     spec = load_pipeline(pipeline)  # every check before anything is written

@@ -52,7 +52,7 @@ from typing import Any
 
 from prospect import layers
 from prospect.errors import ConfigError, OutputPathError, ProspectError
-from prospect.pipeline.spec import MAX_SEED, Pipeline, PipelineError
+from prospect.pipeline.spec import Pipeline, PipelineError
 
 STATE_FILE = ".prospect-run.json"
 #: The run folder's lock: held (``flock``) for the whole run, so a second run into the same
@@ -119,25 +119,30 @@ def _resolve_sources(pipeline: Pipeline, progress: bool) -> tuple[dict[str, str]
 
 #: A DEM of at most this many pixels is read whole before the run folder is created, to refuse
 #: one that is nodata everywhere (larger ones are left to the terrain stage's own check).
-DEM_PRECHECK_MAX_PIXELS = 1 << 24
 
 
-def _check_dem(pipeline: Pipeline, sources: Mapping[str, str]) -> None:
-    """Refuse a DEM that holds no value at all, before anything is written (small DEMs only)."""
-    if "dem" not in sources or "terrain" not in pipeline.stages:
-        return
-    import numpy as np
+def _check_before_writing(pipeline: Pipeline, sources: Mapping[str, str], seed: int) -> None:
+    """Every check the stages would make before they write, made before the run folder exists: each
+    stage's parameters and the seed (:func:`prospect.pipeline.stages.check_stage_params`), and a DEM
+    that is smaller than the terrain stencil or holds no height (:func:`prospect.terrain.check_dem`,
+    which reads one chunk at a time from the centre and stops at the first valid height)."""
+    from prospect.errors import ConfigError
+    from prospect.pipeline.stages import check_seed, check_stage_params
 
-    from prospect.io.readers import open_product
+    try:
+        check_seed(seed)
+    except ConfigError as exc:
+        raise PipelineError(f"{pipeline.path}: {exc}") from None
+    for stage, params in pipeline.stages.items():
+        try:
+            check_stage_params(stage, params, seed)
+        except ConfigError as exc:
+            raise PipelineError(f"{pipeline.path}: stages.{stage}: {exc}") from None
+    if "dem" in sources and "terrain" in pipeline.stages:
+        from prospect.io.readers import open_product
+        from prospect.terrain import check_dem
 
-    dem = open_product(sources["dem"])
-    if dem.size > DEM_PRECHECK_MAX_PIXELS:
-        return
-    if not np.isfinite(np.asarray(dem.values)).any():
-        raise PipelineError(
-            f"{pipeline.path}: data.dem: {pipeline.data['dem'].describe()}: every pixel is nodata; "
-            "there is no terrain to analyse"
-        )
+        check_dem(open_product(sources["dem"]), f"{pipeline.path}: data.dem: {pipeline.data['dem'].describe()}")
 
 
 def _analysis_grid(pipeline: Pipeline, sources: Mapping[str, str]) -> Any:
@@ -602,15 +607,13 @@ def run_pipeline(
         out.parent.mkdir(exist_ok=True)
     out = Path(out).resolve()  # stages record the paths of their inputs: absolute, valid from anywhere
     run_seed = pipeline.seed if seed is None else int(seed)
-    if not 0 <= run_seed <= MAX_SEED:
-        raise ConfigError(f"--seed must be between 0 and {MAX_SEED} (2**32 - 1), not {run_seed}")
     state = _existing_run(out, resume)
     if state is not None and int(state.get("seed", run_seed)) != run_seed:
         raise OutputPathError(f"{out}: the run there used seed {state['seed']}, not {run_seed}; choose another --out")
     # every input is found, downloaded and verified before the run folder is touched
     sources, digests = _resolve_sources(pipeline, progress)
     grid = _analysis_grid(pipeline, sources)
-    _check_dem(pipeline, sources)
+    _check_before_writing(pipeline, sources, run_seed)
     with contextlib.ExitStack() as stack:
         where = stack.enter_context(_dask(scheduler, workers))  # an unreachable scheduler: refused here
         created = not out.exists()

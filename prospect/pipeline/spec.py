@@ -27,7 +27,7 @@ meaning: quantities carry units that must fit (a length in m or km, a duration i
 d), every layer a stage needs must be in ``data`` (or made by an earlier stage), and the
 stage parameter sections (``resources.ice.config``, ``sites.config``, ...) are checked
 by :mod:`prospect.config`; quantities and counts have ranges (a positive step, 64 to
-:data:`MAX_AZIMUTHS` azimuths, seeds below 2**32). Any problem is one :class:`PipelineError`
+:data:`prospect.illumination.maps.MAX_AZIMUTHS` azimuths, seeds up to :data:`prospect.pipeline.stages.MAX_SEED`). Any problem is one :class:`PipelineError`
 line naming the file and the key. The file is read by :func:`prospect.io.manifests.read_yaml_file`
 (size, alias and nesting limits).
 """
@@ -68,11 +68,6 @@ LENGTH_UNITS = {"m": 1.0, "km": 1000.0}
 DURATION_UNITS = {"h": 1.0, "d": 24.0}
 #: Angle units (a global geographic grid's resolution), in degrees.
 ANGLE_UNITS = {"deg": 1.0, "arcmin": 1.0 / 60.0}
-#: The largest seed: seeds are 32-bit (``numpy.random.default_rng`` takes more, the tags keep 32 bits).
-MAX_SEED = 2**32 - 1
-#: Horizon azimuths a pipeline may ask for: at least
-#: :data:`prospect.illumination.maps.MIN_AZIMUTHS` (the schema's minimum), at most this.
-MAX_AZIMUTHS = 3600
 #: The ranges of the illumination stage's quantities (after unit conversion; None: no bound),
 #: and whether the lower bound is excluded.
 ILLUMINATION_RANGES: dict[str, tuple[float, float | None, bool]] = {

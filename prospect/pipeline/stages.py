@@ -87,10 +87,11 @@ __all__ = [
 MAX_SEED = 2_147_483_647  # 2**31 - 1
 
 
-def check_seed(seed: Any) -> int:
-    """``seed`` as an int in ``0..MAX_SEED``, or a :class:`~prospect.errors.ConfigError` naming it."""
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """``seed`` as an int in ``0..MAX_SEED``, or a :class:`~prospect.errors.ConfigError` naming it
+    (as ``name``: the option or key it came from)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"seed must be an integer from 0 to {MAX_SEED}, not {seed!r}")
+        raise ConfigError(f"{name} must be an integer from 0 to {MAX_SEED}, not {seed!r}")
     return int(seed)
 
 
