@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import functools
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -59,7 +60,8 @@ N_AZIMUTHS = _default("illumination/maps.py", "N_AZIMUTHS")
 MIN_AZIMUTHS = _default("illumination/maps.py", "MIN_AZIMUTHS")
 MAX_AZIMUTHS = _default("illumination/maps.py", "MAX_AZIMUTHS")
 MAX_DISTANCE_M = _default("illumination/maps.py", "MAX_DISTANCE_M")
-MAX_DISTANCE_LIMIT_M = _default("illumination/maps.py", "MAX_DISTANCE_LIMIT_M")
+# the Moon's half circumference, as illumination/maps.py computes it from lunar.py
+MAX_DISTANCE_LIMIT_M = math.pi * _default("lunar.py", "MOON_RADIUS_M")
 OBSERVER_HEIGHT_M = _default("illumination/maps.py", "OBSERVER_HEIGHT_M")
 MAX_OBSERVER_HEIGHT_M = _default("illumination/maps.py", "MAX_OBSERVER_HEIGHT_M")
 TILE_PX = _default("illumination/tiles.py", "TILE_PX")

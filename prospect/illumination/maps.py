@@ -16,6 +16,7 @@ from typing import Any
 
 import xarray as xr
 
+from prospect import lunar
 from prospect.errors import ConfigError
 from prospect.illumination.products import SunSamples, illumination_products
 from prospect.illumination.tiles import (
@@ -40,7 +41,7 @@ MIN_AZIMUTHS = 64
 MAX_AZIMUTHS = 3600
 #: Horizon search distance by default [m], and the longest accepted (the Moon's half circumference).
 MAX_DISTANCE_M = 150_000.0
-MAX_DISTANCE_LIMIT_M = 5_458_000.0
+MAX_DISTANCE_LIMIT_M = math.pi * lunar.MOON_RADIUS_M
 #: Observer height above the surface by default [m], and the highest accepted.
 OBSERVER_HEIGHT_M = 0.0
 MAX_OBSERVER_HEIGHT_M = 10_000.0
