@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -317,3 +318,16 @@ def test_map_units_and_long_names_come_from_the_layer_registry():
         assert he3.map_units(name) == layers.get(name).units
         assert he3.map_long_name(name) == layers.get(name).long_name
     assert he3.map_units("he3_ppb_p95") == "ppb" and he3.map_long_name("he3_ppb") == "He-3 concentration (mass ppb)"
+
+
+def test_a_map_without_one_value_is_a_warning_naming_it(tmp_path):
+    params = config.load("he3")
+    grid = AnalysisGrid.global_geographic(10.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_he3(_synthetic_inputs(), tmp_path / "fine", params, samples=0)
+    with pytest.warns(UserWarning, match=r"every pixel is nodata in .*he3_ppb\.tif") as caught:
+        write_he3(he3.He3Inputs(_layer(grid, np.nan)), tmp_path / "empty", params, samples=4)
+    assert len(caught) == 1 and str(tmp_path / "empty") in str(caught[0].message)
+    assert "he3_ppb_p95.tif" in str(caught[0].message)
+    assert (tmp_path / "empty" / "he3_inventory.json").is_file()

@@ -45,6 +45,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rng = np.random.default_rng(0)
     _write(folder, "dem.tif", rng.normal(0.0, 50.0, (32, 32)))
     _write(folder, "tio2.tif", rng.uniform(1.0, 8.0, (32, 32)), units="wt%")
+    _write(folder, "tio2_nan.tif", np.full((32, 32), np.nan), nodata=None, units="wt%")
     _write(folder, "nodata.tif", np.full((32, 32), -32768.0))  # every pixel the nodata value
     _write(folder, "nan.tif", np.full((32, 32), np.nan), nodata=None)  # every pixel NaN, no nodata value
     _write(folder, "one.tif", np.ones((1, 1)))
@@ -327,6 +328,15 @@ def test_a_slope_map_without_one_value_is_a_warning(inputs, tmp_path):
         )
     ], res.stderr
     assert (tmp_path / "s.tif").is_file()
+
+
+def test_a_he3_map_without_one_value_is_a_warning(inputs, tmp_path):
+    res = run_cli("he3", str(inputs / "tio2_nan.tif"), str(tmp_path / "h"), "--samples", "4")
+    assert res.returncode == 0, res.stderr
+    warned = [line for line in res.stderr.splitlines() if "warning" in line]
+    assert len(warned) == 1 and warned[0].startswith(f"prospect: warning: {tmp_path / 'h'}: every pixel is nodata in ")
+    assert "he3_ppb.tif" in warned[0] and "Traceback" not in res.stderr
+    assert (tmp_path / "h" / "he3_inventory.json").is_file()
 
 
 # --- Ctrl-C during a write: exit 130, no partial file, no folder the command created ------------

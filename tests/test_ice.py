@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -573,3 +574,21 @@ def test_input_units_are_read_in_the_layer_vocabulary(scene):
     furlongs.attrs["units"] = "furlongs"
     with pytest.raises(UnitsError, match="the ice model needs '1'"):
         ice_favourability(dataclasses.replace(scene.layers, psr=furlongs))
+
+
+def test_a_map_without_one_value_is_a_warning_naming_it(scene, tmp_path):
+    ds = ice_favourability(scene.layers)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_ice(ds, tmp_path / "fine")
+    empty = ds.assign(
+        ice_favourability=ds["ice_favourability"] * np.nan,
+        ice_stability_class=xr.full_like(ds["ice_stability_class"], 255),
+    )
+    with pytest.warns(UserWarning, match="every pixel is nodata") as caught:
+        paths = write_ice(empty, tmp_path / "empty")
+    message = str(caught[0].message)
+    assert len(caught) == 1 and message.startswith(str(tmp_path / "empty"))
+    assert "ice_favourability.tif" in message and "ice_stability_class.tif" in message
+    assert "coverage.tif" not in message
+    assert paths["ice_favourability"].is_file()

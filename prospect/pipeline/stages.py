@@ -305,18 +305,32 @@ def _write_slope(
 
 
 class _ValidTally:
-    """Called with each block written: remembers whether any value was finite."""
+    """Called with each block written: remembers whether any value was finite (and not ``nodata``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, nodata: float | None = None) -> None:
         self.any = False
+        self.nodata = nodata
 
     def __call__(self, block: np.ndarray) -> None:
         if not self.any:
-            self.any = bool(np.isfinite(block).any())
+            valid = np.isfinite(block)
+            if self.nodata is not None:
+                valid &= block != self.nodata
+            self.any = bool(valid.any())
 
     def warn_if_empty(self, path: Path, why: str) -> None:
         if not self.any:
             warnings.warn(f"{path}: every pixel is nodata ({why})", UserWarning, stacklevel=3)
+
+
+def _warn_empty_maps(tallies: Mapping[str, _ValidTally], paths: Mapping[str, Path], why: str) -> None:
+    """One warning naming every map of a stage that came out without a single value."""
+    empty = [name for name, tally in tallies.items() if not tally.any]
+    if not empty:
+        return
+    folder = paths[empty[0]].parent
+    files = ", ".join(paths[name].name for name in empty)
+    warnings.warn(f"{folder}: every pixel is nodata in {files} ({why})", UserWarning, stacklevel=3)
 
 
 def run_slope(
@@ -685,6 +699,7 @@ def write_ice(
         "source_info": dict(source_info or {}),
         "grid": grid.to_dict(),
     }
+    tallies = {k: _ValidTally(nodata[k] if dtypes[k] == "uint8" else None) for k in names}
     # the maps are published when TiledGeoTIFFs exits, the provenance record right after; an error discards all
     with (
         atomic_write(provenance_path) as tmp_provenance,
@@ -706,8 +721,10 @@ def write_ice(
                 if chunks is not None:
                     window = list(dask.compute(*window, scheduler=window_scheduler()))
                 for k, block in zip(names, window, strict=True):
+                    tallies[k](np.asarray(block))
                     dst.write(k, r0, c0, block)
         tmp_provenance.write_text(json.dumps(record, indent=2, default=str, sort_keys=True), encoding="utf-8")
+    _warn_empty_maps(tallies, paths, "no pixel has the inputs the map needs")
     return {**paths, "provenance": provenance_path}
 
 
@@ -891,6 +908,7 @@ def write_he3(
     }
     result = he3.He3Result(coef)
     paths = {n: out / f"{n}.tif" for n in names}
+    tallies = {n: _ValidTally() for n in names}
     with TiledGeoTIFFs(
         paths,
         crs=grid.crs,
@@ -910,6 +928,7 @@ def write_he3(
         ):
             r0, _, c0, _ = res.window
             for n in names:
+                tallies[n](res.maps[n])
                 dst.write(n, r0, c0, res.maps[n])
             result.add(res)
         summary = result.summary()
@@ -923,6 +942,7 @@ def write_he3(
         )
         with atomic_write(out / "he3_inventory.json") as tmp:
             tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    _warn_empty_maps(tallies, paths, "no pixel has a value in every input layer")
     return summary
 
 
