@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -242,15 +243,44 @@ def grid_north_azimuth_deg(grid: AnalysisGrid) -> np.ndarray:
     raise GridError(f"illumination products need a polar stereographic grid, not {grid.crs}")
 
 
-def illumination_products(
-    horizon: xr.DataArray, samples: SunSamples, *, n_lambda: int = 720, earth_bin_deg: float = 0.5
-) -> xr.Dataset:
-    """The four products from a horizon cube (``horizon_angles``) and ephemeris samples.
+@dataclass
+class _Prepared:
+    """The products kernel's inputs for one horizon cube."""
 
-    ``n_lambda`` sub-solar longitudes (0.5 deg by default, finer than the Sun's ~1 deg
-    per 2 h step) and Earth directions binned at ``earth_bin_deg`` in sub-Earth
-    longitude and latitude (weights from the samples; the mean distance per bin).
-    """
+    template: xr.DataArray
+    az: np.ndarray
+    lat: np.ndarray
+    kernel_args: tuple
+
+    @property
+    def beta_max(self) -> float:
+        return float(self.kernel_args[6])
+
+    def args(self, *, walk: bool = True, earth: bool = True) -> tuple:
+        a = list(self.kernel_args)
+        if not walk:  # an empty time series: no darkness walk
+            a[14] = a[14][:0]
+            a[15] = a[15][:0]
+        if not earth:  # no Earth directions
+            a[16], a[17], a[18], a[19] = (v[:0] for v in a[16:20])
+        return tuple(a)
+
+
+def _run_kernel(args: tuple, outputs: tuple) -> None:
+    kernel: Any = _products_kernel  # a numba dispatcher: its signature is the kernel's
+    kernel(*args, *outputs)
+
+
+def _outputs(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return (
+        np.empty(shape, np.float32),
+        np.empty(shape, np.float32),
+        np.empty(shape, np.uint8),
+        np.empty(shape, np.float32),
+    )
+
+
+def _prepare(horizon: xr.DataArray, samples: SunSamples, n_lambda: int, earth_bin_deg: float) -> _Prepared:
     if horizon.ndim != 3 or horizon.dims[0] != "azimuth":
         raise ConfigError(f"expected a horizon cube with dims (azimuth, y, x), got {horizon.dims}")
     az = np.asarray(horizon["azimuth"].values, dtype="float64")
@@ -295,12 +325,7 @@ def illumination_products(
     e_w = counts[keep] / counts.sum()
     e_dist = dsum[keep] / counts[keep]
 
-    shape = lat.shape
-    frac = np.empty(shape, np.float32)
-    dark = np.empty(shape, np.float32)
-    psr = np.empty(shape, np.uint8)
-    earth = np.empty(shape, np.float32)
-    _products_kernel(
+    args = (
         hz,
         step,
         lat,
@@ -322,11 +347,50 @@ def illumination_products(
         e_w,
         e_dist,
         grid.crs.radius_m / 1000.0,
-        frac,
-        dark,
-        psr,
-        earth,
     )
+    return _Prepared(template, az, lat, args)
+
+
+def products_profile(
+    horizon: xr.DataArray, samples: SunSamples, *, n_lambda: int = 720, earth_bin_deg: float = 0.5
+) -> dict[str, float]:
+    """Wall seconds of the parts of :func:`illumination_products` on ``horizon``: ``prepare`` (tables),
+    ``sun`` (the sub-solar longitude pass: fraction and PSR), ``darkness`` (the walk over the time
+    series) and ``earth`` (Earth visibility). Each pass is the kernel run with the others' inputs
+    emptied, so ``darkness`` and ``earth`` are differences from ``sun``. For ``benchmarks/``."""
+    import time
+
+    t = time.perf_counter()
+    prep = _prepare(horizon, samples, n_lambda, earth_bin_deg)
+    out: dict[str, float] = {"prepare": time.perf_counter() - t}
+    runs = {"sun": (False, False), "sun+darkness": (True, False), "sun+earth": (False, True)}
+    for name, (walk, earth) in runs.items():
+        arrays = _outputs(prep.lat.shape)
+        t = time.perf_counter()
+        _run_kernel(prep.args(walk=walk, earth=earth), arrays)
+        out[name] = time.perf_counter() - t
+    out["darkness"] = out.pop("sun+darkness") - out["sun"]
+    out["earth"] = out.pop("sun+earth") - out["sun"]
+    return out
+
+
+def illumination_products(
+    horizon: xr.DataArray, samples: SunSamples, *, n_lambda: int = 720, earth_bin_deg: float = 0.5
+) -> xr.Dataset:
+    """The four products from a horizon cube (``horizon_angles``) and ephemeris samples.
+
+    ``n_lambda`` sub-solar longitudes (0.5 deg by default, finer than the Sun's ~1 deg
+    per 2 h step) and Earth directions binned at ``earth_bin_deg`` in sub-Earth
+    longitude and latitude (weights from the samples; the mean distance per bin).
+    """
+    prep = _prepare(horizon, samples, n_lambda, earth_bin_deg)
+    lat = prep.lat
+    frac, dark, psr, earth = _outputs(lat.shape)
+    _run_kernel(prep.args(), (frac, dark, psr, earth))
+    beta = samples.beta_deg
+    beta_max = prep.beta_max
+    az = prep.az
+    template = prep.template
     dark_h = np.where(np.isnan(dark), np.nan, dark * samples.step_h).astype("float32")
     span_years = len(beta) * samples.step_h / (24.0 * 365.25)
     common = {
