@@ -53,6 +53,7 @@ import datetime as _dt
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -67,13 +68,25 @@ import numpy as np
 
 from benchmarks.bench_slope import fmt, write_report
 from prospect.grid import AnalysisGrid
-from prospect.illumination.tiles import FAR_FACTOR, NEAR_PX, TILE_PX
+from prospect.illumination.tiles import FAR_FACTOR, MEMORY_MB, NEAR_PX
 
 SCHEMA = "prospect-bench-illumination/1"
 REF_SIZE = 7584
 N_AZIMUTHS = 360
 MAX_DISTANCE_KM = 150.0
 TARGET_S = 600.0
+#: the whole stage at ``REF_SIZE``^2, 360 azimuths, 6 h steps, 2 m height: wall seconds and peak RSS [MB]
+STAGE_TARGET_S = 900.0
+STAGE_RSS_TARGET_MB = 3000.0
+STAGE_STEP_HOURS = 6.0
+STAGE_HEIGHT_M = 2.0
+#: the caps the time model predicts: (name, side [px], pixel [m])
+MODEL_CAPS = (("LDEM_80S_20M", 30400, 20.0), ("LDEM_875S_5M", 30336, 5.0))
+MODEL_WORKERS = (1, 2, 4, 8, 16, 32)
+#: DEM side of the 1 vs 2 process workers comparison (the same stage settings)
+CLUSTER_SIZE = 2176  # two default tiles a side: 4 tiles, as many for each of 2 workers
+#: the fractal tile the model's DEMs are mirrored from [px]
+MODEL_TILE_SOURCE_PX = 2048
 WORKERS = 2
 CROP_SIZES = (256, 512)
 GRASS_SIZE = 512
@@ -210,7 +223,7 @@ def far_field_accuracy(
     *,
     n_azimuths: int = 360,
     every: int = 10,
-    tile_px: int = TILE_PX,
+    tile_px: int = 1088,
     near_px: int = NEAR_PX,
     far_factor: int = FAR_FACTOR,
     workers: int = WORKERS,
@@ -351,7 +364,7 @@ def run_stream_child(
 
 
 def run_stream(
-    lbl: Path, n_azimuths: int, max_distance_m: float, logs: Path, workers: int = WORKERS, tile_px: int = TILE_PX
+    lbl: Path, n_azimuths: int, max_distance_m: float, logs: Path, workers: int = WORKERS, tile_px: int = 1088
 ) -> dict[str, Any]:
     from benchmarks.bench_slope import measure
 
@@ -391,6 +404,271 @@ def run_stream(
         return res
     ny, nx = res["shape"]
     res["mpix_az_per_s"] = ny * nx * res["azimuths"] / 1e6 / res["seconds"]
+    return res
+
+
+# --- the whole stage ------------------------------------------------------------------
+
+
+def prospect_command() -> list[str]:
+    """The ``prospect`` console script of this interpreter's environment."""
+    exe = Path(sys.executable).with_name("prospect")
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-c", "import sys; from prospect.cli import main; sys.exit(main())"]
+
+
+_TILE_LINE = re.compile(r"illumination: tile (\d+)/(\d+) rows (\d+):(\d+) cols (\d+):(\d+) \((\d+) s\)")
+
+
+def tile_lines(stderr: str) -> list[dict[str, int]]:
+    """The per-tile progress lines of ``prospect illumination`` (cumulative seconds since the first tile)."""
+    rows = []
+    for m in _TILE_LINE.finditer(stderr):
+        i, n, r0, r1, c0, c1, el = map(int, m.groups())
+        rows.append({"tile": i, "of": n, "rows": r1 - r0, "cols": c1 - c0, "elapsed_s": el})
+    return rows
+
+
+def sha256_files(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.tif"))}
+
+
+def run_stage(
+    lbl: Path,
+    out: Path,
+    logs: Path,
+    *,
+    stem: str,
+    n_azimuths: int = N_AZIMUTHS,
+    step_hours: float = STAGE_STEP_HOURS,
+    height_m: float = STAGE_HEIGHT_M,
+    scheduler: str | None = None,
+    extra: Sequence[str] = (),
+) -> dict[str, Any]:
+    """``prospect illumination LBL OUT --azimuths N --step-hours S --height H`` in a child process, end to
+    end (interpreter start, imports, DEM read, ephemeris, every tile's cube and products, the four
+    GeoTIFFs): its wall time, its peak RSS (``os.wait4``), the per-tile progress and the products' sha256."""
+    from benchmarks.bench_slope import measure
+
+    cmd = [
+        *prospect_command(),
+        "illumination",
+        str(lbl),
+        str(out),
+        "--azimuths",
+        str(n_azimuths),
+        "--step-hours",
+        repr(step_hours),
+        "--height",
+        repr(height_m),
+        *(["--scheduler", scheduler] if scheduler else []),
+        *extra,
+    ]
+    m = measure(cmd, log_stem=logs / stem, timeout=6 * 3600)
+    res: dict[str, Any] = {
+        "command": " ".join(cmd),
+        "wall_seconds": m.seconds,
+        "peak_rss_mb": m.peak_rss_mb,
+        "returncode": m.returncode,
+        "ok": m.ok,
+    }
+    if not m.ok:
+        res["error"] = m.stderr_tail
+        return res
+    stderr = (logs / f"{stem}.err").read_text(errors="replace")
+    tiles = tile_lines(stderr)
+    res["tiles"] = tiles
+    res["n_tiles"] = tiles[-1]["of"] if tiles else None
+    if len(tiles) >= 2:
+        steps = np.diff([0] + [t["elapsed_s"] for t in tiles])
+        full = [s for s, t in zip(steps, tiles, strict=True) if t["rows"] == tiles[0]["rows"] == t["cols"]]
+        res["tile_px"] = tiles[0]["rows"]
+        res["seconds_per_full_tile"] = float(np.mean(full)) if full else None
+    res["sha256"] = sha256_files(out)
+    return res
+
+
+def probe_child(
+    lbl: str, windows: list[list[int]], n_azimuths: int, step_hours: float, height_m: float
+) -> dict[str, Any]:
+    """The child of the time model: the stage's own tile computation (:func:`prospect.illumination.maps.tile_products`,
+    default tiling) on a few ``windows``, each timed (cube + products), after the coarse DEM and the ephemeris."""
+    import resource
+
+    from prospect.illumination.ephemeris import default_times, sun_earth_directions
+    from prospect.illumination.maps import horizon_tiling, tile_products
+    from prospect.illumination.products import SunSamples
+    from prospect.io.readers import open_product
+
+    dem = open_product(lbl)
+    samples = SunSamples.from_ephemeris(sun_earth_directions(default_times(step_hours=step_hours)))
+    th = horizon_tiling(dem, n_azimuths=n_azimuths, observer_height_m=height_m)
+    t0 = time.perf_counter()
+    th.coarse_heights()
+    coarse_s = time.perf_counter() - t0
+    tile_products(th, (0, 16, 0, 16), samples)  # kernels loaded, untimed
+    plan = th.plan
+    wins: list[tuple[int, int, int, int]] = [(w[0], w[1], w[2], w[3]) for w in windows] or [
+        plan.windows()[len(plan.windows()) // 2]
+    ]
+    seconds = []
+    for w in wins:
+        t0 = time.perf_counter()
+        tile_products(th, w, samples)
+        seconds.append(time.perf_counter() - t0)
+    return {
+        "shape": list(dem.shape),
+        "plan": plan.describe(),
+        "tile_px": plan.tile_px,
+        "n_tiles": len(plan.windows()),
+        "windows": [list(w) for w in wins],
+        "coarse_seconds": coarse_s,
+        "tile_seconds": seconds,
+        "inprocess_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6,
+    }
+
+
+def time_model(
+    work: Path, logs: Path, *, n_azimuths: int = N_AZIMUTHS, step_hours: float = STAGE_STEP_HOURS
+) -> list[dict]:
+    """Predicted wall time of the whole stage on the :data:`MODEL_CAPS`, from measured tiles.
+
+    For each cap a fractal DEM of its geometry (side, pixel, the pole at the centre; mirrored
+    copies of one fractal tile, :func:`benchmarks.bench_slope.write_tiled_dem`) is written, and
+    two production tiles are timed in a child (:func:`probe_child`): one at the pole and one half
+    way to the edge, both with the whole far field inside the DEM. Model: ``coarse DEM + n_tiles x
+    mean tile seconds / N`` for N workers of this machine's 2 cores each (tiles are independent
+    tasks; the far-field DEM is sent once), writing excluded (measured separately by the
+    whole-stage run, where it is part of the wall time).
+    """
+    from benchmarks.bench_slope import make_fractal_tile, measure, write_tiled_dem
+
+    out = []
+    source = make_fractal_tile(MODEL_TILE_SOURCE_PX, 7)
+    for name, side, pixel in MODEL_CAPS:
+        _log(f"time model: writing the {name} geometry ({side}^2, {pixel:g} m)")
+        lbl = write_tiled_dem(work / f"{name}.IMG", side, source, pixel_m=pixel, product_id=f"BENCH_{name}")
+        from prospect.illumination.maps import horizon_tiling
+        from prospect.io.readers import open_product
+
+        plan = horizon_tiling(open_product(lbl), n_azimuths=n_azimuths).plan
+        t = plan.tile_px
+        centre = (side // 2 // t) * t
+        half = ((side // 2 + side // 4) // t) * t
+        windows = [
+            [centre, min(centre + t, side), centre, min(centre + t, side)],
+            [half, min(half + t, side), centre, min(centre + t, side)],
+        ]
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_illumination",
+            "--probe-tiles",
+            str(lbl),
+            "--windows",
+            json.dumps(windows),
+            "--azimuths",
+            str(n_azimuths),
+            "--step-hours",
+            repr(step_hours),
+        ]
+        _log(f"time model: timing tiles {windows} of {name}")
+        m = measure(cmd, log_stem=logs / f"model_{name}", timeout=3 * 3600)
+        rec: dict[str, Any] = {
+            "cap": name,
+            "side": side,
+            "pixel_m": pixel,
+            "command": " ".join(cmd),
+            "ok": m.ok,
+            "peak_rss_mb": m.peak_rss_mb,
+        }
+        if m.ok:
+            rec.update(json.loads((logs / f"model_{name}.out").read_text().strip().splitlines()[-1]))
+            per_tile = float(np.mean(rec["tile_seconds"]))
+            rec["seconds_per_tile"] = per_tile
+            rec["predicted_hours"] = {
+                str(n): round((rec["coarse_seconds"] + rec["n_tiles"] * per_tile / n) / 3600.0, 2)
+                for n in MODEL_WORKERS
+            }
+        else:
+            rec["error"] = m.stderr_tail
+        out.append(rec)
+        lbl.unlink(missing_ok=True)
+        lbl.with_suffix(".IMG").unlink(missing_ok=True)
+    return out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cluster_scaling(work: Path, logs: Path, size: int, n_azimuths: int = N_AZIMUTHS) -> dict[str, Any]:
+    """The whole stage on one Dask cluster started the way users start one (``dask scheduler`` and
+    ``dask worker`` command-line processes on loopback), first with 1 worker process, then with 2
+    (1 thread each), against the threaded run on the same ``size``^2 DEM: wall times, speed-up and
+    whether every product is byte-identical to the threaded run."""
+    from benchmarks.bench_slope import write_dem
+
+    lbl = write_dem(work / f"DEM_cluster_{size}.IMG", size)
+    res: dict[str, Any] = {"size": size, "note": f"{size}^2 DEM, same stage settings; workers of 1 thread each"}
+    _log(f"cluster: threaded reference on {size}^2")
+    threads = run_stage(lbl, work / "cluster_threads", logs, stem="cluster_threads", n_azimuths=n_azimuths)
+    res["threads"] = {k: threads.get(k) for k in ("wall_seconds", "peak_rss_mb", "ok", "error")}
+    dask_cli = str(Path(sys.executable).with_name("dask"))
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    procs: list[subprocess.Popen] = []
+    runs: list[dict[str, Any]] = []
+    try:
+        host, port = address[len("tcp://") :].split(":")
+        with open(logs / "cluster_scheduler.log", "w") as log:
+            procs.append(
+                subprocess.Popen(
+                    [dask_cli, "scheduler", "--host", host, "--port", port, "--no-dashboard"], stdout=log, stderr=log
+                )
+            )
+        for n in (1, 2):
+            with open(logs / f"cluster_worker_{n}.log", "w") as log:
+                procs.append(
+                    subprocess.Popen(
+                        [dask_cli, "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard"],
+                        stdout=log,
+                        stderr=log,
+                    )
+                )
+            from distributed import Client
+
+            with Client(address, timeout="30s") as client:
+                client.wait_for_workers(n, timeout=120)
+            _log(f"cluster: {n} worker process(es)")
+            r = run_stage(
+                lbl, work / f"cluster_{n}", logs, stem=f"cluster_{n}", n_azimuths=n_azimuths, scheduler=address
+            )
+            r["workers"] = n
+            r["identical"] = bool(r.get("sha256")) and r.get("sha256") == threads.get("sha256")
+            runs.append(
+                {k: r.get(k) for k in ("workers", "wall_seconds", "peak_rss_mb", "ok", "identical", "error", "command")}
+            )
+    except Exception as exc:  # recorded, never fatal
+        res["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    if runs and runs[0].get("wall_seconds"):
+        for r in runs:
+            r["speedup"] = runs[0]["wall_seconds"] / r["wall_seconds"] if r.get("wall_seconds") else None
+    res["runs"] = runs
     return res
 
 
@@ -690,25 +968,90 @@ def _run(cmd: Sequence[str], timeout: float, log: Path | None = None) -> tuple[i
 # --- results ---------------------------------------------------------------------------
 
 
+def render_stage(results: dict[str, Any]) -> list[str]:
+    """The whole-stage, cluster and time-model sections."""
+    st = results.get("stage", {})
+    lines = [f"# Illumination stage benchmark ({results.get('date', '')})", ""]
+    lines.append(
+        f"The whole stage, end to end in a child process: `{st.get('command', '-')}` "
+        f"({results['size']}^2, 20 m, {results['n_azimuths']} azimuths, {STAGE_STEP_HOURS:g} h steps over 18.6 years, "
+        f"{STAGE_HEIGHT_M:g} m height, default tiling and memory budget {MEMORY_MB} MB)."
+    )
+    lines += [
+        "",
+        "| run | wall s | peak RSS MB | tiles | tile px | s per full tile | verdict |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    lines.append(
+        f"| whole stage, 2 cores | {fmt(st.get('wall_seconds'), '.0f')} | {fmt(st.get('peak_rss_mb'), '.0f')} | "
+        f"{st.get('n_tiles', '-')} | {st.get('tile_px', '-')} | {fmt(st.get('seconds_per_full_tile'), '.1f')} | "
+        f"**{results.get('stage_verdict', '-')}** (targets: <= {STAGE_TARGET_S:.0f} s, <= {STAGE_RSS_TARGET_MB:.0f} MB) |"
+    )
+    if not st.get("ok", True):
+        lines.append(f"\nStage run failed: {st.get('error', '')}")
+    cl = results.get("cluster")
+    if cl:
+        lines += [
+            "",
+            f"Cluster scaling ({cl.get('note', '')}):",
+            "",
+            "| workers | wall s | speed-up | identical to threads |",
+            "|---:|---:|---:|---|",
+        ]
+        for r in cl.get("runs", []):
+            lines.append(
+                f"| {r['workers']} | {fmt(r.get('wall_seconds'), '.1f')} | {fmt(r.get('speedup'), '.2f')}x | {r.get('identical')} |"
+            )
+        if cl.get("error"):
+            lines.append(f"\nCluster run failed: {cl['error']}")
+    model = results.get("model")
+    if model:
+        lines += [
+            "",
+            (
+                "Time model (two production tiles timed on each cap's geometry; predicted wall = coarse DEM + tiles x "
+                "mean tile seconds / N workers of 2 cores; writing excluded):"
+            ),
+            "",
+            "| cap | side | tile px | tiles | s per tile | " + " | ".join(f"N={n} h" for n in MODEL_WORKERS) + " |",
+            "|---|---:|---:|---:|---:|" + "---:|" * len(MODEL_WORKERS),
+        ]
+        for r in model:
+            if not r.get("ok"):
+                lines.append(f"| {r['cap']} | {r['side']} | failed: {r.get('error', '')} |")
+                continue
+            lines.append(
+                f"| {r['cap']} | {r['side']}^2 x {r['pixel_m']:g} m | {r['tile_px']} | {r['n_tiles']} | "
+                f"{fmt(r['seconds_per_tile'], '.1f')} | "
+                + " | ".join(str(r["predicted_hours"][str(n)]) for n in MODEL_WORKERS)
+                + " |"
+            )
+    return lines + [""]
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     s = results.get("stream", {})
-    lines = [f"# Horizon benchmark ({results.get('date', '')})", ""]
+    lines = render_stage(results) if "stage" in results else []
+    lines += [f"# Horizon benchmark ({results.get('date', '')})", ""]
     lines.append(
         f"Target: {results['n_azimuths']} azimuths on a {results['size']}^2 DEM in <= {TARGET_S:.0f} s "
         f"on {results['workers']} cores; max distance {results['max_distance_km']} km."
     )
     lines.append("")
-    lines += ["| run | seconds | Mpix*az/s | peak RSS MB | result |", "|---|---:|---:|---:|---|"]
-    lines.append(
-        f"| streamed sweep, {results['size']}^2 x {results['n_azimuths']} az, {results['workers']} threads "
-        f"(in-process: horizon cubes of every tile + coarse DEM + per-tile max/mean reductions) | {fmt(s.get('seconds'), '.1f')} | "
-        f"{fmt(s.get('mpix_az_per_s'), '.1f')} | {fmt(s.get('peak_rss_mb'), '.0f')} | "
-        f"**{results.get('verdict', '-')}** |"
-    )
-    lines.append(
-        f"| same child, wall (interpreter + imports + open DEM + above) | {fmt(s.get('wall_seconds'), '.1f')} | | | |"
-    )
-    lines += ["", f"Timed path: {s.get('plan', '-')}."]
+    if not s:
+        lines.append("Horizon cubes alone: not timed in this run (`--cubes` times them).")
+    if s:
+        lines += ["| run | seconds | Mpix*az/s | peak RSS MB | result |", "|---|---:|---:|---:|---|"]
+        lines.append(
+            f"| streamed sweep, {results['size']}^2 x {results['n_azimuths']} az, {results['workers']} threads "
+            f"(in-process: horizon cubes of every tile + coarse DEM + per-tile max/mean reductions) | "
+            f"{fmt(s.get('seconds'), '.1f')} | {fmt(s.get('mpix_az_per_s'), '.1f')} | {fmt(s.get('peak_rss_mb'), '.0f')} | "
+            f"**{results.get('verdict', '-')}** |"
+        )
+        lines.append(
+            f"| same child, wall (interpreter + imports + open DEM + above) | {fmt(s.get('wall_seconds'), '.1f')} | | | |"
+        )
+        lines += ["", f"Timed path: {s.get('plan', '-')}."]
     acc = results.get("accuracy")
     if acc:
         lines += [
@@ -722,7 +1065,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                 f"{acc['fraction_within_0p1_deg']:.2%} within 0.1 deg; NaN mismatches {acc['nan_mismatch']}."
             ),
         ]
-    if not s.get("ok", False):
+    if s and not s.get("ok", False):
         lines.append(f"\nStreamed run failed: {s.get('error', '')}")
     lines += [
         "",
@@ -815,18 +1158,44 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=WORKERS)
     p.add_argument("--crop-sizes", default=",".join(map(str, CROP_SIZES)), help=argparse.SUPPRESS)
     p.add_argument(
-        "--tile", type=int, default=TILE_PX, help="output tile [px] of the timed run; 0 = whole raster in memory, exact"
+        "--tile",
+        type=int,
+        default=None,
+        help="output tile [px] of the cubes run (--cubes); 0 = whole raster in memory, exact",
     )
+    p.add_argument(
+        "--cubes", action="store_true", help="also time the horizon cubes alone (the stage without products)"
+    )
+    p.add_argument("--skip-model", action="store_true", help="skip the time model (writes two ~1.8 GB DEMs)")
+    p.add_argument("--skip-cluster", action="store_true", help="skip the 1 vs 2 process workers comparison")
+    p.add_argument("--cluster-size", type=int, default=CLUSTER_SIZE, help="DEM side of the cluster comparison")
     p.add_argument("--skip-accuracy", action="store_true")
     p.add_argument("--run-stream", metavar="LBL", help=argparse.SUPPRESS)
+    p.add_argument("--probe-tiles", metavar="LBL", help=argparse.SUPPRESS)
+    p.add_argument("--windows", default="[]", help=argparse.SUPPRESS)
+    p.add_argument("--step-hours", type=float, default=STAGE_STEP_HOURS, help=argparse.SUPPRESS)
     return p
+
+
+def _default_tile(dem, n_azimuths: int, workers: int) -> int:
+    from prospect.illumination.maps import horizon_tiling
+
+    return horizon_tiling(dem, n_azimuths=n_azimuths, workers=workers).plan.tile_px
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     dmax = a.max_distance_km * 1000.0
     if a.run_stream:
-        print(json.dumps(run_stream_child(a.run_stream, a.azimuths, dmax, a.workers, tile_px=a.tile)), flush=True)
+        tile = a.tile
+        if tile is None:
+            from prospect.io.readers import open_product
+
+            tile = _default_tile(open_product(a.run_stream), a.azimuths, a.workers)
+        print(json.dumps(run_stream_child(a.run_stream, a.azimuths, dmax, a.workers, tile_px=tile)), flush=True)
+        return 0
+    if a.probe_tiles:
+        print(json.dumps(probe_child(a.probe_tiles, json.loads(a.windows), a.azimuths, a.step_hours, STAGE_HEIGHT_M)))
         return 0
     from benchmarks.bench_slope import write_dem
     from prospect.io.readers import open_product
@@ -844,27 +1213,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         "max_distance_km": a.max_distance_km,
         "workers": a.workers,
         "target_seconds": TARGET_S,
+        "stage_target_seconds": STAGE_TARGET_S,
+        "stage_rss_target_mb": STAGE_RSS_TARGET_MB,
         "machine": _machine(),
-        "timing_note": "stream.seconds = in-process horizon cubes of every tile + preparation in a child (numba warm-up and "
-        "DEM read excluded); stream.wall_seconds = the child's whole wall time; peak RSS from os.wait4",
+        "timing_note": "stage.wall_seconds = the whole `prospect illumination` command in a child process (start to exit); "
+        "stream.seconds (with --cubes) = in-process horizon cubes of every tile + preparation; peak RSS from os.wait4",
     }
-    with tempfile.TemporaryDirectory(prefix="prospect-bench-illum-") as tmpd:
+    with tempfile.TemporaryDirectory(prefix="prospect-bench-illum-", dir=out) as tmpd:
         work = Path(tmpd)
         _log(f"writing {a.size}^2 fractal DEM")
         t0 = time.perf_counter()
         lbl = write_dem(work / f"DEM_{a.size}.IMG", a.size)
         results["dem_write_seconds"] = time.perf_counter() - t0
-        _log(f"streamed run: {a.azimuths} azimuths, {a.workers} threads")
-        results["stream"] = s = run_stream(lbl, a.azimuths, dmax, logs, a.workers, a.tile)
-        ok = s.get("ok") and s.get("seconds") is not None
-        results["verdict"] = ("PASS" if s["seconds"] <= TARGET_S else "FAIL") if ok else "FAIL (run failed)"
-        _log(f"streamed: {s.get('seconds')} s, wall {s.get('wall_seconds')} s, {results['verdict']}")
+        _log(f"whole stage: {a.azimuths} azimuths, {STAGE_STEP_HOURS:g} h steps, {STAGE_HEIGHT_M:g} m height")
+        results["stage"] = st = run_stage(lbl, work / "stage", logs, stem="stage", n_azimuths=a.azimuths)
+        ok = st.get("ok") and st.get("wall_seconds") is not None
+        results["stage_verdict"] = (
+            ("PASS" if st["wall_seconds"] <= STAGE_TARGET_S and st["peak_rss_mb"] <= STAGE_RSS_TARGET_MB else "FAIL")
+            if ok
+            else "FAIL (run failed)"
+        )
+        _log(f"whole stage: {st.get('wall_seconds')} s, {st.get('peak_rss_mb')} MB, {results['stage_verdict']}")
+        shutil.rmtree(work / "stage", ignore_errors=True)
+        if not a.skip_cluster:
+            results["cluster"] = cluster_scaling(work, logs, a.cluster_size, a.azimuths)
         dem = open_product(lbl)
-        if not a.skip_accuracy and a.size >= 2 * TILE_PX:
-            c = (a.size // 2 // TILE_PX) * TILE_PX  # a production tile near the centre
-            _log(f"far-field accuracy on tile rows/cols {c}:{c + TILE_PX}")
+        tile = a.tile if a.tile is not None else _default_tile(dem, a.azimuths, a.workers)
+        if a.cubes:
+            _log(f"horizon cubes alone: {a.azimuths} azimuths, {a.workers} threads")
+            results["stream"] = s = run_stream(lbl, a.azimuths, dmax, logs, a.workers, tile)
+            ok = s.get("ok") and s.get("seconds") is not None
+            results["verdict"] = ("PASS" if s["seconds"] <= TARGET_S else "FAIL") if ok else "FAIL (run failed)"
+        if not a.skip_accuracy and a.size >= 2 * tile:
+            c = (a.size // 2 // tile) * tile  # a production tile near the centre
+            _log(f"far-field accuracy on tile rows/cols {c}:{c + tile}")
             results["accuracy"] = far_field_accuracy(
-                dem, dmax, (c, c + TILE_PX, c, c + TILE_PX), n_azimuths=a.azimuths, workers=a.workers
+                dem, dmax, (c, c + tile, c, c + tile), n_azimuths=a.azimuths, workers=a.workers, tile_px=tile
             )
         try:
             results["brute_force"] = brute_force_ratios(dem, dmax, crop_sizes)
@@ -878,6 +1262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sweep_per_az = r["sweep_s_per_az"]
         results["grass"] = run_grass(crop(dem, gsize), dmax, work, logs, sweep_per_az, skip=a.skip_grass)
         _log(f"grass: {results['grass'].get('status')} {results['grass'].get('reason', '')}")
+        if not a.skip_model:
+            results["model"] = time_model(work, logs, n_azimuths=a.azimuths)
     results["total_seconds"] = time.perf_counter() - t_start
     write_results(results, out)
     print(render_markdown(results))

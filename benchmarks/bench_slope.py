@@ -239,8 +239,9 @@ def write_tiled_dem(
     *,
     strip_rows: int = 512,
     product_id: str | None = None,
+    pixel_m: float = PIXEL_M,
 ) -> Path:
-    """Write a ``size x size`` DEM tiled from mirrored copies of ``tile``, strip by strip.
+    """Write a ``size x size`` DEM of ``pixel_m`` pixels tiled from mirrored copies of ``tile``, strip by strip.
 
     Memory is one strip (``strip_rows x size`` int16) plus the tile, never the whole DEM:
     this is how the 30400 x 30400 (1.85 GB) DEM is made. The detached label comes from
@@ -268,7 +269,7 @@ def write_tiled_dem(
             samples=size,
             file_name=img.name,
             crs=lunar_crs(CRS_CODE),
-            map_scale_m=PIXEL_M,
+            map_scale_m=pixel_m,
             scale_units="m/pix",
             product_id=product_id or f"BENCH_FRACTAL_TILED_{size}",
             minimum=lo,

@@ -37,6 +37,7 @@ from prospect.grid import AnalysisGrid
 from prospect.illumination.ephemeris import default_times, sun_earth_directions
 from prospect.illumination.maps import describe_tiling, horizon_tiling
 from prospect.illumination.products import SunSamples, illumination_products, products_profile
+from prospect.illumination.tiles import MEMORY_MB, tile_memory_bytes
 from prospect.io.readers import open_product
 from prospect.io.writers import TiledGeoTIFFs, atomic_write
 
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("build/bench"))
     ap.add_argument("--size", type=int, default=7584)
-    ap.add_argument("--tile", type=int, default=1536)
+    ap.add_argument("--tile", type=int, default=None, help="tile side [px] (default: from --memory)")
+    ap.add_argument("--memory", type=float, default=MEMORY_MB, help="the stage's memory budget [MB]")
     ap.add_argument("--azimuths", type=int, default=360)
     ap.add_argument("--step-hours", type=float, default=6.0)
     ap.add_argument("--workers", type=int, default=2)
@@ -63,9 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     dem = open_product(str(_dem(args.out, args.size)))
     se = sun_earth_directions(default_times(step_hours=args.step_hours))
     samples = SunSamples.from_ephemeris(se)
-    th = horizon_tiling(dem, n_azimuths=args.azimuths, tile_px=args.tile, workers=args.workers)
+    th = horizon_tiling(dem, n_azimuths=args.azimuths, tile_px=args.tile, workers=args.workers, memory_mb=args.memory)
+    tile = th.plan.tile_px
     c = args.size // 2
-    window = (c, min(c + args.tile, args.size), c, min(c + args.tile, args.size))
+    window = (c, min(c + tile, args.size), c, min(c + tile, args.size))
+    predicted = tile_memory_bytes(tile, args.azimuths, th.plan.halo_px, args.workers) / 2**20
+    illumination_products(th.compute((0, 16, 0, 16)), samples)  # numba compile, untimed
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     t = time.perf_counter()
     if th.plan.multiresolution:
@@ -74,7 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     cube = th.compute(window)
     times["cube"] = time.perf_counter() - t
-    illumination_products(cube.isel(y=slice(0, 8), x=slice(0, 8)), samples)  # numba compile, untimed
     parts = products_profile(cube, samples)
     times.update({f"products.{k}": v for k, v in parts.items()})
     t = time.perf_counter()
@@ -101,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         "schema": "prospect-profile-illumination/1",
         "command": " ".join(["python -m benchmarks.profile_illumination", *(argv or sys.argv[1:])]),
         "size": args.size,
-        "tile": args.tile,
+        "tile": tile,
+        "memory_mb": args.memory,
+        "predicted_tile_mb": round(predicted, 1),
+        "rss_before_tile_mb": round(rss_before, 1),
         "window": window,
         "pixels": pixels,
         "azimuths": args.azimuths,

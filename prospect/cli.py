@@ -64,7 +64,9 @@ MAX_DISTANCE_M = _default("illumination/maps.py", "MAX_DISTANCE_M")
 MAX_DISTANCE_LIMIT_M = math.pi * _default("lunar.py", "MOON_RADIUS_M")
 OBSERVER_HEIGHT_M = _default("illumination/maps.py", "OBSERVER_HEIGHT_M")
 MAX_OBSERVER_HEIGHT_M = _default("illumination/maps.py", "MAX_OBSERVER_HEIGHT_M")
-TILE_PX = _default("illumination/tiles.py", "TILE_PX")
+MEMORY_MB = _default("illumination/tiles.py", "MEMORY_MB")
+MIN_MEMORY_MB = _default("illumination/tiles.py", "MIN_MEMORY_MB")
+MAX_MEMORY_MB = _default("illumination/tiles.py", "MAX_MEMORY_MB")
 NEAR_PX = _default("illumination/tiles.py", "NEAR_PX")
 FAR_FACTOR = _default("illumination/tiles.py", "FAR_FACTOR")
 DEFAULT_STEP_HOURS = _default("illumination/ephemeris.py", "DEFAULT_STEP_HOURS")
@@ -317,7 +319,15 @@ def illumination(
         typer.Option(
             "--tile",
             help=f"Output tile side [px], {MIN_TILE_PX} to {MAX_TILE_PX}; a tile's horizon cube is azimuths x "
-            f"tile^2 x 4 bytes in memory (default {TILE_PX}).",
+            "tile^2 x 4 bytes in memory (default: the largest tile that fits --memory).",
+        ),
+    ] = None,
+    memory: Annotated[
+        float | None,
+        typer.Option(
+            "--memory",
+            help=f"Peak memory of the stage [MB], {MIN_MEMORY_MB} to {MAX_MEMORY_MB}; the tile side follows "
+            f"from it (default {MEMORY_MB}).",
         ),
     ] = None,
     near: Annotated[
@@ -354,6 +364,7 @@ def illumination(
         "step": step_hours,
         "height": height,
         "tile": tile,
+        "memory": memory,
         "near": near,
         "far_factor": far_factor,
         "crs_override": assume_crs,

@@ -143,3 +143,35 @@ def test_write_results_keys_and_markdown(tmp_path):
     md = mp.read_text()
     assert "**PASS**" in md and "| 32^2 | lines |" in md and "unavailable" in md
     assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def test_tile_lines_parse_the_stage_progress():
+    err = (
+        "illumination: tile 1/4 rows 0:64 cols 0:64 (12 s)\n"
+        "something else\n"
+        "illumination: tile 2/4 rows 0:64 cols 64:100 (20 s)\n"
+    )
+    assert B.tile_lines(err) == [
+        {"tile": 1, "of": 4, "rows": 64, "cols": 64, "elapsed_s": 12},
+        {"tile": 2, "of": 4, "rows": 64, "cols": 36, "elapsed_s": 20},
+    ]
+
+
+def test_run_stage_times_the_real_command_and_hashes_its_products(tmp_path):
+    lbl = write_dem(tmp_path / "D.IMG", 48)
+    res = B.run_stage(
+        lbl, tmp_path / "out", tmp_path, stem="stage", n_azimuths=64, step_hours=240.0, extra=["--tile", "32"]
+    )
+    assert res["ok"], res.get("error")
+    assert res["wall_seconds"] > 0 and res["peak_rss_mb"] > 0
+    assert res["n_tiles"] == 4 and res["tile_px"] == 32
+    assert sorted(res["sha256"]) == sorted(
+        ["illumination_fraction.tif", "longest_darkness_h.tif", "psr_mask.tif", "earth_visibility_fraction.tif"]
+    )
+
+
+def test_probe_child_times_production_tiles(tmp_path):
+    lbl = write_dem(tmp_path / "D.IMG", 64)
+    res = B.probe_child(str(lbl), [[0, 32, 0, 32]], 64, 240.0, 2.0)
+    assert res["windows"] == [[0, 32, 0, 32]] and len(res["tile_seconds"]) == 1 and res["tile_seconds"][0] > 0
+    assert res["n_tiles"] >= 1 and res["shape"] == [64, 64]

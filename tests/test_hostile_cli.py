@@ -144,6 +144,8 @@ ILLUMINATION = [
     ("max-distance-zero", ["--max-distance", "0"], ["max_distance"]),
     ("max-distance-inf", ["--max-distance", "inf"], ["max_distance", "inf"]),
     ("tile-zero", ["--tile", "0"], ["tile", "16"]),
+    ("memory-too-small", ["--memory", "10"], ["memory", "1000", "10"]),
+    ("memory-nan", ["--memory", "nan"], ["memory", "nan"]),
     ("near-zero", ["--near", "0"], ["near"]),
     ("far-factor-zero", ["--far-factor", "0"], ["far_factor"]),
 ]

@@ -156,3 +156,38 @@ def test_tiled_products_equal_in_memory_products_and_resume_after_a_crash(scene,
         ref = want[name].values.astype("float32")
         assert np.array_equal(np.isnan(got), np.isnan(ref)), name
         assert np.nanmax(np.abs(got - ref)) <= 1e-6 * max(1.0, np.nanmax(np.abs(ref))), name
+
+
+# --- the tile side follows from the memory budget ---------------------------------------------
+
+
+def test_the_tile_follows_from_the_memory_budget():
+    from prospect.errors import ConfigError
+    from prospect.illumination.tiles import BASE_MB, TILE_QUANTUM_PX, tile_for_memory, tile_memory_bytes
+
+    for memory_mb, n_az in ((3072, 360), (2048, 360), (8192, 720), (1536, 64)):
+        t = tile_for_memory(memory_mb, n_az, 192, 2)
+        assert t % TILE_QUANTUM_PX == 0
+        budget = (memory_mb - BASE_MB) * 1e6
+        assert tile_memory_bytes(t, n_az, 192, 2) <= budget < tile_memory_bytes(t + TILE_QUANTUM_PX, n_az, 192, 2)
+    assert tile_for_memory(2048, 360, 192) < tile_for_memory(3072, 360, 192) < tile_for_memory(6144, 360, 192)
+    assert tile_for_memory(3072, 720, 192) < tile_for_memory(3072, 360, 192)
+    with pytest.raises(ConfigError, match="cannot hold one tile"):
+        tile_for_memory(BASE_MB, 360, 192)
+
+
+@pytest.mark.parametrize(("side", "largest"), [(7584, 1216), (30400, 1216), (96, 1216), (1000, 448), (5000, 4096)])
+def test_balanced_tiles_are_as_few_as_the_budget_allows_and_nearly_equal(side, largest):
+    from prospect.illumination.tiles import balanced_tile
+
+    t = balanced_tile(side, largest)
+    assert t <= largest
+    n = math.ceil(side / t)
+    assert n == math.ceil(side / largest)  # no more tiles than the largest allowed tile needs
+    assert side - (n - 1) * t >= t - 64 * n or n == 1  # the last tile is not a sliver
+
+
+def test_the_default_tile_fits_the_budget_and_an_explicit_one_wins(scene):
+    th = TiledHorizon(scene.dem, 64, 20_000.0, workers=2, memory_mb=1000)
+    assert th.plan.tile_px >= 128
+    assert TiledHorizon(scene.dem, 64, 20_000.0, tile_px=32, memory_mb=1000).plan.tile_px == 32

@@ -22,13 +22,15 @@ from prospect.illumination.products import SunSamples, illumination_products
 from prospect.illumination.tiles import (
     FAR_FACTOR,
     MAX_FAR_FACTOR,
+    MAX_MEMORY_MB,
     MAX_NEAR_PX,
     MAX_TILE_PX,
+    MEMORY_MB,
     MIN_FAR_FACTOR,
+    MIN_MEMORY_MB,
     MIN_NEAR_PX,
     MIN_TILE_PX,
     NEAR_PX,
-    TILE_PX,
     TiledHorizon,
 )
 
@@ -58,6 +60,7 @@ TILING_RULES: dict[str, tuple[str, bool, float, float, str]] = {
     "max_distance": ("max_distance_m", False, 0.0, MAX_DISTANCE_LIMIT_M, "m"),
     "height": ("observer_height_m", False, 0.0, MAX_OBSERVER_HEIGHT_M, "m"),
     "tile": ("tile_px", True, MIN_TILE_PX, MAX_TILE_PX, "px"),
+    "memory": ("memory_mb", False, MIN_MEMORY_MB, MAX_MEMORY_MB, "MB"),
     "near": ("near_px", True, MIN_NEAR_PX, MAX_NEAR_PX, "px"),
     "far_factor": ("far_factor", True, MIN_FAR_FACTOR, MAX_FAR_FACTOR, ""),
     "workers": ("workers", True, 1, MAX_WORKERS, ""),
@@ -114,12 +117,16 @@ def horizon_tiling(
     n_azimuths: int = N_AZIMUTHS,
     max_distance_m: float = MAX_DISTANCE_M,
     observer_height_m: float = OBSERVER_HEIGHT_M,
-    tile_px: int = TILE_PX,
+    tile_px: int | None = None,
     near_px: int = NEAR_PX,
     far_factor: int = FAR_FACTOR,
     workers: int = WORKERS,
+    memory_mb: float = MEMORY_MB,
 ) -> TiledHorizon:
-    """The :class:`~prospect.illumination.tiles.TiledHorizon` of ``dem`` (parameters checked here)."""
+    """The :class:`~prospect.illumination.tiles.TiledHorizon` of ``dem`` (parameters checked here).
+
+    ``tile_px`` None (the default): the largest tile whose peak memory fits ``memory_mb``
+    (:func:`prospect.illumination.tiles.tile_for_memory`), balanced over the raster."""
     return TiledHorizon(
         dem,
         n_azimuths,
@@ -129,6 +136,7 @@ def horizon_tiling(
         far_factor=far_factor,
         workers=workers,
         observer_height_m=observer_height_m,
+        memory_mb=memory_mb,
     )
 
 
@@ -149,7 +157,7 @@ def illumination_tiles(
     """Yield ``(window, products)`` for every output tile ``(row0, row1, col0, col1)``.
 
     ``params`` are those of :func:`horizon_tiling` (``n_azimuths``, ``max_distance_m``,
-    ``observer_height_m``, ``tile_px``, ``near_px``, ``far_factor``, ``workers``).
+    ``observer_height_m``, ``tile_px``, ``near_px``, ``far_factor``, ``workers``, ``memory_mb``).
     """
     th = horizon_tiling(dem, **params)
     for w in th.plan.windows():

@@ -96,6 +96,13 @@ def _beta_table(beta_deg: np.ndarray, rho_deg: float, kappas: np.ndarray, us: np
     return out
 
 
+#: the darkness walk goes through the time series for this many pixels of a row at a time
+WALK_BLOCK_PX = 64
+#: Sun and Earth directions are computed exactly every this many pixels along a row and
+#: interpolated linearly between (see :func:`_products_kernel`).
+NODE_PX = 16
+
+
 @njit(nogil=True, cache=True)
 def _horizon_at(hz, r, c, az_deg, step):
     n = hz.shape[0]
@@ -305,17 +312,23 @@ def _products_kernel(
                 if el > _row_horizon_at(hrow, c, m_az[k, j] + f * d_maz[k, j]):
                     vis += e_w[j]
             earth[r, c] = vis
-        # darkness runs over the time series, all pixels of the row at each step: lit iff
-        # kappa * beta > threshold (the upper limb up)
+        # darkness runs over the time series, a block of the row's pixels at each step (a block's
+        # thresholds stay in cache over the whole series): lit iff kappa * beta > threshold
         run = np.zeros(w_cols, np.int32)
         best = np.zeros(w_cols, np.int32)
-        for t in range(nt):
-            i = t_bin[t]
-            b = np.float32(t_beta[t])
-            for c in range(w_cols):
-                d = np.int32(kap[i, c] * b <= thr[i, c])
-                run[c] = (run[c] + 1) * d
-                best[c] = max(best[c], run[c])
+        for b0 in range(0, w_cols, WALK_BLOCK_PX):
+            b1 = min(b0 + WALK_BLOCK_PX, w_cols)
+            kb = kap[:, b0:b1].copy()
+            tb = thr[:, b0:b1].copy()
+            rb = run[b0:b1]
+            bb = best[b0:b1]
+            for t in range(nt):
+                i = t_bin[t]
+                beta_t = np.float32(t_beta[t])
+                for c in range(b1 - b0):
+                    d = np.int32(kb[i, c] * beta_t <= tb[i, c])
+                    rb[c] = (rb[c] + 1) * d
+                    bb[c] = max(bb[c], rb[c])
         for c in range(w_cols):
             if not bad[c]:
                 dark[r, c] = best[c]
@@ -333,11 +346,6 @@ def grid_north_azimuth_deg(grid: AnalysisGrid) -> np.ndarray:
     if grid.crs.kind == "polar_north":
         return np.degrees(np.arctan2(-x, -y))
     raise GridError(f"illumination products need a polar stereographic grid, not {grid.crs}")
-
-
-#: Sun and Earth directions are computed exactly every this many pixels along a row and
-#: interpolated linearly between (see :func:`_products_kernel`).
-NODE_PX = 16
 
 
 @dataclass

@@ -61,10 +61,20 @@ from prospect.illumination.horizon import (
 from prospect.lunar import polar_scale_factor_xy
 from prospect.terrain.metric import heights_in_metres
 
-#: default output tile side [px]: the tile's horizon cube is 360 x 1536^2 x 4 B = 3.4 GB.
-#: Larger tiles waste less on halos (the halo is swept with every tile); 1536 / 192 runs
-#: 360 azimuths on 7584^2 in the 10 minute target of ``make bench-illumination``.
-TILE_PX = 1536
+#: default peak resident memory of one process computing illumination tiles [MB = 10^6 bytes];
+#: the output tile side follows from it (:func:`tile_for_memory`); the fewest and most accepted
+MEMORY_MB = 3000
+MIN_MEMORY_MB = 1000
+MAX_MEMORY_MB = 1_000_000
+#: resident memory of a process that has loaded the illumination stage (Python, numpy, numba,
+#: rasterio, dask, the compiled kernels), before its first tile [MB]; measured by
+#: ``python -m benchmarks.profile_illumination`` (``rss_before_tile_mb``)
+BASE_MB = 640
+#: bytes per output-tile pixel besides the horizon cube and the near-field window: the products
+#: and their float copies, latitude / longitude / grid-north maps, the checkpoint and write buffers
+EXTRA_BYTES_PER_PX = 160
+#: tile sides are multiples of this [px]
+TILE_QUANTUM_PX = 64
 #: default full-resolution halo [px] around a tile (3.8 km at 20 m)
 NEAR_PX = 192
 #: default far-field coarsening (20 m -> 160 m beyond the near field)
@@ -118,6 +128,45 @@ def _int_param(value, name: str, minimum: int) -> int:
     return int(value)
 
 
+def tile_memory_bytes(tile_px: int, n_azimuths: int, near_px: int, workers: int = 1) -> int:
+    """Bytes one output tile of ``tile_px`` holds at its peak, besides :data:`BASE_MB`: the horizon
+    cube (float32), the near-field window read and held as float64 with its float32 source, one
+    float32 plane per azimuth thread, and :data:`EXTRA_BYTES_PER_PX` per pixel."""
+    t2 = tile_px * tile_px
+    window = (tile_px + 2 * near_px) ** 2
+    return 4 * n_azimuths * t2 + 12 * window + 4 * max(1, workers) * t2 + EXTRA_BYTES_PER_PX * t2
+
+
+def tile_for_memory(memory_mb: float, n_azimuths: int, near_px: int = 0, workers: int = 1) -> int:
+    """The largest tile side (a multiple of :data:`TILE_QUANTUM_PX`, at most :data:`MAX_TILE_PX`)
+    whose peak (:func:`tile_memory_bytes` plus :data:`BASE_MB`) fits in ``memory_mb``; a
+    :class:`~prospect.errors.ConfigError` when not even :data:`MIN_TILE_PX` fits."""
+    budget = (float(memory_mb) - BASE_MB) * 1e6
+    best = 0
+    t = TILE_QUANTUM_PX
+    while t <= MAX_TILE_PX and tile_memory_bytes(t, n_azimuths, near_px, workers) <= budget:
+        best = t
+        t += TILE_QUANTUM_PX
+    if best == 0:
+        if budget > 0 and tile_memory_bytes(MIN_TILE_PX, n_azimuths, near_px, workers) <= budget:
+            return MIN_TILE_PX
+        raise ConfigError(
+            f"memory {memory_mb:g} MB cannot hold one tile of {MIN_TILE_PX} px at {n_azimuths} azimuths "
+            f"(the process alone takes about {BASE_MB} MB)"
+        )
+    return best
+
+
+def balanced_tile(side: int, largest: int) -> int:
+    """The tile side that cuts ``side`` pixels into as few tiles as ``largest`` allows, of nearly
+    equal size (a ragged last tile would pay a whole halo for a sliver): a multiple of
+    :data:`TILE_QUANTUM_PX` when that still fits, never above ``largest``."""
+    n = max(1, -(-side // largest))
+    even = -(-side // n)
+    quantised = -(-even // TILE_QUANTUM_PX) * TILE_QUANTUM_PX
+    return max(MIN_TILE_PX, min(largest, quantised if quantised <= largest else even))
+
+
 class TiledHorizon:
     """Horizon cubes of a DEM, one output tile at a time (see the module docstring).
 
@@ -131,17 +180,19 @@ class TiledHorizon:
         n_azimuths: int = 360,
         max_distance_m: float = 150_000.0,
         *,
-        tile_px: int = TILE_PX,
+        tile_px: int | None = None,
         near_px: int = NEAR_PX,
         far_factor: int = FAR_FACTOR,
         planar: bool = False,
         workers: int = 1,
         observer_height_m: float = 0.0,
+        memory_mb: float = MEMORY_MB,
     ) -> None:
         self.az = resolve_azimuths(None, n_azimuths)
         dmax = check_max_distance(max_distance_m)
-        tile_px = _int_param(tile_px, "tile_px", MIN_TILE_PX)
         near_px = _int_param(near_px, "near_px", MIN_NEAR_PX)
+        if tile_px is not None:
+            tile_px = _int_param(tile_px, "tile_px", MIN_TILE_PX)
         far_factor = _int_param(far_factor, "far_factor", MIN_FAR_FACTOR)
         check_observer_height(observer_height_m)
         self.dem = dem
@@ -159,7 +210,11 @@ class TiledHorizon:
             k_max = 1.0
         pixel = min(abs(a), abs(e))
         full_halo = int(math.ceil(dmax * k_max / pixel)) + 1
-        if far_factor == 1 or full_halo <= near_px:
+        exact = far_factor == 1 or full_halo <= near_px
+        if tile_px is None:  # the largest tile whose window fits the memory budget
+            halo = min(full_halo, max(ny, nx)) if exact else near_px
+            tile_px = balanced_tile(max(ny, nx), tile_for_memory(memory_mb, self.az.size, halo, self.workers))
+        if exact:
             self.plan = TilePlan((ny, nx), tile_px, min(full_halo, max(ny, nx)), 1, dmax, dmax, 0, dmax, k_max)
         else:
             d0 = near_px * pixel / k_max

@@ -592,7 +592,8 @@ def run_illumination(
     [:data:`prospect.illumination.maps.N_AZIMUTHS`, at least
     :data:`~prospect.illumination.maps.MIN_AZIMUTHS`], ``max_distance`` [m]
     [:data:`~prospect.illumination.maps.MAX_DISTANCE_M`], observer ``height`` [m],
-    ``tile``, ``near``, ``far_factor`` (:mod:`prospect.illumination.tiles`), ``workers``
+    ``tile`` (default: the largest that fits ``memory`` [MB], 3072), ``near``, ``far_factor``
+    (:mod:`prospect.illumination.tiles`), ``workers``
     (tiles in parallel, 2), ``crs_override``, and ``source_label`` (the DEM's description
     in the tags; default the source). Resumable tile by tile (:func:`write_illumination`).
     """
