@@ -30,6 +30,8 @@ from prospect.illumination.tiles import (
     NEAR_PX,
     TILE_PX,
     TiledHorizon,
+    TileJob,
+    worker_horizon,
 )
 
 #: The four products, each a layer of :mod:`prospect.layers`.
@@ -135,6 +137,46 @@ def horizon_tiling(
 def tile_products(th: TiledHorizon, window: tuple[int, int, int, int], samples: SunSamples) -> xr.Dataset:
     """The four products of one output tile ``(row0, row1, col0, col1)`` of ``th``."""
     return illumination_products(th.compute(window), samples)
+
+
+def _worker_threads() -> int | None:
+    """The threads of the Dask worker running this task, or None outside a worker."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None
+    state = getattr(worker, "state", None)
+    n = getattr(state, "nthreads", None) or getattr(worker, "nthreads", None)
+    return int(n) if n else None
+
+
+def cluster_tile_products(job: TileJob, state: dict, coarse: Any, samples: SunSamples) -> xr.Dataset:
+    """:func:`tile_products` of one tile as a task on a Dask worker (the illumination stage's
+    cluster path, :func:`prospect.pipeline.stages.write_illumination`).
+
+    ``job`` is the tile's own :class:`~prospect.illumination.tiles.TileJob` (its near-field
+    DEM window); ``state`` (:func:`~prospect.illumination.tiles.shared_state`), ``coarse`` (the
+    far-field DEM or None) and ``samples`` are shared by all tiles and scattered once. The
+    horizon is rebuilt by :func:`~prospect.illumination.tiles.worker_horizon` and computed by
+    the same code as a local tile, so the products are the same bytes. The azimuth threads and
+    numba's threads are limited to the worker's threads, so workers sharing a machine do not
+    oversubscribe it (numba's setting is per calling thread, restored after the task).
+    """
+    import numba
+
+    threads = _worker_threads()
+    th = worker_horizon(state, coarse, job, threads)
+    if threads is None:
+        return tile_products(th, job.window, samples)
+    before = numba.get_num_threads()
+    most = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]  # set at import from the env
+    numba.set_num_threads(max(1, min(threads, most)))
+    try:
+        return tile_products(th, job.window, samples)
+    finally:
+        numba.set_num_threads(before)
 
 
 def describe_tiling(th: TiledHorizon, ds: xr.Dataset) -> None:
