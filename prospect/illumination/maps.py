@@ -5,7 +5,9 @@
 :class:`prospect.illumination.tiles.TiledHorizon`, so no horizon cube larger than one
 tile ever exists. The illumination stage
 (:func:`prospect.pipeline.stages.run_illumination`) streams them into GeoTIFFs and keeps
-each finished tile so that an interrupted run resumes.
+each finished tile so that an interrupted run resumes. On a Dask cluster each tile is a
+task, :func:`cluster_tile_products` (the same computation, rebuilt on the worker from a
+:class:`~prospect.illumination.tiles.TileJob` and the scattered shared inputs).
 """
 
 from __future__ import annotations

@@ -36,6 +36,12 @@ Far field (coarse)
 
 Accuracy of the far field against the exact sweep is measured by ``make
 bench-illumination`` on the benchmark DEM and tested in ``tests/test_tiles.py``.
+
+Away from the raster (a task on a Dask cluster)
+    :func:`tile_job` reads one tile's near-field window into a picklable :class:`TileJob`;
+    :func:`shared_state` and :meth:`TiledHorizon.coarse_heights` are what all tiles share
+    (sent once); :func:`worker_horizon` rebuilds from them a :class:`TiledHorizon` that
+    computes that tile with :meth:`TiledHorizon.compute` itself, so the cube is the same bytes.
 """
 
 from __future__ import annotations

@@ -30,7 +30,9 @@ uninterrupted run's.
 
 **Dask.** Local threads by default (``workers`` of them); ``scheduler`` (or
 ``DASK_SCHEDULER_ADDRESS``) connects a :class:`distributed.Client` to an existing
-cluster, which then computes the chunked stages; files are still written here.
+cluster (:func:`connect_dask`), which then computes the chunked stages and the
+illumination stage's tiles (one task each; :func:`prospect.pipeline.stages.write_illumination`);
+files are still written here.
 """
 
 from __future__ import annotations

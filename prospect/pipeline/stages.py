@@ -682,6 +682,18 @@ def write_illumination(
     interrupt loads the finished tiles instead of recomputing them, and gives results
     identical to an uninterrupted run (the computation per tile is deterministic). The
     folder is removed once the GeoTIFFs are in place. Returns ``{product: path}``.
+
+    Cluster. When a Dask cluster client is connected (``prospect run --scheduler``,
+    ``prospect illumination --scheduler``, ``DASK_SCHEDULER_ADDRESS``), every tile not yet
+    finished is a task on it (``client.submit`` of
+    :func:`prospect.illumination.maps.cluster_tile_products`): the far-field DEM, the Sun
+    samples and the tiling state are scattered to the workers once, and each task carries its
+    own near-field DEM window, read here, so workers need no shared file system. Each tile is
+    saved as soon as its task completes; the tiles are written in row-major order (at most
+    twice the cluster's threads of them submitted ahead), so the GeoTIFFs are byte-identical
+    to the local run. Without a client the tiles run here, one after another, each with
+    ``workers`` azimuth threads. How many tiles were reused and computed, and where, is
+    reported (run log, or stderr with ``progress``).
     """
     from prospect.illumination import maps
 
@@ -747,8 +759,10 @@ def run_illumination(
     :data:`~prospect.illumination.maps.MIN_AZIMUTHS`], ``max_distance`` [m]
     [:data:`~prospect.illumination.maps.MAX_DISTANCE_M`], observer ``height`` [m],
     ``tile``, ``near``, ``far_factor`` (:mod:`prospect.illumination.tiles`), ``workers``
-    (tiles in parallel, 2), ``crs_override``, and ``source_label`` (the DEM's description
-    in the tags; default the source). Resumable tile by tile (:func:`write_illumination`).
+    (azimuth threads per tile, 2; on a cluster at most the worker's threads),
+    ``crs_override``, and ``source_label`` (the DEM's description in the tags; default the
+    source). Resumable tile by tile; the tiles are tasks on the connected Dask cluster if
+    there is one, and the DEM is read in this process either way (:func:`write_illumination`).
     """
     import dask
 
