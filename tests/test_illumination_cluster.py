@@ -248,3 +248,17 @@ def test_a_task_limits_its_threads_to_the_workers(monkeypatch):
     assert maps.cluster_tile_products(job, {"workers": 4}, None, None) == "products"  # type: ignore[arg-type]
     assert seen == {"workers": 1, "numba": 1, "window": (0, 32, 32, 64)}
     assert numba.get_num_threads() == before
+
+
+def test_a_task_shares_its_workers_threads_with_the_tasks_running_beside_it(monkeypatch):
+    from types import SimpleNamespace
+
+    import distributed
+
+    from prospect.illumination import maps
+
+    assert maps._worker_threads() is None  # not on a worker
+    for nthreads, running, want in ((1, 1, 1), (4, 1, 4), (4, 2, 2), (4, 4, 1), (2, 3, 1)):
+        worker = SimpleNamespace(state=SimpleNamespace(nthreads=nthreads, executing_count=running))
+        monkeypatch.setattr(distributed, "get_worker", lambda worker=worker: worker)
+        assert maps._worker_threads() == want, (nthreads, running)

@@ -142,7 +142,8 @@ def tile_products(th: TiledHorizon, window: tuple[int, int, int, int], samples: 
 
 
 def _worker_threads() -> int | None:
-    """The threads of the Dask worker running this task, or None outside a worker."""
+    """The threads this task may use on its Dask worker: the worker's threads shared among the
+    tasks it is running (at least 1), or None outside a worker."""
     try:
         from distributed import get_worker
 
@@ -151,7 +152,10 @@ def _worker_threads() -> int | None:
         return None
     state = getattr(worker, "state", None)
     n = getattr(state, "nthreads", None) or getattr(worker, "nthreads", None)
-    return int(n) if n else None
+    if not n:
+        return None
+    running = int(getattr(state, "executing_count", 1) or 1)
+    return max(1, int(n) // max(1, running))
 
 
 def cluster_tile_products(job: TileJob, state: dict, coarse: Any, samples: SunSamples) -> xr.Dataset:
@@ -163,8 +167,9 @@ def cluster_tile_products(job: TileJob, state: dict, coarse: Any, samples: SunSa
     far-field DEM or None) and ``samples`` are shared by all tiles and scattered once. The
     horizon is rebuilt by :func:`~prospect.illumination.tiles.worker_horizon` and computed by
     the same code as a local tile, so the products are the same bytes. The azimuth threads and
-    numba's threads are limited to the worker's threads, so workers sharing a machine do not
-    oversubscribe it (numba's setting is per calling thread, restored after the task).
+    numba's threads are limited to the worker's threads (shared among the tasks it runs at
+    the time), so workers sharing a machine do not oversubscribe it: 2 workers x 1 thread run
+    each tile on 1 thread (numba's setting is per calling thread, restored after the task).
     """
     import numba
 

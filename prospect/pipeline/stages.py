@@ -539,12 +539,9 @@ class _ClusterTiles:
         from prospect.illumination import tiles
 
         self.client, self.th, self.save = client, th, save
-        info = client.scheduler_info()
-        threads = sum(int(w.get("nthreads", 1)) for w in info["workers"].values())
-        self.where = (
-            f"the Dask cluster {info.get('address', client.scheduler.address)} ({len(info['workers'])} workers)"
-        )
-        self.ahead = max(2, 2 * threads)
+        nthreads = client.nthreads()  # worker -> its threads
+        self.where = f"the Dask cluster {client.scheduler.address} ({len(nthreads)} workers)"
+        self.ahead = max(2, 2 * sum(nthreads.values()))
         self.queue = collections.deque(todo)
         self.running: dict[Any, Any] = {}
         self.done: dict[Any, xr.Dataset] = {}
