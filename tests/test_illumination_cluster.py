@@ -163,9 +163,15 @@ def dask_cli_cluster(tmp_path: Path):
 def test_threads_a_local_cluster_and_a_dask_cli_cluster_give_the_same_files(
     dem, reference, local_cluster, dask_cli_cluster, tmp_path, capsys
 ):
+    from distributed import Client, get_task_stream
+
     out = tmp_path / "local_cluster"
-    code, err = _main(["illumination", str(dem), str(out), *OPTIONS, "--scheduler", local_cluster], capsys)
+    with Client(local_cluster, set_as_default=False) as watcher, get_task_stream(watcher) as stream:
+        code, err = _main(["illumination", str(dem), str(out), *OPTIONS, "--scheduler", local_cluster], capsys)
     assert code == 0, err
+    # the workers ran the tiles and nothing else: the DEM was read by the prospect process
+    keys = [str(task["key"]) for task in stream.data]
+    assert len(keys) == N_TILES and all(k.startswith("illumination-tile-") for k in keys), keys
     assert f"0 tiles reused from checkpoints, {N_TILES} computed on the Dask cluster {local_cluster}" in err, err
     assert _sha256(out) == reference
 
