@@ -346,14 +346,24 @@ def illumination(
             f"default {FAR_FACTOR}).",
         ),
     ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Address of a Dask scheduler whose workers compute the tiles (default: $DASK_SCHEDULER_ADDRESS, "
+            "else local threads).",
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="A line per tile on stderr.")] = True,
     assume_crs: AssumeCRS = None,
 ) -> None:
     """Horizon maps, then Sun and Earth visibility over the span: four GeoTIFFs in OUTDIR.
 
     Tile by tile (out of core); a rerun of an interrupted command resumes from its last
-    finished tile.
+    finished tile. With --scheduler every tile is a task on that Dask cluster (the DEM is
+    read here; workers need no shared file system).
     """
+    from prospect.pipeline.runner import connect_dask
     from prospect.pipeline.stages import run_illumination
 
     params = {
@@ -369,7 +379,9 @@ def illumination(
         "far_factor": far_factor,
         "crs_override": assume_crs,
     }
-    _echo_paths(run_illumination(outdir, sources={"dem": dem}, params=params, progress=progress))
+    with connect_dask(scheduler, None):  # an unreachable scheduler: refused before anything is written
+        paths = run_illumination(outdir, sources={"dem": dem}, params=params, progress=progress)
+    _echo_paths(paths)
 
 
 @app.command()

@@ -241,7 +241,7 @@ def _kill_during(root: Path, run: Path, marker: str, after_s: float) -> str:
 
 
 @pytest.mark.shared_data
-@pytest.mark.parametrize("stage, after_s", [("illumination", 1.0), ("sites", 2.0), ("exports", 3.0)])
+@pytest.mark.parametrize("stage, after_s", [("illumination", 0.2), ("sites", 2.0), ("exports", 3.0)])
 def test_kill_mid_stage_then_resume_gives_identical_files(tiny, stage, after_s):
     root, run, reference = tiny
     shutil.rmtree(run, ignore_errors=True)

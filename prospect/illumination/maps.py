@@ -5,7 +5,9 @@
 :class:`prospect.illumination.tiles.TiledHorizon`, so no horizon cube larger than one
 tile ever exists. The illumination stage
 (:func:`prospect.pipeline.stages.run_illumination`) streams them into GeoTIFFs and keeps
-each finished tile so that an interrupted run resumes.
+each finished tile so that an interrupted run resumes. On a Dask cluster each tile is a
+task, :func:`cluster_tile_products` (the same computation, rebuilt on the worker from a
+:class:`~prospect.illumination.tiles.TileJob` and the scattered shared inputs).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from prospect.illumination.tiles import (
     MIN_TILE_PX,
     NEAR_PX,
     TiledHorizon,
+    TileJob,
+    worker_horizon,
 )
 
 #: The four products, each a layer of :mod:`prospect.layers`.
@@ -143,6 +147,51 @@ def horizon_tiling(
 def tile_products(th: TiledHorizon, window: tuple[int, int, int, int], samples: SunSamples) -> xr.Dataset:
     """The four products of one output tile ``(row0, row1, col0, col1)`` of ``th``."""
     return illumination_products(th.compute(window), samples)
+
+
+def _worker_threads() -> int | None:
+    """The threads this task may use on its Dask worker: the worker's threads shared among the
+    tasks it is running (at least 1), or None outside a worker."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None
+    state = getattr(worker, "state", None)
+    n = getattr(state, "nthreads", None) or getattr(worker, "nthreads", None)
+    if not n:
+        return None
+    running = int(getattr(state, "executing_count", 1) or 1)
+    return max(1, int(n) // max(1, running))
+
+
+def cluster_tile_products(job: TileJob, state: dict, coarse: Any, samples: SunSamples) -> xr.Dataset:
+    """:func:`tile_products` of one tile as a task on a Dask worker (the illumination stage's
+    cluster path, :func:`prospect.pipeline.stages.write_illumination`).
+
+    ``job`` is the tile's own :class:`~prospect.illumination.tiles.TileJob` (its near-field
+    DEM window); ``state`` (:func:`~prospect.illumination.tiles.shared_state`), ``coarse`` (the
+    far-field DEM or None) and ``samples`` are shared by all tiles and scattered once. The
+    horizon is rebuilt by :func:`~prospect.illumination.tiles.worker_horizon` and computed by
+    the same code as a local tile, so the products are the same bytes. The azimuth threads and
+    numba's threads are limited to the worker's threads (shared among the tasks it runs at
+    the time), so workers sharing a machine do not oversubscribe it: 2 workers x 1 thread run
+    each tile on 1 thread (numba's setting is per calling thread, restored after the task).
+    """
+    import numba
+
+    threads = _worker_threads()
+    th = worker_horizon(state, coarse, job, threads)
+    if threads is None:
+        return tile_products(th, job.window, samples)
+    before = numba.get_num_threads()
+    most = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]  # set at import from the env
+    numba.set_num_threads(max(1, min(threads, most)))
+    try:
+        return tile_products(th, job.window, samples)
+    finally:
+        numba.set_num_threads(before)
 
 
 def describe_tiling(th: TiledHorizon, ds: xr.Dataset) -> None:

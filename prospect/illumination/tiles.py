@@ -36,6 +36,12 @@ Far field (coarse)
 
 Accuracy of the far field against the exact sweep is measured by ``make
 bench-illumination`` on the benchmark DEM and tested in ``tests/test_tiles.py``.
+
+Away from the raster (a task on a Dask cluster)
+    :func:`tile_job` reads one tile's near-field window into a picklable :class:`TileJob`;
+    :func:`shared_state` and :meth:`TiledHorizon.coarse_heights` are what all tiles share
+    (sent once); :func:`worker_horizon` rebuilds from them a :class:`TiledHorizon` that
+    computes that tile with :meth:`TiledHorizon.compute` itself, so the cube is the same bytes.
 """
 
 from __future__ import annotations
@@ -365,3 +371,85 @@ def _bilinear_index(pos: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     if n == 1:
         w = np.zeros_like(p)
     return np.ascontiguousarray(i0), np.ascontiguousarray(w)
+
+
+# --- one tile away from the raster (a task on a Dask cluster) ---------------------------------------
+
+#: The attributes of a :class:`TiledHorizon` that hold the raster (sent per tile or once, not with the state).
+_RASTER_ATTRS = frozenset({"dem", "heights", "_coarse"})
+
+
+@dataclass(frozen=True)
+class TileJob:
+    """One output tile's own inputs, picklable: what a task on a cluster worker receives.
+
+    ``heights`` is the tile's near-field DEM window (the tile plus its halo, in metres, in
+    memory) whose first pixel is raster pixel ``origin`` (row, col); ``template`` carries the
+    tile's coordinates and CRS (its values are placeholders). Made on the driver by
+    :func:`tile_job`, turned back into a horizon by :func:`worker_horizon`.
+    """
+
+    window: tuple[int, int, int, int]
+    origin: tuple[int, int]
+    heights: xr.DataArray
+    template: xr.DataArray
+
+
+class _WindowOf:
+    """Stands in for a raster of which only ``data`` (starting at raster pixel ``origin``) is
+    loaded: ``view[r0:r1, c0:c1]`` in raster indices is the same part of ``data``."""
+
+    def __init__(self, data: xr.DataArray, origin: tuple[int, int]) -> None:
+        self.data = data
+        self.origin = origin
+
+    def __getitem__(self, key: tuple[slice, slice]) -> xr.DataArray:
+        rows, cols = key
+        o_r, o_c = self.origin
+        ny, nx = self.data.shape
+        r0, r1, c0, c1 = rows.start - o_r, rows.stop - o_r, cols.start - o_c, cols.stop - o_c
+        if not (0 <= r0 <= r1 <= ny and 0 <= c0 <= c1 <= nx):
+            raise IndexError(f"rows {rows.start}:{rows.stop}, cols {cols.start}:{cols.stop} outside the tile's window")
+        return self.data[r0:r1, c0:c1]
+
+
+def near_window(plan: TilePlan, window: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The full-resolution window ``(row0, row1, col0, col1)`` an output tile reads: the tile
+    plus ``plan.halo_px``, clipped to the raster (what :meth:`TiledHorizon.compute` reads)."""
+    r0, r1, c0, c1 = window
+    ny, nx = plan.shape
+    h = plan.halo_px
+    return max(0, r0 - h), min(ny, r1 + h), max(0, c0 - h), min(nx, c1 + h)
+
+
+def shared_state(th: TiledHorizon) -> dict:
+    """What every tile of ``th`` shares apart from the coarse DEM: the plan, the geometry, the
+    azimuths and the options (small; sent once to each worker)."""
+    return {k: v for k, v in vars(th).items() if k not in _RASTER_ATTRS}
+
+
+def tile_job(th: TiledHorizon, window: tuple[int, int, int, int]) -> TileJob:
+    """The :class:`TileJob` of one output tile: its near-field window read here (from a lazily
+    opened DEM, only that window), so the worker needs no access to the file."""
+    rr0, rr1, cc0, cc1 = near_window(th.plan, window)
+    r0, r1, c0, c1 = window
+    heights = th.heights[rr0:rr1, cc0:cc1].compute()
+    tile = th.dem[r0:r1, c0:c1]
+    template = tile.copy(data=np.zeros(tile.shape, dtype=np.uint8))
+    return TileJob(window, (rr0, cc0), heights, template)
+
+
+def worker_horizon(state: dict, coarse: np.ndarray | None, job: TileJob, workers: int | None = None) -> TiledHorizon:
+    """A :class:`TiledHorizon` rebuilt from :func:`shared_state`, the coarse DEM
+    (:meth:`TiledHorizon.coarse_heights`, None without a far field) and one :class:`TileJob`,
+    that can compute exactly that tile (:meth:`TiledHorizon.compute`, the same code and so the
+    same bytes as on the driver), with at most ``workers`` azimuth threads."""
+    th = TiledHorizon.__new__(TiledHorizon)
+    vars(th).update(state)
+    th.heights = _WindowOf(job.heights, job.origin)  # type: ignore[assignment]
+    r0, _r1, c0, _c1 = job.window
+    th.dem = _WindowOf(job.template, (r0, c0))  # type: ignore[assignment]
+    th._coarse = coarse
+    if workers is not None:
+        th.workers = max(1, min(th.workers, int(workers)))
+    return th

@@ -39,6 +39,7 @@ __all__ = [
     "STREAM_CREATION_OPTIONS",
     "TiledGeoTIFFs",
     "atomic_write",
+    "connected_client",
     "pds3_lola_label",
     "stream_geotiff",
     "window_groups",
@@ -528,16 +529,11 @@ def window_groups(chunks: tuple[int, ...], target: int) -> list[tuple[int, int]]
     return spans
 
 
-def window_scheduler() -> Any:
-    """The dask scheduler that computes a streamed window: the active Dask cluster client
-    when one is connected (``prospect run --scheduler``), else local threads.
-
-    Either way the window comes back to this process, which writes it: the open file
-    never leaves it. A callable scheduler skips dask's 0.2 s probe for a cluster.
-    """
+def connected_client() -> Any:
+    """The connected Dask cluster client (``prospect run --scheduler``, ``prospect illumination
+    --scheduler``, or ``DASK_SCHEDULER_ADDRESS``: :func:`prospect.pipeline.runner.connect_dask`),
+    or None."""
     import sys
-
-    import dask.threaded
 
     if "distributed" in sys.modules:  # a client can only exist once distributed is imported
         from distributed import default_client
@@ -546,7 +542,20 @@ def window_scheduler() -> Any:
             return default_client()
         except ValueError:
             pass
-    return dask.threaded.get
+    return None
+
+
+def window_scheduler() -> Any:
+    """The dask scheduler that computes a streamed window: the active Dask cluster client
+    when one is connected (:func:`connected_client`), else local threads.
+
+    Either way the window comes back to this process, which writes it: the open file
+    never leaves it. A callable scheduler skips dask's 0.2 s probe for a cluster.
+    """
+    import dask.threaded
+
+    client = connected_client()
+    return dask.threaded.get if client is None else client
 
 
 def _stream_windows(data: Any, write: Any, window_px: int) -> None:

@@ -30,7 +30,9 @@ uninterrupted run's.
 
 **Dask.** Local threads by default (``workers`` of them); ``scheduler`` (or
 ``DASK_SCHEDULER_ADDRESS``) connects a :class:`distributed.Client` to an existing
-cluster, which then computes the chunked stages; files are still written here.
+cluster (:func:`connect_dask`), which then computes the chunked stages and the
+illumination stage's tiles (one task each; :func:`prospect.pipeline.stages.write_illumination`);
+files are still written here.
 """
 
 from __future__ import annotations
@@ -564,10 +566,14 @@ def _lock(out: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _dask(scheduler: str | None, workers: int | None) -> Iterator[str]:
-    """Local threads (``workers`` of them), or a client of the cluster at ``scheduler``.
+def connect_dask(scheduler: str | None, workers: int | None) -> Iterator[str]:
+    """Local threads (``workers`` of them), or a client of the cluster at ``scheduler`` (else
+    ``DASK_SCHEDULER_ADDRESS``), the default client while the context lasts. Yields where the
+    work runs, for the log.
 
-    An unreachable scheduler is refused within :data:`SCHEDULER_TIMEOUT_S` seconds.
+    An unreachable scheduler is refused (:class:`~prospect.errors.ConfigError` naming the option
+    and the address) within :data:`SCHEDULER_TIMEOUT_S` seconds. ``prospect run`` and ``prospect
+    illumination`` connect here.
     """
     import dask
 
@@ -615,7 +621,7 @@ def run_pipeline(
     grid = _analysis_grid(pipeline, sources)
     _check_before_writing(pipeline, sources, run_seed)
     with contextlib.ExitStack() as stack:
-        where = stack.enter_context(_dask(scheduler, workers))  # an unreachable scheduler: refused here
+        where = stack.enter_context(connect_dask(scheduler, workers))  # an unreachable scheduler: refused here
         created = not out.exists()
         try:
             out.mkdir(exist_ok=True)

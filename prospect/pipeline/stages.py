@@ -464,45 +464,196 @@ def _run_key(dem: xr.DataArray, samples: Any, params: Mapping[str, Any]) -> str:
     return h.hexdigest()[:16]
 
 
-def _checkpointed_tiles(th: Any, samples: Any, checkpoint: Path, progress: bool) -> Iterator[tuple[Any, xr.Dataset]]:
-    """:func:`prospect.illumination.maps.tile_products` of every tile, each saved in ``checkpoint``
-    when done and loaded from there if present (a rerun after a crash resumes)."""
+def _load_tile(saved: Path, template: xr.DataArray) -> xr.Dataset | None:
+    """A finished tile's products from its checkpoint, or None when it is damaged."""
+    from prospect.illumination import maps
+
+    try:
+        with np.load(saved) as npz:
+            ds = xr.Dataset({name: template.copy(data=npz[name]) for name in maps.PRODUCTS})
+            attrs = json.loads(str(npz["attrs"]))
+        for name in maps.PRODUCTS:
+            ds[name].attrs = attrs[name]
+            ds[name].name = name
+    except (OSError, KeyError, ValueError):
+        return None  # a damaged checkpoint is recomputed
+    return ds
+
+
+def _save_tile(saved: Path, ds: xr.Dataset) -> None:
+    """A finished tile's products as its checkpoint (atomic ``.npz``)."""
     from prospect.illumination import maps
     from prospect.io.writers import atomic_write
+
+    payload: dict[str, Any] = {n: ds[n].values for n in maps.PRODUCTS}
+    with atomic_write(saved) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, attrs=json.dumps({n: ds[n].attrs for n in maps.PRODUCTS}, default=str), **payload)
+
+
+def _stage_log(message: str, progress: bool) -> None:
+    """A line of the illumination stage's report: the run log (and its stderr echo) under
+    ``prospect run``, else stderr when ``progress`` is on."""
+    import logging
+
+    log = logging.getLogger("prospect.pipeline")  # prospect.pipeline.runner.LOGGER
+    if log.handlers:
+        log.info("%s", message)
+    elif progress:
+        print(message, file=sys.stderr, flush=True)
+
+
+class _LocalTiles:
+    """Tiles computed in this process, one at a time (each with ``th.workers`` azimuth threads)."""
+
+    def __init__(self, th: Any, samples: Any, save: Callable[[Any, xr.Dataset], None]) -> None:
+        self.th, self.samples, self.save = th, samples, save
+        self.where = f"local threads ({th.workers} per tile)"
+
+    def take(self, window: Any) -> xr.Dataset:
+        from prospect.illumination import maps
+
+        ds = maps.tile_products(self.th, window, self.samples)
+        self.save(window, ds)
+        return ds
+
+    def close(self) -> None:
+        pass
+
+
+class _ClusterTiles:
+    """Tiles computed as tasks on the connected Dask cluster (``client.submit``).
+
+    The far-field DEM, the Sun samples and the tiling state are scattered to every worker
+    once; each task gets its own near-field window (read here). Tasks are submitted in
+    row-major order, at most ``ahead`` of them (running or finished but not yet taken), so
+    memory stays bounded; each finished tile is saved (``save``) as soon as its future
+    completes, in whatever order they complete, and :meth:`take` hands them out in order.
+    """
+
+    def __init__(self, client: Any, th: Any, samples: Any, todo: list, save: Callable[[Any, xr.Dataset], None]) -> None:
+        import collections
+
+        import dask
+        from distributed import as_completed
+
+        from prospect.illumination import tiles
+
+        self.client, self.th, self.save = client, th, save
+        nthreads = client.nthreads()  # worker -> its threads
+        self.where = f"the Dask cluster {client.scheduler.address} ({len(nthreads)} workers)"
+        self.ahead = max(2, 2 * sum(nthreads.values()))
+        self.queue = collections.deque(todo)
+        self.running: dict[Any, Any] = {}
+        self.done: dict[Any, xr.Dataset] = {}
+        self.completed = as_completed()
+        self.shared: list[Any] = []
+        if todo:
+            with dask.config.set(scheduler="threads"):  # the DEM is read here, not on the workers
+                coarse = th.coarse_heights() if th.plan.multiresolution else None
+            state = tiles.shared_state(th)
+            self.shared = client.scatter([state, coarse, samples], broadcast=True)
+
+    def _submit(self, window: Any) -> None:
+        import uuid
+
+        import dask
+
+        from prospect.illumination import maps, tiles
+
+        with dask.config.set(scheduler="threads"):  # the window is read here, not on the workers
+            job = tiles.tile_job(self.th, window)
+        r0, _r1, c0, _c1 = window
+        future = self.client.submit(
+            maps.cluster_tile_products, job, *self.shared, key=f"illumination-tile-{r0}-{c0}-{uuid.uuid4().hex}"
+        )
+        self.running[future] = window
+        self.completed.add(future)
+
+    def _top_up(self) -> None:
+        while self.queue and len(self.running) + len(self.done) < self.ahead:
+            self._submit(self.queue.popleft())
+
+    def take(self, window: Any) -> xr.Dataset:
+        if window not in self.done and window not in self.running.values():
+            if window in self.queue:
+                self.queue.remove(window)
+            self._submit(window)  # out of turn: a damaged checkpoint
+        self._top_up()
+        while window not in self.done:
+            future = next(self.completed)
+            w = self.running.pop(future)
+            ds = future.result()  # a failed task raises here
+            self.save(w, ds)
+            self.done[w] = ds
+        ds = self.done.pop(window)
+        self._top_up()
+        return ds
+
+    def close(self) -> None:
+        if self.running:
+            self.client.cancel(list(self.running))
+        self.running.clear()
+        self.done.clear()
+        self.shared = []
+
+
+def _checkpointed_tiles(th: Any, samples: Any, checkpoint: Path, progress: bool) -> Iterator[tuple[Any, xr.Dataset]]:
+    """:func:`prospect.illumination.maps.tile_products` of every tile in row-major order, each
+    saved in ``checkpoint`` when done and loaded from there if present (a rerun after a crash
+    resumes: finished tiles are not computed again).
+
+    The tiles are computed in this process (``th.workers`` azimuth threads), or, when a Dask
+    cluster client is connected (:func:`prospect.io.writers.connected_client`), as tasks on the
+    cluster (:class:`_ClusterTiles`: shared inputs scattered once, each tile's near-field window
+    sent with its task, each tile saved as its future completes). Either way the products are
+    the same bytes. How many tiles were reused and computed, and where, goes to the run log
+    (or stderr with ``progress``)."""
+    from prospect.illumination import maps
+    from prospect.io.writers import connected_client
 
     dem = th.dem
     windows = th.plan.windows()
     checkpoint.mkdir(parents=True, exist_ok=True)
+    saved = {w: checkpoint / f"tile_{w[0]}_{w[2]}.npz" for w in windows}
+    finished = {w for w in windows if saved[w].exists()}
+    todo = [w for w in windows if w not in finished]
+
+    def save(w: Any, ds: xr.Dataset) -> None:
+        _save_tile(saved[w], ds)
+
+    client = connected_client()
+    tiles: _LocalTiles | _ClusterTiles
+    tiles = _LocalTiles(th, samples, save) if client is None else _ClusterTiles(client, th, samples, todo, save)
+    _stage_log(
+        f"illumination: {len(windows)} tiles, {len(finished)} finished in checkpoints, "
+        f"{len(todo)} to compute on {tiles.where}",
+        progress,
+    )
+    reused = computed = 0
     t_start = time.monotonic()
-    for i, w in enumerate(windows):
-        r0, r1, c0, c1 = w
-        template = dem[r0:r1, c0:c1]
-        saved = checkpoint / f"tile_{r0}_{c0}.npz"
-        ds = None
-        if saved.exists():
-            try:
-                with np.load(saved) as npz:
-                    ds = xr.Dataset({name: template.copy(data=npz[name]) for name in maps.PRODUCTS})
-                    attrs = json.loads(str(npz["attrs"]))
-                for name in maps.PRODUCTS:
-                    ds[name].attrs = attrs[name]
-                    ds[name].name = name
-            except (OSError, KeyError, ValueError):
-                ds = None  # a damaged checkpoint is recomputed
-        if ds is None:
-            ds = maps.tile_products(th, w, samples)
-            payload: dict[str, Any] = {n: ds[n].values for n in maps.PRODUCTS}
-            with atomic_write(saved) as tmp, open(tmp, "wb") as fh:
-                np.savez(fh, attrs=json.dumps({n: ds[n].attrs for n in maps.PRODUCTS}, default=str), **payload)
-        maps.describe_tiling(th, ds)
-        if progress:
-            el = time.monotonic() - t_start
-            print(
-                f"illumination: tile {i + 1}/{len(windows)} rows {r0}:{r1} cols {c0}:{c1} ({el:.0f} s)",
-                file=sys.stderr,
-                flush=True,
-            )
-        yield w, ds
+    try:
+        for i, w in enumerate(windows):
+            r0, r1, c0, c1 = w
+            ds = _load_tile(saved[w], dem[r0:r1, c0:c1]) if w in finished else None
+            loaded = ds is not None
+            if ds is None:
+                ds = tiles.take(w)
+                computed += 1
+            else:
+                reused += 1
+            maps.describe_tiling(th, ds)
+            if progress:
+                el = time.monotonic() - t_start
+                how = ", from its checkpoint" if loaded else ""
+                print(
+                    f"illumination: tile {i + 1}/{len(windows)} rows {r0}:{r1} cols {c0}:{c1} ({el:.0f} s{how})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            yield w, ds
+    finally:
+        tiles.close()
+    _stage_log(f"illumination: {reused} tiles reused from checkpoints, {computed} computed on {tiles.where}", progress)
 
 
 def write_illumination(
@@ -528,6 +679,18 @@ def write_illumination(
     interrupt loads the finished tiles instead of recomputing them, and gives results
     identical to an uninterrupted run (the computation per tile is deterministic). The
     folder is removed once the GeoTIFFs are in place. Returns ``{product: path}``.
+
+    Cluster. When a Dask cluster client is connected (``prospect run --scheduler``,
+    ``prospect illumination --scheduler``, ``DASK_SCHEDULER_ADDRESS``), every tile not yet
+    finished is a task on it (``client.submit`` of
+    :func:`prospect.illumination.maps.cluster_tile_products`): the far-field DEM, the Sun
+    samples and the tiling state are scattered to the workers once, and each task carries its
+    own near-field DEM window, read here, so workers need no shared file system. Each tile is
+    saved as soon as its task completes; the tiles are written in row-major order (at most
+    twice the cluster's threads of them submitted ahead), so the GeoTIFFs are byte-identical
+    to the local run. Without a client the tiles run here, one after another, each with
+    ``workers`` azimuth threads. How many tiles were reused and computed, and where, is
+    reported (run log, or stderr with ``progress``).
     """
     from prospect.illumination import maps
 
@@ -592,11 +755,15 @@ def run_illumination(
     [:data:`prospect.illumination.maps.N_AZIMUTHS`, at least
     :data:`~prospect.illumination.maps.MIN_AZIMUTHS`], ``max_distance`` [m]
     [:data:`~prospect.illumination.maps.MAX_DISTANCE_M`], observer ``height`` [m],
-    ``tile`` (default: the largest that fits ``memory`` [MB], 3072), ``near``, ``far_factor``
-    (:mod:`prospect.illumination.tiles`), ``workers``
-    (tiles in parallel, 2), ``crs_override``, and ``source_label`` (the DEM's description
-    in the tags; default the source). Resumable tile by tile (:func:`write_illumination`).
+    ``tile`` (default: the largest that fits ``memory`` [MB], 3000), ``near``, ``far_factor``
+    (:mod:`prospect.illumination.tiles`), ``workers`` (azimuth threads per tile, 2; on a
+    cluster at most the worker's threads), ``crs_override``, and ``source_label`` (the DEM's
+    description in the tags; default the source). Resumable tile by tile; the tiles are tasks
+    on the connected Dask cluster if there is one, and the DEM is read in this process either
+    way (:func:`write_illumination`).
     """
+    import dask
+
     from prospect.grid import on_grid
     from prospect.illumination.ephemeris import default_times, sun_earth_directions
     from prospect.illumination.products import SunSamples
@@ -607,22 +774,25 @@ def run_illumination(
     span: dict[str, Any] = {k: p[k] for k in ("start", "years") if k in p}
     options = _check_illumination(p)
     folder = check_output(out)
-    dem = open_product(sources["dem"], crs_override=p.get("crs_override"))
-    check_dem(dem, sources["dem"])
-    target = _grid(grid)
-    if target is not None and not AnalysisGrid.from_dataarray(dem).matches(target):
-        dem = on_grid(dem, target, method="bilinear")
-    if "years" in span:
-        span["years"] = float(span["years"])
-    se = sun_earth_directions(default_times(**span, step_hours=p.get("step")))
-    return write_illumination(
-        dem,
-        folder,
-        SunSamples.from_ephemeris(se),
-        source=str(p.get("source_label", sources["dem"])),
-        progress=progress,
-        **options,
-    )
+    # the DEM is read in this process even with a cluster connected: the tiles are sent to the
+    # cluster explicitly, with their windows (write_illumination), so workers need no shared files
+    with dask.config.set(scheduler="threads"):
+        dem = open_product(sources["dem"], crs_override=p.get("crs_override"))
+        check_dem(dem, sources["dem"])
+        target = _grid(grid)
+        if target is not None and not AnalysisGrid.from_dataarray(dem).matches(target):
+            dem = on_grid(dem, target, method="bilinear")
+        if "years" in span:
+            span["years"] = float(span["years"])
+        se = sun_earth_directions(default_times(**span, step_hours=p.get("step")))
+        return write_illumination(
+            dem,
+            folder,
+            SunSamples.from_ephemeris(se),
+            source=str(p.get("source_label", sources["dem"])),
+            progress=progress,
+            **options,
+        )
 
 
 # --- resources: water ice -----------------------------------------------------------------------
