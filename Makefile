@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PROSPECT_SHARED_DATA ?= $(abspath ../shared/data)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv sysdeps check test test-fast test-wheel bench bench-illumination demo south-pole south-pole-lola global-he3 lock clean
+.PHONY: help venv sysdeps check test test-fast test-wheel bench bench-illumination bench-pipeline demo south-pole south-pole-lola global-he3 lock clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -81,8 +81,11 @@ global-he3: $(STAMP) ## Map helium-3 globally from Lunar Prospector GRS Ti and F
 bench: $(BENCH_STAMP) sysdeps ## Benchmark slope vs gdaldem and xarray-spatial (1k, 4k, 7584^2, 30400^2 streamed); results in build/bench
 	$(BIN)/python -m benchmarks.bench_slope --big --out build/bench
 
-bench-illumination: $(BENCH_STAMP) sysdeps ## Benchmark horizon maps: 360 azimuths on 7584^2 (target 10 min), vs brute force and GRASS r.horizon; results in build/bench
+bench-illumination: $(BENCH_STAMP) sysdeps ## The whole illumination stage on 7584^2 (360 az, 6 h, 2 m; target 15 min, 3 GB), 1 vs 2 Dask worker processes, the time model of the 20 m and 5 m caps, brute force and GRASS r.horizon ratios; results in build/bench
 	$(BIN)/python -m benchmarks.bench_illumination --out build/bench
+
+bench-pipeline: $(BENCH_STAMP) sysdeps ## The whole prospect run (terrain to exports) on a 7584^2 20 m DEM with the real vectors, stage by stage (target 30 min); results in build/bench
+	$(BIN)/python -m benchmarks.bench_pipeline --out build/bench
 
 lock: ## Re-resolve dependencies and rewrite constraints.txt
 	rm -rf /tmp/prospect-lock && $(PYTHON) -m venv /tmp/prospect-lock

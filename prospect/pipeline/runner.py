@@ -637,6 +637,13 @@ def run_pipeline(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory so far [MB = 10^6 bytes] (``ru_maxrss``, KiB on Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
+
+
 def _run_stages(
     pipeline: Pipeline,
     out: Path,
@@ -665,7 +672,7 @@ def _run_stages(
             i,
             len(pipeline.stages),
             stage,
-            f"done in {seconds:.1f} s" if ran else "current (cached), skipped",
+            f"done in {seconds:.1f} s (peak RSS so far {_peak_rss_mb():.0f} MB)" if ran else "current (cached), skipped",
         )
         summary["stages"][stage] = {"ran": ran, "seconds": round(seconds, 1), "key": ctx.stage_keys[stage]}
     for name in ("report.html", "project.qgz", "run.json"):
