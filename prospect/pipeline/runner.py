@@ -672,7 +672,9 @@ def _run_stages(
             i,
             len(pipeline.stages),
             stage,
-            f"done in {seconds:.1f} s (peak RSS so far {_peak_rss_mb():.0f} MB)" if ran else "current (cached), skipped",
+            f"done in {seconds:.1f} s (peak RSS so far {_peak_rss_mb():.0f} MB)"
+            if ran
+            else "current (cached), skipped",
         )
         summary["stages"][stage] = {"ran": ran, "seconds": round(seconds, 1), "key": ctx.stage_keys[stage]}
     for name in ("report.html", "project.qgz", "run.json"):
