@@ -130,8 +130,10 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines = [
         f"# Pipeline benchmark ({results['date']})",
         "",
-        f"`{r['command']}` on a {results['size']}^2 20 m fractal DEM with the real vector inputs "
-        "(south_pole_lola.yaml's stages); wall time and peak RSS of the child process (`os.wait4`).",
+        (
+            f"`{r['command']}` on a {results['size']}^2 20 m fractal DEM with the real vector inputs "
+            "(south_pole_lola.yaml's stages); wall time and peak RSS of the child process (`os.wait4`)."
+        ),
         "",
         "| stage | wall s | peak RSS so far MB |",
         "|---|---:|---:|",
@@ -144,8 +146,10 @@ def render_markdown(results: dict[str, Any]) -> str:
     )
     lines += [
         "",
-        f"Target: <= {TARGET_S:.0f} s on 2 cores: **{results.get('verdict', '-')}**. "
-        f"sites.gpkg: {fmt(r.get('sites_gpkg_mb'), '.0f')} MB.",
+        (
+            f"Target: <= {TARGET_S:.0f} s on 2 cores: **{results.get('verdict', '-')}**. "
+            f"sites.gpkg: {fmt(r.get('sites_gpkg_mb'), '.0f')} MB."
+        ),
     ]
     if not r.get("ok"):
         lines.append(f"\nThe run failed: {r.get('error', '')}")
