@@ -268,3 +268,33 @@ def test_a_task_shares_its_workers_threads_with_the_tasks_running_beside_it(monk
         worker = SimpleNamespace(state=SimpleNamespace(nthreads=nthreads, executing_count=running))
         monkeypatch.setattr(distributed, "get_worker", lambda worker=worker: worker)
         assert maps._worker_threads() == want, (nthreads, running)
+
+
+def test_kill_9_during_the_threaded_stage_then_rerun_reuses_the_finished_tiles(dem, tmp_path):
+    """``kill -9`` of ``prospect illumination`` once two tiles are checkpointed: the rerun of the
+    same command says how many tiles it reused, computes only the others, and gives the same files
+    as an uninterrupted run (more azimuths than the other tests, so a tile takes long enough to
+    be caught between checkpoints)."""
+    options = [*OPTIONS, "--azimuths", "1440"]
+    whole = run_cli("illumination", str(dem), str(tmp_path / "whole"), *options, env=_env())
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    reference = _sha256(tmp_path / "whole")
+    out = tmp_path / "ill"
+    cmd = [str(Path(sys.executable).parent / "prospect"), "illumination", str(dem), str(out), *options]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while len(list(out.rglob("tile_*.npz"))) < 2:
+            assert proc.poll() is None, "the stage finished before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    kept = len(list(out.rglob("tile_*.npz")))
+    assert 2 <= kept < N_TILES and not list(out.glob("*.tif"))
+    res = run_cli("illumination", str(dem), str(out), *options, env=_env())
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"{kept} tiles reused from checkpoints, {N_TILES - kept} computed on local threads" in res.stderr, res.stderr
+    assert res.stderr.count(", from its checkpoint)") == kept
+    assert _sha256(out) == reference
