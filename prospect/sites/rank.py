@@ -50,7 +50,7 @@ from prospect.grid import AnalysisGrid, as_dask, on_grid
 from prospect.resources.ice import CLASS_SURFACE
 from prospect.sites import features as F
 from prospect.sites import mcda
-from prospect.sites.candidates import Lattice, apply_constraints, candidate_frame, disc_stat
+from prospect.sites.candidates import Lattice, apply_constraints, candidate_frame, disc_stat, disc_stats
 
 #: Feature columns: unit and meaning (the site table's ``attrs['feature_units']``).
 FEATURES: dict[str, tuple[str, str]] = {
@@ -158,12 +158,12 @@ def terrain_stats(dem: xr.DataArray, lattice: Lattice, radius_m: float) -> tuple
     from prospect.terrain import rms_deviation, slope_deg
 
     slope = slope_deg(dem)
-    stats = {
-        "slope_mean_deg": disc_stat(slope, lattice, radius_m, "mean"),
-        "slope_p95_deg": disc_stat(slope, lattice, radius_m, "p95"),
-        "roughness_m": disc_stat(rms_deviation(dem), lattice, radius_m, "mean"),
+    requests: dict[str, tuple[xr.DataArray, Literal["mean", "p95"]]] = {
+        "slope_mean_deg": (slope, "mean"),
+        "slope_p95_deg": (slope, "p95"),
+        "roughness_m": (rms_deviation(dem), "mean"),
     }
-    return stats, slope
+    return disc_stats(requests, lattice, radius_m), slope
 
 
 def _noisy_dem(dem: xr.DataArray, sigma_m: float, seed: int) -> xr.DataArray:
