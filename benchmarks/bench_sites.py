@@ -234,6 +234,50 @@ def bench_size(size: int, out: Path, *, profile: bool, terrain: int = 3072) -> d
     return info
 
 
+#: ranking.json entries that may differ between two runs of the same ranking: the parameter
+#: table and the disc cap (added with disc_polygons_top_n).
+_RECORD_VOLATILE = ("parameters", "disc_polygons_top_n")
+
+
+def compare_runs(a: Path, b: Path) -> dict[str, Any]:
+    """Compare two ``prospect rank`` folders: ``ranking.json`` (less :data:`_RECORD_VOLATILE`)
+    and every column of layer ``sites`` of ``sites.gpkg``, row by row in rank order.
+
+    Returns ``identical`` (record and table equal exactly), ``record_equal``, the columns
+    that differ with their largest absolute difference (numbers) or count of differing
+    rows, and whether the order (``site_id`` by rank) is the same.
+    """
+    import pyogrio
+
+    ra, rb = (json.loads((f / "ranking.json").read_text()) for f in (a, b))
+    for r in (ra, rb):
+        for k in _RECORD_VOLATILE:
+            r.pop(k, None)
+    ta, tb = (pyogrio.read_dataframe(f / "sites.gpkg", layer="sites", read_geometry=False) for f in (a, b))
+    diff: dict[str, Any] = {}
+    for c in sorted(set(ta.columns) | set(tb.columns)):
+        if c not in ta or c not in tb:
+            diff[c] = "only in one"
+            continue
+        x, y = ta[c].to_numpy(), tb[c].to_numpy()
+        if len(x) != len(y):
+            diff[c] = f"{len(x)} vs {len(y)} rows"
+        elif x.dtype.kind in "fiu" and y.dtype.kind in "fiu":
+            if not np.array_equal(x, y, equal_nan=True):
+                diff[c] = float(np.nanmax(np.abs(x.astype("float64") - y.astype("float64"))))
+        elif not (x == y).all():
+            diff[c] = f"{int((x != y).sum())} rows"
+    same_order = len(ta) == len(tb) and bool((ta["site_id"].to_numpy() == tb["site_id"].to_numpy()).all())
+    return {
+        "identical": ra == rb and not diff,
+        "record_equal": ra == rb,
+        "record_keys_differing": sorted(k for k in set(ra) | set(rb) if ra.get(k) != rb.get(k)),
+        "columns_differing": diff,
+        "same_order": same_order,
+        "rows": [len(ta), len(tb)],
+    }
+
+
 def write_report(out: Path, runs: dict[str, Any]) -> None:
     from prospect.io.writers import atomic_write
 
@@ -273,7 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("build/bench"))
     ap.add_argument("--profile", action="store_true", help="also run once under cProfile")
     ap.add_argument("--terrain", type=int, default=3072, help="side of the fractal the smaller DEMs are cut from")
+    ap.add_argument("--compare", nargs=2, type=Path, metavar=("RUN_A", "RUN_B"), help="compare two rank folders")
     a = ap.parse_args(argv)
+    if a.compare:
+        result = compare_runs(*a.compare)
+        print(json.dumps(result, indent=2))
+        return 0 if result["identical"] else 1
     a.out.mkdir(parents=True, exist_ok=True)
     runs: dict[str, Any] = {}
     if (a.out / "sites.json").exists():
