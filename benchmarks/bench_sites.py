@@ -234,9 +234,10 @@ def bench_size(size: int, out: Path, *, profile: bool, terrain: int = 3072) -> d
     return info
 
 
-#: ranking.json entries that may differ between two runs of the same ranking: the parameter
-#: table and the disc cap (added with disc_polygons_top_n).
-_RECORD_VOLATILE = ("parameters", "disc_polygons_top_n")
+#: ranking.json entries that may differ between two runs of the same ranking: the input paths
+#: (two output folders of the same inputs), the parameter table and the disc cap (added with
+#: disc_polygons_top_n).
+_RECORD_VOLATILE = ("inputs", "parameters", "disc_polygons_top_n")
 
 
 def compare_runs(a: Path, b: Path) -> dict[str, Any]:

@@ -145,6 +145,14 @@ def test_members_fitted_in_two_processes_equal_the_serial_fit(sites, monkeypatch
     assert parallel.info == serial.info
 
 
+def test_permutation_importances_in_two_processes_equal_the_serial_ones(sites, ensemble, monkeypatch):
+    X, region, _, _ = sites
+    monkeypatch.setattr(learn, "PARALLEL_MIN_WORK", 0)
+    serial = learn.permutation_importances(ensemble, X, region >= 0, seed=2, n_repeats=3, workers=1)
+    parallel = learn.permutation_importances(ensemble, X, region >= 0, seed=2, n_repeats=3, workers=2)
+    pd.testing.assert_frame_equal(parallel, serial)
+
+
 def test_site_workers_from_the_environment(monkeypatch):
     monkeypatch.setenv("PROSPECT_SITE_WORKERS", "1")
     assert learn.site_workers() == 1

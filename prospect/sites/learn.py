@@ -566,12 +566,21 @@ class _EnsembleMean(ClassifierMixin, BaseEstimator):
 
 
 def permutation_importances(
-    ens: PUEnsemble, X: pd.DataFrame, positive: Any, *, seed: int = 0, n_repeats: int = 10
+    ens: PUEnsemble,
+    X: pd.DataFrame,
+    positive: Any,
+    *,
+    seed: int = 0,
+    n_repeats: int = 10,
+    workers: int | None = None,
 ) -> pd.DataFrame:
     """Drop in average precision of the ensemble mean when each feature is shuffled (descending).
 
     Evaluated on all positives plus an equal-sized (or all, if fewer) seeded draw of
-    unlabelled rows, so the score is not dominated by the background.
+    unlabelled rows, so the score is not dominated by the background. The features are
+    shuffled in ``workers`` processes (default :func:`site_workers`) when the problem is
+    large enough; every feature's shuffles come from the same seed either way, so the
+    result does not depend on it.
     """
     positive = np.asarray(positive, dtype=bool)
     _check_rows(X, positive)
@@ -580,6 +589,9 @@ def permutation_importances(
         raise ConfigError("permutation_importances: need both positive and unlabelled rows")
     rng = np.random.default_rng(seed)
     rows = np.concatenate([pos, np.sort(rng.choice(unl, size=min(len(pos), len(unl)), replace=False))])
+    n_jobs = site_workers() if workers is None else max(1, int(workers))
+    if len(rows) * len(ens.members) * n_repeats < PARALLEL_MIN_WORK:
+        n_jobs = 1
     res = permutation_importance(
         _EnsembleMean(ens),
         X.iloc[rows],
@@ -587,6 +599,7 @@ def permutation_importances(
         scoring="average_precision",
         n_repeats=n_repeats,
         random_state=seed,
+        n_jobs=n_jobs,
     )
     table = pd.DataFrame(
         {"feature": ens.feature_names, "importance_mean": res.importances_mean, "importance_std": res.importances_std}
