@@ -161,6 +161,10 @@ def test_site_workers_from_the_environment(monkeypatch):
         learn.site_workers()
     monkeypatch.delenv("PROSPECT_SITE_WORKERS")
     assert 1 <= learn.site_workers() <= 2
+    import dask
+
+    with dask.config.set(num_workers=1):  # `prospect run --workers 1`
+        assert learn.site_workers() == 1
 
 
 def test_fit_and_predict_refuse_bad_input(sites, ensemble):

@@ -94,8 +94,11 @@ PARALLEL_MIN_WORK = 200_000
 
 
 def site_workers() -> int:
-    """Processes for the site stage's independent parts: ``PROSPECT_SITE_WORKERS`` if set,
-    else the CPUs this process may use, at most 2 (this machine's cores)."""
+    """Processes for the site stage's independent parts: ``PROSPECT_SITE_WORKERS`` if set, else
+    Dask's ``num_workers`` when set (``prospect run --workers``), else the CPUs this process
+    may use, at most 2 (this machine's cores)."""
+    import dask
+
     env = os.environ.get("PROSPECT_SITE_WORKERS", "").strip()
     if env:
         try:
@@ -103,6 +106,9 @@ def site_workers() -> int:
         except ValueError:
             raise ConfigError(f"PROSPECT_SITE_WORKERS must be a whole number, not {env!r}") from None
         return max(1, n)
+    configured = dask.config.get("num_workers", None)
+    if configured:
+        return max(1, int(configured))
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
