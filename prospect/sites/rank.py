@@ -231,7 +231,10 @@ def site_features(
             else f"PSR pixels (psr_fraction >= {p['psr_fraction_threshold']:g})"
         )
         with t.part("cold-trap distance"):
-            frame["cold_trap_distance_km"] = F.distance_to_mask_km(lon, lat, cold, grid, *at)
+            if cold is psr_mask:  # no ice map: the cold traps are the PSR pixels, already measured
+                frame["cold_trap_distance_km"] = frame["psr_distance_km"].to_numpy().copy()
+            else:
+                frame["cold_trap_distance_km"] = F.distance_to_mask_km(lon, lat, cold, grid, *at)
         with t.part("traverse cost"):
             cost, res = F.traverse_cost_km(
                 slope,
