@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -199,7 +200,7 @@ def disc_stat(layer: xr.DataArray, lattice: Lattice, radius_m: float, stat: Stat
 
 
 def disc_stats(
-    requests: dict[str, tuple[xr.DataArray, Stat]], lattice: Lattice, radius_m: float
+    requests: Mapping[str, tuple[xr.DataArray, Stat]], lattice: Lattice, radius_m: float
 ) -> dict[str, np.ndarray]:
     """:func:`disc_stat` of several ``{name: (layer, stat)}`` in one dask computation, so layers
     derived from the same input (slope and roughness of one DEM draw) share its reading and
