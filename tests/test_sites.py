@@ -478,3 +478,21 @@ def test_ice_and_he3_features_against_brute_force():
     inner = frame[(np.abs(frame["x"] - AXIS_X) < 4000) & (np.abs(frame["y"]) < 4000)]
     np.testing.assert_allclose(inner["he3_ppb"], 2.0 + (inner["x"] - AXIS_X) / 10000.0, atol=0.03)
     assert "ice_distance_km_cut" in rec["notes"] and "he3_distance_km_cut" in rec["notes"]
+
+
+def test_part_timer_logs_each_part_and_prints_with_progress(capsys, caplog):
+    import logging
+
+    from prospect.sites.rank import LOGGER, PartTimer
+
+    timer = PartTimer(progress=True)
+    with timer.part("traverse cost"):
+        pass
+    with timer.part("traverse cost"):
+        pass
+    assert set(timer.seconds) == {"traverse cost"}
+    assert capsys.readouterr().err.count("sites: traverse cost ") == 2
+    with caplog.at_level(logging.INFO, logger=LOGGER), PartTimer(progress=False).part("explanations"):
+        pass
+    assert "sites: explanations" in caplog.text
+    assert capsys.readouterr().err == ""

@@ -90,7 +90,8 @@ LOGGER = "prospect.pipeline"
 
 class PartTimer:
     """Wall-clock seconds of each part of the site stage, logged at INFO and, with
-    ``progress``, printed to stderr as ``sites: <part> <s> s (<elapsed> s)``."""
+    ``progress``, printed to stderr as ``sites: <part> <s> s (<elapsed> s)`` (unless the run
+    log's logger has handlers: ``prospect run`` echoes its log to stderr already)."""
 
     def __init__(self, progress: bool = False) -> None:
         self.progress = progress
@@ -105,7 +106,7 @@ class PartTimer:
         now = time.monotonic()
         self.seconds[name] = self.seconds.get(name, 0.0) + (now - t0)
         self.log.info("sites: %s %.2f s (%.1f s elapsed)", name, now - t0, now - self.start)
-        if self.progress:
+        if self.progress and not self.log.handlers:  # inside `prospect run` the run log also writes stderr
             print(f"sites: {name} {now - t0:.2f} s ({now - self.start:.1f} s)", file=sys.stderr, flush=True)
 
 
