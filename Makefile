@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PROSPECT_SHARED_DATA ?= $(abspath ../shared/data)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv sysdeps check test test-fast test-wheel bench bench-illumination bench-pipeline demo south-pole south-pole-lola global-he3 lock clean
+.PHONY: help venv sysdeps check test test-fast test-wheel bench bench-illumination bench-sites bench-pipeline demo south-pole south-pole-lola global-he3 lock clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -83,6 +83,9 @@ bench: $(BENCH_STAMP) sysdeps ## Benchmark slope vs gdaldem and xarray-spatial (
 
 bench-illumination: $(BENCH_STAMP) sysdeps ## The whole illumination stage on 7584^2 (360 az, 6 h, 2 m; target 15 min, 3 GB), 1 vs 2 Dask worker processes, the time model of the 20 m and 5 m caps, brute force and GRASS r.horizon ratios; results in build/bench
 	$(BIN)/python -m benchmarks.bench_illumination --out build/bench
+
+bench-sites: $(BENCH_STAMP) sysdeps ## Benchmark the site stage on 2048^2 and 3072^2 (parts, CPU, peak RSS); results in build/bench
+	$(BIN)/python -m benchmarks.bench_sites --size 2048 --size 3072 --out build/bench
 
 bench-pipeline: $(BENCH_STAMP) sysdeps ## The whole prospect run (terrain to exports) on a 7584^2 20 m DEM with the real vectors, stage by stage (target 30 min); results in build/bench
 	$(BIN)/python -m benchmarks.bench_pipeline --out build/bench

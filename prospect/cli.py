@@ -576,6 +576,9 @@ def rank(
     config: Annotated[
         Path | None, typer.Option("--config", help="YAML file overriding parameters (section sites:).")
     ] = None,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="A line per part with its seconds on stderr.")
+    ] = True,
 ) -> None:
     """Candidate base sites: constraints, features, multi-criteria and learned scores, uncertainty, reasons."""
     import pyogrio
@@ -597,6 +600,7 @@ def rank(
         sources={k: v for k, v in sources.items() if v is not None},
         params={"config": config, "evaluate": evaluate},
         seed=seed or 0,
+        progress=progress,
     )
     rec = json.loads(paths["record"].read_text(encoding="utf-8"))
     typer.echo(f"{rec['passing_all']:,} of {rec['lattice_sites']:,} lattice sites pass the constraints")

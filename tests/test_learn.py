@@ -133,6 +133,40 @@ def test_same_seed_same_probabilities(sites, ensemble):
     assert not np.array_equal(learn.predict(other, X)[1], learn.predict(ensemble, X)[1])
 
 
+@pytest.mark.parametrize("estimator", ["logistic", "hist_gradient_boosting"])
+def test_members_fitted_in_two_processes_equal_the_serial_fit(sites, monkeypatch, estimator):
+    X, region, x, y = sites
+    monkeypatch.setattr(learn, "PARALLEL_MIN_WORK", 0)  # the test data is below the size worth a worker
+    blocks = learn.spatial_blocks(x, y, 20e3)
+    kw = {**FAST, "estimator": estimator, "seed": 5}
+    serial = learn.fit_pu(X, region >= 0, blocks, workers=1, **kw)
+    parallel = learn.fit_pu(X, region >= 0, blocks, workers=2, **kw)
+    np.testing.assert_array_equal(learn.predict(parallel, X)[1], learn.predict(serial, X)[1])
+    assert parallel.info == serial.info
+
+
+def test_permutation_importances_in_two_processes_equal_the_serial_ones(sites, ensemble, monkeypatch):
+    X, region, _, _ = sites
+    monkeypatch.setattr(learn, "PARALLEL_MIN_WORK", 0)
+    serial = learn.permutation_importances(ensemble, X, region >= 0, seed=2, n_repeats=3, workers=1)
+    parallel = learn.permutation_importances(ensemble, X, region >= 0, seed=2, n_repeats=3, workers=2)
+    pd.testing.assert_frame_equal(parallel, serial)
+
+
+def test_site_workers_from_the_environment(monkeypatch):
+    monkeypatch.setenv("PROSPECT_SITE_WORKERS", "1")
+    assert learn.site_workers() == 1
+    monkeypatch.setenv("PROSPECT_SITE_WORKERS", "two")
+    with pytest.raises(ConfigError, match="PROSPECT_SITE_WORKERS"):
+        learn.site_workers()
+    monkeypatch.delenv("PROSPECT_SITE_WORKERS")
+    assert 1 <= learn.site_workers() <= 2
+    import dask
+
+    with dask.config.set(num_workers=1):  # `prospect run --workers 1`
+        assert learn.site_workers() == 1
+
+
 def test_fit_and_predict_refuse_bad_input(sites, ensemble):
     X, _region, x, y = sites
     blocks = learn.spatial_blocks(x, y, 20e3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import geopandas as gpd
 import numpy as np
@@ -332,7 +333,10 @@ def test_outputs_gpkg_json_and_model(best_ranking, tmp_path):
     paths = write_ranking(best_ranking, tmp_path / "out", _grid())
     sites = gpd.read_file(paths["sites"], layer="sites")
     discs = gpd.read_file(paths["sites"], layer="candidates")
-    assert len(sites) == len(discs) == len(best_ranking.sites)
+    top_n = best_ranking.record["disc_polygons_top_n"]
+    assert len(sites) == len(best_ranking.sites) > top_n  # every site a point, the best top_n also a disc
+    assert list(discs["site_id"]) == list(sites["site_id"].iloc[:top_n])
+    assert list(discs["rank"]) == list(range(1, top_n + 1))
     assert lunar.identify(sites.crs).code == "IAU_2015:30135"
     assert sites.iloc[0]["rank"] == 1 and sites.iloc[0]["site_id"] == best_ranking.sites.iloc[0]["site_id"]
     area = discs.geometry.area.iloc[0]
@@ -343,6 +347,49 @@ def test_outputs_gpkg_json_and_model(best_ranking, tmp_path):
     cols = feature_columns(best_ranking.sites)
     np.testing.assert_allclose(predict(model, best_ranking.sites[cols])[0], best_ranking.sites["score_learned"])
     assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def test_nan_percentile_is_numpys_bit_for_bit():
+    rng = np.random.default_rng(3)
+    for m in (1, 2, 5, 21, 81):
+        x = rng.normal(size=(m, 4, 500)) * rng.choice([1e-3, 1.0, 1e4], size=(m, 4, 500))
+        x[rng.random(x.shape) < 0.3] = np.nan
+        x[:, 0, :20] = np.nan  # all-NaN discs
+        x[:, 1, :20] = 7.0  # constant discs
+        x[rng.random(x.shape) < 0.02] = np.inf
+        for q in (95, 50, 0, 100, 37.5):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                expected = np.nanpercentile(x, q, axis=0)
+            np.testing.assert_array_equal(C.nan_percentile(x, q), expected)
+
+
+def test_explanations_from_records_equal_those_from_rows(best_ranking):
+    from prospect.sites import mcda
+    from prospect.sites.rank import explain, rank_parameters
+
+    sites = best_ranking.sites
+    crits, _ = mcda.criteria(rank_parameters(FAST), sites)
+    k = best_ranking.record["top_k"]
+    records = sites.to_dict("records")
+    assert [explain(r, crits, k) for r in records] == [explain(row, crits, k) for _, row in sites.iterrows()]
+    assert list(sites["explanation"]) == [explain(r, crits, k) for r in records]
+
+
+def test_disc_polygons_are_capped_at_the_top_n(best_ranking, tmp_path):
+    import copy
+
+    ranking = copy.copy(best_ranking)
+    ranking.record = {**best_ranking.record, "disc_polygons_top_n": 7}
+    paths = write_ranking(ranking, tmp_path / "capped", _grid())
+    discs = gpd.read_file(paths["sites"], layer="candidates")
+    assert list(discs["site_id"]) == list(best_ranking.sites["site_id"].iloc[:7])
+    assert len(gpd.read_file(paths["sites"], layer="sites")) == len(best_ranking.sites)
+    uncapped = {k: v for k, v in best_ranking.record.items() if k != "disc_polygons_top_n"}
+    ranking.record = uncapped  # a record without the entry (an older run) keeps every disc
+    paths = write_ranking(ranking, tmp_path / "all", _grid())
+    assert len(gpd.read_file(paths["sites"], layer="candidates")) == len(best_ranking.sites)
+    assert paths["sites"].stat().st_size > (tmp_path / "capped" / "sites.gpkg").stat().st_size
 
 
 # --- real data: the 1.6 km LOLA DEM, its illumination, LOLA PSRs, HKPolyU craters, Artemis III ----------------
@@ -431,3 +478,21 @@ def test_ice_and_he3_features_against_brute_force():
     inner = frame[(np.abs(frame["x"] - AXIS_X) < 4000) & (np.abs(frame["y"]) < 4000)]
     np.testing.assert_allclose(inner["he3_ppb"], 2.0 + (inner["x"] - AXIS_X) / 10000.0, atol=0.03)
     assert "ice_distance_km_cut" in rec["notes"] and "he3_distance_km_cut" in rec["notes"]
+
+
+def test_part_timer_logs_each_part_and_prints_with_progress(capsys, caplog):
+    import logging
+
+    from prospect.sites.rank import LOGGER, PartTimer
+
+    timer = PartTimer(progress=True)
+    with timer.part("traverse cost"):
+        pass
+    with timer.part("traverse cost"):
+        pass
+    assert set(timer.seconds) == {"traverse cost"}
+    assert capsys.readouterr().err.count("sites: traverse cost ") == 2
+    with caplog.at_level(logging.INFO, logger=LOGGER), PartTimer(progress=False).part("explanations"):
+        pass
+    assert "sites: explanations" in caplog.text
+    assert capsys.readouterr().err == ""

@@ -1277,8 +1277,12 @@ def _run_both(
 # --- sites --------------------------------------------------------------------------------------
 
 
-def write_ranking(ranking: Any, outdir: PathLike, grid: AnalysisGrid) -> dict[str, Path]:
+def write_ranking(ranking: Any, outdir: PathLike, grid: AnalysisGrid, timer: Any = None) -> dict[str, Path]:
     """``sites.gpkg`` (layers ``sites`` and ``candidates``), ``ranking.json`` and ``model.skops``, each atomic.
+
+    Layer ``sites`` holds every ranked site as a point with all its attributes; layer
+    ``candidates`` the disc polygons of the ``disc_polygons_top_n`` best ranked
+    (``ranking.record``; all sites when the record has no such entry).
 
     ``ranking`` is a :class:`prospect.sites.rank.Ranking`. The GeoPackage is written by
     :func:`prospect.io.gpkg.write_gpkg`, so QGIS opens it with a valid lunar CRS;
@@ -1286,21 +1290,26 @@ def write_ranking(ranking: Any, outdir: PathLike, grid: AnalysisGrid) -> dict[st
     """
     from prospect.io.gpkg import write_gpkg
     from prospect.io.writers import atomic_write
-    from prospect.sites.rank import site_geodataframes
+    from prospect.sites.rank import PartTimer, site_geodataframes
 
+    t = timer or PartTimer()
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     lattice_scale = float(ranking.record.get("scale_factor", 1.0))
-    points, polys = site_geodataframes(ranking, grid, ranking.record["site_radius_m"], lattice_scale)
+    with t.part("site geometries"):
+        top_n = ranking.record.get("disc_polygons_top_n")
+        points, polys = site_geodataframes(ranking, grid, ranking.record["site_radius_m"], lattice_scale, top_n)
     paths = {"sites": out / "sites.gpkg", "record": out / "ranking.json"}
-    write_gpkg(paths["sites"], {"sites": points, "candidates": polys}, crs=grid.crs)
-    with atomic_write(paths["record"]) as tmp:
-        tmp.write_text(json.dumps(ranking.record, indent=2, default=_json_default), encoding="utf-8")
-    if ranking.model is not None:
-        paths["model"] = out / "model.skops"
-        from prospect.io.models import save_model
+    with t.part("write sites.gpkg"):
+        write_gpkg(paths["sites"], {"sites": points, "candidates": polys}, crs=grid.crs)
+    with t.part("write ranking.json and model"):
+        with atomic_write(paths["record"]) as tmp:
+            tmp.write_text(json.dumps(ranking.record, indent=2, default=_json_default), encoding="utf-8")
+        if ranking.model is not None:
+            paths["model"] = out / "model.skops"
+            from prospect.io.models import save_model
 
-        save_model(ranking.model, paths["model"])
+            save_model(ranking.model, paths["model"])
     return paths
 
 
@@ -1379,21 +1388,26 @@ def open_site_inputs(dem: Any, sources: Sources) -> Any:
     return SiteInputs(dem=dem_arr, **rasters, **vectors, sources=labels)
 
 
-def rank_from_sources(*, sources: Sources, params: Params = None, seed: int = 0) -> tuple[Any, AnalysisGrid]:
+def rank_from_sources(
+    *, sources: Sources, params: Params = None, seed: int = 0, timer: Any = None
+) -> tuple[Any, AnalysisGrid]:
     """Open the site stage's inputs and rank them: the :class:`prospect.sites.rank.Ranking` that
     :func:`run_sites` writes (its record holds the inputs and the grid) and the analysis grid.
-    Arguments: :func:`run_sites`."""
-    from prospect.sites.rank import rank_parameters, rank_sites
+    Arguments: :func:`run_sites`; ``timer`` a :class:`prospect.sites.rank.PartTimer`."""
+    from prospect.sites.rank import PartTimer, rank_parameters, rank_sites
 
+    t = timer or PartTimer()
     p = _params(params)
     parameters = rank_parameters(p.get("config"))  # a bad key fails before any data is read
-    inputs = open_site_inputs(sources["dem"], {k: v for k, v in sources.items() if k != "dem"})
+    with t.part("open inputs"):
+        inputs = open_site_inputs(sources["dem"], {k: v for k, v in sources.items() if k != "dem"})
     ranking = rank_sites(
         inputs,
         parameters,
         seed=seed,
         learned=bool(p.get("learned", True)),
         evaluate=bool(p.get("evaluate", True)),
+        timer=t,
     )
     ranking.record["inputs"] = inputs.sources
     ranking.record["grid"] = inputs.grid.to_dict()
@@ -1416,15 +1430,21 @@ def run_sites(
     or a :class:`~prospect.config.ParameterSet`), ``evaluate`` (spatial cross-validation and
     leave-one-region-out of the learned model; default True), ``learned`` (default True).
     Returns ``sites`` (the GeoPackage), ``record`` (``ranking.json``) and ``model``.
+    With ``progress``, a line per part with its seconds goes to stderr (always to the run
+    log at INFO).
     """
-    from prospect.sites.rank import rank_parameters
+    from prospect.sites.rank import PartTimer, rank_parameters
 
     rank_parameters(_params(params).get("config"))  # a bad key fails before the folder is checked
     seed = check_seed(seed)
     folder = check_output(out)
-    ranking, site_grid = rank_from_sources(sources=sources, params=params, seed=seed)
+    timer = PartTimer(progress)
+    ranking, site_grid = rank_from_sources(sources=sources, params=params, seed=seed, timer=timer)
     with created_folder(folder):
-        return write_ranking(ranking, folder, site_grid)
+        paths = write_ranking(ranking, folder, site_grid, timer)
+    if progress:
+        print(f"sites: done in {time.monotonic() - timer.start:.1f} s", file=sys.stderr, flush=True)
+    return paths
 
 
 # --- exports ------------------------------------------------------------------------------------

@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
@@ -138,6 +140,36 @@ def disc_offsets(radius_px: float) -> tuple[np.ndarray, np.ndarray]:
     return dr[inside], dc[inside]
 
 
+def nan_percentile(stack: np.ndarray, q: float) -> np.ndarray:
+    """``np.nanpercentile(stack, q, axis=0)`` (its default ``linear`` method), bit for bit, vectorised.
+
+    NumPy applies its 1-D routine column by column (a Python call per site); this sorts
+    all columns at once and takes the same order statistics with NumPy's own
+    interpolation formula: virtual index ``(n - 1) q / 100`` over the ``n`` non-NaN
+    values, ``a + (b - a) g`` below ``g = 0.5`` and ``b - (b - a)(1 - g)`` from it. NaN
+    where a column has no value.
+    """
+    data = np.asarray(stack, dtype="float64")
+    cols = data.reshape(data.shape[0], -1).T  # one row per site: the sort runs on contiguous memory
+    ordered = np.sort(cols, axis=1)  # NaN sorts last
+    n = np.count_nonzero(~np.isnan(cols), axis=1)
+    vi = (n - 1) * np.true_divide(q, 100)
+    prev = np.floor(vi)
+    last = np.maximum(n - 1, 0)
+    top = vi >= n - 1
+    i_prev = np.where(top, last, prev).astype(np.intp)
+    i_next = np.where(top, last, prev + 1).astype(np.intp)
+    a = np.take_along_axis(ordered, i_prev[:, None], axis=1)[:, 0]
+    b = np.take_along_axis(ordered, i_next[:, None], axis=1)[:, 0]
+    gamma = vi - np.where(top, -1.0, prev)  # numpy's previous index is -1 at the top (a == b there)
+    with np.errstate(invalid="ignore"):  # inf - inf in a disc holding infinities is NaN, as in NumPy
+        diff = b - a
+        out = a + diff * gamma
+        np.subtract(b, diff * (1 - gamma), out=out, where=gamma >= 0.5)
+    out[n == 0] = np.nan
+    return out.reshape(data.shape[1:])
+
+
 def _reduce(stack: np.ndarray, stat: Stat) -> np.ndarray:
     with warnings.catch_warnings():  # an all-NaN disc (off the DEM) is NaN by design
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -145,7 +177,7 @@ def _reduce(stack: np.ndarray, stat: Stat) -> np.ndarray:
             return np.nanmean(stack, axis=0)
         if stat == "max":
             return np.nanmax(stack, axis=0)
-        return np.nanpercentile(stack, 95, axis=0)
+        return nan_percentile(stack, 95)
 
 
 def _disc_mean_block(block: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -161,6 +193,26 @@ def _disc_mean_block(block: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 def disc_stat(layer: xr.DataArray, lattice: Lattice, radius_m: float, stat: Stat = "mean") -> np.ndarray:
     """``stat`` of ``layer`` over the disc of ground radius ``radius_m`` at every lattice point.
+
+    Returns a float64 array of ``lattice.shape`` (see :func:`disc_stat_lazy`).
+    """
+    return np.asarray(dask.compute(disc_stat_lazy(layer, lattice, radius_m, stat))[0], dtype="float64")
+
+
+def disc_stats(
+    requests: Mapping[str, tuple[xr.DataArray, Stat]], lattice: Lattice, radius_m: float
+) -> dict[str, np.ndarray]:
+    """:func:`disc_stat` of several ``{name: (layer, stat)}`` in one dask computation, so layers
+    derived from the same input (slope and roughness of one DEM draw) share its reading and
+    intermediate chunks, and the threads work on all of them at once."""
+    names = list(requests)
+    lazy = [disc_stat_lazy(layer, lattice, radius_m, stat) for layer, stat in requests.values()]
+    return {n: np.asarray(v, dtype="float64") for n, v in zip(names, dask.compute(*lazy))}
+
+
+def disc_stat_lazy(layer: xr.DataArray, lattice: Lattice, radius_m: float, stat: Stat = "mean") -> da.Array:
+    """The dask array of ``stat`` of ``layer`` over the disc of ground radius ``radius_m``
+    at every lattice point (float64, ``lattice.shape``).
 
     Returns a float64 array of ``lattice.shape``. The disc in map units is
     ``radius_m x k`` (median scale factor of the lattice, within 0.3 % of the local one
@@ -193,18 +245,61 @@ def disc_stat(layer: xr.DataArray, lattice: Lattice, radius_m: float, stat: Stat
         kernel = np.zeros((2 * r + 1, 2 * r + 1))
         kernel[kr + r, kc + r] = 1.0
         mean = data.map_overlap(_disc_mean_block, depth=r, boundary=np.nan, kernel=kernel, dtype="float64")
-        return np.asarray(mean[rows // factor][:, cols // factor].compute(), dtype="float64")
+        return mean[rows // factor][:, cols // factor]
     r = int(max(np.abs(dr).max(), np.abs(dc).max()))
     padded = da.pad(data, r, constant_values=np.nan)
-    prow, pcol = rows + r, cols + r
-    pieces = [
-        padded[prow[0] + a : prow[-1] + a + 1 : step, pcol[0] + b : pcol[-1] + b + 1 : step] for a, b in zip(dr, dc)
-    ]
-    if len(pieces) == 1:
-        return np.asarray(pieces[0].compute(), dtype="float64")
-    stack = da.stack(pieces).rechunk({0: -1})
-    out = stack.map_blocks(_reduce, stat, drop_axis=0, dtype="float64")
-    return np.asarray(out.compute(), dtype="float64")
+    n_rows, n_cols = len(rows), len(cols)
+    if n_rows == 0 or n_cols == 0:
+        return da.zeros((n_rows, n_cols), dtype="float64")
+    # Bands of lattice rows: each is one task on a full-width strip of the padded layer (its
+    # discs' rows only), so the graph has a few tasks per band instead of one per disc offset.
+    per_band = max(1, BAND_ROWS_PX // step)
+    bands = []
+    for k0 in range(0, n_rows, per_band):
+        band = rows[k0 : k0 + per_band]
+        strip = padded[band[0] : band[-1] + 2 * r + 1, :].rechunk(-1)
+        bands.append(
+            strip.map_blocks(
+                _band_stat,
+                len(band),
+                step,
+                cols[0] + r,
+                n_cols,
+                dr + r,
+                dc,
+                stat,
+                chunks=((len(band),), (n_cols,)),
+                dtype="float64",
+            )
+        )
+    return da.concatenate(bands, axis=0)
+
+
+#: Rows of the layer per band of :func:`disc_stat_lazy` (a full-width float64 strip: 8 x 512 x width bytes).
+BAND_ROWS_PX = 512
+
+
+def _band_stat(
+    strip: np.ndarray, n_rows: int, step: int, col0: int, n_cols: int, dr: np.ndarray, dc: np.ndarray, stat: Stat
+) -> np.ndarray:
+    """``stat`` over the discs of ``n_rows x n_cols`` lattice points of a strip of the padded layer.
+
+    The strip's first row is the top of the first lattice row's disc (``dr`` counted from
+    there), ``col0`` the first lattice column in the strip. The disc pixels are gathered
+    offset by offset, in :func:`disc_offsets`' order, and reduced by :func:`_reduce`.
+    """
+    if len(dr) == 1:
+        a, b = int(dr[0]), int(dc[0])
+        return np.array(
+            strip[a : a + (n_rows - 1) * step + 1 : step, col0 + b : col0 + b + (n_cols - 1) * step + 1 : step]
+        )
+    stack = np.stack(
+        [
+            strip[a : a + (n_rows - 1) * step + 1 : step, col0 + b : col0 + b + (n_cols - 1) * step + 1 : step]
+            for a, b in zip(dr.tolist(), dc.tolist())
+        ]
+    )
+    return _reduce(stack, stat)
 
 
 @dataclass(frozen=True)

@@ -39,10 +39,19 @@ multi-criteria baseline). :func:`permutation_importances` names the features beh
 score (docs/science.md section 6).
 
 Persistence (skops, never pickle) is file I/O and lives in :mod:`prospect.io.models`.
+
+Speed: the members of an ensemble are independent, so :func:`fit_pu` fits them in
+``workers`` processes (:func:`site_workers`: both cores by default) once the problem is
+large enough to pay for it; every fit and prediction runs with one BLAS thread (these
+are small matrices, where BLAS threads only spin against each other). The seeds and
+background draws are made before the fits, in the same order, so the ensemble is the
+same whatever the number of workers.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +68,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from prospect import lunar
 from prospect.errors import ConfigError
@@ -78,6 +88,41 @@ __all__ = [
 
 _BBOX = ("bbox_min_lon", "bbox_min_lat", "bbox_max_lon", "bbox_max_lat")
 _CALIBRATION_FOLDS = 3
+#: Fits smaller than this (member rows x members) run in this process: a worker's start and
+#: the data's transfer cost more than they save.
+PARALLEL_MIN_WORK = 200_000
+
+
+def site_workers() -> int:
+    """Processes for the site stage's independent parts: ``PROSPECT_SITE_WORKERS`` if set, else
+    Dask's ``num_workers`` when set (``prospect run --workers``), else the CPUs this process
+    may use, at most 2 (this machine's cores)."""
+    import dask
+
+    env = os.environ.get("PROSPECT_SITE_WORKERS", "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ConfigError(f"PROSPECT_SITE_WORKERS must be a whole number, not {env!r}") from None
+        return max(1, n)
+    configured = dask.config.get("num_workers", None)
+    if configured:
+        return max(1, int(configured))
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(2, cpus))
+
+
+def _map(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], workers: int) -> list[Any]:
+    """``[fn(*job) for job in jobs]``, in ``workers`` processes (joblib's loky) when above 1; order kept."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [fn(*job) for job in jobs]
+    from joblib import Parallel, delayed
+
+    return list(Parallel(n_jobs=min(workers, len(jobs)), backend="loky")(delayed(fn)(*job) for job in jobs))
 
 
 #: Base models of :func:`fit_pu` (``estimator=``).
@@ -226,6 +271,24 @@ def _base_model(estimator: str, seed: int, *, max_iter: int, max_depth: int, lea
     )
 
 
+def _fit_member(
+    data: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    estimator: str,
+    member_seed: int,
+    max_iter: int,
+    max_depth: int,
+    learning_rate: float,
+) -> tuple[Any, str]:
+    """One member: the base model, sigmoid-calibrated on spatial folds (see :func:`fit_pu`), one BLAS thread."""
+    with threadpool_limits(1):
+        base = _base_model(estimator, member_seed, max_iter=max_iter, max_depth=max_depth, learning_rate=learning_rate)
+        cv, mode = _calibration_cv(y, groups, member_seed)
+        model = base if cv is None else CalibratedClassifierCV(base, method="sigmoid", cv=cv)
+        return model.fit(data, y), mode
+
+
 def fit_pu(
     X: pd.DataFrame,
     positive: Any,
@@ -238,8 +301,12 @@ def fit_pu(
     max_iter: int = 100,
     max_depth: int = 3,
     learning_rate: float = 0.1,
+    workers: int | None = None,
 ) -> PUEnsemble:
     """Fit ``members`` calibrated classifiers, each on all positives + a background draw.
+
+    ``workers``: processes for the members (default :func:`site_workers`; the result does
+    not depend on it).
 
     ``estimator``: ``"logistic"`` or ``"hist_gradient_boosting"`` (see the module doc;
     ``max_iter``, ``max_depth`` and ``learning_rate`` are the boosted trees' settings).
@@ -270,16 +337,21 @@ def fit_pu(
         raise ConfigError(f"members ({members}) and background_per_positive ({background_per_positive}) must be >= 1")
     n_bg = min(len(unl), background_per_positive * len(pos))
     rng = np.random.default_rng(seed)
-    fitted, calibration = [], {"spatial": 0, "stratified": 0, "none": 0}
+    draws = []  # every member's seed and rows, drawn in order before any fit
     for _ in range(members):
         member_seed = int(rng.integers(2**31 - 1))
-        rows = np.concatenate([pos, np.sort(rng.choice(unl, size=n_bg, replace=False))])
-        y = positive[rows]
-        base = _base_model(estimator, member_seed, max_iter=max_iter, max_depth=max_depth, learning_rate=learning_rate)
-        cv, mode = _calibration_cv(y, blocks[rows], member_seed)
+        draws.append((member_seed, np.concatenate([pos, np.sort(rng.choice(unl, size=n_bg, replace=False))])))
+    n_workers = site_workers() if workers is None else max(1, int(workers))
+    if (len(pos) + n_bg) * members < PARALLEL_MIN_WORK:
+        n_workers = 1
+    jobs = [
+        (data[rows], positive[rows], blocks[rows], estimator, s, max_iter, max_depth, learning_rate)
+        for s, rows in draws
+    ]
+    fitted, calibration = [], {"spatial": 0, "stratified": 0, "none": 0}
+    for model, mode in _map(_fit_member, jobs, n_workers):
+        fitted.append(model)
         calibration[mode] += 1
-        model = base if cv is None else CalibratedClassifierCV(base, method="sigmoid", cv=cv)
-        fitted.append(model.fit(data[rows], y))
     info = {
         "seed": int(seed),
         "members": int(members),
@@ -318,7 +390,8 @@ def predict(ens: PUEnsemble, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
             f"unexpected {extra}" + ("" if missing or extra else ", order differs")
         )
     data = _features(X, "predict")
-    per_member = np.stack([m.predict_proba(data)[:, 1] for m in ens.members])
+    with threadpool_limits(1):
+        per_member = np.stack([m.predict_proba(data)[:, 1] for m in ens.members])
     return per_member.mean(axis=0), per_member
 
 
@@ -499,12 +572,21 @@ class _EnsembleMean(ClassifierMixin, BaseEstimator):
 
 
 def permutation_importances(
-    ens: PUEnsemble, X: pd.DataFrame, positive: Any, *, seed: int = 0, n_repeats: int = 10
+    ens: PUEnsemble,
+    X: pd.DataFrame,
+    positive: Any,
+    *,
+    seed: int = 0,
+    n_repeats: int = 10,
+    workers: int | None = None,
 ) -> pd.DataFrame:
     """Drop in average precision of the ensemble mean when each feature is shuffled (descending).
 
     Evaluated on all positives plus an equal-sized (or all, if fewer) seeded draw of
-    unlabelled rows, so the score is not dominated by the background.
+    unlabelled rows, so the score is not dominated by the background. The features are
+    shuffled in ``workers`` processes (default :func:`site_workers`) when the problem is
+    large enough; every feature's shuffles come from the same seed either way, so the
+    result does not depend on it.
     """
     positive = np.asarray(positive, dtype=bool)
     _check_rows(X, positive)
@@ -513,6 +595,9 @@ def permutation_importances(
         raise ConfigError("permutation_importances: need both positive and unlabelled rows")
     rng = np.random.default_rng(seed)
     rows = np.concatenate([pos, np.sort(rng.choice(unl, size=min(len(pos), len(unl)), replace=False))])
+    n_jobs = site_workers() if workers is None else max(1, int(workers))
+    if len(rows) * len(ens.members) * n_repeats < PARALLEL_MIN_WORK:
+        n_jobs = 1
     res = permutation_importance(
         _EnsembleMean(ens),
         X.iloc[rows],
@@ -520,6 +605,7 @@ def permutation_importances(
         scoring="average_precision",
         n_repeats=n_repeats,
         random_state=seed,
+        n_jobs=n_jobs,
     )
     table = pd.DataFrame(
         {"feature": ens.feature_names, "importance_mean": res.importances_mean, "importance_std": res.importances_std}

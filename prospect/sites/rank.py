@@ -28,8 +28,12 @@ weighted sum and a one-line ``explanation``.
 from __future__ import annotations
 
 import json
+import logging
 import math
-from collections.abc import Mapping
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -46,7 +50,7 @@ from prospect.grid import AnalysisGrid, as_dask, on_grid
 from prospect.resources.ice import CLASS_SURFACE
 from prospect.sites import features as F
 from prospect.sites import mcda
-from prospect.sites.candidates import Lattice, apply_constraints, candidate_frame, disc_stat
+from prospect.sites.candidates import Lattice, apply_constraints, candidate_frame, disc_stat, disc_stats
 
 #: Feature columns: unit and meaning (the site table's ``attrs['feature_units']``).
 FEATURES: dict[str, tuple[str, str]] = {
@@ -78,6 +82,32 @@ _RASTERS = (
     "ice_class",
     "he3_ppb",
 )
+
+
+#: The run log's logger (the pipeline runner's file handler writes its INFO records).
+LOGGER = "prospect.pipeline"
+
+
+class PartTimer:
+    """Wall-clock seconds of each part of the site stage, logged at INFO and, with
+    ``progress``, printed to stderr as ``sites: <part> <s> s (<elapsed> s)`` (unless the run
+    log's logger has handlers: ``prospect run`` echoes its log to stderr already)."""
+
+    def __init__(self, progress: bool = False) -> None:
+        self.progress = progress
+        self.seconds: dict[str, float] = {}
+        self.start = time.monotonic()
+        self.log = logging.getLogger(LOGGER)
+
+    @contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        t0 = time.monotonic()
+        yield
+        now = time.monotonic()
+        self.seconds[name] = self.seconds.get(name, 0.0) + (now - t0)
+        self.log.info("sites: %s %.2f s (%.1f s elapsed)", name, now - t0, now - self.start)
+        if self.progress and not self.log.handlers:  # inside `prospect run` the run log also writes stderr
+            print(f"sites: {name} {now - t0:.2f} s ({now - self.start:.1f} s)", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -129,12 +159,12 @@ def terrain_stats(dem: xr.DataArray, lattice: Lattice, radius_m: float) -> tuple
     from prospect.terrain import rms_deviation, slope_deg
 
     slope = slope_deg(dem)
-    stats = {
-        "slope_mean_deg": disc_stat(slope, lattice, radius_m, "mean"),
-        "slope_p95_deg": disc_stat(slope, lattice, radius_m, "p95"),
-        "roughness_m": disc_stat(rms_deviation(dem), lattice, radius_m, "mean"),
+    requests: dict[str, tuple[xr.DataArray, Literal["mean", "p95"]]] = {
+        "slope_mean_deg": (slope, "mean"),
+        "slope_p95_deg": (slope, "p95"),
+        "roughness_m": (rms_deviation(dem), "mean"),
     }
-    return stats, slope
+    return disc_stats(requests, lattice, radius_m), slope
 
 
 def _noisy_dem(dem: xr.DataArray, sigma_m: float, seed: int) -> xr.DataArray:
@@ -143,28 +173,35 @@ def _noisy_dem(dem: xr.DataArray, sigma_m: float, seed: int) -> xr.DataArray:
     return dem.copy(data=(data + noise).astype(data.dtype))
 
 
-def site_features(inputs: SiteInputs, params: ParameterSet) -> tuple[pd.DataFrame, dict[str, Any]]:
+def site_features(
+    inputs: SiteInputs, params: ParameterSet, timer: PartTimer | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Candidates that pass the hard constraints, with every feature of :data:`FEATURES`.
 
     Returns the table (one row per candidate) and a record of the constraints
     (descriptions, lattice counts passing each, the lattice).
     """
     p = params
+    t = timer or PartTimer()
     grid = inputs.grid
     radius = p["site_radius_m"]
-    lattice = Lattice.of(grid, p["candidate_spacing_m"])
-    lat_all = lattice.lonlat()[1]
-    terrain, slope = terrain_stats(inputs.dem, lattice, radius)
+    with t.part("lattice"):
+        lattice = Lattice.of(grid, p["candidate_spacing_m"])
+        lat_all = lattice.lonlat()[1]
+    with t.part("terrain zonal statistics"):
+        terrain, slope = terrain_stats(inputs.dem, lattice, radius)
     stats = {"slope_mean_deg": terrain["slope_mean_deg"]}
     layers = inputs.layers()
-    for name in ("illumination_fraction", "psr_fraction"):
-        if name in layers:
-            stats[name] = disc_stat(layers[name], lattice, radius, "mean")
-    result = apply_constraints(stats, lat_all, lattice, p)
-    result.require_some()
-    passed = result.passed
-    sel = np.nonzero(passed)
-    frame = candidate_frame(lattice, passed, radius)
+    with t.part("constraint zonal statistics"):
+        for name in ("illumination_fraction", "psr_fraction"):
+            if name in layers:
+                stats[name] = disc_stat(layers[name], lattice, radius, "mean")
+    with t.part("constraints"):
+        result = apply_constraints(stats, lat_all, lattice, p)
+        result.require_some()
+        passed = result.passed
+        sel = np.nonzero(passed)
+        frame = candidate_frame(lattice, passed, radius)
     for k, v in terrain.items():
         frame[k] = v[sel]
     disc_stats: tuple[tuple[str, Literal["mean", "max"]], ...] = (
@@ -174,9 +211,10 @@ def site_features(inputs: SiteInputs, params: ParameterSet) -> tuple[pd.DataFram
         ("psr_fraction", "mean"),
         ("ice_favourability", "mean"),
     )
-    for name, stat in disc_stats:
-        if name in layers:
-            frame[name] = (stats[name] if name in stats else disc_stat(layers[name], lattice, radius, stat))[sel]
+    with t.part("feature zonal statistics"):
+        for name, stat in disc_stats:
+            if name in layers:
+                frame[name] = (stats[name] if name in stats else disc_stat(layers[name], lattice, radius, stat))[sel]
     frame["flat_area_km2"] = result.flat_area_m2[sel] / 1e6
     lon, lat = frame["lon"].to_numpy(), frame["lat"].to_numpy()
     at = (frame["row"].to_numpy(), frame["col"].to_numpy())
@@ -184,7 +222,8 @@ def site_features(inputs: SiteInputs, params: ParameterSet) -> tuple[pd.DataFram
     psr_mask = None
     if "psr_fraction" in layers:
         psr_mask = layers["psr_fraction"] >= p["psr_fraction_threshold"]
-        frame["psr_distance_km"] = F.distance_to_mask_km(lon, lat, psr_mask, grid, *at)
+        with t.part("PSR distance"):
+            frame["psr_distance_km"] = F.distance_to_mask_km(lon, lat, psr_mask, grid, *at)
     cold = layers["ice_class"] == CLASS_SURFACE if "ice_class" in layers else psr_mask
     if cold is not None:
         notes["cold_traps"] = (
@@ -192,35 +231,44 @@ def site_features(inputs: SiteInputs, params: ParameterSet) -> tuple[pd.DataFram
             if "ice_class" in layers
             else f"PSR pixels (psr_fraction >= {p['psr_fraction_threshold']:g})"
         )
-        frame["cold_trap_distance_km"] = F.distance_to_mask_km(lon, lat, cold, grid, *at)
-        cost, res = F.traverse_cost_km(
-            slope,
-            cold,
-            *at,
-            grid,
-            scale_deg=p["traverse_slope_scale_deg"],
-            max_slope_deg=p["traverse_max_slope_deg"],
-            max_cells=p["traverse_max_cells"],
-        )
+        with t.part("cold-trap distance"):
+            if cold is psr_mask:  # no ice map: the cold traps are the PSR pixels, already measured
+                frame["cold_trap_distance_km"] = frame["psr_distance_km"].to_numpy().copy()
+            else:
+                frame["cold_trap_distance_km"] = F.distance_to_mask_km(lon, lat, cold, grid, *at)
+        with t.part("traverse cost"):
+            cost, res = F.traverse_cost_km(
+                slope,
+                cold,
+                *at,
+                grid,
+                scale_deg=p["traverse_slope_scale_deg"],
+                max_slope_deg=p["traverse_max_slope_deg"],
+                max_cells=p["traverse_max_cells"],
+            )
         frame["traverse_cost_km"] = cost
         notes["traverse_resolution_m"] = f"{res:g}"
     for name, q in (("ice_favourability", "ice_favourable_quantile"), ("he3_ppb", "he3_high_quantile")):
         if name in layers:
-            cut, floor = _quantile_and_min(layers[name], p[q])
-            high = layers[name] >= cut if cut > floor else layers[name] > floor  # a flat floor is never "high"
             target = "ice_distance_km" if name == "ice_favourability" else "he3_distance_km"
-            frame[target] = F.distance_to_mask_km(lon, lat, high, grid, *at)
+            with t.part(target.replace("_km", "").replace("_", " ")):
+                cut, floor = _quantile_and_min(layers[name], p[q])
+                high = layers[name] >= cut if cut > floor else layers[name] > floor  # a flat floor is never "high"
+                frame[target] = F.distance_to_mask_km(lon, lat, high, grid, *at)
             notes[f"{target}_cut"] = f"{name} {'>=' if cut > floor else '>'} {max(cut, floor):.6g} (quantile {p[q]:g})"
     if "he3_ppb" in layers:
-        frame["he3_ppb"] = disc_stat(layers["he3_ppb"], lattice, p["he3_radius_m"], "mean")[sel]
+        with t.part("He-3 zonal mean"):
+            frame["he3_ppb"] = disc_stat(layers["he3_ppb"], lattice, p["he3_radius_m"], "mean")[sel]
     if inputs.craters is not None:
-        clon, clat = F.point_lonlat(inputs.craters)
-        diam = F.diameters_m(inputs.craters, str(inputs.sources.get("craters", "craters")))
-        frame["crater_density_km2"] = F.crater_density_km2(
-            lon, lat, clon, clat, diam, radius_m=p["crater_radius_m"], min_diameter_m=p["crater_min_diameter_m"]
-        )
+        with t.part("crater density"):
+            clon, clat = F.point_lonlat(inputs.craters)
+            diam = F.diameters_m(inputs.craters, str(inputs.sources.get("craters", "craters")))
+            frame["crater_density_km2"] = F.crater_density_km2(
+                lon, lat, clon, clat, diam, radius_m=p["crater_radius_m"], min_diameter_m=p["crater_min_diameter_m"]
+            )
     if inputs.cold_traps is not None:
-        names, dist = F.nearest_named(lon, lat, inputs.cold_traps)
+        with t.part("nearest named cold trap"):
+            names, dist = F.nearest_named(lon, lat, inputs.cold_traps)
         frame["nearest_cold_trap"] = names
         frame["nearest_cold_trap_km"] = dist
     record = {
@@ -282,22 +330,33 @@ class Ranking:
 
 
 def rank_sites(
-    inputs: SiteInputs, config: Any = None, *, seed: int = 0, learned: bool = True, evaluate: bool = True
+    inputs: SiteInputs,
+    config: Any = None,
+    *,
+    seed: int = 0,
+    learned: bool = True,
+    evaluate: bool = True,
+    timer: PartTimer | None = None,
 ) -> Ranking:
-    """Candidates, features, the three scorings, the Monte Carlo and the explanations (see module doc)."""
+    """Candidates, features, the three scorings, the Monte Carlo and the explanations (see module doc).
+
+    ``timer`` (a :class:`PartTimer`) collects the seconds of each part (and prints them with progress).
+    """
     from prospect.sites import learn  # scikit-learn is loaded only when a ranking is made
 
+    t = timer or PartTimer()
     p = rank_parameters(config)
     n_mc, n_dem, k = _int_param(p, "mc_samples"), _int_param(p, "dem_draws"), _int_param(p, "top_k")
-    frame, record = site_features(inputs, p)
+    frame, record = site_features(inputs, p, t)
     lattice: Lattice = record.pop("_lattice")
-    crits, dropped = mcda.criteria(p, frame)
-    frame["score_weighted_sum"] = mcda.weighted_sum(frame, crits)
-    frame["score_topsis"] = mcda.topsis(frame, crits)
-    contrib = mcda.contributions(frame, crits)
-    for c in contrib.columns:
-        frame[f"contrib_{c}"] = contrib[c].to_numpy()
-    cols = feature_columns(frame)
+    with t.part("multi-criteria scores"):
+        crits, dropped = mcda.criteria(p, frame)
+        frame["score_weighted_sum"] = mcda.weighted_sum(frame, crits)
+        frame["score_topsis"] = mcda.topsis(frame, crits)
+        contrib = mcda.contributions(frame, crits)
+        for c in contrib.columns:
+            frame[f"contrib_{c}"] = contrib[c].to_numpy()
+        cols = feature_columns(frame)
     use_labels = learned and inputs.regions is not None
     share = float(p["learned_share"]) if use_labels else 0.0
     ens = None
@@ -312,24 +371,29 @@ def rank_sites(
             "background_per_positive": _int_param(p, "background_per_positive"),
             "seed": seed,
         }
-        ens = learn.fit_pu(frame[cols], region >= 0, blocks, **fit_kw)
-        frame["score_learned"] = learn.predict(ens, frame[cols])[0]
-        record["learned"] = _evaluate(frame, cols, region, blocks, p, fit_kw, ens) if evaluate else {}
+        with t.part("learned model fit"):
+            ens = learn.fit_pu(frame[cols], region >= 0, blocks, **fit_kw)
+            frame["score_learned"] = learn.predict(ens, frame[cols])[0]
+        with t.part("learned model evaluation"):
+            record["learned"] = _evaluate(frame, cols, region, blocks, p, fit_kw, ens) if evaluate else {}
     combined = (1.0 - share) * frame["score_weighted_sum"].to_numpy()
     if share > 0:
         combined = combined + share * mcda.minmax(frame["score_learned"].to_numpy())
     frame["score"] = combined
-    draws = _monte_carlo(inputs, frame, lattice, p, crits, cols, ens, share, n_mc, n_dem, rng, seed)
-    summary = mcda.summarise_draws(draws, k)
-    for c in summary.columns:
-        frame[c] = summary[c].to_numpy()
-    ids = frame["site_id"].to_numpy()
-    frame["rank"] = mcda.ranks(frame["score"].to_numpy(), tiebreak=ids)
-    for m in ("weighted_sum", "topsis", "learned"):
-        if f"score_{m}" in frame:
-            frame[f"rank_{m}"] = mcda.ranks(frame[f"score_{m}"].to_numpy(), tiebreak=ids)
-    frame = frame.sort_values("rank", kind="stable").reset_index(drop=True)
-    frame["explanation"] = [explain(row, crits, k) for _, row in frame.iterrows()]
+    draws = _monte_carlo(inputs, frame, lattice, p, crits, cols, ens, share, n_mc, n_dem, rng, seed, t)
+    with t.part("Monte Carlo summary"):
+        summary = mcda.summarise_draws(draws, k)
+        for c in summary.columns:
+            frame[c] = summary[c].to_numpy()
+    with t.part("ranks"):
+        ids = frame["site_id"].to_numpy()
+        frame["rank"] = mcda.ranks(frame["score"].to_numpy(), tiebreak=ids)
+        for m in ("weighted_sum", "topsis", "learned"):
+            if f"score_{m}" in frame:
+                frame[f"rank_{m}"] = mcda.ranks(frame[f"score_{m}"].to_numpy(), tiebreak=ids)
+        frame = frame.sort_values("rank", kind="stable").reset_index(drop=True)
+    with t.part("explanations"):
+        frame["explanation"] = [explain(row, crits, k) for row in frame.to_dict("records")]
     record.update(
         criteria=[
             {
@@ -352,6 +416,7 @@ def rank_sites(
         parameters=p.table(),
         site_radius_m=float(p["site_radius_m"]),
         support_m2=frame.attrs.get("support_m2"),
+        disc_polygons_top_n=_int_param(p, "disc_polygons_top_n"),
     )
     return Ranking(sites=frame, record=record, model=ens)
 
@@ -406,6 +471,7 @@ def _monte_carlo(
     n_dem: int,
     rng: np.random.Generator,
     seed: int,
+    timer: PartTimer | None = None,
 ) -> np.ndarray:
     """``(n, sites)`` combined-score draws over weights x DEM noise x ensemble members."""
     from prospect.sites import learn  # scikit-learn is loaded only when a ranking is made
@@ -415,22 +481,25 @@ def _monte_carlo(
         np.searchsorted(lattice.rows, frame["row"].to_numpy()),
         np.searchsorted(lattice.cols, frame["col"].to_numpy()),
     )
+    t = timer or PartTimer()
     tables = []
     for d in range(n_dem):  # the site table under each DEM realisation (terrain features recomputed)
-        stats, _ = terrain_stats(
-            _noisy_dem(inputs.dem, p["dem_noise_m"], seed * 1000 + d + 1), lattice, p["site_radius_m"]
-        )
-        tables.append(frame.assign(**{c: v[where] for c, v in stats.items()}))
+        with t.part("Monte Carlo DEM draws"):
+            stats, _ = terrain_stats(
+                _noisy_dem(inputs.dem, p["dem_noise_m"], seed * 1000 + d + 1), lattice, p["site_radius_m"]
+            )
+            tables.append(frame.assign(**{c: v[where] for c, v in stats.items()}))
     tables = tables or [frame]
     draws = np.empty((n, len(frame)))
     member = np.arange(n) % (len(ens.members) if ens is not None else 1)
-    for i_table, table in enumerate(tables):
-        idx = np.flatnonzero(np.arange(n) % len(tables) == i_table)
-        if idx.size == 0:
-            continue
-        draws[idx] = (1.0 - share) * np.atleast_2d(mcda.weighted_sum(table, crits, weights[idx]))
-        if share > 0:
-            draws[idx] += share * mcda.minmax(learn.predict(ens, table[cols])[1][member[idx]], axis=-1)
+    with t.part("Monte Carlo scores"):
+        for i_table, table in enumerate(tables):
+            idx = np.flatnonzero(np.arange(n) % len(tables) == i_table)
+            if idx.size == 0:
+                continue
+            draws[idx] = (1.0 - share) * np.atleast_2d(mcda.weighted_sum(table, crits, weights[idx]))
+            if share > 0:
+                draws[idx] += share * mcda.minmax(learn.predict(ens, table[cols])[1][member[idx]], axis=-1)
     return draws
 
 
@@ -453,7 +522,7 @@ _QUOTED = (
 )
 
 
-def explain(row: pd.Series, crits: list, k: int) -> str:
+def explain(row: Mapping[str, Any], crits: list, k: int) -> str:
     """One line: rank, score interval and the values and criteria behind it."""
     parts = []
     for col, text, scale, spec in _QUOTED:
@@ -482,14 +551,20 @@ def explain(row: pd.Series, crits: list, k: int) -> str:
 # --- I/O edge ---------------------------------------------------------------------------------
 
 
-def site_geodataframes(ranking: Ranking, grid: AnalysisGrid, radius_m: float, scale: float) -> tuple[Any, Any]:
-    """The ranked sites as points and their candidate discs as polygons (grid CRS)."""
+def site_geodataframes(
+    ranking: Ranking, grid: AnalysisGrid, radius_m: float, scale: float, top_n: int | None = None
+) -> tuple[Any, Any]:
+    """The ranked sites as points and the candidate discs of the ``top_n`` best (all when None) as polygons.
+
+    The site table is in rank order, so the discs are its first ``top_n`` rows (grid CRS).
+    """
     import geopandas as gpd
     import shapely
 
     df = ranking.sites.drop(columns=["row", "col"])
     crs = grid.crs.to_pyproj()
     points = gpd.GeoDataFrame(df, geometry=shapely.points(df["x"], df["y"]), crs=crs)
-    discs = shapely.buffer(shapely.points(df["x"], df["y"]), radius_m * scale, quad_segs=16)
-    polys = gpd.GeoDataFrame(df[["site_id", "rank", "score", "score_p05", "score_p95"]], geometry=discs, crs=crs)
+    best = df if top_n is None else df.iloc[: max(0, int(top_n))]
+    discs = shapely.buffer(shapely.points(best["x"], best["y"]), radius_m * scale, quad_segs=16)
+    polys = gpd.GeoDataFrame(best[["site_id", "rank", "score", "score_p05", "score_p95"]], geometry=discs, crs=crs)
     return points, polys
