@@ -145,8 +145,18 @@ def horizon_tiling(
 
 
 def tile_products(th: TiledHorizon, window: tuple[int, int, int, int], samples: SunSamples) -> xr.Dataset:
-    """The four products of one output tile ``(row0, row1, col0, col1)`` of ``th``."""
-    return illumination_products(th.compute(window), samples)
+    """The four products of one output tile ``(row0, row1, col0, col1)`` of ``th``.
+
+    A full garbage collection follows, so the tile's horizon cube (the stage's largest
+    allocation) is gone before the next tile's: in the stage, a reference cycle made while the
+    first tiles were computed held a cube until Python's next full collection, so two cubes
+    were alive at once (measured with tracemalloc; a 3.8 GB peak RSS instead of 2.2 GB at
+    the defaults on 1088 px tiles)."""
+    import gc
+
+    ds = illumination_products(th.compute(window), samples)
+    gc.collect()
+    return ds
 
 
 def _worker_threads() -> int | None:
