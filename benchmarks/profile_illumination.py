@@ -18,7 +18,8 @@ output tile of ``tile`` pixels next to the centre goes through exactly what the 
 * ``write``: the four products into tiled GeoTIFFs.
 
 Times are wall seconds on this machine with the stage's thread counts (numba's threads for
-the products, ``--workers`` threads for the cube). Writes ``OUT/profile_illumination.json``.
+the products, ``--workers`` threads for the cube); ``<part>_cpu`` are the CPU seconds of all
+threads (steadier when the machine is shared). Writes ``OUT/profile_illumination.json``.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     tile = th.plan.tile_px
     c = args.size // 2
     window = (c, min(c + tile, args.size), c, min(c + tile, args.size))
-    predicted = tile_memory_bytes(tile, args.azimuths, th.plan.halo_px, args.workers) / 2**20
+    predicted = tile_memory_bytes(tile, args.azimuths, th.plan.halo_px, args.workers) / 1e6
     illumination_products(th.compute((0, 16, 0, 16)), samples)  # numba compile, untimed
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -77,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     if th.plan.multiresolution:
         th.coarse_heights()
     times["coarse"] = time.perf_counter() - t
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     cube = th.compute(window)
     times["cube"] = time.perf_counter() - t
+    times["cube_cpu"] = time.process_time() - c
     parts = products_profile(cube, samples)
     times.update({f"products.{k}": v for k, v in parts.items()})
     t = time.perf_counter()
