@@ -1,27 +1,25 @@
-"""Horizon benchmark: 360 azimuths on a 7584^2 DEM, against brute force and GRASS ``r.horizon``.
+"""Illumination benchmark: the whole stage on a 7584^2 DEM, a Dask cluster, a time model, and the horizon
+against brute force and GRASS ``r.horizon``.
 
 Run::
 
     python -m benchmarks.bench_illumination [--out build/bench] [--size 7584] [--azimuths 360]
-                                          [--max-distance-km 150] [--skip-grass]
+                                          [--max-distance-km 150] [--skip-grass] [--skip-model]
+                                          [--skip-cluster] [--cubes]
 
-Target (the issue): 360 azimuths on a 7584^2 DEM in at most 10 minutes on 2 cores.
+Targets (issue 18): the whole stage at 7584^2, 360 azimuths, 6 h steps, 2 m height in at most
+15 minutes and 3 GB on 2 cores; 2 worker processes at least 1.7x one.
 
 1. A ``size x size`` 20 m fractal LOLA-style PDS3 DEM (polar stereographic south, the pole
-   at the centre; :func:`benchmarks.bench_slope.write_dem`, heights ``DN * 0.5``) is written and
-   opened with :func:`prospect.io.readers.open_product`.
-2. Timed full run, in a child process (``python -m benchmarks.bench_illumination
-   --run-stream DEM.LBL ...``) started through :func:`benchmarks.bench_slope.measure`, so its
-   wall time and peak RSS (``ru_maxrss`` from ``os.wait4``) are those of the child alone.
-   The child opens the DEM lazily and runs the production path,
-   :class:`prospect.illumination.tiles.TiledHorizon` (``--tile``, default
-   :data:`prospect.illumination.tiles.TILE_PX`; halo and far field at their defaults),
-   on a 2-thread pool over azimuths; each tile's ``(azimuth, y, x)`` cube, what the
-   illumination products consume, is reduced (untimed) to the per-pixel max and mean
-   horizon for checksums and dropped. The headline time is the sum of the tile
-   computations plus the preparation (kernel load, coarse DEM); the child's wall time
-   (interpreter start, imports, reductions) is reported too. ``--tile 0`` times the
-   exact whole-raster sweep instead (the DEM in memory, plane by plane).
+   at the centre; :func:`benchmarks.bench_slope.write_dem`, heights ``DN * 0.5``) is written.
+2. The whole stage, :func:`run_stage`: ``prospect illumination DEM OUT --azimuths 360
+   --step-hours 6 --height 2`` in a child process (default tiling and memory budget), timed
+   start to exit, its peak RSS from ``os.wait4``, its per-tile progress lines, the products'
+   sha256. Then :func:`cluster_scaling`: the same command on a smaller DEM against a cluster
+   started with ``dask scheduler`` and ``dask worker`` (1 thread each), with 1 worker process
+   and then 2, and byte-identity with the threaded run. ``--cubes`` also times the horizon
+   cubes alone (:func:`run_stream`: every tile's ``(azimuth, y, x)`` cube reduced, untimed, to
+   per-pixel max and mean; ``--tile 0`` sweeps the whole raster in memory instead).
 2b. Accuracy of the far field: one production tile near the centre, every 10th
    azimuth, multi-resolution against exact (full resolution to ``max_distance``).
 3. Brute-force ratio on central crops (256^2 and 512^2) of the same DEM:
@@ -42,6 +40,9 @@ Target (the issue): 360 azimuths on a 7584^2 DEM in at most 10 minutes on 2 core
    planetary-radius option (its curvature correction, if any, uses Earth's radius) and
    samples along rays with its own step, so values differ by design; the comparison is
    statistics of the difference, not a test. Any GRASS failure is recorded, never fatal.
+4b. The time model (:func:`time_model`, unless ``--skip-model``): two production tiles timed on
+   the geometry of each of :data:`MODEL_CAPS` (LDEM_80S_20M, LDEM_875S_5M), and the predicted
+   wall time on N workers.
 5. ``OUT/illumination.json`` and ``OUT/illumination.md`` are written atomically and the
    markdown is printed. Exit code 0 whether or not the target is met.
 """

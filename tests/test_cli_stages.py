@@ -22,7 +22,8 @@ def test_option_help_quotes_the_library_defaults():
 
     assert cli.N_AZIMUTHS == maps.N_AZIMUTHS and cli.MIN_AZIMUTHS == maps.MIN_AZIMUTHS
     assert cli.MAX_DISTANCE_M == maps.MAX_DISTANCE_M and cli.OBSERVER_HEIGHT_M == maps.OBSERVER_HEIGHT_M
-    assert (cli.TILE_PX, cli.NEAR_PX, cli.FAR_FACTOR) == (tiles.TILE_PX, tiles.NEAR_PX, tiles.FAR_FACTOR)
+    assert (cli.MEMORY_MB, cli.NEAR_PX, cli.FAR_FACTOR) == (tiles.MEMORY_MB, tiles.NEAR_PX, tiles.FAR_FACTOR)
+    assert (cli.MIN_MEMORY_MB, cli.MAX_MEMORY_MB) == (tiles.MIN_MEMORY_MB, tiles.MAX_MEMORY_MB)
     assert cli.DEFAULT_STEP_HOURS == ephemeris.DEFAULT_STEP_HOURS == 2.0
     import inspect
 
