@@ -385,16 +385,8 @@ def run_stream(
         str(tile_px),
     ]
     m = measure(cmd, log_stem=logs / "stream", timeout=4 * 3600)
-    res: dict[str, Any] = {
-        "command": " ".join(cmd),
-        "wall_seconds": m.seconds,
-        "peak_rss_mb": m.peak_rss_mb,
-        "returncode": m.returncode,
-        "timed_out": m.timed_out,
-        "ok": m.ok,
-    }
+    res = m.record(cmd)
     if not m.ok:
-        res["error"] = m.stderr_tail
         return res
     try:
         text = (logs / "stream.out").read_text().strip().splitlines()[-1]
@@ -469,15 +461,8 @@ def run_stage(
         *extra,
     ]
     m = measure(cmd, log_stem=logs / stem, timeout=6 * 3600)
-    res: dict[str, Any] = {
-        "command": " ".join(cmd),
-        "wall_seconds": m.seconds,
-        "peak_rss_mb": m.peak_rss_mb,
-        "returncode": m.returncode,
-        "ok": m.ok,
-    }
+    res = m.record(cmd)
     if not m.ok:
-        res["error"] = m.stderr_tail
         return res
     stderr = (logs / f"{stem}.err").read_text(errors="replace")
     tiles = tile_lines(stderr)

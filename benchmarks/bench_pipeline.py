@@ -108,15 +108,7 @@ def run(spec: Path, out: Path, logs: Path) -> dict[str, Any]:
     shutil.rmtree(env["PROSPECT_CACHE"], ignore_errors=True)
     cmd = [*prospect_command(), "run", str(spec), "--out", str(out), "--no-progress"]
     m = measure(cmd, env=env, log_stem=logs / "pipeline", timeout=6 * 3600)
-    res: dict[str, Any] = {
-        "command": " ".join(cmd),
-        "wall_seconds": m.seconds,
-        "peak_rss_mb": m.peak_rss_mb,
-        "returncode": m.returncode,
-        "ok": m.ok,
-    }
-    if not m.ok:
-        res["error"] = m.stderr_tail
+    res = m.record(cmd)
     run_logs = sorted((out / "logs").glob("run-*.log")) if (out / "logs").is_dir() else []
     res["stages"] = stage_lines(run_logs[-1].read_text(errors="replace")) if run_logs else []
     sites = out / "sites" / "sites.gpkg"

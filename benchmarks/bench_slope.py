@@ -326,6 +326,20 @@ class Measurement:
     def ok(self) -> bool:
         return self.returncode == 0 and not self.timed_out
 
+    def record(self, cmd: Sequence[str]) -> dict[str, Any]:
+        """The run as a results entry: the command, wall seconds, peak RSS, exit, and the error if it failed."""
+        rec: dict[str, Any] = {
+            "command": " ".join(map(str, cmd)),
+            "wall_seconds": self.seconds,
+            "peak_rss_mb": self.peak_rss_mb,
+            "returncode": self.returncode,
+            "timed_out": self.timed_out,
+            "ok": self.ok,
+        }
+        if not self.ok:
+            rec["error"] = self.stderr_tail
+        return rec
+
 
 def _tail(path: Path, lines: int = 1, limit: int = 400) -> str:
     try:

@@ -34,6 +34,22 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("PROSPECT_MIRROR", raising=False)
 
 
+def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``prospect ARGS`` in this process (``cli.main``): its exit code and stderr; the warning
+    format the CLI installs is put back afterwards."""
+    import warnings
+
+    from prospect import cli
+
+    formatwarning = warnings.formatwarning
+    try:
+        with warnings.catch_warnings(), pytest.raises(SystemExit) as exc:
+            cli.main(args)
+    finally:
+        warnings.formatwarning = formatwarning
+    return int(exc.value.code or 0), capsys.readouterr().err
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run ``prospect`` as a user would (a separate process) and capture its output."""
     full_env = dict(os.environ, **(env or {}))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import pytest
 from affine import Affine
 
 from prospect import cli
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,7 +70,7 @@ def _refused(
         res = run_cli(*args)
         code, stderr = res.returncode, res.stderr
     else:
-        code, stderr = _main(args, capsys)
+        code, stderr = run_main(args, capsys)
     lines = stderr.splitlines()
     assert code == 2, (args, code, stderr[-2000:])
     assert "Traceback" not in stderr, stderr
@@ -344,16 +343,6 @@ def test_a_he3_map_without_one_value_is_a_warning(inputs, tmp_path):
 # --- Ctrl-C during a write: exit 130, no partial file, no folder the command created ------------
 
 
-def _main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    formatwarning = warnings.formatwarning
-    try:
-        with warnings.catch_warnings(), pytest.raises(SystemExit) as exc:
-            cli.main(args)
-    finally:
-        warnings.formatwarning = formatwarning
-    return int(exc.value.code or 0), capsys.readouterr().err
-
-
 @pytest.mark.parametrize("command", ("slope", "he3", "ice"))
 def test_ctrl_c_during_a_write_leaves_nothing(command, inputs, tmp_path, monkeypatch, capsys):
     from prospect.io import writers
@@ -365,7 +354,7 @@ def test_ctrl_c_during_a_write_leaves_nothing(command, inputs, tmp_path, monkeyp
     out = tmp_path / "out"
     args = _dem_args("slope", inputs / "dem.tif", out) if command == "slope" else _stage_args(command, inputs, out)
     before = _snapshot(tmp_path, inputs)
-    code, err = _main(args, capsys)
+    code, err = run_main(args, capsys)
     assert code == 130 and err == "prospect: interrupted\n", err
     assert _snapshot(tmp_path, inputs) == before
 
@@ -381,12 +370,12 @@ def test_ctrl_c_during_illumination_keeps_only_the_finished_tiles_to_resume_from
 
     monkeypatch.setattr(writers, "_write_window", interrupted)
     out = tmp_path / "ill"
-    code, err = _main(_dem_args("illumination", inputs / "dem.tif", out), capsys)
+    code, err = run_main(_dem_args("illumination", inputs / "dem.tif", out), capsys)
     assert code == 130 and err == "prospect: interrupted\n", err
     left = sorted(p.relative_to(out).parts[0] for p in out.rglob("*") if p.is_file())
     assert left and set(left) == {PARTIAL_DIR}, left
     monkeypatch.undo()
-    code, err = _main(_dem_args("illumination", inputs / "dem.tif", out), capsys)
+    code, err = run_main(_dem_args("illumination", inputs / "dem.tif", out), capsys)
     assert code == 0, err
     assert not (out / PARTIAL_DIR).exists() and len(list(out.glob("*.tif"))) == 4
 
@@ -463,3 +452,14 @@ def test_a_folder_without_write_permission_is_refused(inputs, tmp_path, monkeypa
         ["ice", str(locked), "--dem", str(inputs / "dem.tif")],
     ):
         _refused(args, [str(locked), "Permission denied"], tmp_path, inputs, capsys)
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2"])
+def test_a_bad_site_worker_count_is_refused_before_the_folder(value, inputs, tmp_path):
+    env = {**os.environ, "PROSPECT_SITE_WORKERS": value}
+    res = run_cli("rank", str(tmp_path / "out"), "--dem", str(inputs / "dem.tif"), "--no-progress", env=env)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.splitlines() == [
+        f"prospect: error: PROSPECT_SITE_WORKERS must be a whole number of at least 1, not {value!r}"
+    ]
+    assert not (tmp_path / "out").exists()

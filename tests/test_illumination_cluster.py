@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ import pytest
 from affine import Affine
 
 from prospect import cli
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 OPTIONS = [
@@ -42,16 +41,6 @@ def _env() -> dict[str, str]:
 
 def _sha256(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.tif"))}
-
-
-def _main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    formatwarning = warnings.formatwarning
-    try:
-        with warnings.catch_warnings(), pytest.raises(SystemExit) as exc:
-            cli.main(args)
-    finally:
-        warnings.formatwarning = formatwarning
-    return int(exc.value.code or 0), capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +156,7 @@ def test_threads_a_local_cluster_and_a_dask_cli_cluster_give_the_same_files(
 
     out = tmp_path / "local_cluster"
     with Client(local_cluster, set_as_default=False) as watcher, get_task_stream(watcher) as stream:
-        code, err = _main(["illumination", str(dem), str(out), *OPTIONS, "--scheduler", local_cluster], capsys)
+        code, err = run_main(["illumination", str(dem), str(out), *OPTIONS, "--scheduler", local_cluster], capsys)
     assert code == 0, err
     # the workers ran the tiles and nothing else: the DEM was read by the prospect process
     keys = [str(task["key"]) for task in stream.data]
@@ -202,14 +191,14 @@ def test_an_interrupted_cluster_run_resumes_from_its_finished_tiles(
     monkeypatch.setattr(stages, "_save_tile", save_then_interrupt)
     out = tmp_path / "ill"
     args = ["illumination", str(dem), str(out), *OPTIONS, "--scheduler", local_cluster]
-    code, err = _main(args, capsys)
+    code, err = run_main(args, capsys)
     assert code == 130, err
     kept = sorted(p.name for p in out.rglob("tile_*.npz"))
     assert kept == sorted(saves) and len(kept) == 4
     assert not list(out.glob("*.tif"))
 
     monkeypatch.setattr(stages, "_save_tile", real)
-    code, err = _main(args, capsys)
+    code, err = run_main(args, capsys)
     assert code == 0, err
     assert f"{N_TILES} tiles, 4 finished in checkpoints, 5 to compute on the Dask cluster" in err, err
     assert "4 tiles reused from checkpoints, 5 computed on the Dask cluster" in err, err
@@ -228,7 +217,7 @@ def test_an_unreachable_scheduler_is_refused_in_one_line(dem, tmp_path, monkeypa
     assert not out.exists()
 
     monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:1")
-    code, err = _main(["illumination", str(dem), str(out), *OPTIONS], capsys)
+    code, err = run_main(["illumination", str(dem), str(out), *OPTIONS], capsys)
     assert code == 2 and err.startswith("prospect: error: DASK_SCHEDULER_ADDRESS tcp://127.0.0.1:1: "), err
     assert len(err.splitlines()) == 1 and not out.exists()
 

@@ -73,8 +73,8 @@ MEMORY_MB = 3000
 MIN_MEMORY_MB = 1000
 MAX_MEMORY_MB = 1_000_000
 #: resident memory of a process that has loaded the illumination stage (Python, numpy, numba,
-#: rasterio, dask, the compiled kernels), before its first tile [MB]; measured by
-#: ``python -m benchmarks.profile_illumination`` (``rss_before_tile_mb``)
+#: rasterio, dask, the compiled kernels), before its first tile [MB]: a margin over the 374 MB
+#: measured by ``python -m benchmarks.profile_illumination --size 7584`` (``rss_before_tile_mb``)
 BASE_MB = 640
 #: bytes per output-tile pixel besides the horizon cube and the near-field window: the products
 #: and their float copies, latitude / longitude / grid-north maps, the checkpoint and write buffers

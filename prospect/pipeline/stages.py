@@ -1433,9 +1433,11 @@ def run_sites(
     With ``progress``, a line per part with its seconds goes to stderr (always to the run
     log at INFO).
     """
+    from prospect.sites.learn import site_workers
     from prospect.sites.rank import PartTimer, rank_parameters
 
     rank_parameters(_params(params).get("config"))  # a bad key fails before the folder is checked
+    site_workers()  # and a bad PROSPECT_SITE_WORKERS
     seed = check_seed(seed)
     folder = check_output(out)
     timer = PartTimer(progress)

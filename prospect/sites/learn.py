@@ -104,8 +104,10 @@ def site_workers() -> int:
         try:
             n = int(env)
         except ValueError:
-            raise ConfigError(f"PROSPECT_SITE_WORKERS must be a whole number, not {env!r}") from None
-        return max(1, n)
+            n = 0
+        if n < 1:
+            raise ConfigError(f"PROSPECT_SITE_WORKERS must be a whole number of at least 1, not {env!r}")
+        return n
     configured = dask.config.get("num_workers", None)
     if configured:
         return max(1, int(configured))
