@@ -218,7 +218,22 @@ def _tangent(hs, hg, size, reverse, s0, g0):
     by binary search; neighbouring slopes are compared by cross-multiplication (the
     denominators are positive), so a query costs one division.
     """
+    # gallop from the near end (the tangent vertex is usually one of the first few: terrain
+    # close to the observer), then bisect the bracket: the same first index as a plain
+    # bisection of the whole hull, so the same vertex
     lo, hi = 0, size - 1
+    step = 1
+    while lo + step <= hi:
+        mid = lo + step - 1
+        if reverse:
+            k1, k2 = size - 1 - mid, size - 2 - mid
+        else:
+            k1, k2 = mid, mid + 1
+        if (hg[k2] - g0) * (hs[k1] - s0) <= (hg[k1] - g0) * (hs[k2] - s0):
+            hi = mid
+            break
+        lo = mid + 1
+        step *= 2
     while lo < hi:
         mid = (lo + hi) // 2
         if reverse:
