@@ -189,6 +189,17 @@ def test_summarise_draws_hand_made():
     np.testing.assert_allclose(out["rank_p95"], [2.0, 3.0, 3.0])
 
 
+def test_summarise_draws_in_site_blocks_equals_one_block(monkeypatch):
+    rng = np.random.default_rng(3)
+    draws = rng.random((40, 103))
+    draws[:, 5] = draws[:, 9]  # ties share a rank
+    draws[3, 7] = np.nan  # NaN ranks last
+    whole = mcda.summarise_draws(draws, k=10)
+    monkeypatch.setattr(mcda, "_SUMMARY_BLOCK", 16)
+    pd.testing.assert_frame_equal(mcda.summarise_draws(draws, k=10), whole, check_exact=True)
+    assert mcda._shared_ranks(draws).dtype == np.int32
+
+
 def _monte_carlo(seed: int) -> pd.DataFrame:
     features = pd.DataFrame(
         {"illum": [0.9, 0.6, 0.6, 0.4, 0.7], "slope": [2.0, 3.0, 3.0, 8.0, 1.0], "dist": [4.0, 2.0, 2.0, 9.0, 6.0]}

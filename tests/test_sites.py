@@ -376,6 +376,19 @@ def test_explanations_from_records_equal_those_from_rows(best_ranking):
     assert list(sites["explanation"]) == [explain(r, crits, k) for r in records]
 
 
+def test_explanations_in_blocks_equal_all_records_at_once(best_ranking, monkeypatch):
+    from prospect.sites import mcda
+    from prospect.sites import rank as R
+
+    sites = best_ranking.sites.drop(columns=["explanation"])
+    crits, _ = mcda.criteria(R.rank_parameters(FAST), sites)
+    k = best_ranking.record["top_k"]
+    whole = [R.explain(r, crits, k) for r in sites.to_dict("records")]
+    monkeypatch.setattr(R, "_EXPLAIN_BLOCK", 10)  # many blocks, the last one short
+    assert len(sites) > 3 * 10 and len(sites) % 10
+    assert R.explanations(sites, crits, k) == whole
+
+
 def test_disc_polygons_are_capped_at_the_top_n(best_ranking, tmp_path):
     import copy
 

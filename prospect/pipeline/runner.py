@@ -54,6 +54,7 @@ from typing import Any
 
 from prospect import layers
 from prospect.errors import ConfigError, OutputPathError, ProspectError
+from prospect.memory import peak_rss_mb
 from prospect.pipeline.spec import Pipeline, PipelineError
 
 STATE_FILE = ".prospect-run.json"
@@ -637,13 +638,6 @@ def run_pipeline(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory so far [MB = 10^6 bytes] (``ru_maxrss``, KiB on Linux)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
-
-
 def _run_stages(
     pipeline: Pipeline,
     out: Path,
@@ -672,9 +666,7 @@ def _run_stages(
             i,
             len(pipeline.stages),
             stage,
-            f"done in {seconds:.1f} s (peak RSS so far {_peak_rss_mb():.0f} MB)"
-            if ran
-            else "current (cached), skipped",
+            f"done in {seconds:.1f} s (peak RSS so far {peak_rss_mb():.0f} MB)" if ran else "current (cached), skipped",
         )
         summary["stages"][stage] = {"ran": ran, "seconds": round(seconds, 1), "key": ctx.stage_keys[stage]}
     for name in ("report.html", "project.qgz", "run.json"):

@@ -195,19 +195,30 @@ def traverse_cost_km(
     factor = 1.0 + np.where(np.isfinite(s_np), s_np, np.inf) / scale_deg
     passable = (np.isfinite(s_np) & (s_np <= max_slope_deg)) | is_src
     factor = np.where(is_src & ~np.isfinite(factor), 1.0, factor)  # a source without slope still counts
-    idx = np.arange(n_rows * n_cols).reshape(n_rows, n_cols)
-    heads, tails, weights = [], [], []
+    # 32-bit cell indices while they fit, and the edge arrays filled in place (no lists to
+    # concatenate): at the default 4e6 cells the graph peaks at about 0.5 GB, not 1 GB
+    idx = np.arange(n_rows * n_cols, dtype=np.int32 if n_rows * n_cols < 2**31 else np.int64)
+    idx = idx.reshape(n_rows, n_cols)
+    pairs = []
     for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
         a = (slice(0, n_rows - dr), slice(max(0, -dc), n_cols - max(0, dc)))
         b = (slice(dr, n_rows), slice(max(0, dc), n_cols - max(0, -dc)))
-        ok = passable[a] & passable[b]
+        pairs.append((dr, dc, a, b, passable[a] & passable[b]))
+    n_edges = sum(int(ok.sum()) for *_, ok in pairs)
+    heads = np.empty(n_edges, idx.dtype)
+    tails = np.empty(n_edges, idx.dtype)
+    weights = np.empty(n_edges)
+    i = 0
+    for dr, dc, a, b, ok in pairs:
+        j = i + int(ok.sum())
         length = 0.5 * (step_m[a] + step_m[b]) * math.hypot(dr, dc)
-        heads.append(idx[a][ok])
-        tails.append(idx[b][ok])
-        weights.append((length * 0.5 * (factor[a] + factor[b]))[ok])
-    graph = sparse.coo_matrix(
-        (np.concatenate(weights), (np.concatenate(heads), np.concatenate(tails))), shape=(idx.size, idx.size)
-    ).tocsr()
+        heads[i:j] = idx[a][ok]
+        tails[i:j] = idx[b][ok]
+        weights[i:j] = (length * 0.5 * (factor[a] + factor[b]))[ok]
+        i = j
+    del pairs
+    graph = sparse.coo_matrix((weights, (heads, tails)), shape=(idx.size, idx.size)).tocsr()
+    del heads, tails, weights
     start = idx[is_src]
     out = np.full(np.size(rows), np.nan)
     if start.size:
