@@ -111,7 +111,7 @@ def run(spec: Path, out: Path, logs: Path) -> dict[str, Any]:
     res = m.record(cmd)
     run_logs = sorted((out / "logs").glob("run-*.log")) if (out / "logs").is_dir() else []
     res["stages"] = stage_lines(run_logs[-1].read_text(errors="replace")) if run_logs else []
-    sites = out / "sites" / "sites.gpkg"
+    sites = out / "stages" / "sites" / "sites.gpkg"
     if sites.is_file():
         res["sites_gpkg_mb"] = sites.stat().st_size / 1e6
     return res
