@@ -208,15 +208,26 @@ def _k_range(t, M, N):
     return kmin, kmax
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _past_peak(hs, hg, size, reverse, i, s0, g0):
+    """Whether the slope from ``(s0, g0)`` to hull vertex ``i + 1`` (left to right) is no larger
+    than to vertex ``i``: ``(g2 - g0)(s1 - s0) <= (g1 - g0)(s2 - s0)``, the denominators positive."""
+    if reverse:
+        k1, k2 = size - 1 - i, size - 2 - i
+    else:
+        k1, k2 = i, i + 1
+    return (hg[k2] - g0) * (hs[k1] - s0) <= (hg[k1] - g0) * (hs[k2] - s0)
+
+
 @njit(nogil=True, cache=True)
 def _tangent(hs, hg, size, reverse, s0, g0):
     """Largest slope from ``(s0, g0)`` (left of every vertex) to an upper hull, and its vertex.
 
     Vertices left to right are ``hs[0..size-1]`` (``reverse`` False) or
     ``hs[size-1..0]`` (``reverse`` True); returns ``(slope, storage index)``. Slopes from a
-    point left of a concave chain are unimodal in the vertex index, so the peak is found
-    by binary search; neighbouring slopes are compared by cross-multiplication (the
-    denominators are positive), so a query costs one division.
+    point left of a concave chain are unimodal in the vertex index, so the peak is the first
+    index :func:`_past_peak` holds for; neighbouring slopes are compared by cross-multiplication,
+    so a query costs one division.
     """
     # gallop from the near end (the tangent vertex is usually one of the first few: terrain
     # close to the observer), then bisect the bracket: the same first index as a plain
@@ -225,23 +236,14 @@ def _tangent(hs, hg, size, reverse, s0, g0):
     step = 1
     while lo + step <= hi:
         mid = lo + step - 1
-        if reverse:
-            k1, k2 = size - 1 - mid, size - 2 - mid
-        else:
-            k1, k2 = mid, mid + 1
-        if (hg[k2] - g0) * (hs[k1] - s0) <= (hg[k1] - g0) * (hs[k2] - s0):
+        if _past_peak(hs, hg, size, reverse, mid, s0, g0):
             hi = mid
             break
         lo = mid + 1
         step *= 2
     while lo < hi:
         mid = (lo + hi) // 2
-        if reverse:
-            k1, k2 = size - 1 - mid, size - 2 - mid
-        else:
-            k1, k2 = mid, mid + 1
-        # slope(k2) <= slope(k1)  <=>  (g2 - g0)(s1 - s0) <= (g1 - g0)(s2 - s0)
-        if (hg[k2] - g0) * (hs[k1] - s0) <= (hg[k1] - g0) * (hs[k2] - s0):
+        if _past_peak(hs, hg, size, reverse, mid, s0, g0):
             hi = mid
         else:
             lo = mid + 1

@@ -203,14 +203,15 @@ def traverse_cost_km(
     for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
         a = (slice(0, n_rows - dr), slice(max(0, -dc), n_cols - max(0, dc)))
         b = (slice(dr, n_rows), slice(max(0, dc), n_cols - max(0, -dc)))
-        pairs.append((dr, dc, a, b, passable[a] & passable[b]))
-    n_edges = sum(int(ok.sum()) for *_, ok in pairs)
+        ok = passable[a] & passable[b]
+        pairs.append((dr, dc, a, b, ok, int(ok.sum())))
+    n_edges = sum(p[-1] for p in pairs)
     heads = np.empty(n_edges, idx.dtype)
     tails = np.empty(n_edges, idx.dtype)
     weights = np.empty(n_edges)
     i = 0
-    for dr, dc, a, b, ok in pairs:
-        j = i + int(ok.sum())
+    for dr, dc, a, b, ok, n_ok in pairs:
+        j = i + n_ok
         length = 0.5 * (step_m[a] + step_m[b]) * math.hypot(dr, dc)
         heads[i:j] = idx[a][ok]
         tails[i:j] = idx[b][ok]
