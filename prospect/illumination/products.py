@@ -174,23 +174,19 @@ def _products_kernel(
     psr,
     earth,
 ):
-    """Row by row (rows in parallel): the row's horizons transposed to ``(x, azimuth)``; the Sun's
-    elevation, grid azimuth and ``kappa`` at each sub-solar longitude, and the Earth's elevation and
-    grid azimuth in each direction bin, computed exactly at node columns every ``node_px`` pixels
-    and linearly interpolated between them (these directions are smooth in the grid: the second
-    order error over ``node_px`` pixels of 20 m is below 1e-6 deg); then the fraction and PSR
-    test, the darkness walk over the time series (all pixels of the row per time step), and the
-    Earth visibility."""
+    """Blocks of ``node_px`` rows in parallel. The Sun's elevation, grid azimuth and ``kappa`` at
+    each sub-solar longitude, and the Earth's elevation and grid azimuth in each direction bin,
+    are computed exactly at nodes every ``node_px`` pixels along the block's first and last rows
+    and interpolated linearly between them, down the columns and then along each row (these
+    directions are smooth in the grid: the second order error over ``node_px`` pixels of 20 m is
+    below 1e-6 deg). Each row then goes through :func:`_products_row`: its horizons transposed
+    to ``(x, azimuth)``, the fraction and PSR test, the darkness walk over the time series (a
+    block of the row's pixels per time step), and the Earth visibility."""
     naz, h_rows, w_cols = hz.shape
     nlam = lam_c.shape[0]
-    nk, nu = table.shape
     ne = e_lon.shape[0]
-    nt = t_bin.shape[0]
     nodes = _row_nodes(w_cols, node_px)
     nn = nodes.shape[0]
-    inv_dk = 1.0 / dk
-    inv_du = 1.0 / du
-    inv_rho = 1.0 / rho_mean
     # the Earth's direction per bin, Moon-fixed [km]
     evx = np.empty(ne)
     evy = np.empty(ne)
@@ -200,138 +196,248 @@ def _products_kernel(
         evx[j] = e_dist[j] * cl * math.cos(e_lon[j])
         evy[j] = e_dist[j] * cl * math.sin(e_lon[j])
         evz[j] = e_dist[j] * math.sin(e_lat[j])
-    for r in prange(h_rows):
-        hrow = np.empty((w_cols, naz), np.float32)
-        bad = np.zeros(w_cols, np.bool_)
-        for a in range(naz):
-            for c in range(w_cols):
-                v = hz[a, r, c]
-                hrow[c, a] = v
-                if v != v:
-                    bad[c] = True
-        # exact Sun and Earth directions at the nodes
+    # directions exactly at the node rows, linearly in between (azimuths the short way round)
+    rnodes = _row_nodes(h_rows, node_px)
+    nrn = rnodes.shape[0]
+    nblocks = max(nrn - 1, 1)
+    half = 0.5 * naz
+    for blk in prange(nblocks):
+        r_top = rnodes[blk]
+        r_bot = rnodes[blk + 1] if nrn > 1 else r_top
+        r_last = r_bot if (blk == nblocks - 1) else r_bot - 1
+        t_el = np.empty((nn, nlam))
+        t_az = np.empty((nn, nlam))
+        t_kp = np.empty((nn, nlam))
+        t_mel = np.empty((nn, ne))
+        t_maz = np.empty((nn, ne))
+        b_el = np.empty((nn, nlam))
+        b_az = np.empty((nn, nlam))
+        b_kp = np.empty((nn, nlam))
+        b_mel = np.empty((nn, ne))
+        b_maz = np.empty((nn, ne))
+        _node_directions(
+            lat, lon, gamma, r_top, nodes, lam_c, evx, evy, evz, radius_km, az_step, t_el, t_az, t_kp, t_mel, t_maz
+        )
+        _node_directions(
+            lat, lon, gamma, r_bot, nodes, lam_c, evx, evy, evz, radius_km, az_step, b_el, b_az, b_kp, b_mel, b_maz
+        )
         n_el = np.empty((nn, nlam))
         n_az = np.empty((nn, nlam))
         n_kp = np.empty((nn, nlam))
         m_el = np.empty((nn, ne))
         m_az = np.empty((nn, ne))
-        for k in range(nn):
-            c = nodes[k]
-            th = math.radians(lat[r, c])
-            ph = math.radians(lon[r, c])
-            g = gamma[r, c]
-            sth, cth = math.sin(th), math.cos(th)
-            for i in range(nlam):
-                dl = lam_c[i] - ph
-                sel = cth * math.cos(dl)
-                e0 = math.degrees(math.asin(sel))
-                n_el[k, i] = e0
-                n_az[k, i] = (math.degrees(math.atan2(math.sin(dl), -sth * math.cos(dl))) + g) % 360.0 / az_step
-                n_kp[k, i] = sth / math.cos(math.radians(e0))
-            nx, ny, nz = cth * math.cos(ph), cth * math.sin(ph), sth
-            ex, ey = -math.sin(ph), math.cos(ph)
-            qx, qy, qz = -sth * math.cos(ph), -sth * math.sin(ph), cth
-            for j in range(ne):
-                vx = evx[j] - radius_km * nx
-                vy = evy[j] - radius_km * ny
-                vz = evz[j] - radius_km * nz
-                up = vx * nx + vy * ny + vz * nz
-                east = vx * ex + vy * ey
-                north = vx * qx + vy * qy + vz * qz
-                m_el[k, j] = math.degrees(math.atan2(up, math.sqrt(east * east + north * north)))
-                m_az[k, j] = (math.degrees(math.atan2(east, north)) + g) % 360.0 / az_step
-        # per segment between nodes k and k + 1: the change of each direction (azimuths the short way round)
-        ns = max(nn - 1, 1)
-        d_el = np.zeros((ns, nlam))
-        d_az = np.zeros((ns, nlam))
-        d_kp = np.zeros((ns, nlam))
-        d_mel = np.zeros((ns, ne))
-        d_maz = np.zeros((ns, ne))
-        half = 0.5 * naz
-        for k in range(nn - 1):
-            for i in range(nlam):
-                d_el[k, i] = n_el[k + 1, i] - n_el[k, i]
-                d = n_az[k + 1, i] - n_az[k, i]
-                d_az[k, i] = d - naz if d > half else (d + naz if d < -half else d)
-                d_kp[k, i] = n_kp[k + 1, i] - n_kp[k, i]
-            for j in range(ne):
-                d_mel[k, j] = m_el[k + 1, j] - m_el[k, j]
-                d = m_az[k + 1, j] - m_az[k, j]
-                d_maz[k, j] = d - naz if d > half else (d + naz if d < -half else d)
-        kap = np.empty((nlam, w_cols), np.float32)
-        thr = np.empty((nlam, w_cols), np.float32)
-        for c in range(w_cols):
-            k = min(c // node_px, nn - 2) if nn > 1 else 0
-            span = nodes[k + 1] - nodes[k] if nn > 1 else 0
-            f = (c - nodes[k]) / span if span > 0 else 0.0
-            if bad[c]:
-                frac[r, c] = np.nan
-                dark[r, c] = np.nan
-                psr[r, c] = 255
-                earth[r, c] = np.nan
+        for r in range(r_top, r_last + 1):
+            fr = (r - r_top) / (r_bot - r_top) if r_bot > r_top else 0.0
+            for k in range(nn):
                 for i in range(nlam):
-                    kap[i, c] = 0.0
-                    thr[i, c] = -1.0  # always lit: the pixel's walk is never read
-                continue
-            lit_possible = False
-            acc = 0.0
-            for i in range(nlam):
-                e0 = n_el[k, i] + f * d_el[k, i]
-                kp = n_kp[k, i] + f * d_kp[k, i]
-                hh = _row_horizon_at(hrow, c, n_az[k, i] + f * d_az[k, i])
-                kap[i, c] = kp
-                thr[i, c] = hh - e0 - rho_mean
-                if e0 + abs(kp) * beta_max + rho_max > hh:
-                    lit_possible = True
-                # E_beta[disk fraction] from the table (bilinear, clamped)
-                u = (e0 - hh) * inv_rho
-                x = (kp - k0) * inv_dk
-                y = (u - u0) * inv_du
-                x = max(x, 0.0)
-                x = min(x, nk - 1.000001)
-                if y <= 0.0:
-                    continue  # the whole beta range keeps the Sun below the horizon
-                if y >= nu - 1.000001:
-                    acc += 1.0
-                    continue
-                ix = int(x)
-                iy = int(y)
-                fx = x - ix
-                fy = y - iy
-                acc += (
-                    (1 - fx) * (1 - fy) * table[ix, iy]
-                    + fx * (1 - fy) * table[ix + 1, iy]
-                    + (1 - fx) * fy * table[ix, iy + 1]
-                    + fx * fy * table[ix + 1, iy + 1]
-                )
-            frac[r, c] = acc / nlam
-            psr[r, c] = 0 if lit_possible else 1
-            vis = 0.0
-            for j in range(ne):
-                el = m_el[k, j] + f * d_mel[k, j]
-                if el > _row_horizon_at(hrow, c, m_az[k, j] + f * d_maz[k, j]):
-                    vis += e_w[j]
-            earth[r, c] = vis
-        # darkness runs over the time series, a block of the row's pixels at each step (a block's
-        # thresholds stay in cache over the whole series): lit iff kappa * beta > threshold
-        run = np.zeros(w_cols, np.int32)
-        best = np.zeros(w_cols, np.int32)
-        for b0 in range(0, w_cols, WALK_BLOCK_PX):
-            b1 = min(b0 + WALK_BLOCK_PX, w_cols)
-            kb = kap[:, b0:b1].copy()
-            tb = thr[:, b0:b1].copy()
-            rb = run[b0:b1]
-            bb = best[b0:b1]
-            for t in range(nt):
-                i = t_bin[t]
-                beta_t = np.float32(t_beta[t])
-                for c in range(b1 - b0):
-                    d = np.int32(kb[i, c] * beta_t <= tb[i, c])
-                    rb[c] = (rb[c] + 1) * d
-                    bb[c] = max(bb[c], rb[c])
+                    n_el[k, i] = t_el[k, i] + fr * (b_el[k, i] - t_el[k, i])
+                    n_kp[k, i] = t_kp[k, i] + fr * (b_kp[k, i] - t_kp[k, i])
+                    d = b_az[k, i] - t_az[k, i]
+                    d = d - naz if d > half else (d + naz if d < -half else d)
+                    n_az[k, i] = t_az[k, i] + fr * d
+                for j in range(ne):
+                    m_el[k, j] = t_mel[k, j] + fr * (b_mel[k, j] - t_mel[k, j])
+                    d = b_maz[k, j] - t_maz[k, j]
+                    d = d - naz if d > half else (d + naz if d < -half else d)
+                    m_az[k, j] = t_maz[k, j] + fr * d
+            _products_row(
+                hz,
+                r,
+                nodes,
+                node_px,
+                n_el,
+                n_az,
+                n_kp,
+                m_el,
+                m_az,
+                beta_max,
+                rho_max,
+                rho_mean,
+                table,
+                k0,
+                dk,
+                u0,
+                du,
+                t_bin,
+                t_beta,
+                e_w,
+                frac,
+                dark,
+                psr,
+                earth,
+            )
+
+
+@njit(nogil=True, cache=True)
+def _node_directions(lat, lon, gamma, r, nodes, lam_c, evx, evy, evz, radius_km, az_step, n_el, n_az, n_kp, m_el, m_az):
+    """The Sun's elevation, grid azimuth (in azimuth steps) and ``kappa`` at each sub-solar longitude,
+    and the Earth's elevation and grid azimuth in each direction bin, at the node columns of row ``r``."""
+    nlam = lam_c.shape[0]
+    ne = evx.shape[0]
+    for k in range(nodes.shape[0]):
+        c = nodes[k]
+        th = math.radians(lat[r, c])
+        ph = math.radians(lon[r, c])
+        g = gamma[r, c]
+        sth, cth = math.sin(th), math.cos(th)
+        for i in range(nlam):
+            dl = lam_c[i] - ph
+            sel = cth * math.cos(dl)
+            e0 = math.degrees(math.asin(sel))
+            n_el[k, i] = e0
+            n_az[k, i] = (math.degrees(math.atan2(math.sin(dl), -sth * math.cos(dl))) + g) % 360.0 / az_step
+            n_kp[k, i] = sth / math.cos(math.radians(e0))
+        nx, ny, nz = cth * math.cos(ph), cth * math.sin(ph), sth
+        ex, ey = -math.sin(ph), math.cos(ph)
+        qx, qy, qz = -sth * math.cos(ph), -sth * math.sin(ph), cth
+        for j in range(ne):
+            vx = evx[j] - radius_km * nx
+            vy = evy[j] - radius_km * ny
+            vz = evz[j] - radius_km * nz
+            up = vx * nx + vy * ny + vz * nz
+            east = vx * ex + vy * ey
+            north = vx * qx + vy * qy + vz * qz
+            m_el[k, j] = math.degrees(math.atan2(up, math.sqrt(east * east + north * north)))
+            m_az[k, j] = (math.degrees(math.atan2(east, north)) + g) % 360.0 / az_step
+
+
+@njit(nogil=True, cache=True)
+def _products_row(
+    hz,
+    r,
+    nodes,
+    node_px,
+    n_el,
+    n_az,
+    n_kp,
+    m_el,
+    m_az,
+    beta_max,
+    rho_max,
+    rho_mean,
+    table,
+    k0,
+    dk,
+    u0,
+    du,
+    t_bin,
+    t_beta,
+    e_w,
+    frac,
+    dark,
+    psr,
+    earth,
+):
+    """The four products of row ``r`` from its directions at the nodes (see :func:`_products_kernel`)."""
+    naz, _, w_cols = hz.shape
+    nlam = n_el.shape[1]
+    ne = m_el.shape[1]
+    nk, nu = table.shape
+    nt = t_bin.shape[0]
+    nn = nodes.shape[0]
+    inv_dk = 1.0 / dk
+    inv_du = 1.0 / du
+    inv_rho = 1.0 / rho_mean
+    half = 0.5 * naz
+    hrow = np.empty((w_cols, naz), np.float32)
+    bad = np.zeros(w_cols, np.bool_)
+    for a in range(naz):
         for c in range(w_cols):
-            if not bad[c]:
-                dark[r, c] = best[c]
+            v = hz[a, r, c]
+            hrow[c, a] = v
+            if v != v:
+                bad[c] = True
+    # per segment between nodes k and k + 1: the change of each direction (azimuths the short way round)
+    ns = max(nn - 1, 1)
+    d_el = np.zeros((ns, nlam))
+    d_az = np.zeros((ns, nlam))
+    d_kp = np.zeros((ns, nlam))
+    d_mel = np.zeros((ns, ne))
+    d_maz = np.zeros((ns, ne))
+    for k in range(nn - 1):
+        for i in range(nlam):
+            d_el[k, i] = n_el[k + 1, i] - n_el[k, i]
+            d = n_az[k + 1, i] - n_az[k, i]
+            d_az[k, i] = d - naz if d > half else (d + naz if d < -half else d)
+            d_kp[k, i] = n_kp[k + 1, i] - n_kp[k, i]
+        for j in range(ne):
+            d_mel[k, j] = m_el[k + 1, j] - m_el[k, j]
+            d = m_az[k + 1, j] - m_az[k, j]
+            d_maz[k, j] = d - naz if d > half else (d + naz if d < -half else d)
+    kap = np.empty((nlam, w_cols), np.float32)
+    thr = np.empty((nlam, w_cols), np.float32)
+    for c in range(w_cols):
+        k = min(c // node_px, nn - 2) if nn > 1 else 0
+        span = nodes[k + 1] - nodes[k] if nn > 1 else 0
+        f = (c - nodes[k]) / span if span > 0 else 0.0
+        if bad[c]:
+            frac[r, c] = np.nan
+            dark[r, c] = np.nan
+            psr[r, c] = 255
+            earth[r, c] = np.nan
+            for i in range(nlam):
+                kap[i, c] = 0.0
+                thr[i, c] = -1.0  # always lit: the pixel's walk is never read
+            continue
+        lit_possible = False
+        acc = 0.0
+        for i in range(nlam):
+            e0 = n_el[k, i] + f * d_el[k, i]
+            kp = n_kp[k, i] + f * d_kp[k, i]
+            hh = _row_horizon_at(hrow, c, n_az[k, i] + f * d_az[k, i])
+            kap[i, c] = kp
+            thr[i, c] = hh - e0 - rho_mean
+            if e0 + abs(kp) * beta_max + rho_max > hh:
+                lit_possible = True
+            # E_beta[disk fraction] from the table (bilinear, clamped)
+            u = (e0 - hh) * inv_rho
+            x = (kp - k0) * inv_dk
+            y = (u - u0) * inv_du
+            x = max(x, 0.0)
+            x = min(x, nk - 1.000001)
+            if y <= 0.0:
+                continue  # the whole beta range keeps the Sun below the horizon
+            if y >= nu - 1.000001:
+                acc += 1.0
+                continue
+            ix = int(x)
+            iy = int(y)
+            fx = x - ix
+            fy = y - iy
+            acc += (
+                (1 - fx) * (1 - fy) * table[ix, iy]
+                + fx * (1 - fy) * table[ix + 1, iy]
+                + (1 - fx) * fy * table[ix, iy + 1]
+                + fx * fy * table[ix + 1, iy + 1]
+            )
+        frac[r, c] = acc / nlam
+        psr[r, c] = 0 if lit_possible else 1
+        vis = 0.0
+        for j in range(ne):
+            el = m_el[k, j] + f * d_mel[k, j]
+            if el > _row_horizon_at(hrow, c, m_az[k, j] + f * d_maz[k, j]):
+                vis += e_w[j]
+        earth[r, c] = vis
+    # darkness runs over the time series, a block of the row's pixels at each step (a block's
+    # thresholds stay in cache over the whole series): lit iff kappa * beta > threshold
+    run = np.zeros(w_cols, np.int32)
+    best = np.zeros(w_cols, np.int32)
+    for b0 in range(0, w_cols, WALK_BLOCK_PX):
+        b1 = min(b0 + WALK_BLOCK_PX, w_cols)
+        kb = kap[:, b0:b1].copy()
+        tb = thr[:, b0:b1].copy()
+        rb = run[b0:b1]
+        bb = best[b0:b1]
+        for t in range(nt):
+            i = t_bin[t]
+            beta_t = np.float32(t_beta[t])
+            for c in range(b1 - b0):
+                d = np.int32(kb[i, c] * beta_t <= tb[i, c])
+                rb[c] = (rb[c] + 1) * d
+                bb[c] = max(bb[c], rb[c])
+    for c in range(w_cols):
+        if not bad[c]:
+            dark[r, c] = best[c]
 
 
 def grid_north_azimuth_deg(grid: AnalysisGrid) -> np.ndarray:
