@@ -54,6 +54,34 @@ def test_every_pixel_is_written_at_cardinal_azimuths(az):
     assert not (out == np.float32(1e30)).any()
 
 
+@pytest.mark.parametrize("az", [0.0, 45.0, 33.0, 90.0, 121.0, 179.0])
+def test_an_opposite_pair_swept_at_once_equals_two_sweeps(fractal_dem, az):
+    """horizon_sweep_window_pair (each line sampled once, swept both ways) against the single
+    sweeps toward az and az + 180 on a window with halo: every form, a mast, a far-field annulus."""
+    z, args, _, _ = kernel_inputs(fractal_dem[:200, :190], False)
+    azr = math.radians(az)
+    window = (40, 35, 110, 120)  # row0, col0, rows, cols
+    r0, c0, nr, nc = window
+    for dmin, dmax, hobs, form in (
+        (0.0, 3000.0, 2.0, K.DEGREES),
+        (0.0, 2500.0, 0.0, K.TANGENT),
+        (600.0, 4000.0, 0.0, K.FAR),
+    ):
+        pair = [np.full((nr, nc), np.nan, np.float32) for _ in range(4)]
+        K.horizon_sweep_window_pair(z, azr, *args, dmin, dmax, hobs, r0, c0, *pair, form)
+        for azs, (out, out_b) in ((az, pair[:2]), (az + 180.0, pair[2:])):
+            one = [np.full((nr, nc), np.nan, np.float32) for _ in range(2)]
+            K.horizon_sweep_window(z, math.radians(azs), *args, dmin, dmax, hobs, r0, c0, *one, form)
+            assert np.array_equal(np.isnan(out), np.isnan(one[0])), (az, azs, form)
+            assert np.isfinite(out).mean() > 0.9
+            if form == K.FAR:  # the tangent at the observer's own height (the targets may tie to rounding)
+                zo = z[r0 : r0 + nr, c0 : c0 + nc]
+                got, want = out - zo * out_b, one[0] - zo * one[1]
+                assert np.nanmax(np.abs(got - want)) < 1e-5, (az, azs)
+            else:
+                assert np.nanmax(np.abs(out - one[0])) < (1e-5 if form == K.DEGREES else 1e-7), (az, azs, form)
+
+
 def test_far_field_annulus_matches_brute_force(fractal_dem):
     """Targets only beyond dmin: the sweep's annulus against a direct march over the same samples."""
     z, args, _, _ = kernel_inputs(fractal_dem[:160, :170], False)

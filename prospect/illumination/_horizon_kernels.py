@@ -400,6 +400,95 @@ def _sweep_line(
 
 
 @njit(nogil=True, cache=True)
+def _window_axes(swap, row0, col0, wr, wc):
+    """The window's major and minor index ranges ``(wm0, wm1, wn0, wn1)``."""
+    if swap:
+        return row0, row0 + wr, col0, col0 + wc
+    return col0, col0 + wc, row0, row0 + wr
+
+
+@njit(nogil=True, cache=True)
+def _line_offsets(t, wm0, wm1, wn0, wn1, swap, grow0, gcol0):
+    """Lines ``k + phase`` (``kmin <= k <= kmax``) whose owned pixels can fall in the window's minor
+    range; ``phase`` puts them on the lines of the larger raster at ``(grow0, gcol0)``."""
+    ta, tb = t * wm0, t * (wm1 - 1)
+    kmin = int(math.floor(wn0 - 1.5 - max(ta, tb)))
+    kmax = int(math.ceil(wn1 + 0.5 - min(ta, tb)))
+    # line k of the full raster, minor_g = k + t major_g, is minor = k - n_off + t m_off + t major here
+    goff = t * (grow0 if swap else gcol0)
+    return kmin, kmax, goff - math.floor(goff)
+
+
+@njit(nogil=True, cache=True)
+def _sweep_observers(
+    n, sig, hgt, zobs, pmin, pmaj, window, swap, obs_height, radius, dmin, dmax, work, form, out, out_b
+):
+    """Sweep one line's samples (in view order) for the observers it owns in ``window``
+    (``wm0, wm1, wn0, wn1``) and write their horizons; ``zobs`` gets the mast height added.
+    ``work``: the sweep's scratch arrays (:func:`_sweep_work`)."""
+    wm0, wm1, wn0, wn1 = window
+    res, dist, ss, sg, ps, pg, lsize, lpos, lold_s, lold_g = work
+    # observers in the window: samples are in view order, so they are one run
+    jlo, jhi = -1, -1
+    for j in range(n):
+        m = pmaj[j]
+        p = pmin[j]
+        if m >= wm0 and m < wm1 and p >= wn0 and p < wn1:
+            if jlo < 0:
+                jlo = j
+            jhi = j
+    if jlo < 0:
+        return
+    if obs_height != 0.0:
+        for j in range(jlo, jhi + 1):
+            zobs[j] += obs_height
+    _sweep_line(n, sig, hgt, zobs, radius, dmin, dmax, jlo, jhi, res, dist, ss, sg, ps, pg, lsize, lpos, lold_s, lold_g)
+    deg = 180.0 / math.pi
+    for j in range(jlo, jhi + 1):
+        p = pmin[j] - wn0
+        m = pmaj[j] - wm0
+        if p < 0 or p >= wn1 - wn0 or m < 0 or m >= wm1 - wm0:
+            continue
+        v = res[j]
+        if form == FAR:
+            if v == v:
+                bb = 1.0 / dist[j]
+                v = v + zobs[j] * bb
+            else:
+                bb = np.nan
+            if swap:
+                out[m, p] = v
+                out_b[m, p] = bb
+            else:
+                out[p, m] = v
+                out_b[p, m] = bb
+            continue
+        if form == DEGREES and v == v:
+            v = fast_atan(v) * deg
+        if swap:
+            out[m, p] = v
+        else:
+            out[p, m] = v
+
+
+@njit(nogil=True, cache=True)
+def _sweep_work(M):
+    """Scratch arrays of :func:`_sweep_line` for lines of up to ``M`` samples."""
+    return (
+        np.empty(M),
+        np.empty(M),
+        np.empty(M + 1),
+        np.empty(M + 1),
+        np.empty(M + 1),
+        np.empty(M + 1),
+        np.empty(M, dtype=np.int64),
+        np.empty(M, dtype=np.int64),
+        np.empty(M),
+        np.empty(M),
+    )
+
+
+@njit(nogil=True, cache=True)
 def horizon_sweep_window(
     z, az_rad, mode, x0, y0, a, e, radius, dmin, dmax, obs_height, row0, col0, out, out_b, form, grow0=0, gcol0=0
 ):
@@ -423,89 +512,102 @@ def horizon_sweep_window(
     if the tangent target stays the same).
     """
     ny, nx = z.shape
-    wr, wc = out.shape
     swap, M, N, sign, t, vx, vy = _geometry(az_rad, a, e, ny, nx)
-    if swap:
-        wm0, wm1, wn0, wn1 = row0, row0 + wr, col0, col0 + wc
-    else:
-        wm0, wm1, wn0, wn1 = col0, col0 + wc, row0, row0 + wr
+    window = _window_axes(swap, row0, col0, out.shape[0], out.shape[1])
     # samples from the window's near edge to the raster's far edge (in view order)
     if sign > 0:
-        mlo, mhi = wm0, M - 1
+        mlo, mhi = window[0], M - 1
     else:
-        mlo, mhi = 0, wm1 - 1
+        mlo, mhi = 0, window[1] - 1
     sig = np.empty(M)
     hgt = np.empty(M)
     zobs = np.empty(M)
     pmin = np.empty(M, dtype=np.int64)
     pmaj = np.empty(M, dtype=np.int64)
-    res = np.empty(M)
-    dist = np.empty(M)
-    ss = np.empty(M + 1)
-    sg = np.empty(M + 1)
-    ps = np.empty(M + 1)
-    pg = np.empty(M + 1)
-    lsize = np.empty(M, dtype=np.int64)
-    lpos = np.empty(M, dtype=np.int64)
-    lold_s = np.empty(M)
-    lold_g = np.empty(M)
-    # lines whose owned pixels can fall in the window's minor range
-    ta, tb = t * wm0, t * (wm1 - 1)
-    kmin = int(math.floor(wn0 - 1.5 - max(ta, tb)))
-    kmax = int(math.ceil(wn1 + 0.5 - min(ta, tb)))
-    # line k of the full raster, minor_g = k + t major_g, is minor = k - n_off + t m_off + t major here
-    goff = t * (grow0 if swap else gcol0)
-    phase = goff - math.floor(goff)
-    deg = 180.0 / math.pi
+    work = _sweep_work(M)
+    kmin, kmax, phase = _line_offsets(t, window[0], window[1], window[2], window[3], swap, grow0, gcol0)
     for kk in range(kmin, kmax + 1):
-        k = kk + phase
         n = _line_samples(
-            z, swap, M, N, sign, t, vx, vy, k, mode, x0, y0, a, e, radius, sig, hgt, zobs, pmin, pmaj, mlo, mhi
+            z, swap, M, N, sign, t, vx, vy, kk + phase, mode, x0, y0, a, e, radius, sig, hgt, zobs, pmin, pmaj, mlo, mhi
+        )
+        if n > 0:
+            _sweep_observers(
+                n, sig, hgt, zobs, pmin, pmaj, window, swap, obs_height, radius, dmin, dmax, work, form, out, out_b
+            )
+
+
+@njit(nogil=True, cache=True)
+def horizon_sweep_window_pair(
+    z,
+    az_rad,
+    mode,
+    x0,
+    y0,
+    a,
+    e,
+    radius,
+    dmin,
+    dmax,
+    obs_height,
+    row0,
+    col0,
+    out,
+    out_b,
+    rout,
+    rout_b,
+    form,
+    grow0=0,
+    gcol0=0,
+):
+    """:func:`horizon_sweep_window` toward ``az_rad`` (into ``out``, ``out_b``) and toward the
+    opposite azimuth ``az_rad + pi`` (into ``rout``, ``rout_b``) at once.
+
+    Opposite azimuths cut the raster into the same lines and sample them at the same points, only
+    in reverse order, so each line is sampled once (over its whole length) and swept both ways:
+    the reverse view's distances are ``sig[n - 1] - sig[n - 1 - i]``, the same to rounding
+    (~1e-9 m) as sampling it on its own.
+    """
+    ny, nx = z.shape
+    swap, M, N, sign, t, vx, vy = _geometry(az_rad, a, e, ny, nx)
+    window = _window_axes(swap, row0, col0, out.shape[0], out.shape[1])
+    sig = np.empty(M)
+    hgt = np.empty(M)
+    zobs = np.empty(M)
+    pmin = np.empty(M, dtype=np.int64)
+    pmaj = np.empty(M, dtype=np.int64)
+    vsig = np.empty(M)
+    vhgt = np.empty(M)
+    vzobs = np.empty(M)
+    vpmin = np.empty(M, dtype=np.int64)
+    vpmaj = np.empty(M, dtype=np.int64)
+    work = _sweep_work(M)
+    kmin, kmax, phase = _line_offsets(t, window[0], window[1], window[2], window[3], swap, grow0, gcol0)
+    for kk in range(kmin, kmax + 1):
+        # samples in increasing major index: the view of the direction with sign +1
+        n = _line_samples(
+            z, swap, M, N, 1, t, vx, vy, kk + phase, mode, x0, y0, a, e, radius, sig, hgt, zobs, pmin, pmaj, 0, M - 1
         )
         if n == 0:
             continue
-        # observers in the window: samples are in view order, so they are one run
-        jlo, jhi = -1, -1
-        for j in range(n):
-            m = pmaj[j]
-            p = pmin[j]
-            if m >= wm0 and m < wm1 and p >= wn0 and p < wn1:
-                if jlo < 0:
-                    jlo = j
-                jhi = j
-        if jlo < 0:
-            continue
-        if obs_height != 0.0:
-            for j in range(jlo, jhi + 1):
-                zobs[j] += obs_height
-        _sweep_line(
-            n, sig, hgt, zobs, radius, dmin, dmax, jlo, jhi, res, dist, ss, sg, ps, pg, lsize, lpos, lold_s, lold_g
+        last = sig[n - 1]
+        for i in range(n):
+            q = n - 1 - i
+            vsig[i] = last - sig[q]
+            vhgt[i] = hgt[q]
+            vzobs[i] = zobs[q]
+            vpmin[i] = pmin[q]
+            vpmaj[i] = pmaj[q]
+        if sign > 0:
+            fo, fb, ro, rb = out, out_b, rout, rout_b
+        else:
+            fo, fb, ro, rb = rout, rout_b, out, out_b
+        # the reversed view first: the forward sweep adds the mast height to zobs in place
+        _sweep_observers(
+            n, vsig, vhgt, vzobs, vpmin, vpmaj, window, swap, obs_height, radius, dmin, dmax, work, form, ro, rb
         )
-        for j in range(jlo, jhi + 1):
-            p = pmin[j] - wn0
-            m = pmaj[j] - wm0
-            if p < 0 or p >= wn1 - wn0 or m < 0 or m >= wm1 - wm0:
-                continue
-            v = res[j]
-            if form == FAR:
-                if v == v:
-                    bb = 1.0 / dist[j]
-                    v = v + zobs[j] * bb
-                else:
-                    bb = np.nan
-                if swap:
-                    out[m, p] = v
-                    out_b[m, p] = bb
-                else:
-                    out[p, m] = v
-                    out_b[p, m] = bb
-                continue
-            if form == DEGREES and v == v:
-                v = fast_atan(v) * deg
-            if swap:
-                out[m, p] = v
-            else:
-                out[p, m] = v
+        _sweep_observers(
+            n, sig, hgt, zobs, pmin, pmaj, window, swap, obs_height, radius, dmin, dmax, work, form, fo, fb
+        )
 
 
 @njit(nogil=True, cache=True)

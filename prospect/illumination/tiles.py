@@ -9,7 +9,9 @@ written and dropped. Peak memory is set by the tile and the halo, not by the ras
 Near field (full resolution)
     The tile plus a halo of ``near_px`` pixels is read from the DEM and swept
     (:func:`prospect.illumination._horizon_kernels.horizon_sweep_window`: only the lines
-    through the tile, each from the tile's near edge to the window's far edge). Every
+    through the tile, each from the tile's near edge to the window's far edge; opposite
+    azimuths share their lines, so each pair is sampled once and swept both ways by
+    :func:`~prospect.illumination._horizon_kernels.horizon_sweep_window_pair`). Every
     target within ground distance ``D0 = near_px * pixel / k_max`` of a tile pixel lies
     in the window (``k_max`` the largest polar scale factor of the raster: a ground
     distance ``r`` is at most ``r k_max`` on the map).
@@ -31,8 +33,9 @@ Far field (coarse)
 
     The horizon is the larger of the two fields. With ``far_factor = 1``, or when the
     halo covers ``max_distance`` anyway, there is no far field and the tile's horizon is
-    exactly :func:`prospect.illumination.horizon.horizon_angles` of the whole DEM (the
-    same lines, samples and arithmetic; tested bit for bit).
+    :func:`prospect.illumination.horizon.horizon_angles` of the whole DEM to rounding (the
+    same lines and samples; a pair's reversed view measures distance from the other end of
+    each line, ~1e-6 deg; tested).
 
 Accuracy of the far field against the exact sweep is measured by ``make
 bench-illumination`` on the benchmark DEM and tested in ``tests/test_tiles.py``.
@@ -50,6 +53,7 @@ import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -136,11 +140,12 @@ def _int_param(value, name: str, minimum: int) -> int:
 
 def tile_memory_bytes(tile_px: int, n_azimuths: int, near_px: int, workers: int = 1) -> int:
     """Bytes one output tile of ``tile_px`` holds at its peak, besides :data:`BASE_MB`: the horizon
-    cube (float32), the near-field window read and held as float64 with its float32 source, one
-    float32 plane per azimuth thread, and :data:`EXTRA_BYTES_PER_PX` per pixel."""
+    cube (float32), the near-field window read and held as float64 with its float32 source, two
+    float32 planes per azimuth thread (an opposite pair's near fields), and
+    :data:`EXTRA_BYTES_PER_PX` per pixel."""
     t2 = tile_px * tile_px
     window = (tile_px + 2 * near_px) ** 2
-    return 4 * n_azimuths * t2 + 12 * window + 4 * max(1, workers) * t2 + EXTRA_BYTES_PER_PX * t2
+    return 4 * n_azimuths * t2 + 12 * window + 8 * max(1, workers) * t2 + EXTRA_BYTES_PER_PX * t2
 
 
 def tile_for_memory(memory_mb: float, n_azimuths: int, near_px: int = 0, workers: int = 1) -> int:
@@ -257,30 +262,27 @@ class TiledHorizon:
         hobs = self.observer_height_m
         dmax = plan.max_distance_m
 
+        # azimuths i and i + n/2 are opposite (n even, evenly spaced from 0): their lines are the
+        # same, sampled once and swept both ways (horizon_sweep_window_pair)
+        n_az = self.az.size
+        paired = n_az % 2 == 0
+        firsts = range(n_az // 2) if paired else range(n_az)
+
+        def sweep(zz, azr, x0_, y0_, a_, e_, dmin, obs, row0, col0, outs, form, g0):
+            """One azimuth (``outs`` = (out, out_b)) or an opposite pair (+ (rout, rout_b))."""
+            # numba dispatchers: their signatures are the kernels'
+            kernel: Any = K.horizon_sweep_window_pair if len(outs) == 4 else K.horizon_sweep_window
+            kernel(zz, azr, mode, x0_, y0_, a_, e_, radius, dmin, dmax, obs, row0, col0, *outs, form, *g0)
+
+        def members(i: int) -> list[int]:
+            return [i, i + n_az // 2] if paired else [i]
+
         if not plan.multiresolution:
 
             def one(i: int) -> None:
                 azr = math.radians(float(self.az[i]) % 360.0)
-                K.horizon_sweep_window(
-                    zwin,
-                    azr,
-                    mode,
-                    gx0,
-                    gy0,
-                    a,
-                    e,
-                    radius,
-                    0.0,
-                    dmax,
-                    hobs,
-                    r0 - rr0,
-                    c0 - cc0,
-                    cube[i],
-                    cube[i],
-                    K.DEGREES,
-                    rr0,
-                    cc0,
-                )
+                outs = tuple(x for m in members(i) for x in (cube[m], cube[m]))
+                sweep(zwin, azr, gx0, gy0, a, e, 0.0, hobs, r0 - rr0, c0 - cc0, outs, K.DEGREES, (rr0, cc0))
         else:
             f = plan.far_factor
             zc = self.coarse_heights()
@@ -303,57 +305,48 @@ class TiledHorizon:
 
             def one(i: int) -> None:
                 azr = math.radians(float(self.az[i]) % 360.0)
-                near = np.empty((th, tw), dtype=np.float32)
-                K.horizon_sweep_window(
+                ms = members(i)
+                near = [np.empty((th, tw), dtype=np.float32) for _ in ms]
+                sweep(
                     zwin,
                     azr,
-                    mode,
                     gx0,
                     gy0,
                     a,
                     e,
-                    radius,
                     0.0,
-                    dmax,
                     hobs,
                     r0 - rr0,
                     c0 - cc0,
-                    near,
-                    near,
+                    tuple(x for nr in near for x in (nr, nr)),
                     K.TANGENT,
-                    rr0,
-                    cc0,
+                    (rr0, cc0),
                 )
-                A = np.empty((or1 - or0, oc1 - oc0), dtype=np.float32)
-                B = np.empty_like(A)
-                K.horizon_sweep_window(
+                far = [tuple(np.empty((or1 - or0, oc1 - oc0), dtype=np.float32) for _ in "AB") for _ in ms]
+                sweep(
                     zcw,
                     azr,
-                    mode,
                     cx0,
                     cy0,
                     a * f,
                     e * f,
-                    radius,
                     inner,
-                    dmax,
                     0.0,
                     or0 - wr0,
                     oc0 - wc0,
-                    A,
-                    B,
+                    tuple(x for ab in far for x in ab),
                     K.FAR,
-                    wr0,
-                    wc0,
+                    (wr0, wc0),
                 )
-                K.combine_far(near, A, B, ri, rw, ci, cw, zf, hobs, cube[i])
+                for m, nr, (A, B) in zip(ms, near, far, strict=True):
+                    K.combine_far(nr, A, B, ri, rw, ci, cw, zf, hobs, cube[m])
 
         if self.workers == 1:
-            for i in range(self.az.size):
+            for i in firsts:
                 one(i)
         else:
             with ThreadPoolExecutor(max_workers=self.workers) as pool:
-                list(pool.map(one, range(self.az.size)))
+                list(pool.map(one, firsts))
         attrs = horizon_attrs(self.args, self.desc, dmax, hobs)
         attrs["tiling"] = plan.describe()
         return horizon_dataarray(self.dem[r0:r1, c0:c1], cube, self.az, attrs)
