@@ -369,6 +369,13 @@ class AnalysisGrid:
         """Nominal ground pixel size [m] (x size; degrees converted at the equator)."""
         return lunar.ground_resolution_m(self.crs, self.transform.a)
 
+    def coarsened(self, factor: int) -> AnalysisGrid:
+        """The grid of ``factor x factor`` pixel blocks aligned to pixel (0, 0), same CRS (partial
+        blocks at the far edges when ``factor`` does not divide the shape)."""
+        if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
+            raise GridError(f"a grid coarsening factor must be a positive integer, not {factor!r}")
+        return _coarsened(self, int(factor))
+
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """``(left, bottom, right, top)`` of the pixel edges in CRS units."""

@@ -331,3 +331,40 @@ def test_a_map_without_one_value_is_a_warning_naming_it(tmp_path):
     assert len(caught) == 1 and str(tmp_path / "empty") in str(caught[0].message)
     assert "he3_ppb_p95.tif" in str(caught[0].message)
     assert (tmp_path / "empty" / "he3_inventory.json").is_file()
+
+
+def test_model_grid_coarsens_a_fine_analysis_grid_by_a_whole_divisor():
+    """A 20 m polar grid is coarsened to at most grid_pixel_m (blocks covering exactly its
+    extent); a coarse grid, a grid with no divisor in range, and grid_pixel_m 0 stay as they are."""
+    params = config.load("he3")
+    assert float(params["grid_pixel_m"]) == 250.0
+    fine = AnalysisGrid.polar_cap("south", -87.5, resolution_m=20.0)
+    got = he3.model_grid(fine, params)
+    factor = round(got.ground_resolution_m / 20.0)
+    assert 2 <= factor <= 12 and factor * 20.0 <= 250.0
+    assert fine.shape[0] % factor == 0 and got.shape == (fine.shape[0] // factor, fine.shape[1] // factor)
+    assert got.bounds == pytest.approx(fine.bounds) and got.crs == fine.crs
+    coarse = AnalysisGrid.polar_cap("south", -79.0, resolution_m=5000.0)
+    assert he3.model_grid(coarse, params) is coarse
+    t = fine.transform
+    prime = AnalysisGrid(fine.crs, t, (7583, 7583))  # 7583 is prime: no whole factor
+    assert he3.model_grid(prime, params) is prime
+    assert he3.model_grid(fine, config.load("he3", {"he3": {"grid_pixel_m": 0}})) is fine
+    with pytest.raises(ConfigError, match="grid_pixel_m"):
+        config.load("he3", {"he3": {"grid_pixel_m": -5}})
+
+
+def test_he3_on_a_fine_grid_runs_on_the_coarsened_grid_with_the_same_inventory(shared, tmp_path):
+    """run_he3 given a 25 m analysis grid writes its maps on the grid model_grid chooses, and the
+    inventory equals the one computed on the fine grid itself (grid_pixel_m 0) to 1e-4."""
+    fine = AnalysisGrid.polar_cap("south", -89.3, resolution_m=25.0)
+    sources = {"tio2": "lp_grs_ti_5deg", "feo": "lp_grs_feo_halfdeg"}
+    fast = run_he3(tmp_path / "coarse", sources=sources, grid=fine, params={"samples": 0})
+    full = run_he3(
+        tmp_path / "fine", sources=sources, grid=fine, params={"samples": 0, "config": {"he3": {"grid_pixel_m": 0}}}
+    )
+    with rasterio.open(fast["he3_ppb"]) as a, rasterio.open(full["he3_ppb"]) as b:
+        assert b.shape == fine.shape and a.shape[0] < b.shape[0] / 5
+        assert a.bounds == pytest.approx(b.bounds)
+    inv = [json.loads(p["inventory"].read_text())["inventory_kg"] for p in (fast, full)]
+    assert inv[0] == pytest.approx(inv[1], rel=1e-4)

@@ -1162,7 +1162,8 @@ def run_he3(
     ``sources``: ``tio2`` (required) holds Ti (converted with ``tio2_per_ti``, e.g. the LP
     GRS Ti table) or TiO2 wt% (e.g. LROC WAC TiO2); ``feo`` (the mare/highland thickness
     rule), ``maturity``, ``thickness`` (a regolith-thickness map). The maps are on ``grid``
-    (e.g. a pipeline's polar analysis grid) when given; otherwise a table goes onto a
+    (e.g. a pipeline's polar analysis grid) when given, coarsened to pixels of at most the
+    ``grid_pixel_m`` parameter when it is finer (:func:`prospect.resources.he3.model_grid`); otherwise a table goes onto a
     global geographic grid of ``resolution_deg`` and a raster keeps its own grid. The
     other layers are put on the TiO2 layer's grid.
 
@@ -1179,6 +1180,7 @@ def run_he3(
         calibrate,
         check_wt_pct,
         maturity_index,
+        model_grid,
     )
 
     p = _params(params)
@@ -1194,7 +1196,10 @@ def run_he3(
         raise ConfigError(f"maturity_kind must be index, is_feo or omat, not {maturity_kind!r}")
     folder = check_output(out)
     tio2_source = str(sources["tio2"])
-    layer, q = open_he3_layer(tio2_source, _grid(grid), resolution_deg=p.get("resolution_deg"))
+    on_grid = _grid(grid)
+    if on_grid is not None:  # a fine analysis grid is coarsened: He-3's sources are 0.5-5 deg maps
+        on_grid = model_grid(on_grid, parameters)
+    layer, q = open_he3_layer(tio2_source, on_grid, resolution_deg=p.get("resolution_deg"))
     check_wt_pct(layer, tio2_source)
     q = quantity or q
     if q == "Ti":

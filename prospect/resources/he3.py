@@ -361,6 +361,24 @@ def sample_parameters(params: ParameterSet, n: int, seed: int) -> list[dict[str,
 # --- maps -----------------------------------------------------------------------------------
 
 
+def model_grid(grid: AnalysisGrid, params: ParameterSet) -> AnalysisGrid:
+    """The grid the He-3 model runs on for an analysis ``grid``: ``grid`` itself, or ``grid``
+    coarsened by the largest integer factor that divides both its dimensions (the blocks cover
+    exactly its extent) and keeps the pixel at most ``grid_pixel_m`` (``he3.yaml``).
+
+    He-3's sources are 0.5-5 deg maps (15-150 km), so a 20 m analysis grid only repeats their
+    values; the model and its Monte Carlo scale with the pixels (502 s at 7584^2 x 20 m,
+    ``make bench-pipeline``). The site stage averages ``he3_ppb`` over discs on its own grid."""
+    limit = float(params["grid_pixel_m"])
+    res = abs(grid.ground_resolution_m)
+    best = 1
+    rows, cols = grid.shape
+    for f in range(2, int(limit // res) + 1):
+        if rows % f == 0 and cols % f == 0:
+            best = f
+    return grid if best == 1 else grid.coarsened(best)
+
+
 def _windows(grid: AnalysisGrid, block_px: int) -> list[tuple[int, int, int, int]]:
     """``(row0, row1, col0, col1)`` blocks of ``block_px`` covering the grid, row-major."""
     rows, cols = grid.shape
