@@ -113,6 +113,10 @@ WALK_BLOCK_PX = 128
 #: Sun and Earth directions are computed exactly every this many pixels along a row and
 #: interpolated linearly between (see :func:`_products_kernel`).
 NODE_PX = 16
+#: margin [deg] between a bin's Earth elevation and a pixel's horizon bound for the bin to be
+#: decided without a lookup: far above the rounding of the interpolated values (~1e-14 deg), so
+#: every bin is decided as the lookup would decide it
+EARTH_BOUND_EPS_DEG = 1e-9
 
 
 @njit(nogil=True, cache=True)
@@ -376,6 +380,22 @@ def _products_row(
             d_mel[k, j] = m_el[k + 1, j] - m_el[k, j]
             d = m_az[k + 1, j] - m_az[k, j]
             d_maz[k, j] = d - naz if d > half else (d + naz if d < -half else d)
+    # per segment, the range of the Earth's grid azimuth over all bins (azimuth steps, unwrapped
+    # from the first bin's): each pixel bounds its horizon over that range once, and a bin whose
+    # elevation clears the bound (by EARTH_BOUND_EPS_DEG) needs no horizon lookup
+    s_azlo = np.zeros(ns)
+    s_azhi = np.zeros(ns)
+    for k in range(ns):
+        lo, hi = np.inf, -np.inf
+        ref = m_az[k, 0] if ne > 0 else 0.0
+        for j in range(ne):
+            d = m_az[k, j] - ref
+            d = d - naz if d > half else (d + naz if d < -half else d)
+            d1 = d + d_maz[k, j]
+            lo = min(lo, d, d1)
+            hi = max(hi, d, d1)
+        s_azlo[k] = ref + lo
+        s_azhi[k] = ref + hi
     kap = np.empty((nlam, w_cols), np.float32)
     thr = np.empty((nlam, w_cols), np.float32)
     for c in range(w_cols):
@@ -424,10 +444,24 @@ def _products_row(
             )
         frac[r, c] = acc / nlam
         psr[r, c] = 0 if lit_possible else 1
+        # the horizon's range over the Earth's azimuths here (between two azimuth steps the
+        # interpolated horizon lies between their values)
+        hmin, hmax = np.inf, -np.inf
+        i_lo = int(math.floor(s_azlo[k])) - 1
+        i_hi = int(math.ceil(s_azhi[k])) + 1
+        if i_hi - i_lo >= naz:
+            i_lo, i_hi = 0, naz - 1
+        for ii in range(i_lo, i_hi + 1):
+            hv = hrow[c, ii % naz]
+            hmin = min(hmin, hv)
+            hmax = max(hmax, hv)
+        above = hmax + EARTH_BOUND_EPS_DEG
+        below = hmin - EARTH_BOUND_EPS_DEG
         vis = 0.0
         for j in range(ne):
             el = m_el[k, j] + f * d_mel[k, j]
-            if el > _row_horizon_at(hrow, c, m_az[k, j] + f * d_maz[k, j]):
+            # above every horizon value here: seen; else look the horizon up unless below them all
+            if el > above or (el > below and el > _row_horizon_at(hrow, c, m_az[k, j] + f * d_maz[k, j])):
                 vis += e_w[j]
         earth[r, c] = vis
     # darkness runs over the time series, a block of the row's pixels at each step (a block's
