@@ -123,6 +123,22 @@ def test_exact_tiles_equal_the_whole_raster(scene):
     assert np.nanmax(np.abs(got - full)) < 1e-4
 
 
+def test_a_reused_cube_buffer_gives_the_same_cubes_and_stays_home(fractal_dem):
+    """compute(reuse=True) writes into one kept buffer (the stage's tile loop): each cube equals a
+    fresh one, a smaller edge tile fits the buffer, and the buffer is never part of what is sent
+    to cluster workers (shared_state)."""
+    from prospect.illumination.tiles import shared_state
+
+    th = TiledHorizon(fractal_dem, 12, 150_000.0, tile_px=128, near_px=48, far_factor=4, workers=2)
+    windows = [(0, 128, 0, 128), (128, 256, 256, 384), (256, 384, 320, 384)]
+    for w in windows:
+        fresh = th.compute(w).values
+        reused = th.compute(w, reuse=True)
+        assert np.array_equal(reused.values, fresh, equal_nan=True), w
+    assert th._cube_buffer is not None and th._cube_buffer.size == 12 * 128 * 128
+    assert "_cube_buffer" not in shared_state(th)
+
+
 def test_multiresolution_far_field_is_close_to_exact(fractal_dem):
     """Full resolution within 48 px, a 4x coarser DEM beyond: p99 and median error against the exact sweep."""
     full = horizon_angles(fractal_dem, n_azimuths=36, max_distance_m=150_000.0, workers=2).values
