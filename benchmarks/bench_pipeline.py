@@ -73,6 +73,7 @@ stages:
 """
 
 _STAGE_LINE = re.compile(r"\[(\d+)/(\d+)\] (\w+) done in ([0-9.]+) s \(peak RSS so far ([0-9.]+) MB\)")
+_PART_LINE = re.compile(r"resources: (\w+) done in ([0-9.]+) s \(peak RSS so far ([0-9.]+) MB\)")
 
 
 def _log(msg: str) -> None:
@@ -80,11 +81,24 @@ def _log(msg: str) -> None:
 
 
 def stage_lines(log_text: str) -> list[dict[str, Any]]:
-    """The per-stage lines of a run log: stage, wall seconds, peak RSS so far [MB]."""
-    return [
+    """The per-stage lines of a run log: stage, wall seconds, peak RSS so far [MB]; the resources
+    stage's per-model lines (``resources: he3 done in ...``) follow its own line as
+    ``resources.ice`` and ``resources.he3``."""
+    stages = [
         {"stage": m.group(3), "seconds": float(m.group(4)), "peak_rss_so_far_mb": float(m.group(5))}
         for m in _STAGE_LINE.finditer(log_text)
     ]
+    parts = [
+        {"stage": f"resources.{m.group(1)}", "seconds": float(m.group(2)), "peak_rss_so_far_mb": float(m.group(3))}
+        for m in _PART_LINE.finditer(log_text)
+    ]
+    out: list[dict[str, Any]] = []
+    for rec in stages:
+        out.append(rec)
+        if rec["stage"] == "resources":
+            out += parts
+            parts = []
+    return out + parts
 
 
 def inputs(folder: Path, size: int) -> Path:

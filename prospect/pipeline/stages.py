@@ -491,7 +491,7 @@ def _save_tile(saved: Path, ds: xr.Dataset) -> None:
 
 
 def _stage_log(message: str, progress: bool) -> None:
-    """A line of the illumination stage's report: the run log (and its stderr echo) under
+    """A line of a stage's report (illumination tiles, resource models): the run log (and its stderr echo) under
     ``prospect run``, else stderr when ``progress`` is on."""
     import logging
 
@@ -1267,15 +1267,28 @@ def _run_both(
     seed: int,
     progress: bool,
 ) -> dict[str, Path]:
+    import time
+
+    from prospect.memory import peak_rss_mb
+
     outputs: dict[str, Path] = {}
-    if "ice" in p:
-        ice_sources = {r: sources[r] for r in ICE_ROLES if sources.get(r) is not None}
-        ice = run_ice(folder / "ice", sources=ice_sources, grid=grid, params=p["ice"], seed=seed, progress=progress)
-        outputs.update({f"ice/{k}": v for k, v in ice.items()})
-    if "he3" in p:
-        he3_sources = {r: sources[r] for r in ("tio2", "feo", "maturity", "thickness") if sources.get(r) is not None}
-        he3 = run_he3(folder / "he3", sources=he3_sources, grid=grid, params=p["he3"], seed=seed, progress=progress)
-        outputs.update({f"he3/{k}": v for k, v in he3.items()})
+    for model in ("ice", "he3"):
+        if model not in p:
+            continue
+        t0 = time.perf_counter()
+        if model == "ice":
+            ice_sources = {r: sources[r] for r in ICE_ROLES if sources.get(r) is not None}
+            res = run_ice(folder / "ice", sources=ice_sources, grid=grid, params=p["ice"], seed=seed, progress=progress)
+        else:
+            he3_sources = {
+                r: sources[r] for r in ("tio2", "feo", "maturity", "thickness") if sources.get(r) is not None
+            }
+            res = run_he3(folder / "he3", sources=he3_sources, grid=grid, params=p["he3"], seed=seed, progress=progress)
+        outputs.update({f"{model}/{k}": v for k, v in res.items()})
+        _stage_log(
+            f"resources: {model} done in {time.perf_counter() - t0:.1f} s (peak RSS so far {peak_rss_mb():.0f} MB)",
+            progress,
+        )
     return outputs
 
 
