@@ -806,6 +806,10 @@ def _gather(block: np.ndarray, src: _SourceGeometry, win: _Window, rows: np.ndar
     return np.where(inside, vals, np.nan)
 
 
+#: rows of an output chunk sampled at once by :func:`_sample_block` (bounds its temporaries)
+SAMPLE_STRIP_ROWS = 128
+
+
 def _sample_block(
     block: np.ndarray,
     grid: AnalysisGrid,
@@ -817,8 +821,33 @@ def _sample_block(
     c1: int,
     method: str,
 ) -> np.ndarray:
-    """One output chunk: target centres -> source CRS -> fractional indices -> sample."""
+    """One output chunk: target centres -> source CRS -> fractional indices -> sample.
+
+    In strips of :data:`SAMPLE_STRIP_ROWS` rows: each pixel is computed on its own, so the
+    values do not depend on the strips, and the float64 temporaries of a strip (centres,
+    source coordinates, indices and weights, about twenty arrays of the strip's size) stay a
+    few tens of MB instead of about 640 MB for a 2048² chunk on each thread.
+    """
     block = np.asarray(block)
+    out = np.empty((r1 - r0, c1 - c0), dtype="float32")
+    for s0 in range(r0, r1, SAMPLE_STRIP_ROWS):
+        s1 = min(r1, s0 + SAMPLE_STRIP_ROWS)
+        out[s0 - r0 : s1 - r0] = _sample_strip(block, grid, src, win, s0, s1, c0, c1, method)
+    return out
+
+
+def _sample_strip(
+    block: np.ndarray,
+    grid: AnalysisGrid,
+    src: _SourceGeometry,
+    win: _Window,
+    r0: int,
+    r1: int,
+    c0: int,
+    c1: int,
+    method: str,
+) -> np.ndarray:
+    """Rows ``r0:r1``, columns ``c0:c1`` of :func:`_sample_block`."""
     t = grid.transform
     x = t.c + t.a * (np.arange(c0, c1, dtype="float64") + 0.5)
     y = t.f + t.e * (np.arange(r0, r1, dtype="float64") + 0.5)

@@ -365,6 +365,25 @@ def test_result_does_not_depend_on_chunking(method):
             np.testing.assert_array_equal(out.values, reference)
 
 
+@pytest.mark.parametrize("method", ["bilinear", "nearest"])
+def test_strips_of_a_chunk_give_the_values_of_one_pass(method, monkeypatch):
+    """Each output chunk is sampled in row strips to bound its temporaries; a strip of 3 rows
+    (strips ending inside a chunk, a last short strip) gives exactly what one pass gives."""
+    import prospect.grid as grid_module
+
+    source_grid = AnalysisGrid.global_geographic(0.25, lon_convention="360")
+    rng = np.random.default_rng(7)
+    values = (unit_vector(*source_grid.lonlat())[2] + rng.normal(0, 0.01, source_grid.shape)).astype("float32")
+    values[rng.random(source_grid.shape) < 0.01] = np.nan
+    src = grid_with_values(source_grid, values)
+    target = south_grid_with_pole_pixel()
+    monkeypatch.setattr(grid_module, "SAMPLE_STRIP_ROWS", 10**6)
+    one_pass = resample(src, target, method=method).values
+    monkeypatch.setattr(grid_module, "SAMPLE_STRIP_ROWS", 3)
+    np.testing.assert_array_equal(resample(src, target, method=method).values, one_pass)
+    assert np.isfinite(one_pass).mean() > 0.5
+
+
 def test_bilinear_nan_propagates_only_with_weight():
     source_grid = AnalysisGrid.from_bounds(GEO, (10.0, -20.0, 20.0, -10.0), resolution=1.0)
     values = (np.arange(10)[:, None] * 10 + np.arange(10)[None, :]).astype("float32")

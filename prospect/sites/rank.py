@@ -305,7 +305,8 @@ def _quantile_and_min(layer: xr.DataArray, q: float, bins: int = 4096) -> tuple[
     if hi == lo:
         return lo, lo
     counts, edges = da.histogram(data, bins=bins, range=(lo, hi))  # NaN falls outside the range
-    cum = np.cumsum(counts.compute()) / max(1, int(counts.sum().compute()))
+    counts = counts.compute()  # once: its sum from the same pass
+    cum = np.cumsum(counts) / max(1, int(counts.sum()))
     return float(edges[int(np.searchsorted(cum, q, side="right"))]), lo
 
 
