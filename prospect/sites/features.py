@@ -12,6 +12,7 @@ boundary), collected chunk by chunk, so the search scales with the boundary leng
   formulation), edge cost = ground length x the mean of ``1 + slope / scale`` at its
   ends, pixels steeper than ``traverse_max_slope_deg`` impassable. Grids larger than
   ``traverse_max_cells`` are block-averaged first (the resolution used is returned).
+  The model, the solver and the least-cost paths are in :mod:`prospect.sites.traverse`.
 - :func:`crater_density_km2`: catalogue craters of diameter >= ``crater_min_diameter_m``
   per km2 of spherical cap within ``crater_radius_m``.
 - :func:`nearest_named`: the nearest named cold trap (moonpies crater list: PSR centroid).
@@ -19,20 +20,18 @@ boundary), collected chunk by chunk, so the search scales with the boundary leng
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import Any, Literal, overload
 
 import dask
-import dask.array as da
 import numpy as np
 import xarray as xr
-from scipy import ndimage, sparse
-from scipy.sparse import csgraph
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from prospect import lunar
 from prospect.errors import ConfigError
 from prospect.grid import AnalysisGrid, as_dask
+from prospect.sites.traverse import TraverseField, traverse_field
 
 
 def _edge(block: np.ndarray) -> np.ndarray:
@@ -160,6 +159,7 @@ def nearest_named(lon: np.ndarray, lat: np.ndarray, named: Any) -> tuple[np.ndar
     return np.where(idx >= 0, names[np.clip(idx, 0, None)], ""), dist
 
 
+@overload
 def traverse_cost_km(
     slope: xr.DataArray,
     sources: xr.DataArray,
@@ -170,60 +170,59 @@ def traverse_cost_km(
     scale_deg: float,
     max_slope_deg: float,
     max_cells: float,
-) -> tuple[np.ndarray, float]:
+    return_field: Literal[False] = False,
+    psr_mask: xr.DataArray | None = None,
+) -> tuple[np.ndarray, float]: ...
+
+
+@overload
+def traverse_cost_km(
+    slope: xr.DataArray,
+    sources: xr.DataArray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    grid: AnalysisGrid,
+    *,
+    scale_deg: float,
+    max_slope_deg: float,
+    max_cells: float,
+    return_field: Literal[True],
+    psr_mask: xr.DataArray | None = None,
+) -> tuple[np.ndarray, float, TraverseField]: ...
+
+
+def traverse_cost_km(
+    slope: xr.DataArray,
+    sources: xr.DataArray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    grid: AnalysisGrid,
+    *,
+    scale_deg: float,
+    max_slope_deg: float,
+    max_cells: float,
+    return_field: bool = False,
+    psr_mask: xr.DataArray | None = None,
+) -> tuple[np.ndarray, float] | tuple[np.ndarray, float, TraverseField]:
     """Least slope-weighted traverse cost [flat-ground km] from pixels ``(rows, cols)`` to any source.
 
     Returns the costs (NaN where no passable path exists or there is no source) and the
-    ground resolution [m] of the graph.
+    ground resolution [m] of the graph. The cost model and the solver live in
+    :mod:`prospect.sites.traverse`; with ``return_field=True`` the solved
+    :class:`~prospect.sites.traverse.TraverseField` comes third (the same single Dijkstra
+    run), ready for :func:`prospect.sites.traverse.paths` (``psr_mask``, optional, is
+    coarsened into it for the paths' PSR share).
     """
-    h, w = grid.shape
-    f = max(1, int(math.ceil(math.sqrt(h * w / max_cells))))
-    s = as_dask(slope).astype("float64")
-    src = as_dask(sources).astype("float64")
-    if f > 1:
-        pad = ((0, (-h) % f), (0, (-w) % f))
-        s = da.coarsen(np.nanmean, da.pad(s, pad, constant_values=np.nan), {0: f, 1: f}, trim_excess=False)
-        src = da.coarsen(np.nanmax, da.pad(src, pad, constant_values=0.0), {0: f, 1: f}, trim_excess=False)
-    s_np, src_np = (np.asarray(a) for a in dask.compute(s, src))
-    is_src = np.nan_to_num(src_np) > 0.5
-    n_rows, n_cols = s_np.shape
-    x = grid.transform.c + grid.transform.a * f * (np.arange(n_cols) + 0.5)
-    y = grid.transform.f + grid.transform.e * f * (np.arange(n_rows) + 0.5)
-    gx, gy = np.meshgrid(x, y)
-    k = lunar.polar_scale_factor_xy(gx, gy) if grid.crs.is_polar else np.ones_like(gx)
-    step_m = abs(grid.transform.a) * f / k
-    factor = 1.0 + np.where(np.isfinite(s_np), s_np, np.inf) / scale_deg
-    passable = (np.isfinite(s_np) & (s_np <= max_slope_deg)) | is_src
-    factor = np.where(is_src & ~np.isfinite(factor), 1.0, factor)  # a source without slope still counts
-    # 32-bit cell indices while they fit, and the edge arrays filled in place (no lists to
-    # concatenate): at the default 4e6 cells the graph peaks at about 0.5 GB, not 1 GB
-    idx = np.arange(n_rows * n_cols, dtype=np.int32 if n_rows * n_cols < 2**31 else np.int64)
-    idx = idx.reshape(n_rows, n_cols)
-    pairs = []
-    for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
-        a = (slice(0, n_rows - dr), slice(max(0, -dc), n_cols - max(0, dc)))
-        b = (slice(dr, n_rows), slice(max(0, dc), n_cols - max(0, -dc)))
-        ok = passable[a] & passable[b]
-        pairs.append((dr, dc, a, b, ok, int(ok.sum())))
-    n_edges = sum(p[-1] for p in pairs)
-    heads = np.empty(n_edges, idx.dtype)
-    tails = np.empty(n_edges, idx.dtype)
-    weights = np.empty(n_edges)
-    i = 0
-    for dr, dc, a, b, ok, n_ok in pairs:
-        j = i + n_ok
-        length = 0.5 * (step_m[a] + step_m[b]) * math.hypot(dr, dc)
-        heads[i:j] = idx[a][ok]
-        tails[i:j] = idx[b][ok]
-        weights[i:j] = (length * 0.5 * (factor[a] + factor[b]))[ok]
-        i = j
-    del pairs
-    graph = sparse.coo_matrix((weights, (heads, tails)), shape=(idx.size, idx.size)).tocsr()
-    del heads, tails, weights
-    start = idx[is_src]
-    out = np.full(np.size(rows), np.nan)
-    if start.size:
-        dist = csgraph.dijkstra(graph, directed=False, indices=start, min_only=True)
-        at = dist[idx[np.asarray(rows) // f, np.asarray(cols) // f]]
-        out = np.where(np.isfinite(at), at / 1e3, np.nan)
-    return out, float(abs(grid.transform.a) * f)
+    field = traverse_field(
+        slope,
+        sources,
+        grid,
+        scale_deg=scale_deg,
+        max_slope_deg=max_slope_deg,
+        max_cells=max_cells,
+        psr_mask=psr_mask,
+    )
+    cost = field.cost_km(rows, cols)
+    if return_field:
+        return cost, field.resolution_m, field
+    return cost, field.resolution_m
