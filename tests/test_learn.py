@@ -287,3 +287,275 @@ def test_load_refuses_files_that_are_not_models(tmp_path, kind):
 def test_load_missing_file(tmp_path):
     with pytest.raises(InputNotFoundError, match=r"absent\.skops"):
         models.load_model(tmp_path / "absent.skops")
+
+
+# --- monotone models, exact contributions, variants (issue 19) ----------------------------
+
+DIRECTIONS = {"f0": "benefit", "noise_a": "cost"}  # noise_b: no agreed direction
+ALL_ESTIMATORS = list(learn.ESTIMATORS)
+
+
+@pytest.fixture(scope="module")
+def estimator_ensembles(sites):
+    X, region, x, y = sites
+    blocks = learn.spatial_blocks(x, y, 20e3)
+    return {
+        e: learn.fit_pu(X, region >= 0, blocks, seed=3, estimator=e, directions=DIRECTIONS, **FAST)
+        for e in ALL_ESTIMATORS
+    }
+
+
+@pytest.mark.parametrize("estimator", ALL_ESTIMATORS)
+def test_contributions_sum_to_the_learned_score(sites, estimator_ensembles, estimator):
+    X = sites[0]
+    ens = estimator_ensembles[estimator]
+    score, per_member = learn.predict(ens, X)
+    base, terms = learn.contributions(ens, X)
+    assert list(terms.columns) == list(X.columns) and terms.index.equals(X.index)
+    assert np.ptp(base) == 0.0  # one base for every site
+    np.testing.assert_allclose(base + terms.sum(axis=1).to_numpy(), score, rtol=0, atol=1e-6)
+    # the score is the members' mean calibrated log-odds; the probability output agrees in order
+    np.testing.assert_allclose(score, per_member.mean(axis=0))
+    prob = learn.predict(ens, X, output="probability")[0]
+    assert ((prob >= 0) & (prob <= 1)).all()
+    assert np.corrcoef(np.argsort(np.argsort(prob)), np.argsort(np.argsort(score)))[0, 1] > 0.95
+    # the informative feature carries the expert sites' score
+    pos = sites[1] >= 0
+    assert terms.loc[pos, "f0"].mean() > terms.loc[pos, ["noise_a", "noise_b"]].abs().mean().max()
+
+
+@pytest.mark.parametrize("estimator", ALL_ESTIMATORS)
+def test_new_estimators_same_seed_same_scores(sites, estimator_ensembles, estimator):
+    X, region, x, y = sites
+    again = learn.fit_pu(
+        X, region >= 0, learn.spatial_blocks(x, y, 20e3), seed=3, estimator=estimator, directions=DIRECTIONS, **FAST
+    )
+    np.testing.assert_array_equal(learn.predict(again, X)[1], learn.predict(estimator_ensembles[estimator], X)[1])
+    np.testing.assert_array_equal(
+        learn.contributions(again, X)[1].to_numpy(),
+        learn.contributions(estimator_ensembles[estimator], X)[1].to_numpy(),
+    )
+    assert again.info == estimator_ensembles[estimator].info
+
+
+def _monotone_check(ens, X, row, feature, delta):
+    """Score of ``row`` and of ``row`` with ``feature`` raised by ``delta``."""
+    a = X.iloc[[row]].copy()
+    if not np.isfinite(a[feature].iloc[0]):
+        a[feature] = 0.0
+    b = a.copy()
+    b[feature] = b[feature] + delta
+    return learn.predict(ens, a)[0][0], learn.predict(ens, b)[0][0]
+
+
+@pytest.mark.parametrize("estimator", sorted(learn.MONOTONE))
+def test_monotone_variants_never_score_a_better_site_lower(sites, estimator_ensembles, estimator):
+    """Property: improving a feature in its agreed direction never lowers the learned score."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = pytest.importorskip("hypothesis.strategies")
+    X = sites[0]
+    ens = estimator_ensembles[estimator]
+    signs = dict(zip(ens.feature_names, learn.direction_signs(ens.feature_names, DIRECTIONS), strict=True))
+
+    @hypothesis.settings(max_examples=60, deadline=None, derandomize=True)
+    @hypothesis.given(
+        row=st.integers(0, len(X) - 1),
+        feature=st.sampled_from(["f0", "noise_a"]),
+        delta=st.floats(1e-3, 10.0, allow_nan=False),
+    )
+    def improving_never_hurts(row, feature, delta):
+        before, after = _monotone_check(ens, X, row, feature, signs[feature] * delta)
+        assert after >= before - 1e-9, (row, feature, delta, before, after)
+
+    improving_never_hurts()
+    # and on a sweep over the whole range of each directed feature
+    for feature in ("f0", "noise_a"):
+        grid = np.linspace(X[feature].min() - 1, X[feature].max() + 1, 41)
+        rows = pd.concat([X.iloc[[7]]] * len(grid), ignore_index=True)
+        rows[feature] = grid * signs[feature]
+        assert (np.diff(learn.predict(ens, rows)[0]) >= -1e-9).all()
+
+
+def test_monotone_models_record_their_directions(estimator_ensembles):
+    info = estimator_ensembles["monotone_hist_gradient_boosting"].info
+    assert info["learned_estimator"] == "monotone_hist_gradient_boosting"
+    assert info["base"]["monotonic_cst"] == [1, -1, 0]
+    assert info["base"]["directions"] == {"f0": 1, "noise_a": -1, "noise_b": 0}
+    assert "monotonic_cst" not in estimator_ensembles["hist_gradient_boosting"].info["base"]
+
+
+def test_sign_constrained_logistic_is_the_logistic_regression_when_unconstrained(sites):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    X, region, _, _ = sites
+    Z = StandardScaler().fit_transform(X.fillna(0.0).to_numpy())
+    y = (region >= 0).astype(int)
+    ours = learn.SignConstrainedLogistic(signs=(0, 0, 0)).fit(Z, y)
+    ref = LogisticRegression(C=1.0, max_iter=1000, tol=1e-10).fit(Z, y)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, atol=1e-4)
+    np.testing.assert_allclose(ours.intercept_, ref.intercept_, atol=1e-4)
+    # constrained: a cost sign on the informative (benefit) feature pins its coefficient at zero
+    flipped = learn.SignConstrainedLogistic(signs=(-1, 0, 0)).fit(Z, y)
+    assert flipped.coef_[0, 0] == 0.0 and ref.coef_[0, 0] > 0
+    lr = ours.as_logistic_regression()
+    np.testing.assert_allclose(lr.decision_function(Z), ours.decision_function(Z))
+
+
+def test_sign_constrained_model_saves_with_standard_types_only(tmp_path, sites, estimator_ensembles):
+    ens = estimator_ensembles["sign_constrained_logistic"]
+    models.save_model(ens, tmp_path / "m.skops")
+    assert "SignConstrained" not in (tmp_path / "m.skops").read_bytes().decode("latin-1")
+    loaded = models.load_model(tmp_path / "m.skops")
+    np.testing.assert_array_equal(learn.predict(loaded, sites[0])[1], learn.predict(ens, sites[0])[1])
+
+
+def test_bad_estimators_variants_and_directions_are_one_line_config_errors(sites):
+    from prospect.config import load
+    from prospect.sites import rank
+
+    X, region, x, y = sites
+    blocks = learn.spatial_blocks(x, y, 20e3)
+    errors = []
+    with pytest.raises(ConfigError, match="learned_estimator must be one of") as e:
+        learn.fit_pu(X, region >= 0, blocks, estimator="random_forest", **FAST)
+    errors.append(e)
+    with pytest.raises(ConfigError, match="direction of feature 'f0'") as e:
+        learn.fit_pu(X, region >= 0, blocks, estimator="sign_constrained_logistic", directions={"f0": "up"}, **FAST)
+    errors.append(e)
+    assert learn.variant("sign_constrained_logistic+multiscale+criteria") == (
+        "sign_constrained_logistic",
+        "criteria+multiscale",
+    )
+    assert learn.variant("logistic") == ("logistic", "all")
+    for bad in ("forest", "logistic+context", 3, "+multiscale", "logistic+criteria+criteria"):
+        with pytest.raises(ConfigError, match="learned_variants") as e:
+            learn.variant(bad)
+        errors.append(e)
+    with pytest.raises(ConfigError, match="learned_estimator") as e:
+        load("sites", {"sites": {"learned_estimator": "forest"}})
+    errors.append(e)
+    with pytest.raises(ConfigError, match="learned_features") as e:
+        load("sites", {"sites": {"learned_features": "everything"}})
+    errors.append(e)
+    for bad in (["logistic", "svm"], [], ["logistic", "logistic"]):
+        with pytest.raises(ConfigError, match="learned_variants") as e:
+            rank._learned_variants(load("sites", {"sites": {"learned_variants": bad}}))
+        errors.append(e)
+    with pytest.raises(ConfigError, match="output") as e:
+        learn.predict(learn.fit_pu(X, region >= 0, blocks, **FAST), X, output="odds")
+    errors.append(e)
+    assert all("\n" not in str(e.value) for e in errors)
+
+
+def test_new_site_parameters_are_documented():
+    from prospect.config import STATUS, defaults
+
+    p = defaults("sites")
+    for name in (
+        "learned_estimator",
+        "learned_features",
+        "learned_variants",
+        "context_near_radius_m",
+        "context_region_radius_m",
+        "direction_cold_trap_distance_km",
+        "learned_variants_max_sites",
+    ):
+        entry = p.param(name)
+        assert entry.source and entry.status in STATUS and isinstance(entry.unit, str), name
+        if name.endswith("_m"):
+            assert entry.unit == "m" and entry.min is not None and entry.min > 0, name
+    assert set(p.param("learned_estimator").choices) == set(learn.ESTIMATORS)
+    for v in p["learned_variants"]:
+        learn.variant(v)
+    assert p["learned_estimator"] in learn.ESTIMATORS and p["learned_features"] in learn.FEATURE_SETS
+    assert set(p.param("learned_features").choices) == set(learn.FEATURE_SETS)
+
+
+def test_learned_directions_follow_the_base_feature():
+    from prospect.sites import rank
+
+    p = rank.rank_parameters()
+    d = rank.learned_directions(
+        p, ["illumination_fraction", "slope_mean_deg_region", "cold_trap_distance_km_near", "psr_fraction"]
+    )
+    assert d == {
+        "illumination_fraction": 1,
+        "slope_mean_deg_region": -1,
+        "cold_trap_distance_km_near": -1,
+        "psr_fraction": 0,
+    }
+    assert set(rank.CONTEXT_FEATURES) <= set(rank.FEATURES)
+    assert all(rank.FEATURES[c][0] for c in rank.CONTEXT_FEATURES)
+
+
+def test_explanation_names_the_two_strongest_learned_reasons():
+    from prospect.sites import rank
+
+    row = {
+        "rank": 3,
+        "score": 0.7,
+        "score_p05": 0.6,
+        "score_p95": 0.8,
+        "p_top10": 0.5,
+        "score_learned": 1.25,
+        "learned_base": 0.5,
+        "learned_contrib_illumination_fraction": 0.8,
+        "learned_contrib_slope_mean_deg": -0.3,
+        "learned_contrib_roughness_m": 0.25,
+    }
+    line = rank.explain(row, [], 10)
+    assert line.endswith("learned score +1.25 log-odds (learned: illumination_fraction +0.80, slope_mean_deg -0.30)")
+    assert rank.explain(row, [], 10, learned_columns=["learned_contrib_roughness_m"]).endswith(
+        "(learned: roughness_m +0.25)"
+    )
+
+
+# --- multi-scale context (prospect.sites.context) -------------------------------------------
+
+
+def test_context_means_distances_and_dask_equal_numpy():
+    import dask.array as da
+
+    from prospect.sites import context
+
+    n = 120
+    xx = np.mgrid[0:n, 0:n][1].astype("float64")
+    layer = np.where(xx < 60, 0.2, 0.8)  # a lit east half
+    layer[5:8, 5:8] = np.nan
+    mask = np.zeros((n, n), bool)
+    mask[60, 60] = True
+    rows, cols = np.array([60.0, 60.0, 10.0, 110.0]), np.array([10.0, 110.0, 60.0, 60.0])
+    kw = {"pixel_m": 100.0, "radii_m": {"near": 600.0, "region": 3000.0}}
+    out = context.context_features({"ill": layer}, rows, cols, distance_masks={"trap": mask}, **kw)
+    assert set(out) == {"ill_near", "ill_region", "trap_near", "trap_region"}
+    np.testing.assert_allclose(out["ill_near"][:2], [0.2, 0.8], atol=1e-9)  # far from the edge: the plain value
+    assert 0.2 < out["ill_region"][2] < 0.8 and 0.2 < out["ill_region"][3] < 0.8  # straddles the edge
+    # distance to the one mask pixel, 5 km from every site (to a coarse pixel), near and region alike
+    np.testing.assert_allclose(out["trap_near"], 5.0, atol=0.35)
+    np.testing.assert_allclose(out["trap_region"], 5.0, atol=1.0)
+    lazy = context.context_features(
+        {"ill": da.from_array(layer, chunks=37)},
+        rows,
+        cols,
+        distance_masks={"trap": da.from_array(mask, chunks=50)},
+        **kw,
+    )
+    for k, v in out.items():
+        np.testing.assert_allclose(lazy[k], v, rtol=1e-12, atol=1e-12)
+    assert context.coarse_factor(7500, 20) == 125 and context.coarse_factor(1500, 1600) == 1
+    with pytest.raises(ConfigError, match="radius"):
+        context.coarse_factor(0, 20)
+    # no mask pixel at all: distances are unknown, not zero
+    none = context.context_features({}, rows, cols, distance_masks={"trap": np.zeros((n, n), bool)}, **kw)
+    assert np.isnan(none["trap_near"]).all()
+
+
+def test_predict_takes_the_model_columns_of_a_wider_table(sites, estimator_ensembles):
+    X = sites[0]
+    ens = estimator_ensembles["sign_constrained_logistic"]
+    wide = X[["noise_b", "f0", "noise_a"]].assign(site_id=np.arange(len(X)), other=1.5)
+    np.testing.assert_array_equal(learn.predict(ens, wide)[1], learn.predict(ens, X)[1])
+    np.testing.assert_array_equal(learn.contributions(ens, wide)[1], learn.contributions(ens, X)[1])
+    with pytest.raises(ConfigError, match=r"missing \['noise_a'\]"):
+        learn.predict(ens, wide.drop(columns="noise_a"))

@@ -13,20 +13,35 @@ random from the suitable ones, so its *ranking* is what carries over. We bag it 
 random background samples (as in Mordelet & Vert 2014, "A bagging SVM to learn from
 positive and unlabeled examples", Pattern Recognit. Lett. 37:201-209): each member sees
 all positives plus ``background_per_positive`` unlabelled sites per positive, fits its
-base model and is calibrated with Platt's sigmoid on spatial-block folds. Two base
-models (``estimator``):
+base model and is calibrated with Platt's sigmoid on spatial-block folds. Base models
+(``estimator``, :data:`ESTIMATORS`):
 
-- ``"logistic"`` (default): median imputation, standardisation and an L2 logistic
-  regression. With a dozen expert regions a low-variance model is the safer choice: its
-  coefficients read as directions, and it ranks a site that is better than every expert
-  one on every feature above them (it extrapolates monotonically; trees saturate).
+- ``"logistic"``: median imputation, standardisation and an L2 logistic regression. With
+  a dozen expert regions a low-variance model is the safer choice: its coefficients read
+  as directions, and it extrapolates monotonically (trees saturate).
 - ``"hist_gradient_boosting"``: a small :class:`~sklearn.ensemble.HistGradientBoostingClassifier`
-  (NaN-aware) for interactions and thresholds, at the price of variance. The ensemble mean is the score,
-the spread of the members its uncertainty.
+  (NaN-aware) for interactions and thresholds, at the price of variance.
+- the **monotone** models (:data:`MONOTONE`), which take the directions every planner
+  agrees on (``directions``: the ``direction_<feature>`` entries of the site parameters,
+  benefit = more is better, cost = less is better; features without one are free):
+  ``"monotone_hist_gradient_boosting"`` (the boosted trees with ``monotonic_cst`` +1 /
+  -1 / 0) and ``"sign_constrained_logistic"`` (:class:`SignConstrainedLogistic`: the
+  logistic regression with each standardised coefficient bounded to the sign of its
+  direction, L-BFGS-B). A better site on a directed feature never scores lower (a
+  calibration fold that would reverse the order is flattened to a constant).
 
-The probabilities are *relative suitability*: calibrated to the member's sampling
-ratio (one positive per ``background_per_positive`` background sites), they rank sites
-and compare them, but they are not the chance that an expert would pick a site.
+**The learned score** (``score_learned``) is the ensemble mean of the members' calibrated
+log-odds: a member's log-odds are the mean over its calibration folds of the Platt line
+``-(a f(x) + b)`` of the base model's decision function ``f`` (:func:`predict`). It is
+linear in every ``f``, so :func:`contributions` split it exactly (to rounding) into a base
+and one term per feature: through the imputer and scaler for the linear models, by Saabas
+path attributions for the trees. ``predict(..., output="probability")`` gives the members'
+calibrated probabilities (for the Brier score and the reliability table). The spread of
+the members is the score's uncertainty.
+
+Scores are *relative suitability*: calibrated to the member's sampling ratio (one positive
+per ``background_per_positive`` background sites), they rank sites and compare them, but
+they are not the chance that an expert would pick a site.
 
 Evaluation: neighbouring sites share terrain, so random folds leak and flatter a model.
 :func:`spatial_cv` holds out whole square blocks (Roberts et al. 2017, "Cross-validation
@@ -51,7 +66,7 @@ same whatever the number of workers.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +81,7 @@ from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
@@ -74,7 +89,14 @@ from prospect import lunar
 from prospect.errors import ConfigError
 
 __all__ = [
+    "ESTIMATORS",
+    "FEATURE_SETS",
+    "MONOTONE",
     "PUEnsemble",
+    "SignConstrainedLogistic",
+    "check_estimator",
+    "contributions",
+    "direction_signs",
     "fit_pu",
     "leave_one_region_out",
     "permutation_importances",
@@ -84,6 +106,7 @@ __all__ = [
     "region_recall",
     "spatial_blocks",
     "spatial_cv",
+    "variant",
 ]
 
 _BBOX = ("bbox_min_lon", "bbox_min_lat", "bbox_max_lon", "bbox_max_lat")
@@ -128,7 +151,67 @@ def _map(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], workers: int) 
 
 
 #: Base models of :func:`fit_pu` (``estimator=``).
-ESTIMATORS = ("logistic", "hist_gradient_boosting")
+ESTIMATORS = (
+    "logistic",
+    "hist_gradient_boosting",
+    "monotone_hist_gradient_boosting",
+    "sign_constrained_logistic",
+)
+#: The base models that take the feature directions (``directions=`` of :func:`fit_pu`).
+MONOTONE = frozenset({"monotone_hist_gradient_boosting", "sign_constrained_logistic"})
+#: Outputs of :func:`predict`.
+OUTPUTS = ("log_odds", "probability")
+
+
+def check_estimator(estimator: Any, what: str = "learned_estimator") -> str:
+    """``estimator`` if it names a base model (:data:`ESTIMATORS`), else a one-line :class:`ConfigError`."""
+    if not isinstance(estimator, str) or estimator not in ESTIMATORS:
+        raise ConfigError(f"{what} must be one of {list(ESTIMATORS)}, not {estimator!r}")
+    return estimator
+
+
+#: Feature sets of the learned model (``learned_features``, the part of a variant after the
+#: estimator): every feature column (``all``) or only the multi-criteria criteria's
+#: (``criteria``: the features with a positive ``weight_*``), each optionally with the
+#: multi-scale context features (``+multiscale``).
+FEATURE_SETS = ("all", "criteria", "all+multiscale", "criteria+multiscale")
+
+
+def variant(name: Any, what: str = "learned_variants") -> tuple[str, str]:
+    """A model variant ``"<estimator>[+criteria][+multiscale]"`` as ``(estimator, feature set)``
+    (:data:`ESTIMATORS`, :data:`FEATURE_SETS`; no ``+criteria`` means all features);
+    anything else is a one-line :class:`ConfigError`."""
+    if not isinstance(name, str):
+        raise ConfigError(f"{what}: a variant is a string like 'logistic+criteria+multiscale', not {name!r}")
+    est, *options = name.split("+")
+    if est not in ESTIMATORS or not set(options) <= {"criteria", "multiscale"} or len(set(options)) != len(options):
+        raise ConfigError(
+            f"{what}: unknown variant {name!r}; a variant is one of {list(ESTIMATORS)}, "
+            "optionally followed by +criteria and/or +multiscale"
+        )
+    features = ("criteria" if "criteria" in options else "all") + ("+multiscale" if "multiscale" in options else "")
+    return est, features
+
+
+def direction_signs(feature_names: Sequence[str], directions: Mapping[str, Any] | None) -> tuple[int, ...]:
+    """Per feature +1 (benefit: more is better), -1 (cost) or 0 (no agreed direction).
+
+    ``directions`` maps feature names to ``"benefit"``/``"cost"`` or +1/-1/0; features it
+    does not name get 0. Anything else is a one-line :class:`ConfigError`.
+    """
+    out = []
+    for name in feature_names:
+        d = (directions or {}).get(name, 0)
+        number = isinstance(d, (int, float, np.integer, np.floating)) and not isinstance(d, (bool, np.bool_))
+        if d == "benefit" or (number and d == 1):
+            out.append(1)
+        elif d == "cost" or (number and d == -1):
+            out.append(-1)
+        elif d is None or (number and d == 0):
+            out.append(0)
+        else:
+            raise ConfigError(f"direction of feature {name!r} must be benefit, cost, +1, -1 or 0, not {d!r}")
+    return tuple(out)
 
 
 @dataclass
@@ -263,13 +346,136 @@ def _calibration_cv(y: np.ndarray, groups: np.ndarray, seed: int) -> tuple[Any, 
     return None, "none"
 
 
-def _base_model(estimator: str, seed: int, *, max_iter: int, max_depth: int, learning_rate: float) -> Any:
+class SignConstrainedLogistic(ClassifierMixin, BaseEstimator):
+    """L2 logistic regression whose coefficients keep given signs (a monotone linear model).
+
+    Minimises ``C * sum_i logloss_i + |w|^2 / 2`` (scikit-learn's ``LogisticRegression``
+    objective; the intercept is not penalised) with L-BFGS-B under the bounds ``w_j >= 0``
+    where ``signs[j] = +1``, ``w_j <= 0`` where ``-1``, free where ``0``. Meant for
+    standardised inputs (after :class:`~sklearn.preprocessing.StandardScaler`, whose positive
+    scale keeps the signs). :meth:`as_logistic_regression` gives the fitted model as the
+    plain ``LogisticRegression`` it equals (what :func:`fit_pu` keeps, so saved models hold
+    only the types :mod:`prospect.io.models` loads).
+    """
+
+    def __init__(self, signs: Sequence[int] = (), C: float = 1.0, max_iter: int = 1000, tol: float = 1e-10) -> None:
+        self.signs = signs
+        self.C = C
+        self.max_iter = max_iter
+        self.tol = tol
+
+    def fit(self, X: Any, y: Any) -> SignConstrainedLogistic:
+        from scipy.optimize import minimize
+        from scipy.special import expit, log_expit
+
+        X = np.asarray(X, dtype="float64")
+        y = np.asarray(y)
+        self.classes_ = np.unique(y)
+        if len(self.classes_) != 2:
+            raise ValueError(f"SignConstrainedLogistic needs two classes, got {self.classes_.tolist()}")
+        t = (y == self.classes_[1]).astype("float64")
+        m = X.shape[1]
+        signs = np.asarray(self.signs if len(self.signs) else np.zeros(m), dtype="float64")
+        if signs.shape != (m,) or not np.isin(signs, (-1, 0, 1)).all():
+            raise ValueError(f"signs must be {m} values of -1, 0 or +1, not {list(self.signs)}")
+        s = 2.0 * t - 1.0  # +-1 labels: logloss_i = -log sigmoid(s_i z_i)
+
+        def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            w, b = theta[:m], theta[m]
+            z = X @ w + b
+            value = -self.C * log_expit(s * z).sum() + 0.5 * w @ w
+            r = -self.C * s * expit(-s * z)  # d loss / d z
+            return float(value), np.concatenate([X.T @ r + w, [r.sum()]])
+
+        bounds = [(0.0, None) if g > 0 else (None, 0.0) if g < 0 else (None, None) for g in signs] + [(None, None)]
+        res = minimize(
+            loss,
+            np.zeros(m + 1),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxiter": int(self.max_iter), "ftol": self.tol, "gtol": 1e-8},
+        )
+        w = np.clip(res.x[:m], np.where(signs > 0, 0.0, -np.inf), np.where(signs < 0, 0.0, np.inf))
+        self.coef_ = w.reshape(1, m)
+        self.intercept_ = np.array([res.x[m]])
+        self.n_iter_ = np.array([int(res.nit)], dtype=np.int32)
+        self.n_features_in_ = m
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        return np.asarray(X, dtype="float64") @ self.coef_[0] + self.intercept_[0]
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        from scipy.special import expit
+
+        p = expit(self.decision_function(X))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+
+    def as_logistic_regression(self) -> LogisticRegression:
+        """A fitted ``LogisticRegression`` with these coefficients (same decision function)."""
+        lr = LogisticRegression(C=self.C, max_iter=self.max_iter)
+        lr.classes_ = self.classes_
+        lr.coef_ = self.coef_.copy()
+        lr.intercept_ = self.intercept_.copy()
+        lr.n_iter_ = self.n_iter_.copy()
+        lr.n_features_in_ = self.n_features_in_
+        return lr
+
+
+def _plain(model: Any) -> Any:
+    """``model`` with every fitted :class:`SignConstrainedLogistic` step replaced by its
+    ``LogisticRegression`` (:meth:`SignConstrainedLogistic.as_logistic_regression`), and the
+    unfitted template of a calibrated model likewise, in place."""
+
+    def swap(pipe: Any, fitted: bool) -> Any:
+        if isinstance(pipe, Pipeline) and isinstance(pipe.steps[-1][1], SignConstrainedLogistic):
+            last = pipe.steps[-1][1]
+            pipe.steps[-1] = (
+                pipe.steps[-1][0],
+                last.as_logistic_regression() if fitted else LogisticRegression(C=last.C, max_iter=last.max_iter),
+            )
+        return pipe
+
+    if isinstance(model, CalibratedClassifierCV):
+        for cc in model.calibrated_classifiers_:
+            swap(cc.estimator, True)
+        swap(model.estimator, False)
+        return model
+    return swap(model, True)
+
+
+def _base_model(
+    estimator: str,
+    seed: int,
+    *,
+    max_iter: int,
+    max_depth: int,
+    learning_rate: float,
+    signs: Sequence[int] = (),
+) -> Any:
     if estimator == "logistic":
         return make_pipeline(
             SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(C=1.0, max_iter=1000)
         )
+    if estimator == "sign_constrained_logistic":
+        # keep_empty_features: a column without any value in a member's sample stays (as 0),
+        # so the signs stay aligned with the columns
+        return make_pipeline(
+            SimpleImputer(strategy="median", keep_empty_features=True),
+            StandardScaler(),
+            SignConstrainedLogistic(signs=tuple(int(v) for v in signs), C=1.0),
+        )
     return HistGradientBoostingClassifier(
-        max_depth=max_depth, max_iter=max_iter, learning_rate=learning_rate, early_stopping=False, random_state=seed
+        max_depth=max_depth,
+        max_iter=max_iter,
+        learning_rate=learning_rate,
+        early_stopping=False,
+        random_state=seed,
+        monotonic_cst=list(signs) if estimator == "monotone_hist_gradient_boosting" and any(signs) else None,
     )
 
 
@@ -282,13 +488,24 @@ def _fit_member(
     max_iter: int,
     max_depth: int,
     learning_rate: float,
+    signs: Sequence[int] = (),
 ) -> tuple[Any, str]:
     """One member: the base model, sigmoid-calibrated on spatial folds (see :func:`fit_pu`), one BLAS thread."""
     with threadpool_limits(1):
-        base = _base_model(estimator, member_seed, max_iter=max_iter, max_depth=max_depth, learning_rate=learning_rate)
+        base = _base_model(
+            estimator, member_seed, max_iter=max_iter, max_depth=max_depth, learning_rate=learning_rate, signs=signs
+        )
         cv, mode = _calibration_cv(y, groups, member_seed)
         model = base if cv is None else CalibratedClassifierCV(base, method="sigmoid", cv=cv)
-        return model.fit(data, y), mode
+        model = _plain(model.fit(data, y))
+        if estimator in MONOTONE and isinstance(model, CalibratedClassifierCV):
+            # a calibration fold whose positives score lower than its background would fit
+            # a > 0 and reverse the model's order (and its directions): flatten it instead
+            for cc in model.calibrated_classifiers_:
+                cal = cc.calibrators[0]
+                if cal.a_ > 0:
+                    cal.a_ = 0.0
+        return model, mode
 
 
 def fit_pu(
@@ -303,6 +520,7 @@ def fit_pu(
     max_iter: int = 100,
     max_depth: int = 3,
     learning_rate: float = 0.1,
+    directions: Mapping[str, Any] | None = None,
     workers: int | None = None,
 ) -> PUEnsemble:
     """Fit ``members`` calibrated classifiers, each on all positives + a background draw.
@@ -310,8 +528,12 @@ def fit_pu(
     ``workers``: processes for the members (default :func:`site_workers`; the result does
     not depend on it).
 
-    ``estimator``: ``"logistic"`` or ``"hist_gradient_boosting"`` (see the module doc;
-    ``max_iter``, ``max_depth`` and ``learning_rate`` are the boosted trees' settings).
+    ``estimator``: one of :data:`ESTIMATORS` (see the module doc; ``max_iter``,
+    ``max_depth`` and ``learning_rate`` are the boosted trees' settings).
+    ``directions``: ``{feature: "benefit" | "cost" | +1 | -1 | 0}``
+    (:func:`direction_signs`), the directions every planner agrees on; the monotone
+    estimators (:data:`MONOTONE`) keep the score non-decreasing in a benefit feature and
+    non-increasing in a cost feature; the others ignore them.
 
     ``positive``: True for sites inside an expert region; all others are unlabelled.
     ``blocks``: spatial block id per row (:func:`spatial_blocks`); the sigmoid calibration
@@ -333,8 +555,8 @@ def fit_pu(
         raise ConfigError(
             f"every one of the {len(X)} candidates is labelled positive; PU learning needs unlabelled background sites"
         )
-    if estimator not in ESTIMATORS:
-        raise ConfigError(f"learned_estimator must be one of {list(ESTIMATORS)}, not {estimator!r}")
+    check_estimator(estimator)
+    signs = direction_signs([str(c) for c in X.columns], directions) if estimator in MONOTONE else ()
     if members < 1 or background_per_positive < 1:
         raise ConfigError(f"members ({members}) and background_per_positive ({background_per_positive}) must be >= 1")
     n_bg = min(len(unl), background_per_positive * len(pos))
@@ -347,13 +569,32 @@ def fit_pu(
     if (len(pos) + n_bg) * members < PARALLEL_MIN_WORK:
         n_workers = 1
     jobs = [
-        (data[rows], positive[rows], blocks[rows], estimator, s, max_iter, max_depth, learning_rate)
+        (data[rows], positive[rows], blocks[rows], estimator, s, max_iter, max_depth, learning_rate, signs)
         for s, rows in draws
     ]
     fitted, calibration = [], {"spatial": 0, "stratified": 0, "none": 0}
     for model, mode in _map(_fit_member, jobs, n_workers):
         fitted.append(model)
         calibration[mode] += 1
+    if estimator == "logistic":
+        base: dict[str, Any] = {"estimator": "SimpleImputer(median) + StandardScaler + LogisticRegression(C=1, L2)"}
+    elif estimator == "sign_constrained_logistic":
+        base = {
+            "estimator": "SimpleImputer(median) + StandardScaler + sign-constrained LogisticRegression(C=1, L2, "
+            "L-BFGS-B; stored as the LogisticRegression it equals)",
+        }
+    else:
+        base = {
+            "estimator": "HistGradientBoostingClassifier",
+            "max_depth": max_depth,
+            "max_iter": max_iter,
+            "learning_rate": learning_rate,
+            "early_stopping": False,
+        }
+        if estimator == "monotone_hist_gradient_boosting":
+            base["monotonic_cst"] = list(signs)
+    if signs:
+        base["directions"] = dict(zip([str(c) for c in X.columns], signs, strict=True))
     info = {
         "seed": int(seed),
         "members": int(members),
@@ -365,36 +606,192 @@ def fit_pu(
         "n_blocks": int(len(np.unique(blocks))),
         "n_positive_blocks": int(len(np.unique(blocks[pos]))),
         "calibration": calibration,
-        "base": (
-            {
-                "estimator": "HistGradientBoostingClassifier",
-                "max_depth": max_depth,
-                "max_iter": max_iter,
-                "learning_rate": learning_rate,
-                "early_stopping": False,
-            }
-            if estimator != "logistic"
-            else {"estimator": "SimpleImputer(median) + StandardScaler + LogisticRegression(C=1, L2)"}
-        ),
+        "learned_estimator": estimator,
+        "base": base,
         "sklearn_version": sklearn.__version__,
     }
     return PUEnsemble(members=fitted, feature_names=[str(c) for c in X.columns], info=info)
 
 
-def predict(ens: PUEnsemble, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Ensemble-mean (n,) and per-member (members, n) calibrated probability of the positive class."""
+def _model_columns(ens: PUEnsemble, X: pd.DataFrame) -> pd.DataFrame:
+    """The model's feature columns of ``X``, by name and in the model's order (other columns
+    of ``X``, e.g. the rest of a site table, are ignored); a missing one is a ConfigError."""
     cols = [str(c) for c in X.columns]
-    if cols != ens.feature_names:
-        missing = [c for c in ens.feature_names if c not in cols]
-        extra = [c for c in cols if c not in ens.feature_names]
+    if cols == ens.feature_names:
+        return X
+    missing = [c for c in ens.feature_names if c not in cols]
+    if missing or len(set(cols)) != len(cols):
         raise ConfigError(
-            f"features do not match the model's {ens.feature_names}: missing {missing}, "
-            f"unexpected {extra}" + ("" if missing or extra else ", order differs")
+            f"features do not match the model's {ens.feature_names}: missing {missing}"
+            + ("" if missing else f", duplicated column names in {cols}")
         )
+    return X.rename(columns=str)[ens.feature_names]
+
+
+def _platt(model: Any) -> list[tuple[Any, float, float]]:
+    """A member as ``[(base model, a, b)]``: its calibrated log-odds are the mean over the
+    list of ``-(a f(x) + b)``, ``f`` the base model's decision function (scikit-learn's
+    sigmoid calibration is ``p = 1 / (1 + exp(a f + b))``); an uncalibrated member is
+    ``[(model, -1, 0)]``, its own decision function."""
+    if isinstance(model, CalibratedClassifierCV):
+        out = []
+        for cc in model.calibrated_classifiers_:
+            cal = cc.calibrators[0]
+            out.append((cc.estimator, float(cal.a_), float(cal.b_)))
+        return out
+    return [(model, -1.0, 0.0)]
+
+
+def _member_log_odds(model: Any, data: np.ndarray) -> np.ndarray:
+    parts = _platt(model)
+    return np.mean([-(a * base.decision_function(data) + b) for base, a, b in parts], axis=0)
+
+
+def predict(ens: PUEnsemble, X: pd.DataFrame, output: str = "log_odds") -> tuple[np.ndarray, np.ndarray]:
+    """Ensemble mean (n,) and per member (members, n) of the learned score.
+
+    ``output="log_odds"`` (the learned score ``score_learned``): each member's calibrated
+    log-odds, the mean over its calibration folds of the Platt-scaled decision function
+    ``-(a f(x) + b)`` -- linear in ``f``, so :func:`contributions` split it exactly.
+    ``output="probability"``: each member's calibrated probability of the positive class
+    (scikit-learn's ``predict_proba``: the mean over its folds of the sigmoid), for the
+    Brier score and reliability table of :func:`spatial_cv`. Both are *relative*
+    suitability (module doc). ``X`` may hold other columns too (a whole site table): the
+    model's ``feature_names`` are taken by name; a missing one is a :class:`ConfigError`.
+    """
+    if output not in OUTPUTS:
+        raise ConfigError(f"predict: output must be one of {list(OUTPUTS)}, not {output!r}")
+    X = _model_columns(ens, X)
     data = _features(X, "predict")
     with threadpool_limits(1):
-        per_member = np.stack([m.predict_proba(data)[:, 1] for m in ens.members])
+        if output == "probability":
+            per_member = np.stack([m.predict_proba(data)[:, 1] for m in ens.members])
+        else:
+            per_member = np.stack([_member_log_odds(m, data) for m in ens.members])
     return per_member.mean(axis=0), per_member
+
+
+def contributions(ens: PUEnsemble, X: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """The learned score split into a base and one term per feature: ``(base, terms)`` with
+    ``base + terms.sum(axis=1) == predict(ens, X)[0]`` (to rounding, ~1e-12).
+
+    The score is a mean over members and calibration folds of ``-(a f(x) + b)``
+    (:func:`predict`), linear in each base model's decision function ``f``, so it is enough
+    to split every ``f`` exactly into a constant and per-feature terms:
+
+    - linear models (median imputer, standard scaler, logistic regression):
+      ``f = c + sum_j w_j z_j`` with ``z_j`` the imputed, standardised feature, so the term
+      of feature ``j`` is ``w_j z_j`` (zero at the training mean; an unknown value is the
+      training median's term);
+    - boosted trees: Saabas path attributions (Saabas 2014, "Interpreting random forests",
+      the "treeinterpreter" decomposition): in every tree each node's value is the mean
+      leaf value of the training samples reaching it; walking a site's path from the root
+      to its leaf, each split adds (child value - node value) to the feature it splits on.
+      The terms telescope to (leaf - root) per tree, so the base model's raw output is the
+      baseline + the trees' root values + the terms, exactly. (Unlike SHAP values they
+      depend on the order of the splits along the path.)
+
+    ``base`` is the same for every row (returned per row for the site table). ``X`` may
+    hold other columns too: the model's are taken by name (as in :func:`predict`).
+    """
+    X = _model_columns(ens, X)
+    data = _features(X, "contributions")
+    n, m = data.shape
+    terms = np.zeros((n, m))
+    base = 0.0
+    with threadpool_limits(1):
+        for model in ens.members:
+            parts = _platt(model)
+            share = 1.0 / (len(parts) * len(ens.members))
+            for est, a, b in parts:
+                c0, c = _decision_terms(est, data)
+                terms += (-a * share) * c
+                base += share * -(a * c0 + b)
+    return np.full(n, base), pd.DataFrame(terms, columns=list(ens.feature_names), index=X.index)
+
+
+def _decision_terms(est: Any, data: np.ndarray) -> tuple[float, np.ndarray]:
+    """A fitted base model's decision function on ``data`` as ``(constant, (n, m) terms)``."""
+    if isinstance(est, Pipeline) and len(est.steps) == 3:
+        imp, scaler, lr = (s for _, s in est.steps)
+        if isinstance(imp, SimpleImputer) and isinstance(scaler, StandardScaler) and isinstance(lr, LogisticRegression):
+            z = scaler.transform(imp.transform(data))
+            kept = (
+                np.arange(data.shape[1])
+                if imp.keep_empty_features
+                else np.flatnonzero(~np.isnan(np.asarray(imp.statistics_, dtype="float64")))
+            )
+            c = np.zeros(data.shape)
+            c[:, kept] = z * lr.coef_[0]
+            return float(lr.intercept_[0]), c
+    if isinstance(est, HistGradientBoostingClassifier) and est.n_trees_per_iteration_ == 1:
+        return _saabas(est, data)
+    raise TypeError(f"contributions: no exact decomposition for a {type(est).__name__}")
+
+
+#: rows of the (rows x tree nodes) path indicator built at a time in :func:`_saabas`
+_SAABAS_BLOCK = 32_768
+
+
+def _saabas(est: HistGradientBoostingClassifier, data: np.ndarray) -> tuple[float, np.ndarray]:
+    """Saabas path attributions of a binary HistGradientBoostingClassifier's raw output.
+
+    Each tree's leaf for every row comes from the tree's own compiled predictor run on a
+    copy of its nodes whose values are their indices, so the paths are exactly those of
+    ``decision_function`` (thresholds, missing values). The per-row terms are then an
+    indicator (rows x all trees' nodes, one 1 per tree) times the sparse per-leaf path sums.
+    """
+    from scipy import sparse
+    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+
+    X = np.ascontiguousarray(data, dtype="float64")
+    n, m = X.shape
+    known, f_idx_map = est._bin_mapper.make_known_categories_bitsets()
+    constant = float(np.ravel(est._baseline_prediction)[0])
+    leaves, path_sums, offset = [], [], 0
+    for (pred,) in est._predictors:
+        nodes = pred.nodes
+        order, stack = [], [0]  # depth-first, parents before children
+        while stack:
+            i = stack.pop()
+            order.append(i)
+            if not nodes["is_leaf"][i]:
+                stack.extend((int(nodes["right"][i]), int(nodes["left"][i])))
+        value = nodes["value"].astype("float64").copy()
+        for i in reversed(order):  # node value: count-weighted mean of its children (leaves keep theirs)
+            if not nodes["is_leaf"][i]:
+                lo, hi = int(nodes["left"][i]), int(nodes["right"][i])
+                cl, ch = float(nodes["count"][lo]), float(nodes["count"][hi])
+                value[i] = (
+                    (cl * value[lo] + ch * value[hi]) / (cl + ch) if cl + ch > 0 else 0.5 * (value[lo] + value[hi])
+                )
+        constant += value[0]
+        path = np.zeros((len(nodes), m))
+        for i in order:
+            if not nodes["is_leaf"][i]:
+                f = int(nodes["feature_idx"][i])
+                for child in (int(nodes["left"][i]), int(nodes["right"][i])):
+                    path[child] = path[i]
+                    path[child, f] += value[child] - value[i]
+        ids = nodes.copy()
+        ids["value"] = np.arange(len(nodes), dtype="float64")
+        leaf = TreePredictor(ids, pred.binned_left_cat_bitsets, pred.raw_left_cat_bitsets).predict(
+            X, known, f_idx_map, 1
+        )
+        leaves.append(leaf.astype(np.int64) + offset)
+        path_sums.append(path)
+        offset += len(nodes)
+    sums = sparse.csr_matrix(np.concatenate(path_sums)) if path_sums else sparse.csr_matrix((0, m))
+    out = np.zeros((n, m))
+    t = len(leaves)
+    if t:
+        cols = np.stack(leaves, axis=1)  # (n, trees)
+        for j0 in range(0, n, _SAABAS_BLOCK):
+            block = cols[j0 : j0 + _SAABAS_BLOCK]
+            k = len(block)
+            ind = sparse.csr_matrix((np.ones(k * t), block.ravel(), np.arange(0, k * t + 1, t)), shape=(k, offset))
+            out[j0 : j0 + k] = (ind @ sums).toarray()
+    return constant, out
 
 
 # --- evaluation ---------------------------------------------------------------------
@@ -442,7 +839,7 @@ def spatial_cv(
     oof, spread, fold_auc = np.full(len(X), np.nan), np.full(len(X), np.nan), []
     for i, (tr, te) in enumerate(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(X, positive, blocks)):
         ens = fit_pu(X.iloc[tr], positive[tr], blocks[tr], seed=seed + i, **fit_kw)
-        oof[te], per_member = predict(ens, X.iloc[te])
+        oof[te], per_member = predict(ens, X.iloc[te], output="probability")
         spread[te] = per_member.std(axis=0)
         yt = positive[te]
         fold_auc.append(float(roc_auc_score(yt, oof[te])) if 0 < yt.sum() < len(yt) else None)
@@ -536,24 +933,48 @@ def leave_one_region_out(
         raise ConfigError(f"leave_one_region_out: candidates fall in {len(ids)} expert region(s); need at least 2")
     blocks = spatial_blocks(x, y, block_m or buffer_m)
     xy = np.column_stack([x, y])
-    rows = []
+    jobs = []
     for r in ids:
         held = region == r
         dist = cKDTree(xy[held]).query(xy, distance_upper_bound=buffer_m)[0]
         excluded = (dist <= buffer_m) & ~held
-        train = ~held & ~excluded
-        ens = fit_pu(X.loc[train], region[train] >= 0, blocks[train], seed=seed, **fit_kw)
-        evaluate = held | (region < 0)
-        score = predict(ens, X.loc[evaluate])[0]
-        row = region_recall(score, np.where(held[evaluate], r, -1), top_fraction).iloc[0].to_dict()
-        rows.append({**row, "n_train_positive": int((region[train] >= 0).sum()), "n_excluded": int(excluded.sum())})
+        jobs.append((X, region, blocks, int(r), held, excluded, top_fraction, seed, fit_kw))
+    # small fits: one region per process (each fit serial); large ones: the members in parallel
+    workers = fit_kw.get("workers")
+    n_workers = site_workers() if workers is None else max(1, int(workers))
+    members, per_pos = int(fit_kw.get("members", 16)), int(fit_kw.get("background_per_positive", 10))
+    small = int((region >= 0).sum()) * (1 + per_pos) * members < PARALLEL_MIN_WORK
+    if small and n_workers > 1:
+        jobs = [(*j[:-1], {**fit_kw, "workers": 1}) for j in jobs]
+    rows = _map(_held_out_region, jobs, n_workers if small else 1)
     table = pd.DataFrame(rows)
     table.attrs.update(recall_summary(table))
     return table
 
 
+def _held_out_region(
+    X: pd.DataFrame,
+    region: np.ndarray,
+    blocks: np.ndarray,
+    r: int,
+    held: np.ndarray,
+    excluded: np.ndarray,
+    top_fraction: float,
+    seed: int,
+    fit_kw: Mapping[str, Any],
+) -> dict[str, Any]:
+    """One row of :func:`leave_one_region_out`: fit without region ``r`` and its buffer, rank ``r``'s sites."""
+    train = ~held & ~excluded
+    ens = fit_pu(X.loc[train], region[train] >= 0, blocks[train], seed=seed, **fit_kw)
+    evaluate = held | (region < 0)
+    score = predict(ens, X.loc[evaluate])[0]
+    row = region_recall(score, np.where(held[evaluate], r, -1), top_fraction).iloc[0].to_dict()
+    return {**row, "n_train_positive": int((region[train] >= 0).sum()), "n_excluded": int(excluded.sum())}
+
+
 class _EnsembleMean(ClassifierMixin, BaseEstimator):
-    """The ensemble mean as a fitted sklearn classifier, for :func:`permutation_importance`."""
+    """The learned score as a fitted sklearn classifier, for :func:`permutation_importance`
+    (probability = sigmoid of the ensemble-mean log-odds, so it ranks as the score does)."""
 
     def __init__(self, ens: PUEnsemble | None = None) -> None:
         self.ens = ens
@@ -564,7 +985,9 @@ class _EnsembleMean(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         if self.ens is None:
             raise ValueError("_EnsembleMean has no ensemble to average (pass ens=)")
-        p = predict(self.ens, X)[0]
+        from scipy.special import expit
+
+        p = expit(predict(self.ens, X)[0])
         return np.column_stack([1 - p, p])
 
     def __sklearn_is_fitted__(self) -> bool:
