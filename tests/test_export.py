@@ -150,7 +150,13 @@ def test_geopackage_is_gpkg_13_with_an_authority_free_lunar_crs_and_default_styl
         )
     finally:
         con.close()
-    assert set(srs) == {"sites", "candidates", "craters", "cold_traps", "regions"}
+    # the site stage's layers (the distinct options first) and the clipped vector inputs
+    assert set(srs) >= {"distinct_sites", "places", "sites", "candidates", "craters", "cold_traps", "regions"}
+    assert set(srs) <= {"distinct_sites", "traverses", "places", "sites", "candidates", "site_power"} | {
+        "craters",
+        "cold_traps",
+        "regions",
+    }
     for table, wkt in srs.items():
         assert "AUTHORITY" not in wkt and "1737400" in wkt, table
         assert lunar.identify(wkt).code == "IAU_2015:30135", table
@@ -356,13 +362,16 @@ def test_real_package_opens_in_qgis_with_lunar_crs_and_sites_in_place(real_expor
     assert project["crs"]["authid"] == "IAU_2015:30135"
     assert project["one_degree_latitude_m"] == pytest.approx(lunar.METRES_PER_DEGREE, rel=1e-3)
     names = [layer["name"] for layer in report["layers"]]
-    assert names[0] == "Ranked sites" and names[-1] == "Hillshade"
+    # the project leads with the distinct options; the full ranked table follows
+    assert names[0] == "Distinct top sites" and names[-1] == "Hillshade"
+    assert names.index("Ranked sites") > names.index("Places") > 0
     assert "Permanently shadowed regions" in names and "Artemis III candidate regions" in names
     for layer in report["layers"]:
         assert layer["valid"] and layer["crs_valid"] and layer["crs_is_lunar"], layer
     counts = {layer["name"]: layer.get("features") for layer in report["layers"]}
     sites = gpd.read_file(run / "sites.gpkg", layer="sites")
     assert counts["Ranked sites"] == len(sites) > 1000 and counts["Artemis III candidate regions"] == 13
+    assert counts["Distinct top sites"] == 30 and counts["Traverses to cold traps"] >= 1
     render = report["render"]
     assert render["distinct_colours"] > 1000 and render["non_background_fraction"] > 0.5
     check = report["sites"]

@@ -129,11 +129,11 @@ def test_vector_qml_parses_with_a_symbol_for_its_geometry(kind):
     root = _parse(styles.vector_qml(kind))
     renderer = root.find("renderer-v2")
     geometry = styles.VECTOR_KINDS[kind]
-    assert root.find("layerGeometryType").text == {"Point": "0", "Polygon": "2"}[geometry]
+    assert root.find("layerGeometryType").text == {"Point": "0", "LineString": "1", "Polygon": "2"}[geometry]
     symbol_types = {s.get("type") for s in renderer.iter("symbol")}
-    assert symbol_types == {{"Point": "marker", "Polygon": "fill"}[geometry]}
+    assert symbol_types == {{"Point": "marker", "LineString": "line", "Polygon": "fill"}[geometry]}
     labelled = root.get("labelsEnabled") == "1"
-    assert labelled == (kind in ("sites", "cold_traps", "regions"))
+    assert labelled == (kind in ("sites", "distinct_sites", "cold_traps", "regions"))
     if labelled:
         assert root.find("labeling/settings/text-style").get("fieldName")
     props = {p.get("k"): p.get("v") for p in renderer.iter("prop")}

@@ -46,7 +46,7 @@ needs_chromium = pytest.mark.skipif(
 )
 ARTIFACTS = Path(__file__).resolve().parents[1] / "build" / "test-artifacts"
 #: site map, layer panels, score intervals, criteria, permutation importances, reliability
-N_FIGURES = 6
+N_FIGURES = 7  # with the power time series of the distinct sites
 
 
 def _sha256(path: Path) -> str:
@@ -211,6 +211,9 @@ def test_report_states_where_its_numbers_come_from(run):
         "learned.leave_one_region_out",
         "ranking.json learned.permutation_importances",
         "From ranking.json criteria",
+        "From sites.gpkg: layer distinct_sites",
+        "layer traverses (length_km",
+        "and layer site_power",
     ):
         assert source in text
     tightest = min(rec["passing_each"].items(), key=lambda kv: (kv[1], kv[0]))[0]

@@ -349,6 +349,53 @@ def test_outputs_gpkg_json_and_model(best_ranking, tmp_path):
     assert not list((tmp_path / "out").glob(".*.tmp"))
 
 
+def test_outputs_hold_places_distinct_sites_traverses_and_power(best_ranking, tmp_path):
+    """The planner's options: one site per place, separated, each with its traverse and power."""
+    from prospect.pipeline.stages import read_power_series
+    from prospect.sites.rank import rank_parameters
+
+    p = rank_parameters(FAST)
+    sites = best_ranking.sites
+    paths = write_ranking(best_ranking, tmp_path / "out", _grid())
+    distinct = gpd.read_file(paths["sites"], layer="distinct_sites")
+    places = gpd.read_file(paths["sites"], layer="places")
+    traverses = gpd.read_file(paths["sites"], layer="traverses")
+    power = gpd.read_file(paths["sites"], layer="site_power")
+    rec = best_ranking.record["places"]
+    # the best site of each of the first places, numbered 1..n, each in its own place
+    assert list(distinct["rank_distinct"]) == list(range(1, len(distinct) + 1))
+    assert distinct["place_id"].is_unique and len(distinct) == min(rec["n_distinct"], rec["top_n"])
+    assert distinct.iloc[0]["site_id"] == sites.iloc[0]["site_id"]  # the best site leads
+    for _, d in distinct.iterrows():  # a place's distinct site is its best one
+        assert d["rank"] == sites.loc[sites["place_id"] == d["place_id"], "rank"].min()
+    lon, lat = distinct["lon"].to_numpy(), distinct["lat"].to_numpy()
+    u = lunar.unit_vectors(lon, lat)
+    arc = lunar.chord_to_arc_m(np.linalg.norm(u[:, None] - u[None], axis=-1))
+    assert (arc[~np.eye(len(u), dtype=bool)] >= p["distinct_separation_m"]).all()
+    # the best site and the four expert-like sites (15+ km apart) all lead a place of their own
+    assert len(distinct) >= 1 + len(OTHERS) - 1
+    assert len(places) == rec["n_places"] == sites["place_id"].max()
+    assert places["n_sites"].sum() == len(sites)
+    # traverses of the best distinct sites: their cost is the site table's traverse cost
+    assert len(traverses) == min(p["traverse_sites_top_n"], len(distinct))
+    by_id = sites.set_index("site_id")
+    np.testing.assert_allclose(traverses["cost_km"], by_id.loc[traverses["site_id"], "traverse_cost_km"], rtol=1e-12)
+    reached = traverses["cost_km"].notna().to_numpy()  # a site with no passable path keeps an empty line
+    no_line = (traverses.geometry.isna() | traverses.geometry.is_empty).to_numpy()
+    assert reached.any() and (no_line == ~reached).all()
+    assert (traverses.geometry[reached].geom_type == "LineString").all()
+    assert (traverses.loc[reached, "length_km"] >= 0).all()
+    assert (traverses.loc[reached, "max_slope_deg"] <= p["traverse_max_slope_deg"]).all()
+    # power at each analysed distinct site and mast height; the taller mast never sees less light
+    heights = sorted(p["power_mast_heights_m"])
+    assert len(power) == len(heights) * power["site_id"].nunique()
+    wide = power.pivot(index="site_id", columns="height_m", values="illumination_fraction")
+    assert (wide[heights[-1]] >= wide[heights[0]] - 1e-12).all()
+    np.testing.assert_allclose(power["battery_wh"], power["load_w"] * power["longest_night_h"])
+    series = read_power_series(paths["power_series"])
+    assert list(series) == list(dict.fromkeys(power["site_id"]))
+
+
 def test_nan_percentile_is_numpys_bit_for_bit():
     rng = np.random.default_rng(3)
     for m in (1, 2, 5, 21, 81):
@@ -443,6 +490,22 @@ def test_real_artemis_regions_all_hold_candidates_and_are_recalled(real_ranking)
     top = ranking.sites.iloc[0]
     assert top["rank"] == 1 and top["lat"] <= -84.0 and top["illumination_fraction"] >= 0.33
     assert "cold trap" in top["explanation"]
+
+
+@pytest.mark.shared_data
+def test_real_distinct_top_30_spans_30_places(real_ranking):
+    ranking, _paths = real_ranking
+    sites = ranking.sites
+    top = sites[sites["rank_distinct"].between(1, 30)].sort_values("rank_distinct")
+    assert len(top) == 30 and top["place_id"].is_unique
+    plain = sites.iloc[:30]
+    # the plain top 30 crowds into fewer places than the distinct one
+    assert plain["place_id"].nunique() < 30
+    held = sorted({int(r) for r in top["expert_region"] if r >= 0}) if "expert_region" in top else []
+    print(
+        f"\nplain top 30 in {plain['place_id'].nunique()} places; distinct top 30 in 30; "
+        f"Artemis III regions (2022) holding one of the distinct top 30: {len(held)} of 13 {held}"
+    )
 
 
 @pytest.mark.shared_data

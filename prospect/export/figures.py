@@ -62,6 +62,7 @@ OVERLAY_ALPHA = 0.5
 TOP_COLOUR = "#e11d48"
 CANDIDATE_COLOUR = "#22d3ee"
 REGION_COLOUR = "#f59e0b"
+TRAVERSE_COLOUR = "#e879f9"  # magenta: least-cost traverses of the distinct top sites
 
 Extent = tuple[float, float, float, float]  # (xmin, xmax, ymin, ymax) in map metres
 
@@ -742,6 +743,16 @@ def site_map_png(
                         bbox={"boxstyle": "round,pad=0.1", "fc": "black", "ec": "none", "alpha": 0.4},
                     )
 
+    traverses = _in_map_crs(vectors.get("traverses"), sites)
+    if traverses is not None and len(traverses):
+        for geom in traverses.geometry:
+            if geom is not None and not geom.is_empty:
+                gx, gy = geom.xy
+                ax.plot(gx, gy, color=TRAVERSE_COLOUR, lw=1.3, zorder=5.5)
+        handles.append(
+            Line2D([], [], color=TRAVERSE_COLOUR, lw=1.3, label="traverses to the nearest cold trap (layer traverses)")
+        )
+
     x_all, y_all = _xy(sites)
     top = top_sites(sites, top_k)
     tx, ty = _xy(top)
@@ -967,4 +978,70 @@ def reliability_png(record: Mapping[str, Any]) -> bytes | None:
     ax.tick_params(labelsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left")
+    return _png(fig)
+
+
+def power_series_figure(
+    series: Mapping[Any, Any],
+    table: Any = None,
+    *,
+    max_sites: int = 5,
+    days: float | None = None,
+) -> bytes | None:
+    """Visible fraction of the solar disk against time at the top sites, one panel per site and
+    one line per mast height (:func:`prospect.sites.power.site_power`'s ``series``: site_id ->
+    ``(times, disk_fraction (n_heights, n_steps), heights_m)``, in the order to draw).
+
+    ``days`` None: daily means over the whole span (nights show as runs at 0); a number: every
+    time step of the first ``days`` days. ``table`` (the power table) adds each height's
+    illumination fraction and longest night to the panel titles. PNG bytes; None without series.
+    """
+    items = list(series.items())[: max(int(max_sites), 0)]
+    if not items:
+        return None
+    colours = ("#f59e0b", "#2563eb", "#16a34a", "#dc2626", "#7c3aed")
+    fig = _figure(7.5, 0.6 + 1.55 * len(items))
+    axes = fig.subplots(len(items), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (sid, s) in zip(axes, items):
+        times, frac = np.asarray(s[0]), np.atleast_2d(np.asarray(s[1], dtype="float64"))
+        heights = tuple(s[2]) if len(s) > 2 else tuple(range(frac.shape[0]))
+        dated = times.dtype.kind == "M"
+        if dated:
+            step_h = float(np.diff(times[:2]).astype("timedelta64[s]").astype("float64")[0]) / 3600.0
+        else:  # Julian dates
+            step_h = float(np.diff(times[:2])[0]) * 24.0
+        if days is None:
+            per = max(1, round(24.0 / step_h))
+            n = (frac.shape[1] // per) * per
+            x = times[:n:per]
+            y = frac[:, :n].reshape(frac.shape[0], -1, per).mean(axis=2)
+            what = "daily mean"
+        else:
+            n = min(frac.shape[1], int(math.ceil(float(days) * 24.0 / step_h)))
+            x, y = times[:n], frac[:, :n]
+            what = "per time step"
+        if not dated:
+            x = (np.asarray(x, dtype="float64") - float(times[0])) / 365.25
+        titles = []
+        for k in reversed(range(len(heights))):  # the lower masts (less light) drawn over the higher
+            ax.plot(x, y[k], lw=0.6, color=colours[k % len(colours)], label=f"{heights[k]:g} m mast")
+        for h in heights:
+            if table is not None:
+                rows = table[(table["site_id"] == sid) & (table["height_m"] == h)]
+                if len(rows):
+                    r = rows.iloc[0]
+                    titles.append(f"{h:g} m: lit {100 * r['illumination_fraction']:.0f} %, "
+                                  f"longest night {r['longest_night_h']:.0f} h")  # fmt: skip
+        ax.set_title(f"site {sid}" + (" — " + "; ".join(titles) if titles else ""), fontsize=8, loc="left")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylabel(f"solar disk\n({what})", fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[0].legend(
+        handles[::-1], labels[::-1], fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.15), ncols=4, frameon=False
+    )
+    axes[-1].set_xlabel("UTC" if np.asarray(items[0][1][0]).dtype.kind == "M" else "years from the start", fontsize=8)
+    height_in = 0.6 + 1.55 * len(items)
+    fig.subplots_adjust(left=0.11, right=0.98, top=1.0 - 0.55 / height_in, bottom=0.45 / height_in, hspace=0.45)
     return _png(fig)

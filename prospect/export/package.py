@@ -45,6 +45,9 @@ VECTOR_LAYERS = {
 #: Display names of the GeoPackage layers in the QGIS project (raster maps are named by
 #: the layer registry: :attr:`prospect.layers.Layer.display_name`).
 VECTOR_TITLES = {
+    "distinct_sites": "Distinct top sites",
+    "traverses": "Traverses to cold traps",
+    "places": "Places",
     "sites": "Ranked sites",
     "candidates": "Candidate discs",
     "cold_traps": "Named cold traps",
@@ -56,6 +59,9 @@ VECTOR_TITLES = {
 #: (layer, group, visible) of the QGIS project, top to bottom. Sites over context vectors
 #: over resource and illumination maps over terrain, hillshade last.
 PROJECT_TREE: tuple[tuple[str, str, bool], ...] = (
+    ("distinct_sites", "Sites", True),
+    ("traverses", "Sites", True),
+    ("places", "Sites", True),
     ("sites", "Sites", True),
     ("candidates", "Sites", True),
     ("cold_traps", "Context", True),
@@ -74,6 +80,11 @@ PROJECT_TREE: tuple[tuple[str, str, bool], ...] = (
     ("dem_m", "Terrain", False),
     ("hillshade", "Terrain", True),
 )
+
+
+#: The site stage's layers of ``sites.gpkg`` that the package carries on (when present):
+#: the distinct top sites first, the full table after them.
+SITE_LAYERS = ("distinct_sites", "traverses", "places", "sites", "candidates", "site_power")
 
 
 def _title(key: str) -> str:
@@ -125,7 +136,12 @@ def _vector_layers(record: Mapping[str, Any], run_dir: Path, grid: Any, *, sites
         raise InputNotFoundError(f"{gpkg}: no such file; the run folder is incomplete (rerun `prospect rank`)")
     try:
         if sites:
-            found = {name: gpd.read_file(gpkg, layer=name, engine="pyogrio") for name in ("sites", "candidates")}
+            present = {str(row[0]) for row in pyogrio.list_layers(gpkg)}
+            found = {
+                name: gpd.read_file(gpkg, layer=name, engine="pyogrio")
+                for name in SITE_LAYERS
+                if name in present or name in ("sites", "candidates")
+            }
     except (pyogrio.errors.DataLayerError, pyogrio.errors.DataSourceError) as exc:
         raise FormatError(f"{gpkg}: not a prospect site GeoPackage ({str(exc).splitlines()[0]})") from None
     frame = shapely.box(*grid.bounds)
@@ -209,6 +225,7 @@ def package_outputs(run: Path) -> dict[str, Path]:
         "model": "model.skops",
         "report": "report.html",
         "report_pdf": "report.pdf",
+        "power_series": "power_series.npz",
     }
     out = {key: run / name for key, name in named.items() if (run / name).is_file()}
     for layer in layers.exported_layers():
@@ -269,7 +286,14 @@ def run_export(
     maps = export_maps(
         {**record["inputs"], **(extra_inputs or {})}, run / "maps", provenance=by_role, progress=progress
     )
-    descriptions = {"sites": "ranked candidate base sites (ranking.json)", "candidates": "candidate site discs"}
+    descriptions = {
+        "distinct_sites": "the distinct top sites: the best site of each place, separated (ranking.json places)",
+        "traverses": "least-cost traverses from the distinct top sites to their nearest cold traps",
+        "places": "places: connected passing areas cut at a region's size, each with its best site",
+        "sites": "ranked candidate base sites (ranking.json)",
+        "candidates": "candidate site discs",
+        "site_power": "power at the distinct top sites per mast height: light, longest night, battery",
+    }
     layer_styles = {k: styles.vector_qml(k, geometry=_geometry(v)) for k, v in vectors.items()}
     descriptions.update(
         {

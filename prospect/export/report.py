@@ -34,6 +34,7 @@ from prospect.errors import ConfigError, FormatError, InputNotFoundError, Output
 from prospect.export import figures as fig
 from prospect.io.fetch import hash_file
 from prospect.io.writers import atomic_write
+from prospect.pipeline.stages import POWER_SERIES_FILE, read_power_series
 from prospect.sites.rank import finite_or_none
 
 __all__ = ["CHROMIUM_FLAGS", "STATUS_MEANING", "print_pdf", "render_report", "write_report"]
@@ -114,8 +115,49 @@ def _read_sites(path: Path) -> tuple[Any, dict[str, Any]]:
     missing = [c for c in ("site_id", "rank", "score", "score_p05", "score_p95", "lon", "lat") if c not in sites]
     if missing:
         raise FormatError(f"{path}: layer 'sites' lacks columns {missing}")
-    vectors = {name: pyogrio.read_dataframe(path, layer=name) for name in MAP_VECTORS if name in layers}
+    vectors = {name: pyogrio.read_dataframe(path, layer=name) for name in MAP_VECTORS + OPTION_LAYERS if name in layers}
     return sites.sort_values("rank", kind="stable").reset_index(drop=True), vectors
+
+
+#: Layers of sites.gpkg behind the distinct-options section (when present).
+OPTION_LAYERS = ("distinct_sites", "traverses", "places", "site_power")
+
+
+def _by_site(table: Any, key: str = "site_id") -> dict[str, Any]:
+    return {} if table is None else {str(r[key]): r for _, r in table.iterrows()}
+
+
+def _distinct(record: Mapping[str, Any], vectors: Mapping[str, Any], p_k: str | None) -> dict[str, Any] | None:
+    """The distinct top sites with their place, traverse and power (layers distinct_sites, places,
+    traverses and site_power of sites.gpkg); None for a run without them."""
+    top = vectors.get("distinct_sites")
+    if top is None or not len(top):
+        return None
+    top = top.sort_values("rank_distinct", kind="stable").reset_index(drop=True)
+    places = {int(r["place_id"]): r for _, r in vectors["places"].iterrows()} if "places" in vectors else {}
+    traverses = _by_site(vectors.get("traverses"))
+    power = vectors.get("site_power")
+    heights = sorted({float(h) for h in power["height_m"]}) if power is not None and len(power) else []
+    rows = []
+    for _, r in top.iterrows():
+        sid = str(r["site_id"])
+        pw = (
+            power[power["site_id"].astype(str) == sid].sort_values("height_m")
+            if heights and power is not None
+            else None
+        )
+        rows.append(
+            {
+                "row": r,
+                "place": places.get(int(r["place_id"])) if "place_id" in r.index else None,
+                "traverse": traverses.get(sid),
+                "power": list(pw.itertuples()) if pw is not None and len(pw) else [],
+                "p_distinct": r.get(f"p_top{p_k}_distinct") if p_k else None,
+            }
+        )
+    info = record.get("places") or {}
+    return {"rows": rows, "heights": heights, "rule": info.get("rule", ""), "n_places": info.get("n_places"),
+            "n_distinct": info.get("n_distinct"), "power": record.get("power") or {}}  # fmt: skip
 
 
 def _map_info(name: str, path: Path) -> dict[str, Any]:
@@ -365,6 +407,7 @@ def _provenance(provenance: Mapping[str, Any], run: Path) -> dict[str, Any]:
 
 
 def _figures(
+    run: Path,
     maps: Mapping[str, Path],
     sites: Any,
     vectors: Mapping[str, Any],
@@ -379,6 +422,14 @@ def _figures(
         out["site_map"] = _png_uri(fig.site_map_png(hill, layers, sites, top_k=k, vectors=vectors))
         out["layers"] = _png_uri(fig.layers_png(hill, layers, sites, top_k=k))
     out["intervals"] = _png_uri(fig.intervals_png(sites, k, p_col=p_col)) if len(sites) else None
+    out["power"] = None
+    series_path = run / POWER_SERIES_FILE
+    if series_path.is_file():
+        try:
+            series = read_power_series(series_path)
+        except (OSError, ValueError, KeyError) as exc:
+            raise FormatError(f"{series_path}: not a power series file ({exc})") from None
+        out["power"] = _png_uri(fig.power_series_figure(series, vectors.get("site_power")))
     out["criteria"] = _png_uri(fig.criteria_png(record))
     out["importances"] = _png_uri(fig.importances_png(record))
     out["reliability"] = _png_uri(fig.reliability_png(record))
@@ -487,14 +538,15 @@ def render_report(
         "criteria": record.get("criteria") or [],
         "dropped": record.get("dropped_criteria") or {},
         "learned": _learned(record, vectors.get("regions")),
+        "distinct": _distinct(record, vectors, p_col.removeprefix("p_top") if p_col else None),
         "provenance": _provenance(provenance, run),
         "parameters": params,
         "status_meaning": STATUS_MEANING,
         "maps": [_map_info(s, p) for s, p in map_paths.items()],
         "map_stems": list(map_paths),
         "dem_file": registry.filename("dem_m"),
-        "figures": _figures(map_paths, sites, vectors, record, k, p_col),
-        "vectors": sorted(vectors),
+        "figures": _figures(run, map_paths, sites, vectors, record, k, p_col),
+        "vectors": sorted(n for n in vectors if n in MAP_VECTORS),
         "inputs": record.get("inputs") or {},
         "grid": record.get("grid") or {},
         "crs": (record.get("grid") or {}).get("crs") or getattr(fig.lunar_crs_of(sites), "code", "") or "map grid",

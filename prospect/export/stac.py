@@ -45,6 +45,7 @@ _MEDIA: dict[str, tuple[str, list[str]]] = {
     ".pdf": ("application/pdf", ["overview"]),
     ".json": ("application/json", ["metadata"]),
     ".skops": ("application/octet-stream", ["metadata"]),
+    ".npz": ("application/octet-stream", ["data"]),
 }
 
 

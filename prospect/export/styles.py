@@ -163,6 +163,10 @@ TOP_LABELLED = 10
 
 #: Vector kinds and their default geometry type.
 VECTOR_KINDS: dict[str, str] = {
+    "distinct_sites": "Point",
+    "traverses": "LineString",
+    "places": "Polygon",
+    "site_power": "Point",
     "sites": "Point",
     "candidates": "Polygon",
     "psr": "Polygon",
@@ -799,6 +803,11 @@ def _any_field(*names: str) -> str:
 
 #: Why each vector kind looks as it does.
 VECTOR_STYLE_NOTES: dict[str, str] = {
+    "distinct_sites": "the distinct top N (one site per place): large numbered red circles, labelled "
+    "'#rank_distinct site_id', drawn above everything",
+    "traverses": "least-cost traverse from a distinct site to its nearest cold trap: solid dark cyan line",
+    "places": "places (connected passing areas, at most a region across): thin green outline, faint green fill",
+    "site_power": "power at the distinct sites (a row per mast height): small orange triangles",
     "sites": "rule-based: top 3 red stars, ranks 4-10 orange circles (both labelled 'site_id (#rank)' "
     "and drawn on top), the rest small translucent yellow dots",
     "candidates": "thin translucent orange outline only (the candidate disc around a site), no fill",
@@ -816,12 +825,18 @@ def _vector_symbol(kind: str, geometry: str) -> ET.Element:
             return _symbol("0", st, [_marker("circle", "0,0,0,0", 1.6, outline="90,90,90,255", outline_mm=0.25)])
         if kind == "cold_traps":
             return _symbol("0", st, [_marker("diamond", "0,200,230,255", 3.2, outline="0,60,90,255")])
+        if kind == "site_power":
+            return _symbol("0", st, [_marker("triangle", "255,150,0,255", 3.0, outline="90,50,0,255")])
         if kind in ("candidates", "psr", "regions"):  # point versions of the area layers
             colour = {"candidates": "240,120,0,255", "psr": "30,80,200,160", "regions": "200,0,160,255"}[kind]
             return _symbol("0", st, [_marker("circle", "0,0,0,0", 6.0, outline=colour, outline_mm=0.5)])
         return _symbol("0", st, [_marker("circle", "120,120,120,255", 2.0)])
     if geometry == "LineString":
+        if kind == "traverses":
+            return _symbol("0", st, [_line("0,110,130,255", 0.7)])
         return _symbol("0", st, [_line("200,0,160,255", 0.4, "dash" if kind == "regions" else "solid")])
+    if kind == "places":
+        return _symbol("0", st, [_fill("40,160,60,40", outline="20,110,40,220", outline_mm=0.3)])
     if kind == "candidates":
         return _symbol("0", st, [_fill("0,0,0,0", style="no", outline="240,120,0,170", outline_mm=0.3)])
     if kind == "psr":
@@ -901,6 +916,13 @@ def vector_qml(kind: str, *, geometry: str | None = None) -> str:
             bold=True,
             geometry=geometry,
             priority=10,
+        )
+    elif kind == "distinct_sites" and geometry == "Point":
+        renderer = _single_renderer(
+            _symbol("0", "marker", [_marker("circle", "200,20,30,255", 5.0, outline="255,255,255,255", outline_mm=0.5)])
+        )
+        labeling = _labeling(
+            "concat('#', \"rank_distinct\", ' ', \"site_id\")", size_pt=9, bold=True, geometry=geometry, priority=10
         )
     else:
         renderer = _single_renderer(_vector_symbol(kind, geometry))

@@ -1295,12 +1295,43 @@ def _run_both(
 # --- sites --------------------------------------------------------------------------------------
 
 
-def write_ranking(ranking: Any, outdir: PathLike, grid: AnalysisGrid, timer: Any = None) -> dict[str, Path]:
-    """``sites.gpkg`` (layers ``sites`` and ``candidates``), ``ranking.json`` and ``model.skops``, each atomic.
+#: The time series behind the site stage's ``site_power`` layer (for the report's plot).
+POWER_SERIES_FILE = "power_series.npz"
 
-    Layer ``sites`` holds every ranked site as a point with all its attributes; layer
-    ``candidates`` the disc polygons of the ``disc_polygons_top_n`` best ranked
-    (``ranking.record``; all sites when the record has no such entry).
+
+def write_power_series(path: Path, series: Mapping[Any, Any]) -> None:
+    """``series`` (site_id -> ``(times, disk_fraction (heights, steps), heights_m)``) as one
+    compressed ``.npz``: ``site_id``, ``heights_m``, ``times`` and ``disk_fraction`` (sites,
+    heights, steps; float32). Every site shares the times and heights of the first."""
+    items = list(series.items())
+    times = np.asarray(items[0][1][0])
+    heights = np.asarray(items[0][1][2], dtype="float64")
+    with open(path, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            site_id=np.asarray([str(k) for k, _ in items]),
+            heights_m=heights,
+            times=times,
+            disk_fraction=np.stack([np.asarray(v[1], dtype=np.float32) for _, v in items]),
+        )
+
+
+def read_power_series(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray, tuple[float, ...]]]:
+    """The series of :func:`write_power_series`, in its site order."""
+    with np.load(path, allow_pickle=False) as z:
+        heights = tuple(float(h) for h in z["heights_m"])
+        times = z["times"]
+        return {str(sid): (times, frac, heights) for sid, frac in zip(z["site_id"], z["disk_fraction"], strict=True)}
+
+
+def write_ranking(ranking: Any, outdir: PathLike, grid: AnalysisGrid, timer: Any = None) -> dict[str, Path]:
+    """``sites.gpkg`` (layers ``sites``, ``candidates`` and ``places``), ``ranking.json`` and ``model.skops``, each atomic.
+
+    Layer ``sites`` holds every ranked site as a point with all its attributes (with its
+    ``place_id``, ``rank_distinct`` and ``p_top<k>_distinct``); layer ``candidates`` the disc
+    polygons of the ``disc_polygons_top_n`` best ranked (``ranking.record``; all sites when
+    the record has no such entry); layer ``places`` one polygon per place
+    (:func:`prospect.sites.rank.place_geodataframe`).
 
     ``ranking`` is a :class:`prospect.sites.rank.Ranking`. The GeoPackage is written by
     :func:`prospect.io.gpkg.write_gpkg`, so QGIS opens it with a valid lunar CRS;
@@ -1308,7 +1339,7 @@ def write_ranking(ranking: Any, outdir: PathLike, grid: AnalysisGrid, timer: Any
     """
     from prospect.io.gpkg import write_gpkg
     from prospect.io.writers import atomic_write
-    from prospect.sites.rank import PartTimer, site_geodataframes
+    from prospect.sites.rank import PartTimer, place_geodataframe, site_geodataframes
 
     t = timer or PartTimer()
     out = Path(outdir)
@@ -1317,9 +1348,26 @@ def write_ranking(ranking: Any, outdir: PathLike, grid: AnalysisGrid, timer: Any
     with t.part("site geometries"):
         top_n = ranking.record.get("disc_polygons_top_n")
         points, polys = site_geodataframes(ranking, grid, ranking.record["site_radius_m"], lattice_scale, top_n)
+        vectors: dict[str, Any] = {}
+        if "rank_distinct" in points:
+            top = int(ranking.record.get("places", {}).get("top_n", 0)) or None
+            keep = (points["rank_distinct"] > 0) & (points["rank_distinct"] <= (top or len(points)))
+            vectors["distinct_sites"] = points[keep].sort_values("rank_distinct").reset_index(drop=True)
+        if ranking.traverses is not None:
+            vectors["traverses"] = ranking.traverses
+        place_polys = place_geodataframe(ranking, grid)
+        if place_polys is not None:
+            vectors["places"] = place_polys
+        vectors.update(sites=points, candidates=polys)
+        if ranking.power is not None:
+            vectors["site_power"] = ranking.power
     paths = {"sites": out / "sites.gpkg", "record": out / "ranking.json"}
     with t.part("write sites.gpkg"):
-        write_gpkg(paths["sites"], {"sites": points, "candidates": polys}, crs=grid.crs)
+        write_gpkg(paths["sites"], vectors, crs=grid.crs)
+    if ranking.power_series:
+        paths["power_series"] = out / POWER_SERIES_FILE
+        with t.part("write power series"), atomic_write(paths["power_series"]) as tmp:
+            write_power_series(tmp, ranking.power_series)
     with t.part("write ranking.json and model"):
         with atomic_write(paths["record"]) as tmp:
             tmp.write_text(json.dumps(ranking.record, indent=2, default=_json_default), encoding="utf-8")
@@ -1509,7 +1557,7 @@ def _export_into(
     sites = sources.get("sites")
     if sites is not None:
         sites = Path(str(sites))
-        for name in ("ranking.json", "sites.gpkg", "model.skops"):
+        for name in ("ranking.json", "sites.gpkg", "model.skops", POWER_SERIES_FILE):
             if (sites / name).is_file():
                 with atomic_write(folder / name) as tmp:
                     shutil.copyfile(sites / name, tmp)

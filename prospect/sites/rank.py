@@ -6,7 +6,9 @@ row per candidate that passed the hard constraints (:mod:`prospect.sites.candida
 1. **Features** (:data:`FEATURES`, each with its unit): zonal statistics over the site
    disc, great-circle distances to PSR / ice-favourable / He-3-high pixels, the
    slope-weighted traverse cost to the nearest cold trap, the crater density from the
-   catalogue, He-3 within a radius and the nearest named cold trap.
+   catalogue, He-3 within a radius and the nearest named cold trap; and the multi-scale
+   context (:mod:`prospect.sites.context`): illumination, Earth visibility, slope and
+   cold-trap distance averaged over ``context_near_radius_m`` and ``context_region_radius_m``.
 2. **Multi-criteria** (:mod:`prospect.sites.mcda`): weighted sum and TOPSIS with the
    weights and directions of ``prospect/config/sites.yaml``.
 3. **Learned** (:mod:`prospect.sites.learn`): a presence-only ensemble trained on the
@@ -14,7 +16,8 @@ row per candidate that passed the hard constraints (:mod:`prospect.sites.candida
    background candidates, evaluated by spatial block cross-validation and
    leave-one-region-out, with permutation importances.
 4. **Combined score** ``score = (1 - s) WS + s L`` (``s = learned_share``; ``WS`` the
-   weighted sum, ``L`` the ensemble probability min-max scaled over the candidates),
+   weighted sum, ``L`` the learned score ``score_learned`` -- the ensemble mean of the
+   members' calibrated log-odds -- min-max scaled over the candidates),
    and its **Monte Carlo**: each draw takes Dirichlet-perturbed weights, one of
    ``dem_draws`` DEM realisations with Gaussian noise ``dem_noise_m`` (slope, slope
    p95 and roughness recomputed) and one ensemble member; the draws give ``score_p05``,
@@ -22,7 +25,9 @@ row per candidate that passed the hard constraints (:mod:`prospect.sites.candida
 
 ``rank`` orders ``score`` (ties by ``site_id``). Every row carries its features, the
 score of each method and their ranks, the criterion contributions ``contrib_*`` of the
-weighted sum and a one-line ``explanation``.
+weighted sum, the learned score's terms ``learned_contrib_*`` (``learned_base`` plus them
+is ``score_learned``, :func:`prospect.sites.learn.contributions`) and a one-line
+``explanation``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -44,13 +49,14 @@ import pandas as pd
 import xarray as xr
 
 from prospect import config as _config
+from prospect import lunar
 from prospect.config import ParameterSet
 from prospect.errors import ConfigError
 from prospect.grid import AnalysisGrid, as_dask, on_grid
 from prospect.memory import peak_rss_mb
 from prospect.resources.ice import CLASS_SURFACE
+from prospect.sites import context, distinct, mcda, traverse
 from prospect.sites import features as F
-from prospect.sites import mcda
 from prospect.sites.candidates import Lattice, apply_constraints, candidate_frame, disc_stat, disc_stats
 
 #: Feature columns: unit and meaning (the site table's ``attrs['feature_units']``).
@@ -72,7 +78,23 @@ FEATURES: dict[str, tuple[str, str]] = {
     "he3_distance_km": ("km", "great-circle distance to the nearest He-3 high"),
     "flat_area_km2": ("km2", "connected area passing the slope limit around the site"),
     "nearest_cold_trap_km": ("km", "distance to the PSR centroid of the nearest named cold trap"),
+    # multi-scale context (prospect.sites.context): means over a disc of context_near_radius_m
+    # (_near) and context_region_radius_m (_region) around the site
+    "illumination_fraction_near": ("1", "mean illumination fraction within context_near_radius_m"),
+    "illumination_fraction_region": ("1", "mean illumination fraction within context_region_radius_m"),
+    "earth_visibility_fraction_near": ("1", "mean Earth visibility fraction within context_near_radius_m"),
+    "earth_visibility_fraction_region": ("1", "mean Earth visibility fraction within context_region_radius_m"),
+    "slope_mean_deg_near": ("deg", "mean slope within context_near_radius_m"),
+    "slope_mean_deg_region": ("deg", "mean slope within context_region_radius_m"),
+    "cold_trap_distance_km_near": ("km", "mean distance to the nearest cold-trap pixel within context_near_radius_m"),
+    "cold_trap_distance_km_region": (
+        "km",
+        "mean distance to the nearest cold-trap pixel within context_region_radius_m",
+    ),
 }
+
+#: The multi-scale context columns of :data:`FEATURES` (used by the ``+multiscale`` model variants).
+CONTEXT_FEATURES = tuple(k for k in FEATURES if k.endswith(("_near", "_region")))
 
 _RASTERS = (
     "illumination_fraction",
@@ -151,8 +173,15 @@ class SiteInputs:
 
 
 def rank_parameters(config: Any = None) -> ParameterSet:
-    """The site parameters: ``config`` itself if a ParameterSet, else :func:`prospect.config.load` of it."""
-    return config if isinstance(config, ParameterSet) else _config.load("sites", config)
+    """The site parameters: ``config`` itself if a ParameterSet, else :func:`prospect.config.load` of it.
+
+    The power analysis' parameters are checked here too (:func:`prospect.sites.power.power_params`),
+    so a bad mast height fails before any work."""
+    from prospect.sites.power import power_params
+
+    p = config if isinstance(config, ParameterSet) else _config.load("sites", config)
+    power_params(p)
+    return p
 
 
 def _int_param(p: ParameterSet, name: str) -> int:
@@ -228,6 +257,7 @@ def site_features(
     at = (frame["row"].to_numpy(), frame["col"].to_numpy())
     notes: dict[str, str] = {}
     psr_mask = None
+    traverse_field = None  # the solved traverse cost field (prospect.sites.traverse), for the paths
     if "psr_fraction" in layers:
         psr_mask = layers["psr_fraction"] >= p["psr_fraction_threshold"]
         with t.part("PSR distance"):
@@ -245,7 +275,7 @@ def site_features(
             else:
                 frame["cold_trap_distance_km"] = F.distance_to_mask_km(lon, lat, cold, grid, *at)
         with t.part("traverse cost"):
-            cost, res = F.traverse_cost_km(
+            cost, res, traverse_field = F.traverse_cost_km(
                 slope,
                 cold,
                 *at,
@@ -253,6 +283,8 @@ def site_features(
                 scale_deg=p["traverse_slope_scale_deg"],
                 max_slope_deg=p["traverse_max_slope_deg"],
                 max_cells=p["traverse_max_cells"],
+                return_field=True,
+                psr_mask=psr_mask,
             )
         frame["traverse_cost_km"] = cost
         notes["traverse_resolution_m"] = f"{res:g}"
@@ -279,6 +311,21 @@ def site_features(
             names, dist = F.nearest_named(lon, lat, inputs.cold_traps)
         frame["nearest_cold_trap"] = names
         frame["nearest_cold_trap_km"] = dist
+    ctx_layers: dict[str, Any] = {
+        n: layers[n] for n in ("illumination_fraction", "earth_visibility_fraction") if n in layers
+    }
+    ctx_layers["slope_mean_deg"] = slope
+    with t.part("multi-scale context"):
+        ctx = context.context_features(
+            ctx_layers,
+            *at,
+            pixel_m=lattice.pixel_m,
+            radii_m={suffix: float(p[name]) for suffix, name in context.SCALES.items()},
+            scale=lattice.scale_factor(),
+            distance_masks={"cold_trap_distance_km": cold} if cold is not None else None,
+        )
+    for name, values in ctx.items():
+        frame[name] = values
     record = {
         "constraints": result.descriptions,
         "lattice_sites": int(passed.size),
@@ -288,6 +335,7 @@ def site_features(
         "notes": notes,
         "scale_factor": lattice.scale_factor(),
         "_lattice": lattice,
+        "_traverse_field": traverse_field,
     }
     frame.attrs["feature_units"] = {k: v[0] for k, v in FEATURES.items() if k in frame}
     return frame, record
@@ -336,6 +384,14 @@ class Ranking:
     sites: pd.DataFrame
     record: dict[str, Any]
     model: Any = None
+    #: one row per place (:func:`prospect.sites.distinct.place_table`)
+    places: pd.DataFrame | None = None
+    #: the least-cost traverses of the distinct top sites (a GeoDataFrame of LineStrings)
+    traverses: Any = None
+    #: power at the distinct top sites, a row per mast height (a GeoDataFrame of points)
+    power: Any = None
+    #: per distinct top site: the time series behind ``power`` (for the report's plot)
+    power_series: dict[str, Any] | None = None
 
 
 def rank_sites(
@@ -345,9 +401,12 @@ def rank_sites(
     seed: int = 0,
     learned: bool = True,
     evaluate: bool = True,
+    power: bool = True,
     timer: PartTimer | None = None,
 ) -> Ranking:
-    """Candidates, features, the three scorings, the Monte Carlo and the explanations (see module doc).
+    """Candidates, features, the three scorings, the Monte Carlo and the explanations (see module doc),
+    then the places, the distinct ranking and, with ``power`` (polar grids), the power at the best
+    distinct sites (:mod:`prospect.sites.power`).
 
     ``timer`` (a :class:`PartTimer`) collects the seconds of each part (and prints them with progress).
     """
@@ -358,6 +417,7 @@ def rank_sites(
     n_mc, n_dem, k = _int_param(p, "mc_samples"), _int_param(p, "dem_draws"), _int_param(p, "top_k")
     frame, record = site_features(inputs, p, t)
     lattice: Lattice = record.pop("_lattice")
+    traverse_field = record.pop("_traverse_field")
     with t.part("multi-criteria scores"):
         crits, dropped = mcda.criteria(p, frame)
         frame["score_weighted_sum"] = mcda.weighted_sum(frame, crits)
@@ -374,17 +434,43 @@ def rank_sites(
         region = learn.region_membership(frame["lon"].to_numpy(), frame["lat"].to_numpy(), inputs.regions)
         frame["expert_region"] = region
         blocks = learn.spatial_blocks(frame["x"].to_numpy(), frame["y"].to_numpy(), p["spatial_block_m"])
-        fit_kw = {
+        variants = _learned_variants(p)
+        estimator = learn.check_estimator(p["learned_estimator"])
+        all_cols = cols
+        criteria_names = [c.name for c in crits]
+        cols = _model_columns(all_cols, _feature_set(p), criteria_names)
+        fit_kw: dict[str, Any] = {
             "members": _int_param(p, "ensemble_members"),
-            "estimator": p["learned_estimator"],
+            "estimator": estimator,
             "background_per_positive": _int_param(p, "background_per_positive"),
             "seed": seed,
+            "directions": learned_directions(p, all_cols),
         }
         with t.part("learned model fit"):
             ens = learn.fit_pu(frame[cols], region >= 0, blocks, **fit_kw)
             frame["score_learned"] = learn.predict(ens, frame[cols])[0]
+        with t.part("learned contributions"):
+            base, terms = learn.contributions(ens, frame[cols])
+            frame["learned_base"] = base
+            for c in cols:
+                frame[f"learned_contrib_{c}"] = terms[c].to_numpy()
         with t.part("learned model evaluation"):
-            record["learned"] = _evaluate(frame, cols, region, blocks, p, fit_kw, ens) if evaluate else {}
+            record["learned"] = (
+                _evaluate(
+                    frame,
+                    cols,
+                    region,
+                    blocks,
+                    p,
+                    fit_kw,
+                    ens,
+                    all_cols=all_cols,
+                    variants=variants,
+                    criteria=criteria_names,
+                )
+                if evaluate
+                else {}
+            )
     combined = (1.0 - share) * frame["score_weighted_sum"].to_numpy()
     if share > 0:
         combined = combined + share * mcda.minmax(frame["score_learned"].to_numpy())
@@ -394,6 +480,8 @@ def rank_sites(
         summary = mcda.summarise_draws(draws, k)
         for c in summary.columns:
             frame[c] = summary[c].to_numpy()
+    with t.part("places and distinct ranking"):
+        place_record = _places_and_distinct(frame, draws, p, k)
     with t.part("ranks"):
         ids = frame["site_id"].to_numpy()
         frame["rank"] = mcda.ranks(frame["score"].to_numpy(), tiebreak=ids)
@@ -427,7 +515,137 @@ def rank_sites(
         support_m2=frame.attrs.get("support_m2"),
         disc_polygons_top_n=_int_param(p, "disc_polygons_top_n"),
     )
-    return Ranking(sites=frame, record=record, model=ens)
+    record["places"] = place_record
+    with t.part("place table"):
+        place_rows = distinct.place_table(frame, _cell_area_km2(frame, lattice))
+    ranking = Ranking(sites=frame, record=record, model=ens, places=place_rows)
+    n_paths = _int_param(p, "traverse_sites_top_n")
+    if traverse_field is not None and n_paths > 0:
+        with t.part("traverses of the distinct sites"):
+            best = frame[frame["rank_distinct"] > 0].sort_values("rank_distinct", kind="stable").head(n_paths)
+            ranking.traverses = traverse.paths(
+                traverse_field, best["row"].to_numpy(), best["col"].to_numpy(), best["site_id"].to_numpy()
+            )
+            ranking.traverses.insert(1, "rank_distinct", best["rank_distinct"].to_numpy())
+            # no passable path: a NULL geometry (an empty LineString breaks GPKG requirement 152)
+            ranking.traverses.loc[ranking.traverses.geometry.is_empty, "geometry"] = None
+    if power and inputs.grid.crs.is_polar:
+        with t.part("power at the distinct sites"):
+            _site_power(ranking, inputs, p)
+    return ranking
+
+
+def _site_power(ranking: Ranking, inputs: SiteInputs, p: ParameterSet) -> None:
+    """``ranking.power`` (a point per site and mast height) and ``ranking.power_series`` of the
+    ``power_sites_top_n`` best distinct sites, and their parameters in the record."""
+    import geopandas as gpd
+    import shapely
+
+    from prospect.sites.power import power_params, site_power
+
+    table, series = site_power(inputs.dem, ranking.sites, p)
+    pp = power_params(p)
+    ranking.power = gpd.GeoDataFrame(
+        table, geometry=shapely.points(table["x"], table["y"]), crs=inputs.grid.crs.to_pyproj()
+    )
+    ranking.power_series = series
+    ranking.record["power"] = {
+        "sites": int(table["site_id"].nunique()),
+        "mast_heights_m": list(pp.heights_m),
+        "azimuths": pp.n_azimuths,
+        "max_distance_m": pp.max_distance_m,
+        "span_years": pp.span_years,
+        "step_hours": pp.step_hours,
+        "load_w": pp.load_w,
+        "method": table.attrs.get("method", ""),
+        "battery": table.attrs.get("battery", ""),
+    }
+
+
+def _cell_area_km2(frame: pd.DataFrame, lattice: Lattice) -> np.ndarray:
+    """Ground area [km2] each site's lattice point stands for: (spacing / k)^2 with the map scale
+    factor ``k`` at the site (1 off polar grids)."""
+    x, y = frame["x"].to_numpy(), frame["y"].to_numpy()
+    k = lunar.polar_scale_factor_xy(x, y) if lattice.grid.crs.is_polar else np.ones(len(frame))
+    return (lattice.spacing_m / k) ** 2 / 1e6
+
+
+def _places_and_distinct(frame: pd.DataFrame, draws: np.ndarray, p: ParameterSet, k: int) -> dict[str, Any]:
+    """Columns ``place_id``, ``rank_distinct`` and ``p_top<k>_distinct`` of ``frame`` (in its
+    current row order, aligned with ``draws``), by the rules of :mod:`prospect.sites.distinct`;
+    returns the record of the rules and their parameters."""
+    lon, lat = frame["lon"].to_numpy(), frame["lat"].to_numpy()
+    ids = frame["site_id"].to_numpy()
+    spacing = float(frame.attrs.get("spacing_m", p["candidate_spacing_m"]))
+    link_m = float(p["place_link_spacings"]) * spacing
+    radius = float(p["place_max_radius_m"])
+    sep = float(p["distinct_separation_m"])
+    order = distinct.score_order(frame["score"].to_numpy(), ids)
+    place = distinct.places(lon, lat, order, link_m=link_m, max_radius_m=radius)
+    frame["place_id"] = place
+    frame["rank_distinct"] = distinct.distinct_ranks(lon, lat, order, place, separation_m=sep)
+    frame[f"p_top{k}_distinct"] = distinct.p_top_distinct(draws, lon, lat, place, ids, separation_m=sep, k=k)
+    return {
+        "rule": (
+            f"places: passing sites linked within {link_m:g} m ({p['place_link_spacings']:g} lattice spacings) "
+            f"form connected areas, cut into places of at most {radius:g} m around their best site; "
+            f"distinct ranking: the best site of each place, kept if at least {sep:g} m from every better kept site"
+        ),
+        "link_m": link_m,
+        "max_radius_m": radius,
+        "separation_m": sep,
+        "n_places": int(place.max(initial=0)),
+        "n_distinct": int((frame["rank_distinct"] > 0).sum()),
+        "top_n": _int_param(p, "distinct_top_n"),
+    }
+
+
+def _learned_variants(p: ParameterSet) -> list[str]:
+    """``learned_variants``, each checked (:func:`prospect.sites.learn.variant`); one-line ConfigError otherwise."""
+    from prospect.sites import learn
+
+    names = p["learned_variants"]
+    if not isinstance(names, list) or not names:
+        raise ConfigError(f"sites.learned_variants: must be a non-empty list of model variants, not {names!r}")
+    for name in names:
+        learn.variant(name, "sites.learned_variants")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"sites.learned_variants: lists a variant twice ({names})")
+    return list(names)
+
+
+def _feature_set(p: ParameterSet) -> str:
+    """``learned_features``, checked: one of :data:`prospect.sites.learn.FEATURE_SETS`."""
+    from prospect.sites import learn
+
+    v = p["learned_features"]
+    if v not in learn.FEATURE_SETS:
+        raise ConfigError(f"sites.learned_features: must be one of {list(learn.FEATURE_SETS)}, not {v!r}")
+    return str(v)
+
+
+def _model_columns(cols: list[str], features: str, criteria: list[str]) -> list[str]:
+    """The learned model's inputs among ``cols`` for a feature set (:data:`prospect.sites.learn.FEATURE_SETS`):
+    ``all`` every site feature, ``criteria`` those of the multi-criteria ``criteria``; with
+    ``+multiscale`` also the context features (:data:`CONTEXT_FEATURES`)."""
+    keep = [c for c in cols if c not in CONTEXT_FEATURES and (not features.startswith("criteria") or c in criteria)]
+    if features.endswith("+multiscale"):
+        keep += [c for c in cols if c in CONTEXT_FEATURES]
+    return keep
+
+
+def learned_directions(p: ParameterSet, cols: list[str]) -> dict[str, int]:
+    """Per feature +1 (``direction_<feature>: benefit``), -1 (``cost``) or 0 (no entry): the
+    directions of the monotone models. A context feature ``<base>_near`` / ``<base>_region``
+    takes the direction of its base feature."""
+    out: dict[str, int] = {}
+    for c in cols:
+        base = c.rsplit("_", 1)[0] if c in CONTEXT_FEATURES else c
+        key = f"direction_{c}" if f"direction_{c}" in p else f"direction_{base}"
+        entry = p.params.get(key)
+        d = entry.value if entry is not None else None
+        out[c] = 1 if d == "benefit" else -1 if d == "cost" else 0
+    return out
 
 
 def _evaluate(
@@ -438,32 +656,76 @@ def _evaluate(
     p: ParameterSet,
     fit_kw: Mapping[str, Any],
     ens: Any,
+    *,
+    all_cols: list[str] | None = None,
+    variants: Sequence[str] = (),
+    criteria: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Spatial CV, leave-one-region-out (learned vs the multi-criteria baselines) and importances."""
+    """Spatial CV, leave-one-region-out (learned vs the multi-criteria baselines), the model
+    variants' leave-one-region-out (``variants``: :func:`prospect.sites.learn.variant` names,
+    on ``all_cols`` or their base part) and importances."""
     from prospect.sites import learn  # scikit-learn is loaded only when a ranking is made
 
     top = float(p["recall_top_fraction"])
     out: dict[str, Any] = {"spatial_cv": learn.spatial_cv(frame[cols], region >= 0, blocks, **fit_kw)}
     if len(np.unique(region[region >= 0])) >= 2:
-        loro = learn.leave_one_region_out(
-            frame[cols],
-            region,
-            frame["x"].to_numpy(),
-            frame["y"].to_numpy(),
-            buffer_m=p["spatial_block_m"],
-            top_fraction=top,
-            **fit_kw,
-        )
+        xy = {"x": frame["x"].to_numpy(), "y": frame["y"].to_numpy()}
+
+        def loro_of(columns: list[str], estimator: str) -> pd.DataFrame:
+            return learn.leave_one_region_out(
+                frame[columns],
+                region,
+                xy["x"],
+                xy["y"],
+                buffer_m=p["spatial_block_m"],
+                top_fraction=top,
+                **{**fit_kw, "estimator": estimator},
+            )
+
+        loro = loro_of(cols, fit_kw["estimator"])
         out["leave_one_region_out"] = json.loads(loro.to_json(orient="records"))
         out["loro_recall"] = float(loro["recalled"].mean())
+        out["loro_median_best_percentile"] = float(loro["best_percentile"].median())
+        rows: list[tuple[str, str | None, str | None, pd.DataFrame]] = []
         for m in ("weighted_sum", "topsis"):
             base = learn.region_recall(frame[f"score_{m}"].to_numpy(), region, top)
             out[f"baseline_{m}"] = json.loads(base.to_json(orient="records"))
             out[f"baseline_{m}_recall"] = float(base["recalled"].mean())
+            out[f"baseline_{m}_median_best_percentile"] = float(base["best_percentile"].median())
+            rows.append((m, None, None, base))
+        max_sites = _int_param(p, "learned_variants_max_sites")
+        if len(frame) > max_sites and variants:
+            out["variants_skipped"] = (
+                f"{len(variants)} learned_variants not evaluated: {len(frame)} candidate sites > "
+                f"learned_variants_max_sites ({max_sites})"
+            )
+            variants = ()
+        for name in variants:
+            estimator, features = learn.variant(name)
+            columns = _model_columns(all_cols or cols, features, list(criteria))
+            same = estimator == fit_kw["estimator"] and columns == list(cols)
+            rows.append((name, estimator, features, loro if same else loro_of(columns, estimator)))
+        out["variants"] = [
+            {
+                "variant": name,
+                "estimator": estimator,
+                "features": features,
+                "learned": estimator is not None,
+                "default": estimator == fit_kw["estimator"]
+                and _model_columns(all_cols or cols, str(features), list(criteria)) == list(cols),
+                "recall": float(table["recalled"].mean()),
+                "median_best_percentile": float(table["best_percentile"].median()),
+                "best_percentile": [float(v) for v in table["best_percentile"]],
+                "regions": [int(v) for v in table["region"]],
+            }
+            for name, estimator, features, table in rows
+        ]
     imp = learn.permutation_importances(ens, frame[cols], region >= 0, seed=fit_kw["seed"])
     out["permutation_importances"] = json.loads(imp.to_json(orient="records"))
     out["positives"] = int((region >= 0).sum())
     out["regions_with_candidates"] = int(len(np.unique(region[region >= 0])))
+    out["estimator"] = fit_kw["estimator"]
+    out["features"] = list(cols)
     return out
 
 
@@ -542,13 +804,23 @@ def explanations(frame: pd.DataFrame, crits: list, k: int) -> list[str]:
     """:func:`explain` of every row of ``frame``, a block of rows at a time (records of all 199k
     passing sites of the 7584^2 benchmark at once took about 0.4 GB)."""
     out: list[str] = []
+    reasons = [c for c in frame.columns if str(c).startswith(_LEARNED_CONTRIB)]
     for j0 in range(0, len(frame), _EXPLAIN_BLOCK):
-        out.extend(explain(row, crits, k) for row in frame.iloc[j0 : j0 + _EXPLAIN_BLOCK].to_dict("records"))
+        out.extend(
+            explain(row, crits, k, learned_columns=reasons)
+            for row in frame.iloc[j0 : j0 + _EXPLAIN_BLOCK].to_dict("records")
+        )
     return out
 
 
-def explain(row: Mapping[str, Any], crits: list, k: int) -> str:
-    """One line: rank, score interval and the values and criteria behind it."""
+#: prefix of the learned score's per-feature terms in the site table (``learned_base`` + terms = ``score_learned``)
+_LEARNED_CONTRIB = "learned_contrib_"
+
+
+def explain(row: Mapping[str, Any], crits: list, k: int, learned_columns: Sequence[str] | None = None) -> str:
+    """One line: rank, score interval and the values and criteria behind it, and the two
+    features that move the learned score (log-odds) most, with their signed terms.
+    ``learned_columns``: the ``learned_contrib_*`` keys of ``row`` (found in ``row`` when None)."""
     parts = []
     for col, text, scale, spec in _QUOTED:
         v = finite_or_none(row.get(col))
@@ -569,7 +841,14 @@ def explain(row: Mapping[str, Any], crits: list, k: int) -> str:
         f"{row['score_p95']:.2f}, P(top {k}) {row[f'p_top{k}']:.0%})"
     )
     tail = f"; strongest criteria {drivers}" if drivers else ""
-    tail += f"; learned suitability {learned:.2f}" if learned is not None else ""
+    if learned is not None:
+        keys = learned_columns
+        if keys is None:  # row.keys(): a pd.Series row iterates over its values
+            keys = [c for c in row.keys() if str(c).startswith(_LEARNED_CONTRIB)]  # noqa: SIM118
+        terms = [(finite_or_none(row.get(c)), str(c)[len(_LEARNED_CONTRIB) :]) for c in keys]
+        strongest = sorted(((v, n) for v, n in terms if v is not None and v != 0), key=lambda t: (-abs(t[0]), t[1]))[:2]
+        reasons = ", ".join(f"{n} {v:+.2f}" for v, n in strongest)
+        tail += f"; learned score {learned:+.2f} log-odds" + (f" (learned: {reasons})" if reasons else "")
     return f"{head}: {', '.join(parts)}{tail}"
 
 
@@ -593,3 +872,27 @@ def site_geodataframes(
     discs = shapely.buffer(shapely.points(best["x"], best["y"]), radius_m * scale, quad_segs=16)
     polys = gpd.GeoDataFrame(best[["site_id", "rank", "score", "score_p05", "score_p95"]], geometry=discs, crs=crs)
     return points, polys
+
+
+def place_geodataframe(ranking: Ranking, grid: AnalysisGrid) -> Any:
+    """The places as polygons (grid CRS): the convex hull of each place's site points grown by
+    half the lattice spacing, with the :func:`prospect.sites.distinct.place_table` columns;
+    None when the ranking has no places."""
+    import geopandas as gpd
+    import shapely
+
+    if ranking.places is None:
+        return None
+    sites = ranking.sites
+    order = np.argsort(sites["place_id"].to_numpy(), kind="stable")
+    place = sites["place_id"].to_numpy()[order]
+    coords = np.column_stack([sites["x"].to_numpy()[order], sites["y"].to_numpy()[order]])
+    _, starts = np.unique(place, return_index=True)
+    indices = np.repeat(np.arange(starts.size), np.diff(np.append(starts, place.size)))
+    hulls = shapely.convex_hull(shapely.multipoints(coords, indices=indices))
+    half = 0.5 * float(sites.attrs.get("spacing_m", ranking.record.get("lattice", {}).get("spacing_m", 0.0)))
+    shapes = shapely.buffer(hulls, half, quad_segs=4) if half > 0 else hulls
+    by_id = dict(zip(np.unique(place), shapes, strict=True))
+    table = ranking.places
+    geometry = [by_id[i] for i in table["place_id"].to_numpy()]
+    return gpd.GeoDataFrame(table.copy(), geometry=geometry, crs=grid.crs.to_pyproj())
