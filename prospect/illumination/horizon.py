@@ -64,6 +64,9 @@ from prospect.grid import AnalysisGrid
 from prospect.illumination import _horizon_kernels as K
 from prospect.terrain.metric import PLANAR, POLAR_NORTH, POLAR_SOUTH, ground_metric, heights_in_metres
 
+#: The kernels' geometry code of a polar stereographic grid (the first of :func:`kernel_geometry`'s values).
+POLAR_KERNEL = K.POLAR
+
 METHOD = (
     "convex-hull line sweep (Dozier et al. 1981): parallel lines per azimuth, one bilinear sample per "
     "major-axis pixel, upper hull of (s, h - s^2/2R), exact max_distance by block decomposition"

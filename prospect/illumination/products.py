@@ -91,10 +91,13 @@ class SunSamples:
         )
 
 
-def _disk_fraction(d: np.ndarray) -> np.ndarray:
+def disk_fraction(d: np.ndarray) -> np.ndarray:
     """Fraction of a disk above a straight horizon, centre ``d`` radii above it."""
     d = np.clip(d, -1.0, 1.0)
     return 1.0 - (np.arccos(d) - d * np.sqrt(1.0 - d * d)) / np.pi
+
+
+_disk_fraction = disk_fraction  # the name this module's kernels use
 
 
 def _beta_table(beta_deg: np.ndarray, rho_deg: float, kappas: np.ndarray, us: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ For a site's point (map ``x, y`` on a polar stereographic lunar DEM) and each ma
 
    * ``disk_fraction`` per step: the visible fraction of the solar disk above a straight
      horizon, centre ``(el - horizon) / rho`` radii above it
-     (:func:`prospect.illumination.products._disk_fraction`, ``rho`` the apparent solar
+     (:func:`prospect.illumination.products.disk_fraction`, ``rho`` the apparent solar
      radius at that step);
    * ``illumination_fraction``: its mean over the span;
    * ``longest_night_h``: the longest run of consecutive steps with no part of the disk
@@ -80,7 +80,6 @@ from prospect import lunar
 from prospect.config import ParameterSet
 from prospect.errors import ConfigError, GridError
 from prospect.grid import AnalysisGrid
-from prospect.illumination import _horizon_kernels as K
 from prospect.illumination.ephemeris import (
     SunEarth,
     check_time_span,
@@ -89,8 +88,8 @@ from prospect.illumination.ephemeris import (
     sun_azimuth_elevation,
     sun_earth_directions,
 )
-from prospect.illumination.horizon import check_max_distance, check_observer_height, kernel_geometry
-from prospect.illumination.products import _disk_fraction
+from prospect.illumination.horizon import POLAR_KERNEL, check_max_distance, check_observer_height, kernel_geometry
+from prospect.illumination.products import disk_fraction
 from prospect.terrain.metric import heights_in_metres
 
 __all__ = [
@@ -118,7 +117,7 @@ MAX_REACH_M = math.pi * lunar.MOON_RADIUS_M
 #: Fewest and most azimuths accepted from the configuration (0.1 deg steps at most).
 MIN_POWER_AZIMUTHS = 8
 MAX_POWER_AZIMUTHS = 3600
-_POLAR = K.POLAR  # a plain int for the numba kernel
+_POLAR = POLAR_KERNEL  # a plain int for the numba kernel
 
 
 # --- parameters ----------------------------------------------------------------------------
@@ -482,7 +481,7 @@ def points_horizon(
     pr, pc = prow[pid], pcol[pid]
     drs, dcs = step * uy / e, step * ux / a
     px, py = xs[pid], ys[pid]
-    if mode == K.POLAR:
+    if mode == POLAR_KERNEL:
         pu = px * ux + py * uy
         d2 = np.maximum(px * px + py * py - pu * pu, 0.0)
         A = np.sqrt(4.0 * radius * radius + d2)
@@ -598,7 +597,7 @@ def point_power(
         if not np.isfinite(hz[k]).all():
             continue
         h_sun = _interp_periodic(az, hz[k], saz)
-        f = _disk_fraction((sel - h_sun) / rho)
+        f = disk_fraction((sel - h_sun) / rho)
         disk[k] = f
         frac[k] = float(f.mean())
         night_steps[k] = _longest_false_run(sel + rho > h_sun)

@@ -575,7 +575,9 @@ def _places_and_distinct(frame: pd.DataFrame, draws: np.ndarray, p: ParameterSet
     current row order, aligned with ``draws``), by the rules of :mod:`prospect.sites.distinct`;
     returns the record of the rules and their parameters."""
     lon, lat = frame["lon"].to_numpy(), frame["lat"].to_numpy()
-    ids = frame["site_id"].to_numpy()
+    # ties go to the smaller site id; the ids' sort positions order the same way and sort as
+    # integers (a lexsort on 200k id strings per Monte Carlo draw is ~10x slower)
+    ids = np.unique(frame["site_id"].to_numpy(), return_inverse=True)[1]
     spacing = float(frame.attrs.get("spacing_m", p["candidate_spacing_m"]))
     link_m = float(p["place_link_spacings"]) * spacing
     radius = float(p["place_max_radius_m"])
