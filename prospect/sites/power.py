@@ -81,6 +81,7 @@ from prospect.config import ParameterSet
 from prospect.errors import ConfigError, GridError
 from prospect.grid import AnalysisGrid
 from prospect.illumination.ephemeris import (
+    DEFAULT_START,
     SunEarth,
     check_time_span,
     default_times,
@@ -89,6 +90,7 @@ from prospect.illumination.ephemeris import (
     sun_earth_directions,
 )
 from prospect.illumination.horizon import POLAR_KERNEL, check_max_distance, check_observer_height, kernel_geometry
+from prospect.illumination.maps import MAX_AZIMUTHS, MAX_DISTANCE_LIMIT_M, MAX_OBSERVER_HEIGHT_M
 from prospect.illumination.products import disk_fraction
 from prospect.terrain.metric import heights_in_metres
 
@@ -111,12 +113,12 @@ __all__ = [
 DEFAULT_STEP_PX = 0.5
 #: Block size [px] for DEMs without dask chunks (numpy-backed): views, nothing is copied.
 NUMPY_BLOCK_PX = 2048
-#: The highest mast and the longest reach accepted (the illumination stage's limits).
-MAX_MAST_HEIGHT_M = 10_000.0
-MAX_REACH_M = math.pi * lunar.MOON_RADIUS_M
-#: Fewest and most azimuths accepted from the configuration (0.1 deg steps at most).
+#: The highest mast, the longest reach and the most azimuths accepted: the illumination stage's limits.
+MAX_MAST_HEIGHT_M = MAX_OBSERVER_HEIGHT_M
+MAX_REACH_M = MAX_DISTANCE_LIMIT_M
+MAX_POWER_AZIMUTHS = MAX_AZIMUTHS
+#: Fewest azimuths accepted from the configuration (one ray per azimuth is cheap at a point).
 MIN_POWER_AZIMUTHS = 8
-MAX_POWER_AZIMUTHS = 3600
 _POLAR = POLAR_KERNEL  # a plain int for the numba kernel
 
 
@@ -183,7 +185,7 @@ def power_params(params: ParameterSet | Mapping[str, Any] | None = None) -> Powe
     step = _number("power_step_hours", params["power_step_hours"], 0.0, 24.0 * 366.0, lo_open=True, unit="h")
     years = _number("power_span_years", params["power_span_years"], 0.0, 200.0, lo_open=True, unit="yr")
     try:
-        check_time_span("2020-01-01", years, step)
+        check_time_span(DEFAULT_START, years, step)
     except ConfigError as exc:
         raise ConfigError(f"sites.power_span_years / power_step_hours: {exc}") from None
     load = _number("power_load_w", params["power_load_w"], 0.0, 1e9, unit="W")
@@ -738,7 +740,7 @@ def site_power(
     params: ParameterSet | Mapping[str, Any] | None = None,
     *,
     se: SunEarth | None = None,
-    start: str = "2020-01-01",
+    start: str = DEFAULT_START,
     select: bool = True,
     step_px: float = DEFAULT_STEP_PX,
 ) -> tuple[pd.DataFrame, dict[Any, PowerSeries]]:

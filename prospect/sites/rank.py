@@ -175,12 +175,14 @@ class SiteInputs:
 def rank_parameters(config: Any = None) -> ParameterSet:
     """The site parameters: ``config`` itself if a ParameterSet, else :func:`prospect.config.load` of it.
 
-    The power analysis' parameters are checked here too (:func:`prospect.sites.power.power_params`),
-    so a bad mast height fails before any work."""
+    The power analysis' parameters (:func:`prospect.sites.power.power_params`), the learned
+    variants and the feature set are checked here too, so a bad value fails before any work."""
     from prospect.sites.power import power_params
 
     p = config if isinstance(config, ParameterSet) else _config.load("sites", config)
     power_params(p)
+    _learned_variants(p)
+    _feature_set(p)
     return p
 
 
