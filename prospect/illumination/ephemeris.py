@@ -115,7 +115,8 @@ J2000_JD: float = 2_451_545.0
 
 #: Default sampling step [h] of :func:`default_times` (see its docstring).
 DEFAULT_STEP_HOURS: float = 2.0
-#: Start of the default span (UTC date) of :func:`default_times`.
+#: Start of the default span (UTC date): :func:`default_times`' ``start`` default, which stays a
+#: literal in its signature because ``prospect.cli`` reads the defaults from the source.
 DEFAULT_START = "2020-01-01"
 #: Coarse sampling step [h] for tests and quick looks: resolves the declination swing,
 #: not the daily motion; 37 h is incommensurate with the synodic month, so the sampled
@@ -200,7 +201,7 @@ def check_time_span(
 
 
 def default_times(
-    start: str | np.datetime64 = DEFAULT_START,
+    start: str | np.datetime64 = "2020-01-01",
     years: float = 18.6,
     step_hours: float | None = None,
     *,
