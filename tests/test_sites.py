@@ -391,7 +391,8 @@ def test_outputs_hold_places_distinct_sites_traverses_and_power(best_ranking, tm
     assert len(power) == len(heights) * power["site_id"].nunique()
     wide = power.pivot(index="site_id", columns="height_m", values="illumination_fraction")
     assert (wide[heights[-1]] >= wide[heights[0]] - 1e-12).all()
-    np.testing.assert_allclose(power["battery_wh"], power["load_w"] * power["longest_night_h"])
+    np.testing.assert_allclose(power["battery_wh"], power["load_w"] * power["longest_usable_night_h"])
+    assert (power["longest_usable_night_h"] >= power["longest_night_h"]).all()
     series = read_power_series(paths["power_series"])
     assert list(series) == list(dict.fromkeys(power["site_id"]))
 

@@ -981,6 +981,14 @@ def reliability_png(record: Mapping[str, Any]) -> bytes | None:
     return _png(fig)
 
 
+def _float_or_nan(value: Any) -> float:
+    """A table cell as a float: NaN when missing (None, NULL, absent column) or not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def power_series_figure(
     series: Mapping[Any, Any],
     table: Any = None,
@@ -994,7 +1002,10 @@ def power_series_figure(
 
     ``days`` None: daily means over the whole span (nights show as runs at 0); a number: every
     time step of the first ``days`` days. ``table`` (the power table) adds each height's
-    illumination fraction and longest night to the panel titles. PNG bytes; None without series.
+    illumination fraction, longest night (no limb up) and longest usable night (the battery's)
+    to the panel titles, and its ``min_disk_fraction`` as a dashed line: the share of the disk a
+    time step needs up for usable sunlight (the test is per time step; against daily means the
+    line is a guide). PNG bytes; None without series.
     """
     items = list(series.items())[: max(int(max_sites), 0)]
     if not items:
@@ -1023,15 +1034,23 @@ def power_series_figure(
         if not dated:
             x = (np.asarray(x, dtype="float64") - float(times[0])) / 365.25
         titles = []
-        for k in reversed(range(len(heights))):  # the lower masts (less light) drawn over the higher
-            ax.plot(x, y[k], lw=0.6, color=colours[k % len(colours)], label=f"{heights[k]:g} m mast")
+        threshold = math.nan
         for h in heights:
             if table is not None:
                 rows = table[(table["site_id"] == sid) & (table["height_m"] == h)]
                 if len(rows):
                     r = rows.iloc[0]
+                    usable = _float_or_nan(r.get("longest_usable_night_h"))  # absent from older tables
                     titles.append(f"{h:g} m: lit {100 * r['illumination_fraction']:.0f} %, "
-                                  f"longest night {r['longest_night_h']:.0f} h")  # fmt: skip
+                                  f"longest night {r['longest_night_h']:.0f} h"
+                                  + (f" (usable {usable:.0f} h)" if math.isfinite(usable) else ""))  # fmt: skip
+                    if math.isnan(threshold):
+                        threshold = _float_or_nan(r.get("min_disk_fraction"))
+        if math.isfinite(threshold) and threshold > 0.0:  # drawn first: under the series, last in the legend
+            ax.axhline(threshold, color="#6b7280", lw=0.7, ls="--",
+                       label=f"usable sunlight: {threshold:g} of the disk up per step")  # fmt: skip
+        for k in reversed(range(len(heights))):  # the lower masts (less light) drawn over the higher
+            ax.plot(x, y[k], lw=0.6, color=colours[k % len(colours)], label=f"{heights[k]:g} m mast")
         ax.set_title(f"site {sid}" + (" — " + "; ".join(titles) if titles else ""), fontsize=8, loc="left")
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel(f"solar disk\n({what})", fontsize=7)

@@ -292,7 +292,10 @@ def run_export(
         "places": "places: connected passing areas cut at a region's size, each with its best site",
         "sites": "ranked candidate base sites (ranking.json)",
         "candidates": "candidate site discs",
-        "site_power": "power at the distinct top sites per mast height: light, longest night, battery",
+        "site_power": (
+            "power at the distinct top sites per mast height: light, longest night (no limb up),"
+            " longest usable night (less than power_min_disk_fraction of the disk up), battery"
+        ),
     }
     layer_styles = {k: styles.vector_qml(k, geometry=_geometry(v)) for k, v in vectors.items()}
     descriptions.update(

@@ -37,15 +37,33 @@ For a site's point (map ``x, y`` on a polar stereographic lunar DEM) and each ma
    * ``disk_fraction`` per step: the visible fraction of the solar disk above a straight
      horizon, centre ``(el - horizon) / rho`` radii above it
      (:func:`prospect.illumination.products.disk_fraction`, ``rho`` the apparent solar
-     radius at that step);
+     radius at that step). Some of the disk is up exactly when ``el + rho > horizon`` (the
+     test of the illumination products); the fraction is made to agree with that test to
+     the last bit: 0 on every step without a limb up, and at least the smallest normal
+     float32 (~1e-38) on every step with one (the formula alone rounds a limb less than
+     ~1e-16 of the disk to 0 or -2e-16), so "no limb" is ``disk_fraction == 0`` in the
+     float64 values and in the float32 series alike;
    * ``illumination_fraction``: its mean over the span;
    * ``longest_night_h``: the longest run of consecutive steps with no part of the disk
-     above the horizon (``el + rho <= horizon``) times the step; a run that wraps from the
-     end of the span to its start is not joined (as the illumination products);
+     above the horizon (``disk_fraction == 0``, i.e. ``el + rho <= horizon``) times the
+     step; a run that wraps from the end of the span to its start is not joined (as the
+     illumination products' ``longest_darkness_h``);
+   * ``longest_usable_night_h``: the same with a step counted as night unless at least
+     ``min_disk_fraction`` (``power_min_disk_fraction``) of the disk is up, and some of it
+     (:func:`usable_sun`): a sliver of Sun on the horizon does not run a base. Never
+     shorter than ``longest_night_h``; equal to it, step for step, at ``min_disk_fraction
+     = 0``;
+   * ``usable_sun_fraction``: the share of steps of usable sunlight (:func:`usable_sun`).
+     A count of steps, not a mean of the disk: a step with 60 % of the disk up adds 1 here
+     and 0.6 to ``illumination_fraction``, so neither bounds the other in general; at
+     threshold 0 it is the share of steps with any limb up (>= ``illumination_fraction``);
    * ``earth_visibility_fraction``: the share of steps with the Earth's centre above the
      horizon;
-   * ``battery_wh = load_w x longest_night_h``: the energy a battery must hold to carry the
-     load through the longest night (no depth-of-discharge, ageing or efficiency margin).
+   * ``battery_wh = load_w x longest_usable_night_h``: the energy a battery must hold to
+     carry the load through the longest stretch without usable sunlight (no
+     depth-of-discharge, ageing or efficiency margin). ``longest_night_h`` (no limb at all)
+     is kept alongside: the battery it would give, ``load_w x longest_night_h``, is a lower
+     bound that assumes any sliver of Sun runs the load.
 
    All of it is vectorised over the time steps (numpy): ~160,000 hourly steps (18.6 yr) cost
    a few milliseconds per site and height.
@@ -59,7 +77,8 @@ Azimuth convention of the point horizons
     compared with a horizon cube (grid azimuths) at grid azimuths ``azimuths + gamma``.
 
 Parameters (``prospect/config/sites.yaml``, ``power_*``; :func:`power_params`): the mast
-heights, the azimuths, the horizon reach, the time step and span, the night load and how many
+heights, the azimuths, the horizon reach, the time step and span, the night load, the share of
+the solar disk that makes a step's sunlight usable (``power_min_disk_fraction``) and how many
 of the best distinct sites get a power analysis.
 """
 
@@ -95,10 +114,12 @@ from prospect.illumination.products import disk_fraction
 from prospect.terrain.metric import heights_in_metres
 
 __all__ = [
+    "DEFAULT_MIN_DISK_FRACTION",
     "DEFAULT_STEP_PX",
     "PowerParams",
     "PowerSeries",
     "grid_north_azimuth_at",
+    "night_steps",
     "point_horizon",
     "point_power",
     "points_horizon",
@@ -106,6 +127,7 @@ __all__ = [
     "select_power_sites",
     "site_power",
     "sites_power",
+    "usable_sun",
 ]
 
 #: Ray sampling step along the map line [pixels] by default: the step of
@@ -119,6 +141,11 @@ MAX_REACH_M = MAX_DISTANCE_LIMIT_M
 MAX_POWER_AZIMUTHS = MAX_AZIMUTHS
 #: Fewest azimuths accepted from the configuration (one ray per azimuth is cheap at a point).
 MIN_POWER_AZIMUTHS = 8
+#: Share of the solar disk that must be up for a step's sunlight to count as usable, by default:
+#: the packaged value of ``sites.power_min_disk_fraction`` (see its source there).
+DEFAULT_MIN_DISK_FRACTION = 0.5
+#: The smallest normal float32: the disk fraction of a step with a limb up that rounds to 0.
+_TINY_FRACTION = float(np.finfo(np.float32).tiny)
 _POLAR = POLAR_KERNEL  # a plain int for the numba kernel
 
 
@@ -136,6 +163,7 @@ class PowerParams:
     span_years: float
     load_w: float
     top_n: int
+    min_disk_fraction: float = DEFAULT_MIN_DISK_FRACTION
 
 
 def _whole(name: str, value: Any, lo: int, hi: int) -> int:
@@ -190,7 +218,8 @@ def power_params(params: ParameterSet | Mapping[str, Any] | None = None) -> Powe
         raise ConfigError(f"sites.power_span_years / power_step_hours: {exc}") from None
     load = _number("power_load_w", params["power_load_w"], 0.0, 1e9, unit="W")
     top_n = _whole("power_sites_top_n", params["power_sites_top_n"], 1, 10_000)
-    return PowerParams(heights, n_az, dmax, step, years, load, top_n)
+    min_disk = _number("power_min_disk_fraction", params["power_min_disk_fraction"], 0.0, 1.0)
+    return PowerParams(heights, n_az, dmax, step, years, load, top_n, min_disk)
 
 
 # --- point horizons --------------------------------------------------------------------------
@@ -557,6 +586,35 @@ def _longest_false_run(lit: np.ndarray) -> int:
     return int((np.diff(np.concatenate(([-1], idx, [lit.size]))) - 1).max())
 
 
+def _check_min_disk_fraction(value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if isinstance(value, bool) or not 0.0 <= v <= 1.0:  # NaN fails too
+        raise ConfigError(f"min_disk_fraction must be a number from 0 to 1 (share of the solar disk), not {value!r}")
+    return v
+
+
+def usable_sun(disk_fraction: np.ndarray, min_disk_fraction: float = DEFAULT_MIN_DISK_FRACTION) -> np.ndarray:
+    """Steps of usable sunlight: some of the solar disk up (``disk_fraction > 0``) and at least
+    ``min_disk_fraction`` of it (``disk_fraction >= min_disk_fraction``). Boolean, the shape of
+    ``disk_fraction`` (compared in float64). At ``min_disk_fraction = 0`` it is "any limb up",
+    the complement of the no-limb night; at 1 only the whole disk counts.
+    """
+    t = _check_min_disk_fraction(min_disk_fraction)
+    f = np.asarray(disk_fraction, dtype="float64")
+    return (f > 0.0) & (f >= t)
+
+
+def night_steps(disk_fraction: np.ndarray, min_disk_fraction: float = 0.0) -> int:
+    """The longest run of consecutive steps of a 1-d ``disk_fraction`` series without usable
+    sunlight (:func:`usable_sun`), not wrapped round the end: the steps of
+    ``longest_night_h`` at ``min_disk_fraction = 0`` (no limb up), of
+    ``longest_usable_night_h`` at the threshold."""
+    return _longest_false_run(usable_sun(np.ravel(disk_fraction), min_disk_fraction))
+
+
 def point_power(
     horizon: np.ndarray,
     azimuths: np.ndarray,
@@ -565,17 +623,23 @@ def point_power(
     se: SunEarth,
     load_w: float,
     *,
+    min_disk_fraction: float = DEFAULT_MIN_DISK_FRACTION,
     radius_m: float = lunar.MOON_RADIUS_M,
 ) -> dict[str, Any]:
     """Sun and Earth visibility at every time step of ``se`` behind ``horizon`` at one point.
 
     ``horizon``: ``(n_azimuths,)`` or ``(n_heights, n_azimuths)`` degrees at **true-north**
     ``azimuths`` (sorted, in [0, 360)); ``lon``/``lat``: the point's planetocentric degrees;
-    ``load_w``: the night load [W]. Returns a dict of numpy arrays, one value per height:
-    ``illumination_fraction``, ``longest_night_h``, ``earth_visibility_fraction``,
-    ``battery_wh`` (``load_w x longest_night_h``), ``longest_night_steps``; the per-step
-    ``disk_fraction`` ``(n_heights, n_steps)`` float32; and ``step_h``, ``n_steps``,
-    ``span_years``, ``load_w``. A height whose horizon holds NaN gives NaN values.
+    ``load_w``: the night load [W]; ``min_disk_fraction``: the share of the solar disk a step
+    needs up for usable sunlight (0 to 1, :func:`usable_sun`). Returns a dict of numpy arrays,
+    one value per height: ``illumination_fraction``, ``longest_night_h`` (no limb up),
+    ``longest_usable_night_h`` (less than ``min_disk_fraction`` of the disk up; equal to
+    ``longest_night_h`` at 0, never shorter), ``usable_sun_fraction``,
+    ``earth_visibility_fraction``, ``battery_wh`` (``load_w x longest_usable_night_h``),
+    ``longest_night_steps``, ``longest_usable_night_steps``; the per-step ``disk_fraction``
+    ``(n_heights, n_steps)`` float32 (exactly 0 on the steps without a limb up, > 0 on the
+    others); and ``step_h``, ``n_steps``, ``span_years``, ``load_w``, ``min_disk_fraction``.
+    A height whose horizon holds NaN gives NaN values (steps -1).
     """
     hz = np.atleast_2d(np.asarray(horizon, dtype="float64"))
     az = np.asarray(azimuths, dtype="float64")
@@ -584,6 +648,7 @@ def point_power(
     load = float(load_w)
     if not (math.isfinite(load) and load >= 0.0):
         raise ConfigError(f"load_w must be a non-negative number of watts, not {load_w!r}")
+    min_disk = _check_min_disk_fraction(min_disk_fraction)
     step_h = _step_hours(se)
     n = len(se)
     saz, sel = sun_azimuth_elevation(lon, lat, se.sun, radius_m=radius_m)
@@ -592,30 +657,44 @@ def point_power(
     nh = hz.shape[0]
     frac = np.full(nh, np.nan)
     night = np.full(nh, np.nan)
-    night_steps = np.full(nh, -1, dtype=np.int64)
+    dark_steps = np.full(nh, -1, dtype=np.int64)
+    usable_night = np.full(nh, np.nan)
+    usable_steps = np.full(nh, -1, dtype=np.int64)
+    usable_frac = np.full(nh, np.nan)
     earth = np.full(nh, np.nan)
     disk = np.full((nh, n), np.nan, dtype=np.float32)
     for k in range(nh):
         if not np.isfinite(hz[k]).all():
             continue
         h_sun = _interp_periodic(az, hz[k], saz)
-        f = disk_fraction((sel - h_sun) / rho)
+        limb = sel + rho > h_sun  # some of the disk up: the illumination products' test
+        # the fraction agrees with the limb test to the bit: 0 without a limb, > 0 (at least a
+        # normal float32) with one, where the formula alone may round a sliver to 0 or -2e-16
+        f = np.where(limb, np.clip(disk_fraction((sel - h_sun) / rho), _TINY_FRACTION, 1.0), 0.0)
         disk[k] = f
         frac[k] = float(f.mean())
-        night_steps[k] = _longest_false_run(sel + rho > h_sun)
-        night[k] = night_steps[k] * step_h
+        dark_steps[k] = _longest_false_run(limb)  # == night_steps(f, 0.0)
+        night[k] = dark_steps[k] * step_h
+        usable = usable_sun(f, min_disk)
+        usable_steps[k] = _longest_false_run(usable)
+        usable_night[k] = usable_steps[k] * step_h
+        usable_frac[k] = float(usable.mean())
         earth[k] = float((eel > _interp_periodic(az, hz[k], eaz)).mean())
     return {
         "illumination_fraction": frac,
         "longest_night_h": night,
-        "longest_night_steps": night_steps,
+        "longest_night_steps": dark_steps,
+        "longest_usable_night_h": usable_night,
+        "longest_usable_night_steps": usable_steps,
+        "usable_sun_fraction": usable_frac,
         "earth_visibility_fraction": earth,
-        "battery_wh": load * night,
+        "battery_wh": load * usable_night,
         "disk_fraction": disk,
         "step_h": step_h,
         "n_steps": n,
         "span_years": n * step_h / (24.0 * 365.25),
         "load_w": load,
+        "min_disk_fraction": min_disk,
     }
 
 
@@ -634,9 +713,12 @@ _COLUMNS = (
     "height_m",
     "illumination_fraction",
     "longest_night_h",
+    "longest_usable_night_h",
+    "usable_sun_fraction",
     "earth_visibility_fraction",
     "battery_wh",
     "load_w",
+    "min_disk_fraction",
     "x",
     "y",
     "lon",
@@ -663,6 +745,7 @@ def sites_power(
     n_azimuths: int = 720,
     max_distance_m: float = 150_000.0,
     load_w: float = 0.0,
+    min_disk_fraction: float = DEFAULT_MIN_DISK_FRACTION,
     times: np.ndarray | None = None,
     step_px: float = DEFAULT_STEP_PX,
 ) -> tuple[pd.DataFrame, dict[Any, PowerSeries]]:
@@ -670,10 +753,11 @@ def sites_power(
     (:func:`point_power`) of several sites.
 
     Returns ``(table, series)``: ``table`` one row per site and mast height (columns
-    ``site_id, height_m, illumination_fraction, longest_night_h, earth_visibility_fraction,
-    battery_wh, load_w, x, y, lon, lat, start, span_years, step_h, n_steps, n_azimuths,
-    max_distance_m``), in the order of the sites then the heights; ``series`` maps each
-    site_id to its :class:`PowerSeries`.
+    ``site_id, height_m, illumination_fraction, longest_night_h, longest_usable_night_h,
+    usable_sun_fraction, earth_visibility_fraction, battery_wh, load_w, min_disk_fraction, x,
+    y, lon, lat, start, span_years, step_h, n_steps, n_azimuths, max_distance_m``;
+    ``battery_wh = load_w x longest_usable_night_h``), in the order of the sites then the
+    heights; ``series`` maps each site_id to its :class:`PowerSeries`.
     """
     xs = np.atleast_1d(np.asarray(x, dtype="float64"))
     ids = list(np.atleast_1d(np.asarray(site_ids)))
@@ -682,6 +766,7 @@ def sites_power(
     if not (len(ids) == xs.size == lons.size == lats.size):
         raise ConfigError("x, y, lon, lat and site_ids must have one value per site")
     hts = tuple(float(h) for h in np.atleast_1d(np.asarray(heights_m, dtype="float64")))
+    min_disk = _check_min_disk_fraction(min_disk_fraction)  # before the horizons' work
     radius = float(AnalysisGrid.from_dataarray(dem).crs.radius_m)  # the Earth's parallax on the DEM's sphere
     hz = points_horizon(dem, xs, y, hts, n_azimuths, max_distance_m, step_px=step_px)
     az = np.arange(hz.shape[2], dtype="float64") * (360.0 / hz.shape[2])
@@ -690,7 +775,9 @@ def sites_power(
     rows, series = [], {}
     ys = np.atleast_1d(np.asarray(y, dtype="float64"))
     for i, sid in enumerate(ids):
-        res = point_power(hz[i], az, float(lons[i]), float(lats[i]), se, load_w, radius_m=radius)
+        res = point_power(
+            hz[i], az, float(lons[i]), float(lats[i]), se, load_w, min_disk_fraction=min_disk, radius_m=radius
+        )
         series[sid] = PowerSeries(t, res["disk_fraction"], hts)
         for k, h in enumerate(hts):
             rows.append(
@@ -699,9 +786,12 @@ def sites_power(
                     "height_m": h,
                     "illumination_fraction": res["illumination_fraction"][k],
                     "longest_night_h": res["longest_night_h"][k],
+                    "longest_usable_night_h": res["longest_usable_night_h"][k],
+                    "usable_sun_fraction": res["usable_sun_fraction"][k],
                     "earth_visibility_fraction": res["earth_visibility_fraction"][k],
                     "battery_wh": res["battery_wh"][k],
                     "load_w": res["load_w"],
+                    "min_disk_fraction": res["min_disk_fraction"],
                     "x": xs[i],
                     "y": ys[i],
                     "lon": lons[i],
@@ -718,7 +808,11 @@ def sites_power(
     table.attrs.update(
         azimuth_convention="true-north azimuths, clockwise from local north",
         method="point horizons at full DEM resolution (bilinear rays); exact Sun/Earth per time step",
-        battery="battery_wh = load_w x longest_night_h (no margins)",
+        battery=(
+            "battery_wh = load_w x longest_usable_night_h (the longest run of steps without usable"
+            f" sunlight: less than min_disk_fraction = {min_disk:g} of the solar disk up, or none of it;"
+            " no margins); longest_night_h: the longest run with no part of the disk up"
+        ),
     )
     return table, series
 
@@ -773,6 +867,7 @@ def site_power(
         n_azimuths=p.n_azimuths,
         max_distance_m=p.max_distance_m,
         load_w=p.load_w,
+        min_disk_fraction=p.min_disk_fraction,
         times=times,
         step_px=step_px,
     )

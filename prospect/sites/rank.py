@@ -559,6 +559,7 @@ def _site_power(ranking: Ranking, inputs: SiteInputs, p: ParameterSet) -> None:
         "span_years": pp.span_years,
         "step_hours": pp.step_hours,
         "load_w": pp.load_w,
+        "min_disk_fraction": pp.min_disk_fraction,
         "method": table.attrs.get("method", ""),
         "battery": table.attrs.get("battery", ""),
     }
