@@ -194,15 +194,16 @@ LAYERS: dict[str, Layer] = _layers(
     Layer(
         "ice_stability_class",
         "1",
-        "ice stability class: 0 not stable, 1 shallow subsurface, 2 surface",
+        "ice stability class: 0 not stable, 1 shallow subsurface, 2 surface, 3 shadowed but likely too warm",
         "resources",
         dtype="uint8",
         nodata=255,
         categorical=True,
-        style_range=(0, 2),
+        style_range=(0, 3),
         exported=True,
         title="Ice stability class",
-        stage_long_name="water-ice stability class: 0 not stable, 1 shallow-subsurface, 2 surface, 255 nodata",
+        stage_long_name="water-ice stability class: 0 not stable, 1 shallow-subsurface, 2 surface, "
+        "3 shadowed but likely too warm (equatorward of the cold-trap latitude limit), 255 nodata",
     ),
     Layer(
         "ice_favourability",

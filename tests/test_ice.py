@@ -3,7 +3,9 @@ the thermal proxy, scores, missing layers, Monte Carlo, writing, and the real LO
 
 "Favourable" in these tests means ``ice_favourability >= 0.5`` (FAVOURABLE). With the
 default weights (thermal 0.4, psr 0.35, hydrogen 0.15, pole-facing 0.1) a pixel that is
-neither surface-stable nor in a PSR scores at most 0.5 x 0.4 + 0.15 + 0.1 = 0.45.
+neither surface-stable nor in a PSR scores at most 0.5 x 0.4 + 0.15 + 0.1 = 0.45 (with
+the PSR layer as the thermal evidence the psr score is dropped and that bound is 0.69;
+the synthetic scene stays below 0.5 there too).
 """
 
 from __future__ import annotations
@@ -149,12 +151,191 @@ def test_cold_traps_from_illumination_alone(scene):
     assert cls.dtype == np.uint8
 
 
+# --- the cold-trap latitude limit; no layer counted twice ----------------------------------------
+
+#: (lat, lon) of the two synthetic PSR discs of the wide cap: one equatorward of the 80 deg limit, one near the pole
+WARM_PSR, COLD_PSR = (-75.0, 0.0), (-88.0, 90.0)
+
+
+@dataclasses.dataclass
+class Cap:
+    grid: AnalysisGrid
+    warm: np.ndarray  # the PSR disc at 75 S
+    cold: np.ndarray  # the PSR disc at 88 S
+    psr: xr.DataArray
+    illumination: xr.DataArray
+
+
+@pytest.fixture(scope="module")
+def cap() -> Cap:
+    """A cap to 73 S with two 12 km PSR discs (never lit), at 75 S and at 88 S, in ground lit 30 % of the time."""
+    grid = AnalysisGrid.polar_cap("south", -73.0, resolution_m=4000.0)
+    xx, yy = np.meshgrid(grid.x, grid.y)
+    discs = []
+    for lat, lon in (WARM_PSR, COLD_PSR):
+        x, y = lunar.lonlat_to_xy(grid.crs, np.array([lon]), np.array([lat]))
+        discs.append(np.hypot(xx - x[0], yy - y[0]) <= 12e3)
+    warm, cold = discs
+    shadow = warm | cold
+    return Cap(
+        grid,
+        warm,
+        cold,
+        _on(grid, shadow, "1", "psr"),
+        _on(grid, np.where(shadow, 0.0, 0.3), "1", "illumination_fraction"),
+    )
+
+
+def test_psr_equatorward_of_the_cold_trap_limit_is_not_surface_stable(cap):
+    """Without a temperature a PSR at 75 S is class 3 (shadowed, likely too warm); one at 88 S is surface-stable."""
+    for layers in (IceLayers(psr=cap.psr), IceLayers(illumination_fraction=cap.illumination)):
+        cls = ice_stability(layers).values
+        assert (cls[cap.warm] == ice.CLASS_WARM_SHADOW).all()
+        assert (cls[cap.cold] == ice.CLASS_SURFACE).all()
+        np.testing.assert_array_equal(cls == ice.CLASS_SURFACE, cap.cold)
+        np.testing.assert_array_equal(cls == ice.CLASS_WARM_SHADOW, cap.warm)
+    ds = ice_favourability(IceLayers(psr=cap.psr))
+    assert "|lat| >= 80 deg" in ds.attrs["surface_class"] and "Hayne et al. 2021" in ds.attrs["surface_class"]
+    assert ds.attrs["warm_shadow_class"].startswith("psr >= 0.5 and |lat| < 80 deg")
+    attrs = ds["ice_stability_class"].attrs
+    assert attrs["flag_values"] == [0, 1, 2, 3] and "shadowed_likely_too_warm" in attrs["flag_meanings"]
+    assert "too warm" in attrs["class_names"]["3"]
+    # thermal score of the class: below the shallow class, above not stable
+    p = load("ice")
+    score = ds["score_thermal"].values
+    assert np.allclose(score[cap.warm], p["warm_shadow_class_score"])
+    assert 0.0 < p["warm_shadow_class_score"] < p["shallow_class_score"]
+    assert np.allclose(score[cap.cold], 1.0)
+    # the limit is a parameter: at 74 deg the 75 S shadow is a cold trap
+    moved = ice_stability(IceLayers(psr=cap.psr), {"ice": {"cold_trap_min_abs_latitude_deg": 74.0}}).values
+    assert (moved[cap.warm] == ice.CLASS_SURFACE).all()
+
+
+def test_a_measured_temperature_needs_no_latitude_limit(cap):
+    tmax = _on(cap.grid, np.where(cap.warm | cap.cold, 90.0, 250.0), "K", "tmax")
+    cls = ice_stability(IceLayers(tmax_k=tmax, psr=cap.psr, illumination_fraction=cap.illumination)).values
+    assert (cls[cap.warm] == ice.CLASS_SURFACE).all() and (cls[cap.cold] == ice.CLASS_SURFACE).all()
+    assert ice_stability(IceLayers(tmax_k=tmax)).attrs["warm_shadow_class"].startswith("not used")
+    # a measured annual mean that makes the warm shadow shallow-stable decides (class 1); the proxy does not
+    tmean = _on(cap.grid, np.where(cap.warm | cap.cold, 80.0, 200.0), "K", "tmean")
+    cls = ice_stability(IceLayers(psr=cap.psr, tmean_k=tmean)).values
+    assert (cls[cap.warm] == ice.CLASS_SHALLOW).all() and (cls[cap.cold] == ice.CLASS_SURFACE).all()
+    ds = ice_favourability(IceLayers(psr=cap.psr, illumination_fraction=cap.illumination))
+    assert np.all(ds["thermal_proxy_k"].values[cap.warm] < 110.0)  # the proxy's floor only
+    assert (ds["ice_stability_class"].values[cap.warm] == ice.CLASS_WARM_SHADOW).all()
+
+
+def _scores(ds: xr.Dataset) -> dict[str, np.ndarray]:
+    return {k: ds[f"score_{k}"].values for k in ice.SCORE_LAYERS if f"score_{k}" in ds}
+
+
+def _changed(a: xr.Dataset, b: xr.Dataset) -> set[str]:
+    """The scores present in only one of two results, or different between them."""
+    sa, sb = _scores(a), _scores(b)
+    return {
+        k for k in set(sa) | set(sb) if k not in sa or k not in sb or not np.array_equal(sa[k], sb[k], equal_nan=True)
+    }
+
+
+def test_no_layer_counts_twice(scene):
+    """Removing the PSR layer changes exactly one score, with or without a temperature layer."""
+    xx, yy = np.meshgrid(scene.grid.x, scene.grid.y)
+    near = np.zeros(scene.grid.shape, bool)
+    for cx, cy, r in TRAPS:
+        near |= np.hypot(xx - cx, yy - cy) <= r + 4e3
+    # a PSR layer of fractions: 1 in the never-lit traps, 0.6 in a lit rim around them (a coarse pixel's share)
+    psr = _on(scene.grid, np.where(scene.trap, 1.0, np.where(near, 0.6, 0.0)), "1", "psr")
+    measured = dataclasses.replace(scene.layers, psr=psr)
+    proxy = dataclasses.replace(measured, tmax_k=None)
+    for layers, what in ((measured, "psr"), (proxy, "thermal")):
+        full = ice_favourability(layers)
+        without = ice_favourability(dataclasses.replace(layers, psr=None))
+        assert _changed(full, without) == {what}, what
+        assert full.attrs["input_scores"]["psr"] == what
+    # every supplied input feeds exactly one score, and every score is fed
+    for layers in (measured, proxy):
+        ds = ice_favourability(layers)
+        feeds = {k: v for k, v in ds.attrs["input_scores"].items() if k != "lat_deg"}
+        assert set(feeds) == set(layers.given()) - set(ds.attrs["inputs_ignored"])
+        assert set(feeds.values()) == set(ds.attrs["layers_used"]) <= set(ice.SCORE_LAYERS)
+    # the PSR layer as the thermal evidence: no psr score, the weights renormalised over the others
+    ds = ice_favourability(proxy)
+    w = load("ice")["weights"]
+    assert "score_psr" not in ds and "psr" in ds.attrs["scores_dropped"] and "psr" not in ds.attrs["layers_missing"]
+    eff = ds.attrs["weights_effective"]
+    assert set(eff) == {"thermal", "hydrogen", "pole_facing"} and math.isclose(sum(eff.values()), 1.0)
+    assert math.isclose(eff["thermal"], w["thermal"] / (w["thermal"] + w["hydrogen"] + w["pole_facing"]))
+    assert ds["ice_favourability"].attrs["scores_dropped"] == ds.attrs["scores_dropped"]
+    fav = ds["ice_favourability"].values
+    valid = np.isfinite(fav)
+    expected = sum(eff[k] * ds[f"score_{k}"].values for k in eff)
+    np.testing.assert_allclose(fav[valid], expected[valid], rtol=1e-6, atol=1e-6)
+    assert ice_favourability(measured).attrs["scores_dropped"] == {}
+
+
+def test_thermal_proxy_floor():
+    """A never-lit pixel's proxy is the floor; a lit pixel's exceeds its radiative value only slightly."""
+    p = load("ice")
+    floor = p["thermal_proxy_floor_k"]
+    assert floor == 50.0
+    lat = np.array([-85.0, -89.0, -75.0])
+    assert np.all(thermal_proxy_k(np.zeros(3, "float32"), lat) == np.float32(floor))
+    f = np.array([0.3, 0.5, 0.9], dtype="float32")
+    radiative = thermal_proxy_k(f, lat, {"ice": {"thermal_proxy_floor_k": 0.0}})
+    floored = thermal_proxy_k(f, lat)
+    assert np.all(radiative > 100.0)
+    assert np.all(floored > radiative) and np.all(floored < radiative * 1.02)  # +1.4 % at 103 K, +0.03 % at 240 K
+    np.testing.assert_allclose(floored, (radiative.astype(float) ** 4 + floor**4) ** 0.25, rtol=1e-5)
+    assert np.all(thermal_proxy_k(np.zeros(1, "float32"), -85.0, {"ice": {"thermal_proxy_floor_k": 30.0}}) == 30.0)
+
+
+def test_new_parameters_are_documented_and_drawn():
+    p = load("ice")
+    expected = {
+        "cold_trap_min_abs_latitude_deg": (80.0, "deg", (75.0, 85.0), "S"),
+        "thermal_proxy_floor_k": (50.0, "K", (30.0, 70.0), "?"),
+        "warm_shadow_class_score": (0.2, "1", (0.1, 0.25), "?"),
+    }
+    for name, (value, unit, rng, status) in expected.items():
+        prm = p.param(name)
+        assert (prm.value, prm.unit, tuple(prm.range), prm.status) == (value, unit, rng, status), name
+        assert prm.source
+    assert "Hayne et al. 2021" in p.param("cold_trap_min_abs_latitude_deg").source
+    assert "tens of K" in p.param("thermal_proxy_floor_k").source
+    assert p.param("warm_shadow_class_score").range[1] <= p.param("shallow_class_score").range[0]
+    ranges = ice._mc_ranges(p)
+    draws = ice._draws(p, p.values(), 200, 3)
+    for name in expected:
+        lo, hi = ranges[name]
+        got = [d[name] for d in draws]
+        assert lo <= min(got) < max(got) <= hi, name
+    assert all(d["warm_shadow_class_score"] <= d["shallow_class_score"] for d in draws)
+    # an override above the shallow range is capped at the shallow score of each draw
+    q = p.replace(warm_shadow_class_score=0.5, shallow_class_score=0.5)
+    assert all(d["warm_shadow_class_score"] <= d["shallow_class_score"] for d in ice._draws(q, q.values(), 50, 3))
+
+
+def test_monte_carlo_varies_the_latitude_limit(cap):
+    mc = ice_monte_carlo(IceLayers(psr=cap.psr), n=16, seed=2)
+    varied = mc.attrs["mc_parameters_varied"]
+    assert varied["cold_trap_min_abs_latitude_deg"] == [75.0, 85.0] and "thermal_proxy_floor_k" in varied
+    p05, p50, p95 = (mc[f"ice_favourability_p{q:02d}"].values for q in (5, 50, 95))
+    # the 75 S shadow is a cold trap only in the draws with a limit below its latitude (few): it scores the
+    # warm-shadow class score (0.1..0.25) in most draws; the 88 S one is a cold trap in every draw
+    assert np.all(p50[cap.warm] <= 0.25) and np.all(p05[cap.warm] >= 0.1) and np.all(p95[cap.warm] > p05[cap.warm])
+    assert np.all(p05[cap.cold] == 1.0)
+
+
 def test_psr_only_says_the_shallow_class_is_not_evaluated(scene):
     ds = ice_favourability(IceLayers(psr=scene.layers.psr))
     assert ds.attrs["shallow_class"].startswith("not evaluated")
     assert ds.attrs["thermal_source"].startswith("proxy: permanent shadow")
-    assert set(np.unique(ds["ice_stability_class"].values)) == {0, 2}
+    assert set(np.unique(ds["ice_stability_class"].values)) == {0, 2}  # the whole cap is poleward of 85 S
     assert ds.attrs["layers_missing"] == ["hydrogen", "pole_facing"]
+    # the PSR layer is the thermal evidence: it feeds the thermal score only, no psr score
+    assert ds.attrs["layers_used"] == ["thermal"] and "score_psr" not in ds
+    assert set(ds.attrs["scores_dropped"]) == {"psr"} and ds.attrs["input_scores"]["psr"] == "thermal"
+    assert ds.attrs["weights_effective"] == {"thermal": 1.0}
 
 
 def test_depth_to_ice_decides_surface_and_shallow(scene):
@@ -200,13 +381,18 @@ def test_ignored_inputs_are_reported(scene):
 
 
 def test_thermal_proxy_hand_value_and_monotone():
+    no_floor = {"ice": {"thermal_proxy_floor_k": 0.0}}
     # ((1 - 0.12) 1361 x 0.5 x (2/pi) cos 85deg / (0.95 sigma))^(1/4) = 33.2267 W m-2 -> 157.593 K
-    assert math.isclose(float(thermal_proxy_k(np.float32(0.5), -85.0)), 157.593, rel_tol=1e-4)
+    assert math.isclose(float(thermal_proxy_k(np.float32(0.5), -85.0, no_floor)), 157.593, rel_tol=1e-4)
     # at the pole the Sun's mean elevation while up, (2/pi) 1.54 deg = 0.98 deg: 20.484 W m-2 -> 139.644 K
-    assert math.isclose(float(thermal_proxy_k(np.float32(1.0), -90.0)), 139.644, rel_tol=1e-4)
+    assert math.isclose(float(thermal_proxy_k(np.float32(1.0), -90.0, no_floor)), 139.644, rel_tol=1e-4)
+    # with the 50 K floor: (157.593^4 + 50^4)^(1/4) = 157.991 K, (139.644^4 + 50^4)^(1/4) = 140.214 K
+    assert math.isclose(float(thermal_proxy_k(np.float32(0.5), -85.0)), 157.991, rel_tol=1e-4)
+    assert math.isclose(float(thermal_proxy_k(np.float32(1.0), -90.0)), 140.214, rel_tol=1e-4)
     f = np.linspace(0.0, 1.0, 101, dtype="float32")
     t = thermal_proxy_k(f, np.full(f.shape, -87.0))
-    assert t[0] == 0.0 and np.all(np.diff(t) > 0)
+    assert t[0] == 50.0 and np.all(np.diff(t) > 0)
+    assert thermal_proxy_k(f, np.full(f.shape, -87.0), no_floor)[0] == 0.0
     # colder towards the pole for the same illumination; warmer for a brighter, less emissive surface
     assert thermal_proxy_k(np.float32(0.5), -89.0) < thermal_proxy_k(np.float32(0.5), -85.0)
     hot = thermal_proxy_k(np.float32(0.5), -85.0, {"ice": {"bond_albedo": 0.07}})
@@ -290,8 +476,16 @@ def test_config_errors(scene):
         assert prm.status in ("S", "3P", "D", "?") and prm.source and prm.unit
     assert p.param("cold_trap_tmax_k").status == "S" and p["cold_trap_tmax_k"] == 110
     assert "Campbell 2012" in p.param("weights").source and "Eke et al. 2014" in p.param("weights").source
-    # an override moves the value and the Monte Carlo range with it
-    assert ice._mc_ranges(p.replace(cold_trap_tmax_k=100))["cold_trap_tmax_k"] == (90.0, 110.0)
+    # an override moves the value and the Monte Carlo range with it (the range is drawn about the value in use)
+    lo, hi = ice._mc_ranges(p.replace(cold_trap_tmax_k=100))["cold_trap_tmax_k"]
+    assert lo < 100.0 < hi and hi < 120.0 and math.isclose(hi - lo, 20.0, rel_tol=0.1)
+    # a shadow likely too warm never outscores the shallow class
+    with pytest.raises(ConfigError, match=r"warm_shadow_class_score .* must not exceed"):
+        ice.ice_parameters({"ice": {"warm_shadow_class_score": 0.6}})
+    # the PSR layer as the thermal evidence: its own weight does not count, and the error says why
+    zero = {"ice": {"weights": {"thermal": 0.0, "hydrogen": 0.0, "pole_facing": 0.0}}}
+    with pytest.raises(ConfigError, match=r"all zero .*the psr score"):
+        ice_favourability(IceLayers(psr=scene.layers.psr), zero)
 
 
 def test_layers_on_another_grid_or_in_wrong_units_are_refused(scene):
@@ -503,7 +697,11 @@ def test_cli_ice_real_layers_and_bad_input(shared, tmp_path):
     r = run_cli("ice", str(out), "--dem", dem, "--psr", "lola_psr_south_5km2", "--samples", "8")
     assert r.returncode == 0, r.stderr
     with rasterio.open(out / "ice_favourability.tif") as src:
-        assert src.tags(1)["units"] == "1" and "psr" in src.tags()["prospect_layers_used"]
+        tags = src.tags()
+        # DEM + PSR polygons, no temperature: the PSR layer is the thermal evidence and feeds that score only
+        assert src.tags(1)["units"] == "1" and json.loads(tags["prospect_input_scores"])["psr"] == "thermal"
+        assert json.loads(tags["prospect_layers_used"]) == ["thermal", "pole_facing"]
+        assert "psr" in json.loads(tags["prospect_scores_dropped"])
     # nothing to work with, a bad config key, a missing file: one line, exit 2, no output folder
     for args, text in (
         ((), "at least one of"),

@@ -109,8 +109,9 @@ def test_hillshade_is_grey_and_ice_classes_are_paletted():
         "0": "not stable",
         "1": "shallow subsurface",
         "2": "surface",
+        "3": "shadowed, likely too warm",
     }
-    assert entries["0"].get("alpha") == "0" and entries["2"].get("alpha") != "0"
+    assert entries["0"].get("alpha") == "0" and entries["2"].get("alpha") != "0" and entries["3"].get("alpha") != "0"
 
 
 def test_raster_qml_range_checks_and_determinism():

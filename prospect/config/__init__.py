@@ -17,7 +17,12 @@ file (``--config FILE``) or a mapping holding only ``value`` numbers::
     ice:
       weights: {thermal: 0.5}
     he3:
-      bulk_density_kg_m3: 1600
+      bulk_density_kg_m3: 1600                                  # its range moves with it
+      magnetotail_half_width_deg: {value: 25, range: [20, 30]}  # or give both
+
+A range follows its value: an overridden value's Monte Carlo range is the one given with
+it, or the default range scaled (or shifted) to the new value, so a Monte Carlo interval
+is always drawn about the value in use (:func:`_moved_range`).
 
 An unknown key, a non-number or a value outside the allowed domain is a
 :class:`~prospect.errors.ConfigError` naming the key and the file.
@@ -217,18 +222,59 @@ def apply_overrides(base: ParameterSet, overrides: Mapping[str, Any] | None, *, 
         if name not in params:
             raise ConfigError(f"{origin}: unknown {base.model} parameter {name!r}; known: {sorted(params)}")
         old = params[name]
+        where = f"{origin}: {base.model}.{name}"
+        given_range = None
         if isinstance(value, Mapping) and "value" in value and not isinstance(old.value, Mapping):
+            extra = set(value) - {"value", "range"}
+            if extra:
+                raise ConfigError(f"{where}: an override gives value and range only, not {sorted(extra)}")
+            given_range = value.get("range")
             value = value["value"]
-        new_value = _check_value(value, old, f"{origin}: {base.model}.{name}")
+        new_value = _check_value(value, old, where)
+        new_range, how = _moved_range(old, new_value, given_range, where)
         params[name] = Parameter(
             **{
                 **old.__dict__,
                 "value": new_value,
-                "source": f"user override in {origin} (default: {old.value}; {old.source})",
+                "range": new_range,
+                "source": f"user override in {origin} (default: {old.value}{how}; {old.source})",
             }
         )
     merged = {**dict(base.overrides), **dict(overrides)}
     return ParameterSet(model=base.model, params=params, origin=f"{base.origin} + {origin}", overrides=merged)
+
+
+def _moved_range(old: Parameter, value: Any, given: Any, where: str) -> tuple[tuple[float, float] | None, str]:
+    """The Monte Carlo range of an overridden value: the one given with it, or the default range
+    moved with the value, so an interval drawn from it is always about the value in use.
+
+    A given ``range`` must be ``[low, high]`` around the value. Otherwise a default range moves
+    with the value: scaled by ``value / default`` when both are positive (the relative
+    uncertainty is kept: bulk density 1660 in 1500..1800 overridden to 1600 draws in
+    1446..1735), else shifted by ``value - default``; then clipped to the parameter's
+    ``min``/``max``. Returns the range and a note for the parameter's source.
+    """
+    if given is not None:
+        if not (isinstance(given, list) and len(given) == 2):
+            raise ConfigError(f"{where}.range: must be [low, high], not {given!r}")
+        lo, hi = (_check_number(v, f"{where}.range") for v in given)
+        if not lo <= float(value) <= hi:
+            raise ConfigError(f"{where}.range: [{lo:g}, {hi:g}] must contain the value {value:g}")
+        return (lo, hi), f"; range given with the value: {lo:g}..{hi:g}"
+    if old.range is None or isinstance(value, (Mapping, list, str)) or value == old.value:
+        return old.range, ""
+    v, d = float(value), float(old.value)
+    lo, hi = old.range
+    if v > 0 and d > 0 and lo >= 0:
+        lo, hi = lo * v / d, hi * v / d
+    else:
+        lo, hi = lo + (v - d), hi + (v - d)
+    if old.min is not None:
+        lo, hi = max(lo, float(old.min)), max(hi, float(old.min))
+    if old.max is not None:
+        lo, hi = min(lo, float(old.max)), min(hi, float(old.max))
+    lo, hi = min(lo, v), max(hi, v)
+    return (lo, hi), f"; range {old.range[0]:g}..{old.range[1]:g} moved with the value to {lo:.6g}..{hi:.6g}"
 
 
 def load(model: str, config: str | Path | Mapping[str, Any] | None = None) -> ParameterSet:

@@ -31,7 +31,7 @@ import numpy as np
 import xarray as xr
 
 from prospect import layers as registry
-from prospect.resources.ice import CLASS_SHALLOW, CLASS_SURFACE
+from prospect.resources.ice import CLASS_SHALLOW, CLASS_SURFACE, CLASS_WARM_SHADOW
 
 __all__ = [
     "MAX_PX",
@@ -88,8 +88,8 @@ STYLES: dict[str, _Style] = {
     "ice_stability_class": _Style(
         "ice",
         "ice stability class",
-        CLASS_SHALLOW - 0.5,
-        CLASS_SURFACE + 0.5,
+        CLASS_SHALLOW - 0.5,  # classes 1..3, one colour each (ICE_CLASSES); 0 and nodata not drawn
+        CLASS_WARM_SHADOW + 0.5,
         categorical=registry.get("ice_stability_class").categorical,
     ),
     "he3_ppb": _Style("YlOrBr", "He-3 concentration"),
@@ -111,11 +111,15 @@ OVERLAY_ORDER = (
 PSR_LAYERS = ("psr_fraction", "psr_mask")
 #: Layers never chosen as the overlay of the main map.
 _NOT_OVERLAY = frozenset({*PSR_LAYERS, "ice_stability_class", "hillshade", "dem_m"})
-#: Classes of ``ice_stability_class`` (prospect.resources.ice): value -> (colour, label).
+#: Classes of ``ice_stability_class`` (prospect.resources.ice) that are drawn: value -> (colour, label),
+#: in code order (consecutive codes: the categorical colour map has one colour per code).
 ICE_CLASSES = {
     CLASS_SHALLOW: ("#67e8f9", "stable in the shallow subsurface"),
     CLASS_SURFACE: ("#0e7490", "stable at the surface"),
+    CLASS_WARM_SHADOW: ("#a8a29e", "shadowed, likely too warm (equatorward of the cold-trap limit)"),
 }
+#: Short colour-bar labels of :data:`ICE_CLASSES`.
+ICE_CLASS_TICKS = {CLASS_SHALLOW: "subsurface", CLASS_SURFACE: "surface", CLASS_WARM_SHADOW: "warm shadow"}
 
 
 # --- figure plumbing -----------------------------------------------------------------------
@@ -637,7 +641,8 @@ def site_map_png(
     ``(xmin, xmax, ymin, ymax)`` in metres sets the zoomed view (default :func:`zoom_extent`).
     The overlay is the first of :data:`OVERLAY_ORDER` present, semi-transparent; PSR pixels
     (``psr_fraction >= 0.5``, or ``psr_mask >= 0.5`` without a fraction: :data:`PSR_LAYERS`)
-    are blue, ice stability classes light/dark cyan. ``vectors`` may hold GeoDataFrames
+    are blue, ice stability classes light/dark cyan (shallow/surface) and grey (shadowed,
+    likely too warm: :data:`ICE_CLASSES`). ``vectors`` may hold GeoDataFrames
     (layers of sites.gpkg): ``psr`` polygons are drawn in blue when there is no PSR raster, ``regions`` (expert regions) as orange outlines,
     named on the zoomed map when they have a ``name`` column.
     """
@@ -837,7 +842,7 @@ def layers_png(
         units = _units(stem, arr)
         if st.categorical:
             cb.set_ticks(list(ICE_CLASSES))
-            cb.set_ticklabels(["subsurface", "surface"])
+            cb.set_ticklabels([ICE_CLASS_TICKS[c] for c in ICE_CLASSES])
         ax.scatter(tx, ty, s=18, facecolor="none", edgecolor=TOP_COLOUR, lw=1.2, zorder=5)
         _km_axes(ax, crs_name, ext, labels=False)
         ax.tick_params(labelsize=7)

@@ -154,6 +154,7 @@ ICE_CLASSES: list[tuple[int, str, str, int]] = [
     (0, "not stable", "#000000", 0),
     (1, "shallow subsurface", "#6baed6", 200),
     (2, "surface", "#08306b", 230),
+    (3, "shadowed, likely too warm", "#a8a29e", 200),
 ]
 
 #: Sites ranked this high or better are drawn as red stars; up to TOP_LABELLED as orange
@@ -633,7 +634,7 @@ def raster_qml(name: str, *, vmin: float, vmax: float, units: str = "") -> str:
     ``vmin``/``vmax`` fix the ends of the colour ramp (QGIS ``limits=None``, so the
     stretch does not change with the view); ``units`` is appended to the legend labels.
     ``hillshade`` gets a grey renderer, ``ice_stability_class`` a paletted one with the
-    three classes of :data:`ICE_CLASSES` (class 0 transparent); every other layer a
+    classes of :data:`ICE_CLASSES` (class 0 transparent); every other layer a
     pseudocolour renderer with the ramp from :data:`RASTER_RAMPS` (unknown layers:
     viridis), exact 0 transparent on the PSR layers. Nodata pixels are left transparent (QGIS default, ``nodataColor=""``).
     """

@@ -1030,7 +1030,7 @@ def run_ice(
         ds.attrs.update({k: v for k, v in mc.attrs.items() if k.startswith("mc_")})
     ds.attrs["grid"] = target.to_dict()
     if "water_column_kg_m2" in ds:
-        ds.attrs["water_inventory_kg"] = water_inventory_kg(ds, parameters)
+        ds.attrs["water_inventory_kg"] = water_inventory_kg(ds, parameters, psr=fields_.get("psr"))
     with created_folder(folder):
         return write_ice(ds, folder, cog=bool(p.get("cog", False)), source_info=source_info)
 

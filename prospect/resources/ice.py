@@ -12,14 +12,26 @@ stage's ``psr_mask`` or the LOLA PSR polygons through
 hydrogen [ppm H], slope and aspect [deg] (true-north-referenced downslope azimuth).
 
 Stability classes (uint8; :data:`CLASS_NAMES`): 2 surface-stable, 1 shallow-subsurface,
-0 not stable, 255 nodata. The first available rule decides each class:
+3 shadowed but likely too warm, 0 not stable, 255 nodata. The first available rule
+decides each class:
 
 * surface-stable: ``tmax_k < cold_trap_tmax_k`` (110 K; Paige et al. 2010, Science
   330:479; Li et al. 2018, PNAS 115:8907); else ``ice_depth_m <= 0``; else
   ``psr >= psr_fraction_threshold`` (a PSR is never directly lit, its maximum
-  temperature is set by scattered light and infrared from the surroundings and is below
-  110 K in most large PSRs; a proxy); else ``illumination_fraction == 0`` (never lit over
-  the span: a PSR).
+  temperature is set by scattered light and infrared from the surroundings; a proxy);
+  else ``illumination_fraction == 0`` (never lit over the span: a PSR). A measured
+  temperature or depth needs nothing more; the two shadow proxies (``psr``,
+  ``illumination_fraction``) hold only where the cold-trap rule can hold, poleward of
+  ``cold_trap_min_abs_latitude_deg`` (80 deg): not every PSR is a cold trap, shadows
+  equatorward of ~80 deg are typically too warm for surface ice (Hayne et al. 2021,
+  Nature Astronomy 5:169; science.md section 4). 24 % of the area of the LOLA PSR
+  polygons of the south (5 km^2 and larger: 4,980 of 20,780 km^2) lies equatorward of 80 S.
+* shadowed, likely too warm (class 3, ``CLASS_WARM_SHADOW``): permanent shadow by one of
+  the two shadow proxies, equatorward of the latitude limit. A weaker class than
+  shallow-subsurface (``warm_shadow_class_score`` < ``shallow_class_score``): surface
+  ice there is unlikely and subsurface stability is not shown. A MEASURED annual mean
+  temperature (``tmean_k``) that makes such a pixel shallow-subsurface stable decides
+  (class 1); the thermal proxy never does (in a never-lit pixel it is only its floor).
 * shallow-subsurface (where not surface-stable): ``0 <= ice_depth_m <=
   shallow_depth_max_m``; else ``tmean_k < shallow_tmean_max_k`` (below the annual
   thermal skin depth temperatures approach the annual mean; derived [D]); else
@@ -29,23 +41,29 @@ Stability classes (uint8; :data:`CLASS_NAMES`): 2 surface-stable, 1 shallow-subs
 
 Thermal proxy (:func:`thermal_proxy_k`; used only where no temperature or depth layer
 is given; every output that depends on it is labelled ``thermal_source: proxy: ...``): the
-radiative-equilibrium temperature of the mean absorbed flux,
-``T = ((1 - A) S0 F sin(e) / (eps sigma))^(1/4)`` with ``F`` the illumination fraction
-and ``sin(e) = max((2/pi) cos(lat), sin(e_pole))``: the mean of ``sin(elevation)``
-while the Sun is up on flat ground with the Sun on the equator, floored at the pole by
-the mean elevation of the Sun while up there, ``(2/pi) x 1.54 deg`` (science.md section
-3). Since the mean of ``T`` is at most the fourth root of the mean of ``T^4`` (=
-absorbed flux / eps sigma in balance), the proxy is an upper bound of the annual mean
-surface temperature except for what it neglects: the geothermal flux, scattered
-sunlight and infrared from surrounding terrain (which warm shadowed ground) and the
-slope of the pixel itself. It is 0 K where ``F = 0`` (those pixels are PSRs and
-surface-stable anyway). It is not a temperature measurement.
+radiative-equilibrium temperature of the mean absorbed flux, with a floor,
+``T = (T_rad^4 + T_floor^4)^(1/4)``, ``T_rad = ((1 - A) S0 F sin(e) / (eps sigma))^(1/4)``
+with ``F`` the illumination fraction and ``sin(e) = max((2/pi) cos(lat), sin(e_pole))``:
+the mean of ``sin(elevation)`` while the Sun is up on flat ground with the Sun on the
+equator, floored at the pole by the mean elevation of the Sun while up there, ``(2/pi)
+x 1.54 deg`` (science.md section 3). ``T_floor`` (``thermal_proxy_floor_k``, 50 K) stands
+for what the radiative term neglects and what keeps even a never-lit floor warm:
+scattered sunlight and infrared from sunlit walls ("tens of K", science.md section 4);
+adding fluxes, ``eps sigma T_floor^4`` is added to the absorbed sunlight, so a never-lit
+pixel gets ``T_floor``, not 0 K, and a sunlit one is barely changed (+0.25 % at 158 K).
+Since the mean of ``T`` is at most the fourth root of the mean of ``T^4``, ``T_rad`` is
+an upper bound of the annual mean surface temperature of sunlit flat ground except for
+the neglected terms (the geothermal flux, the light and infrared of surrounding terrain,
+the slope of the pixel itself); the floor is one documented number for the second, not
+a model of it (it does not grow with the size or brightness of the walls around a
+shadow). It is not a temperature measurement.
 
-Favourability: ``sum_k w_k s_k / sum_k w_k`` over the AVAILABLE layers ``k`` of
+Favourability: ``sum_k w_k s_k / sum_k w_k`` over the AVAILABLE scores ``k`` of
 
 * ``thermal``: the class score (surface ``surface_class_score`` = 1, shallow
-  ``shallow_class_score``, not stable 0);
-* ``psr``: the PSR fraction, clipped to 0..1;
+  ``shallow_class_score``, shadowed-too-warm ``warm_shadow_class_score``, not stable 0);
+* ``psr``: the PSR fraction, clipped to 0..1, only when the PSR layer is NOT the thermal
+  evidence (below);
 * ``hydrogen``: ``clip(WEH / weh_reference_wt_pct, 0, 1)`` with ``WEH wt% = 9e-4 x ppm H``
   (science.md section 4; reference 1.5 wt%, Feldman et al. 2000, JGR 105:4175).
   Neutron footprints are 30-150 km wide: a hydrogen layer is smooth, never pixel-sharp,
@@ -54,11 +72,25 @@ Favourability: ``sum_k w_k s_k / sum_k w_k`` over the AVAILABLE layers ``k`` of
   0, 1)`` with the pole azimuth 180 deg in the south and 0 deg in the north (by each
   pixel's latitude); flat pixels score 0.
 
-Missing layers, never silently: a layer not supplied has its weight dropped and the
-others renormalised; ``layers_used``, ``layers_missing``, ``weights_effective`` and
-``thermal_source`` are in the attributes, and the ``coverage`` layer is the weight of
-the layers valid at each pixel over the weight of all configured layers, so a map made
-from fewer layers is visibly less supported. Where a supplied layer is NaN (a DEM edge,
+No input counts twice (science.md section 4): each input layer feeds exactly one score,
+recorded in the attribute ``input_scores`` (``{input: score}``). ``tmax_k``, ``tmean_k``,
+``ice_depth_m`` and ``illumination_fraction`` feed ``thermal``; ``hydrogen_ppm`` feeds
+``hydrogen``; ``slope_deg`` and ``aspect_deg`` feed ``pole_facing``; ``psr`` feeds
+``psr`` when a temperature or depth layer decides the classes, else it IS the thermal
+evidence (the surface rule ``psr >= psr_fraction_threshold``): then it feeds
+``thermal`` only, the ``psr`` score is dropped (attribute ``scores_dropped`` says why)
+and the remaining weights are renormalised. ``lat_deg`` is a coordinate, not evidence
+(the latitude limit, the proxy's Sun elevation and the pole azimuth off polar grids).
+Independence is per layer: a PSR, an illumination and a slope layer made from one DEM
+still share that DEM's errors.
+
+Missing layers, never silently: a score whose layer is not supplied (``layers_missing``)
+or that is dropped so as not to count a layer twice (``scores_dropped``) has its weight
+dropped and the others renormalised; ``layers_used``, ``layers_missing``,
+``scores_dropped``, ``input_scores``, ``weights_effective`` and ``thermal_source`` are in
+the attributes, and the ``coverage`` layer is the weight of the scores valid at each
+pixel over the weight of all configured scores, so a map made from fewer independent
+layers is visibly less supported. Where a supplied layer is NaN (a DEM edge,
 a hydrogen map that stops), the favourability is NaN: it is never silently made from
 the remaining layers at that pixel (``coverage`` shows which pixels those are).
 Mini-RF CPR is deliberately not a layer: CPR > 1 is not diagnostic of ice (Campbell
@@ -93,11 +125,12 @@ import numpy as np
 import xarray as xr
 
 from prospect import layers as layer_registry
-from prospect.config import ParameterSet, defaults, load
+from prospect.config import ParameterSet, load
 from prospect.errors import ConfigError, GridError, UnitsError
 from prospect.grid import AnalysisGrid
 
 __all__ = [
+    "CLASS_CODES",
     "CLASS_NAMES",
     "PROXY_LABEL",
     "SCORE_LAYERS",
@@ -115,13 +148,19 @@ __all__ = [
 #: Stefan-Boltzmann constant [W m-2 K-4] (CODATA 2018, exact in the SI).
 STEFAN_BOLTZMANN = 5.670374419e-8
 
-CLASS_NOT_STABLE, CLASS_SHALLOW, CLASS_SURFACE, CLASS_NODATA = 0, 1, 2, 255
+CLASS_NOT_STABLE, CLASS_SHALLOW, CLASS_SURFACE, CLASS_WARM_SHADOW, CLASS_NODATA = 0, 1, 2, 3, 255
 CLASS_NAMES = {
     CLASS_NOT_STABLE: "not stable",
     CLASS_SHALLOW: "shallow-subsurface stable",
     CLASS_SURFACE: "surface stable",
+    CLASS_WARM_SHADOW: "shadowed, likely too warm (permanent shadow equatorward of the cold-trap latitude limit)",
     CLASS_NODATA: "nodata",
 }
+#: The class codes of a valid pixel (every code of :data:`CLASS_NAMES` but nodata), in code order.
+CLASS_CODES = (CLASS_NOT_STABLE, CLASS_SHALLOW, CLASS_SURFACE, CLASS_WARM_SHADOW)
+#: The surface rules that are proxies of permanent shadow, not temperatures: they hold only
+#: poleward of ``cold_trap_min_abs_latitude_deg`` (module docstring).
+_SHADOW_RULES = ("psr", "illumination")
 
 #: The score layers of the favourability, in the order of the ``weights`` parameter.
 SCORE_LAYERS = ("thermal", "psr", "hydrogen", "pole_facing")
@@ -281,6 +320,11 @@ def _values(p: ParameterSet) -> dict[str, Any]:
         raise ConfigError(f"{p.origin}: ice.weights has no weight for {missing}")
     if sum(w.values()) <= 0:
         raise ConfigError(f"{p.origin}: ice.weights are all zero; give at least one layer a positive weight")
+    if v["warm_shadow_class_score"] > v["shallow_class_score"]:
+        raise ConfigError(
+            f"{p.origin}: ice.warm_shadow_class_score ({v['warm_shadow_class_score']:g}) must not exceed "
+            f"ice.shallow_class_score ({v['shallow_class_score']:g}): a shadow likely too warm is a weaker class"
+        )
     return v
 
 
@@ -302,17 +346,20 @@ def _sin_sun_elevation(lat_deg: Any, pole_sun_elevation_deg: float) -> Any:
 def _proxy(illumination_fraction: Any, lat_deg: Any, v: Mapping[str, Any]) -> Any:
     scale = (1.0 - v["bond_albedo"]) * v["solar_constant_w_m2"] / (v["emissivity"] * STEFAN_BOLTZMANN)
     flux = np.clip(illumination_fraction, 0.0, 1.0) * _sin_sun_elevation(lat_deg, v["proxy_pole_sun_elevation_deg"])
-    return ((flux * scale) ** 0.25).astype(_F32)
+    # T^4 = T_rad^4 + T_floor^4: the floor's flux (scattered light, infrared of sunlit walls) adds to the Sun's
+    return ((flux * scale + float(v["thermal_proxy_floor_k"]) ** 4) ** 0.25).astype(_F32)
 
 
 def thermal_proxy_k(illumination_fraction: Any, lat_deg: Any, params: Any = None) -> Any:
     """Radiative-equilibrium proxy of the ANNUAL MEAN surface temperature [K] (not a measurement).
 
-    ``T = ((1 - A) S0 F sin(e) / (eps sigma))^(1/4)``, ``sin(e) = max((2/pi) cos(lat),
-    sin(e_pole))`` (module docstring; [D]); ``A``, ``S0``, ``eps``, ``e_pole`` from the
-    ``ice`` parameters (``bond_albedo``, ``solar_constant_w_m2``, ``emissivity``,
-    ``proxy_pole_sun_elevation_deg``). Monotone in ``F``; 0 K where ``F = 0``. Works on
-    numpy, dask and xarray inputs (float32 out).
+    ``T = (T_rad^4 + T_floor^4)^(1/4)`` with ``T_rad = ((1 - A) S0 F sin(e) / (eps
+    sigma))^(1/4)``, ``sin(e) = max((2/pi) cos(lat), sin(e_pole))`` (module docstring;
+    [D]); ``A``, ``S0``, ``eps``, ``e_pole``, ``T_floor`` from the ``ice`` parameters
+    (``bond_albedo``, ``solar_constant_w_m2``, ``emissivity``,
+    ``proxy_pole_sun_elevation_deg``, ``thermal_proxy_floor_k``: scattered sunlight and
+    infrared from sunlit walls). Monotone in ``F``; ``T_floor`` where ``F = 0`` (never
+    lit), never 0 K. Works on numpy, dask and xarray inputs (float32 out).
     """
     v = _values(_params(params))
     return _apply(lambda f, lat: _proxy(f, lat, v), illumination_fraction, lat_deg)
@@ -353,6 +400,8 @@ class _Rules:
     shallow: str | None  # "depth" | "tmean" | "proxy"
     layers: tuple[str, ...]
     ignored: tuple[tuple[str, str], ...]
+    dropped: tuple[tuple[str, str], ...] = ()  # (score, why): dropped so that no layer counts twice
+    feeds: tuple[tuple[str, str], ...] = ()  # (input layer, the one score it feeds)
 
     @classmethod
     def of(cls, given: set[str]) -> _Rules:
@@ -383,16 +432,40 @@ class _Rules:
                 ),
                 None,
             )
+        # the PSR layer as the thermal evidence feeds the thermal score only: no psr score then
+        psr_is_thermal = surface == "psr"
         layers = tuple(
             k
             for k, ok in (
                 ("thermal", surface is not None),
-                ("psr", "psr" in given),
+                ("psr", "psr" in given and not psr_is_thermal),
                 ("hydrogen", "hydrogen_ppm" in given),
                 ("pole_facing", {"slope_deg", "aspect_deg"} <= given),
             )
             if ok
         )
+        dropped = []
+        if psr_is_thermal:
+            dropped.append(
+                (
+                    "psr",
+                    (
+                        "the psr layer is the thermal evidence (no tmax_k or ice_depth_m layer): it feeds the "
+                        "thermal score only, so the psr score is dropped and the other weights renormalised"
+                    ),
+                )
+            )
+        feeds = []
+        if surface is not None:
+            feeds.append((_SURFACE_LAYER[surface], "thermal"))
+            if shallow is not None and _SHALLOW_LAYER[shallow] != _SURFACE_LAYER[surface]:
+                feeds.append((_SHALLOW_LAYER[shallow], "thermal"))
+        if "psr" in layers:
+            feeds.append(("psr", "psr"))
+        if "hydrogen" in layers:
+            feeds.append(("hydrogen_ppm", "hydrogen"))
+        if "pole_facing" in layers:
+            feeds += [("slope_deg", "pole_facing"), ("aspect_deg", "pole_facing")]
         ignored = []
         if "tmean_k" in given and shallow != "tmean":
             ignored.append(
@@ -408,10 +481,11 @@ class _Rules:
         for a, b in (("slope_deg", "aspect_deg"), ("aspect_deg", "slope_deg")):
             if a in given and b not in given:
                 ignored.append((a, f"the pole-facing score needs {b} too"))
-        return cls(surface, shallow, layers, tuple(ignored))
+        return cls(surface, shallow, layers, tuple(ignored), tuple(dropped), tuple(feeds))
 
 
 _SURFACE_LAYER = {"tmax": "tmax_k", "depth": "ice_depth_m", "psr": "psr", "illumination": "illumination_fraction"}
+_SHALLOW_LAYER = {"depth": "ice_depth_m", "tmean": "tmean_k", "proxy": "illumination_fraction"}
 
 
 def _evaluate(
@@ -433,6 +507,13 @@ def _evaluate(
         else:  # depth 0 = ice at the surface; illumination 0 = never lit
             surface = x <= 0.0
         surface = known & surface
+        warm = None
+        if rules.surface in _SHADOW_RULES:  # permanent shadow is a cold trap only poleward of the limit
+            lat = a["lat_deg"]
+            known = known & np.isfinite(lat)
+            polar = np.abs(lat) >= v["cold_trap_min_abs_latitude_deg"]  # False where lat is NaN
+            warm = surface & known & ~polar
+            surface = surface & polar
         if rules.shallow is not None:
             if rules.shallow == "depth":
                 y = a["ice_depth_m"]
@@ -444,18 +525,19 @@ def _evaluate(
                     y = _proxy(a["illumination_fraction"], a["lat_deg"], v)
                     out["thermal_proxy_k"] = y
                 shallow = y < v["shallow_tmean_max_k"]
-            cls = np.where(
-                surface,
-                _U8(CLASS_SURFACE),
-                np.where(
-                    known & np.isfinite(y),
-                    np.where(shallow, _U8(CLASS_SHALLOW), _U8(CLASS_NOT_STABLE)),
-                    _U8(CLASS_NODATA),
-                ),
+            below = np.where(
+                known & np.isfinite(y),
+                np.where(shallow, _U8(CLASS_SHALLOW), _U8(CLASS_NOT_STABLE)),
+                _U8(CLASS_NODATA),
             )
         else:
-            cls = np.where(surface, _U8(CLASS_SURFACE), np.where(known, _U8(CLASS_NOT_STABLE), _U8(CLASS_NODATA)))
-        cls = cls.astype(_U8)
+            below = np.where(known, _U8(CLASS_NOT_STABLE), _U8(CLASS_NODATA))
+        if warm is not None:
+            # a measured annual mean that makes a warm shadow shallow-stable decides; the proxy never does
+            if rules.shallow == "tmean":
+                warm = warm & (below != CLASS_SHALLOW)
+            below = np.where(warm, _U8(CLASS_WARM_SHADOW), below)
+        cls = np.where(surface, _U8(CLASS_SURFACE), below).astype(_U8)
         out["ice_stability_class"] = cls
         if only == "ice_stability_class":
             return out
@@ -465,7 +547,11 @@ def _evaluate(
             np.where(
                 cls == CLASS_SHALLOW,
                 _F32(v["shallow_class_score"]),
-                np.where(cls == CLASS_NOT_STABLE, _F32(0.0), _F32(np.nan)),
+                np.where(
+                    cls == CLASS_WARM_SHADOW,
+                    _F32(v["warm_shadow_class_score"]),
+                    np.where(cls == CLASS_NOT_STABLE, _F32(0.0), _F32(np.nan)),
+                ),
             ),
         )
     elif only == "ice_stability_class":
@@ -501,7 +587,7 @@ def _evaluate(
     assert den is not None and all_valid is not None  # set with num, by the same layers
     total_used = sum(w[k] for k in rules.layers)
     if total_used <= 0:
-        raise ConfigError(f"the weights of the available layers {list(rules.layers)} are all zero")
+        _zero_weights(rules)
     fav = np.where(all_valid, num / _F32(total_used), _F32(np.nan)).astype(_F32)
     out["ice_favourability"] = fav
     if only == "ice_favourability":
@@ -509,6 +595,13 @@ def _evaluate(
     out["coverage"] = (den / _F32(sum(w.values()))).astype(_F32)
     out.update({f"score_{k}": s for k, s in scores.items()})
     return out
+
+
+def _zero_weights(rules: _Rules) -> None:
+    dropped = f" (dropped so that no layer counts twice: the {', '.join(dict(rules.dropped))} score)"
+    raise ConfigError(
+        f"the weights of the available layers {list(rules.layers)} are all zero" + (dropped if rules.dropped else "")
+    )
 
 
 # --- preparing the layers ----------------------------------------------------------------
@@ -557,7 +650,9 @@ def _prepare(layers: IceLayers) -> _Prepared:
         pole_azimuth = 0.0
     lat_source = "lat_deg layer" if "lat_deg" in arrays else "not needed"
     if "lat_deg" not in arrays and (
-        rules.shallow == "proxy" or ("pole_facing" in rules.layers and pole_azimuth is None)
+        rules.shallow == "proxy"
+        or rules.surface in _SHADOW_RULES
+        or ("pole_facing" in rules.layers and pole_azimuth is None)
     ):
         lat_source = "computed from the grid"
         arrays["lat_deg"] = "grid"
@@ -596,12 +691,40 @@ def _surface_text(rules: _Rules, v: Mapping[str, Any]) -> str:
         "tmax": f"tmax_k < {v['cold_trap_tmax_k']:g} K (annual maximum surface temperature; Paige et al. 2010, "
         "Science 330:479; Li et al. 2018, PNAS 115:8907)",
         "depth": "ice_depth_m <= 0 (stable ice at the surface; depth-to-ice layer)",
-        "psr": f"psr >= {v['psr_fraction_threshold']:g} (permanent shadow as the surface-stability proxy: a PSR is "
-        "never directly lit; no temperature layer)",
-        "illumination": "illumination_fraction == 0 (never lit over the span: permanent shadow as the "
-        "surface-stability proxy; no temperature or PSR layer)",
+        "psr": f"psr >= {v['psr_fraction_threshold']:g} and |lat| >= {v['cold_trap_min_abs_latitude_deg']:g} deg "
+        "(permanent shadow as the surface-stability proxy: a PSR is never directly lit; no temperature layer; "
+        + _LIMIT_TEXT
+        + ")",
+        "illumination": f"illumination_fraction == 0 and |lat| >= {v['cold_trap_min_abs_latitude_deg']:g} deg "
+        "(never lit over the span: permanent shadow as the surface-stability proxy; no temperature or PSR layer; "
+        + _LIMIT_TEXT
+        + ")",
         None: "not evaluated: no temperature, depth, PSR or illumination layer",
     }[rules.surface]
+
+
+_LIMIT_TEXT = (
+    "the cold-trap latitude limit: shadows equatorward of ~80 deg are typically too warm for surface ice, "
+    "Hayne et al. 2021, Nature Astronomy 5:169"
+)
+
+
+def _warm_shadow_text(rules: _Rules, v: Mapping[str, Any]) -> str:
+    if rules.surface not in _SHADOW_RULES:
+        return "not used: " + (
+            "a measured temperature or depth decides the surface class (no latitude limit)"
+            if rules.surface is not None
+            else "no surface-stability layer"
+        )
+    shadow = {"psr": f"psr >= {v['psr_fraction_threshold']:g}", "illumination": "illumination_fraction == 0"}
+    text = (
+        f"{shadow[rules.surface]} and |lat| < {v['cold_trap_min_abs_latitude_deg']:g} deg (permanent shadow "
+        f"equatorward of the cold-trap latitude limit; {_LIMIT_TEXT}): class {CLASS_WARM_SHADOW}, thermal score "
+        f"{v['warm_shadow_class_score']:g}"
+    )
+    if rules.shallow == "tmean":
+        text += "; class 1 where the measured tmean_k makes it shallow-subsurface stable"
+    return text
 
 
 def _shallow_text(rules: _Rules, v: Mapping[str, Any]) -> str:
@@ -612,7 +735,8 @@ def _shallow_text(rules: _Rules, v: Mapping[str, Any]) -> str:
         "tmean": f"tmean_k < {v['shallow_tmean_max_k']:g} K (annual mean surface temperature; below the annual "
         "thermal skin depth temperatures approach the annual mean)",
         "proxy": f"thermal_proxy_k < {v['shallow_tmean_max_k']:g} K, thermal_proxy_k = ((1 - A) S0 F sin(e) / "
-        "(eps sigma))^(1/4): " + PROXY_LABEL,
+        f"(eps sigma) + T_floor^4)^(1/4), T_floor = thermal_proxy_floor_k = {v['thermal_proxy_floor_k']:g} K: "
+        + PROXY_LABEL,
         None: "not evaluated: no temperature, depth or illumination layer",
     }[rules.shallow]
 
@@ -632,9 +756,12 @@ def _thermal_source(rules: _Rules) -> str:
         return "depth to stable ice (ice_depth_m); no temperature layer"
     if rules.surface == "psr":
         extra = "; shallow class: tmean_k (annual mean surface temperature)" if rules.shallow == "tmean" else ""
-        return "proxy: permanent shadow (psr); no temperature layer" + extra
+        return "proxy: permanent shadow (psr) poleward of the cold-trap latitude limit; no temperature layer" + extra
     if rules.surface == "illumination":
-        return "proxy: never lit (illumination_fraction == 0); no temperature layer"
+        return (
+            "proxy: never lit (illumination_fraction == 0) poleward of the cold-trap latitude limit; "
+            "no temperature layer"
+        )
     return "none: no temperature, depth, PSR or illumination layer (thermal score missing)"
 
 
@@ -642,7 +769,10 @@ def _provenance(prep: _Prepared, p: ParameterSet, v: Mapping[str, Any]) -> dict[
     rules = prep.rules
     w = v["weights"]
     used_total = sum(w[k] for k in rules.layers)
-    missing = [k for k in SCORE_LAYERS if k not in rules.layers]
+    if used_total <= 0:
+        _zero_weights(rules)
+    dropped = dict(rules.dropped)
+    missing = [k for k in SCORE_LAYERS if k not in rules.layers and k not in dropped]
     return {
         "layers_used": list(rules.layers),
         "layers_missing": missing,
@@ -650,11 +780,19 @@ def _provenance(prep: _Prepared, p: ParameterSet, v: Mapping[str, Any]) -> dict[
         "inputs_ignored": dict(rules.ignored),
         "weights_configured": dict(w),
         "weights_effective": {k: w[k] / used_total for k in rules.layers},
+        "scores_dropped": dropped,
+        "input_scores": dict(rules.feeds)
+        | (
+            {"lat_deg": "none: a coordinate (cold-trap latitude limit, thermal proxy, pole azimuth), not evidence"}
+            if "lat_deg" in prep.arrays
+            else {}
+        ),
         "coverage_of_configured_weights": used_total / sum(w.values()),
         "missing_layer_rule": "weights of missing layers dropped, the others renormalised; NaN where a supplied "
         "layer is NaN (coverage shows it)",
         "thermal_source": _thermal_source(rules),
         "surface_class": _surface_text(rules, v),
+        "warm_shadow_class": _warm_shadow_text(rules, v),
         "shallow_class": _shallow_text(rules, v),
         "units_assumed": list(prep.units_assumed),
         "latitude": prep.lat_source,
@@ -672,14 +810,16 @@ def _class_attrs(prov: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "units": layer_registry.get("ice_stability_class").units,
         "long_name": _long_name("ice_stability_class"),
-        "flag_values": [CLASS_NOT_STABLE, CLASS_SHALLOW, CLASS_SURFACE],
-        "flag_meanings": "not_stable shallow_subsurface_stable surface_stable",
+        "flag_values": list(CLASS_CODES),
+        "flag_meanings": "not_stable shallow_subsurface_stable surface_stable shadowed_likely_too_warm",
         "class_names": {str(k): n for k, n in CLASS_NAMES.items()},
         "nodata": CLASS_NODATA,
         "surface_class": prov["surface_class"],
         "shallow_class": prov["shallow_class"],
+        "warm_shadow_class": prov["warm_shadow_class"],
         "thermal_source": prov["thermal_source"],
-        "sources": "Paige et al. 2010, Science 330:479; Li et al. 2018, PNAS 115:8907 (110 K cold-trap criterion)",
+        "sources": "Paige et al. 2010, Science 330:479; Li et al. 2018, PNAS 115:8907 (110 K cold-trap criterion); "
+        "Hayne et al. 2021, Nature Astronomy 5:169 (shadows equatorward of ~80 deg typically too warm)",
     }
 
 
@@ -687,7 +827,8 @@ def _class_attrs(prov: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def ice_stability(layers: IceLayers, params: Any = None) -> xr.DataArray:
-    """The ice-stability class map (uint8): 2 surface, 1 shallow-subsurface, 0 not stable, 255 nodata.
+    """The ice-stability class map (uint8): 2 surface, 1 shallow-subsurface, 3 shadowed but likely too
+    warm, 0 not stable, 255 nodata (:data:`CLASS_NAMES`).
 
     Rules, thresholds and sources: module docstring; the attributes say which rule
     decided each class (``surface_class``, ``shallow_class``) and ``thermal_source``.
@@ -722,9 +863,11 @@ def ice_favourability(layers: IceLayers, params: Any = None) -> xr.Dataset:
     ``score_<layer>`` for every available layer (``thermal``, ``psr``, ``hydrogen``,
     ``pole_facing``), ``weh_wt_pct`` with hydrogen and ``thermal_proxy_k`` when the
     proxy is used; each with ``units`` and ``long_name``. The Dataset's attributes hold
-    the provenance: ``layers_used``, ``layers_missing``, ``weights_effective``,
-    ``thermal_source``, ``surface_class``, ``shallow_class``, the parameter values and
-    their sources. Lazy on dask-backed layers. Model: module docstring.
+    the provenance: ``layers_used``, ``layers_missing``, ``scores_dropped``,
+    ``input_scores`` (the one score each input feeds), ``weights_effective``,
+    ``thermal_source``, ``surface_class``, ``warm_shadow_class``, ``shallow_class``, the
+    parameter values and their sources. With the PSR layer as the thermal evidence there
+    is no ``score_psr``. Lazy on dask-backed layers. Model: module docstring.
     """
     p = _params(params)
     v = _values(p)
@@ -753,6 +896,8 @@ def ice_favourability(layers: IceLayers, params: Any = None) -> xr.Dataset:
             attrs.update(
                 layers_used=prov["layers_used"],
                 layers_missing=prov["layers_missing"],
+                scores_dropped=prov["scores_dropped"],
+                input_scores=prov["input_scores"],
                 weights_effective=prov["weights_effective"],
             )
         if name == "score_pole_facing" and layers.slope_deg is not None:
@@ -761,9 +906,12 @@ def ice_favourability(layers: IceLayers, params: Any = None) -> xr.Dataset:
     return xr.Dataset(data_vars, attrs=prov)
 
 
-def water_inventory_kg(dataset: xr.Dataset, params: Any = None) -> dict[str, float]:
+def water_inventory_kg(dataset: xr.Dataset, params: Any = None, *, psr: xr.DataArray | None = None) -> dict[str, float]:
     """Water-equivalent mass [kg] of a favourability Dataset with hydrogen: over the whole map, over
     the stable classes (surface + shallow) and over the PSR pixels (PSR fraction >= threshold).
+
+    The PSR pixels come from ``psr`` (the PSR layer of the model) when given, else from the
+    dataset's ``score_psr`` (absent when the PSR layer was the thermal evidence: then pass it).
 
     The column is ``WEH / 100 x bulk density x sensing depth``
     (:data:`ice.yaml <prospect.config>` ``bulk_density_kg_m3``, ``water_sensing_depth_m``),
@@ -782,27 +930,20 @@ def water_inventory_kg(dataset: xr.Dataset, params: Any = None) -> dict[str, flo
         "map_kg": inventory_kg(column),
         "stable_classes_kg": inventory_kg(column, mask=((cls == CLASS_SURFACE) | (cls == CLASS_SHALLOW))),
     }
-    if "score_psr" in dataset:
-        out["psr_kg"] = inventory_kg(column, mask=(dataset["score_psr"] >= v["psr_fraction_threshold"]))
+    psr_layer = psr * _unit_factor("psr", psr)[0] if psr is not None else dataset.get("score_psr")
+    if psr_layer is not None:
+        out["psr_kg"] = inventory_kg(column, mask=(psr_layer >= v["psr_fraction_threshold"]))
     return out
 
 
 def _mc_ranges(p: ParameterSet) -> dict[str, tuple[float, float]]:
-    """MC range of every scalar parameter that has one, shifted with a user override of its value."""
-    base = defaults("ice")
-    out = {}
-    for name, prm in sorted(p.params.items()):
-        if prm.range is None or isinstance(prm.value, Mapping):
-            continue
-        lo, hi = prm.range
-        shift = float(prm.value) - float(base[name]) if name in base else 0.0
-        lo, hi = lo + shift, hi + shift
-        if prm.min is not None:
-            lo, hi = max(lo, prm.min), max(hi, prm.min)
-        if prm.max is not None:
-            lo, hi = min(lo, prm.max), min(hi, prm.max)
-        out[name] = (lo, hi)
-    return out
+    """MC range of every scalar parameter that has one: the configured range, which
+    :mod:`prospect.config` moves with a user override of its value (or takes from it)."""
+    return {
+        name: (float(prm.range[0]), float(prm.range[1]))
+        for name, prm in sorted(p.params.items())
+        if prm.range is not None and not isinstance(prm.value, Mapping)
+    }
 
 
 def _draws(p: ParameterSet, v: Mapping[str, Any], n: int, seed: int) -> list[dict[str, Any]]:
@@ -825,6 +966,8 @@ def _draws(p: ParameterSet, v: Mapping[str, Any], n: int, seed: int) -> list[dic
         d["weights"] = dict.fromkeys(SCORE_LAYERS, 0.0) | {
             k: float(shares[i, j]) * total for j, k in enumerate(positive)
         }
+        # the class order holds in every draw: a warm shadow never outscores the shallow class
+        d["warm_shadow_class_score"] = min(d["warm_shadow_class_score"], d["shallow_class_score"])
         draws.append(d)
     return draws
 

@@ -54,7 +54,7 @@ from prospect.config import ParameterSet
 from prospect.errors import ConfigError
 from prospect.grid import AnalysisGrid, as_dask, on_grid
 from prospect.memory import peak_rss_mb
-from prospect.resources.ice import CLASS_SURFACE
+from prospect.resources.ice import CLASS_SURFACE, CLASS_WARM_SHADOW
 from prospect.sites import context, distinct, mcda, traverse
 from prospect.sites import features as F
 from prospect.sites.candidates import Lattice, apply_constraints, candidate_frame, disc_stat, disc_stats
@@ -264,10 +264,12 @@ def site_features(
         psr_mask = layers["psr_fraction"] >= p["psr_fraction_threshold"]
         with t.part("PSR distance"):
             frame["psr_distance_km"] = F.distance_to_mask_km(lon, lat, psr_mask, grid, *at)
+    # surface-stable only: class 3 (a shadow equatorward of the cold-trap latitude limit) is not a cold trap
     cold = layers["ice_class"] == CLASS_SURFACE if "ice_class" in layers else psr_mask
     if cold is not None:
         notes["cold_traps"] = (
-            "ice stability class 2 (surface-stable)"
+            f"ice stability class {CLASS_SURFACE} (surface-stable; not class {CLASS_WARM_SHADOW}, shadowed but "
+            "likely too warm)"
             if "ice_class" in layers
             else f"PSR pixels (psr_fraction >= {p['psr_fraction_threshold']:g})"
         )
