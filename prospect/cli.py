@@ -449,13 +449,19 @@ def he3(
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
-    line = f"He-3 inventory {summary['inventory_kg']:.4g} kg (default parameters)"
-    if "inventory_kg_p05" in summary:
-        line += (
-            f"; Monte Carlo ({summary['samples']} samples) p05 {summary['inventory_kg_p05']:.4g} kg, "
-            f"p50 {summary['inventory_kg_p50']:.4g} kg, p95 {summary['inventory_kg_p95']:.4g} kg"
+    for inv in summary["inventories"].values():
+        line = f"He-3 inventory, {inv['depth']}: {inv['inventory_kg']:.4g} kg (default parameters)"
+        if "monte_carlo_kg" in inv:
+            mc = inv["monte_carlo_kg"]
+            line += (
+                f"; Monte Carlo ({summary['samples']} samples) p05 {mc['p05']:.4g} kg, "
+                f"p50 {mc['p50']:.4g} kg, p95 {mc['p95']:.4g} kg"
+            )
+        typer.echo(line)
+        typer.echo(
+            f"  nearside {inv['nearside_kg']:.3g} kg, farside {inv['farside_kg']:.3g} kg; "
+            f"mare {inv['mare_kg']:.3g} kg, highland {inv['highland_kg']:.3g} kg"
         )
-    typer.echo(line)
     typer.echo(f"thickness: {summary['thickness_rule']}; maturity: {summary['maturity_rule']}")
     for name, path in summary["maps"].items():
         typer.echo(f"{path}: {name}")

@@ -1038,7 +1038,15 @@ def run_ice(
 # --- resources: helium-3 ------------------------------------------------------------------------
 
 #: Files ``write_he3`` publishes together (``he3_ppb_p05/p50/p95`` only with a Monte Carlo).
-HE3_OUTPUT_MAPS = ("he3_ppb", "he3_column_kg_m2", "regolith_thickness_m", "fluence_factor", "tio2_wt")
+HE3_OUTPUT_MAPS = (
+    "he3_ppb",
+    "he3_column_kg_m2",
+    "he3_column_counting_kg_m2",
+    "regolith_thickness_m",
+    "mare_fraction",
+    "fluence_factor",
+    "tio2_wt",
+)
 
 
 def write_he3(
@@ -1058,9 +1066,12 @@ def write_he3(
     The maps are :data:`HE3_OUTPUT_MAPS` plus ``he3_ppb_p05/p50/p95`` when ``samples`` > 0
     (default :data:`prospect.resources.he3.MC_SAMPLES`); all files appear together at the
     end or none does (:class:`~prospect.io.writers.TiledGeoTIFFs`). Memory is bounded by
-    the block, not the raster. The summary has ``inventory_kg`` (default parameters) and,
-    with a Monte Carlo, ``inventory_kg_p05/p50/p95``; it is also written to
-    ``outdir/he3_inventory.json``.
+    the block, not the raster. The summary has ``inventory_kg`` (default parameters, whole
+    regolith) and, with a Monte Carlo, ``inventory_kg_p05/p50/p95``; ``inventories`` holds,
+    for the whole regolith and for the counting depth (``counting_depth_m``, a mining depth),
+    the central inventory, its Monte Carlo interval and its split into nearside/farside and
+    mare/highland (:meth:`prospect.resources.he3.He3Result.inventories`). It is also written
+    to ``outdir/he3_inventory.json``.
     """
     from prospect.config import load as load_config
     from prospect.io.writers import TiledGeoTIFFs, atomic_write
@@ -1077,7 +1088,7 @@ def write_he3(
     tags = {
         n: {**{f"prospect_{k}": v for k, v in attrs.items()}, "prospect_long_name": he3.map_long_name(n)} for n in names
     }
-    result = he3.He3Result(coef)
+    result = he3.new_result(inputs, params)
     paths = {n: out / f"{n}.tif" for n in names}
     tallies = {n: _ValidTally() for n in names}
     with TiledGeoTIFFs(
@@ -1106,7 +1117,8 @@ def write_he3(
         summary.update(
             maps={n: str(p) for n, p in paths.items()},
             parameters=params.values(),
-            thickness_rule=inputs.thickness_rule,
+            thickness_rule=inputs.thickness_rule(params),
+            mare_rule=inputs.mare_rule,
             maturity_rule=inputs.maturity_rule,
             inputs=dict(inputs.sources),
             seed=seed,

@@ -23,17 +23,29 @@ Model (``docs/science.md`` section 5)::
   Morris 1978) or OMAT (linear between configured immature and mature OMAT), or the
   stated assumption ``assumed_maturity`` (1: mature, like the anchors) where no
   maturity layer is given.
-- Regolith thickness: a thickness map if one is given; otherwise a mare/highland rule,
-  ``thickness = f_mare * 4.5 m + (1 - f_mare) * 12.5 m`` (Jin, Fa & Wieczorek 2009),
-  with the mare fraction from FeO mixing between the Apollo 16 (highland) and
-  Apollo 11/12 (mare) soils; without FeO, from TiO2 (a crude proxy, flagged in the
-  outputs' ``thickness_rule``).
+- Regolith thickness is a model choice (:data:`THICKNESS_MODELS`, ``thickness_model``):
+  ``ce1_uniform`` (default: a uniform ``thickness_uniform_m`` = 5 m, the Chang'e-1
+  microwave inversions that the Chang'e-era inventories use, mostly 4-6 m), ``feo_rule``
+  (``f_mare * 4.5 m + (1 - f_mare) * 12.5 m``, the older seismic/radar background
+  figures) and ``diviner_rule`` (the same rule with the Diviner cold-spot 12.6 m / 18.5 m),
+  with the mare fraction ``f_mare`` from FeO mixing between the Apollo 16 (highland) and
+  Apollo 11/12 (mare) soils, or from TiO2 without FeO (a crude proxy, flagged in
+  ``thickness_rule``). A supplied thickness map (e.g. from Chang'e-1 MRM brightness
+  temperatures) replaces the models.
+- Counting depth: He-3 is taken as uniform with depth through the regolith (a stated
+  assumption: below 1-2 m its distribution is the largest unknown, Fegley & Swindle 1991),
+  and every inventory is reported twice (:data:`DEPTHS`): over the whole regolith and over
+  ``min(counting_depth_m, thickness)`` (a 3 m mining depth), each split into
+  nearside/farside (``|lon| <= 90``) and mare/highland (by the mare fraction).
 - Uncertainty (:func:`sample_parameters`, :func:`monte_carlo`): every parameter with a
   ``range`` is drawn uniformly, the anchor He-3 values from triangular distributions
-  over their literature ranges, and ``a, c`` are re-calibrated for every draw; the
-  percentiles of the per-pixel concentration and of the inventory describe the spread.
-  The draws are global (one set of coefficients per sample), so the inventory interval
-  is the interval of a correlated model error, not of independent pixel noise.
+  over their literature ranges, the thickness MODEL from ``thickness_model_weights`` (the
+  Monte Carlo draws over the models, not only within one), and ``a, c`` are
+  re-calibrated for every draw; the percentiles of the per-pixel concentration and of
+  each inventory describe the spread. The draws are global (one set of coefficients per
+  sample), so the inventory interval is the interval of a correlated model error, not of
+  independent pixel noise. An overridden value carries its range with it
+  (:mod:`prospect.config`), so the interval is always drawn about the values in use.
 """
 
 from __future__ import annotations
@@ -68,6 +80,12 @@ TABLE_RESOLUTION_DEG = 0.5
 MIN_TABLE_RESOLUTION_DEG, MAX_TABLE_RESOLUTION_DEG = 0.01, 30.0
 #: Block side [px] of the Monte Carlo: samples x block^2 x 4 bytes live at once per worker.
 MC_BLOCK_PX = 512
+#: Regolith-thickness models (``thickness_model`` in ``he3.yaml``); a supplied map replaces them.
+THICKNESS_MODELS = ("ce1_uniform", "feo_rule", "diviner_rule")
+#: The depths every inventory is counted over: the whole regolith, and ``counting_depth_m``.
+DEPTHS = ("whole_regolith", "counting_depth")
+#: The parts of an inventory (``|lon| <= 90`` is the nearside; mare by the mare fraction).
+REGIONS = ("nearside_mare", "nearside_highland", "farside_mare", "farside_highland", "unclassified")
 _ANCHOR_KEYS = {"name", "lon_deg", "lat_deg", "tio2_wt", "maturity", "he3_ppb", "he3_ppb_range", "source"}
 
 
@@ -246,18 +264,74 @@ class He3Inputs:
             check_wt_pct(self.feo_wt, "FeO layer")
 
     @property
-    def thickness_rule(self) -> str:
-        if self.thickness_m is not None:
-            return "regolith thickness map"
+    def mare_rule(self) -> str:
+        """Where the mare fraction (the rule-based thickness models and the inventory split) comes from."""
         if self.feo_wt is not None:
-            return "mare/highland rule from FeO (Apollo soil end-members)"
-        return "mare/highland rule from TiO2 (proxy: no FeO layer given; low-Ti mare may count as highland)"
+            return "mare fraction from FeO (Apollo soil end-members)"
+        return "mare fraction from TiO2 (proxy: no FeO layer given; low-Ti mare may count as highland)"
+
+    def thickness_rule(self, params: ParameterSet) -> str:
+        """The thickness model in use, with its parameters and citation (a supplied map replaces the models)."""
+        if self.thickness_m is not None:
+            return "supplied regolith thickness map (replaces the thickness models)"
+        model = str(params["thickness_model"])
+        text = {
+            "ce1_uniform": f"ce1_uniform: {params['thickness_uniform_m']:g} m everywhere (Chang'e-1 microwave "
+            "inversions, mostly 4-6 m; Fa & Jin 2010)",
+            "feo_rule": f"feo_rule: {params['regolith_thickness_mare_m']:g} m mare / "
+            f"{params['regolith_thickness_highland_m']:g} m highland (older seismic and radar figures)",
+            "diviner_rule": f"diviner_rule: {params['diviner_thickness_mare_m']:g} m mare / "
+            f"{params['diviner_thickness_highland_m']:g} m highland (Diviner cold-spot analyses)",
+        }.get(model, model)
+        return f"{text}; {self.mare_rule}" if model != "ce1_uniform" else text
 
     @property
     def maturity_rule(self) -> str:
         if self.maturity is not None:
             return f"maturity layer ({self.maturity.attrs.get('maturity_kind', 'index')})"
         return "assumed maturity (no OMAT or Is/FeO layer given)"
+
+
+def thickness_model_weights(params: ParameterSet) -> dict[str, float]:
+    """The Monte Carlo probability of each thickness model (``thickness_model_weights``, renormalised)."""
+    w = params["thickness_model_weights"]
+    where = f"{params.origin}: he3.thickness_model_weights"
+    if not isinstance(w, Mapping) or set(w) - set(THICKNESS_MODELS):
+        raise ConfigError(f"{where}: must map the models {list(THICKNESS_MODELS)} to weights, not {w!r}")
+    total = sum(float(v) for v in w.values())
+    if not total > 0:
+        raise ConfigError(f"{where}: every model weight is 0; give at least one a positive weight")
+    central = str(params["thickness_model"])
+    if not float(w.get(central, 0.0)) > 0:
+        raise ConfigError(
+            f"{where}: the central thickness model {central!r} has weight 0, so the Monte Carlo would never draw "
+            "the model of the central estimate; give it a positive weight"
+        )
+    return {m: float(w.get(m, 0.0)) / total for m in THICKNESS_MODELS}
+
+
+def mare_fraction(tio2: Any, feo: Any, p: Mapping[str, Any]) -> Any:
+    """The mare share of a pixel: FeO mixing between the highland and mare soil end-members, or
+    TiO2 mixing where no FeO layer is given (a proxy: low-Ti mare may count as highland)."""
+    if feo is not None:
+        return _mix(feo, p["highland_feo_wt"], p["mare_feo_wt"])
+    return _mix(tio2, p["highland_tio2_wt"], p["mare_tio2_wt"])
+
+
+def regolith_thickness(model: str, mare: Any, p: Mapping[str, Any]) -> Any:
+    """Regolith thickness [m] of thickness ``model`` (:data:`THICKNESS_MODELS`) for a mare fraction.
+
+    ``ce1_uniform``: ``t_uniform`` everywhere (NaN where the mare fraction is, so every model
+    covers the same pixels); ``feo_rule``: ``f t_mare + (1 - f) t_high``; ``diviner_rule``:
+    ``f t_div_mare + (1 - f) t_div_high``.
+    """
+    if model == "ce1_uniform":
+        return np.where(np.isfinite(mare), p["t_uniform"], np.nan)
+    if model == "feo_rule":
+        return mare * p["t_mare"] + (1.0 - mare) * p["t_high"]
+    if model == "diviner_rule":
+        return mare * p["t_div_mare"] + (1.0 - mare) * p["t_div_high"]
+    raise ConfigError(f"he3 thickness model must be one of {list(THICKNESS_MODELS)}, not {model!r}")
 
 
 def _fields(
@@ -274,19 +348,13 @@ def _fields(
     f = fluence_factor(lat, lon, p["half_width_deg"])
     m = p["assumed_maturity"] if mat is None else mat.astype("float64")
     conc = np.maximum(f * (p["a"] * t + p["b"] * m + p["c"]), 0.0)  # a draw with c < 0 cannot go negative
-    if thick is not None:
-        h = thick.astype("float64")
-        mare = np.full_like(t, np.nan)
-    else:
-        if feo is not None:
-            mare = _mix(feo.astype("float64"), p["highland_feo_wt"], p["mare_feo_wt"])
-        else:
-            mare = _mix(t, p["highland_tio2_wt"], p["mare_tio2_wt"])
-        h = mare * p["t_mare"] + (1.0 - mare) * p["t_high"]
-    column = conc * 1e-9 * p["rho"] * h
+    mare = mare_fraction(t, None if feo is None else feo.astype("float64"), p)
+    h = thick.astype("float64") if thick is not None else regolith_thickness(p["thickness_model"], mare, p)
+    mass_per_m = conc * 1e-9 * p["rho"]  # kg m-3 of He-3
     return {
         "he3_ppb": conc,
-        "he3_column_kg_m2": column,
+        "he3_column_kg_m2": mass_per_m * h,
+        "he3_column_counting_kg_m2": mass_per_m * np.minimum(h, p["depth"]),
         "regolith_thickness_m": h,
         "mare_fraction": mare,
         "fluence_factor": f,
@@ -294,17 +362,27 @@ def _fields(
     }
 
 
-def central_draw(params: ParameterSet) -> dict[str, float]:
-    """The default-parameter draw: configured values, anchors at their central He-3."""
+#: The column map of each inventory depth.
+DEPTH_COLUMNS = {"whole_regolith": "he3_column_kg_m2", "counting_depth": "he3_column_counting_kg_m2"}
+
+
+def central_draw(params: ParameterSet) -> dict[str, Any]:
+    """The default-parameter draw: configured values and thickness model, anchors at their central He-3."""
     coef = calibrate(params)
+    thickness_model_weights(params)  # refuse bad weights before any work
     return {
         "a": coef.a_ppb_per_wt,
         "b": coef.b_ppb,
         "c": coef.c_ppb,
         "half_width_deg": coef.magnetotail_half_width_deg,
         "assumed_maturity": float(params["assumed_maturity"]),
+        "thickness_model": str(params["thickness_model"]),
+        "t_uniform": float(params["thickness_uniform_m"]),
         "t_mare": float(params["regolith_thickness_mare_m"]),
         "t_high": float(params["regolith_thickness_highland_m"]),
+        "t_div_mare": float(params["diviner_thickness_mare_m"]),
+        "t_div_high": float(params["diviner_thickness_highland_m"]),
+        "depth": float(params["counting_depth_m"]),
         "rho": float(params["bulk_density_kg_m3"]),
         "mare_feo_wt": float(params["mare_feo_wt"]),
         "highland_feo_wt": float(params["highland_feo_wt"]),
@@ -313,13 +391,14 @@ def central_draw(params: ParameterSet) -> dict[str, float]:
     }
 
 
-def sample_parameters(params: ParameterSet, n: int, seed: int) -> list[dict[str, float]]:
+def sample_parameters(params: ParameterSet, n: int, seed: int) -> list[dict[str, Any]]:
     """``n`` Monte Carlo parameter draws, deterministic for ``seed``.
 
     Uniform over each ``range`` of the configuration (magnetotail half-width, maturity
-    coefficient, assumed maturity, mare and highland thickness, bulk density);
-    triangular over each anchor's ``he3_ppb_range`` with its mode at ``he3_ppb``; then
-    ``a`` and ``c`` re-calibrated through the drawn anchors (:func:`calibrate`).
+    coefficient, assumed maturity, the thickness models' thicknesses, bulk density);
+    triangular over each anchor's ``he3_ppb_range`` with its mode at ``he3_ppb``; the
+    thickness model from ``thickness_model_weights``; then ``a`` and ``c`` re-calibrated
+    through the drawn anchors (:func:`calibrate`).
     """
     if n < 2:
         raise ConfigError(f"Monte Carlo needs at least 2 samples, not {n}")
@@ -333,6 +412,9 @@ def sample_parameters(params: ParameterSet, n: int, seed: int) -> list[dict[str,
         "t_mare": "regolith_thickness_mare_m",
         "t_high": "regolith_thickness_highland_m",
         "rho": "bulk_density_kg_m3",
+        "t_uniform": "thickness_uniform_m",
+        "t_div_mare": "diviner_thickness_mare_m",
+        "t_div_high": "diviner_thickness_highland_m",
     }
     columns: dict[str, np.ndarray] = {}
     for key, name in keys.items():  # fixed order: the draws depend only on the seed
@@ -346,6 +428,8 @@ def sample_parameters(params: ParameterSet, n: int, seed: int) -> list[dict[str,
             for a in anchors
         ]
     )
+    weights = thickness_model_weights(params)
+    models = rng.choice(np.array(THICKNESS_MODELS), size=n, p=[weights[m] for m in THICKNESS_MODELS])
     draws = []
     for i in range(n):
         coef = calibrate(
@@ -353,7 +437,7 @@ def sample_parameters(params: ParameterSet, n: int, seed: int) -> list[dict[str,
         )
         d = dict(base)
         d.update({k: float(v[i]) for k, v in columns.items()})
-        d.update(a=coef.a_ppb_per_wt, b=coef.b_ppb, c=coef.c_ppb)
+        d.update(a=coef.a_ppb_per_wt, b=coef.b_ppb, c=coef.c_ppb, thickness_model=str(models[i]))
         draws.append(d)
     return draws
 
@@ -420,6 +504,25 @@ def _required(block: Mapping[str, np.ndarray | None], key: str) -> np.ndarray:
     return arr
 
 
+def _regions(lon: np.ndarray, mare: np.ndarray) -> dict[str, np.ndarray]:
+    """Weights 0..1 of each part of :data:`REGIONS` at every pixel (they sum to 1)."""
+    near = np.abs((lon + 180.0) % 360.0 - 180.0) <= 90.0
+    known = np.isfinite(mare)
+    mf = np.where(known, mare, 0.0)
+    hf = np.where(known, 1.0 - mare, 0.0)
+    return {
+        "nearside_mare": np.where(near, mf, 0.0),
+        "nearside_highland": np.where(near, hf, 0.0),
+        "farside_mare": np.where(near, 0.0, mf),
+        "farside_highland": np.where(near, 0.0, hf),
+        "unclassified": np.where(known, 0.0, 1.0),
+    }
+
+
+def _mass(column: np.ndarray, weight: np.ndarray) -> float:
+    return float(np.sum(np.where(np.isfinite(column), column * weight, 0.0)))
+
+
 @dataclass
 class BlockResult:
     window: tuple[int, int, int, int]
@@ -428,13 +531,17 @@ class BlockResult:
     inventory_samples_kg: np.ndarray | None
     area_m2: float
     nodata_area_m2: float
+    #: ``{depth: {region: kg}}`` of the central draw (:data:`DEPTHS`, :data:`REGIONS`)
+    parts_kg: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: ``{depth: kg per draw}``
+    depth_samples_kg: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def compute_block(
     inputs: He3Inputs,
     window: tuple[int, int, int, int],
-    central: Mapping[str, float],
-    draws: list[dict[str, float]] | None,
+    central: Mapping[str, Any],
+    draws: list[dict[str, Any]] | None,
     mask: xr.DataArray | None = None,
 ) -> BlockResult:
     """The central maps, the Monte Carlo percentiles and the inventory partial sums of one block."""
@@ -449,26 +556,55 @@ def compute_block(
             )
         )
     valid = np.isfinite(fields["he3_column_kg_m2"])
-    inv = float(np.sum(np.where(valid, fields["he3_column_kg_m2"] * weight, 0.0)))
+    regions = _regions(lon, fields["mare_fraction"])
+    parts = {
+        depth: {r: _mass(fields[col], weight * w) for r, w in regions.items()} for depth, col in DEPTH_COLUMNS.items()
+    }
     maps = {k: v.astype("float32") for k, v in fields.items()}
     maps["tio2_wt"] = tio2.astype("float32")
     samples = None
+    depth_samples: dict[str, np.ndarray] = {}
     if draws:
         stack = np.empty((len(draws),) + tio2.shape, dtype="float32")
-        samples = np.empty(len(draws))
+        depth_samples = {depth: np.empty(len(draws)) for depth in DEPTHS}
         for i, p in enumerate(draws):
             fi = _fields(tio2, b["feo"], b["mat"], b["thick"], lon, lat, p)
             stack[i] = fi["he3_ppb"]
-            samples[i] = np.sum(np.where(valid, fi["he3_column_kg_m2"] * weight, 0.0))
+            for depth, col in DEPTH_COLUMNS.items():
+                depth_samples[depth][i] = _mass(fi[col], weight)
+        samples = depth_samples["whole_regolith"]
         q = np.percentile(stack, PERCENTILES, axis=0)
         for name, pct in zip(("p05", "p50", "p95"), q):
             maps[f"he3_ppb_{name}"] = pct.astype("float32")
-    return BlockResult(window, maps, inv, samples, float(np.sum(weight)), float(np.sum(np.where(valid, 0.0, weight))))
+    return BlockResult(
+        window,
+        maps,
+        _mass(fields["he3_column_kg_m2"], weight),
+        samples,
+        float(np.sum(weight)),
+        float(np.sum(np.where(valid, 0.0, weight))),
+        parts,
+        depth_samples,
+    )
+
+
+def _interval(samples: np.ndarray) -> dict[str, float]:
+    p05, p50, p95 = np.percentile(samples, PERCENTILES)
+    return {"p05": float(p05), "p50": float(p50), "p95": float(p95)}
+
+
+def new_result(inputs: He3Inputs, params: ParameterSet) -> He3Result:
+    """An empty :class:`He3Result` for ``inputs`` under ``params`` (blocks are added to it)."""
+    return He3Result(
+        calibrate(params),
+        counting_depth_m=float(params["counting_depth_m"]),
+        thickness_model="thickness map" if inputs.thickness_m is not None else str(params["thickness_model"]),
+    )
 
 
 @dataclass
 class He3Result:
-    """Maps (in memory), the central inventory and the Monte Carlo inventory samples."""
+    """Maps (in memory), the central inventories and the Monte Carlo inventory samples."""
 
     coefficients: Coefficients
     maps: xr.Dataset = field(default_factory=xr.Dataset)
@@ -476,6 +612,10 @@ class He3Result:
     inventory_samples_kg: np.ndarray | None = None
     area_m2: float = 0.0
     nodata_area_m2: float = 0.0
+    parts_kg: dict[str, dict[str, float]] = field(default_factory=dict)
+    depth_samples_kg: dict[str, np.ndarray] = field(default_factory=dict)
+    counting_depth_m: float = float("nan")
+    thickness_model: str = ""
 
     def add(self, res: BlockResult) -> None:
         """Add one block's inventory partial sums (central, per Monte Carlo draw, areas)."""
@@ -488,18 +628,52 @@ class He3Result:
                 if self.inventory_samples_kg is None
                 else self.inventory_samples_kg + res.inventory_samples_kg
             )
+        for depth, parts in res.parts_kg.items():
+            acc = self.parts_kg.setdefault(depth, dict.fromkeys(REGIONS, 0.0))
+            for r, kg in parts.items():
+                acc[r] += kg
+        for depth, draws in res.depth_samples_kg.items():
+            total = self.depth_samples_kg.get(depth)
+            self.depth_samples_kg[depth] = draws.copy() if total is None else total + draws
+
+    def inventories(self) -> dict[str, dict[str, Any]]:
+        """Per depth (:data:`DEPTHS`): the central inventory, its Monte Carlo interval and its
+        split into nearside/farside and mare/highland (kg)."""
+        out: dict[str, dict[str, Any]] = {}
+        for depth in DEPTHS:
+            parts = self.parts_kg.get(depth, dict.fromkeys(REGIONS, 0.0))
+            entry: dict[str, Any] = {
+                "depth": "whole regolith" if depth == "whole_regolith" else f"upper {self.counting_depth_m:g} m",
+                "inventory_kg": sum(parts.values()),
+                "by_region_kg": dict(parts),
+                "nearside_kg": parts["nearside_mare"] + parts["nearside_highland"],
+                "farside_kg": parts["farside_mare"] + parts["farside_highland"],
+                "mare_kg": parts["nearside_mare"] + parts["farside_mare"],
+                "highland_kg": parts["nearside_highland"] + parts["farside_highland"],
+            }
+            if depth in self.depth_samples_kg:
+                entry["monte_carlo_kg"] = _interval(np.asarray(self.depth_samples_kg[depth]))
+            out[depth] = entry
+        return out
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"inventory_kg": self.inventory_kg}
         if self.inventory_samples_kg is not None:
-            p05, p50, p95 = np.percentile(self.inventory_samples_kg, PERCENTILES)
+            iv = _interval(self.inventory_samples_kg)
             out.update(
-                inventory_kg_p05=float(p05),
-                inventory_kg_p50=float(p50),
-                inventory_kg_p95=float(p95),
+                inventory_kg_p05=iv["p05"],
+                inventory_kg_p50=iv["p50"],
+                inventory_kg_p95=iv["p95"],
                 samples=int(len(self.inventory_samples_kg)),
             )
-        out.update(area_m2=self.area_m2, nodata_area_m2=self.nodata_area_m2, coefficients=self.coefficients.as_dict())
+        out.update(
+            inventories=self.inventories(),
+            counting_depth_m=self.counting_depth_m,
+            thickness_model=self.thickness_model,
+            area_m2=self.area_m2,
+            nodata_area_m2=self.nodata_area_m2,
+            coefficients=self.coefficients.as_dict(),
+        )
         return out
 
 
@@ -542,7 +716,7 @@ def he3_maps(
     params = params or load_config("he3")
     grid = inputs.grid
     arrays: dict[str, np.ndarray] = {}
-    result = He3Result(calibrate(params))
+    result = new_result(inputs, params)
     for res in iter_blocks(inputs, params, samples=samples, seed=seed, mask=mask):
         r0, r1, c0, c1 = res.window
         for k, v in res.maps.items():
@@ -583,7 +757,12 @@ def map_attrs(
         "c_ppb": round(coef.c_ppb, 6),
         "magnetotail_half_width_deg": coef.magnetotail_half_width_deg,
         "calibration": "a, c fitted through the configured anchors (prospect.resources.he3.calibrate)",
-        "thickness_rule": inputs.thickness_rule,
+        "thickness_rule": inputs.thickness_rule(params),
+        "mare_rule": inputs.mare_rule,
+        "thickness_model_monte_carlo": "a supplied map in every draw"
+        if inputs.thickness_m is not None
+        else ", ".join(f"{m} {w:.2f}" for m, w in thickness_model_weights(params).items()),
+        "counting_depth_m": float(params["counting_depth_m"]),
         "maturity_rule": inputs.maturity_rule,
         "bulk_density_kg_m3": float(params["bulk_density_kg_m3"]),
         "monte_carlo_samples": samples,
@@ -591,7 +770,8 @@ def map_attrs(
         "inputs": "; ".join(f"{k}={v}" for k, v in sorted(inputs.sources.items())) or "in-memory layers",
         "citations": (
             "Johnson, Swindle & Lucey 1999 GRL 26:385; Fa & Jin 2007 Icarus 190:15; Cameron 1991; "
-            "Jin, Fa & Wieczorek 2009; Lunar Sourcebook table 7.15"
+            "Fa & Jin 2010 (Chang'e-1 microwave regolith thickness); Hurley & Farrell 2013 (magnetotail); "
+            "Fegley & Swindle 1991 (depth); Carrier, Olhoeft & Mendell 1991 (density); Lunar Sourcebook table 7.15"
         ),
     }
 
