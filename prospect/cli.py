@@ -450,7 +450,7 @@ def he3(
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
     for inv in summary["inventories"].values():
-        line = f"He-3 inventory, {inv['depth']}: {inv['inventory_kg']:.4g} kg (default parameters)"
+        line = f"He-3 inventory, {inv['depth']}: {inv['inventory_kg']:.4g} kg (central estimate)"
         if "monte_carlo_kg" in inv:
             mc = inv["monte_carlo_kg"]
             line += (

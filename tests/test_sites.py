@@ -573,3 +573,30 @@ def test_part_timer_logs_each_part_and_prints_with_progress(capsys, caplog):
         pass
     assert "sites: explanations" in caplog.text
     assert capsys.readouterr().err == ""
+
+
+def test_cold_trap_latitude_limit_matches_the_ice_model():
+    """Without an ice map the site stage's cold traps are PSR pixels poleward of the same limit
+    the ice model applies (Hayne et al. 2021): the two parameters must not drift apart."""
+    from prospect import config
+
+    assert (
+        config.load("sites")["cold_trap_min_abs_latitude_deg"] == config.load("ice")["cold_trap_min_abs_latitude_deg"]
+    )
+
+
+def test_without_an_ice_map_cold_traps_are_psr_pixels_poleward_of_the_limit(best_ranking):
+    """The scene lies within 15 km of the south pole (|lat| > 89.5 deg): at the default limit every
+    PSR pixel is a cold trap (the cold-trap distance is the PSR distance); with a limit of 89.95 deg
+    (1.5 km around the pole, where the scene has no PSR) no PSR pixel is a cold trap: no cold-trap
+    distance, while the PSR distances stay."""
+    sites = best_ranking.sites
+    np.testing.assert_allclose(sites["cold_trap_distance_km"], sites["psr_distance_km"], atol=1e-9)
+    assert "poleward of 80 deg" in best_ranking.record["notes"]["cold_traps"]
+    strict = rank_sites(
+        scene([BEST], OTHERS), {"sites": {**FAST["sites"], "cold_trap_min_abs_latitude_deg": 89.95}}, seed=7
+    )
+    a, b = (r.set_index("site_id").sort_index()["psr_distance_km"] for r in (sites, strict.sites))
+    np.testing.assert_allclose(b.to_numpy(), a.to_numpy())
+    assert strict.sites["cold_trap_distance_km"].isna().all()
+    assert "poleward of 89.95 deg" in strict.record["notes"]["cold_traps"]

@@ -265,19 +265,24 @@ def site_features(
         with t.part("PSR distance"):
             frame["psr_distance_km"] = F.distance_to_mask_km(lon, lat, psr_mask, grid, *at)
     # surface-stable only: class 3 (a shadow equatorward of the cold-trap latitude limit) is not a cold trap
-    cold = layers["ice_class"] == CLASS_SURFACE if "ice_class" in layers else psr_mask
+    cold = None
+    if "ice_class" in layers:
+        cold = layers["ice_class"] == CLASS_SURFACE
+    elif psr_mask is not None:  # no ice map: PSR pixels, only where the cold-trap rule can hold
+        limit = float(p["cold_trap_min_abs_latitude_deg"])
+        px_lat = grid.lonlat(chunks=as_dask(psr_mask).chunksize)[1]
+        cold = psr_mask & (abs(px_lat) >= limit)
     if cold is not None:
         notes["cold_traps"] = (
             f"ice stability class {CLASS_SURFACE} (surface-stable; not class {CLASS_WARM_SHADOW}, shadowed but "
             "likely too warm)"
             if "ice_class" in layers
-            else f"PSR pixels (psr_fraction >= {p['psr_fraction_threshold']:g})"
+            else f"PSR pixels (psr_fraction >= {p['psr_fraction_threshold']:g}) poleward of "
+            f"{p['cold_trap_min_abs_latitude_deg']:g} deg (Hayne et al. 2021: shadows equatorward are typically "
+            "too warm)"
         )
         with t.part("cold-trap distance"):
-            if cold is psr_mask:  # no ice map: the cold traps are the PSR pixels, already measured
-                frame["cold_trap_distance_km"] = frame["psr_distance_km"].to_numpy().copy()
-            else:
-                frame["cold_trap_distance_km"] = F.distance_to_mask_km(lon, lat, cold, grid, *at)
+            frame["cold_trap_distance_km"] = F.distance_to_mask_km(lon, lat, cold, grid, *at)
         with t.part("traverse cost"):
             cost, res, traverse_field = F.traverse_cost_km(
                 slope,
