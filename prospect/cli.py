@@ -306,6 +306,15 @@ def illumination(
             f"{MAX_TIME_SAMPLES:,} steps (default {DEFAULT_STEP_HOURS:g}).",
         ),
     ] = None,
+    darkness_min_disk_fraction: Annotated[
+        float | None,
+        typer.Option(
+            "--darkness-min-disk-fraction",
+            help="longest_darkness_h counts a time step as dark while less than this share (0 to 1) of the "
+            "solar disk is up: 0.5 for darkness as a solar panel sees it (a sliver of Sun does not run a base) "
+            "(default 0: dark only with no limb up).",
+        ),
+    ] = None,
     height: Annotated[
         float | None,
         typer.Option(
@@ -372,6 +381,7 @@ def illumination(
         "start": start,
         "years": years,
         "step": step_hours,
+        "darkness_min_disk_fraction": darkness_min_disk_fraction,
         "height": height,
         "tile": tile,
         "memory": memory,

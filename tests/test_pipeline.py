@@ -93,6 +93,10 @@ BASE = {"pipeline": "t", "data": {"dem": "lunar_toolkit_lola_south_1600m"}, "sta
         ({"stagez": {}}, "(top level): unknown key 'stagez'"),
         ({"stages": {"illumination": {"azimuth": 64}}}, "stages.illumination: unknown key 'azimuth'"),
         (
+            {"stages": {"illumination": {"darkness_min_disk_fraction": 1.5}}},
+            "stages.illumination.darkness_min_disk_fraction: 1.5 is greater than the maximum of 1",
+        ),
+        (
             {"stages": {"illumination": {"step": {"value": 24, "unit": "kg"}}}},
             "stages.illumination.step: unit 'kg' is not a duration",
         ),

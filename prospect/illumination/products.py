@@ -7,7 +7,10 @@ Products (``docs/science.md`` section 3), each a DataArray on the DEM's grid:
     distance) over the span.
 ``longest_darkness_h`` [h]
     The longest run of consecutive time samples with no part of the disk above the
-    horizon (a run that wraps from the end of the span to its start is not joined).
+    horizon (a run that wraps from the end of the span to its start is not joined); with
+    ``darkness_min_disk_fraction`` > 0 (:class:`SunSamples`), the longest run with less
+    than that share of the disk up (a sliver of Sun does not run a base; the disk's
+    centre ``disk_offset(f)`` radii above the horizon, at the mean solar radius).
 ``psr_mask`` [bool]
     Never lit over the span: the upper limb of the Sun stays below the horizon at every
     sub-solar longitude, for the largest sub-solar latitude reached
@@ -60,6 +63,9 @@ class SunSamples:
     earth_lon_deg: np.ndarray  # sub-Earth longitude per sample
     earth_lat_deg: np.ndarray
     earth_distance_km: np.ndarray
+    #: the share of the solar disk below which a time step counts as dark for ``longest_darkness_h``
+    #: (0: dark only with no limb up; :func:`disk_offset`)
+    darkness_min_disk_fraction: float = 0.0
 
     @functools.cached_property
     def beta_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -73,7 +79,10 @@ class SunSamples:
         return kappas, us, _beta_table(self.beta_deg, rho_mean, kappas, us)
 
     @classmethod
-    def from_ephemeris(cls, se: SunEarth) -> SunSamples:
+    def from_ephemeris(cls, se: SunEarth, *, darkness_min_disk_fraction: float = 0.0) -> SunSamples:
+        """The samples of ``se``; ``darkness_min_disk_fraction`` (0..1): a time step is dark for
+        ``longest_darkness_h`` while less than this share of the disk is up (0: no limb up)."""
+        check_disk_fraction(darkness_min_disk_fraction)
         jd = np.asarray(se.jd_tt, dtype="float64")
         steps = np.diff(jd) * 24.0
         if len(jd) < 2 or np.ptp(steps) > 1e-6 * max(1.0, steps.mean()):
@@ -88,7 +97,38 @@ class SunSamples:
             np.asarray(elon),
             np.asarray(elat),
             np.asarray(se.earth_distance_km),
+            float(darkness_min_disk_fraction),
         )
+
+
+def check_disk_fraction(value: Any, name: str = "darkness_min_disk_fraction") -> float:
+    """A share of the solar disk, 0..1 (a one-line :class:`ConfigError` naming ``name`` otherwise)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if isinstance(value, bool) or not 0.0 <= v <= 1.0:  # NaN fails too
+        raise ConfigError(f"{name} must be a number from 0 to 1 (a share of the solar disk), not {value!r}")
+    return v
+
+
+def disk_offset(min_fraction: float) -> float:
+    """The height of the disk's centre above a straight horizon, in disk radii, at which
+    :func:`disk_fraction` reaches ``min_fraction``: -1 at 0 (the upper limb on the horizon), 0 at
+    0.5, 1 at 1. Bisection to 1e-15 (the fraction rises monotonically with the height)."""
+    f = check_disk_fraction(min_fraction)
+    if f == 0.0:
+        return -1.0
+    if f == 1.0:
+        return 1.0
+    lo, hi = -1.0, 1.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if float(disk_fraction(np.array(mid))) < f:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
 
 
 def disk_fraction(d: np.ndarray) -> np.ndarray:
@@ -188,6 +228,7 @@ def _products_kernel(
     e_dist,
     radius_km,
     node_px,
+    dark_u,
     frac,
     dark,
     psr,
@@ -280,6 +321,7 @@ def _products_kernel(
                 t_bin,
                 t_beta,
                 e_w,
+                dark_u,
                 frac,
                 dark,
                 psr,
@@ -342,6 +384,7 @@ def _products_row(
     t_bin,
     t_beta,
     e_w,
+    dark_u,
     frac,
     dark,
     psr,
@@ -421,7 +464,8 @@ def _products_row(
             kp = n_kp[k, i] + f * d_kp[k, i]
             hh = _row_horizon_at(hrow, c, n_az[k, i] + f * d_az[k, i])
             kap[i, c] = kp
-            thr[i, c] = hh - e0 - rho_mean
+            # dark while the disk's centre is at most dark_u radii above the horizon (-1: no limb up)
+            thr[i, c] = hh - e0 + dark_u * rho_mean
             if e0 + abs(kp) * beta_max + rho_max > hh:
                 lit_possible = True
             # E_beta[disk fraction] from the table (bilinear, clamped)
@@ -618,6 +662,7 @@ def _prepare(horizon: xr.DataArray, samples: SunSamples, n_lambda: int, earth_bi
         e_dist,
         grid.crs.radius_m / 1000.0,
         NODE_PX,
+        disk_offset(samples.darkness_min_disk_fraction),
     )
     return _Prepared(template, az, lat, args)
 
@@ -695,8 +740,9 @@ def illumination_products(
             "illumination_fraction": wrap(
                 frac, "illumination_fraction", "1", "time-averaged visible fraction of the solar disk"
             ),
-            "longest_darkness_h": wrap(
-                dark_h, "longest_darkness_h", "h", "longest continuous darkness (no solar limb)"
+            "longest_darkness_h": _darkness_attrs(
+                wrap(dark_h, "longest_darkness_h", "h", "longest continuous darkness (no solar limb)"),
+                samples.darkness_min_disk_fraction,
             ),
             "psr_mask": psr_da,
             "earth_visibility_fraction": wrap(
@@ -706,7 +752,20 @@ def illumination_products(
     )
 
 
-def products_at_pixels_brute_force(horizon: xr.DataArray, se: SunEarth, pixels: list[tuple[int, int]]) -> dict:
+def _darkness_attrs(da: xr.DataArray, min_fraction: float) -> xr.DataArray:
+    """``longest_darkness_h`` says which darkness it counts: no limb up, or less than a share of the disk."""
+    da.attrs["darkness_min_disk_fraction"] = float(min_fraction)
+    if min_fraction > 0.0:
+        da.attrs["long_name"] = (
+            f"longest continuous darkness (less than {min_fraction:g} of the solar disk up: a sliver of Sun "
+            "does not run a base)"
+        )
+    return da
+
+
+def products_at_pixels_brute_force(
+    horizon: xr.DataArray, se: SunEarth, pixels: list[tuple[int, int]], *, darkness_min_disk_fraction: float = 0.0
+) -> dict:
     """Reference: the products at a few pixels from every time sample, exact Sun directions.
 
     No linearisation in ``beta`` and no longitude bins: for each sample the Sun's
@@ -728,8 +787,9 @@ def products_at_pixels_brute_force(horizon: xr.DataArray, se: SunEarth, pixels: 
         h = np.array([_horizon_at(hz, r, c, a + gamma[r, c], step) for a in np.asarray(az)])
         f = _disk_fraction((np.asarray(el) - h) / rho)
         lit = np.asarray(el) + rho > h
+        usable = lit if darkness_min_disk_fraction == 0.0 else lit & (f >= darkness_min_disk_fraction)
         best = run = 0
-        for v in lit:
+        for v in usable:
             run = 0 if v else run + 1
             best = max(best, run)
         eaz, eel = earth_azimuth_elevation(lon[r, c], lat[r, c], se.earth, se.earth_distance_km)

@@ -185,10 +185,20 @@ def _finite_number(value: Any, name: str, minimum: float, maximum: float) -> flo
     return number
 
 
+def _darkness_min_disk_fraction(p: Mapping[str, Any]) -> float:
+    """The illumination stage's ``darkness_min_disk_fraction`` (0..1, default 0: dark with no limb up)."""
+    from prospect.illumination.products import check_disk_fraction
+
+    value = p.get("darkness_min_disk_fraction")
+    return 0.0 if value is None else check_disk_fraction(value)
+
+
 def _check_illumination(p: Mapping[str, Any]) -> dict[str, Any]:
     """The illumination stage's span and tiling checked; returns the keywords of ``horizon_tiling``."""
     from prospect.illumination.ephemeris import check_time_span
     from prospect.illumination.maps import check_tiling_params
+
+    _darkness_min_disk_fraction(p)
 
     check_time_span(
         **{k: p[k] for k in ("start", "years") if k in p}, **({"step_hours": p["step"]} if "step" in p else {})
@@ -461,6 +471,8 @@ def _run_key(dem: xr.DataArray, samples: Any, params: Mapping[str, Any]) -> str:
     for arr in (samples.beta_deg, samples.lambda_deg, samples.earth_lon_deg, samples.earth_lat_deg):
         h.update(np.ascontiguousarray(arr, dtype="float64").tobytes())
     h.update(repr(samples.step_h).encode())
+    if samples.darkness_min_disk_fraction:  # 0 (the default) keeps the keys of earlier runs
+        h.update(f"darkness_min_disk_fraction={samples.darkness_min_disk_fraction!r}".encode())
     return h.hexdigest()[:16]
 
 
@@ -773,6 +785,7 @@ def run_illumination(
     p = _params(params)
     span: dict[str, Any] = {k: p[k] for k in ("start", "years") if k in p}
     options = _check_illumination(p)
+    darkness = _darkness_min_disk_fraction(p)
     folder = check_output(out)
     # the DEM is read in this process even with a cluster connected: the tiles are sent to the
     # cluster explicitly, with their windows (write_illumination), so workers need no shared files
@@ -788,7 +801,7 @@ def run_illumination(
         return write_illumination(
             dem,
             folder,
-            SunSamples.from_ephemeris(se),
+            SunSamples.from_ephemeris(se, darkness_min_disk_fraction=darkness),
             source=str(p.get("source_label", sources["dem"])),
             progress=progress,
             **options,
