@@ -110,7 +110,7 @@ from prospect.illumination.ephemeris import (
 )
 from prospect.illumination.horizon import POLAR_KERNEL, check_max_distance, check_observer_height, kernel_geometry
 from prospect.illumination.maps import MAX_AZIMUTHS, MAX_DISTANCE_LIMIT_M, MAX_OBSERVER_HEIGHT_M
-from prospect.illumination.products import disk_fraction
+from prospect.illumination.products import check_disk_fraction, disk_fraction
 from prospect.terrain.metric import heights_in_metres
 
 __all__ = [
@@ -587,13 +587,7 @@ def _longest_false_run(lit: np.ndarray) -> int:
 
 
 def _check_min_disk_fraction(value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = math.nan
-    if isinstance(value, bool) or not 0.0 <= v <= 1.0:  # NaN fails too
-        raise ConfigError(f"min_disk_fraction must be a number from 0 to 1 (share of the solar disk), not {value!r}")
-    return v
+    return check_disk_fraction(value, "min_disk_fraction")
 
 
 def usable_sun(disk_fraction: np.ndarray, min_disk_fraction: float = DEFAULT_MIN_DISK_FRACTION) -> np.ndarray:
