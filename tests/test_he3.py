@@ -545,3 +545,19 @@ def test_real_inventory_breakdown_published_range_and_an_override_interval(share
     assert thin["inventories"]["whole_regolith"]["inventory_kg"] == pytest.approx(
         whole["inventory_kg"] * 3.0 / 5.0, rel=1e-6
     )
+
+
+def test_mass_without_a_mare_fraction_is_unclassified_but_keeps_its_side():
+    """A supplied thickness map over an FeO gap: that mass has no mare fraction, so it is
+    unclassified, yet nearside + farside is still the whole inventory."""
+    inputs = _synthetic_inputs()
+    feo = inputs.feo_wt.copy()
+    lon = np.broadcast_to(feo.x.values, feo.shape)
+    feo.values[np.abs(lon) > 150] = np.nan  # a gap on the farside
+    gapped = he3.He3Inputs(inputs.tio2_wt, feo, thickness_m=_layer(inputs.grid, 6.0, units="m"))
+    for entry in he3.he3_maps(gapped, config.load("he3")).inventories().values():
+        assert entry["by_region_kg"]["unclassified"] > 0
+        assert entry["nearside_kg"] + entry["farside_kg"] == pytest.approx(entry["inventory_kg"], rel=1e-9)
+        assert entry["mare_kg"] + entry["highland_kg"] + entry["by_region_kg"]["unclassified"] == pytest.approx(
+            entry["inventory_kg"], rel=1e-9
+        )

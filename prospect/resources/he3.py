@@ -84,8 +84,11 @@ MC_BLOCK_PX = 512
 THICKNESS_MODELS = ("ce1_uniform", "feo_rule", "diviner_rule")
 #: The depths every inventory is counted over: the whole regolith, and ``counting_depth_m``.
 DEPTHS = ("whole_regolith", "counting_depth")
-#: The parts of an inventory (``|lon| <= 90`` is the nearside; mare by the mare fraction).
+#: The parts of an inventory (``|lon| <= 90`` is the nearside; mare by the mare fraction; unclassified
+#: where the mare fraction is unknown, e.g. a supplied thickness map over an FeO gap).
 REGIONS = ("nearside_mare", "nearside_highland", "farside_mare", "farside_highland", "unclassified")
+#: The partial sums kept per block: each side's mare, highland and unclassified mass.
+_PARTS = tuple(f"{side}_{kind}" for side in ("nearside", "farside") for kind in ("mare", "highland", "unclassified"))
 _ANCHOR_KEYS = {"name", "lon_deg", "lat_deg", "tio2_wt", "maturity", "he3_ppb", "he3_ppb_range", "source"}
 
 
@@ -505,18 +508,16 @@ def _required(block: Mapping[str, np.ndarray | None], key: str) -> np.ndarray:
 
 
 def _regions(lon: np.ndarray, mare: np.ndarray) -> dict[str, np.ndarray]:
-    """Weights 0..1 of each part of :data:`REGIONS` at every pixel (they sum to 1)."""
+    """Weights 0..1 of each part of :data:`_PARTS` at every pixel (they sum to 1)."""
     near = np.abs((lon + 180.0) % 360.0 - 180.0) <= 90.0
     known = np.isfinite(mare)
-    mf = np.where(known, mare, 0.0)
-    hf = np.where(known, 1.0 - mare, 0.0)
-    return {
-        "nearside_mare": np.where(near, mf, 0.0),
-        "nearside_highland": np.where(near, hf, 0.0),
-        "farside_mare": np.where(near, 0.0, mf),
-        "farside_highland": np.where(near, 0.0, hf),
+    kinds = {
+        "mare": np.where(known, mare, 0.0),
+        "highland": np.where(known, 1.0 - mare, 0.0),
         "unclassified": np.where(known, 0.0, 1.0),
     }
+    return {f"{side}_{kind}": np.where(near == (side == "nearside"), w, 0.0) for side in ("nearside", "farside")
+            for kind, w in kinds.items()}  # fmt: skip
 
 
 def _mass(column: np.ndarray, weight: np.ndarray) -> float:
@@ -527,11 +528,9 @@ def _mass(column: np.ndarray, weight: np.ndarray) -> float:
 class BlockResult:
     window: tuple[int, int, int, int]
     maps: dict[str, np.ndarray]
-    inventory_kg: float
-    inventory_samples_kg: np.ndarray | None
     area_m2: float
     nodata_area_m2: float
-    #: ``{depth: {region: kg}}`` of the central draw (:data:`DEPTHS`, :data:`REGIONS`)
+    #: ``{depth: {part: kg}}`` of the central draw (:data:`DEPTHS`, :data:`_PARTS`)
     parts_kg: dict[str, dict[str, float]] = field(default_factory=dict)
     #: ``{depth: kg per draw}``
     depth_samples_kg: dict[str, np.ndarray] = field(default_factory=dict)
@@ -562,7 +561,6 @@ def compute_block(
     }
     maps = {k: v.astype("float32") for k, v in fields.items()}
     maps["tio2_wt"] = tio2.astype("float32")
-    samples = None
     depth_samples: dict[str, np.ndarray] = {}
     if draws:
         stack = np.empty((len(draws),) + tio2.shape, dtype="float32")
@@ -572,15 +570,12 @@ def compute_block(
             stack[i] = fi["he3_ppb"]
             for depth, col in DEPTH_COLUMNS.items():
                 depth_samples[depth][i] = _mass(fi[col], weight)
-        samples = depth_samples["whole_regolith"]
         q = np.percentile(stack, PERCENTILES, axis=0)
         for name, pct in zip(("p05", "p50", "p95"), q):
             maps[f"he3_ppb_{name}"] = pct.astype("float32")
     return BlockResult(
         window,
         maps,
-        _mass(fields["he3_column_kg_m2"], weight),
-        samples,
         float(np.sum(weight)),
         float(np.sum(np.where(valid, 0.0, weight))),
         parts,
@@ -608,8 +603,6 @@ class He3Result:
 
     coefficients: Coefficients
     maps: xr.Dataset = field(default_factory=xr.Dataset)
-    inventory_kg: float = 0.0
-    inventory_samples_kg: np.ndarray | None = None
     area_m2: float = 0.0
     nodata_area_m2: float = 0.0
     parts_kg: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -617,19 +610,22 @@ class He3Result:
     counting_depth_m: float = float("nan")
     thickness_model: str = ""
 
+    @property
+    def inventory_kg(self) -> float:
+        """The central whole-regolith inventory [kg]."""
+        return sum(self.parts_kg.get("whole_regolith", {}).values())
+
+    @property
+    def inventory_samples_kg(self) -> np.ndarray | None:
+        """The whole-regolith inventory of each Monte Carlo draw [kg] (None without a Monte Carlo)."""
+        return self.depth_samples_kg.get("whole_regolith")
+
     def add(self, res: BlockResult) -> None:
         """Add one block's inventory partial sums (central, per Monte Carlo draw, areas)."""
-        self.inventory_kg += res.inventory_kg
         self.area_m2 += res.area_m2
         self.nodata_area_m2 += res.nodata_area_m2
-        if res.inventory_samples_kg is not None:
-            self.inventory_samples_kg = (
-                res.inventory_samples_kg.copy()
-                if self.inventory_samples_kg is None
-                else self.inventory_samples_kg + res.inventory_samples_kg
-            )
         for depth, parts in res.parts_kg.items():
-            acc = self.parts_kg.setdefault(depth, dict.fromkeys(REGIONS, 0.0))
+            acc = self.parts_kg.setdefault(depth, dict.fromkeys(_PARTS, 0.0))
             for r, kg in parts.items():
                 acc[r] += kg
         for depth, draws in res.depth_samples_kg.items():
@@ -641,13 +637,15 @@ class He3Result:
         split into nearside/farside and mare/highland (kg)."""
         out: dict[str, dict[str, Any]] = {}
         for depth in DEPTHS:
-            parts = self.parts_kg.get(depth, dict.fromkeys(REGIONS, 0.0))
+            parts = self.parts_kg.get(depth, dict.fromkeys(_PARTS, 0.0))
+            by_region = {r: parts[r] for r in REGIONS[:4]}
+            by_region["unclassified"] = parts["nearside_unclassified"] + parts["farside_unclassified"]
             entry: dict[str, Any] = {
                 "depth": "whole regolith" if depth == "whole_regolith" else f"upper {self.counting_depth_m:g} m",
                 "inventory_kg": sum(parts.values()),
-                "by_region_kg": dict(parts),
-                "nearside_kg": parts["nearside_mare"] + parts["nearside_highland"],
-                "farside_kg": parts["farside_mare"] + parts["farside_highland"],
+                "by_region_kg": by_region,
+                "nearside_kg": sum(v for k, v in parts.items() if k.startswith("nearside")),
+                "farside_kg": sum(v for k, v in parts.items() if k.startswith("farside")),
                 "mare_kg": parts["nearside_mare"] + parts["farside_mare"],
                 "highland_kg": parts["nearside_highland"] + parts["farside_highland"],
             }

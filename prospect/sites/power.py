@@ -142,8 +142,8 @@ MAX_POWER_AZIMUTHS = MAX_AZIMUTHS
 #: Fewest azimuths accepted from the configuration (one ray per azimuth is cheap at a point).
 MIN_POWER_AZIMUTHS = 8
 #: Share of the solar disk that must be up for a step's sunlight to count as usable, by default:
-#: the packaged value of ``sites.power_min_disk_fraction`` (see its source there).
-DEFAULT_MIN_DISK_FRACTION = 0.5
+#: the packaged value of ``sites.power_min_disk_fraction`` (see its source there), read from it.
+DEFAULT_MIN_DISK_FRACTION = float(_config.defaults("sites")["power_min_disk_fraction"])
 #: The smallest normal float32: the disk fraction of a step with a limb up that rounds to 0.
 _TINY_FRACTION = float(np.finfo(np.float32).tiny)
 _POLAR = POLAR_KERNEL  # a plain int for the numba kernel
